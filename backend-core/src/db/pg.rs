@@ -1,0 +1,1 @@
+//! sqlx implementation (to be written).
