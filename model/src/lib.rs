@@ -84,3 +84,85 @@ pub struct EngineConfig {
     /// Seeds every choice PostgreSQL leaves open.
     pub seed: u64,
 }
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { seed: 0 }
+    }
+}
+
+/// The engine: catalog, MVCC heap, lock manager, SSI tracker, sessions and virtual time.
+///
+/// All methods are synchronous and deterministic: the same sequence of calls with the same
+/// config gives the same results.
+pub struct Engine {
+    config: EngineConfig,
+    now: Duration,
+    next_session: SessionId,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine { config, now: Duration::ZERO, next_session: 1 }
+    }
+
+    /// Opens a session (a client connection).
+    pub fn open_session(&mut self) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        id
+    }
+
+    /// Disconnects a session: aborts its open transaction and releases every lock it holds
+    /// (session-level advisory locks included). Statements this releases show up in
+    /// [`Engine::take_completions`].
+    pub fn close_session(&mut self, session: SessionId) {
+        let _ = session;
+    }
+
+    /// Runs one or more `;`-separated statements (simple-query style: the last statement's
+    /// result is the response). `params` bind `$1`, `$2`, … in every statement.
+    pub fn submit(&mut self, session: SessionId, sql: &str, params: &[Value]) -> Step {
+        let _ = (session, sql, params, self.config.seed);
+        Step::Done(Err(SqlError {
+            code: "0A000".into(),
+            message: "the model engine is not implemented yet".into(),
+            detail: None,
+            constraint: None,
+        }))
+    }
+
+    /// Statements released since the last call (by commits, rollbacks, timeouts, deadlock
+    /// checks), in the order they completed.
+    pub fn take_completions(&mut self) -> Vec<Completion> {
+        Vec::new()
+    }
+
+    /// Whether the session has a statement waiting.
+    pub fn is_blocked(&self, session: SessionId) -> bool {
+        let _ = session;
+        false
+    }
+
+    /// Virtual time since the engine started.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Advances virtual time (monotonic; an earlier time is ignored), firing every deadlock
+    /// check, lock_timeout, statement_timeout and pg_sleep due at or before `now`.
+    pub fn advance_to(&mut self, now: Duration) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// The earliest pending timer (deadlock check, timeout, pg_sleep end), if any.
+    pub fn next_timer(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A database crash and restart: every session is gone, every open transaction aborts,
+    /// committed data survives.
+    pub fn crash_restart(&mut self) {}
+}
