@@ -941,11 +941,12 @@ impl Engine {
         if p.blocked.take().is_none() {
             return;
         }
-        self.handle_error(s, &e);
         if let Some(x) = self.sessions.get_mut(&s) {
             x.pending = None;
         }
-        self.completions.push(Completion { session: s, response: Err(e.into_sql_error()) });
+        // The failure is reported before anything it releases.
+        self.completions.push(Completion { session: s, response: Err(e.clone().into_sql_error()) });
+        self.handle_error(s, &e);
     }
 
     pub(crate) fn close_impl(&mut self, session: SessionId) {
