@@ -963,11 +963,12 @@ impl Engine {
     }
 
     pub(crate) fn crash_impl(&mut self) {
+        // Every connection dies at once: nothing blocked may run while transactions abort.
+        for s in self.sessions.values_mut() {
+            s.pending = None;
+        }
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
-            if let Some(s) = self.sessions.get_mut(&id) {
-                s.pending = None;
-            }
             self.abort_txn(id);
         }
         self.sessions.clear();
