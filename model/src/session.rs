@@ -825,7 +825,7 @@ impl Engine {
             let Some(b) = s.pending.as_ref().and_then(|p| p.blocked.as_ref()) else { continue };
             let txn = self.txn_of(id).unwrap_or(0);
             let targets: Vec<SessionId> = match &b.wait {
-                Wait::Txn(t) => owner.get(t).copied().into_iter().collect(),
+                Wait::Txn(x) => owner.get(&self.db.xids.top(*x)).copied().into_iter().collect(),
                 Wait::Row { table, row, mode } => self
                     .db
                     .locks
@@ -928,6 +928,7 @@ impl Engine {
                     let mode = if *shared { "ShareLock" } else { "ExclusiveLock" };
                     format!("{mode} on advisory lock [0,0,{key},1]")
                 }
+                Some(Wait::Txn(x)) => format!("ShareLock on transaction {x}"),
                 _ => format!("ShareLock on transaction {}", self.txn_of(b).unwrap_or(0)),
             };
             lines.push(format!("Process {a} waits for {what}; blocked by process {b}."));
