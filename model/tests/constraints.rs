@@ -181,7 +181,9 @@ fn row_constraints_and_types() {
     assert_eq!(h.ints(0, "insert into c (n) values (4) returning id, d"), vec![vec![3, 8]]);
     assert_eq!(h.code(0, "insert into c (n) values ('abc')"), "22P02");
     assert_eq!(h.code(0, "insert into c (n, d) values (1, 2)"), "428C9");
-    assert_eq!(h.code(0, "select '2025-13-45'::timestamptz"), "22007");
+    assert_eq!(h.code(0, "select '2025-13-45'::timestamptz"), "22008");
+    assert_eq!(h.code(0, "select 'soon'::timestamptz"), "22007");
+    assert_eq!(h.code(0, "select 1 where 1 = 'abc'"), "22P02");
     let r = h.ok(0, "select t = '2025-01-01 00:00:00+00'::timestamptz, b from c");
     assert_eq!(r.rows, vec![vec![model::Value::Bool(true), model::Value::Bool(true)]]);
     assert_eq!(h.code(0, "select * from c where n = any(array[1])"), "0A000");
