@@ -1,1 +1,4 @@
+pub mod allocator;
 pub mod db;
+pub mod domain;
+pub mod rules;
