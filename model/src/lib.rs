@@ -11,6 +11,7 @@
 
 pub mod io;
 pub mod profile;
+pub mod spec;
 
 use std::time::Duration;
 
