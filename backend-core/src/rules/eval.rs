@@ -403,6 +403,7 @@ fn build_timelines(
             end: appointment.end,
             blocked_end: appointment.blocked_end(),
             appointment_index: u32::try_from(index).expect("appointment index fits u32"),
+            appointment_id: appointment.id,
         });
     }
     blocks.into_iter().map(RoomTimeline::from_blocks).collect()
