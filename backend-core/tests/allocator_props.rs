@@ -259,8 +259,8 @@ proptest! {
             prop_assert!(allocation.ranked.is_empty(), "a fallback despite a feasible room");
         }
         if allocation.ranked.is_empty() && !case.snapshot.rooms.is_empty() {
-            let no_participant_conflict = !matches!(allocation.outcome, Outcome::ParticipantBusy { .. });
-            if no_participant_conflict {
+            let busy = matches!(allocation.outcome, Outcome::ParticipantBusy { .. });
+            if !busy {
                 prop_assert!(allocation.least_infeasible.is_some());
             }
         }
@@ -269,10 +269,12 @@ proptest! {
     #[test]
     fn alternatives_are_feasible_and_ranked(case in case_strategy()) {
         let rules = default_rule_set();
-        let config = AllocatorConfig { suggest_times_when_assigned: true, ..AllocatorConfig::default() };
+        let config =
+            AllocatorConfig { suggest_times_when_assigned: true, ..AllocatorConfig::default() };
         let allocation = allocate(&rules, &case.snapshot, &case.request, &config).unwrap();
         let slot = Slot::new(case.request.start, case.request.end);
-        prop_assert!(allocation.ranked.windows(2).all(|w| w[0].score >= w[1].score), "ranked order");
+        let ordered = allocation.ranked.windows(2).all(|w| w[0].score >= w[1].score);
+        prop_assert!(ordered, "ranked order");
         let participants_free = !matches!(allocation.outcome, Outcome::ParticipantBusy { .. });
         for ranked in &allocation.ranked {
             prop_assert!(ranked.score.is_feasible());
@@ -292,7 +294,8 @@ proptest! {
             let evaluation = evaluate_at(&rules, &case, suggestion.room_id, at_time);
             prop_assert!(evaluation.is_feasible(), "{:?}", evaluation.violations);
             prop_assert_eq!(evaluation.score, suggestion.score);
-            assert_room_really_feasible(&case, suggestion.room_id, at_time, evaluation.turnover_minutes);
+            let turnover = evaluation.turnover_minutes;
+            assert_room_really_feasible(&case, suggestion.room_id, at_time, turnover);
         }
         let next = &allocation.alternatives.next_feasible;
         prop_assert!(next.windows(2).all(|w| w[0].start < w[1].start));
@@ -342,6 +345,7 @@ proptest! {
             .map(|b| b.appointment_index).collect();
         prop_assert_eq!(found, expected);
         let conflict = timeline.first_conflict(from, to, &mut stats);
-        prop_assert_eq!(conflict.is_some(), blocks.iter().any(|b| b.start < to && from < b.blocked_end));
+        let any = blocks.iter().any(|b| b.start < to && from < b.blocked_end);
+        prop_assert_eq!(conflict.is_some(), any);
     }
 }

@@ -153,6 +153,11 @@ fn hit(magnitude: i64, detail: Option<&mut String>, text: impl FnOnce() -> Strin
     magnitude
 }
 
+/// A distance magnitude: whole units of `per_m` metres (a zero unit counts as one metre).
+fn per_metres(metres: i64, per_m: u32) -> i64 {
+    metres / i64::from(per_m.max(1))
+}
+
 fn hhmm(at: DateTime<Utc>) -> String {
     at.format("%H:%M").to_string()
 }
@@ -725,7 +730,7 @@ impl EvalContext<'_> {
             index.map_or(0, |i| i64::from(self.snapshot.rooms[i].distance_to_m(f.room)))
         };
         let metres = distance_m(before) + distance_m(after);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("doctor walks {metres} m"))
+        hit(per_metres(metres, p.per_m), d, || format!("doctor walks {metres} m"))
     }
 
     /// S04: the room is outside the doctor's zone.
@@ -870,7 +875,7 @@ impl EvalContext<'_> {
             return 0;
         }
         let metres = i64::from(f.room.distance_to_entrance_m);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("{metres} m from the entrance"))
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from the entrance"))
     }
 
     /// S16: immunocompromised patients: magnitude = shortfall of the clean window since the
@@ -911,7 +916,7 @@ impl EvalContext<'_> {
             return 0;
         }
         let extra = f.room.distance_to_entrance_m.saturating_sub(self.entrance_distance_m_min);
-        let magnitude = i64::from(extra) / i64::from(p.per_m.max(1));
+        let magnitude = per_metres(i64::from(extra), p.per_m);
         hit(magnitude, d, || format!("{extra} m further from the exit than the nearest room"))
     }
 
@@ -979,6 +984,6 @@ impl EvalContext<'_> {
             return 0;
         }
         let metres = i64::from(f.room.distance_to_checkin_m);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("{metres} m from check-in"))
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from check-in"))
     }
 }
