@@ -623,3 +623,22 @@ fn disabled_rules_do_not_fire() {
     assert!(evaluate_with(&rules, &f).violations.is_empty());
     assert!(matches!(rules.get(RuleId::RoomActive).unwrap().params, RuleParams::RoomActive(_)));
 }
+
+#[test]
+fn top_contributions_are_the_costliest_soft_rules() {
+    let mut f = Fixture::single_room();
+    f.snapshot.rooms[0].zone = "B".into(); // S04: 15
+    f.snapshot.rooms[0].capacity = 5; // S06: 3
+    f.request.previous_room_id = Some(fixture_id(2, 3)); // S22: 50
+    f.snapshot.patient_last_room_id = Some(fixture_id(2, 3)); // S14: 10
+    let evaluation = evaluate(&f);
+    let top: Vec<(RuleId, i64)> =
+        evaluation.top_contributions(3).iter().map(|c| (c.rule, c.penalty)).collect();
+    let expected = vec![
+        (RuleId::PublishedRoomStability, -50),
+        (RuleId::DepartmentZoneMatch, -15),
+        (RuleId::PatientRoomContinuity, -10),
+    ];
+    assert_eq!(top, expected);
+    assert_eq!(evaluation.score.soft, -(50 + 15 + 10 + 3));
+}

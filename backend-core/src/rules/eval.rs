@@ -109,6 +109,16 @@ impl RoomEvaluation {
         self.violations.is_empty()
     }
 
+    /// "Why this room": the `count` most expensive soft contributions, costliest first (ties
+    /// in rule-code order). Rules that cost nothing are left out.
+    pub fn top_contributions(&self, count: usize) -> Vec<&Contribution> {
+        let mut costly: Vec<&Contribution> =
+            self.contributions.iter().filter(|c| c.penalty < 0).collect();
+        costly.sort_by_key(|c| (c.penalty, c.rule));
+        costly.truncate(count);
+        costly
+    }
+
     /// The first failing hard rule, as a rejection of this room.
     pub fn rejection(&self, room: &Room) -> Option<Rejection> {
         assert_eq!(room.id, self.room_id, "rejection built for another room");
