@@ -129,6 +129,9 @@ pub struct TxnReport {
     pub room_conflicts: u32,
     /// Time spent waiting on the database (statements, lock waits), excluding backoff sleeps.
     pub db_time: Duration,
+    /// Time spent resolving conflicts inside the transaction (locks, checks, INSERT attempts),
+    /// summed over attempts; part of `db_time`.
+    pub conflict_time: Duration,
 }
 
 /// How an attempt failed.
@@ -163,6 +166,7 @@ pub const ROOM_CONSTRAINT: &str = "no_room_overlap";
 struct Session<'c> {
     conn: &'c mut dyn Conn,
     db_time: Duration,
+    conflict_time: Duration,
 }
 
 impl Session<'_> {
@@ -183,15 +187,16 @@ pub async fn run_booking(
     metrics: &Metrics,
 ) -> Result<TxnReport, Error> {
     assert!(!plan.candidates.is_empty() || plan.book_without_room, "nothing to book");
-    let mut session = Session { conn, db_time: Duration::ZERO };
+    let mut session = Session { conn, db_time: Duration::ZERO, conflict_time: Duration::ZERO };
     let mut room_conflicts = 0u32;
     let attempts_max = retry.retries_max + 1;
     for attempt in 1..=attempts_max {
         let result = attempt_once(&mut session, plan, &mut room_conflicts).await;
         let failure = match result {
             Ok(outcome) => {
-                let db_time = session.db_time;
-                return Ok(TxnReport { outcome, attempts: attempt, room_conflicts, db_time });
+                let (db_time, conflict_time) = (session.db_time, session.conflict_time);
+                let attempts = attempt;
+                return Ok(TxnReport { outcome, attempts, room_conflicts, db_time, conflict_time });
             }
             Err(failure) => failure,
         };
@@ -239,26 +244,41 @@ async fn attempt_once(
             return Ok(replay);
         }
     }
+    let started = Instant::now();
+    let placed = place(session, plan, room_conflicts).await;
+    session.conflict_time += started.elapsed();
+    match placed? {
+        Some(placement) => finish(session, plan, placement).await,
+        None => {
+            session.exec("ROLLBACK", &[]).await?;
+            Ok(TxnOutcome::AllTaken)
+        }
+    }
+}
+
+/// Conflict resolution inside the transaction: locks, checks, INSERT. `None`: all taken.
+async fn place(
+    session: &mut Session<'_>,
+    plan: &BookingPlan<'_>,
+    room_conflicts: &mut u32,
+) -> Result<Option<Placement>, Failure> {
     lock_candidates(session, plan).await?;
     for (index, candidate) in plan.candidates.iter().enumerate() {
         let more_to_try = index + 1 < plan.candidates.len() || plan.book_without_room;
         if try_candidate(session, plan, candidate, more_to_try).await? {
-            let placement = Placement {
+            return Ok(Some(Placement {
                 candidate_index: Some(index),
                 room_id: Some(candidate.room_id),
                 turnover_minutes: candidate.turnover_minutes,
-            };
-            return finish(session, plan, placement).await;
+            }));
         }
         *room_conflicts += 1;
     }
     if plan.book_without_room {
         insert_appointment(session, plan.row, None).await?;
-        let placement = Placement { candidate_index: None, room_id: None, turnover_minutes: 0 };
-        return finish(session, plan, placement).await;
+        return Ok(Some(Placement { candidate_index: None, room_id: None, turnover_minutes: 0 }));
     }
-    session.exec("ROLLBACK", &[]).await?;
-    Ok(TxnOutcome::AllTaken)
+    Ok(None)
 }
 
 fn begin_sql(strategy: Strategy) -> &'static str {
