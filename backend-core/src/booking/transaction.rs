@@ -303,26 +303,37 @@ async fn claim_idempotency_key(
     if rows.rows.first().and_then(|row| row.first()) != Some(&SqlValue::Bool(true)) {
         return Err(Failure::Final(Error::IdempotencyInFlight));
     }
-    let rows = session
-        .exec(
-            "SELECT request_hash, status_code, body FROM idempotency_keys WHERE key = $1",
-            &[SqlValue::Text(claim.key.clone())],
-        )
-        .await?;
+    let rows = session.exec(STORED_RESPONSE, &[SqlValue::Text(claim.key.clone())]).await?;
+    stored_response(&rows, claim).map_err(Failure::Final)
+}
+
+const STORED_RESPONSE: &str =
+    "SELECT request_hash, status_code, body FROM idempotency_keys WHERE key = $1";
+
+/// Looks the key up outside any transaction, before any work: a completed request is replayed
+/// at once (its booking would otherwise now conflict with itself). The in-transaction claim
+/// still decides races between concurrent requests.
+pub async fn lookup_idempotency_key(
+    conn: &mut dyn Conn,
+    claim: &IdempotencyClaim,
+) -> Result<Option<TxnOutcome>, Error> {
+    let rows = conn.execute(STORED_RESPONSE, &[SqlValue::Text(claim.key.clone())]).await?;
+    stored_response(&rows, claim)
+}
+
+/// The replay for a stored key row, 422 when the body differs, `None` when there is no row.
+fn stored_response(rows: &Rows, claim: &IdempotencyClaim) -> Result<Option<TxnOutcome>, Error> {
     let Some(row) = rows.rows.first() else { return Ok(None) };
     match row.as_slice() {
         [SqlValue::Text(hash), SqlValue::Int(status), SqlValue::Text(body)] => {
             if *hash != claim.request_hash {
-                return Err(Failure::Final(Error::IdempotencyKeyReused));
+                return Err(Error::IdempotencyKeyReused);
             }
-            let status_code = u16::try_from(*status).map_err(|_| {
-                Failure::Final(Error::Internal(format!("stored status {status} out of range")))
-            })?;
+            let status_code = u16::try_from(*status)
+                .map_err(|_| Error::Internal(format!("stored status {status} out of range")))?;
             Ok(Some(TxnOutcome::Replay { status_code, body: body.clone() }))
         }
-        other => Err(Failure::Final(Error::Internal(format!(
-            "unexpected idempotency_keys row shape: {other:?}"
-        )))),
+        other => Err(Error::Internal(format!("unexpected idempotency_keys row shape: {other:?}"))),
     }
 }
 

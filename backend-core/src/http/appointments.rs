@@ -30,7 +30,8 @@ use crate::allocator::{AllocateError, Allocation, ClinicSnapshot, Outcome, alloc
 use crate::booking::idempotency::{check_key, request_hash};
 use crate::booking::snapshot::{enum_to_str, load_appointment, load_policy, load_snapshot};
 use crate::booking::transaction::{
-    AppointmentRow, BookingPlan, Candidate, IdempotencyClaim, Placement, TxnOutcome, run_booking,
+    AppointmentRow, BookingPlan, Candidate, IdempotencyClaim, Placement, TxnOutcome,
+    lookup_idempotency_key, run_booking,
 };
 use crate::booking::work::Work;
 use crate::db::{Conn, SqlValue};
@@ -77,26 +78,30 @@ fn outcome_of_error(error: &Error) -> BookingOutcome {
 /// What the allocation phase produced for a request.
 struct Prepared {
     request: BookingRequest,
-    body: Value,
     snapshot: ClinicSnapshot,
     allocation: Allocation,
 }
 
-/// Steps 1, 3 and 4: parse, read, allocate (shared with preview).
+/// Step 1: parse and validate.
+fn parse_request(bytes: &[u8]) -> Result<(Value, BookingRequest)> {
+    let (body, request): (Value, BookingRequest) = parse_json(bytes)?;
+    request.validate().map_err(Error::Validation)?;
+    Ok((body, request))
+}
+
+/// Steps 3 and 4: read, allocate (shared with preview).
 async fn prepare(
     ctx: &ApiContext,
     conn: &mut dyn Conn,
-    bytes: &[u8],
+    request: BookingRequest,
     timing: &mut Timing,
 ) -> Result<Prepared> {
-    let (body, request): (Value, BookingRequest) = parse_json(bytes)?;
-    request.validate().map_err(Error::Validation)?;
     let read_started = Instant::now();
     let read = read_inputs(ctx, conn, &request).await;
     timing.db += read_started.elapsed();
     let (policy, snapshot) = read?;
     let allocation = run_allocator(ctx, &policy, &snapshot, &request, timing).await?;
-    Ok(Prepared { request, body, snapshot, allocation })
+    Ok(Prepared { request, snapshot, allocation })
 }
 
 async fn read_inputs(
@@ -153,12 +158,22 @@ async fn book(
 ) -> Result<Response> {
     let bytes = body.map_err(|rejection| body_rejection(rejection, ctx.config.body_bytes_max))?;
     let key = idempotency_key(headers, ctx.config.idempotency_key_chars_max)?;
+    let (body, request) = parse_request(&bytes)?;
+    let claim = key.map(|key| IdempotencyClaim { key, request_hash: request_hash(&body) });
     let acquire_started = Instant::now();
     let conn = ctx.db.acquire().await;
     timing.db += acquire_started.elapsed();
     let mut conn = conn?;
-    let prepared = prepare(ctx, conn.as_mut(), &bytes, timing).await?;
-    let claim = key.map(|key| IdempotencyClaim { key, request_hash: request_hash(&prepared.body) });
+    if let Some(claim) = &claim {
+        let lookup_started = Instant::now();
+        let stored = lookup_idempotency_key(conn.as_mut(), claim).await;
+        timing.db += lookup_started.elapsed();
+        if let Some(replay) = stored? {
+            let never = |_: &Placement| -> (u16, String) { unreachable!("replays build nothing") };
+            return finish_booking(ctx, None, replay, &never);
+        }
+    }
+    let prepared = prepare(ctx, conn.as_mut(), request, timing).await?;
     let Some(candidates) = decide(ctx, &prepared)? else {
         ctx.metrics.booking(BookingOutcome::Rejected);
         return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
@@ -185,12 +200,12 @@ async fn book(
     for _ in 0..report.room_conflicts {
         ctx.metrics.room_conflict();
     }
-    finish_booking(ctx, &prepared, report.outcome, &respond)
+    finish_booking(ctx, Some(&prepared), report.outcome, &respond)
 }
 
 fn finish_booking(
     ctx: &ApiContext,
-    prepared: &Prepared,
+    prepared: Option<&Prepared>,
     outcome: TxnOutcome,
     respond: &dyn Fn(&Placement) -> (u16, String),
 ) -> Result<Response> {
@@ -211,6 +226,7 @@ fn finish_booking(
             Ok(response)
         }
         TxnOutcome::AllTaken => {
+            let prepared = prepared.expect("an all-taken outcome comes from a transaction");
             if prepared.request.fallback == FallbackMode::Suggest {
                 ctx.metrics.booking(BookingOutcome::Rejected);
                 return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
@@ -379,8 +395,9 @@ async fn preview(State(ctx): State<ApiContext>, body: Result<Bytes, BytesRejecti
     let mut timing = Timing::default();
     let result = async {
         let bytes = body.map_err(|r| body_rejection(r, ctx.config.body_bytes_max))?;
+        let (_body, request) = parse_request(&bytes)?;
         let mut conn = ctx.db.acquire().await?;
-        let prepared = prepare(&ctx, conn.as_mut(), &bytes, &mut timing).await?;
+        let prepared = prepare(&ctx, conn.as_mut(), request, &mut timing).await?;
         Ok::<_, Error>(json_response(StatusCode::OK, json!(prepared.allocation)))
     }
     .await;
