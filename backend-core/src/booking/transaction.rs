@@ -534,3 +534,142 @@ pub fn idempotency_lock_key(key: &str) -> i64 {
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use chrono::TimeZone;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::db::BoxFuture;
+
+    /// A connection that fails statements starting with a prefix, a fixed number of times,
+    /// and records everything it ran.
+    struct ScriptedConn {
+        failures: VecDeque<(&'static str, DbError)>,
+        log: Vec<String>,
+    }
+
+    impl Conn for ScriptedConn {
+        fn execute<'a>(
+            &'a mut self,
+            sql: &'a str,
+            _params: &'a [SqlValue],
+        ) -> BoxFuture<'a, Result<Rows, DbError>> {
+            self.log.push(sql.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            let fail = self.failures.front().is_some_and(|(prefix, _)| sql.starts_with(prefix));
+            let result = if fail {
+                Err(self.failures.pop_front().expect("checked").1)
+            } else if sql.starts_with("SELECT count(*)") {
+                Ok(Rows { rows: vec![vec![SqlValue::Int(0)]], rows_affected: 1, ..Rows::default() })
+            } else {
+                Ok(Rows { rows_affected: 1, ..Rows::default() })
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    fn row() -> AppointmentRow {
+        let at = Utc.with_ymd_and_hms(2030, 3, 10, 9, 0, 0).unwrap();
+        AppointmentRow {
+            id: Uuid::from_u128(1),
+            clinic_id: Uuid::from_u128(2),
+            doctor_id: Uuid::from_u128(3),
+            patient_id: Uuid::from_u128(4),
+            appointment_type: "follow_up".into(),
+            starts_at: at,
+            ends_at: at + chrono::Duration::minutes(20),
+            infectious: false,
+            patient_gender: None,
+            policy_version: 1,
+            created_at: at,
+        }
+    }
+
+    async fn run(
+        strategy: Strategy,
+        failures: Vec<(&'static str, DbError)>,
+        retries_max: u32,
+    ) -> (Result<TxnReport, Error>, Vec<String>, Metrics) {
+        let mut conn = ScriptedConn { failures: failures.into(), log: Vec::new() };
+        let row = row();
+        let candidates =
+            [Candidate { room_id: Uuid::from_u128(9), turnover_minutes: 5, score: "s".into() }];
+        let respond = |_: &Placement| (201, String::new());
+        let plan = BookingPlan {
+            strategy,
+            row: &row,
+            candidates: &candidates,
+            book_without_room: false,
+            idempotency: None,
+            respond: &respond,
+        };
+        let retry = RetryPolicy { retries_max, backoff_base_ms: 1, backoff_cap_ms: 2 };
+        let rng = Mutex::new(ChaCha8Rng::seed_from_u64(5));
+        let metrics = Metrics::default();
+        let result = run_booking(&mut conn, &plan, &retry, &rng, &metrics).await;
+        (result, conn.log, metrics)
+    }
+
+    #[tokio::test]
+    async fn serialization_failures_are_retried_then_succeed() {
+        let failure = || ("INSERT", DbError::new("40001", "could not serialize access"));
+        let (result, log, metrics) =
+            run(Strategy::Serializable, vec![failure(), failure()], 5).await;
+        let report = result.expect("third attempt succeeds");
+        assert_eq!(report.attempts, 3);
+        assert!(matches!(report.outcome, TxnOutcome::Committed(_)));
+        assert_eq!(metrics.snapshot().retries_serialization, 2);
+        assert_eq!(log.iter().filter(|s| *s == "ROLLBACK").count(), 2, "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("COMMIT"));
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded_and_never_leak_the_database_error() {
+        let failures = (0..10).map(|_| ("COMMIT", DbError::new("40P01", "deadlock"))).collect();
+        let (result, log, metrics) = run(Strategy::RoomLock, failures, 3).await;
+        match result {
+            Err(Error::RetriesExhausted { attempts, sqlstate }) => {
+                assert_eq!((attempts, sqlstate.as_str()), (4, "40P01"));
+            }
+            other => panic!("expected RetriesExhausted, got {other:?}"),
+        }
+        assert_eq!(log.iter().filter(|s| s.starts_with("BEGIN")).count(), 4);
+        let snapshot = metrics.snapshot();
+        assert_eq!((snapshot.retries_deadlock, snapshot.retries_exhausted), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_at_commit_is_not_retried() {
+        let lost = DbError::new(DbError::CONNECTION_FAILURE, "connection reset");
+        let (result, log, _) = run(Strategy::Exclusion, vec![("COMMIT", lost)], 5).await;
+        assert!(matches!(result, Err(Error::DatabaseUnavailable(_))), "{result:?}");
+        assert_eq!(log.iter().filter(|s| s.starts_with("BEGIN")).count(), 1);
+    }
+
+    #[test]
+    fn backoff_is_seeded_and_bounded() {
+        let retry = RetryPolicy { retries_max: 5, backoff_base_ms: 2, backoff_cap_ms: 10 };
+        let draw = || {
+            let rng = Mutex::new(ChaCha8Rng::seed_from_u64(9));
+            (1..=6).map(|attempt| backoff(&retry, attempt, &rng)).collect::<Vec<_>>()
+        };
+        let (first, second) = (draw(), draw());
+        assert_eq!(first, second, "same seed, same jitter");
+        for (index, delay) in first.iter().enumerate() {
+            let ceiling_ms = (2u64 << index).min(10);
+            assert!(*delay <= Duration::from_millis(ceiling_ms), "{index}: {delay:?}");
+        }
+        assert!(first.iter().any(|d| !d.is_zero()));
+    }
+
+    #[test]
+    fn lock_keys_are_stable() {
+        let room = Uuid::from_u128((7u128 << 64) | 3);
+        assert_eq!(room_lock_key(room), 7 ^ 3);
+        assert_eq!(idempotency_lock_key("a"), idempotency_lock_key("a"));
+        assert_ne!(idempotency_lock_key("a"), idempotency_lock_key("b"));
+    }
+}
