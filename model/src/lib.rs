@@ -9,6 +9,10 @@
 //! This file fixes the public API the rest of the workspace codes against. Implementation
 //! modules fill it in.
 
+pub mod io;
+pub mod profile;
+pub mod spec;
+
 use std::time::Duration;
 
 /// A session (one client connection). Ids are handed out in increasing order.

@@ -1,4 +1,5 @@
-//! The `roomsim` command line: `run`, `explore`, `merge`, `strategies`.
+//! The `roomsim` command line: `run`, `explore`, `merge`, `strategies`, `spec` (the model's
+//! isolation-spec runner) and the real-PostgreSQL commands of `real`.
 //!
 //! `main() -> ExitCode` calls [`main_impl`], which parses, dispatches and maps every error to
 //! a documented exit code (see `exit`): 0 invariants held, 1 an invariant was violated
@@ -80,6 +81,11 @@ pub enum Command {
     },
     /// List the concurrency-control strategies, marking the deliberately broken ones.
     Strategies,
+    /// Run PostgreSQL isolation-tester spec files on the model (and/or PostgreSQL).
+    Spec(model::spec::SpecArgs),
+    /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
+    #[command(flatten)]
+    Real(crate::real::RealCommand),
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -112,7 +118,12 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             return ExitCode::from(code);
         }
     };
-    match dispatch(cli.command) {
+    let command = match cli.command {
+        Command::Spec(args) => return model::spec::run(&args),
+        Command::Real(cmd) => return crate::real::run(cmd),
+        other => other,
+    };
+    match dispatch(command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e}");
@@ -147,6 +158,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             print_explore(&r, &cfg.scenario, format)
         }
         Command::Merge { files, format } => merge(files, format),
+        Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
         Command::Strategies => {
             for (name, broken) in world::strategies() {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };

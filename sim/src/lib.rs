@@ -21,6 +21,7 @@ pub mod invariants;
 pub mod net;
 pub mod outcome;
 pub mod pool;
+pub mod real;
 pub mod report;
 pub mod seeds;
 pub mod stand_in;

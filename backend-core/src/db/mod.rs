@@ -10,6 +10,7 @@
 //! see exactly the same statement stream.
 
 pub mod pg;
+pub mod schema;
 
 use std::fmt;
 use std::future::Future;
