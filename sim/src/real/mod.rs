@@ -25,6 +25,7 @@
 pub mod calibrate;
 mod cli;
 pub mod compare;
+pub mod database;
 pub mod load;
 pub mod monitor;
 pub mod report;
