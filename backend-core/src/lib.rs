@@ -1,1 +1,10 @@
+pub mod allocator;
+pub mod booking;
+pub mod config;
 pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod rules;
+pub mod seed;

@@ -25,6 +25,10 @@
 //! 5. Errors abort the transaction at once (locks released); the outcome is a [`Response`]
 //!    with PostgreSQL's SQLSTATE and message (`error.rs`).
 
+pub mod io;
+pub mod profile;
+pub mod spec;
+
 pub mod catalog;
 pub mod deadlock;
 pub mod error;

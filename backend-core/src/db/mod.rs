@@ -10,6 +10,8 @@
 //! see exactly the same statement stream.
 
 pub mod pg;
+pub mod schema;
+pub mod testing;
 
 use std::fmt;
 use std::future::Future;

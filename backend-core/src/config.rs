@@ -1,0 +1,64 @@
+//! Backend configuration: strategy, retry budget and the explicit limits on input and work.
+//!
+//! WHAT: [`ApiConfig`] is plain data passed into `http::ApiContext`; nothing is read from the
+//! environment here (the `roomsim` binary and the simulation build it from their own flags).
+//!
+//! WHY: every loop and every input has a named bound (`noun_unit_max`), so a hostile or
+//! mistaken client cannot make one request do unbounded work.
+
+use crate::allocator::AllocatorConfig;
+use crate::booking::Strategy;
+
+/// Retry budget for serialization failures (40001), deadlocks (40P01) and the races that are
+/// resolved by re-running the whole transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt; `attempts = retries_max + 1`.
+    pub retries_max: u32,
+    /// Backoff before retry n is uniform in `[0, min(cap, base · 2^(n-1))]` ms ("full jitter").
+    pub backoff_base_ms: u64,
+    pub backoff_cap_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { retries_max: 5, backoff_base_ms: 2, backoff_cap_ms: 50 }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub strategy: Strategy,
+    pub retry: RetryPolicy,
+    /// Ranked rooms a booking transaction tries before falling back (exclusion: one INSERT
+    /// each; the locking strategies lock them all).
+    pub candidates_max: usize,
+    /// The allocator's settings (alternatives per list, time-search step and bound).
+    pub allocator: AllocatorConfig,
+    /// Largest accepted request body.
+    pub body_bytes_max: usize,
+    /// Longest accepted Idempotency-Key (the IETF draft and Stripe use 255).
+    pub idempotency_key_chars_max: usize,
+    /// Widest `from..to` window of an availability query.
+    pub availability_window_hours_max: i64,
+    /// Rooms of one clinic the backend will load and evaluate.
+    pub rooms_max: usize,
+    /// Appointments of one clinic-day the backend will load.
+    pub day_appointments_max: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            strategy: Strategy::default(),
+            retry: RetryPolicy::default(),
+            candidates_max: 3,
+            allocator: AllocatorConfig::default(),
+            body_bytes_max: 16 * 1024,
+            idempotency_key_chars_max: 255,
+            availability_window_hours_max: 7 * 24,
+            rooms_max: 1_000,
+            day_appointments_max: 100_000,
+        }
+    }
+}

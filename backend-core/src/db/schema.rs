@@ -1,0 +1,111 @@
+//! The schema: sqlx migrations, and the same scripts as text for the in-memory model.
+//!
+//! WHAT: [`migration_scripts`] returns the numbered files of `backend-core/migrations/` (via
+//! `include_str!`, so they are the very bytes sqlx applies) for the simulation to run on the
+//! model; [`migrate_pg`] applies them to PostgreSQL with `sqlx::migrate!`.
+//!
+//! SCHEMA VARIANTS: [`SchemaVariant::Unguarded`] swaps `0003_appointments.sql` for
+//! `variants/0003_appointments_unguarded.sql`, the same table without the `no_room_overlap`
+//! exclusion constraint. It exists so that tests and simulations can show (a) that `room-lock`,
+//! `advisory` and `serializable` prevent double booking by themselves and (b) that the BROKEN
+//! strategies really double-book instead of being rescued by the constraint. Production uses
+//! `Guarded` (and only `Guarded` is reachable through `sqlx::migrate!`).
+//!
+//! NOT MODELLED: down-migrations; pruning of old idempotency keys is a query
+//! (`booking::idempotency::prune`), not a scheduled job.
+
+use sqlx::PgPool;
+
+use super::DbError;
+use super::pg::map_sqlx_error;
+
+/// Which appointments table to create.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SchemaVariant {
+    /// With the `no_room_overlap` EXCLUDE constraint (production).
+    #[default]
+    Guarded,
+    /// Without it: room overlap is left to the booking strategy (tests, simulation).
+    Unguarded,
+}
+
+impl SchemaVariant {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaVariant::Guarded => "guarded",
+            SchemaVariant::Unguarded => "unguarded",
+        }
+    }
+}
+
+const REFERENCE: (&str, &str) =
+    ("0001_reference_data", include_str!("../../migrations/0001_reference_data.sql"));
+const RULE_POLICIES: (&str, &str) =
+    ("0002_rule_policies", include_str!("../../migrations/0002_rule_policies.sql"));
+const APPOINTMENTS: (&str, &str) =
+    ("0003_appointments", include_str!("../../migrations/0003_appointments.sql"));
+const APPOINTMENTS_UNGUARDED: (&str, &str) = (
+    "0003_appointments_unguarded",
+    include_str!("../../migrations/variants/0003_appointments_unguarded.sql"),
+);
+const IDEMPOTENCY: (&str, &str) =
+    ("0004_idempotency_keys", include_str!("../../migrations/0004_idempotency_keys.sql"));
+
+/// The production (guarded) migration scripts, in order: `(name, sql)`.
+pub fn migration_scripts() -> Vec<(String, &'static str)> {
+    migration_scripts_for(SchemaVariant::Guarded)
+}
+
+/// The migration scripts of one schema variant, in order: `(name, sql)`.
+pub fn migration_scripts_for(variant: SchemaVariant) -> Vec<(String, &'static str)> {
+    let appointments = match variant {
+        SchemaVariant::Guarded => APPOINTMENTS,
+        SchemaVariant::Unguarded => APPOINTMENTS_UNGUARDED,
+    };
+    [REFERENCE, RULE_POLICIES, appointments, IDEMPOTENCY]
+        .into_iter()
+        .map(|(name, sql)| (name.to_string(), sql))
+        .collect()
+}
+
+/// Applies the guarded migrations with sqlx's migrator (records them in `_sqlx_migrations`).
+pub async fn migrate_pg(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .map_err(|error| DbError::new("XX000", format!("migration failed: {error}")))
+}
+
+/// Applies one variant's scripts directly (no `_sqlx_migrations` bookkeeping): for a fresh,
+/// throw-away schema in tests or in `roomsim db setup --unguarded`.
+pub async fn migrate_pg_variant(pool: &PgPool, variant: SchemaVariant) -> Result<(), DbError> {
+    let mut conn = pool.acquire().await.map_err(map_sqlx_error)?;
+    for (_name, sql) in migration_scripts_for(variant) {
+        sqlx::raw_sql(sql).execute(&mut *conn).await.map_err(map_sqlx_error)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_differ_only_in_the_room_constraint() {
+        let guarded = migration_scripts();
+        let unguarded = migration_scripts_for(SchemaVariant::Unguarded);
+        assert_eq!(guarded.len(), 4);
+        assert_eq!(unguarded.len(), 4);
+        let all_guarded: String = guarded.iter().map(|(_, sql)| *sql).collect();
+        let all_unguarded: String = unguarded.iter().map(|(_, sql)| *sql).collect();
+        assert!(all_guarded.contains("CONSTRAINT no_room_overlap EXCLUDE"));
+        assert!(!all_unguarded.contains("CONSTRAINT no_room_overlap EXCLUDE"));
+        for constraint in ["no_doctor_overlap", "no_patient_overlap", "idempotency_keys"] {
+            assert!(all_unguarded.contains(constraint), "{constraint} missing");
+        }
+        let names: Vec<&str> = guarded.iter().map(|(name, _)| name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "scripts must be in migration order");
+    }
+}

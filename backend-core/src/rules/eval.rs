@@ -1,0 +1,999 @@
+//! Evaluation of one room for one slot against a rule set.
+//!
+//! PREPARATION
+//!
+//! [`EvalContext::new`] does the per-request work once: per-room timelines (sorted interval
+//! lists), the doctor's appointments sorted by start, the visit's tags, the occupant count, the
+//! required equipment, the clinic's shortest entrance distance. Every room and every candidate
+//! time afterwards is cheap: a handful of comparisons and a binary search per rule.
+//!
+//! TWO SPEEDS
+//!
+//! `evaluate_room(.., explain = false)` only computes magnitudes and the score (the hot path,
+//! run for every room and candidate time). With `explain = true` every hit also gets a
+//! human-readable detail, and every active soft rule is listed even when it costs nothing;
+//! the allocator asks for that only for the rooms it reports on.
+//!
+//! MAGNITUDES
+//!
+//! Each rule yields an integer magnitude ≥ 0; the penalty is `weight × magnitude`. The
+//! function for rule `Hnn`/`Snn` below documents its magnitude. H15 (participant double
+//! booking) does not depend on the room and is checked once per slot by the allocator.
+//!
+//! NOT MODELLED
+//!
+//! H14 counts blocks overlapping the slot, an upper bound of peak concurrency. S11 measures
+//! utilisation over the whole snapshot (the booking day), not per session.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::catalogue::*;
+use super::ruleset::{Rule, RuleSet};
+use super::score::Score;
+use crate::allocator::{Block, ClinicSnapshot, EvalStats, RoomTimeline};
+use crate::domain::{Appointment, Gender, GenderPolicy, Isolation, Room};
+
+/// A candidate time, half-open `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+impl Slot {
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>) -> Slot {
+        assert!(start < end, "a slot must end after it starts");
+        Slot { start, end }
+    }
+
+    /// The same duration, moved by `minutes`.
+    pub fn shifted(self, minutes: i64) -> Slot {
+        let by = Duration::minutes(minutes);
+        Slot { start: self.start + by, end: self.end + by }
+    }
+}
+
+/// A violated hard rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub rule: RuleId,
+    pub magnitude: i64,
+    pub penalty: i64,
+    /// Human-readable; empty unless the evaluation was explained.
+    pub message: String,
+}
+
+/// One soft rule's share of a room's score.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Contribution {
+    pub rule: RuleId,
+    pub weight: i64,
+    pub magnitude: i64,
+    /// `−weight × magnitude`.
+    pub penalty: i64,
+    /// Human-readable; empty when the rule costs nothing or the evaluation was not explained.
+    pub detail: String,
+}
+
+/// Why a room was not chosen: its first failing hard rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub room_id: Uuid,
+    pub room_name: String,
+    pub rule: RuleId,
+    pub message: String,
+}
+
+/// The evaluation of one room for one slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomEvaluation {
+    pub room_id: Uuid,
+    #[serde(skip)]
+    pub room_index: usize,
+    pub slot: Slot,
+    pub score: Score,
+    /// Minutes the room stays blocked after the appointment (H03 by type, H09 clearance).
+    pub turnover_minutes: u32,
+    /// Violated hard rules, in code order.
+    pub violations: Vec<Violation>,
+    /// Soft rules: only those that cost something, unless explained (then all active ones).
+    pub contributions: Vec<Contribution>,
+}
+
+impl RoomEvaluation {
+    pub fn is_feasible(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// "Why this room": the `count` most expensive soft contributions, costliest first (ties
+    /// in rule-code order). Rules that cost nothing are left out.
+    pub fn top_contributions(&self, count: usize) -> Vec<&Contribution> {
+        let mut costly: Vec<&Contribution> =
+            self.contributions.iter().filter(|c| c.penalty < 0).collect();
+        costly.sort_by_key(|c| (c.penalty, c.rule));
+        costly.truncate(count);
+        costly
+    }
+
+    /// The first failing hard rule, as a rejection of this room.
+    pub fn rejection(&self, room: &Room) -> Option<Rejection> {
+        assert_eq!(room.id, self.room_id, "rejection built for another room");
+        self.violations.first().map(|violation| Rejection {
+            room_id: room.id,
+            room_name: room.name.clone(),
+            rule: violation.rule,
+            message: violation.message.clone(),
+        })
+    }
+}
+
+/// Per-request facts shared by every room and slot.
+pub struct EvalContext<'a> {
+    pub rules: &'a RuleSet,
+    pub snapshot: &'a ClinicSnapshot,
+    pub request: &'a crate::domain::BookingRequest,
+    timelines: Vec<RoomTimeline>,
+    /// Room ids sorted, with their index in `snapshot.rooms`, for lookups by id.
+    room_index_by_id: Vec<(Uuid, usize)>,
+    /// The doctor's participant-blocking appointments, sorted by start.
+    doctor_appointments: Vec<&'a Appointment>,
+    /// Patient, appointment-type and derived tags (H13), for determinism a BTreeSet.
+    visit_tags: BTreeSet<&'a str>,
+    required_equipment: BTreeSet<&'a str>,
+    occupants_without_staff: u32,
+    needs_accessible: bool,
+    airborne: bool,
+    infectious: bool,
+    entrance_distance_m_min: u32,
+    /// Busy minutes per room over the snapshot (S11).
+    busy_minutes: Vec<i64>,
+}
+
+/// Writes `detail` only when explaining and the rule hit; returns the magnitude.
+fn hit(magnitude: i64, detail: Option<&mut String>, text: impl FnOnce() -> String) -> i64 {
+    if magnitude > 0 {
+        if let Some(detail) = detail {
+            *detail = text();
+        }
+    }
+    magnitude
+}
+
+/// A distance magnitude: whole units of `per_m` metres (a zero unit counts as one metre).
+fn per_metres(metres: i64, per_m: u32) -> i64 {
+    metres / i64::from(per_m.max(1))
+}
+
+fn hhmm(at: DateTime<Utc>) -> String {
+    at.format("%H:%M").to_string()
+}
+
+impl<'a> EvalContext<'a> {
+    pub fn new(
+        rules: &'a RuleSet,
+        snapshot: &'a ClinicSnapshot,
+        request: &'a crate::domain::BookingRequest,
+    ) -> EvalContext<'a> {
+        let mut room_index_by_id: Vec<(Uuid, usize)> =
+            snapshot.rooms.iter().enumerate().map(|(index, room)| (room.id, index)).collect();
+        room_index_by_id.sort_unstable();
+        let timelines = build_timelines(snapshot, &room_index_by_id);
+        let busy_minutes = timelines
+            .iter()
+            .map(|t| t.blocks().iter().map(|b| (b.blocked_end - b.start).num_minutes()).sum())
+            .collect();
+        let mut doctor_appointments: Vec<&Appointment> = snapshot
+            .appointments
+            .iter()
+            .filter(|a| a.doctor_id == request.doctor_id && a.status.blocks_participants())
+            .collect();
+        doctor_appointments.sort_by_key(|a| (a.start, a.id));
+        let patient = &snapshot.patient;
+        let airborne = patient.isolation == Isolation::Airborne
+            || request.needs.isolation == Isolation::Airborne;
+        let infectious = patient.is_infectious() || request.needs.isolation != Isolation::None;
+        let mut visit_tags: BTreeSet<&str> = patient.tags.iter().map(String::as_str).collect();
+        visit_tags.extend(snapshot.appointment_type.tags.iter().map(String::as_str));
+        if infectious {
+            visit_tags.insert("infectious");
+        }
+        if airborne {
+            visit_tags.insert("airborne");
+        }
+        if patient.immunocompromised {
+            visit_tags.insert("immunocompromised");
+        }
+        let mut required_equipment: BTreeSet<&str> =
+            snapshot.appointment_type.required_equipment.iter().map(String::as_str).collect();
+        required_equipment.extend(request.needs.equipment.iter().map(String::as_str));
+        let occupants_without_staff =
+            1 + request.needs.companions + u32::from(request.needs.interpreter);
+        let entrance_distance_m_min =
+            snapshot.rooms.iter().map(|r| r.distance_to_entrance_m).min().unwrap_or(0);
+        EvalContext {
+            rules,
+            snapshot,
+            request,
+            timelines,
+            room_index_by_id,
+            doctor_appointments,
+            visit_tags,
+            required_equipment,
+            occupants_without_staff,
+            needs_accessible: patient.mobility_needs || request.needs.accessible,
+            airborne,
+            infectious,
+            entrance_distance_m_min,
+            busy_minutes,
+        }
+    }
+
+    /// The requested slot.
+    pub fn requested_slot(&self) -> Slot {
+        Slot::new(self.request.start, self.request.end)
+    }
+
+    pub fn timeline(&self, room_index: usize) -> &RoomTimeline {
+        &self.timelines[room_index]
+    }
+
+    /// Index in `snapshot.rooms` of the room with `room_id`.
+    pub fn room_index(&self, room_id: Uuid) -> Option<usize> {
+        let found = self.room_index_by_id.binary_search_by_key(&room_id, |&(id, _)| id);
+        found.ok().map(|position| self.room_index_by_id[position].1)
+    }
+
+    /// Minutes the room stays blocked after this visit: the type's turnover, raised to the
+    /// room type's minimum (H03) and to the airborne clearance time (H09).
+    pub fn turnover_minutes(&self, room: &Room) -> u32 {
+        let mut turnover = self.snapshot.appointment_type.turnover_minutes;
+        if let Some(RuleParams::NoRoomOverlap(p)) = self.params(RuleId::NoRoomOverlap) {
+            let by_type = p.turnover_minutes_by_room_type.get(&room.room_type).copied();
+            turnover = turnover.max(by_type.unwrap_or(0));
+        }
+        if self.airborne {
+            if let Some(RuleParams::AirborneIsolation(p)) = self.params(RuleId::AirborneIsolation) {
+                let clear = if room.air_changes_per_hour >= 12 {
+                    p.clear_minutes_at_12_ach
+                } else {
+                    p.clear_minutes_at_6_ach
+                };
+                turnover = turnover.max(clear);
+            }
+        }
+        turnover
+    }
+
+    fn params(&self, id: RuleId) -> Option<&'a RuleParams> {
+        self.rules.active(id).map(|rule| &rule.params)
+    }
+
+    /// Scores `snapshot.rooms[room_index]` for `slot`. Pure: same input, same output.
+    pub fn evaluate_room(
+        &self,
+        room_index: usize,
+        slot: Slot,
+        explain: bool,
+        stats: &mut EvalStats,
+    ) -> RoomEvaluation {
+        let room = &self.snapshot.rooms[room_index];
+        let turnover_minutes = self.turnover_minutes(room);
+        let facts = SlotFacts {
+            room,
+            room_index,
+            slot,
+            blocked_end: slot.end + Duration::minutes(i64::from(turnover_minutes)),
+        };
+        stats.rooms_evaluated += 1;
+        let mut score = Score::ZERO;
+        let mut violations = Vec::new();
+        let mut contributions = Vec::new();
+        for rule in self.rules.rules().iter().filter(|rule| rule.is_active()) {
+            if rule.id == RuleId::ParticipantNoDoubleBooking {
+                continue; // Room-independent: checked once per slot by the allocator.
+            }
+            stats.rule_checks += 1;
+            let mut detail = String::new();
+            let magnitude = self.check(rule, &facts, explain.then_some(&mut detail), stats);
+            assert!(magnitude >= 0, "rule {} produced a negative magnitude", rule.id);
+            let penalty = rule.weight.saturating_mul(magnitude).saturating_neg();
+            match rule.id.kind() {
+                RuleKind::Hard if magnitude > 0 => {
+                    score.penalize_hard(rule.weight, magnitude);
+                    let message = rule_message(rule, detail);
+                    violations.push(Violation { rule: rule.id, magnitude, penalty, message });
+                }
+                RuleKind::Hard => {}
+                RuleKind::Soft => {
+                    score.penalize_soft(rule.weight, magnitude);
+                    if magnitude > 0 || explain {
+                        let weight = rule.weight;
+                        let rule = rule.id;
+                        contributions.push(Contribution {
+                            rule,
+                            weight,
+                            magnitude,
+                            penalty,
+                            detail,
+                        });
+                    }
+                }
+            }
+        }
+        assert_eq!(score.hard == 0, violations.is_empty(), "hard score and violations disagree");
+        let room_id = room.id;
+        RoomEvaluation {
+            room_id,
+            room_index,
+            slot,
+            score,
+            turnover_minutes,
+            violations,
+            contributions,
+        }
+    }
+
+    fn check(&self, rule: &Rule, f: &SlotFacts, d: Option<&mut String>, s: &mut EvalStats) -> i64 {
+        match &rule.params {
+            RuleParams::RoomActive(p) => self.h01_room_active(p, f, d),
+            RuleParams::SameClinicSite(p) => self.h02_same_clinic_site(p, f, d),
+            RuleParams::NoRoomOverlap(_) => self.h03_no_room_overlap(f, d, s),
+            RuleParams::WithinRoomHours(p) => self.h04_within_hours(p, f, d),
+            RuleParams::RoomTypeAllowed(p) => self.h05_room_type_allowed(p, f, d),
+            RuleParams::RequiredEquipment(p) => self.h06_required_equipment(p, f, d),
+            RuleParams::Capacity(p) => self.h07_capacity(p, f, d),
+            RuleParams::Accessibility(_) => self.h08_accessibility(f, d),
+            RuleParams::AirborneIsolation(p) => self.h09_airborne_isolation(p, f, d),
+            RuleParams::RoomGenderPolicy(_) => self.h10_gender_policy(f, d, s),
+            RuleParams::AgePolicy(_) => self.h11_age_policy(f, d),
+            RuleParams::SpecialtyRestriction(_) => self.h12_specialty(f, d),
+            RuleParams::ProhibitedTags(p) => self.h13_prohibited_tags(p, f, d),
+            RuleParams::ConcurrentCapacity(_) => self.h14_concurrent_capacity(f, d, s),
+            RuleParams::ParticipantNoDoubleBooking(_) => 0,
+            RuleParams::PinnedRoom(_) => self.h16_pinned_room(f, d),
+            RuleParams::DoctorPreferredRoom(p) => self.s01_preferred_room(p, f, d),
+            RuleParams::DoctorRoomStability(p) => self.s02_room_stability(p, f, d),
+            RuleParams::WalkingDistance(p) => self.s03_walking_distance(p, f, d),
+            RuleParams::DepartmentZoneMatch(_) => self.s04_zone_match(f, d),
+            RuleParams::PreferredEquipment(_) => self.s05_preferred_equipment(f, d),
+            RuleParams::SmallestSufficientRoom(p) => self.s06_smallest_room(p, f, d),
+            RuleParams::AvoidScarceRoom(p) => self.s07_scarce_room(p, f, d),
+            RuleParams::PrivateRoomPref(_) => self.s08_private_room(f, d),
+            RuleParams::TurnoverSlack(p) => self.s09_turnover_slack(p, f, d, s),
+            RuleParams::GapFragmentation(p) => self.s10_fragmentation(p, f, d, s),
+            RuleParams::LoadBalance(p) => self.s11_load_balance(p, f, d),
+            RuleParams::ConsolidateRooms(_) => self.s12_consolidate(f, d),
+            RuleParams::ProviderRoomRatio(p) => self.s13_provider_rooms(p, f, d),
+            RuleParams::PatientRoomContinuity(_) => self.s14_patient_continuity(f, d),
+            RuleParams::MobilityNearEntrance(p) => self.s15_mobility_entrance(p, f, d),
+            RuleParams::ImmunocompromisedSeparation(p) => self.s16_immuno_separation(p, f, d, s),
+            RuleParams::InfectiousNearExit(p) => self.s17_infectious_exit(p, f, d),
+            RuleParams::AgeZonePref(p) => self.s18_age_zone(p, f, d),
+            RuleParams::PrivacyRoom(p) => self.s19_privacy(p, f, d),
+            RuleParams::NursePodMatch(_) => self.s20_nurse_pod(f, d),
+            RuleParams::PreMaintenanceBuffer(p) => self.s21_maintenance_buffer(p, f, d),
+            RuleParams::PublishedRoomStability(_) => self.s22_published_room(f, d),
+            RuleParams::TelehealthCartPref(p) => self.s23_av_cart(p, f, d),
+            RuleParams::WaitingAreaProximity(p) => self.s24_waiting_area(p, f, d),
+        }
+    }
+}
+
+/// What every rule looks at: the room and the slot with its blocked end.
+struct SlotFacts<'r> {
+    room: &'r Room,
+    room_index: usize,
+    slot: Slot,
+    /// `slot.end + turnover`.
+    blocked_end: DateTime<Utc>,
+}
+
+/// The rule's configured message, if any, with `{detail}` replaced by the engine's detail.
+fn rule_message(rule: &Rule, detail: String) -> String {
+    match &rule.message {
+        Some(template) if !detail.is_empty() => template.replace("{detail}", &detail),
+        _ => detail,
+    }
+}
+
+fn build_timelines(
+    snapshot: &ClinicSnapshot,
+    room_index_by_id: &[(Uuid, usize)],
+) -> Vec<RoomTimeline> {
+    let mut blocks: Vec<Vec<Block>> = vec![Vec::new(); snapshot.rooms.len()];
+    for (index, appointment) in snapshot.appointments.iter().enumerate() {
+        let Some(room_id) = appointment.room_id else { continue };
+        if !appointment.status.blocks_room() {
+            continue;
+        }
+        let Ok(position) = room_index_by_id.binary_search_by_key(&room_id, |&(id, _)| id) else {
+            continue; // A room outside the snapshot cannot be chosen.
+        };
+        blocks[room_index_by_id[position].1].push(Block {
+            start: appointment.start,
+            end: appointment.end,
+            blocked_end: appointment.blocked_end(),
+            appointment_index: u32::try_from(index).expect("appointment index fits u32"),
+            appointment_id: appointment.id,
+        });
+    }
+    blocks.into_iter().map(RoomTimeline::from_blocks).collect()
+}
+
+// Hard rules. Magnitude 1 per violated condition unless stated.
+impl EvalContext<'_> {
+    /// H01: the room's status is bookable and no closure window overlaps the blocked range.
+    fn h01_room_active(&self, p: &RoomActiveParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let room = f.room;
+        if !p.statuses.contains(&room.status) {
+            return hit(1, d, || format!("room {} is {:?}", room.name, room.status));
+        }
+        if !p.check_closures {
+            return 0;
+        }
+        let closed = room.closures.iter().find(|c| c.overlaps(f.slot.start, f.blocked_end));
+        let magnitude = i64::from(closed.is_some());
+        hit(magnitude, d, || {
+            let c = closed.expect("closure found");
+            format!("room {} closed {}–{} ({})", room.name, hhmm(c.start), hhmm(c.end), c.reason)
+        })
+    }
+
+    /// H02: the room belongs to the requested clinic.
+    fn h02_same_clinic_site(
+        &self,
+        p: &SameClinicSiteParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let foreign = f.room.clinic_id != self.request.clinic_id && !p.allow_cross_site;
+        hit(i64::from(foreign), d, || format!("room {} belongs to another clinic", f.room.name))
+    }
+
+    /// H03: magnitude = number of room-blocking appointments the blocked range overlaps
+    /// (single-occupancy rooms; multi-chair rooms are H14's).
+    fn h03_no_room_overlap(&self, f: &SlotFacts, d: Option<&mut String>, s: &mut EvalStats) -> i64 {
+        if f.room.chairs_effective() > 1 {
+            return 0;
+        }
+        let timeline = &self.timelines[f.room_index];
+        let mut first: Option<Block> = None;
+        let mut count = 0;
+        for block in timeline.overlapping(f.slot.start, f.blocked_end, s) {
+            first.get_or_insert(*block);
+            count += 1;
+        }
+        hit(count, d, || {
+            let b = first.expect("a conflicting block");
+            let id = self.snapshot.appointments[b.appointment_index as usize].id;
+            format!(
+                "room {} busy {}–{} (blocked to {}) with appointment {id}",
+                f.room.name,
+                hhmm(b.start),
+                hhmm(b.end),
+                hhmm(b.blocked_end)
+            )
+        })
+    }
+
+    /// H04: the slot lies within the clinic's and the room's opening hours and outside clinic
+    /// closures.
+    fn h04_within_hours(
+        &self,
+        p: &WithinRoomHoursParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let clinic = &self.snapshot.clinic;
+        let (start, end) = (f.slot.start, f.slot.end);
+        let mut magnitude = 0;
+        if p.check_clinic_hours {
+            magnitude += i64::from(!clinic.opening_hours.covers(start, end));
+            magnitude += i64::from(clinic.closures.iter().any(|c| c.overlaps(start, end)));
+        }
+        if p.check_room_hours {
+            let room_hours = f.room.opening_hours.as_ref();
+            magnitude += i64::from(room_hours.is_some_and(|hours| !hours.covers(start, end)));
+        }
+        hit(magnitude, d, || {
+            format!(
+                "{}–{} is outside the opening hours of room {}",
+                hhmm(start),
+                hhmm(end),
+                f.room.name
+            )
+        })
+    }
+
+    /// H05: the room type is allowed for the appointment type (empty list: any type).
+    fn h05_room_type_allowed(
+        &self,
+        p: &RoomTypeAllowedParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let kind = &self.snapshot.appointment_type;
+        let extra = p.extra_allowed.get(&kind.key).map(Vec::as_slice).unwrap_or_default();
+        if kind.allowed_room_types.is_empty() && extra.is_empty() {
+            return 0;
+        }
+        let room_type = &f.room.room_type;
+        let allowed = kind.allowed_room_types.contains(room_type) || extra.contains(room_type);
+        hit(i64::from(!allowed), d, || {
+            format!("room type {room_type} is not allowed for {}", kind.key)
+        })
+    }
+
+    /// H06: magnitude = missing required tags (`all_of`), or 1 when none is present
+    /// (`any_of`). Required = the type's tags plus the request's needs.
+    fn h06_required_equipment(
+        &self,
+        p: &RequiredEquipmentParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let equipment = &f.room.equipment;
+        let missing = self.required_equipment.iter().filter(|tag| !equipment.contains(**tag));
+        let missing_count = missing.clone().count() as i64;
+        let magnitude = match p.match_mode {
+            EquipmentMatch::AllOf => missing_count,
+            EquipmentMatch::AnyOf => {
+                let required = self.required_equipment.len() as i64;
+                i64::from(required > 0 && missing_count == required)
+            }
+        };
+        hit(magnitude, d, || {
+            let tags: Vec<&str> = missing.copied().collect();
+            format!("room {} lacks required equipment: {}", f.room.name, tags.join(", "))
+        })
+    }
+
+    /// H07: magnitude = occupants beyond the room's capacity.
+    fn h07_capacity(&self, p: &CapacityParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let needed = self.occupants_without_staff + p.staff_count;
+        let shortfall = i64::from(needed) - i64::from(f.room.capacity);
+        hit(shortfall.max(0), d, || {
+            format!("room {} holds {}, the visit needs {needed}", f.room.name, f.room.capacity)
+        })
+    }
+
+    /// H08: a patient who needs an accessible room gets one.
+    fn h08_accessibility(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let violated = self.needs_accessible && !f.room.accessible;
+        hit(i64::from(violated), d, || format!("room {} is not accessible", f.room.name))
+    }
+
+    /// H09: an airborne-isolation patient gets a negative-pressure room with enough air changes
+    /// (or, if allowed, a room tagged `single_room`).
+    fn h09_airborne_isolation(
+        &self,
+        p: &AirborneIsolationParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        if !self.airborne {
+            return 0;
+        }
+        let room = f.room;
+        let aiir = room.aiir && room.air_changes_per_hour >= p.air_changes_per_hour_min;
+        let fallback = p.fallback_single_room_door_closed && room.tags.contains("single_room");
+        hit(i64::from(!aiir && !fallback), d, || {
+            format!(
+                "room {} is not an airborne isolation room with ≥{} air changes per hour",
+                room.name, p.air_changes_per_hour_min
+            )
+        })
+    }
+
+    /// H10: male/female-only rooms; same-gender bays: magnitude = overlapping appointments
+    /// of patients of another (known) gender.
+    fn h10_gender_policy(&self, f: &SlotFacts, d: Option<&mut String>, s: &mut EvalStats) -> i64 {
+        let gender = self.snapshot.patient.gender;
+        let magnitude = match f.room.gender_policy {
+            GenderPolicy::Any => 0,
+            GenderPolicy::MaleOnly => i64::from(gender != Gender::Male),
+            GenderPolicy::FemaleOnly => i64::from(gender != Gender::Female),
+            GenderPolicy::SameGender => {
+                let timeline = &self.timelines[f.room_index];
+                let others = timeline.overlapping(f.slot.start, f.blocked_end, s).filter(|b| {
+                    let other =
+                        self.snapshot.appointments[b.appointment_index as usize].patient_gender;
+                    other.is_some_and(|other| other != gender)
+                });
+                others.count() as i64
+            }
+        };
+        hit(magnitude, d, || {
+            format!("room {} is {:?}; patient is {gender:?}", f.room.name, f.room.gender_policy)
+        })
+    }
+
+    /// H11: the patient's age lies within the room's min/max age.
+    fn h11_age_policy(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let age = self.snapshot.patient.age_years;
+        let too_young = f.room.min_age_years.is_some_and(|min| age < min);
+        let too_old = f.room.max_age_years.is_some_and(|max| age > max);
+        hit(i64::from(too_young || too_old), d, || {
+            format!(
+                "room {} is for ages {:?}–{:?}; patient is {age}",
+                f.room.name, f.room.min_age_years, f.room.max_age_years
+            )
+        })
+    }
+
+    /// H12: the doctor's specialty is allowed (if the room lists any) and not prohibited.
+    fn h12_specialty(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let specialty = &self.snapshot.doctor.specialty;
+        let room = f.room;
+        let not_allowed =
+            !room.allowed_specialties.is_empty() && !room.allowed_specialties.contains(specialty);
+        let prohibited = room.prohibited_specialties.contains(specialty);
+        hit(i64::from(not_allowed || prohibited), d, || {
+            format!("room {} is not available to specialty {specialty}", room.name)
+        })
+    }
+
+    /// H13: magnitude = (room tag, visit tag) pairs that prohibit this visit.
+    fn h13_prohibited_tags(
+        &self,
+        p: &ProhibitedTagsParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let clashes = p.pairs.iter().filter(|pair| {
+            f.room.tags.contains(&pair.room_tag)
+                && self.visit_tags.contains(pair.prohibits.as_str())
+        });
+        hit(clashes.clone().count() as i64, d, || {
+            let pair = clashes.clone().next().expect("a clash");
+            format!("room {} is {}, which prohibits {}", f.room.name, pair.room_tag, pair.prohibits)
+        })
+    }
+
+    /// H14: multi-chair rooms: magnitude = overlapping appointments − chairs + 1 when full.
+    fn h14_concurrent_capacity(
+        &self,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+        s: &mut EvalStats,
+    ) -> i64 {
+        let chairs = f.room.chairs_effective();
+        if chairs <= 1 {
+            return 0;
+        }
+        let timeline = &self.timelines[f.room_index];
+        let concurrent = timeline.overlapping(f.slot.start, f.blocked_end, s).count() as i64;
+        let excess = concurrent - i64::from(chairs) + 1;
+        hit(excess.max(0), d, || {
+            format!("room {} has all {chairs} chairs taken at {}", f.room.name, hhmm(f.slot.start))
+        })
+    }
+
+    /// H16: a pinned request may only use its pinned room.
+    fn h16_pinned_room(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let pinned = self.request.room_id;
+        let other = pinned.is_some_and(|pinned| pinned != f.room.id);
+        hit(i64::from(other), d, || {
+            format!("the request pins room {}", pinned.expect("pinned room"))
+        })
+    }
+}
+
+// Soft rules.
+impl EvalContext<'_> {
+    /// S01: magnitude = rank − 1 in the doctor's ranked list, `unlisted_magnitude` if absent
+    /// (0 when the doctor ranks no rooms).
+    fn s01_preferred_room(
+        &self,
+        p: &PreferredRoomParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let ranked = &self.snapshot.doctor.preferred_rooms;
+        if ranked.is_empty() {
+            return 0;
+        }
+        match ranked.iter().position(|id| *id == f.room.id) {
+            Some(rank) => hit(rank as i64, d, || format!("rank {} of {}", rank + 1, ranked.len())),
+            None => hit(i64::from(p.unlisted_magnitude), d, || "not in the doctor's list".into()),
+        }
+    }
+
+    /// The doctor's appointments just before and just after the slot.
+    fn doctor_neighbours(&self, slot: Slot) -> (Option<&Appointment>, Option<&Appointment>) {
+        let index = self.doctor_appointments.partition_point(|a| a.start < slot.start);
+        let before = index.checked_sub(1).map(|i| self.doctor_appointments[i]);
+        (before, self.doctor_appointments.get(index).copied())
+    }
+
+    /// S02: magnitude = consecutive doctor appointments (gap ≤ `gap_minutes`) in another room.
+    fn s02_room_stability(&self, p: &GapParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let gap_max = i64::from(p.gap_minutes);
+        let (before, after) = self.doctor_neighbours(f.slot);
+        let moved = |a: Option<&Appointment>, gap: fn(&Appointment, Slot) -> i64| {
+            a.is_some_and(|a| {
+                a.room_id.is_some_and(|room| room != f.room.id) && gap(a, f.slot) <= gap_max
+            })
+        };
+        let before_moved = moved(before, |a, slot| (slot.start - a.end).num_minutes());
+        let after_moved = moved(after, |a, slot| (a.start - slot.end).num_minutes());
+        let magnitude = i64::from(before_moved) + i64::from(after_moved);
+        hit(magnitude, d, || format!("doctor changes room {magnitude} time(s) around this visit"))
+    }
+
+    /// S03: magnitude = metres walked from the doctor's previous room and to the next one,
+    /// divided by `per_m`.
+    fn s03_walking_distance(
+        &self,
+        p: &DistanceParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let (before, after) = self.doctor_neighbours(f.slot);
+        let distance_m = |a: Option<&Appointment>| {
+            let room_id = a.and_then(|a| a.room_id);
+            let index = room_id.and_then(|id| self.room_index(id));
+            index.map_or(0, |i| i64::from(self.snapshot.rooms[i].distance_to_m(f.room)))
+        };
+        let metres = distance_m(before) + distance_m(after);
+        hit(per_metres(metres, p.per_m), d, || format!("doctor walks {metres} m"))
+    }
+
+    /// S04: the room is outside the doctor's zone.
+    fn s04_zone_match(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let zone = &self.snapshot.doctor.zone;
+        let outside = !zone.is_empty() && *zone != f.room.zone;
+        hit(i64::from(outside), d, || format!("zone {} is not the doctor's {zone}", f.room.zone))
+    }
+
+    /// S05: magnitude = preferred equipment tags the room lacks.
+    fn s05_preferred_equipment(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let preferred = &self.snapshot.appointment_type.preferred_equipment;
+        let missing = preferred.iter().filter(|tag| !f.room.equipment.contains(*tag));
+        hit(missing.clone().count() as i64, d, || {
+            let tags: Vec<&str> = missing.map(String::as_str).collect();
+            format!("lacks preferred {}", tags.join(", "))
+        })
+    }
+
+    /// S06: magnitude = spare capacity (capacity − occupants).
+    fn s06_smallest_room(&self, p: &CapacityParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let needed = i64::from(self.occupants_without_staff + p.staff_count);
+        let spare = (i64::from(f.room.capacity) - needed).max(0);
+        hit(spare, d, || format!("capacity {} > needed {needed}", f.room.capacity))
+    }
+
+    /// S07: magnitude = scarce features the room has and the visit does not need.
+    fn s07_scarce_room(&self, p: &ScarceParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let room = f.room;
+        let allowed = &self.snapshot.appointment_type.allowed_room_types;
+        let scarce_type = p.scarce_room_types.contains(&room.room_type)
+            && (allowed.is_empty() || allowed.iter().any(|t| !p.scarce_room_types.contains(t)));
+        let unused_aiir = p.aiir && room.aiir && !self.airborne;
+        let unused_access = p.accessible && room.accessible && !self.needs_accessible;
+        let magnitude = i64::from(scarce_type) + i64::from(unused_aiir) + i64::from(unused_access);
+        hit(magnitude, d, || format!("uses {magnitude} scarce feature(s) it does not need"))
+    }
+
+    /// S08: a visit asking for privacy lands in a shared (multi-chair) room.
+    fn s08_private_room(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let shared = self.request.needs.private_room && f.room.chairs_effective() > 1;
+        hit(i64::from(shared), d, || format!("room {} is shared", f.room.name))
+    }
+
+    /// The blocks before and after the slot in this room, and the gaps to them in minutes.
+    fn room_gaps(&self, f: &SlotFacts, s: &mut EvalStats) -> (Option<i64>, Option<i64>) {
+        let (before, after) = self.timelines[f.room_index].neighbours(f.slot.start, s);
+        let gap_before = before.map(|b| (f.slot.start - b.blocked_end).num_minutes());
+        let gap_after = after.map(|b| (b.start - f.blocked_end).num_minutes());
+        (gap_before, gap_after)
+    }
+
+    /// S09: magnitude = minutes short of `pref_gap_minutes` before and after.
+    fn s09_turnover_slack(
+        &self,
+        p: &TurnoverSlackParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+        s: &mut EvalStats,
+    ) -> i64 {
+        let wanted = i64::from(p.pref_gap_minutes);
+        let (before, after) = self.room_gaps(f, s);
+        let short = |gap: Option<i64>| gap.map_or(0, |gap| (wanted - gap.max(0)).max(0));
+        let magnitude = short(before) + short(after);
+        hit(magnitude, d, || format!("{magnitude} min short of {wanted} min slack"))
+    }
+
+    /// S10: magnitude = leftover gaps shorter than `min_bookable_minutes` the slot creates.
+    fn s10_fragmentation(
+        &self,
+        p: &FragmentationParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+        s: &mut EvalStats,
+    ) -> i64 {
+        let (before, after) = self.room_gaps(f, s);
+        let min = i64::from(p.min_bookable_minutes);
+        let small = |gap: Option<i64>| i64::from(gap.is_some_and(|gap| gap > 0 && gap < min));
+        let magnitude = small(before) + small(after);
+        hit(magnitude, d, || format!("leaves {magnitude} gap(s) under {min} min"))
+    }
+
+    /// S11: utilisation in units of `unit_minutes`; magnitude = (u + d)² − u².
+    fn s11_load_balance(
+        &self,
+        p: &LoadBalanceParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let unit = i64::from(p.unit_minutes.max(1));
+        let used = self.busy_minutes[f.room_index] / unit;
+        let added = (f.blocked_end - f.slot.start).num_minutes() / unit;
+        let magnitude = (used + added) * (used + added) - used * used;
+        hit(magnitude, d, || format!("room already busy {} min", self.busy_minutes[f.room_index]))
+    }
+
+    /// S12: the room has no appointment yet in the snapshot (opens a room).
+    fn s12_consolidate(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let unused = self.timelines[f.room_index].blocks().is_empty();
+        hit(i64::from(unused), d, || format!("opens room {}", f.room.name))
+    }
+
+    /// S13: magnitude = rooms beyond the doctor's limit held within `session_minutes`.
+    fn s13_provider_rooms(
+        &self,
+        p: &ProviderRoomRatioParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let doctor = &self.snapshot.doctor;
+        let max = p.max_rooms_by_specialty.get(&doctor.specialty).copied().unwrap_or(p.max_rooms);
+        let window = Duration::minutes(i64::from(p.session_minutes));
+        let (from, to) = (f.slot.start - window, f.slot.end + window);
+        let mut rooms: Vec<Uuid> = vec![f.room.id];
+        let first = self.doctor_appointments.partition_point(|a| a.end <= from);
+        for a in self.doctor_appointments[first..].iter().take_while(|a| a.start < to) {
+            if a.end > from {
+                rooms.extend(a.room_id);
+            }
+        }
+        rooms.sort_unstable();
+        rooms.dedup();
+        let excess = (rooms.len() as i64 - i64::from(max)).max(0);
+        hit(excess, d, || format!("doctor would hold {} rooms (limit {max})", rooms.len()))
+    }
+
+    /// S14: the room differs from the patient's last room in the series.
+    fn s14_patient_continuity(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let last = self.snapshot.patient_last_room_id;
+        let moved = last.is_some_and(|last| last != f.room.id);
+        hit(i64::from(moved), d, || "not the patient's previous room".into())
+    }
+
+    /// S15: mobility-flagged patients: magnitude = metres to the entrance / `per_m`.
+    fn s15_mobility_entrance(
+        &self,
+        p: &DistanceParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        if !self.needs_accessible {
+            return 0;
+        }
+        let metres = i64::from(f.room.distance_to_entrance_m);
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from the entrance"))
+    }
+
+    /// S16: immunocompromised patients: magnitude = shortfall of the clean window since the
+    /// room's last infectious use, in `unit_minutes` (rounded up).
+    fn s16_immuno_separation(
+        &self,
+        p: &CleanWindowParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+        s: &mut EvalStats,
+    ) -> i64 {
+        if !self.snapshot.patient.immunocompromised {
+            return 0;
+        }
+        let window = Duration::minutes(i64::from(p.clean_window_minutes));
+        let since = f.slot.start - window;
+        let timeline = &self.timelines[f.room_index];
+        let recent = timeline
+            .overlapping(since, f.slot.start, s)
+            .filter(|b| self.snapshot.appointments[b.appointment_index as usize].infectious);
+        let last_end = recent.map(|b| b.blocked_end).max();
+        let short = last_end.map_or(0, |end| (end - since).num_minutes().max(0));
+        let unit = i64::from(p.unit_minutes.max(1));
+        hit((short + unit - 1) / unit, d, || {
+            format!("infectious use {short} min inside the clean window")
+        })
+    }
+
+    /// S17: infectious patients: magnitude = extra metres to the exit compared with the
+    /// clinic's nearest room, / `per_m`.
+    fn s17_infectious_exit(
+        &self,
+        p: &DistanceParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        if !self.infectious {
+            return 0;
+        }
+        let extra = f.room.distance_to_entrance_m.saturating_sub(self.entrance_distance_m_min);
+        let magnitude = per_metres(i64::from(extra), p.per_m);
+        hit(magnitude, d, || format!("{extra} m further from the exit than the nearest room"))
+    }
+
+    /// S18: a child outside a paediatric room, or an adult inside one.
+    fn s18_age_zone(&self, p: &AgeZoneParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let child = self.snapshot.patient.age_years <= p.child_age_max_years;
+        let paediatric = f.room.tags.contains(&p.paediatric_tag);
+        hit(i64::from(child != paediatric), d, || {
+            let who = if child { "child" } else { "adult" };
+            format!("{who} in room {} (paediatric: {paediatric})", f.room.name)
+        })
+    }
+
+    /// S19: a sensitive visit in a room without any privacy tag.
+    fn s19_privacy(&self, p: &PrivacyParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let sensitive = self.snapshot.appointment_type.sensitive;
+        let private = p.room_tags.iter().any(|tag| f.room.tags.contains(tag));
+        hit(i64::from(sensitive && !private), d, || format!("room {} lacks privacy", f.room.name))
+    }
+
+    /// S20: the room is outside the assigned nurse's pod.
+    fn s20_nurse_pod(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let pod = self.request.needs.nurse_pod.as_ref();
+        let outside = pod.is_some_and(|pod| *pod != f.room.zone);
+        hit(i64::from(outside), d, || format!("zone {} is outside the nurse's pod", f.room.zone))
+    }
+
+    /// S21: magnitude = minutes short of `buffer_minutes` before the next closure window.
+    fn s21_maintenance_buffer(
+        &self,
+        p: &BufferParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        let buffer = i64::from(p.buffer_minutes);
+        let next =
+            f.room.closures.iter().filter(|c| c.start >= f.blocked_end).map(|c| c.start).min();
+        let gap = next.map(|start| (start - f.blocked_end).num_minutes());
+        let short = gap.map_or(0, |gap| (buffer - gap).max(0));
+        hit(short, d, || format!("maintenance starts {} min after the visit", gap.unwrap_or(0)))
+    }
+
+    /// S22: a rescheduled visit moves away from the room the patient was told.
+    fn s22_published_room(&self, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let previous = self.request.previous_room_id;
+        let moved = previous.is_some_and(|previous| previous != f.room.id);
+        hit(i64::from(moved), d, || "moves the visit away from its published room".into())
+    }
+
+    /// S23: interpreter or video visits in a room without the AV cart.
+    fn s23_av_cart(&self, p: &CartParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
+        let wants = self.request.needs.interpreter || self.request.needs.video;
+        let missing = wants && !f.room.equipment.contains(&p.cart_tag);
+        hit(i64::from(missing), d, || format!("room {} has no {}", f.room.name, p.cart_tag))
+    }
+
+    /// S24: elderly patients: magnitude = metres from check-in / `per_m`.
+    fn s24_waiting_area(
+        &self,
+        p: &WaitingAreaParams,
+        f: &SlotFacts,
+        d: Option<&mut String>,
+    ) -> i64 {
+        if self.snapshot.patient.age_years < p.elderly_age_min_years {
+            return 0;
+        }
+        let metres = i64::from(f.room.distance_to_checkin_m);
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from check-in"))
+    }
+}

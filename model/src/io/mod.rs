@@ -1,0 +1,16 @@
+//! Thin async adapters over the sans-IO engine: a framed protocol ([`frame`]), a server with
+//! seeded PCT scheduling and service times ([`server`], [`sched`]), a client ([`client`]) and
+//! the execution trace ([`trace`]). Everything runs over any `AsyncRead + AsyncWrite + Unpin`
+//! stream on a current-thread runtime: no real sockets, threads or wall clock, so the
+//! simulation can run it on turmoil TCP streams. Not modelled: TLS, auth, cancellation.
+
+pub mod client;
+pub mod frame;
+pub mod sched;
+pub mod server;
+pub mod trace;
+
+pub use client::Client;
+pub use frame::{FRAME_BYTES_MAX, IoError, Request, WireResponse, WireValue};
+pub use server::{Server, ServerConfig};
+pub use trace::TraceEvent;

@@ -1,0 +1,360 @@
+//! SERVER: the engine behind a framed protocol, with seeded scheduling and service times.
+//!
+//! One [`Server`] owns a shared [`Engine`] (`Rc<RefCell<…>>`, so the owner can also read the
+//! final state or crash it) and one ENGINE TASK (`spawn_local`: turmoil hosts are
+//! current-thread runtimes with a LocalSet). Each connection served by
+//! [`Server::serve_connection`] is one engine session; its requests go to the engine task
+//! over a channel, and disconnect closes the session.
+//!
+//! LIFE OF A STATEMENT
+//! 1. The connection task reads a frame and queues the statement with the engine task.
+//! 2. The engine task yields a few times to gather statements that arrived at the same
+//!    instant, then, while an executor is free, picks one by PCT priority ([`super::sched`]).
+//! 3. It advances the engine clock to tokio's (virtual) clock and submits the statement.
+//!    Done: the reply is held for a service time drawn from the [`LatencyProfile`] for the
+//!    statement kind × `time_scale`, during which the executor is busy. Blocked: the
+//!    executor is freed at once and the reply waits in a table.
+//! 4. The engine task sleeps until `Engine::next_timer()` and calls `advance_to`, so
+//!    deadlock checks and timeouts fire in virtual time; every `take_completions()` reply is
+//!    held for its own service time (without holding an executor) and sent.
+//! 5. Each execution and completion is appended to the TRACE (session, kind, fingerprint,
+//!    outcome); [`Server::trace_hash`] is the interleaving signature.
+//!
+//! TIME: the engine clock is tokio time since the server started (unscaled), so timeouts
+//! keep their meaning in the simulation's time; only service times are scaled, to lift
+//! microsecond costs above turmoil's millisecond tick.
+//!
+//! CRASH: [`Server::crash_restart`] aborts every transaction (committed data survives), drops
+//! every queued reply and disconnects every connection. Not modelled: connection limits,
+//! statement cancellation, partial writes of a reply.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::frame::{IoError, Request, WireResponse, WireValue, read_frame, write_frame};
+use super::sched::Pct;
+use super::trace::{Trace, TraceEvent, fingerprint};
+use crate::profile::{LatencyProfile, statement_kind};
+use crate::{Engine, Response, SessionId, Step, Value};
+
+/// At most this many yields are spent gathering statements that arrive at the same instant.
+const GATHER_YIELDS_MAX: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Seeds the scheduler and the service-time stream.
+    pub seed: u64,
+    /// Service times are multiplied by this (e.g. 20: 50 µs modelled = 1 ms simulated).
+    pub time_scale: u32,
+    pub profile: LatencyProfile,
+    /// PCT depth d (number of priority change points + 1).
+    pub pct_depth: u32,
+    /// Expected number of statements in a run; change points are drawn below it.
+    pub pct_steps_estimate: u64,
+    /// Statements in service at once (CPU cores of the modelled database).
+    pub executors_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            seed: 0,
+            time_scale: 1,
+            profile: LatencyProfile::default_profile(),
+            pct_depth: 3,
+            pct_steps_estimate: 1_000,
+            executors_max: 2,
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Response>;
+
+enum Cmd {
+    Query { session: SessionId, sql: String, params: Vec<Value>, reply: Reply },
+    Close { session: SessionId, generation: u64 },
+    Crash,
+}
+
+struct Queued {
+    session: SessionId,
+    sql: String,
+    params: Vec<Value>,
+    reply: Reply,
+}
+
+struct Shared {
+    engine: Rc<RefCell<Engine>>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    trace: Trace,
+    generation: watch::Sender<u64>,
+    start: Instant,
+}
+
+/// A handle on the running server; clones share it.
+#[derive(Clone)]
+pub struct Server {
+    shared: Rc<Shared>,
+}
+
+impl Server {
+    /// Starts the engine task. Must run inside a `LocalSet` (every turmoil host does).
+    pub fn start(engine: Rc<RefCell<Engine>>, config: ServerConfig) -> Server {
+        assert!(config.time_scale >= 1, "time_scale must be at least 1");
+        assert!(config.executors_max >= 1, "executors_max must be at least 1");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Rc::new(Shared {
+            engine,
+            tx,
+            trace: Trace::default(),
+            generation: watch::Sender::new(0),
+            start: Instant::now(),
+        });
+        let task = EngineTask::new(Rc::clone(&shared), config);
+        tokio::task::spawn_local(task.run(rx));
+        Server { shared }
+    }
+
+    /// Serves one connection until the client closes it, the stream fails, or a crash.
+    pub async fn serve_connection<S>(&self, mut stream: S) -> Result<(), IoError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut generation = self.shared.generation.subscribe();
+        let born = *generation.borrow_and_update();
+        let session = self.shared.engine.borrow_mut().open_session();
+        let result = self.serve_session(&mut stream, session, &mut generation).await;
+        if *generation.borrow() == born {
+            let _ = self.shared.tx.send(Cmd::Close { session, generation: born });
+        }
+        result
+    }
+
+    async fn serve_session<S>(
+        &self,
+        stream: &mut S,
+        session: SessionId,
+        generation: &mut watch::Receiver<u64>,
+    ) -> Result<(), IoError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            let request = tokio::select! {
+                biased;
+                _ = generation.changed() => return Err(IoError::Closed),
+                r = read_frame::<_, Request>(stream) => r?,
+            };
+            let (sql, params) = match request {
+                None | Some(Request::Close) => return Ok(()),
+                Some(Request::Query { sql, params }) => (sql, params),
+            };
+            let params = params.iter().map(WireValue::to_value).collect::<Result<_, _>>()?;
+            let (reply, answer) = oneshot::channel();
+            let _ = self.shared.tx.send(Cmd::Query { session, sql, params, reply });
+            let response = tokio::select! {
+                biased;
+                _ = generation.changed() => return Err(IoError::Closed),
+                r = answer => r.map_err(|_| IoError::Closed)?,
+            };
+            write_frame(stream, &WireResponse::from(&response)).await?;
+        }
+    }
+
+    /// Crash and restart the database: open transactions abort, committed data survives,
+    /// every connection drops.
+    pub fn crash_restart(&self) {
+        let _ = self.shared.tx.send(Cmd::Crash);
+    }
+
+    /// The shared engine (e.g. to read the final state after a run).
+    pub fn engine(&self) -> Rc<RefCell<Engine>> {
+        Rc::clone(&self.shared.engine)
+    }
+
+    /// Every executed statement and completion so far, in order.
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        self.shared.trace.events()
+    }
+
+    /// FNV-1a hash of the trace: the run's interleaving signature.
+    pub fn trace_hash(&self) -> u64 {
+        self.shared.trace.hash()
+    }
+}
+
+/// The single task that touches the engine.
+struct EngineTask {
+    shared: Rc<Shared>,
+    config: ServerConfig,
+    pct: Pct,
+    /// Service-time stream, separate from the scheduler's so one does not shift the other.
+    rng: ChaCha8Rng,
+    ready: Vec<Queued>,
+    /// Replies of blocked statements, by session; a Vec scanned in order for determinism.
+    blocked: Vec<(SessionId, &'static str, String, Reply)>,
+    busy: Rc<Cell<usize>>,
+    wake: Rc<tokio::sync::Notify>,
+}
+
+impl EngineTask {
+    fn new(shared: Rc<Shared>, config: ServerConfig) -> EngineTask {
+        let pct = Pct::new(config.seed, config.pct_depth, config.pct_steps_estimate);
+        let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5e41_11ce_7133_0001);
+        EngineTask {
+            shared,
+            config,
+            pct,
+            rng,
+            ready: Vec::new(),
+            blocked: Vec::new(),
+            busy: Rc::new(Cell::new(0)),
+            wake: Rc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        loop {
+            self.deliver_completions();
+            self.run_ready();
+            let timer = self.shared.engine.borrow().next_timer();
+            let deadline = timer.map(|t| self.shared.start + t);
+            tokio::select! {
+                biased;
+                _ = self.wake.notified() => {}
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        self.gather(&mut rx).await;
+                    }
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() => self.advance_clock(),
+            }
+        }
+    }
+
+    /// Lets same-instant senders run, then drains everything they queued.
+    async fn gather(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>) {
+        for _ in 0..GATHER_YIELDS_MAX {
+            tokio::task::yield_now().await;
+            let mut got = false;
+            while let Ok(cmd) = rx.try_recv() {
+                self.handle(cmd);
+                got = true;
+            }
+            if !got {
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Query { session, sql, params, reply } => {
+                self.ready.push(Queued { session, sql, params, reply })
+            }
+            Cmd::Close { session, generation } => {
+                if generation != *self.shared.generation.borrow() {
+                    return; // The session died with a crash already.
+                }
+                self.ready.retain(|q| q.session != session);
+                self.blocked.retain(|b| b.0 != session);
+                self.pct.forget(session);
+                self.advance_clock();
+                self.shared.engine.borrow_mut().close_session(session);
+            }
+            Cmd::Crash => {
+                self.ready.clear();
+                self.blocked.clear();
+                self.shared.engine.borrow_mut().crash_restart();
+                self.shared.generation.send_modify(|g| *g += 1);
+            }
+        }
+    }
+
+    fn advance_clock(&mut self) {
+        let now = Instant::now().saturating_duration_since(self.shared.start);
+        self.shared.engine.borrow_mut().advance_to(now);
+    }
+
+    fn run_ready(&mut self) {
+        while self.busy.get() < self.config.executors_max && !self.ready.is_empty() {
+            let sessions: Vec<SessionId> = self.ready.iter().map(|q| q.session).collect();
+            let q = self.ready.remove(self.pct.pick(&sessions));
+            self.advance_clock();
+            let kind = statement_kind(&q.sql);
+            let step = self.shared.engine.borrow_mut().submit(q.session, &q.sql, &q.params);
+            match step {
+                Step::Done(response) => {
+                    self.record(q.session, kind, &q.sql, outcome(&response));
+                    self.busy.set(self.busy.get() + 1);
+                    self.send_later(kind, response, q.reply, true);
+                }
+                Step::Blocked => {
+                    self.record(q.session, kind, &q.sql, "blocked".into());
+                    self.blocked.push((q.session, kind, q.sql, q.reply));
+                }
+            }
+            // A statement may have released others (commit, rollback, error).
+            self.deliver_completions();
+        }
+    }
+
+    fn deliver_completions(&mut self) {
+        let completions = self.shared.engine.borrow_mut().take_completions();
+        for c in completions {
+            let Some(i) = self.blocked.iter().position(|b| b.0 == c.session) else {
+                continue; // Its connection is gone.
+            };
+            let (session, kind, sql, reply) = self.blocked.remove(i);
+            self.record(session, kind, &sql, format!("completed {}", outcome(&c.response)));
+            self.send_later(kind, c.response, reply, false);
+        }
+    }
+
+    /// Holds a reply for the statement's service time; `holds_executor` frees one after.
+    fn send_later(&mut self, kind: &'static str, response: Response, reply: Reply, holds: bool) {
+        let service = self.config.profile.sample(kind, &mut self.rng) * self.config.time_scale;
+        let generation = *self.shared.generation.borrow();
+        let shared = Rc::clone(&self.shared);
+        let (busy, wake) = (Rc::clone(&self.busy), Rc::clone(&self.wake));
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(service).await;
+            if *shared.generation.borrow() == generation {
+                let _ = reply.send(response);
+            }
+            if holds {
+                busy.set(busy.get() - 1);
+                wake.notify_one();
+            }
+        });
+    }
+
+    fn record(&self, session: SessionId, kind: &'static str, sql: &str, outcome: String) {
+        let at_us = Instant::now().saturating_duration_since(self.shared.start).as_micros();
+        let at_us = u64::try_from(at_us).unwrap_or(u64::MAX);
+        let fingerprint = fingerprint(sql);
+        self.shared.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
+    }
+}
+
+fn outcome(response: &Response) -> String {
+    match response {
+        Ok(_) => "ok".into(),
+        Err(e) => e.code.clone(),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,296 @@
+//! Latency profile: how long the database takes to serve one statement, per statement kind.
+//!
+//! The engine core is timing-free; the async server ([`crate::io`]) charges each statement a
+//! service time drawn from this profile in virtual time. A profile is a TOML file with one
+//! table per statement kind (`select`, `insert`, `update`, `delete`, `begin`, `commit`,
+//! `rollback`, `ddl`, `other`); each kind is either
+//!
+//! - a LOGNORMAL body `{ median_us, sigma }` with an optional TAIL `{ p, scale_us }`: with
+//!   probability `p` an exponential extra delay of mean `scale_us` is added (a body + tail
+//!   mixture, like FoundationDB's sim2 latency), or
+//! - an EMPIRICAL quantile table `quantiles = [[q, us], …]` sampled by inverse CDF with linear
+//!   interpolation (what `roomsim calibrate` will write from HdrHistogram data).
+//!
+//! Every sample is clamped to `service_us_max`. Validation names the offending field
+//! (`kinds.select.sigma: …`). Not modelled: load dependence (the server's executor queue
+//! provides contention), correlation between consecutive statements.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rand::Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
+use serde::Deserialize;
+
+/// Every statement kind a profile must describe, in the order they are validated.
+pub const STATEMENT_KINDS: [&str; 9] =
+    ["select", "insert", "update", "delete", "begin", "commit", "rollback", "ddl", "other"];
+
+/// No single statement is charged more than this (a guard against a fat-tailed profile).
+pub const SERVICE_US_MAX: u64 = 10_000_000;
+
+/// The committed default profile (a placeholder until `roomsim calibrate` measures one).
+pub const DEFAULT_PROFILE_TOML: &str = include_str!("../profiles/default.toml");
+
+/// What is wrong with a profile: the field path and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {field}: {reason}")]
+pub struct ProfileError {
+    /// The file (or `<string>`) the profile came from.
+    pub source_name: String,
+    /// Dotted path of the offending field, e.g. `kinds.select.sigma`.
+    pub field: String,
+    pub reason: String,
+}
+
+/// Service-time distribution of one statement kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceTime {
+    LogNormal {
+        median_us: f64,
+        sigma: f64,
+        tail: Option<Tail>,
+    },
+    /// `(quantile, µs)` points, quantiles rising from 0 to 1, values non-decreasing.
+    Empirical {
+        quantiles: Vec<(f64, f64)>,
+    },
+}
+
+/// An occasional slow statement: with probability `p`, add Exp(mean `scale_us`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tail {
+    pub p: f64,
+    pub scale_us: f64,
+}
+
+/// Per-statement-kind service times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyProfile {
+    /// Keyed by statement kind; BTreeMap for determinism of iteration.
+    kinds: BTreeMap<&'static str, ServiceTime>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    kinds: BTreeMap<String, RawKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKind {
+    median_us: Option<f64>,
+    sigma: Option<f64>,
+    tail: Option<Tail>,
+    quantiles: Option<Vec<(f64, f64)>>,
+}
+
+impl LatencyProfile {
+    /// The committed placeholder profile `model/profiles/default.toml`.
+    pub fn default_profile() -> LatencyProfile {
+        LatencyProfile::from_toml_str(DEFAULT_PROFILE_TOML, "profiles/default.toml")
+            .expect("the committed default profile must be valid")
+    }
+
+    /// Reads and validates a profile file.
+    pub fn load(path: &Path) -> Result<LatencyProfile, ProfileError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            source_name: name.clone(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        LatencyProfile::from_toml_str(&text, &name)
+    }
+
+    /// Parses and validates a profile; `source_name` is used in error messages.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<LatencyProfile, ProfileError> {
+        let err = |field: String, reason: String| ProfileError {
+            source_name: source_name.to_string(),
+            field,
+            reason,
+        };
+        let raw: RawProfile =
+            toml::from_str(text).map_err(|e| err("(toml)".into(), e.message().to_string()))?;
+        for name in raw.kinds.keys() {
+            if !STATEMENT_KINDS.contains(&name.as_str()) {
+                let reason = format!("unknown statement kind; expected one of {STATEMENT_KINDS:?}");
+                return Err(err(format!("kinds.{name}"), reason));
+            }
+        }
+        let mut kinds = BTreeMap::new();
+        for kind in STATEMENT_KINDS {
+            let Some(raw_kind) = raw.kinds.get(kind) else {
+                return Err(err(format!("kinds.{kind}"), "missing".into()));
+            };
+            let service =
+                validate_kind(raw_kind).map_err(|(f, r)| err(format!("kinds.{kind}.{f}"), r))?;
+            kinds.insert(kind, service);
+        }
+        Ok(LatencyProfile { kinds })
+    }
+
+    /// The distribution for `kind` (unknown kinds use `other`).
+    pub fn service_time(&self, kind: &str) -> &ServiceTime {
+        self.kinds.get(kind).or_else(|| self.kinds.get("other")).expect("validated: has other")
+    }
+
+    /// Draws one service time for a statement of `kind`.
+    pub fn sample<R: Rng + ?Sized>(&self, kind: &str, rng: &mut R) -> Duration {
+        let us = match self.service_time(kind) {
+            ServiceTime::LogNormal { median_us, sigma, tail } => {
+                let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
+                let mut us = body.sample(rng);
+                if let Some(tail) = tail {
+                    if rng.random::<f64>() < tail.p {
+                        us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
+                    }
+                }
+                us
+            }
+            ServiceTime::Empirical { quantiles } => inverse_cdf(quantiles, rng.random::<f64>()),
+        };
+        Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
+    }
+}
+
+/// Checks one kind's table; on error returns (field, reason).
+fn validate_kind(raw: &RawKind) -> Result<ServiceTime, (String, String)> {
+    let bad = |f: &str, r: &str| Err((f.to_string(), r.to_string()));
+    match (&raw.quantiles, raw.median_us, raw.sigma) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            bad("quantiles", "give either quantiles or median_us/sigma, not both")
+        }
+        (Some(q), None, None) => {
+            if raw.tail.is_some() {
+                return bad("tail", "a tail only applies to a lognormal body");
+            }
+            validate_quantiles(q).map(|()| ServiceTime::Empirical { quantiles: q.clone() })
+        }
+        (None, None, _) => bad("median_us", "missing (or give quantiles)"),
+        (None, Some(_), None) => bad("sigma", "missing"),
+        (None, Some(median_us), Some(sigma)) => {
+            if !(median_us > 0.0 && median_us <= SERVICE_US_MAX as f64) {
+                return bad("median_us", "must be > 0 and <= 10000000");
+            }
+            if !(0.0..=3.0).contains(&sigma) {
+                return bad("sigma", "must be between 0 and 3");
+            }
+            if let Some(tail) = raw.tail {
+                if !(0.0..1.0).contains(&tail.p) {
+                    return bad("tail.p", "must be in [0, 1)");
+                }
+                if !(tail.scale_us > 0.0 && tail.scale_us <= SERVICE_US_MAX as f64) {
+                    return bad("tail.scale_us", "must be > 0 and <= 10000000");
+                }
+            }
+            Ok(ServiceTime::LogNormal { median_us, sigma, tail: raw.tail })
+        }
+    }
+}
+
+fn validate_quantiles(q: &[(f64, f64)]) -> Result<(), (String, String)> {
+    let bad = |r: String| Err(("quantiles".to_string(), r));
+    if q.len() < 2 {
+        return bad("needs at least two points".into());
+    }
+    if q[0].0 != 0.0 || q[q.len() - 1].0 != 1.0 {
+        return bad("must start at quantile 0 and end at quantile 1".into());
+    }
+    for (i, pair) in q.windows(2).enumerate() {
+        if pair[1].0 <= pair[0].0 {
+            return bad(format!("point {}: quantiles must rise strictly", i + 1));
+        }
+        if pair[1].1 < pair[0].1 {
+            return bad(format!("point {}: values must not decrease", i + 1));
+        }
+    }
+    if q.iter().any(|&(_, us)| !(0.0..=SERVICE_US_MAX as f64).contains(&us)) {
+        return bad("values must be between 0 and 10000000 µs".into());
+    }
+    Ok(())
+}
+
+/// Linear interpolation between the quantile points around `u`.
+fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
+    let i = q.partition_point(|&(qq, _)| qq <= u).clamp(1, q.len() - 1);
+    let ((q0, v0), (q1, v1)) = (q[i - 1], q[i]);
+    v0 + (v1 - v0) * ((u - q0) / (q1 - q0)).clamp(0.0, 1.0)
+}
+
+/// The statement kind used to pick a service time: the first keyword of the last statement.
+///
+/// One of `select insert update delete begin commit rollback ddl other`. Kept behind this
+/// one function so the engine's own classifier can replace it in one line.
+pub fn statement_kind(sql: &str) -> &'static str {
+    let last = sql.split(';').map(str::trim).filter(|s| !s.is_empty()).next_back().unwrap_or("");
+    let word: String = last
+        .trim_start_matches('(')
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match word.as_str() {
+        "select" | "with" | "values" | "table" => "select",
+        "insert" => "insert",
+        "update" => "update",
+        "delete" => "delete",
+        "begin" | "start" => "begin",
+        "commit" | "end" => "commit",
+        "rollback" | "abort" => "rollback",
+        "create" | "drop" | "alter" | "truncate" => "ddl",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn default_profile_loads_and_samples_in_range() {
+        let p = LatencyProfile::default_profile();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut samples: Vec<u128> =
+            (0..2000).map(|_| p.sample("select", &mut rng).as_micros()).collect();
+        samples.sort();
+        let median = samples[1000];
+        assert!((30..=400).contains(&median), "select median {median} µs out of PG's range");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let text = DEFAULT_PROFILE_TOML.replacen("sigma = 0.35", "sigma = -1.0", 1);
+        let e = LatencyProfile::from_toml_str(&text, "x.toml").unwrap_err();
+        assert_eq!(e.field, "kinds.select.sigma", "{e}");
+        let e = LatencyProfile::from_toml_str("[kinds.select]\nmedian_us = 5\nsigma=0.1\n", "y")
+            .unwrap_err();
+        assert_eq!(e.field, "kinds.insert", "{e}");
+        let e = LatencyProfile::from_toml_str("[kinds.selec]\n", "z").unwrap_err();
+        assert_eq!(e.field, "kinds.selec", "{e}");
+    }
+
+    #[test]
+    fn empirical_table_interpolates() {
+        let q = [(0.0, 100.0), (0.5, 200.0), (1.0, 1000.0)];
+        assert_eq!(inverse_cdf(&q, 0.0), 100.0);
+        assert_eq!(inverse_cdf(&q, 0.25), 150.0);
+        assert_eq!(inverse_cdf(&q, 0.75), 600.0);
+        assert!(validate_quantiles(&[(0.0, 5.0), (0.5, 4.0), (1.0, 9.0)]).is_err());
+    }
+
+    #[test]
+    fn statement_kinds() {
+        assert_eq!(statement_kind("BEGIN ISOLATION LEVEL SERIALIZABLE"), "begin");
+        assert_eq!(statement_kind("set x=1; UPDATE t SET v=1;"), "update");
+        assert_eq!(statement_kind("  select 1"), "select");
+        assert_eq!(statement_kind("CREATE TABLE t (id int)"), "ddl");
+        assert_eq!(statement_kind("abort"), "rollback");
+        assert_eq!(statement_kind("SAVEPOINT a"), "other");
+    }
+}

@@ -1,0 +1,17 @@
+//! The PostgreSQL isolation-tester spec format: parser ([`parse`]), a runner generic over a
+//! [`SpecBackend`] ([`runner`]) with the model ([`model_backend`]) and, with the `postgres`
+//! feature, real PostgreSQL ([`pg`]) as backends, text/JSON output and diffs ([`output`]),
+//! and the `roomsim spec` command ([`cli`]).
+
+pub mod cli;
+pub mod model_backend;
+pub mod output;
+pub mod parse;
+#[cfg(feature = "postgres")]
+pub mod pg;
+pub mod runner;
+
+pub use cli::{parse_file, run, run_cli, run_model, Format, SpecArgs};
+pub use output::{diff, to_json_lines, to_text};
+pub use parse::{parse_spec, ParseError, Spec};
+pub use runner::{run_spec, BackendError, Event, Outcome, PermutationResult, SpecBackend, Started};

@@ -1,0 +1,232 @@
+//! RUNNER: plays a spec's permutations against a [`SpecBackend`], like isolationtester.
+//!
+//! For each permutation: a fresh database; the `setup` blocks on a control connection; each
+//! session's `setup` on its own connection; then the steps in order:
+//! 1. If the step's session is still waiting on an earlier step, wait for that one to finish
+//!    (report it as completed), then report any other waiter that finished meanwhile.
+//! 2. Start the step. It either finishes (`blocked: false` with its result) or is BLOCKED
+//!    (waiting for a lock). A step that is merely slow (`pg_sleep`) is waited for.
+//! 3. Report every earlier waiter that has now finished, in the order they began waiting.
+//! At the end every waiter is waited for, in the order they began waiting (isolationtester's
+//! final drain); a waiter that can never finish is reported `stuck`. Then the session and
+//! global teardowns run. Setup/teardown results are reported only when they fail.
+//!
+//! Differences from isolationtester: each permutation gets fresh connections and a fresh
+//! database (so session settings never leak between permutations); blocker markers
+//! (`step(*)`, `step(other)`) are parsed but not used to delay reporting; errors of steps
+//! that finish at the same time are reported one by one, not combined.
+
+use serde::{Deserialize, Serialize};
+
+use super::parse::Spec;
+
+/// What one step produced: R in the JSON format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Tag { tag: String },
+    Rows { cols: Vec<String>, rows: Vec<Vec<serde_json::Value>> },
+    Error { error: String, message: String },
+}
+
+impl Outcome {
+    pub fn is_error(&self) -> bool {
+        matches!(self, Outcome::Error { .. })
+    }
+}
+
+/// One line of a permutation's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Event {
+    /// A step was started: it finished at once, or it is waiting.
+    Step {
+        step: String,
+        session: String,
+        blocked: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        result: Option<Outcome>,
+    },
+    /// A waiting step finished.
+    Completed { completed: String, session: String, result: Outcome },
+    /// A waiting step that can never finish (no pending timer; or the step timeout passed).
+    Stuck { stuck: String, session: String },
+    /// A failed setup or teardown block (`where`: "setup", "teardown", "s1 setup", …).
+    Control {
+        control: String,
+        result: Outcome,
+    },
+}
+
+/// One permutation's report: a line of the JSON output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermutationResult {
+    pub permutation: Vec<String>,
+    pub events: Vec<Event>,
+}
+
+/// What starting a step gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    Done(Outcome),
+    Blocked,
+}
+
+/// The backend could not run the spec at all (connection failure, protocol error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// A database the runner can drive: the model engine, or real PostgreSQL.
+///
+/// Sessions are numbered 0.. in spec order.
+#[allow(async_fn_in_trait)] // Used generically only; no Send bound is needed.
+pub trait SpecBackend {
+    /// A fresh database with one connection per session, plus a control connection.
+    async fn open(&mut self, sessions: usize) -> Result<(), BackendError>;
+    /// Runs a setup/teardown block on the control connection.
+    async fn control(&mut self, sql: &str) -> Result<Outcome, BackendError>;
+    /// Starts a step on a session: finished, or blocked on a lock.
+    async fn start(&mut self, session: usize, sql: &str) -> Result<Started, BackendError>;
+    /// Whether a waiting step has finished, without waiting for locks.
+    async fn poll(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
+    /// Waits for a waiting step to finish; `None` if it never can.
+    async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
+    /// Ends the permutation: drop connections and the database.
+    async fn close(&mut self) -> Result<(), BackendError>;
+}
+
+/// Runs every permutation of `spec`.
+pub async fn run_spec<B: SpecBackend>(
+    spec: &Spec,
+    backend: &mut B,
+) -> Result<Vec<PermutationResult>, BackendError> {
+    let mut results = Vec::with_capacity(spec.permutations.len());
+    for perm in &spec.permutations {
+        let names: Vec<String> = perm.iter().map(|p| p.step.clone()).collect();
+        backend.open(spec.sessions.len()).await?;
+        let mut run = Run { spec, backend: &mut *backend, events: Vec::new(), waiting: Vec::new() };
+        let outcome = run.permutation(&names).await;
+        let events = run.events;
+        let closed = backend.close().await;
+        outcome?;
+        closed?;
+        results.push(PermutationResult { permutation: names, events });
+    }
+    Ok(results)
+}
+
+struct Run<'a, B> {
+    spec: &'a Spec,
+    backend: &'a mut B,
+    events: Vec<Event>,
+    /// (session, step) in the order they began waiting.
+    waiting: Vec<(usize, String)>,
+}
+
+impl<B: SpecBackend> Run<'_, B> {
+    async fn permutation(&mut self, steps: &[String]) -> Result<(), BackendError> {
+        for sql in &self.spec.setup {
+            let r = self.backend.control(sql).await?;
+            self.report_control("setup", r);
+        }
+        for (i, session) in self.spec.sessions.iter().enumerate() {
+            if let Some(sql) = &session.setup {
+                let r = self.run_to_end(i, sql).await?;
+                self.report_control(&format!("{} setup", session.name), r);
+            }
+        }
+        for name in steps {
+            let (session, def) = self.spec.step(name).expect("parser checked step names");
+            if let Some(w) = self.waiting.iter().position(|(s, _)| *s == session) {
+                let (_, old) = self.waiting.remove(w);
+                if !self.finish(session, old).await? {
+                    return Ok(()); // Stuck: nothing more can run on that session.
+                }
+                self.check_waiting().await?;
+            }
+            let started = self.backend.start(session, &def.sql).await?;
+            let blocked = started == Started::Blocked;
+            let result = match started {
+                Started::Done(o) => Some(o),
+                Started::Blocked => None,
+            };
+            let session_name = self.session_name(session);
+            self.events.push(Event::Step { step: name.clone(), session: session_name, blocked, result });
+            self.check_waiting().await?;
+            if blocked {
+                self.waiting.push((session, name.clone()));
+            }
+        }
+        for (session, step) in std::mem::take(&mut self.waiting) {
+            if !self.finish(session, step).await? {
+                return Ok(()); // Stuck: skip the teardowns, the database is dropped anyway.
+            }
+        }
+        self.teardown().await
+    }
+
+    async fn teardown(&mut self) -> Result<(), BackendError> {
+        for (i, session) in self.spec.sessions.iter().enumerate() {
+            if let Some(sql) = &session.teardown {
+                let r = self.run_to_end(i, sql).await?;
+                self.report_control(&format!("{} teardown", session.name), r);
+            }
+        }
+        if let Some(sql) = &self.spec.teardown {
+            let r = self.backend.control(sql).await?;
+            self.report_control("teardown", r);
+        }
+        Ok(())
+    }
+
+    /// Waits for a waiting step and reports it; false if it is stuck.
+    async fn finish(&mut self, session: usize, step: String) -> Result<bool, BackendError> {
+        let session_name = self.session_name(session);
+        let (event, done) = match self.backend.wait(session).await? {
+            Some(result) => {
+                (Event::Completed { completed: step, session: session_name, result }, true)
+            }
+            None => (Event::Stuck { stuck: step, session: session_name }, false),
+        };
+        self.events.push(event);
+        Ok(done)
+    }
+
+    /// Reports every waiter that has finished, in the order they began waiting.
+    async fn check_waiting(&mut self) -> Result<(), BackendError> {
+        let mut still = Vec::new();
+        for (session, step) in std::mem::take(&mut self.waiting) {
+            match self.backend.poll(session).await? {
+                Some(result) => {
+                    let session_name = self.session_name(session);
+                    self.events.push(Event::Completed { completed: step, session: session_name, result });
+                }
+                None => still.push((session, step)),
+            }
+        }
+        self.waiting = still;
+        Ok(())
+    }
+
+    /// A session setup/teardown block: run it and wait for it.
+    async fn run_to_end(&mut self, session: usize, sql: &str) -> Result<Outcome, BackendError> {
+        match self.backend.start(session, sql).await? {
+            Started::Done(o) => Ok(o),
+            Started::Blocked => Ok(self.backend.wait(session).await?.unwrap_or(Outcome::Error {
+                error: "stuck".into(),
+                message: "session setup/teardown never finished".into(),
+            })),
+        }
+    }
+
+    fn report_control(&mut self, place: &str, result: Outcome) {
+        if result.is_error() {
+            self.events.push(Event::Control { control: place.to_string(), result });
+        }
+    }
+
+    fn session_name(&self, session: usize) -> String {
+        self.spec.sessions[session].name.clone()
+    }
+}

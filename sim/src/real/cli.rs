@@ -1,0 +1,209 @@
+//! The clap surface of the real-PostgreSQL commands and their dispatch.
+//!
+//! Parsing stays here; each command's work lives in its own module. Every flag that names a
+//! database has the `DATABASE_URL` env twin.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::load::{self, LoadConfig, Target};
+use super::workload::{Fixture, Task};
+use super::{RealError, parse_duration, report};
+
+/// The real-PostgreSQL subcommands of `roomsim`.
+#[derive(Debug, Subcommand)]
+pub enum RealCommand {
+    /// Set up or clean the test database.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Serve backend-core over real HTTP with real PostgreSQL.
+    Serve(ServeArgs),
+    /// Send booking load to a running `roomsim serve`.
+    Load(LoadArgs),
+    /// Measure per-statement service times and write a latency profile.
+    Calibrate(CalibrateArgs),
+    /// Run a scenario on real PostgreSQL and in the simulation and compare them.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Run migrations and seed the test clinic; prints the ids and writes the fixture file.
+    Setup(SetupArgs),
+    /// Remove the test appointments (and idempotency keys).
+    Cleanup(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL, e.g. postgres://root@127.0.0.1:5432/test.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Scenario whose clinic is seeded.
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    /// Where the ids are written for `roomsim load`.
+    #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
+    pub fixture: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    pub listen: String,
+    /// Database connections in the pool.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub pool: u32,
+    /// Booking strategy (see `roomsim strategies`).
+    #[arg(long, default_value = "exclusion")]
+    pub strategy: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Base URL of a running `roomsim serve` (loopback only).
+    #[arg(long, env = "ROOMSIM_TARGET", value_name = "URL")]
+    pub target: String,
+    /// Scenario: picks the default tags (storm: concurrent; conflict; rules; all).
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    /// Closed-loop users.
+    #[arg(long, default_value_t = 50)]
+    pub users: u32,
+    /// Users started per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub spawn_rate: f64,
+    /// How long to run: 30s, 2m, 1h.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub run_time: Duration,
+    /// Scenario parts to run: concurrent, conflict, rules.
+    #[arg(long, value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Open loop: requests per second, latency measured from the intended send time.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Closed loop: wait between a user's requests.
+    #[arg(long, default_value_t = 0)]
+    pub wait_ms: u64,
+    /// Seed of the request streams.
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Per-request timeout.
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Stop after this many requests.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub requests_max: u64,
+    /// Ids written by `roomsim db setup`.
+    #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
+    pub fixture: PathBuf,
+    #[command(flatten)]
+    pub reports: report::ReportArgs,
+    /// Sample pg_stat_activity / pg_locks / deadlocks / index usage during the run.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl LoadArgs {
+    pub fn config(&self) -> Result<LoadConfig, RealError> {
+        let tasks = if self.tags.is_empty() {
+            Task::defaults_for_scenario(&self.scenario)
+        } else {
+            Task::parse_tags(&self.tags)?
+        };
+        let config = LoadConfig {
+            target: Target::parse(&self.target)?,
+            tasks,
+            users: self.users,
+            spawn_rate_per_s: self.spawn_rate,
+            run_time: self.run_time,
+            rate_per_s: self.rate,
+            wait_ms: self.wait_ms,
+            seed: self.seed,
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            requests_max: self.requests_max,
+            progress: true,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Where the latency profile (TOML) is written.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Bookings measured.
+    #[arg(long, default_value_t = 2_000)]
+    pub bookings: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Concurrency levels (closed-loop users).
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
+    pub concurrency: Vec<u32>,
+    /// Run time per level on real PostgreSQL.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub run_time: Duration,
+    /// Booking strategy.
+    #[arg(long, default_value = "exclusion")]
+    pub strategy: String,
+    /// Latency profile for the simulation (default: the committed one).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub reports: report::ReportArgs,
+}
+
+impl RealCommand {
+    pub async fn execute(self) -> Result<(), RealError> {
+        match self {
+            RealCommand::Load(args) => run_load_command(args).await,
+            RealCommand::Db { .. }
+            | RealCommand::Serve(_)
+            | RealCommand::Calibrate(_)
+            | RealCommand::Validate(_) => Err(RealError::BadInput(
+                "this command needs backend-core's HTTP service, which has not landed yet"
+                    .to_string(),
+            )),
+        }
+    }
+}
+
+async fn run_load_command(args: LoadArgs) -> Result<(), RealError> {
+    let config = args.config()?;
+    let fixture = Arc::new(Fixture::load(&args.fixture)?);
+    load::preflight(&config.target).await?;
+    let outcome = load::run_load(config, fixture).await;
+    let text = report::text_summary(&outcome);
+    print!("{text}");
+    report::write_all(&args.reports, &outcome, None)?;
+    match &outcome.stopped_early {
+        Some(reason) => Err(RealError::RunFailed(format!("{reason}; partial results written"))),
+        None => Ok(()),
+    }
+}

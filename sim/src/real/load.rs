@@ -1,0 +1,609 @@
+//! The real HTTP load generator: hyper 1 over tokio TCP, to loopback targets only.
+//!
+//! TWO ARRIVAL MODELS
+//!
+//! * Closed loop (Locust's model): `users` users are started at `spawn_rate` per second; each
+//!   sends a request, waits for the answer, waits `wait_ms`, repeats. Latency is measured from
+//!   the actual send. Closed-loop throughput is bounded by users / (response + wait) and a
+//!   stalled server is sampled less (coordinated omission): use it for Locust-style runs.
+//! * Open loop (`--rate R`, wrk2's model): request i is *intended* at `start + i/R`; a
+//!   dispatcher spawns it then, whatever is still in flight, and its latency is measured from
+//!   the intended time, so a stall shows in full (no coordinated omission).
+//!
+//! Both stop by themselves: at the run time, after `requests_max` requests, or when the target
+//! stops answering ([`CONNECTION_FAILURES_MAX`] transport failures in a row), keeping the
+//! partial results. In-flight open-loop requests are bounded by [`IN_FLIGHT_MAX`]; an arrival
+//! beyond it is recorded as a failure ("in-flight limit"), not silently delayed.
+//!
+//! OUTCOMES: 2xx is a success; a booking answered 201 is booked, one answered 200 (fallback
+//! "suggest": alternatives only) or 409 (no feasible room) is the expected answer to a
+//! conflict and is counted as rejected; anything else, a timeout or a
+//! transport error is a failure. `Server-Timing` metrics (rules, conflict, db) of every
+//! answered request go into their own histograms.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use super::RealError;
+use super::stats::{INTERVAL_MS, Recorder, parse_server_timing};
+use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
+
+/// Transport failures in a row after which the target is declared down.
+pub const CONNECTION_FAILURES_MAX: u64 = 200;
+/// Open-loop requests in flight at most.
+pub const IN_FLIGHT_MAX: u64 = 10_000;
+/// Closed-loop users at most.
+pub const USERS_MAX: u32 = 10_000;
+/// Progress lines on stderr are printed this often for runs at least this long.
+pub const PROGRESS_INTERVAL_S: u64 = 10;
+
+/// Where the load goes: a loopback HTTP base URL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `http://host:port`, without a trailing slash.
+    pub base: String,
+}
+
+impl Target {
+    /// Accepts `http://127.0.0.1:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`.
+    pub fn parse(url: &str) -> Result<Target, RealError> {
+        let bad = |why: &str| RealError::BadInput(format!("--target `{url}`: {why}"));
+        let uri: http::Uri = url.parse().map_err(|e| bad(&format!("not a URL ({e})")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// is supported"));
+        }
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        if !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+            return Err(bad("the load generator only targets loopback (127.0.0.1)"));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(bad("give the base URL only, without a path"));
+        }
+        let port = uri.port_u16().unwrap_or(80);
+        Ok(Target { base: format!("http://{host}:{port}") })
+    }
+}
+
+/// How a load run is shaped.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub target: Target,
+    pub tasks: Vec<Task>,
+    pub users: u32,
+    pub spawn_rate_per_s: f64,
+    pub run_time: Duration,
+    /// Open loop at this many requests per second; `None` is closed loop.
+    pub rate_per_s: Option<f64>,
+    pub wait_ms: u64,
+    pub seed: u64,
+    pub timeout: Duration,
+    pub requests_max: u64,
+    /// Print progress lines on stderr.
+    pub progress: bool,
+}
+
+impl LoadConfig {
+    pub fn validate(&self) -> Result<(), RealError> {
+        let bad = |s: String| Err(RealError::BadInput(s));
+        if self.users == 0 || self.users > USERS_MAX {
+            return bad(format!("--users {}: must be 1..={USERS_MAX}", self.users));
+        }
+        if !(self.spawn_rate_per_s > 0.0 && self.spawn_rate_per_s.is_finite()) {
+            return bad(format!("--spawn-rate {}: must be > 0", self.spawn_rate_per_s));
+        }
+        if let Some(rate) = self.rate_per_s {
+            if !(rate > 0.0 && rate <= 1_000_000.0) {
+                return bad(format!("--rate {rate}: must be in (0, 1000000]"));
+            }
+        }
+        if self.run_time.is_zero() {
+            return bad("--run-time: must be > 0".to_string());
+        }
+        if self.requests_max == 0 {
+            return bad("--requests-max: must be > 0".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Counts of booking outcomes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// 201 with a room.
+    pub booked: u64,
+    /// 409: no feasible room (alternatives suggested).
+    pub rejected: u64,
+    /// 2xx of a preview.
+    pub previewed: u64,
+    pub failed: u64,
+}
+
+/// The result of a load run, complete or partial.
+#[derive(Debug)]
+pub struct LoadOutcome {
+    pub recorder: Recorder,
+    pub outcomes: Outcomes,
+    pub elapsed: Duration,
+    pub started_unix_s: u64,
+    pub users_max: u32,
+    /// Why the run stopped before its run time, if it did.
+    pub stopped_early: Option<String>,
+    pub config: LoadConfig,
+}
+
+impl LoadOutcome {
+    /// Bookings (201) per second of the run.
+    pub fn bookings_per_s(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 { self.outcomes.booked as f64 / seconds } else { 0.0 }
+    }
+}
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// State shared by every task of a run.
+struct Shared {
+    client: HttpClient,
+    config: LoadConfig,
+    recorder: Mutex<Recorder>,
+    outcomes: Mutex<Outcomes>,
+    stop: AtomicBool,
+    stop_reason: Mutex<Option<String>>,
+    connection_failures_in_row: AtomicU64,
+    requests_issued: AtomicU64,
+    in_flight: AtomicU64,
+    users_running: AtomicU64,
+}
+
+impl Shared {
+    fn new(config: LoadConfig) -> Shared {
+        let pool_idle_per_host = config.users.max(64) as usize;
+        Shared {
+            client: http_client(pool_idle_per_host),
+            config,
+            recorder: Mutex::new(Recorder::new()),
+            outcomes: Mutex::new(Outcomes::default()),
+            stop: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
+            connection_failures_in_row: AtomicU64::new(0),
+            requests_issued: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            users_running: AtomicU64::new(0),
+        }
+    }
+
+    fn stop_with(&self, reason: String) {
+        let mut slot = self.stop_reason.lock().expect("stop reason lock");
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Claims one request from the budget; false once the budget or the run is over.
+    fn claim_request(&self) -> bool {
+        if self.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.requests_issued.fetch_add(1, Ordering::SeqCst) < self.config.requests_max
+    }
+}
+
+fn http_client(pool_idle_per_host: usize) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(pool_idle_per_host)
+        .build(connector)
+}
+
+/// Checks that the target answers `GET /healthz` before any load is sent.
+pub async fn preflight(target: &Target) -> Result<(), RealError> {
+    let client = http_client(1);
+    let url = format!("{}/healthz", target.base);
+    let request =
+        http::Request::get(&url).body(Full::new(Bytes::new())).expect("a static request is valid");
+    let answer = tokio::time::timeout(Duration::from_secs(5), client.request(request)).await;
+    match answer {
+        Err(_) => Err(RealError::BadInput(format!("target {url}: no answer within 5 s"))),
+        Ok(Err(e)) => Err(RealError::BadInput(format!(
+            "target {url} is not answering ({}); is `roomsim serve` running?",
+            error_chain(&e)
+        ))),
+        Ok(Ok(response)) if !response.status().is_success() => Err(RealError::BadInput(format!(
+            "target {url} answered {}; is it a roomsim server?",
+            response.status()
+        ))),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+/// Runs the load and returns its statistics, partial when the target failed mid-run.
+pub async fn run_load(config: LoadConfig, fixture: Arc<Fixture>) -> LoadOutcome {
+    let shared = Arc::new(Shared::new(config));
+    let started_unix_s = unix_now_s();
+    let start = Instant::now();
+    let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
+    let users_max = match shared.config.rate_per_s {
+        Some(rate) => {
+            open_loop(shared.clone(), fixture, start, rate).await;
+            0
+        }
+        None => closed_loop(shared.clone(), fixture, start).await,
+    };
+    finish(shared, ticker, start, started_unix_s, users_max).await
+}
+
+/// One request of a round, at its intended offset from the round's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledRequest {
+    pub send_at_us: u64,
+    pub request: PlannedRequest,
+}
+
+/// Hands out the requests of each round (`None`: no more rounds).
+pub trait RoundPlanner: Send {
+    fn round(&mut self, index: u64) -> Option<Vec<ScheduledRequest>>;
+}
+
+/// Rounds of scheduled requests (the simulation's workload replayed for real): every request
+/// of a round is sent at its intended offset, measured from that intended time (open model);
+/// the next round starts when the previous one has completed. Stops at the run time, the
+/// request budget, the planner's end, or a dead target.
+pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> LoadOutcome {
+    let shared = Arc::new(Shared::new(config));
+    let started_unix_s = unix_now_s();
+    let start = Instant::now();
+    let deadline = start + shared.config.run_time;
+    let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
+    let mut users_max = 0_u32;
+    for index in 0_u64.. {
+        if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(requests) = planner.round(index) else { break };
+        users_max = users_max.max(requests.len() as u32);
+        shared.users_running.store(requests.len() as u64, Ordering::SeqCst);
+        run_round(&shared, requests).await;
+    }
+    finish(shared, ticker, start, started_unix_s, users_max).await
+}
+
+async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
+    let round_start = Instant::now();
+    let mut handles = Vec::with_capacity(requests.len());
+    for scheduled in requests {
+        if !shared.claim_request() {
+            break;
+        }
+        let shared = shared.clone();
+        let intended = round_start + Duration::from_micros(scheduled.send_at_us);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep_until(intended).await;
+            send_and_record(&shared, scheduled.request, intended).await;
+        }));
+    }
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+async fn finish(
+    shared: Arc<Shared>,
+    ticker: tokio::task::JoinHandle<()>,
+    start: Instant,
+    started_unix_s: u64,
+    users_max: u32,
+) -> LoadOutcome {
+    shared.stop.store(true, Ordering::SeqCst);
+    let elapsed = start.elapsed();
+    let _ = ticker.await;
+    let recorder = {
+        let mut recorder = shared.recorder.lock().expect("recorder lock");
+        recorder.roll_interval(elapsed.as_millis() as u64, unix_now_s(), 0);
+        std::mem::take(&mut *recorder)
+    };
+    let outcomes = shared.outcomes.lock().expect("outcomes lock").clone();
+    let stopped_early = shared.stop_reason.lock().expect("stop reason lock").clone();
+    let config = shared.config.clone();
+    LoadOutcome { recorder, outcomes, elapsed, started_unix_s, users_max, stopped_early, config }
+}
+
+async fn closed_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant) -> u32 {
+    let config = &shared.config;
+    let deadline = start + config.run_time;
+    let mut handles = Vec::with_capacity(config.users as usize);
+    for user in 0..config.users {
+        let spawn_at = start + Duration::from_secs_f64(user as f64 / config.spawn_rate_per_s);
+        if spawn_at >= deadline || shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep_until(spawn_at).await;
+        let (shared, fixture) = (shared.clone(), fixture.clone());
+        handles.push(tokio::spawn(async move {
+            shared.users_running.fetch_add(1, Ordering::SeqCst);
+            user_loop(&shared, &fixture, user as u64, deadline).await;
+        }));
+    }
+    let users_started = handles.len() as u32;
+    for handle in handles {
+        let _ = handle.await;
+    }
+    users_started
+}
+
+async fn user_loop(shared: &Shared, fixture: &Fixture, user: u64, deadline: Instant) {
+    let tasks = shared.config.tasks.clone();
+    let mut workload = UserWorkload::new(fixture, &tasks, shared.config.seed, user);
+    while Instant::now() < deadline && shared.claim_request() {
+        let planned = workload.next_request();
+        let sent_at = Instant::now();
+        send_and_record(shared, planned, sent_at).await;
+        if shared.config.wait_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(shared.config.wait_ms)).await;
+        }
+    }
+}
+
+async fn open_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant, rate: f64) {
+    let deadline = start + shared.config.run_time;
+    let tasks = shared.config.tasks.clone();
+    // One stream for the whole arrival sequence: request i is the same for every run.
+    let mut workload = UserWorkload::new(&fixture, &tasks, shared.config.seed, u64::MAX);
+    let mut handles = Vec::new();
+    for index in 0_u64.. {
+        let intended = start + Duration::from_secs_f64(index as f64 / rate);
+        if intended >= deadline || !shared.claim_request() {
+            break;
+        }
+        tokio::time::sleep_until(intended).await;
+        let planned = workload.next_request();
+        if shared.in_flight.load(Ordering::SeqCst) >= IN_FLIGHT_MAX {
+            let name = planned.task.request_name();
+            let latency_us = intended.elapsed().as_micros() as u64;
+            let mut recorder = shared.recorder.lock().expect("recorder lock");
+            recorder.record("POST", name, latency_us, 0, Some("in-flight limit"));
+            continue;
+        }
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        let shared = shared.clone();
+        handles.push(tokio::spawn(async move {
+            send_and_record(&shared, planned, intended).await;
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }));
+        handles.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
+    }
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+/// What one answered or failed request produced.
+struct Answer {
+    status: u16,
+    body: Bytes,
+    server_timing: Vec<(String, u64)>,
+}
+
+async fn send(shared: &Shared, planned: &PlannedRequest) -> Result<Answer, String> {
+    let url = format!("{}{}", shared.config.target.base, planned.task.path());
+    let mut request =
+        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &planned.idempotency_key {
+        request = request.header("Idempotency-Key", key.as_str());
+    }
+    let request = request
+        .body(Full::new(Bytes::from(planned.body.clone())))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let exchange = async {
+        let response = shared.client.request(request).await.map_err(|e| error_chain(&e))?;
+        let status = response.status().as_u16();
+        let server_timing = response
+            .headers()
+            .get_all("server-timing")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_server_timing)
+            .collect();
+        let body = response.into_body().collect().await.map_err(|e| error_chain(&e))?;
+        Ok(Answer { status, body: body.to_bytes(), server_timing })
+    };
+    match tokio::time::timeout(shared.config.timeout, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => Err(format!("timeout after {} ms", shared.config.timeout.as_millis())),
+    }
+}
+
+async fn send_and_record(shared: &Shared, planned: PlannedRequest, measured_from: Instant) {
+    let answer = send(shared, &planned).await;
+    let latency_us = measured_from.elapsed().as_micros() as u64;
+    let name = planned.task.request_name();
+    let mut recorder = shared.recorder.lock().expect("recorder lock");
+    let mut outcomes = shared.outcomes.lock().expect("outcomes lock");
+    match answer {
+        Ok(answer) => {
+            shared.connection_failures_in_row.store(0, Ordering::SeqCst);
+            for (metric, duration_us) in &answer.server_timing {
+                recorder.record_server_timing(metric, *duration_us);
+            }
+            let error = classify(planned.task, &answer, &mut outcomes);
+            let bytes = answer.body.len() as u64;
+            recorder.record("POST", name, latency_us, bytes, error.as_deref());
+        }
+        Err(error) => {
+            outcomes.failed += 1;
+            recorder.record("POST", name, latency_us, 0, Some(&error));
+            let in_row = shared.connection_failures_in_row.fetch_add(1, Ordering::SeqCst) + 1;
+            if in_row >= CONNECTION_FAILURES_MAX {
+                shared.stop_with(format!(
+                    "target {} stopped answering ({in_row} failures in a row; last: {error})",
+                    shared.config.target.base
+                ));
+            }
+        }
+    }
+}
+
+/// Counts the outcome; returns the failure message for a failed request.
+fn classify(task: Task, answer: &Answer, outcomes: &mut Outcomes) -> Option<String> {
+    match answer.status {
+        201 if task.books() => {
+            outcomes.booked += 1;
+            None
+        }
+        // fallback "suggest": no room was free, the alternatives are the answer.
+        200..=299 if task.books() => {
+            outcomes.rejected += 1;
+            None
+        }
+        200..=299 => {
+            outcomes.previewed += 1;
+            None
+        }
+        409 if task.books()
+            && problem_code(&answer.body).as_deref() != Some("IDEMPOTENCY_IN_FLIGHT") =>
+        {
+            outcomes.rejected += 1;
+            None
+        }
+        status => {
+            outcomes.failed += 1;
+            let code = problem_code(&answer.body).unwrap_or_default();
+            Some(format!("HTTP {status} {code}").trim_end().to_string())
+        }
+    }
+}
+
+/// The `code` of an `application/problem+json` body, if any.
+fn problem_code(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value.get("code")?.as_str().map(str::to_string)
+}
+
+/// Rolls the recorder every interval and prints progress on stderr.
+async fn interval_ticker(shared: Arc<Shared>, start: Instant) {
+    let run_s = shared.config.run_time.as_secs();
+    for tick in 1_u64.. {
+        tokio::time::sleep_until(start + Duration::from_millis(tick * INTERVAL_MS)).await;
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let now_ms = start.elapsed().as_millis() as u64;
+        let users = shared.users_running.load(Ordering::SeqCst) as u32;
+        let mut recorder = shared.recorder.lock().expect("recorder lock");
+        recorder.roll_interval(now_ms, unix_now_s(), users);
+        let elapsed_s = now_ms / 1_000;
+        if shared.config.progress
+            && run_s >= PROGRESS_INTERVAL_S
+            && elapsed_s % PROGRESS_INTERVAL_S == 0
+        {
+            let all = recorder.aggregated();
+            eprintln!(
+                "[{elapsed_s:>4}s/{run_s}s] users {users:>5}  requests {:>8}  failures {:>6}  \
+                 req/s {:>8.1}  p95 {:>8.2} ms",
+                all.request_count,
+                all.failure_count,
+                all.requests_per_s(now_ms as f64 / 1_000.0),
+                super::stats::value_or_zero(&all.histogram, 0.95) as f64 / 1_000.0,
+            );
+        }
+    }
+}
+
+/// `error: cause: cause` of an error and its sources.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    let mut depth = 0;
+    while let Some(cause) = source {
+        if depth >= 8 {
+            break;
+        }
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+        depth += 1;
+    }
+    text
+}
+
+/// Seconds since the Unix epoch, for report timestamps only (never for measuring).
+pub fn unix_now_s() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_must_be_loopback_http() {
+        assert_eq!(Target::parse("http://127.0.0.1:8000").unwrap().base, "http://127.0.0.1:8000");
+        assert_eq!(Target::parse("http://localhost:9/").unwrap().base, "http://localhost:9");
+        for bad in
+            ["https://127.0.0.1:1", "http://10.0.0.1:80", "nonsense url", "http://127.0.0.1:1/x"]
+        {
+            let err = Target::parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn conflict_409_is_a_rejection_not_a_failure() {
+        let answer = |status, body: &str| Answer {
+            status,
+            body: Bytes::from(body.to_string()),
+            server_timing: vec![],
+        };
+        let mut outcomes = Outcomes::default();
+        let rejected = answer(409, r#"{"code":"ROOM_UNAVAILABLE"}"#);
+        assert_eq!(classify(Task::Conflict, &rejected, &mut outcomes), None);
+        let in_flight = answer(409, r#"{"code":"IDEMPOTENCY_IN_FLIGHT"}"#);
+        assert!(classify(Task::Conflict, &in_flight, &mut outcomes).is_some());
+        let err = classify(Task::Rules, &answer(500, r#"{"code":"INTERNAL"}"#), &mut outcomes);
+        assert_eq!(err.as_deref(), Some("HTTP 500 INTERNAL"));
+        assert_eq!(classify(Task::Concurrent, &answer(201, "{}"), &mut outcomes), None);
+        assert_eq!(classify(Task::Concurrent, &answer(200, "{}"), &mut outcomes), None);
+        assert_eq!(classify(Task::Rules, &answer(200, "{}"), &mut outcomes), None);
+        assert_eq!(outcomes, Outcomes { booked: 1, rejected: 2, previewed: 1, failed: 2 });
+    }
+
+    #[tokio::test]
+    async fn a_dead_target_is_bad_input_and_a_dying_one_stops_the_run() {
+        // Bind then drop a listener: the port is (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let target = Target::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let err = preflight(&target).await.unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not answering"), "{err}");
+        let config = LoadConfig {
+            target,
+            tasks: vec![Task::Concurrent],
+            users: 4,
+            spawn_rate_per_s: 1_000.0,
+            run_time: Duration::from_secs(30),
+            rate_per_s: None,
+            wait_ms: 0,
+            seed: 1,
+            timeout: Duration::from_secs(1),
+            requests_max: 100_000,
+            progress: false,
+        };
+        let fixture = Arc::new(super::super::workload::tests::fixture());
+        let outcome = run_load(config, fixture).await;
+        let reason = outcome.stopped_early.expect("the run must stop by itself");
+        assert!(reason.contains("stopped answering"), "{reason}");
+        assert!(outcome.elapsed < Duration::from_secs(25), "stopped after {:?}", outcome.elapsed);
+        assert!(outcome.outcomes.failed >= CONNECTION_FAILURES_MAX);
+    }
+}

@@ -1,0 +1,291 @@
+//! What the real load generator sends: the fixture (ids written by `roomsim db setup`) and the
+//! seeded request stream of each user.
+//!
+//! TASKS AND TAGS
+//!
+//! Like the clinic plan's Locust file, every task carries one tag; `--tags` selects tasks:
+//!
+//! * `concurrent` — `POST /v1/appointments` spread over many days and slots: concurrent
+//!   bookings that rarely collide (throughput, room-assignment latency).
+//! * `conflict` — `POST /v1/appointments` aimed at a few hot slots of the first day, so most
+//!   requests race for the same rooms (conflict detection, 409 with alternatives).
+//! * `rules` — `POST /v1/room-assignments:preview`: the rules engine and allocator, no write.
+//!
+//! DETERMINISM
+//!
+//! Each user draws from its own ChaCha8 stream seeded from (seed, user index), so the request
+//! *sequence* of a user is a pure function of the seed; what the server answers and when is
+//! real time and is not.
+//!
+//! NOT MODELLED: think-time distributions (a fixed `--wait-ms` only), cancellations.
+
+use std::path::Path;
+
+use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::RealError;
+
+/// Days the `concurrent` task spreads bookings over.
+pub const DAYS_SPREAD_MAX: i64 = 250;
+/// Hot slots of the `conflict` task (09:00, 09:15, … of the first day).
+pub const HOT_SLOTS_MAX: i64 = 4;
+/// The clinic's opening hours for generated slots, [open, close).
+pub const OPEN_HOUR: i64 = 8;
+pub const CLOSE_HOUR: i64 = 18;
+
+/// The ids a load run books against, written by `roomsim db setup`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fixture {
+    pub clinic_id: Uuid,
+    pub doctor_ids: Vec<Uuid>,
+    pub patient_ids: Vec<Uuid>,
+    pub room_ids: Vec<Uuid>,
+    /// Appointment type codes accepted by the API (e.g. "follow_up").
+    pub appointment_types: Vec<String>,
+    /// The first day bookings are made for (UTC).
+    pub first_day: NaiveDate,
+}
+
+impl Fixture {
+    pub fn load(path: &Path) -> Result<Fixture, RealError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            RealError::BadInput(format!(
+                "fixture {}: {e} (run `roomsim db setup` first, or pass --fixture)",
+                path.display()
+            ))
+        })?;
+        let fixture: Fixture = serde_json::from_str(&text)
+            .map_err(|e| RealError::BadInput(format!("fixture {}: {e}", path.display())))?;
+        fixture
+            .validate()
+            .map_err(|what| RealError::BadInput(format!("fixture {}: {what}", path.display())))?;
+        Ok(fixture)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), RealError> {
+        let text = serde_json::to_string_pretty(self).expect("a fixture always serialises");
+        std::fs::write(path, text + "\n").map_err(|e| RealError::io(path, e))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        for (field, count) in [
+            ("doctor_ids", self.doctor_ids.len()),
+            ("patient_ids", self.patient_ids.len()),
+            ("room_ids", self.room_ids.len()),
+            ("appointment_types", self.appointment_types.len()),
+        ] {
+            if count == 0 {
+                return Err(format!("field `{field}` is empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One kind of request a user can make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Task {
+    Concurrent,
+    Conflict,
+    Rules,
+}
+
+impl Task {
+    pub const ALL: [Task; 3] = [Task::Concurrent, Task::Conflict, Task::Rules];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Task::Concurrent => "concurrent",
+            Task::Conflict => "conflict",
+            Task::Rules => "rules",
+        }
+    }
+
+    /// The request name in reports (Locust's "Name").
+    pub fn request_name(self) -> &'static str {
+        match self {
+            Task::Concurrent => "POST /v1/appointments [concurrent]",
+            Task::Conflict => "POST /v1/appointments [conflict]",
+            Task::Rules => "POST /v1/room-assignments:preview [rules]",
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            Task::Concurrent | Task::Conflict => "/v1/appointments",
+            Task::Rules => "/v1/room-assignments:preview",
+        }
+    }
+
+    /// True for tasks that create appointments (their latency is "room assignment").
+    pub fn books(self) -> bool {
+        matches!(self, Task::Concurrent | Task::Conflict)
+    }
+
+    /// Parses `--tags concurrent,conflict,rules`.
+    pub fn parse_tags(tags: &[String]) -> Result<Vec<Task>, RealError> {
+        let mut tasks = Vec::new();
+        for tag in tags {
+            let tag = tag.trim();
+            let Some(task) = Task::ALL.iter().find(|t| t.tag() == tag) else {
+                let valid: Vec<&str> = Task::ALL.iter().map(|t| t.tag()).collect();
+                return Err(RealError::BadInput(format!(
+                    "--tags: unknown tag `{tag}` (valid: {})",
+                    valid.join(", ")
+                )));
+            };
+            if !tasks.contains(task) {
+                tasks.push(*task);
+            }
+        }
+        if tasks.is_empty() {
+            return Err(RealError::BadInput("--tags: no tag given".to_string()));
+        }
+        tasks.sort();
+        Ok(tasks)
+    }
+
+    /// The tags a scenario selects when `--tags` is not given.
+    pub fn defaults_for_scenario(scenario: &str) -> Vec<Task> {
+        match scenario {
+            "conflict" => vec![Task::Conflict],
+            "rules" => vec![Task::Rules],
+            "all" => Task::ALL.to_vec(),
+            _ => vec![Task::Concurrent],
+        }
+    }
+}
+
+/// One request ready to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRequest {
+    pub task: Task,
+    pub body: String,
+    /// Sent as the `Idempotency-Key` header when present.
+    pub idempotency_key: Option<String>,
+}
+
+/// The request stream of one user.
+#[derive(Debug)]
+pub struct UserWorkload<'a> {
+    fixture: &'a Fixture,
+    tasks: &'a [Task],
+    rng: ChaCha8Rng,
+}
+
+impl<'a> UserWorkload<'a> {
+    pub fn new(fixture: &'a Fixture, tasks: &'a [Task], seed: u64, user: u64) -> Self {
+        assert!(!tasks.is_empty(), "a workload needs at least one task");
+        // Spread users across the stream space: ChaCha's stream id is the user index.
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(user);
+        UserWorkload { fixture, tasks, rng }
+    }
+
+    pub fn next_request(&mut self) -> PlannedRequest {
+        let task = self.tasks[self.rng.random_range(0..self.tasks.len())];
+        let (day, minute_of_day, length_min) = match task {
+            Task::Conflict => {
+                (0, OPEN_HOUR * 60 + 60 + 15 * self.rng.random_range(0..HOT_SLOTS_MAX), 15)
+            }
+            _ => {
+                let slots_per_day = (CLOSE_HOUR - OPEN_HOUR) * 4;
+                let slot = self.rng.random_range(0..slots_per_day - 2);
+                let length = if self.rng.random_bool(0.5) { 15 } else { 30 };
+                (self.rng.random_range(0..DAYS_SPREAD_MAX), OPEN_HOUR * 60 + slot * 15, length)
+            }
+        };
+        let f = self.fixture;
+        let doctor = f.doctor_ids[self.rng.random_range(0..f.doctor_ids.len())];
+        let patient = f.patient_ids[self.rng.random_range(0..f.patient_ids.len())];
+        let kind = &f.appointment_types[self.rng.random_range(0..f.appointment_types.len())];
+        let midnight = f.first_day.and_hms_opt(0, 0, 0).expect("midnight exists");
+        let start = Utc.from_utc_datetime(&midnight)
+            + ChronoDuration::days(day)
+            + ChronoDuration::minutes(minute_of_day);
+        let end = start + ChronoDuration::minutes(length_min);
+        let body = serde_json::json!({
+            "clinic_id": f.clinic_id,
+            "doctor_id": doctor,
+            "patient_id": patient,
+            "start": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "end": end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "appointment_type": kind,
+            "room_id": null,
+            "fallback": "suggest",
+        });
+        let key = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
+        PlannedRequest { task, body: body.to_string(), idempotency_key: Some(key.to_string()) }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn fixture() -> Fixture {
+        Fixture {
+            clinic_id: Uuid::from_u128(1),
+            doctor_ids: (10..15).map(Uuid::from_u128).collect(),
+            patient_ids: (100..150).map(Uuid::from_u128).collect(),
+            room_ids: (200..210).map(Uuid::from_u128).collect(),
+            appointment_types: vec!["follow_up".to_string()],
+            first_day: NaiveDate::from_ymd_opt(2031, 3, 3).unwrap(),
+        }
+    }
+
+    #[test]
+    fn streams_are_seeded_per_user() {
+        let f = fixture();
+        let tasks = Task::ALL;
+        let take = |seed, user| {
+            let mut w = UserWorkload::new(&f, &tasks, seed, user);
+            (0..20).map(|_| w.next_request()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(7, 3), take(7, 3));
+        assert_ne!(take(7, 3), take(7, 4));
+        assert_ne!(take(7, 3), take(8, 3));
+    }
+
+    #[test]
+    fn conflict_requests_hit_few_slots() {
+        let f = fixture();
+        let tasks = [Task::Conflict];
+        let mut w = UserWorkload::new(&f, &tasks, 1, 0);
+        let mut starts = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let r = w.next_request();
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            starts.insert(body["start"].as_str().unwrap().to_string());
+        }
+        assert_eq!(starts.len() as i64, HOT_SLOTS_MAX);
+        assert!(starts.contains("2031-03-03T09:00:00Z"), "{starts:?}");
+    }
+
+    #[test]
+    fn tags_parse_and_reject_unknown_names() {
+        let tags = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+        assert_eq!(Task::parse_tags(&tags("rules,concurrent")).unwrap().len(), 2);
+        let err = Task::parse_tags(&tags("rules,bogus")).unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("concurrent"), "{err}");
+    }
+
+    #[test]
+    fn fixture_errors_name_the_file_and_field() {
+        let dir = std::env::temp_dir().join(format!("roomsim-fixture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f.json");
+        let mut f = fixture();
+        f.room_ids.clear();
+        f.save(&path).unwrap();
+        let err = Fixture::load(&path).unwrap_err().to_string();
+        assert!(err.contains("f.json") && err.contains("room_ids"), "{err}");
+        std::fs::write(&path, "{").unwrap();
+        assert!(Fixture::load(&path).unwrap_err().to_string().contains("f.json"));
+    }
+}
