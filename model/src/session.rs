@@ -15,7 +15,9 @@
 //! SNAPSHOTS
 //! READ COMMITTED takes one per statement; REPEATABLE READ and SERIALIZABLE take one at the
 //! first statement after BEGIN (not at BEGIN). A SERIALIZABLE READ ONLY DEFERRABLE
-//! transaction's first statement waits until no read-write serializable transaction runs.
+//! transaction's first statement takes its snapshot, then waits until no read-write
+//! serializable transaction runs, and keeps that snapshot (PostgreSQL's safe-snapshot wait;
+//! the model does not detect an unsafe snapshot and retry).
 //!
 //! NOT MODELLED
 //! Prepared transactions, two-phase commit, notices/warnings (e.g. "there is no transaction
@@ -238,6 +240,17 @@ impl Engine {
 
     /// Takes the statement snapshot (waiting for a safe one if DEFERRABLE) and runs it.
     fn start_statement(&mut self, session: SessionId, plan: Option<Plan>) -> Outcome {
+        self.start_statement_at(session, plan, None)
+    }
+
+    /// `deferred`: the commit sequence of a DEFERRABLE transaction's snapshot, taken before
+    /// it waited (PostgreSQL keeps that snapshot once it proves safe).
+    fn start_statement_at(
+        &mut self,
+        session: SessionId,
+        plan: Option<Plan>,
+        deferred: Option<u64>,
+    ) -> Outcome {
         let last_commit = self.db.xids.last_commit;
         let has_writer = self.db.ssi.has_active_writer();
         let s = self.sessions.get_mut(&session).expect("open session");
@@ -249,21 +262,17 @@ impl Engine {
             (_, Some(first)) => Snapshot { cmd: txn.cmd, ..first },
             (iso, None) => {
                 let deferrable = iso == Isolation::Serializable && txn.read_only && txn.deferrable;
-                if deferrable && has_writer {
-                    let placeholder = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
-                    return self.block(
-                        session,
-                        plan,
-                        placeholder,
-                        Replay::default(),
-                        Wait::SafeSnapshot,
-                    );
+                if deferrable && deferred.is_none() && has_writer {
+                    let taken = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
+                    let wait = Wait::SafeSnapshot;
+                    return self.block(session, plan, taken, Replay::default(), wait);
                 }
-                let first = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
+                let seq = deferred.unwrap_or(last_commit);
+                let first = Snapshot { seq, txn: txn.id, cmd: txn.cmd };
                 txn.snapshot = Some(first);
                 if iso == Isolation::Serializable {
                     let (id, ro) = (txn.id, txn.read_only);
-                    self.db.ssi.register(id, ro, last_commit);
+                    self.db.ssi.register(id, ro, seq);
                 }
                 first
             }
@@ -276,7 +285,7 @@ impl Engine {
 
     fn resume_blocked(&mut self, session: SessionId, b: Blocked) -> Outcome {
         if b.wait == Wait::SafeSnapshot {
-            return self.start_statement(session, b.plan);
+            return self.start_statement_at(session, b.plan, Some(b.snap.seq));
         }
         let plan = b.plan.clone().expect("a blocked statement has a plan");
         self.attempt(session, plan, b.snap, b.replay.clone(), Some(b))

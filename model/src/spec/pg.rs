@@ -20,7 +20,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use super::parse::Spec;
-use super::runner::{run_spec, BackendError, Outcome, PermutationResult, SpecBackend, Started};
+use super::runner::{BackendError, Outcome, PermutationResult, SpecBackend, Started, run_spec};
 
 mod wire;
 
