@@ -668,12 +668,7 @@ impl<'a> Exec<'a> {
 
     fn append_version(&mut self, table: &str, row_id: RowId, values: Vec<Value>) -> Res<TupleId> {
         let (xid, cmd) = (self.me.xid, self.snap.cmd);
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let keys = Self::index_keys(t, &values);
         let tuple = Tuple {
             row_id,
@@ -692,12 +687,7 @@ impl<'a> Exec<'a> {
 
     fn expire_version(&mut self, table: &str, tid: TupleId, next: Option<TupleId>) -> Res<()> {
         let (xid, cmd) = (self.me.xid, self.snap.cmd);
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let tuple = &mut t.heap.tuples[tid];
         let change = Undo::Expired {
             tuple: tid,
@@ -1072,12 +1062,7 @@ impl<'a> Exec<'a> {
             self.serial_index += 1;
             return Ok(*v);
         }
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let next = t.columns[ci].serial_next.as_mut().expect("serial column has a sequence");
         let v = *next;
         *next += 1;
@@ -1227,12 +1212,7 @@ impl<'a> Exec<'a> {
     }
 
     fn set_next(&mut self, table: &str, tid: TupleId, next: TupleId) -> Res<()> {
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         t.heap.tuples[tid].next = Some(next);
         Ok(())
     }
@@ -1282,12 +1262,7 @@ impl<'a> Exec<'a> {
         if_not_exists: bool,
     ) -> Res<QueryResult> {
         let xids = &self.db.xids;
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         if t.uniques.iter().any(|u| u.name == index.name) {
             if if_not_exists {
                 return Ok(tag("CREATE INDEX", 0).retag("CREATE INDEX"));

@@ -22,5 +22,18 @@ fn basic_sql() {
     assert_eq!(h.err(0, "select (1").message, "syntax error at end of input");
     assert_eq!(h.tag(0, "start transaction"), "START TRANSACTION");
     assert_eq!(h.tag(0, "abort"), "ROLLBACK");
+    assert_eq!(h.code(0, "select id, count(*) from test"), "42803");
+    assert_eq!(
+        h.ints(0, "select value % 2, count(*) from test group by value % 2"),
+        vec![vec![0, 1], vec![1, 1]]
+    );
+    assert_eq!(
+        h.ints(0, "select id from test order by value desc limit 1 offset 1"),
+        vec![vec![1]]
+    );
+    assert_eq!(
+        h.ints(0, "select a.id, b.id from test a join test b on a.id < b.id order by 1"),
+        vec![vec![1, 2]]
+    );
     assert_eq!(h.tag(0, "delete from test where id = 2 returning value"), "DELETE 1");
 }

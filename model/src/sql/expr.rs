@@ -521,24 +521,38 @@ fn extreme(greatest: bool, args: Vec<Value>) -> Result<Value, Error> {
     Ok(best)
 }
 
-/// Whether an expression calls a function with side effects or reads `now()`.
-pub fn has_effects(expr: &Expr) -> bool {
-    let mut stack = vec![expr];
-    while let Some(e) = stack.pop() {
-        match e {
-            Expr::Func(Func::Advisory(_) | Func::PgSleep | Func::GenRandomUuid, _) => return true,
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::InList(a, list, _) => {
-                stack.push(a);
-                stack.extend(list.iter());
+impl Expr {
+    /// Every node of the tree, root first (iterative: planned trees are bounded by
+    /// [`EXPR_DEPTH_MAX`] but walks need no recursion).
+    pub fn nodes(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            out.push(e);
+            match e {
+                Expr::Func(_, args) => stack.extend(args.iter()),
+                Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
+                Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => {
+                    stack.push(a)
+                }
+                Expr::InList(a, list, _) => {
+                    stack.push(a);
+                    stack.extend(list.iter());
+                }
+                Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
+                _ => {}
             }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
         }
+        out
     }
-    false
+}
+
+/// Whether an expression calls a function with side effects (advisory locks, pg_sleep,
+/// gen_random_uuid).
+pub fn has_effects(expr: &Expr) -> bool {
+    expr.nodes().iter().any(|e| {
+        matches!(e, Expr::Func(Func::Advisory(_) | Func::PgSleep | Func::GenRandomUuid, _))
+    })
 }
 
 /// Effects for contexts where side-effecting functions are not allowed (CHECK, DEFAULT, …):

@@ -1464,58 +1464,32 @@ fn pg_type_label(dt: &ast::DataType) -> String {
 }
 
 fn first_column(e: &Expr) -> Option<usize> {
-    let mut stack = vec![e];
-    let mut best: Option<usize> = None;
-    while let Some(x) = stack.pop() {
-        match x {
-            Expr::Column(i) => best = Some(best.map_or(*i, |b: usize| b.min(*i))),
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::InList(a, l, _) => {
-                stack.push(a);
-                stack.extend(l.iter());
-            }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
-        }
-    }
-    best
+    e.nodes()
+        .into_iter()
+        .filter_map(|x| match x {
+            Expr::Column(i) => Some(*i),
+            _ => None,
+        })
+        .min()
 }
 
 /// Every column a grouped SELECT's output reads directly must be grouped (42803).
 fn check_grouping(plan: &Select) -> Result<()> {
-    let grouped_cols: Vec<usize> = plan
-        .group_by
-        .iter()
-        .filter_map(|e| match e {
-            Expr::Column(i) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    let any_expr_group = plan.group_by.iter().any(|e| !matches!(e, Expr::Column(_)));
-    if any_expr_group {
+    if plan.group_by.iter().any(|e| !matches!(e, Expr::Column(_))) {
         return Ok(());
     }
-    let mut stack: Vec<&Expr> = plan.projection.iter().map(|(_, e)| e).collect();
-    stack.extend(plan.having.iter());
-    while let Some(x) = stack.pop() {
-        match x {
-            Expr::Column(i) if !grouped_cols.contains(i) => {
-                return Err(errinput!(
-                    "42803",
-                    "column in the select list must appear in the GROUP BY clause or be used in an aggregate function"
-                ));
-            }
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::InList(a, l, _) => {
-                stack.push(a);
-                stack.extend(l.iter());
-            }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
+    let roots = plan.projection.iter().map(|(_, e)| e).chain(plan.having.iter());
+    for root in roots {
+        let ungrouped = root.nodes().into_iter().any(|x| match x {
+            Expr::Column(i) => !plan.group_by.contains(&Expr::Column(*i)),
+            _ => false,
+        });
+        if ungrouped {
+            return Err(errinput!(
+                "42803",
+                "column in the select list must appear in the GROUP BY clause or be used in an \
+                 aggregate function"
+            ));
         }
     }
     Ok(())
