@@ -45,6 +45,9 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Limit on re-tries of ON CONFLICT after the conflicting row vanished under its lock.
+pub const ON_CONFLICT_RETRIES_MAX: usize = 8;
+
 /// Limit on rows produced by generate_series (a guard against runaway statements).
 pub const SERIES_ROWS_MAX: i64 = 10_000_000;
 
@@ -1077,8 +1080,13 @@ impl<'a> Exec<'a> {
         self.check_row(&ins.table, &values)?;
         let arbiter = ins.on_conflict.as_ref().map(|oc| oc.arbiter);
         if let Some(only) = arbiter {
-            if let Some(c) = self.find_conflict(&ins.table, &values, only)? {
-                return self.on_conflict(ins, &values, c);
+            // A conflicting row deleted while we waited for its lock sends PostgreSQL back
+            // to the speculative insertion; bounded here.
+            for _ in 0..ON_CONFLICT_RETRIES_MAX {
+                let Some(c) = self.find_conflict(&ins.table, &values, only)? else { break };
+                if let Some(done) = self.on_conflict(ins, &values, c)? {
+                    return Ok(done);
+                }
             }
         }
         if let Some(c) = self.find_conflict(&ins.table, &values, None)? {
@@ -1092,12 +1100,15 @@ impl<'a> Exec<'a> {
         Ok(Some(values))
     }
 
+    /// Handles a conflict found for an ON CONFLICT arbiter: `Ok(None)` means "the row went
+    /// away, try the insertion again"; `Ok(Some(None))` nothing was written; `Ok(Some(row))`
+    /// the existing row was updated to `row`.
     fn on_conflict(
         &mut self,
         ins: &Insert,
         proposed: &[Value],
         c: Conflict,
-    ) -> Res<Option<Vec<Value>>> {
+    ) -> Res<Option<Option<Vec<Value>>>> {
         let oc = ins.on_conflict.as_ref().expect("called with ON CONFLICT");
         let table = ins.table.as_str();
         let visible = {
@@ -1113,7 +1124,7 @@ impl<'a> Exec<'a> {
             if self.me.isolation >= Isolation::RepeatableRead && !visible && !own_this_command {
                 return Err(Error::concurrent_update().into());
             }
-            return Ok(None);
+            return Ok(Some(None));
         };
         if own_this_command {
             return Err(errinput!(
@@ -1123,10 +1134,7 @@ impl<'a> Exec<'a> {
             .into());
         }
         let Some(tid) = self.lock_row(table, c.tid, LockStrength::Update, false, false)? else {
-            return Err(Error::FeatureNotSupported(
-                "ON CONFLICT retry after a concurrent delete".into(),
-            )
-            .into());
+            return Ok(None);
         };
         if self.me.isolation >= Isolation::RepeatableRead && !visible {
             return Err(Error::concurrent_update().into());
@@ -1134,7 +1142,7 @@ impl<'a> Exec<'a> {
         let existing = self.db.catalog.must_get(table)?.heap.tuples[tid].values.clone();
         if let Some(f) = filter {
             if !expr::is_true(&self.eval(f, &existing, Some(proposed))?) {
-                return Ok(None);
+                return Ok(Some(None));
             }
         }
         let mut new = existing.clone();
@@ -1143,7 +1151,7 @@ impl<'a> Exec<'a> {
             let col = self.db.catalog.must_get(table)?.columns[*ci].clone();
             new[*ci] = planner::assign(v, &col)?;
         }
-        self.write_update(table, tid, &existing, new).map(Some)
+        self.write_update(table, tid, &existing, new).map(|v| Some(Some(v)))
     }
 
     // ---- UPDATE / DELETE ----
