@@ -31,7 +31,7 @@ use crate::locks::{AdvisoryHold, Locks, RowLock, Wait};
 use crate::mvcc::{
     self, Liveness, RowId, Snapshot, Tuple, TupleId, TxnId, Undo, Xid, XidStatus, Xids,
 };
-use crate::sql::expr::{self, AggKind, BinOp, Effects, Expr, Func, Row};
+use crate::sql::expr::{self, AggKind, BinOp, Effects, ExistsPlan, Expr, Func, Row};
 use crate::sql::planner::{
     self, Delete, Insert, InsertSource, OrderKey, Plan, Select, Source, Update,
 };
@@ -116,6 +116,11 @@ pub struct Exec<'a> {
 
 /// Side effects of function calls, borrowing the parts of [`Exec`] they need.
 struct Fx<'b> {
+    catalog: &'b Catalog,
+    xids: &'b Xids,
+    ssi: &'b mut Ssi,
+    snap: Snapshot,
+    params: &'b [Value],
     locks: &'b mut Locks,
     rng: &'b mut ChaCha8Rng,
     replay: &'b mut Replay,
@@ -153,6 +158,31 @@ impl Effects<Halt> for Fx<'_> {
         self.replay.results.push(result.clone());
         *self.call_index += 1;
         Ok(result)
+    }
+
+    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> Res<bool> {
+        let (catalog, xids, snap, params) = (self.catalog, self.xids, self.snap, self.params);
+        let t = catalog.must_get(&plan.table)?;
+        if self.me.ssi {
+            self.ssi.on_read(self.me.txn, &plan.table)?;
+        }
+        let mut row = Vec::with_capacity(plan.inner_width + outer.len());
+        for tuple in &t.heap.tuples {
+            if !snap.visible(xids, tuple) {
+                continue;
+            }
+            row.clear();
+            row.extend_from_slice(&tuple.values);
+            row.extend_from_slice(outer);
+            let hit = match &plan.filter {
+                None => true,
+                Some(f) => expr::is_true(&expr::eval(f, &Row::new(&row, params), self)?),
+            };
+            if hit {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -279,6 +309,11 @@ impl<'a> Exec<'a> {
     fn fx(&mut self) -> (&Catalog, &Xids, Fx<'_>) {
         let db = &mut *self.db;
         let fx = Fx {
+            catalog: &db.catalog,
+            xids: &db.xids,
+            ssi: &mut db.ssi,
+            snap: self.snap,
+            params: self.params,
             locks: &mut db.locks,
             rng: &mut db.rng,
             replay: &mut *self.replay,

@@ -106,6 +106,17 @@ pub enum Expr {
     Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
     Cast(Box<Expr>, ColumnType),
     Func(Func, Vec<Expr>),
+    /// `[NOT] EXISTS (subquery)`.
+    Exists(Box<ExistsPlan>, bool),
+}
+
+/// A planned EXISTS subquery over one table. Its filter reads rows laid out as the inner
+/// table's columns followed by the enclosing row's values (correlation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExistsPlan {
+    pub table: String,
+    pub filter: Option<Expr>,
+    pub inner_width: usize,
 }
 
 /// What a function with side effects needs from the executor. The executor may refuse to
@@ -115,6 +126,8 @@ pub trait Effects<E: From<Error>> {
     fn now_us(&mut self) -> i64;
     /// Advisory locks, pg_sleep, gen_random_uuid.
     fn call(&mut self, func: Func, args: &[Value]) -> Result<Value, E>;
+    /// Whether the subquery returns a row for the enclosing row `outer`.
+    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> Result<bool, E>;
 }
 
 /// The inputs an expression reads.
@@ -180,6 +193,7 @@ pub fn eval<E: From<Error>>(expr: &Expr, row: &Row, fx: &mut dyn Effects<E>) -> 
             if *negated { negate(both) } else { both }
         }
         Expr::Cast(e, ty) => cast(eval(e, row, fx)?, *ty)?,
+        Expr::Exists(plan, negated) => Value::Bool(fx.exists(plan, row.values)? != *negated),
         Expr::Func(f, args) => {
             let mut values = Vec::with_capacity(args.len());
             for a in args {
@@ -567,6 +581,9 @@ impl Effects<Error> for NoEffects {
     }
     fn call(&mut self, func: Func, _args: &[Value]) -> Result<Value, Error> {
         Err(Error::FeatureNotSupported(format!("{func:?} is not supported in this context")))
+    }
+    fn exists(&mut self, _plan: &ExistsPlan, _outer: &[Value]) -> Result<bool, Error> {
+        Err(Error::FeatureNotSupported("EXISTS is not supported in this context".into()))
     }
 }
 

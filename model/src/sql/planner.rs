@@ -11,7 +11,7 @@
 //! window functions, CTEs, UNION, CASE, LIKE, views, schemas.
 
 use super::LockStrength;
-use super::expr::{AdvisoryFn, AggKind, BinOp, EXPR_DEPTH_MAX, Expr, Func};
+use super::expr::{AdvisoryFn, AggKind, BinOp, EXPR_DEPTH_MAX, ExistsPlan, Expr, Func};
 use crate::catalog::{self, Catalog, Check, Column, Exclusion, ForeignKey, Table, UniqueIndex};
 use crate::error::{Error, Result};
 use crate::mvcc::Heap;
@@ -179,6 +179,9 @@ struct Scope {
     entries: Vec<ScopeEntry>,
     /// Columns of `excluded.*` in ON CONFLICT DO UPDATE.
     excluded: Option<Vec<String>>,
+    /// The enclosing query's scope (a correlated EXISTS subquery): its columns follow this
+    /// scope's columns in the evaluated row.
+    outer: Option<Box<Scope>>,
 }
 
 impl Scope {
@@ -193,10 +196,37 @@ impl Scope {
         s
     }
 
+    fn width(&self) -> usize {
+        self.entries.iter().map(|e| e.columns.len()).sum()
+    }
+
     fn resolve(&self, qualifier: Option<&str>, column: &str) -> Result<Expr> {
+        if let Some(found) = self.lookup(qualifier, column)? {
+            return Ok(found);
+        }
+        let known_table =
+            |s: &Scope| qualifier.is_some_and(|q| s.entries.iter().any(|e| e.name == q));
+        let mut level: Option<&Scope> = Some(self);
+        let mut any_table = false;
+        while let Some(s) = level {
+            any_table |= known_table(s);
+            level = s.outer.as_deref();
+        }
+        match qualifier {
+            Some(q) if !any_table => {
+                Err(errinput!("42P01", "missing FROM-clause entry for table \"{q}\""))
+            }
+            Some(q) => Err(errinput!("42703", "column {q}.{column} does not exist")),
+            None => Err(errinput!("42703", "column \"{column}\" does not exist")),
+        }
+    }
+
+    /// Finds a column in this scope, then in enclosing ones (shifted past this scope's
+    /// columns); Ok(None) when nowhere.
+    fn lookup(&self, qualifier: Option<&str>, column: &str) -> Result<Option<Expr>> {
         if let (Some("excluded"), Some(cols)) = (qualifier, &self.excluded) {
             return match cols.iter().position(|c| c == column) {
-                Some(i) => Ok(Expr::Excluded(i)),
+                Some(i) => Ok(Some(Expr::Excluded(i))),
                 None => Err(errinput!("42703", "column excluded.{column} does not exist")),
             };
         }
@@ -213,15 +243,13 @@ impl Scope {
             }
         }
         if let Some(i) = found {
-            return Ok(Expr::Column(i));
+            return Ok(Some(Expr::Column(i)));
         }
-        match qualifier {
-            Some(q) if !self.entries.iter().any(|e| e.name == q) => {
-                Err(errinput!("42P01", "missing FROM-clause entry for table \"{q}\""))
-            }
-            Some(q) => Err(errinput!("42703", "column {q}.{column} does not exist")),
-            None => Err(errinput!("42703", "column \"{column}\" does not exist")),
-        }
+        let Some(outer) = &self.outer else { return Ok(None) };
+        Ok(match outer.lookup(qualifier, column)? {
+            Some(Expr::Column(i)) => Some(Expr::Column(self.width() + i)),
+            other => other,
+        })
     }
 }
 
@@ -1203,12 +1231,42 @@ impl<'a> Planner<'a> {
                 Expr::Cast(Box::new(literal(&ts.value.value)?), ty)
             }
             A::Function(f) => self.function(f, scope, aggs, d)?,
+            A::Exists { subquery, negated } => {
+                Expr::Exists(Box::new(self.exists(subquery, scope)?), *negated)
+            }
             other => {
                 let text = other.to_string();
                 let short: String = text.chars().take(40).collect();
                 return Err(unsupported(format!("expression {short}")));
             }
         })
+    }
+
+    /// `EXISTS (SELECT … FROM one_table [WHERE …])`, possibly correlated.
+    fn exists(&mut self, q: &ast::Query, outer: &Scope) -> Result<ExistsPlan> {
+        let ast::SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported("EXISTS over this query form"));
+        };
+        let simple = q.with.is_none() && q.locks.is_empty() && sel.having.is_none();
+        let grouped = !matches!(&sel.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+        let [from] = sel.from.as_slice() else {
+            return Err(unsupported("EXISTS over other than one table"));
+        };
+        if !simple || grouped || !from.joins.is_empty() {
+            return Err(unsupported("EXISTS with joins, grouping or locking"));
+        }
+        let Source::Table { table, alias } = self.table_factor(&from.relation)? else {
+            return Err(unsupported("EXISTS over generate_series"));
+        };
+        let t = self.catalog.must_get(&table)?;
+        let mut scope = Scope::table(t, &alias);
+        scope.outer = Some(Box::new(outer.clone()));
+        let mut none = AggContext { aggregates: Vec::new(), allowed: false };
+        let filter = match &sel.selection {
+            Some(w) => Some(self.expr(w, &scope, &mut none)?),
+            None => None,
+        };
+        Ok(ExistsPlan { table, filter, inner_width: t.columns.len() })
     }
 
     fn function_arg(
