@@ -881,10 +881,10 @@ impl<'a> Exec<'a> {
             if key.contains(&Value::Null) {
                 continue;
             }
-            if let Some(old) = old {
-                if fk.columns.iter().all(|&c| old[c] == values[c]) {
-                    continue;
-                }
+            if let Some(old) = old
+                && fk.columns.iter().all(|&c| old[c] == values[c])
+            {
+                continue;
             }
             let missing = || {
                 let child = &fk;
@@ -1175,10 +1175,10 @@ impl<'a> Exec<'a> {
             return Err(Error::concurrent_update().into());
         }
         let existing = self.db.catalog.must_get(table)?.heap.tuples[tid].values.clone();
-        if let Some(f) = filter {
-            if !expr::is_true(&self.eval(f, &existing, Some(proposed))?) {
-                return Ok(Some(None));
-            }
+        if let Some(f) = filter
+            && !expr::is_true(&self.eval(f, &existing, Some(proposed))?)
+        {
+            return Ok(Some(None));
         }
         let mut new = existing.clone();
         for (ci, e) in sets {

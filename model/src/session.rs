@@ -36,6 +36,9 @@ use crate::{
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+/// Limit on timers fired by one `advance_to`.
+pub const TIMER_FIRINGS_MAX: usize = 1 << 20;
+
 /// Limit on wake-up rounds after one event (each round completes or re-blocks a statement).
 pub const WAKE_ROUNDS_MAX: usize = 1 << 20;
 
@@ -213,10 +216,8 @@ impl Engine {
         let s = self.sessions.get_mut(&session).expect("driving an open session");
         let last = s.pending.take().and_then(|p| p.last).unwrap_or_else(|| ok("").expect("ok"));
         let implicit = s.txn.as_ref().is_some_and(|t| !t.explicit);
-        if implicit {
-            if let Err(e) = self.commit_txn(session) {
-                return Err(e.into_sql_error());
-            }
+        if implicit && let Err(e) = self.commit_txn(session) {
+            return Err(e.into_sql_error());
         }
         Ok(last)
     }
@@ -453,11 +454,11 @@ impl Engine {
         let Some(txn) = self.sessions.get(&session).and_then(|s| s.txn.clone()) else {
             return Ok(());
         };
-        if txn.isolation == Isolation::Serializable {
-            if let Err(e) = self.db.ssi.pre_commit(txn.id) {
-                self.abort_txn(session);
-                return Err(e);
-            }
+        if txn.isolation == Isolation::Serializable
+            && let Err(e) = self.db.ssi.pre_commit(txn.id)
+        {
+            self.abort_txn(session);
+            return Err(e);
         }
         self.sessions.get_mut(&session).expect("open session").txn = None;
         let live: Vec<Xid> = txn
@@ -694,7 +695,7 @@ impl Engine {
         let ms = |v: u64| {
             if v == 0 {
                 "0".to_string()
-            } else if v % 1000 == 0 {
+            } else if v.is_multiple_of(1000) {
                 format!("{}s", v / 1000)
             } else {
                 format!("{v}ms")
@@ -890,7 +891,9 @@ impl Engine {
 
     /// Fires every timer due at or before `until`, in time order, then sets the clock.
     pub(crate) fn advance_impl(&mut self, until: Duration) {
-        loop {
+        // Each firing ends a wait or marks its one deadlock check done, so the number of
+        // firings is bounded by the pending timers; the limit guards against a bug.
+        for _ in 0..TIMER_FIRINGS_MAX {
             let Some(&(due, _, _, kind, s)) = self.timers().first() else { break };
             if due > until {
                 break;

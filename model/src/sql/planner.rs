@@ -93,13 +93,16 @@ pub enum InsertSource {
     Select(Box<Select>),
 }
 
+/// `SET col = expr, …` as (column index, expression) pairs.
+pub type Assignments = Vec<(usize, Expr)>;
+
 /// ON CONFLICT arbiters and action.
 #[derive(Clone, Debug)]
 pub struct OnConflict {
     /// None: every unique and exclusion constraint is an arbiter. Some: (is exclusion, index).
     pub arbiter: Option<(bool, usize)>,
     /// None = DO NOTHING; Some = DO UPDATE SET … [WHERE …].
-    pub update: Option<(Vec<(usize, Expr)>, Option<Expr>)>,
+    pub update: Option<(Assignments, Option<Expr>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -344,7 +347,7 @@ impl<'a> Planner<'a> {
         if s.into.is_some() || !s.lateral_views.is_empty() || s.qualify.is_some() {
             return Err(unsupported("this SELECT clause"));
         }
-        let (sources, mut join_filter) = self.from_clause(&s.from)?;
+        let (sources, mut join_filter) = self.plan_from(&s.from)?;
         let mut plan = Select {
             widths: Vec::new(),
             sources,
@@ -395,7 +398,7 @@ impl<'a> Planner<'a> {
         Ok(plan)
     }
 
-    fn from_clause(
+    fn plan_from(
         &mut self,
         from: &[ast::TableWithJoins],
     ) -> Result<(Vec<Source>, Option<ast::Expr>)> {
@@ -524,19 +527,15 @@ impl<'a> Planner<'a> {
     }
 
     fn order_key(&mut self, e: &ast::Expr, scope: &Scope, plan: &mut Select) -> Result<OrderKey> {
-        if let ast::Expr::Value(v) = e {
-            if let ast::Value::Number(n, _) = &v.value {
-                let pos: usize = n
-                    .parse()
-                    .map_err(|_| errinput!("42601", "non-integer constant in ORDER BY"))?;
-                if pos == 0 || pos > plan.projection.len() {
-                    return Err(errinput!(
-                        "42P10",
-                        "ORDER BY position {pos} is not in select list"
-                    ));
-                }
-                return Ok(OrderKey::Output(pos - 1));
+        if let ast::Expr::Value(v) = e
+            && let ast::Value::Number(n, _) = &v.value
+        {
+            let pos: usize =
+                n.parse().map_err(|_| errinput!("42601", "non-integer constant in ORDER BY"))?;
+            if pos == 0 || pos > plan.projection.len() {
+                return Err(errinput!("42P10", "ORDER BY position {pos} is not in select list"));
             }
+            return Ok(OrderKey::Output(pos - 1));
         }
         if let ast::Expr::Identifier(i) = e {
             let name = ident(i);
@@ -1052,10 +1051,10 @@ impl<'a> Planner<'a> {
         x: &ast::ExcludeConstraint,
         scope: &Scope,
     ) -> Result<()> {
-        if let Some(m) = &x.index_method {
-            if !ident(m).eq_ignore_ascii_case("gist") {
-                return Err(unsupported(format!("EXCLUDE USING {m}")));
-            }
+        if let Some(m) = &x.index_method
+            && !ident(m).eq_ignore_ascii_case("gist")
+        {
+            return Err(unsupported(format!("EXCLUDE USING {m}")));
         }
         let mut elements = Vec::new();
         for el in &x.elements {
