@@ -165,9 +165,8 @@ def count(slot):
     return f"SELECT count(*) FROM bookings WHERE room_id = 1 AND during && {slot};"
 
 
-def insert_if_free(slot):
-    return (f"INSERT INTO bookings (room_id, during) SELECT 1, {slot} WHERE NOT EXISTS "
-            f"(SELECT 1 FROM bookings WHERE room_id = 1 AND during && {slot});")
+def insert(slot):
+    return f"INSERT INTO bookings (room_id, during) VALUES (1, {slot});"
 
 
 BOOK_FIN = ("chk", [("fin", "SELECT room_id, during FROM bookings ORDER BY id;")], None)
@@ -190,19 +189,22 @@ def booking():
             sessions = []
             for s, slot in (("s1", SLOT_A), ("s2", SLOT_B)):
                 steps = [(f"l{s[1]}", lock)] if lock else []
-                steps += [(f"chk{s[1]}", count(slot)), (f"ins{s[1]}", insert_if_free(slot)),
+                steps += [(f"chk{s[1]}", count(slot)), (f"ins{s[1]}", insert(slot)),
                           (f"c{s[1]}", "COMMIT;")]
                 sessions.append((s, steps))
             sessions.append(BOOK_FIN)
-            pre = "l1 l2 " if lock else ""
-            perm = f"{pre}chk1 chk2 ins1 ins2 c1 c2 fin" if not lock else \
-                "l1 chk1 l2 ins1 c1 chk2 ins2 c2 fin"
+            # The client inserts only if its check saw no overlap. With a room lock at READ
+            # COMMITTED the second check sees the first booking (count 1), so it does not
+            # insert; everywhere else it saw 0 and inserts (the diff still compares counts).
+            ins2 = "" if (lock and short == "rc") else "ins2 "
+            perm = "chk1 chk2 ins1 ins2 c1 c2 fin" if not lock else \
+                f"l1 chk1 l2 ins1 c1 chk2 {ins2}c2 fin"
             comment = (f"Booking: two clients book overlapping slots of room 1; {what}.\n"
-                       f"Level: {level}. The final SELECT shows whether the room is double-booked.")
+                       f"Level: {level}. A client inserts only if its check counted 0; the final\n"
+                       "SELECT shows whether the room is double-booked.")
             write(f"book-{strat}-{short}",
                   spec_text(comment, BOOK_SETUP, sessions, perm, level=level,
                             teardown="DROP TABLE bookings; DROP TABLE rooms;"))
-    del pre
 
 
 if __name__ == "__main__":
