@@ -13,7 +13,7 @@
 //! exclusion            BEGIN RC; [idem]; per candidate: SAVEPOINT; INSERT (23P01 → ROLLBACK TO)
 //! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT
-//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key) in key order; check; INSERT
+//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check; INSERT
 //! naive (BROKEN)       BEGIN RC; [idem]; check; INSERT                       → double-books
 //! rr-room-lock (BROKEN) BEGIN RR; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //!                      → the snapshot is taken by the first statement, before the lock wait,
