@@ -268,7 +268,7 @@ async fn fifty_concurrent(strategy: Strategy, variant: SchemaVariant) {
     .await;
     w.schema.drop_schema().await;
     assert_eq!(overlaps, 0, "{strategy} double-booked through the API");
-    assert!(created >= 1 && created <= ROOMS, "{strategy}: {created} created");
+    assert!((1..=ROOMS).contains(&created), "{strategy}: {created} created");
     if strategy != Strategy::Serializable {
         assert_eq!(created, ROOMS, "{strategy}: every room should be booked once");
     }

@@ -238,11 +238,11 @@ async fn attempt_once(
     room_conflicts: &mut u32,
 ) -> Result<TxnOutcome, Failure> {
     session.exec(begin_sql(plan.strategy), &[]).await?;
-    if let Some(claim) = plan.idempotency {
-        if let Some(replay) = claim_idempotency_key(session, claim).await? {
-            session.exec("ROLLBACK", &[]).await?;
-            return Ok(replay);
-        }
+    if let Some(claim) = plan.idempotency
+        && let Some(replay) = claim_idempotency_key(session, claim).await?
+    {
+        session.exec("ROLLBACK", &[]).await?;
+        return Ok(replay);
     }
     let started = Instant::now();
     let placed = place(session, plan, room_conflicts).await;
