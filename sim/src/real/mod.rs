@@ -22,8 +22,10 @@
 //! EXIT CODES: 0 success; 1 a failed run (out of band, server down mid-run, failures);
 //! 2 bad input (flags, files, unreachable database or target, missing migrations).
 
+pub mod calibrate;
 mod cli;
 pub mod compare;
+pub mod database;
 pub mod load;
 pub mod monitor;
 pub mod report;

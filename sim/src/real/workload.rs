@@ -166,7 +166,8 @@ impl Task {
 pub struct PlannedRequest {
     pub task: Task,
     pub body: String,
-    pub idempotency_key: String,
+    /// Sent as the `Idempotency-Key` header when present.
+    pub idempotency_key: Option<String>,
 }
 
 /// The request stream of one user.
@@ -219,7 +220,7 @@ impl<'a> UserWorkload<'a> {
             "fallback": "suggest",
         });
         let key = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
-        PlannedRequest { task, body: body.to_string(), idempotency_key: key.to_string() }
+        PlannedRequest { task, body: body.to_string(), idempotency_key: Some(key.to_string()) }
     }
 }
 

@@ -1,0 +1,164 @@
+//! Connecting to the real database with clear errors, checking the schema, and
+//! `roomsim db cleanup`.
+//!
+//! Every command takes `--database-url` and an optional `--schema`: with a schema, every
+//! session runs `SET search_path TO <schema>, public`, so tests (and people) can keep several
+//! independent roomsim databases side by side in one PostgreSQL database.
+//!
+//! ERRORS: a URL that is not `postgres://…` is bad input; a database that does not answer, or
+//! refuses the login, is a database error naming the (password-redacted) URL; tables missing
+//! means `roomsim db setup` was not run, and the error says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backend_core::db::pg::{PgDb, PgDbOptions};
+use backend_core::db::{Conn, Db, DbError, SqlValue};
+
+use super::RealError;
+use super::monitor::redact;
+
+/// Tables `roomsim db setup` creates; all must exist before load is served.
+pub const REQUIRED_TABLES: [&str; 6] =
+    ["clinics", "rooms", "doctors", "patients", "appointments", "idempotency_keys"];
+
+/// Where the database is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DbTarget {
+    pub url: String,
+    pub schema: Option<String>,
+}
+
+impl DbTarget {
+    pub fn new(url: &str, schema: Option<&str>) -> Result<DbTarget, RealError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(RealError::BadInput(format!(
+                "--database-url `{}`: expected postgres://user@host:port/database",
+                redact(url)
+            )));
+        }
+        if let Some(schema) = schema {
+            let valid = !schema.is_empty()
+                && schema.len() <= 63
+                && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !schema.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(RealError::BadInput(format!(
+                    "--schema `{schema}`: letters, digits and _ only, not starting with a digit"
+                )));
+            }
+        }
+        Ok(DbTarget { url: url.to_string(), schema: schema.map(str::to_string) })
+    }
+
+    /// A pool of `connections_max` sessions.
+    pub async fn pool(&self, connections_max: u32) -> Result<PgDb, RealError> {
+        let options = PgDbOptions {
+            connections_max,
+            acquire_timeout: Duration::from_secs(5),
+            search_path: self.schema.clone(),
+        };
+        let connecting = PgDb::connect(&self.url, &options);
+        match tokio::time::timeout(Duration::from_secs(15), connecting).await {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(e)) => Err(self.unreachable(&e.to_string())),
+            Err(_) => Err(self.unreachable("no answer within 15 s")),
+        }
+    }
+
+    pub fn unreachable(&self, why: &str) -> RealError {
+        RealError::Database(format!("cannot connect to {}: {why}", redact(&self.url)))
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{} (schema {schema})", redact(&self.url)),
+            None => redact(&self.url),
+        }
+    }
+}
+
+fn db_error(what: &str, error: DbError) -> RealError {
+    RealError::Database(format!("{what}: {error}"))
+}
+
+/// One session from the pool, with a clear error.
+pub async fn session(db: &PgDb) -> Result<Box<dyn Conn>, RealError> {
+    db.acquire().await.map_err(|e| db_error("acquiring a session", e))
+}
+
+/// Fails with a clear message when the roomsim tables are missing.
+pub async fn check_schema(db: &PgDb, target: &DbTarget) -> Result<(), RealError> {
+    let mut conn = session(db).await?;
+    let mut missing = Vec::new();
+    for table in REQUIRED_TABLES {
+        let rows = conn
+            .execute("SELECT to_regclass($1)::text", &[SqlValue::Text(table.to_string())])
+            .await
+            .map_err(|e| db_error("checking the schema", e))?;
+        if rows.rows.first().and_then(|r| r.first()) == Some(&SqlValue::Null) {
+            missing.push(table);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RealError::Database(format!(
+        "{} has no roomsim schema (missing tables: {}); run `roomsim db setup` first",
+        target.describe(),
+        missing.join(", ")
+    )))
+}
+
+/// Counts of what cleanup removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cleaned {
+    pub appointments: u64,
+    pub idempotency_keys: u64,
+}
+
+/// Removes every appointment and idempotency key (the test clinic stays).
+pub async fn cleanup(target: &DbTarget) -> Result<Cleaned, RealError> {
+    let db = target.pool(1).await?;
+    check_schema(&db, target).await?;
+    let mut conn = session(&db).await?;
+    let mut removed = [0_u64; 2];
+    let statements = ["DELETE FROM idempotency_keys", "DELETE FROM appointments"];
+    for (slot, sql) in removed.iter_mut().zip(statements) {
+        let rows = conn.execute(sql, &[]).await.map_err(|e| db_error(sql, e))?;
+        *slot = rows.rows_affected;
+    }
+    drop(conn);
+    db.pool().close().await;
+    Ok(Cleaned { idempotency_keys: removed[0], appointments: removed[1] })
+}
+
+/// The pool as the `Db` trait object backend-core takes.
+pub fn as_db(db: &PgDb) -> Arc<dyn Db> {
+    Arc::new(db.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_schemas_are_checked() {
+        let err = DbTarget::new("mysql://x", None).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("mysql://x"), "{err}");
+        assert!(DbTarget::new("postgres://root@127.0.0.1/test", Some("t_1")).is_ok());
+        let err = DbTarget::new("postgres://h/db", Some("x; drop")).unwrap_err();
+        assert!(err.to_string().contains("--schema"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let target = DbTarget::new(&format!("postgres://u:pw@127.0.0.1:{port}/db"), None).unwrap();
+        let err = target.pool(1).await.err().expect("nothing listens there");
+        let text = err.to_string();
+        assert!(text.contains("cannot connect to postgres://u:***@127.0.0.1"), "{text}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}
