@@ -217,6 +217,7 @@ async fn booking_flow_replay_conflicts_fallbacks_and_cancel() {
     let uri = format!("/v1/appointments/{appointment}/cancel");
     let cancelled = post(router, &uri, None, &json!({})).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert!(cancelled.headers.contains_key("server-timing"));
     assert_eq!(post(router, &uri, None, &json!({})).await.status, StatusCode::OK);
     let again = post(router, "/v1/appointments", None, &booking(10, 9)).await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
@@ -229,6 +230,7 @@ async fn booking_flow_replay_conflicts_fallbacks_and_cancel() {
     );
     let free = send(router, Request::get(uri).body(Body::empty()).unwrap()).await;
     assert_eq!(free.status, StatusCode::OK, "{}", free.body);
+    assert!(free.headers["server-timing"].to_str().unwrap().contains("db;dur="));
     let rooms = free.body["rooms"].as_array().unwrap();
     assert_eq!(rooms.len(), ROOMS);
     let first_free = &rooms[0]["free"][0];

@@ -63,7 +63,8 @@ async fn create_appointment(
             error.into_response()
         }
     };
-    with_timing(response, &timing, &ctx.metrics)
+    timing.record(&ctx.metrics);
+    with_timing(response, &timing)
 }
 
 fn outcome_of_error(error: &Error) -> BookingOutcome {
@@ -402,11 +403,13 @@ async fn preview(State(ctx): State<ApiContext>, body: Result<Bytes, BytesRejecti
     }
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
-    with_timing(response, &timing, &ctx.metrics)
+    timing.record(&ctx.metrics);
+    with_timing(response, &timing)
 }
 
 /// POST /v1/appointments/{id}/cancel — idempotent: cancelling a cancelled appointment is 200.
 async fn cancel(State(ctx): State<ApiContext>, id: Result<Path<Uuid>, PathRejection>) -> Response {
+    let started = Instant::now();
     let result = async {
         let Path(id) = id.map_err(|rejection| path_rejection(rejection, "id"))?;
         let mut conn = ctx.db.acquire().await?;
@@ -433,5 +436,7 @@ async fn cancel(State(ctx): State<ApiContext>, id: Result<Path<Uuid>, PathReject
         Ok::<_, Error>(json_response(StatusCode::OK, body))
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    // Cancelling is database work only.
+    let timing = Timing { db: started.elapsed(), ..Timing::default() };
+    with_timing(result.unwrap_or_else(IntoResponse::into_response), &timing)
 }
