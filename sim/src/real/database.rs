@@ -17,6 +17,7 @@ use backend_core::db::{Conn, Db, DbError, SqlValue};
 
 use super::RealError;
 use super::monitor::redact;
+use super::workload::Fixture;
 
 /// Tables `roomsim db setup` creates; all must exist before load is served.
 pub const REQUIRED_TABLES: [&str; 6] =
@@ -131,6 +132,70 @@ pub async fn cleanup(target: &DbTarget) -> Result<Cleaned, RealError> {
     drop(conn);
     db.pool().close().await;
     Ok(Cleaned { idempotency_keys: removed[0], appointments: removed[1] })
+}
+
+/// Reads the ids of the clinic named `clinic_name` (or the only clinic, when `None`) into a
+/// fixture for `roomsim load`; `first_day` is the first day bookings are made for.
+pub async fn fixture_from_db(
+    conn: &mut dyn Conn,
+    clinic_name: Option<&str>,
+    first_day: chrono::NaiveDate,
+) -> Result<Fixture, RealError> {
+    let clinics = conn
+        .execute("SELECT id, name FROM clinics ORDER BY name, id", &[])
+        .await
+        .map_err(|e| db_error("reading clinics", e))?;
+    let id_of = |row: &Vec<SqlValue>| match row.first() {
+        Some(SqlValue::Uuid(id)) => Some(*id),
+        _ => None,
+    };
+    let clinic_id = match (clinic_name, clinics.rows.as_slice()) {
+        (_, []) => return Err(RealError::Database("no clinic: run `roomsim db setup`".into())),
+        (None, [only]) => id_of(only),
+        (None, many) => {
+            let why = format!("{} clinics in the database: choose one by name", many.len());
+            return Err(RealError::BadInput(why));
+        }
+        (Some(name), rows) => {
+            let named = rows.iter().find(|r| r.get(1) == Some(&SqlValue::Text(name.into())));
+            let Some(row) = named else {
+                return Err(RealError::BadInput(format!("no clinic named `{name}`")));
+            };
+            id_of(row)
+        }
+    };
+    let clinic_id =
+        clinic_id.ok_or_else(|| RealError::Database("clinics.id is not a uuid".into()))?;
+    let clinic = [SqlValue::Uuid(clinic_id)];
+    let ids = |rows: &backend_core::db::Rows| -> Vec<uuid::Uuid> {
+        let first = rows.rows.iter().filter_map(|row| row.first());
+        first.filter_map(|v| if let SqlValue::Uuid(id) = v { Some(*id) } else { None }).collect()
+    };
+    let texts = |rows: &backend_core::db::Rows| -> Vec<String> {
+        let first = rows.rows.iter().filter_map(|row| row.first());
+        first
+            .filter_map(|v| if let SqlValue::Text(t) = v { Some(t.clone()) } else { None })
+            .collect()
+    };
+    let mut query = async |sql: &'static str, params: &[SqlValue]| {
+        conn.execute(sql, params).await.map_err(|e| db_error(sql, e))
+    };
+    let doctors = query("SELECT id FROM doctors WHERE clinic_id = $1 ORDER BY id", &clinic).await?;
+    let rooms = query("SELECT id FROM rooms WHERE clinic_id = $1 ORDER BY id", &clinic).await?;
+    let patients = query("SELECT id FROM patients ORDER BY id", &[]).await?;
+    let types =
+        query("SELECT key FROM appointment_types WHERE clinic_id = $1 ORDER BY key", &clinic)
+            .await?;
+    let fixture = Fixture {
+        clinic_id,
+        doctor_ids: ids(&doctors),
+        patient_ids: ids(&patients),
+        room_ids: ids(&rooms),
+        appointment_types: texts(&types),
+        first_day,
+    };
+    fixture.validate().map_err(|what| RealError::Database(format!("seeded data: {what}")))?;
+    Ok(fixture)
 }
 
 /// The pool as the `Db` trait object backend-core takes.

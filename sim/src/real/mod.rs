@@ -30,6 +30,7 @@ pub mod load;
 pub mod monitor;
 pub mod report;
 pub mod stats;
+pub mod table;
 pub mod workload;
 
 pub use cli::{
