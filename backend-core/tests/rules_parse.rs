@@ -142,3 +142,15 @@ fn weight_zero_or_disabled_rules_are_inactive() {
     assert!(set.active(RuleId::Accessibility).is_none());
     assert_eq!(set.get(RuleId::Capacity).unwrap().weight, 0);
 }
+
+#[test]
+fn zero_divisors_are_rejected() {
+    let text = "[[rules]]\nkey = \"walking_distance\"\nweight = 1\nparams = { per_m = 0 }\n";
+    let err = toml_with(text).unwrap_err();
+    let expected = RuleSetError::BadParameter {
+        key: "walking_distance".into(),
+        field: "per_m".into(),
+        message: "must be at least 1".into(),
+    };
+    assert_eq!(err, expected);
+}

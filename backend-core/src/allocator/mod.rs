@@ -23,6 +23,7 @@
 //! Searching earlier times than requested (there is no "now" here), multi-room bookings,
 //! and re-optimising existing appointments.
 
+pub mod fixture;
 mod participants;
 mod timeline;
 

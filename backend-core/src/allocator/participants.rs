@@ -29,8 +29,8 @@ pub struct ParticipantConflict {
     pub end: DateTime<Utc>,
 }
 
-/// Appointments in `appointments` that overlap `[start, end)` for the doctor or the patient,
-/// in input order (doctor conflicts and patient conflicts both reported).
+/// Appointments in `appointments` that overlap `[start, end)` for the doctor or the patient
+/// (both reported), ordered by start, appointment id, participant: never by input order.
 pub fn participant_conflicts(
     appointments: &[Appointment],
     doctor_id: Uuid,
@@ -61,5 +61,6 @@ pub fn participant_conflicts(
             conflicts.push(conflict(Participant::Patient));
         }
     }
+    conflicts.sort_by_key(|c| (c.start, c.with_appointment, c.participant));
     conflicts
 }

@@ -26,6 +26,9 @@ pub struct Block {
     pub blocked_end: DateTime<Utc>,
     /// Index into the snapshot's appointments.
     pub appointment_index: u32,
+    /// The appointment's id: breaks ties between equal starts, so the order (and every
+    /// explanation built on it) never depends on the order appointments were listed in.
+    pub appointment_id: Uuid,
 }
 
 /// Counters of the work done, for the simulation's CPU cost model.
@@ -55,6 +58,7 @@ impl RoomTimeline {
                     end: appointment.end,
                     blocked_end: appointment.blocked_end(),
                     appointment_index: u32::try_from(index).expect("appointment index fits u32"),
+                    appointment_id: appointment.id,
                 });
             }
         }
@@ -62,8 +66,8 @@ impl RoomTimeline {
     }
 
     pub fn from_blocks(mut blocks: Vec<Block>) -> RoomTimeline {
-        // Sort by start, then index, so equal starts order deterministically.
-        blocks.sort_by_key(|block| (block.start, block.appointment_index));
+        // Equal starts are ordered by blocked end, then id: independent of input order.
+        blocks.sort_by_key(|block| (block.start, block.blocked_end, block.appointment_id));
         let span_max = blocks
             .iter()
             .map(|block| block.blocked_end - block.start)

@@ -6,7 +6,9 @@
 //! layer.
 
 pub mod idempotency;
+pub mod snapshot;
 pub mod strategy;
 pub mod transaction;
+pub mod work;
 
 pub use strategy::{Strategy, UnknownStrategy};

@@ -10,7 +10,8 @@
 //!
 //! ```ignore
 //! let version = current_policy_version(&mut conn, clinic_id).await?;
-//! let rules = cache.get_or_load_async(clinic_id, version, || load_policy(&mut conn, clinic_id)).await?;
+//! let load = || load_policy(&mut conn, clinic_id);
+//! let rules = cache.get_or_load_async(clinic_id, version, load).await?;
 //! ```
 //!
 //! COUNTERS

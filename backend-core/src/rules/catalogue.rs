@@ -31,7 +31,8 @@ impl RuleKind {
 }
 
 macro_rules! catalogue {
-    ($( $variant:ident $code:literal $key:literal $kind:ident $weight:literal $params:ident; )*) => {
+    ($( $variant:ident $code:literal $key:literal $kind:ident $weight:literal $params:ident; )*)
+    => {
         /// One rule of the catalogue. Ordered by code (hard rules first), which is the
         /// evaluation and explanation order.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,46 +103,46 @@ macro_rules! catalogue {
 }
 
 catalogue! {
-    RoomActive                  "H01" "room_active"                   Hard 100000 RoomActiveParams;
-    SameClinicSite              "H02" "same_clinic_site"              Hard 100000 SameClinicSiteParams;
-    NoRoomOverlap               "H03" "no_room_overlap"               Hard 1000 NoRoomOverlapParams;
-    WithinRoomHours             "H04" "within_room_hours"             Hard 1000 WithinRoomHoursParams;
-    RoomTypeAllowed             "H05" "room_type_allowed"             Hard 100 RoomTypeAllowedParams;
-    RequiredEquipment           "H06" "required_equipment"            Hard 50 RequiredEquipmentParams;
-    Capacity                    "H07" "capacity"                      Hard 50 CapacityParams;
-    Accessibility               "H08" "accessibility"                 Hard 100 NoParams;
-    AirborneIsolation           "H09" "airborne_isolation"            Hard 1000 AirborneIsolationParams;
-    RoomGenderPolicy            "H10" "room_gender_policy"            Hard 50 NoParams;
-    AgePolicy                   "H11" "age_policy"                    Hard 100 NoParams;
-    SpecialtyRestriction        "H12" "specialty_restriction"         Hard 50 NoParams;
-    ProhibitedTags              "H13" "prohibited_tags"               Hard 100 ProhibitedTagsParams;
-    ConcurrentCapacity          "H14" "concurrent_capacity"           Hard 1000 NoParams;
-    ParticipantNoDoubleBooking  "H15" "participant_no_double_booking" Hard 1000 ParticipantParams;
-    PinnedRoom                  "H16" "pinned_room"                   Hard 100000 NoParams;
-    DoctorPreferredRoom         "S01" "doctor_preferred_room"         Soft 10 PreferredRoomParams;
-    DoctorRoomStability         "S02" "doctor_room_stability"         Soft 20 GapParams;
-    WalkingDistance             "S03" "walking_distance"              Soft 1 DistanceParams;
-    DepartmentZoneMatch         "S04" "department_zone_match"         Soft 15 NoParams;
-    PreferredEquipment          "S05" "preferred_equipment"           Soft 20 NoParams;
-    SmallestSufficientRoom      "S06" "smallest_sufficient_room"      Soft 1 CapacityParams;
-    AvoidScarceRoom             "S07" "avoid_scarce_room"             Soft 15 ScarceParams;
-    PrivateRoomPref             "S08" "private_room_pref"             Soft 8 NoParams;
-    TurnoverSlack               "S09" "turnover_slack"                Soft 1 TurnoverSlackParams;
-    GapFragmentation            "S10" "gap_fragmentation"             Soft 5 FragmentationParams;
-    LoadBalance                 "S11" "load_balance"                  Soft 1 LoadBalanceParams;
-    ConsolidateRooms            "S12" "consolidate_rooms"             Soft 30 NoParams;
-    ProviderRoomRatio           "S13" "provider_room_ratio"           Soft 25 ProviderRoomRatioParams;
-    PatientRoomContinuity       "S14" "patient_room_continuity"       Soft 10 NoParams;
-    MobilityNearEntrance        "S15" "mobility_near_entrance"        Soft 1 DistanceParams;
-    ImmunocompromisedSeparation "S16" "immunocompromised_separation"  Soft 30 CleanWindowParams;
-    InfectiousNearExit          "S17" "infectious_end_of_day_or_exit" Soft 10 DistanceParams;
-    AgeZonePref                 "S18" "age_zone_pref"                 Soft 10 AgeZoneParams;
-    PrivacyRoom                 "S19" "privacy_room"                  Soft 15 PrivacyParams;
-    NursePodMatch               "S20" "nurse_pod_match"               Soft 10 NoParams;
-    PreMaintenanceBuffer        "S21" "pre_maintenance_buffer"        Soft 5 BufferParams;
-    PublishedRoomStability      "S22" "published_room_stability"      Soft 50 NoParams;
-    TelehealthCartPref          "S23" "telehealth_cart_pref"          Soft 10 CartParams;
-    WaitingAreaProximity        "S24" "waiting_area_proximity"        Soft 1 WaitingAreaParams;
+    RoomActive "H01" "room_active" Hard 100000 RoomActiveParams;
+    SameClinicSite "H02" "same_clinic_site" Hard 100000 SameClinicSiteParams;
+    NoRoomOverlap "H03" "no_room_overlap" Hard 1000 NoRoomOverlapParams;
+    WithinRoomHours "H04" "within_room_hours" Hard 1000 WithinRoomHoursParams;
+    RoomTypeAllowed "H05" "room_type_allowed" Hard 100 RoomTypeAllowedParams;
+    RequiredEquipment "H06" "required_equipment" Hard 50 RequiredEquipmentParams;
+    Capacity "H07" "capacity" Hard 50 CapacityParams;
+    Accessibility "H08" "accessibility" Hard 100 NoParams;
+    AirborneIsolation "H09" "airborne_isolation" Hard 1000 AirborneIsolationParams;
+    RoomGenderPolicy "H10" "room_gender_policy" Hard 50 NoParams;
+    AgePolicy "H11" "age_policy" Hard 100 NoParams;
+    SpecialtyRestriction "H12" "specialty_restriction" Hard 50 NoParams;
+    ProhibitedTags "H13" "prohibited_tags" Hard 100 ProhibitedTagsParams;
+    ConcurrentCapacity "H14" "concurrent_capacity" Hard 1000 NoParams;
+    ParticipantNoDoubleBooking "H15" "participant_no_double_booking" Hard 1000 ParticipantParams;
+    PinnedRoom "H16" "pinned_room" Hard 100000 NoParams;
+    DoctorPreferredRoom "S01" "doctor_preferred_room" Soft 10 PreferredRoomParams;
+    DoctorRoomStability "S02" "doctor_room_stability" Soft 20 GapParams;
+    WalkingDistance "S03" "walking_distance" Soft 1 DistanceParams;
+    DepartmentZoneMatch "S04" "department_zone_match" Soft 15 NoParams;
+    PreferredEquipment "S05" "preferred_equipment" Soft 20 NoParams;
+    SmallestSufficientRoom "S06" "smallest_sufficient_room" Soft 1 CapacityParams;
+    AvoidScarceRoom "S07" "avoid_scarce_room" Soft 15 ScarceParams;
+    PrivateRoomPref "S08" "private_room_pref" Soft 8 NoParams;
+    TurnoverSlack "S09" "turnover_slack" Soft 1 TurnoverSlackParams;
+    GapFragmentation "S10" "gap_fragmentation" Soft 5 FragmentationParams;
+    LoadBalance "S11" "load_balance" Soft 1 LoadBalanceParams;
+    ConsolidateRooms "S12" "consolidate_rooms" Soft 30 NoParams;
+    ProviderRoomRatio "S13" "provider_room_ratio" Soft 25 ProviderRoomRatioParams;
+    PatientRoomContinuity "S14" "patient_room_continuity" Soft 10 NoParams;
+    MobilityNearEntrance "S15" "mobility_near_entrance" Soft 1 DistanceParams;
+    ImmunocompromisedSeparation "S16" "immunocompromised_separation" Soft 30 CleanWindowParams;
+    InfectiousNearExit "S17" "infectious_end_of_day_or_exit" Soft 10 DistanceParams;
+    AgeZonePref "S18" "age_zone_pref" Soft 10 AgeZoneParams;
+    PrivacyRoom "S19" "privacy_room" Soft 15 PrivacyParams;
+    NursePodMatch "S20" "nurse_pod_match" Soft 10 NoParams;
+    PreMaintenanceBuffer "S21" "pre_maintenance_buffer" Soft 5 BufferParams;
+    PublishedRoomStability "S22" "published_room_stability" Soft 50 NoParams;
+    TelehealthCartPref "S23" "telehealth_cart_pref" Soft 10 CartParams;
+    WaitingAreaProximity "S24" "waiting_area_proximity" Soft 1 WaitingAreaParams;
 }
 
 impl std::fmt::Display for RuleId {
@@ -154,6 +155,22 @@ impl std::fmt::Display for RuleId {
 impl Serialize for RuleId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl RuleParams {
+    /// Values the types admit but the rules cannot use: zero divisors. Returns the field.
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        let positive = |field, value: u32| if value == 0 { Err(field) } else { Ok(()) };
+        match self {
+            RuleParams::WalkingDistance(p)
+            | RuleParams::MobilityNearEntrance(p)
+            | RuleParams::InfectiousNearExit(p) => positive("per_m", p.per_m),
+            RuleParams::WaitingAreaProximity(p) => positive("per_m", p.per_m),
+            RuleParams::LoadBalance(p) => positive("unit_minutes", p.unit_minutes),
+            RuleParams::ImmunocompromisedSeparation(p) => positive("unit_minutes", p.unit_minutes),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -109,6 +109,16 @@ impl RoomEvaluation {
         self.violations.is_empty()
     }
 
+    /// "Why this room": the `count` most expensive soft contributions, costliest first (ties
+    /// in rule-code order). Rules that cost nothing are left out.
+    pub fn top_contributions(&self, count: usize) -> Vec<&Contribution> {
+        let mut costly: Vec<&Contribution> =
+            self.contributions.iter().filter(|c| c.penalty < 0).collect();
+        costly.sort_by_key(|c| (c.penalty, c.rule));
+        costly.truncate(count);
+        costly
+    }
+
     /// The first failing hard rule, as a rejection of this room.
     pub fn rejection(&self, room: &Room) -> Option<Rejection> {
         assert_eq!(room.id, self.room_id, "rejection built for another room");
@@ -151,6 +161,11 @@ fn hit(magnitude: i64, detail: Option<&mut String>, text: impl FnOnce() -> Strin
         }
     }
     magnitude
+}
+
+/// A distance magnitude: whole units of `per_m` metres (a zero unit counts as one metre).
+fn per_metres(metres: i64, per_m: u32) -> i64 {
+    metres / i64::from(per_m.max(1))
 }
 
 fn hhmm(at: DateTime<Utc>) -> String {
@@ -403,6 +418,7 @@ fn build_timelines(
             end: appointment.end,
             blocked_end: appointment.blocked_end(),
             appointment_index: u32::try_from(index).expect("appointment index fits u32"),
+            appointment_id: appointment.id,
         });
     }
     blocks.into_iter().map(RoomTimeline::from_blocks).collect()
@@ -724,7 +740,7 @@ impl EvalContext<'_> {
             index.map_or(0, |i| i64::from(self.snapshot.rooms[i].distance_to_m(f.room)))
         };
         let metres = distance_m(before) + distance_m(after);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("doctor walks {metres} m"))
+        hit(per_metres(metres, p.per_m), d, || format!("doctor walks {metres} m"))
     }
 
     /// S04: the room is outside the doctor's zone.
@@ -869,7 +885,7 @@ impl EvalContext<'_> {
             return 0;
         }
         let metres = i64::from(f.room.distance_to_entrance_m);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("{metres} m from the entrance"))
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from the entrance"))
     }
 
     /// S16: immunocompromised patients: magnitude = shortfall of the clean window since the
@@ -910,7 +926,7 @@ impl EvalContext<'_> {
             return 0;
         }
         let extra = f.room.distance_to_entrance_m.saturating_sub(self.entrance_distance_m_min);
-        let magnitude = i64::from(extra) / i64::from(p.per_m.max(1));
+        let magnitude = per_metres(i64::from(extra), p.per_m);
         hit(magnitude, d, || format!("{extra} m further from the exit than the nearest room"))
     }
 
@@ -978,6 +994,6 @@ impl EvalContext<'_> {
             return 0;
         }
         let metres = i64::from(f.room.distance_to_checkin_m);
-        hit(metres / i64::from(p.per_m.max(1)), d, || format!("{metres} m from check-in"))
+        hit(per_metres(metres, p.per_m), d, || format!("{metres} m from check-in"))
     }
 }

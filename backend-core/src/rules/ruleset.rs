@@ -317,5 +317,10 @@ fn parse_rule(index: usize, record: serde_json::Value) -> Result<Rule, RuleSetEr
         field: e.path().to_string(),
         message: e.inner().to_string(),
     })?;
+    params.check().map_err(|field| RuleSetError::BadParameter {
+        key: raw.key.clone(),
+        field: field.to_string(),
+        message: "must be at least 1".to_string(),
+    })?;
     Ok(Rule { id, enabled: raw.enabled, weight: raw.weight, params, message: raw.message })
 }

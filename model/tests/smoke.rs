@@ -1,0 +1,20 @@
+mod common;
+use common::*;
+
+/// Basic DDL, DML and SELECT features work end to end.
+#[test]
+fn basic_sql() {
+    let mut h = H::new(1, HERMITAGE);
+    assert_eq!(h.ints(0, "select * from test order by id"), vec![vec![1, 10], vec![2, 20]]);
+    assert_eq!(h.tag(0, "update test set value = value + 1 where id = 1"), "UPDATE 1");
+    assert_eq!(h.ints(0, "select value from test where id = 1"), vec![vec![11]]);
+    assert_eq!(
+        h.ints(0, "select count(*), sum(value), min(value), max(value) from test"),
+        vec![vec![2, 31, 11, 20]]
+    );
+    assert_eq!(h.code(0, "select 1/0"), "22012");
+    assert_eq!(h.code(0, "select * from nope"), "42P01");
+    assert_eq!(h.code(0, "select nope from test"), "42703");
+    assert_eq!(h.code(0, "selec 1"), "42601");
+    assert_eq!(h.tag(0, "delete from test where id = 2 returning value"), "DELETE 1");
+}
