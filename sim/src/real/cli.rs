@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 
 use backend_core::db::schema::SchemaVariant;
 
+use super::calibrate::{self, CalibrateConfig};
 use super::database::{self, DbTarget};
 use super::load::{self, LoadConfig, Target};
 use super::monitor::Monitor;
@@ -175,9 +176,14 @@ pub struct CalibrateArgs {
     /// Where the latency profile (TOML) is written.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Bookings measured.
+    /// Booking requests measured (some end in 409 before any transaction).
     #[arg(long, default_value_t = 2_000)]
     pub bookings: u32,
+    /// Scenario whose clinic the bookings go to.
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -230,8 +236,18 @@ impl RealCommand {
                 };
                 serve::serve_command(config).await
             }
-            RealCommand::Calibrate(_) | RealCommand::Validate(_) => Err(RealError::BadInput(
-                "this command needs backend-core's HTTP service, which has not landed yet"
+            RealCommand::Calibrate(args) => {
+                let config = CalibrateConfig {
+                    target: args.database.target()?,
+                    out: args.out.clone(),
+                    bookings: args.bookings,
+                    scenario: args.scenario.clone(),
+                    seed: args.seed,
+                };
+                calibrate::calibrate_command(config).await
+            }
+            RealCommand::Validate(_) => Err(RealError::BadInput(
+                "validate needs the simulation's run API with a latency profile; not wired yet"
                     .to_string(),
             )),
         }

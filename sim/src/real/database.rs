@@ -198,6 +198,62 @@ pub async fn fixture_from_db(
     Ok(fixture)
 }
 
+/// `url` with its database name replaced (query parameters kept).
+pub fn with_database(url: &str, database: &str) -> Result<String, RealError> {
+    let bad =
+        || RealError::BadInput(format!("--database-url `{}`: no /database part", redact(url)));
+    let authority_start = url.find("://").ok_or_else(bad)? + 3;
+    let path_start = url[authority_start..].find('/').ok_or_else(bad)? + authority_start;
+    let query = url[path_start..].find('?').map(|i| &url[path_start + i..]).unwrap_or("");
+    Ok(format!("{}/{database}{query}", &url[..path_start]))
+}
+
+/// A database created for one run (`validate`, `calibrate`) and dropped afterwards, so its
+/// statistics (`pg_stat_database.deadlocks`) see only that run.
+pub struct TempDatabase {
+    admin: DbTarget,
+    pub name: String,
+    pub target: DbTarget,
+}
+
+impl TempDatabase {
+    /// Creates `name` (dropping a leftover of the same name first) next to `target`'s database.
+    pub async fn create(target: &DbTarget, name: &str) -> Result<TempDatabase, RealError> {
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name {name}");
+        let admin = DbTarget { url: target.url.clone(), schema: None };
+        let db = admin.pool(1).await?;
+        let mut conn = session(&db).await?;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            conn.execute(&sql, &[]).await.map_err(|e| {
+                RealError::Database(format!("{sql}: {e} (the role needs CREATEDB)"))
+            })?;
+        }
+        drop(conn);
+        db.pool().close().await;
+        let url = with_database(&target.url, name)?;
+        Ok(TempDatabase { admin, name: name.to_string(), target: DbTarget { url, schema: None } })
+    }
+
+    /// Drops the database (best effort: a failure is printed, not returned).
+    pub async fn drop_database(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let result = async {
+            let db = self.admin.pool(1).await?;
+            let mut conn = session(&db).await?;
+            let outcome = conn.execute(&sql, &[]).await;
+            drop(conn);
+            db.pool().close().await;
+            outcome.map_err(|e| db_error(&sql, e))
+        };
+        if let Err(e) = result.await {
+            eprintln!("warning: could not drop database {}: {e}", self.name);
+        }
+    }
+}
+
 /// The pool as the `Db` trait object backend-core takes.
 pub fn as_db(db: &PgDb) -> Arc<dyn Db> {
     Arc::new(db.clone())
@@ -215,6 +271,15 @@ mod tests {
         assert!(DbTarget::new("postgres://root@127.0.0.1/test", Some("t_1")).is_ok());
         let err = DbTarget::new("postgres://h/db", Some("x; drop")).unwrap_err();
         assert!(err.to_string().contains("--schema"), "{err}");
+    }
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        let url =
+            with_database("postgres://root@127.0.0.1:5432/test?sslmode=disable", "x").unwrap();
+        assert_eq!(url, "postgres://root@127.0.0.1:5432/x?sslmode=disable");
+        assert_eq!(with_database("postgres://h/db", "y").unwrap(), "postgres://h/y");
+        assert!(with_database("postgres://h", "y").is_err());
     }
 
     #[tokio::test]

@@ -53,6 +53,14 @@ pub fn parse_strategy(name: &str) -> Result<Strategy, RealError> {
 impl Server {
     /// Connects, checks the schema, binds and serves in the background.
     pub async fn start(config: &ServeConfig) -> Result<Server, RealError> {
+        Server::start_wrapped(config, &|db| db).await
+    }
+
+    /// As [`Server::start`], with the `Db` the API sees wrapped (calibration times it).
+    pub async fn start_wrapped(
+        config: &ServeConfig,
+        wrap: &(dyn Fn(Arc<dyn Db>) -> Arc<dyn Db> + Sync),
+    ) -> Result<Server, RealError> {
         let pool = config.pool_connections;
         if pool == 0 || pool > POOL_CONNECTIONS_MAX {
             return Err(RealError::BadInput(format!(
@@ -71,7 +79,7 @@ impl Server {
         let api_config = ApiConfig { strategy: config.strategy, ..ApiConfig::default() };
         let shared_db: Arc<dyn Db> = Arc::new(db.clone());
         let context = ApiContext::new(
-            shared_db,
+            wrap(shared_db),
             Arc::new(SystemClock),
             Arc::new(RandomIds::default()),
             api_config,
