@@ -9,7 +9,15 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use backend_core::db::schema::SchemaVariant;
+
+use super::calibrate::{self, CalibrateConfig};
+use super::database::{self, DbTarget};
 use super::load::{self, LoadConfig, Target};
+use super::monitor::Monitor;
+use super::report::ReportExtras;
+use super::serve::{self, ServeConfig};
+use super::setup::{self, SetupConfig};
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
 
@@ -44,6 +52,15 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL, e.g. postgres://root@127.0.0.1:5432/test.
     #[arg(long, env = "DATABASE_URL", value_name = "URL")]
     pub database_url: String,
+    /// Work in this schema (SET search_path TO schema, public).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn target(&self) -> Result<DbTarget, RealError> {
+        DbTarget::new(&self.database_url, self.schema.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +73,9 @@ pub struct SetupArgs {
     /// Where the ids are written for `roomsim load`.
     #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
     pub fixture: PathBuf,
+    /// Create appointments without the no_room_overlap constraint (for BROKEN strategies).
+    #[arg(long)]
+    pub unguarded: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +91,9 @@ pub struct ServeArgs {
     /// Booking strategy (see `roomsim strategies`).
     #[arg(long, default_value = "exclusion")]
     pub strategy: String,
+    /// Seed of the backend's retry jitter.
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +139,9 @@ pub struct LoadArgs {
     /// Sample pg_stat_activity / pg_locks / deadlocks / index usage during the run.
     #[arg(long, env = "DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// The schema whose index usage is reported (as given to `serve --schema`).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
 }
 
 impl LoadArgs {
@@ -150,9 +176,14 @@ pub struct CalibrateArgs {
     /// Where the latency profile (TOML) is written.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Bookings measured.
+    /// Booking requests measured (some end in 409 before any transaction).
     #[arg(long, default_value_t = 2_000)]
     pub bookings: u32,
+    /// Scenario whose clinic the bookings go to.
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -183,25 +214,84 @@ impl RealCommand {
     pub async fn execute(self) -> Result<(), RealError> {
         match self {
             RealCommand::Load(args) => run_load_command(args).await,
-            RealCommand::Db { .. }
-            | RealCommand::Serve(_)
-            | RealCommand::Calibrate(_)
-            | RealCommand::Validate(_) => Err(RealError::BadInput(
-                "this command needs backend-core's HTTP service, which has not landed yet"
+            RealCommand::Db { command: DbCommand::Setup(args) } => setup_command(args).await,
+            RealCommand::Db { command: DbCommand::Cleanup(args) } => {
+                let target = args.target()?;
+                let cleaned = database::cleanup(&target).await?;
+                println!(
+                    "removed {} appointments and {} idempotency keys from {}",
+                    cleaned.appointments,
+                    cleaned.idempotency_keys,
+                    target.describe()
+                );
+                Ok(())
+            }
+            RealCommand::Serve(args) => {
+                let config = ServeConfig {
+                    target: args.database.target()?,
+                    listen: args.listen.clone(),
+                    pool_connections: args.pool,
+                    strategy: serve::parse_strategy(&args.strategy)?,
+                    seed: args.seed,
+                };
+                serve::serve_command(config).await
+            }
+            RealCommand::Calibrate(args) => {
+                let config = CalibrateConfig {
+                    target: args.database.target()?,
+                    out: args.out.clone(),
+                    bookings: args.bookings,
+                    scenario: args.scenario.clone(),
+                    seed: args.seed,
+                };
+                calibrate::calibrate_command(config).await
+            }
+            RealCommand::Validate(_) => Err(RealError::BadInput(
+                "validate needs the simulation's run API with a latency profile; not wired yet"
                     .to_string(),
             )),
         }
     }
 }
 
+async fn setup_command(args: SetupArgs) -> Result<(), RealError> {
+    let variant = if args.unguarded { SchemaVariant::Unguarded } else { SchemaVariant::Guarded };
+    let config = SetupConfig {
+        target: args.database.target()?,
+        scenario: args.scenario.clone(),
+        variant,
+        fixture_path: Some(args.fixture.clone()),
+    };
+    let report = setup::setup(&config).await?;
+    print!("{}", setup::describe(&report, &config));
+    Ok(())
+}
+
 async fn run_load_command(args: LoadArgs) -> Result<(), RealError> {
     let config = args.config()?;
     let fixture = Arc::new(Fixture::load(&args.fixture)?);
+    let monitor_target = match &args.database_url {
+        Some(url) => Some(DbTarget::new(url, args.schema.as_deref())?),
+        None => None,
+    };
     load::preflight(&config.target).await?;
+    let monitor = match &monitor_target {
+        Some(target) => Some(Monitor::start(&target.url, target.schema.as_deref()).await?),
+        None => None,
+    };
     let outcome = load::run_load(config, fixture).await;
-    let text = report::text_summary(&outcome);
-    print!("{text}");
-    report::write_all(&args.reports, &outcome, None)?;
+    let extras = ReportExtras {
+        monitor: match monitor {
+            Some(monitor) => Some(monitor.finish().await),
+            None => None,
+        },
+        ..ReportExtras::default()
+    };
+    print!("{}", report::text_summary(&outcome));
+    if let Some(summary) = &extras.monitor {
+        print!("{}", report::monitor_text(summary));
+    }
+    report::write_all(&args.reports, &outcome, Some(&extras))?;
     match &outcome.stopped_early {
         Some(reason) => Err(RealError::RunFailed(format!("{reason}; partial results written"))),
         None => Ok(()),

@@ -24,12 +24,16 @@
 
 pub mod calibrate;
 mod cli;
+pub mod clinic;
 pub mod compare;
 pub mod database;
 pub mod load;
 pub mod monitor;
 pub mod report;
+pub mod serve;
+pub mod setup;
 pub mod stats;
+pub mod table;
 pub mod workload;
 
 pub use cli::{
