@@ -7,6 +7,7 @@
 //! 2. Start the step. It either finishes (`blocked: false` with its result) or is BLOCKED
 //!    (waiting for a lock). A step that is merely slow (`pg_sleep`) is waited for.
 //! 3. Report every earlier waiter that has now finished, in the order they began waiting.
+//!
 //! At the end every waiter is waited for, in the order they began waiting (isolationtester's
 //! final drain); a waiter that can never finish is reported `stuck`. Then the session and
 //! global teardowns run. Setup/teardown results are reported only when they fail.
