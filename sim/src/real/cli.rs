@@ -18,6 +18,7 @@ use super::monitor::Monitor;
 use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
+use super::validate::ValidateConfig;
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
 
@@ -210,6 +211,27 @@ pub struct ValidateArgs {
     pub reports: report::ReportArgs,
 }
 
+impl ValidateArgs {
+    pub fn config(&self) -> Result<ValidateConfig, RealError> {
+        if let Some(profile) = &self.profile {
+            return Err(RealError::BadInput(format!(
+                "--profile {}: the simulation's run API does not take a profile yet; \
+                 validate uses the committed default",
+                profile.display()
+            )));
+        }
+        Ok(ValidateConfig {
+            target: self.database.target()?,
+            scenario: self.scenario.clone(),
+            levels: self.concurrency.clone(),
+            run_time: self.run_time,
+            strategy: serve::parse_strategy(&self.strategy)?,
+            seed: self.seed,
+            reports: self.reports.clone(),
+        })
+    }
+}
+
 impl RealCommand {
     pub async fn execute(self) -> Result<(), RealError> {
         match self {
@@ -246,10 +268,9 @@ impl RealCommand {
                 };
                 calibrate::calibrate_command(config).await
             }
-            RealCommand::Validate(_) => Err(RealError::BadInput(
-                "validate needs the simulation's run API with a latency profile; not wired yet"
-                    .to_string(),
-            )),
+            RealCommand::Validate(args) => Err(RealError::BadInput(format!(
+                "validate must be run through sim::real::run ({args:?})"
+            ))),
         }
     }
 }
