@@ -37,7 +37,7 @@ use scenarios::{Loaded, Scenario};
 
 use super::RealError;
 use super::compare::{Comparison, compare};
-use super::database::{DbTarget, TempDatabase, session};
+use super::database::{DbTarget, TempDatabase, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, Target, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
 use super::report::{self, Overlay, ReportArgs, ReportExtras};
@@ -230,7 +230,7 @@ pub async fn real_side(
     loaded: &Loaded,
     scenarios: &[Arc<Scenario>],
 ) -> Result<Vec<RealLevel>, RealError> {
-    let name = format!("roomsim_validate_{}", std::process::id());
+    let name = unique_database_name("roomsim_validate");
     let temp = TempDatabase::create(&config.target, &name).await?;
     let result = async {
         let variant = if config.strategy.needs_exclusion_constraint() {
