@@ -34,12 +34,13 @@ pub mod serve;
 pub mod setup;
 pub mod stats;
 pub mod table;
+pub mod throughput;
 pub mod validate;
 pub mod workload;
 
 pub use cli::{
     CalibrateArgs, DatabaseArgs, DbCommand, LoadArgs, RealCommand, ServeArgs, SetupArgs,
-    ValidateArgs,
+    ThroughputArgs, ValidateArgs,
 };
 
 use std::path::Path;
