@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use backend_core::allocator::fixture::{Fixture, at, fixture_id};
 use backend_core::allocator::{
     Allocation, AllocatorConfig, Block, ClinicSnapshot, EvalStats, Outcome, RoomTimeline, allocate,
+    epoch_us,
 };
 use backend_core::domain::{
     Appointment, AppointmentStatus, BookingRequest, FallbackMode, Gender, GenderPolicy, Isolation,
@@ -328,24 +329,24 @@ proptest! {
         length in 1i64..50,
     ) {
         let blocks: Vec<Block> = raw.iter().enumerate().map(|(n, &(s, d, t))| Block {
-            start: minute(s),
-            end: minute(s + d),
-            blocked_end: minute(s + d + t),
+            start_us: epoch_us(minute(s)),
+            end_us: epoch_us(minute(s + d)),
+            blocked_end_us: epoch_us(minute(s + d + t)),
             appointment_index: n as u32,
             appointment_id: fixture_id(5, n as u64),
         }).collect();
         let timeline = RoomTimeline::from_blocks(blocks.clone());
-        let (from, to) = (minute(start), minute(start + length));
+        let (from, to) = (epoch_us(minute(start)), epoch_us(minute(start + length)));
         let mut stats = EvalStats::default();
         let mut found: Vec<u32> = timeline.overlapping(from, to, &mut stats)
             .map(|b| b.appointment_index).collect();
         found.sort_unstable();
         let expected: Vec<u32> = blocks.iter()
-            .filter(|b| b.start < to && from < b.blocked_end)
+            .filter(|b| b.start_us < to && from < b.blocked_end_us)
             .map(|b| b.appointment_index).collect();
         prop_assert_eq!(found, expected);
         let conflict = timeline.first_conflict(from, to, &mut stats);
-        let any = blocks.iter().any(|b| b.start < to && from < b.blocked_end);
+        let any = blocks.iter().any(|b| b.start_us < to && from < b.blocked_end_us);
         prop_assert_eq!(conflict.is_some(), any);
     }
 }

@@ -34,7 +34,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use participants::{Participant, ParticipantConflict, participant_conflicts};
-pub use timeline::{Block, EvalStats, RoomTimeline};
+pub use timeline::{
+    Block, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
+};
 
 use crate::domain::{
     Appointment, AppointmentType, BookingRequest, Clinic, Doctor, FallbackMode, Patient, Room,
@@ -283,7 +285,7 @@ fn slot_participant_conflicts(ctx: &EvalContext, slot: Slot) -> Vec<ParticipantC
         unreachable!("H15 carries participant parameters");
     };
     let request = ctx.request;
-    let appointments = &ctx.snapshot.appointments;
+    let appointments = ctx.participant_appointments();
     let (doctor, patient) = (request.doctor_id, request.patient_id);
     participant_conflicts(appointments, doctor, patient, slot.start, slot.end, params)
 }
