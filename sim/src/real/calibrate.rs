@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use super::RealError;
 use super::compare::latency_histogram;
-use super::database::{DbTarget, TempDatabase};
+use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, Target, run_load};
 use super::serve::{ServeConfig, Server};
 use super::setup::{SetupConfig, setup};
@@ -199,7 +199,7 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     if config.bookings == 0 {
         return Err(RealError::BadInput("--bookings: must be > 0".to_string()));
     }
-    let name = format!("roomsim_calibrate_{}", std::process::id());
+    let name = unique_database_name("roomsim_calibrate");
     let temp = TempDatabase::create(&config.target, &name).await?;
     let measured = measure(&temp.target, &config).await;
     temp.drop_database().await;

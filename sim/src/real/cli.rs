@@ -18,6 +18,8 @@ use super::monitor::Monitor;
 use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
+use super::throughput::{self, ThroughputConfig};
+use super::validate::ValidateConfig;
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
 
@@ -37,6 +39,25 @@ pub enum RealCommand {
     Calibrate(CalibrateArgs),
     /// Run a scenario on real PostgreSQL and in the simulation and compare them.
     Validate(ValidateArgs),
+    /// Booking throughput through `serve` vs pgbench running the same booking SQL.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// HTTP users and pgbench clients.
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// The backend's database pool.
+    #[arg(long, default_value_t = 20)]
+    pub pool: u32,
+    /// Duration of each side.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub run_time: Duration,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +231,27 @@ pub struct ValidateArgs {
     pub reports: report::ReportArgs,
 }
 
+impl ValidateArgs {
+    pub fn config(&self) -> Result<ValidateConfig, RealError> {
+        if let Some(profile) = &self.profile {
+            return Err(RealError::BadInput(format!(
+                "--profile {}: the simulation's run API does not take a profile yet; \
+                 validate uses the committed default",
+                profile.display()
+            )));
+        }
+        Ok(ValidateConfig {
+            target: self.database.target()?,
+            scenario: self.scenario.clone(),
+            levels: self.concurrency.clone(),
+            run_time: self.run_time,
+            strategy: serve::parse_strategy(&self.strategy)?,
+            seed: self.seed,
+            reports: self.reports.clone(),
+        })
+    }
+}
+
 impl RealCommand {
     pub async fn execute(self) -> Result<(), RealError> {
         match self {
@@ -246,10 +288,26 @@ impl RealCommand {
                 };
                 calibrate::calibrate_command(config).await
             }
-            RealCommand::Validate(_) => Err(RealError::BadInput(
-                "validate needs the simulation's run API with a latency profile; not wired yet"
-                    .to_string(),
-            )),
+            RealCommand::Throughput(args) => {
+                if args.clients == 0 || args.clients > load::USERS_MAX {
+                    let why =
+                        format!("--clients {}: must be 1..={}", args.clients, load::USERS_MAX);
+                    return Err(RealError::BadInput(why));
+                }
+                let config = ThroughputConfig {
+                    target: args.database.target()?,
+                    clients: args.clients,
+                    pool_connections: args.pool,
+                    run_time: args.run_time,
+                    seed: args.seed,
+                };
+                let figures = throughput::measure(&config).await?;
+                print!("{}", throughput::describe(&config, &figures));
+                Ok(())
+            }
+            RealCommand::Validate(args) => Err(RealError::BadInput(format!(
+                "validate must be run through sim::real::run ({args:?})"
+            ))),
         }
     }
 }

@@ -216,6 +216,13 @@ pub struct TempDatabase {
     pub target: DbTarget,
 }
 
+/// A database name unique to this process and call: `<prefix>_<pid>_<n>`.
+pub fn unique_database_name(prefix: &str) -> String {
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}_{}_{n}", std::process::id())
+}
+
 impl TempDatabase {
     /// Creates `name` (dropping a leftover of the same name first) next to `target`'s database.
     pub async fn create(target: &DbTarget, name: &str) -> Result<TempDatabase, RealError> {
