@@ -10,9 +10,13 @@
 //! TWO SPEEDS
 //!
 //! `evaluate_room(.., explain = false)` only computes magnitudes and the score (the hot path,
-//! run for every room and candidate time). With `explain = true` every hit also gets a
-//! human-readable detail, and every active soft rule is listed even when it costs nothing;
-//! the allocator asks for that only for the rooms it reports on.
+//! run for every room and candidate time). Rules that cannot change with the time
+//! ([`RuleId::depends_on_time`] is false: equipment, capacity, zone, …) are evaluated once per
+//! room in [`EvalContext::new`]; the fast path adds the 14 time-dependent ones. With
+//! `explain = true` every rule is checked in code order, every hit gets a human-readable
+//! detail, and every active soft rule is listed even when it costs nothing; the allocator asks
+//! for that only for the rooms it reports on. Both paths agree on score and violations (a
+//! property test checks it at shifted slots).
 //!
 //! MAGNITUDES
 //!
