@@ -6,6 +6,7 @@
 //! WHY: every loop and every input has a named bound (`noun_unit_max`), so a hostile or
 //! mistaken client cannot make one request do unbounded work.
 
+use crate::allocator::AllocatorConfig;
 use crate::booking::Strategy;
 
 /// Retry budget for serialization failures (40001), deadlocks (40P01) and the races that are
@@ -32,8 +33,8 @@ pub struct ApiConfig {
     /// Ranked rooms a booking transaction tries before falling back (exclusion: one INSERT
     /// each; the locking strategies lock them all).
     pub candidates_max: usize,
-    /// Alternatives returned per list in a 409 or a preview.
-    pub alternatives_max: usize,
+    /// The allocator's settings (alternatives per list, time-search step and bound).
+    pub allocator: AllocatorConfig,
     /// Largest accepted request body.
     pub body_bytes_max: usize,
     /// Longest accepted Idempotency-Key (the IETF draft and Stripe use 255).
@@ -52,7 +53,7 @@ impl Default for ApiConfig {
             strategy: Strategy::default(),
             retry: RetryPolicy::default(),
             candidates_max: 3,
-            alternatives_max: 5,
+            allocator: AllocatorConfig::default(),
             body_bytes_max: 16 * 1024,
             idempotency_key_chars_max: 255,
             availability_window_hours_max: 7 * 24,

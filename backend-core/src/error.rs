@@ -23,6 +23,12 @@ pub enum Error {
     /// The body is not valid JSON or does not have the expected shape.
     #[error("malformed request body: {message}")]
     MalformedBody { message: String },
+    /// The body exceeds the configured size limit.
+    #[error("request body larger than {bytes_max} bytes")]
+    BodyTooLarge { bytes_max: usize },
+    /// The booking request fails the domain's own validation (names the field).
+    #[error("{0}")]
+    Validation(crate::domain::ValidationError),
     /// A field has an invalid value (end ≤ start, overlong string, bad key, …).
     #[error("invalid field `{field}`: {message}")]
     InvalidField { field: String, message: String },
@@ -36,8 +42,8 @@ pub enum Error {
     #[error("no feasible room: {detail}")]
     RoomUnavailable { detail: String, extensions: Box<ProblemExtensions> },
     /// The doctor or the patient is already booked at that time.
-    #[error("{field} is already booked in an overlapping appointment")]
-    ParticipantUnavailable { field: &'static str },
+    #[error("{field}: already booked in an overlapping appointment")]
+    ParticipantUnavailable { field: &'static str, extensions: Box<ProblemExtensions> },
     /// The client pinned a room (`room_id`) that fails a hard rule or is taken.
     #[error("pinned room {room_id} cannot be used: {reason}")]
     PinnedRoomInfeasible { room_id: String, reason: String, extensions: Box<ProblemExtensions> },
@@ -75,10 +81,26 @@ impl Error {
         Error::InvalidField { field: field.into(), message: message.into() }
     }
 
+    pub fn participant_unavailable(field: &'static str) -> Error {
+        Error::ParticipantUnavailable { field, extensions: Box::default() }
+    }
+
+    /// Extra problem members (alternatives, conflicts) carried by the error.
+    pub fn extensions(&self) -> Option<&ProblemExtensions> {
+        match self {
+            Error::RoomUnavailable { extensions, .. }
+            | Error::ParticipantUnavailable { extensions, .. }
+            | Error::PinnedRoomInfeasible { extensions, .. } => Some(extensions),
+            _ => None,
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn status_code(&self) -> u16 {
         match self {
             Error::MalformedBody { .. } => 400,
+            Error::BodyTooLarge { .. } => 413,
+            Error::Validation(_) => 422,
             // The request is well-formed JSON but semantically wrong.
             Error::InvalidField { .. } | Error::UnknownReference { .. } => 422,
             Error::NotFound { .. } => 404,
@@ -97,11 +119,13 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::MalformedBody { .. } => "MALFORMED_BODY",
+            Error::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            Error::Validation(error) => error.code(),
             Error::InvalidField { .. } => "INVALID_FIELD",
             Error::UnknownReference { .. } => "UNKNOWN_REFERENCE",
             Error::NotFound { .. } => "NOT_FOUND",
             Error::RoomUnavailable { .. } => "ROOM_UNAVAILABLE",
-            Error::ParticipantUnavailable { field: "doctor_id" } => "DOCTOR_UNAVAILABLE",
+            Error::ParticipantUnavailable { field: "doctor_id", .. } => "DOCTOR_UNAVAILABLE",
             Error::ParticipantUnavailable { .. } => "PATIENT_UNAVAILABLE",
             Error::PinnedRoomInfeasible { .. } => "PINNED_ROOM_INFEASIBLE",
             Error::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -134,7 +158,8 @@ impl Error {
             Error::InvalidField { field, .. } | Error::UnknownReference { field, .. } => {
                 Some(field)
             }
-            Error::ParticipantUnavailable { field } => Some(field),
+            Error::ParticipantUnavailable { field, .. } => Some(field),
+            Error::Validation(error) => Some(error.field()),
             Error::PinnedRoomInfeasible { .. } => Some("room_id"),
             _ => None,
         }
@@ -158,8 +183,8 @@ impl From<DbError> for Error {
             return Error::DatabaseUnavailable(error);
         }
         match error.constraint.as_deref() {
-            Some("no_doctor_overlap") => Error::ParticipantUnavailable { field: "doctor_id" },
-            Some("no_patient_overlap") => Error::ParticipantUnavailable { field: "patient_id" },
+            Some("no_doctor_overlap") => Error::participant_unavailable("doctor_id"),
+            Some("no_patient_overlap") => Error::participant_unavailable("patient_id"),
             _ => Error::Database(error),
         }
     }

@@ -4,5 +4,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod rules;
+pub mod seed;

@@ -8,11 +8,40 @@
 //!
 //! This file fixes the public API the rest of the workspace codes against. Implementation
 //! modules fill it in.
+//!
+//! LIFE OF A STATEMENT
+//! 1. [`Engine::submit`] splits the string at top-level `;` (`sql::split_statements`).
+//! 2. Control statements (BEGIN, COMMIT, SAVEPOINT, SET, …) are handled by the session layer
+//!    (`session.rs`); everything else is parsed by sqlparser and planned once into a closed
+//!    `Plan` (`sql/planner.rs`), resolving names against the catalog (`catalog.rs`).
+//! 3. The session picks the snapshot (per statement at READ COMMITTED, at the first statement
+//!    at REPEATABLE READ / SERIALIZABLE) and the executor (`executor.rs`) runs the plan over
+//!    the MVCC heap (`mvcc.rs`), taking row and advisory locks (`locks.rs`), checking
+//!    constraints, and reporting SIREAD reads and writes to SSI (`ssi.rs`).
+//! 4. If a lock or another transaction is in the way, the statement's changes are undone and
+//!    it blocks; it re-runs with the same snapshot when woken (commit, rollback, release) or
+//!    fails when a timer fires (deadlock check in `deadlock.rs`, lock_timeout,
+//!    statement_timeout).
+//! 5. Errors abort the transaction at once (locks released); the outcome is a [`Response`]
+//!    with PostgreSQL's SQLSTATE and message (`error.rs`).
 
 pub mod io;
 pub mod profile;
 pub mod spec;
 
+pub mod catalog;
+pub mod deadlock;
+pub mod error;
+pub mod executor;
+pub mod locks;
+pub mod mvcc;
+pub mod session;
+pub mod sql;
+pub mod ssi;
+pub mod value;
+
+use rand::SeedableRng;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A session (one client connection). Ids are handed out in increasing order.
@@ -87,11 +116,17 @@ pub struct Completion {
 pub struct EngineConfig {
     /// Seeds every choice PostgreSQL leaves open.
     pub seed: u64,
+    /// Wall-clock time at virtual time zero, microseconds since the Unix epoch: `now()` is
+    /// `epoch_us` + virtual time at transaction start. Default: 2025-01-01T00:00:00Z.
+    pub epoch_us: i64,
 }
+
+/// 2025-01-01T00:00:00Z in microseconds since the Unix epoch.
+pub const DEFAULT_EPOCH_US: i64 = 1_735_689_600_000_000;
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { seed: 0 }
+        EngineConfig { seed: 0, epoch_us: DEFAULT_EPOCH_US }
     }
 }
 
@@ -103,17 +138,43 @@ pub struct Engine {
     config: EngineConfig,
     now: Duration,
     next_session: SessionId,
+    /// Open sessions. BTreeMap for determinism of every scan (wake order ties, timers).
+    sessions: BTreeMap<SessionId, session::Session>,
+    db: executor::Db,
+    completions: Vec<Completion>,
+    /// Orders waits that began at the same virtual time.
+    wait_seq: u64,
+    /// Re-entrancy guard for [`Engine::wake`].
+    waking: bool,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        Engine { config, now: Duration::ZERO, next_session: 1 }
+        let db = executor::Db {
+            catalog: catalog::Catalog::default(),
+            xids: mvcc::Xids::default(),
+            locks: locks::Locks::default(),
+            ssi: ssi::Ssi::default(),
+            next_row: 1,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(config.seed),
+        };
+        Engine {
+            config,
+            now: Duration::ZERO,
+            next_session: 1,
+            sessions: BTreeMap::new(),
+            db,
+            completions: Vec::new(),
+            wait_seq: 0,
+            waking: false,
+        }
     }
 
     /// Opens a session (a client connection).
     pub fn open_session(&mut self) -> SessionId {
         let id = self.next_session;
         self.next_session += 1;
+        self.sessions.insert(id, session::Session::default());
         id
     }
 
@@ -121,31 +182,24 @@ impl Engine {
     /// (session-level advisory locks included). Statements this releases show up in
     /// [`Engine::take_completions`].
     pub fn close_session(&mut self, session: SessionId) {
-        let _ = session;
+        self.close_impl(session);
     }
 
     /// Runs one or more `;`-separated statements (simple-query style: the last statement's
     /// result is the response). `params` bind `$1`, `$2`, … in every statement.
     pub fn submit(&mut self, session: SessionId, sql: &str, params: &[Value]) -> Step {
-        let _ = (session, sql, params, self.config.seed);
-        Step::Done(Err(SqlError {
-            code: "0A000".into(),
-            message: "the model engine is not implemented yet".into(),
-            detail: None,
-            constraint: None,
-        }))
+        self.submit_impl(session, sql, params)
     }
 
     /// Statements released since the last call (by commits, rollbacks, timeouts, deadlock
     /// checks), in the order they completed.
     pub fn take_completions(&mut self) -> Vec<Completion> {
-        Vec::new()
+        std::mem::take(&mut self.completions)
     }
 
     /// Whether the session has a statement waiting.
     pub fn is_blocked(&self, session: SessionId) -> bool {
-        let _ = session;
-        false
+        self.is_blocked_impl(session)
     }
 
     /// Virtual time since the engine started.
@@ -156,17 +210,45 @@ impl Engine {
     /// Advances virtual time (monotonic; an earlier time is ignored), firing every deadlock
     /// check, lock_timeout, statement_timeout and pg_sleep due at or before `now`.
     pub fn advance_to(&mut self, now: Duration) {
-        if now > self.now {
-            self.now = now;
-        }
+        self.advance_impl(now);
     }
 
     /// The earliest pending timer (deadlock check, timeout, pg_sleep end), if any.
     pub fn next_timer(&self) -> Option<Duration> {
-        None
+        self.next_timer_impl()
     }
 
     /// A database crash and restart: every session is gone, every open transaction aborts,
     /// committed data survives.
-    pub fn crash_restart(&mut self) {}
+    pub fn crash_restart(&mut self) {
+        self.crash_impl();
+    }
+
+    /// Runs a SELECT on a fresh snapshot of committed data, outside every session, taking no
+    /// locks and disturbing no one (for invariant checkers).
+    pub fn query_committed(&mut self, sql: &str) -> Response {
+        self.query_committed_impl(sql)
+    }
+}
+
+/// Cheap classification of a statement for latency profiles: "select", "insert", "update",
+/// "delete", "begin", "commit", "rollback", "ddl" or "other". Looks at the first keyword only
+/// (a multi-statement string is classified by its first statement).
+pub fn statement_kind(sql: &str) -> &'static str {
+    let mut text = sql.trim_start();
+    while let Some(rest) = text.strip_prefix("--") {
+        text = rest.split_once('\n').map(|x| x.1).unwrap_or("").trim_start();
+    }
+    let word: String = text.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+    match word.to_ascii_lowercase().as_str() {
+        "select" | "with" | "values" | "table" | "show" => "select",
+        "insert" => "insert",
+        "update" => "update",
+        "delete" => "delete",
+        "begin" | "start" => "begin",
+        "commit" | "end" => "commit",
+        "rollback" | "abort" => "rollback",
+        "create" | "drop" | "alter" | "truncate" => "ddl",
+        _ => "other",
+    }
 }

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `roomsim` binary: a thin bootstrap over `sim::cli`.
+
+fn main() -> std::process::ExitCode {
+    sim::cli::main_impl(std::env::args_os())
+}

@@ -232,3 +232,36 @@ async fn html_report_renders_in_headless_chromium() {
     assert_eq!(check, "tables=5/5 charts=3/3", "DOM: {dom}");
     assert!(dom.contains("room_assignment sim"), "the CDF legend names the simulated line");
 }
+
+/// Three rounds of ten bookings, each sent 1 ms apart.
+struct ThreeRounds(Arc<Fixture>);
+
+impl sim::real::load::RoundPlanner for ThreeRounds {
+    fn round(&mut self, index: u64) -> Option<Vec<sim::real::load::ScheduledRequest>> {
+        if index >= 3 {
+            return None;
+        }
+        let tasks = [Task::Concurrent];
+        let mut workload = sim::real::workload::UserWorkload::new(&self.0, &tasks, 3, index);
+        let requests = (0..10_u64)
+            .map(|i| sim::real::load::ScheduledRequest {
+                send_at_us: i * 1_000,
+                request: workload.next_request(),
+            })
+            .collect();
+        Some(requests)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_replay_a_schedule_until_the_planner_ends() {
+    let (address, stub) = serve_stub(u64::MAX).await;
+    let mut config = config(address, vec![Task::Concurrent]);
+    config.run_time = Duration::from_secs(30);
+    let outcome = sim::real::load::run_rounds(config, &mut ThreeRounds(fixture())).await;
+    assert_eq!(outcome.stopped_early, None);
+    assert_eq!(outcome.recorder.aggregated().request_count, 30);
+    assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
+    assert_eq!(outcome.users_max, 10);
+    assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
+}

@@ -13,7 +13,7 @@
 //! exclusion            BEGIN RC; [idem]; per candidate: SAVEPOINT; INSERT (23P01 → ROLLBACK TO)
 //! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT
-//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key) in key order; check; INSERT
+//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check; INSERT
 //! naive (BROKEN)       BEGIN RC; [idem]; check; INSERT                       → double-books
 //! rr-room-lock (BROKEN) BEGIN RR; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //!                      → the snapshot is taken by the first statement, before the lock wait,
@@ -129,6 +129,9 @@ pub struct TxnReport {
     pub room_conflicts: u32,
     /// Time spent waiting on the database (statements, lock waits), excluding backoff sleeps.
     pub db_time: Duration,
+    /// Time spent resolving conflicts inside the transaction (locks, checks, INSERT attempts),
+    /// summed over attempts; part of `db_time`.
+    pub conflict_time: Duration,
 }
 
 /// How an attempt failed.
@@ -163,6 +166,7 @@ pub const ROOM_CONSTRAINT: &str = "no_room_overlap";
 struct Session<'c> {
     conn: &'c mut dyn Conn,
     db_time: Duration,
+    conflict_time: Duration,
 }
 
 impl Session<'_> {
@@ -183,15 +187,16 @@ pub async fn run_booking(
     metrics: &Metrics,
 ) -> Result<TxnReport, Error> {
     assert!(!plan.candidates.is_empty() || plan.book_without_room, "nothing to book");
-    let mut session = Session { conn, db_time: Duration::ZERO };
+    let mut session = Session { conn, db_time: Duration::ZERO, conflict_time: Duration::ZERO };
     let mut room_conflicts = 0u32;
     let attempts_max = retry.retries_max + 1;
     for attempt in 1..=attempts_max {
         let result = attempt_once(&mut session, plan, &mut room_conflicts).await;
         let failure = match result {
             Ok(outcome) => {
-                let db_time = session.db_time;
-                return Ok(TxnReport { outcome, attempts: attempt, room_conflicts, db_time });
+                let (db_time, conflict_time) = (session.db_time, session.conflict_time);
+                let attempts = attempt;
+                return Ok(TxnReport { outcome, attempts, room_conflicts, db_time, conflict_time });
             }
             Err(failure) => failure,
         };
@@ -233,32 +238,47 @@ async fn attempt_once(
     room_conflicts: &mut u32,
 ) -> Result<TxnOutcome, Failure> {
     session.exec(begin_sql(plan.strategy), &[]).await?;
-    if let Some(claim) = plan.idempotency {
-        if let Some(replay) = claim_idempotency_key(session, claim).await? {
+    if let Some(claim) = plan.idempotency
+        && let Some(replay) = claim_idempotency_key(session, claim).await?
+    {
+        session.exec("ROLLBACK", &[]).await?;
+        return Ok(replay);
+    }
+    let started = Instant::now();
+    let placed = place(session, plan, room_conflicts).await;
+    session.conflict_time += started.elapsed();
+    match placed? {
+        Some(placement) => finish(session, plan, placement).await,
+        None => {
             session.exec("ROLLBACK", &[]).await?;
-            return Ok(replay);
+            Ok(TxnOutcome::AllTaken)
         }
     }
+}
+
+/// Conflict resolution inside the transaction: locks, checks, INSERT. `None`: all taken.
+async fn place(
+    session: &mut Session<'_>,
+    plan: &BookingPlan<'_>,
+    room_conflicts: &mut u32,
+) -> Result<Option<Placement>, Failure> {
     lock_candidates(session, plan).await?;
     for (index, candidate) in plan.candidates.iter().enumerate() {
         let more_to_try = index + 1 < plan.candidates.len() || plan.book_without_room;
         if try_candidate(session, plan, candidate, more_to_try).await? {
-            let placement = Placement {
+            return Ok(Some(Placement {
                 candidate_index: Some(index),
                 room_id: Some(candidate.room_id),
                 turnover_minutes: candidate.turnover_minutes,
-            };
-            return finish(session, plan, placement).await;
+            }));
         }
         *room_conflicts += 1;
     }
     if plan.book_without_room {
         insert_appointment(session, plan.row, None).await?;
-        let placement = Placement { candidate_index: None, room_id: None, turnover_minutes: 0 };
-        return finish(session, plan, placement).await;
+        return Ok(Some(Placement { candidate_index: None, room_id: None, turnover_minutes: 0 }));
     }
-    session.exec("ROLLBACK", &[]).await?;
-    Ok(TxnOutcome::AllTaken)
+    Ok(None)
 }
 
 fn begin_sql(strategy: Strategy) -> &'static str {
@@ -283,26 +303,37 @@ async fn claim_idempotency_key(
     if rows.rows.first().and_then(|row| row.first()) != Some(&SqlValue::Bool(true)) {
         return Err(Failure::Final(Error::IdempotencyInFlight));
     }
-    let rows = session
-        .exec(
-            "SELECT request_hash, status_code, body FROM idempotency_keys WHERE key = $1",
-            &[SqlValue::Text(claim.key.clone())],
-        )
-        .await?;
+    let rows = session.exec(STORED_RESPONSE, &[SqlValue::Text(claim.key.clone())]).await?;
+    stored_response(&rows, claim).map_err(Failure::Final)
+}
+
+const STORED_RESPONSE: &str =
+    "SELECT request_hash, status_code, body FROM idempotency_keys WHERE key = $1";
+
+/// Looks the key up outside any transaction, before any work: a completed request is replayed
+/// at once (its booking would otherwise now conflict with itself). The in-transaction claim
+/// still decides races between concurrent requests.
+pub async fn lookup_idempotency_key(
+    conn: &mut dyn Conn,
+    claim: &IdempotencyClaim,
+) -> Result<Option<TxnOutcome>, Error> {
+    let rows = conn.execute(STORED_RESPONSE, &[SqlValue::Text(claim.key.clone())]).await?;
+    stored_response(&rows, claim)
+}
+
+/// The replay for a stored key row, 422 when the body differs, `None` when there is no row.
+fn stored_response(rows: &Rows, claim: &IdempotencyClaim) -> Result<Option<TxnOutcome>, Error> {
     let Some(row) = rows.rows.first() else { return Ok(None) };
     match row.as_slice() {
         [SqlValue::Text(hash), SqlValue::Int(status), SqlValue::Text(body)] => {
             if *hash != claim.request_hash {
-                return Err(Failure::Final(Error::IdempotencyKeyReused));
+                return Err(Error::IdempotencyKeyReused);
             }
-            let status_code = u16::try_from(*status).map_err(|_| {
-                Failure::Final(Error::Internal(format!("stored status {status} out of range")))
-            })?;
+            let status_code = u16::try_from(*status)
+                .map_err(|_| Error::Internal(format!("stored status {status} out of range")))?;
             Ok(Some(TxnOutcome::Replay { status_code, body: body.clone() }))
         }
-        other => Err(Failure::Final(Error::Internal(format!(
-            "unexpected idempotency_keys row shape: {other:?}"
-        )))),
+        other => Err(Error::Internal(format!("unexpected idempotency_keys row shape: {other:?}"))),
     }
 }
 
@@ -452,7 +483,7 @@ async fn insert_appointment(
     };
     let sql = if candidate.is_some() { INSERT_WITH_ROOM } else { INSERT_ROOM_PENDING };
     let rows = session.exec(sql, &params).await?;
-    assert_eq!(rows.rows_affected, 1, "an INSERT … VALUES of one row inserts one row");
+    assert_eq!(rows.rows_affected, 1, "INSERT of one row must report 1 row (Conn contract)");
     Ok(())
 }
 
@@ -502,4 +533,143 @@ pub fn idempotency_lock_key(key: &str) -> i64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use chrono::TimeZone;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::db::BoxFuture;
+
+    /// A connection that fails statements starting with a prefix, a fixed number of times,
+    /// and records everything it ran.
+    struct ScriptedConn {
+        failures: VecDeque<(&'static str, DbError)>,
+        log: Vec<String>,
+    }
+
+    impl Conn for ScriptedConn {
+        fn execute<'a>(
+            &'a mut self,
+            sql: &'a str,
+            _params: &'a [SqlValue],
+        ) -> BoxFuture<'a, Result<Rows, DbError>> {
+            self.log.push(sql.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+            let fail = self.failures.front().is_some_and(|(prefix, _)| sql.starts_with(prefix));
+            let result = if fail {
+                Err(self.failures.pop_front().expect("checked").1)
+            } else if sql.starts_with("SELECT count(*)") {
+                Ok(Rows { rows: vec![vec![SqlValue::Int(0)]], rows_affected: 1, ..Rows::default() })
+            } else {
+                Ok(Rows { rows_affected: 1, ..Rows::default() })
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    fn row() -> AppointmentRow {
+        let at = Utc.with_ymd_and_hms(2030, 3, 10, 9, 0, 0).unwrap();
+        AppointmentRow {
+            id: Uuid::from_u128(1),
+            clinic_id: Uuid::from_u128(2),
+            doctor_id: Uuid::from_u128(3),
+            patient_id: Uuid::from_u128(4),
+            appointment_type: "follow_up".into(),
+            starts_at: at,
+            ends_at: at + chrono::Duration::minutes(20),
+            infectious: false,
+            patient_gender: None,
+            policy_version: 1,
+            created_at: at,
+        }
+    }
+
+    async fn run(
+        strategy: Strategy,
+        failures: Vec<(&'static str, DbError)>,
+        retries_max: u32,
+    ) -> (Result<TxnReport, Error>, Vec<String>, Metrics) {
+        let mut conn = ScriptedConn { failures: failures.into(), log: Vec::new() };
+        let row = row();
+        let candidates =
+            [Candidate { room_id: Uuid::from_u128(9), turnover_minutes: 5, score: "s".into() }];
+        let respond = |_: &Placement| (201, String::new());
+        let plan = BookingPlan {
+            strategy,
+            row: &row,
+            candidates: &candidates,
+            book_without_room: false,
+            idempotency: None,
+            respond: &respond,
+        };
+        let retry = RetryPolicy { retries_max, backoff_base_ms: 1, backoff_cap_ms: 2 };
+        let rng = Mutex::new(ChaCha8Rng::seed_from_u64(5));
+        let metrics = Metrics::default();
+        let result = run_booking(&mut conn, &plan, &retry, &rng, &metrics).await;
+        (result, conn.log, metrics)
+    }
+
+    #[tokio::test]
+    async fn serialization_failures_are_retried_then_succeed() {
+        let failure = || ("INSERT", DbError::new("40001", "could not serialize access"));
+        let (result, log, metrics) =
+            run(Strategy::Serializable, vec![failure(), failure()], 5).await;
+        let report = result.expect("third attempt succeeds");
+        assert_eq!(report.attempts, 3);
+        assert!(matches!(report.outcome, TxnOutcome::Committed(_)));
+        assert_eq!(metrics.snapshot().retries_serialization, 2);
+        assert_eq!(log.iter().filter(|s| *s == "ROLLBACK").count(), 2, "{log:?}");
+        assert_eq!(log.last().map(String::as_str), Some("COMMIT"));
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded_and_never_leak_the_database_error() {
+        let failures = (0..10).map(|_| ("COMMIT", DbError::new("40P01", "deadlock"))).collect();
+        let (result, log, metrics) = run(Strategy::RoomLock, failures, 3).await;
+        match result {
+            Err(Error::RetriesExhausted { attempts, sqlstate }) => {
+                assert_eq!((attempts, sqlstate.as_str()), (4, "40P01"));
+            }
+            other => panic!("expected RetriesExhausted, got {other:?}"),
+        }
+        assert_eq!(log.iter().filter(|s| s.starts_with("BEGIN")).count(), 4);
+        let snapshot = metrics.snapshot();
+        assert_eq!((snapshot.retries_deadlock, snapshot.retries_exhausted), (3, 1));
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_at_commit_is_not_retried() {
+        let lost = DbError::new(DbError::CONNECTION_FAILURE, "connection reset");
+        let (result, log, _) = run(Strategy::Exclusion, vec![("COMMIT", lost)], 5).await;
+        assert!(matches!(result, Err(Error::DatabaseUnavailable(_))), "{result:?}");
+        assert_eq!(log.iter().filter(|s| s.starts_with("BEGIN")).count(), 1);
+    }
+
+    #[test]
+    fn backoff_is_seeded_and_bounded() {
+        let retry = RetryPolicy { retries_max: 5, backoff_base_ms: 2, backoff_cap_ms: 10 };
+        let draw = || {
+            let rng = Mutex::new(ChaCha8Rng::seed_from_u64(9));
+            (1..=6).map(|attempt| backoff(&retry, attempt, &rng)).collect::<Vec<_>>()
+        };
+        let (first, second) = (draw(), draw());
+        assert_eq!(first, second, "same seed, same jitter");
+        for (index, delay) in first.iter().enumerate() {
+            let ceiling_ms = (2u64 << index).min(10);
+            assert!(*delay <= Duration::from_millis(ceiling_ms), "{index}: {delay:?}");
+        }
+        assert!(first.iter().any(|d| !d.is_zero()));
+    }
+
+    #[test]
+    fn lock_keys_are_stable() {
+        let room = Uuid::from_u128((7u128 << 64) | 3);
+        assert_eq!(room_lock_key(room), 7 ^ 3);
+        assert_eq!(idempotency_lock_key("a"), idempotency_lock_key("a"));
+        assert_ne!(idempotency_lock_key("a"), idempotency_lock_key("b"));
+    }
 }

@@ -11,6 +11,7 @@
 
 pub mod pg;
 pub mod schema;
+pub mod testing;
 
 use std::fmt;
 use std::future::Future;

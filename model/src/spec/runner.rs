@@ -7,6 +7,7 @@
 //! 2. Start the step. It either finishes (`blocked: false` with its result) or is BLOCKED
 //!    (waiting for a lock). A step that is merely slow (`pg_sleep`) is waited for.
 //! 3. Report every earlier waiter that has now finished, in the order they began waiting.
+//!
 //! At the end every waiter is waited for, in the order they began waiting (isolationtester's
 //! final drain); a waiter that can never finish is reported `stuck`. Then the session and
 //! global teardowns run. Setup/teardown results are reported only when they fail.
@@ -52,10 +53,7 @@ pub enum Event {
     /// A waiting step that can never finish (no pending timer; or the step timeout passed).
     Stuck { stuck: String, session: String },
     /// A failed setup or teardown block (`where`: "setup", "teardown", "s1 setup", …).
-    Control {
-        control: String,
-        result: Outcome,
-    },
+    Control { control: String, result: Outcome },
 }
 
 /// One permutation's report: a line of the JSON output.
@@ -152,7 +150,12 @@ impl<B: SpecBackend> Run<'_, B> {
                 Started::Blocked => None,
             };
             let session_name = self.session_name(session);
-            self.events.push(Event::Step { step: name.clone(), session: session_name, blocked, result });
+            self.events.push(Event::Step {
+                step: name.clone(),
+                session: session_name,
+                blocked,
+                result,
+            });
             self.check_waiting().await?;
             if blocked {
                 self.waiting.push((session, name.clone()));
@@ -200,7 +203,11 @@ impl<B: SpecBackend> Run<'_, B> {
             match self.backend.poll(session).await? {
                 Some(result) => {
                     let session_name = self.session_name(session);
-                    self.events.push(Event::Completed { completed: step, session: session_name, result });
+                    self.events.push(Event::Completed {
+                        completed: step,
+                        session: session_name,
+                        result,
+                    });
                 }
                 None => still.push((session, step)),
             }

@@ -15,8 +15,9 @@
 //! partial results. In-flight open-loop requests are bounded by [`IN_FLIGHT_MAX`]; an arrival
 //! beyond it is recorded as a failure ("in-flight limit"), not silently delayed.
 //!
-//! OUTCOMES: 2xx is a success; 409 on a booking is a success too (the expected "no feasible
-//! room" answer of a conflict) and is counted as rejected; anything else, a timeout or a
+//! OUTCOMES: 2xx is a success; a booking answered 201 is booked, one answered 200 (fallback
+//! "suggest": alternatives only) or 409 (no feasible room) is the expected answer to a
+//! conflict and is counted as rejected; anything else, a timeout or a
 //! transport error is a failure. `Server-Timing` metrics (rules, conflict, db) of every
 //! answered request go into their own histograms.
 
@@ -163,6 +164,22 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: LoadConfig) -> Shared {
+        let pool_idle_per_host = config.users.max(64) as usize;
+        Shared {
+            client: http_client(pool_idle_per_host),
+            config,
+            recorder: Mutex::new(Recorder::new()),
+            outcomes: Mutex::new(Outcomes::default()),
+            stop: AtomicBool::new(false),
+            stop_reason: Mutex::new(None),
+            connection_failures_in_row: AtomicU64::new(0),
+            requests_issued: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            users_running: AtomicU64::new(0),
+        }
+    }
+
     fn stop_with(&self, reason: String) {
         let mut slot = self.stop_reason.lock().expect("stop reason lock");
         if slot.is_none() {
@@ -212,29 +229,81 @@ pub async fn preflight(target: &Target) -> Result<(), RealError> {
 
 /// Runs the load and returns its statistics, partial when the target failed mid-run.
 pub async fn run_load(config: LoadConfig, fixture: Arc<Fixture>) -> LoadOutcome {
-    let users_pool = config.users.max(64) as usize;
-    let shared = Arc::new(Shared {
-        client: http_client(users_pool),
-        config: config.clone(),
-        recorder: Mutex::new(Recorder::new()),
-        outcomes: Mutex::new(Outcomes::default()),
-        stop: AtomicBool::new(false),
-        stop_reason: Mutex::new(None),
-        connection_failures_in_row: AtomicU64::new(0),
-        requests_issued: AtomicU64::new(0),
-        in_flight: AtomicU64::new(0),
-        users_running: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(config));
     let started_unix_s = unix_now_s();
     let start = Instant::now();
     let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
-    let users_max = match config.rate_per_s {
+    let users_max = match shared.config.rate_per_s {
         Some(rate) => {
             open_loop(shared.clone(), fixture, start, rate).await;
             0
         }
         None => closed_loop(shared.clone(), fixture, start).await,
     };
+    finish(shared, ticker, start, started_unix_s, users_max).await
+}
+
+/// One request of a round, at its intended offset from the round's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledRequest {
+    pub send_at_us: u64,
+    pub request: PlannedRequest,
+}
+
+/// Hands out the requests of each round (`None`: no more rounds).
+pub trait RoundPlanner: Send {
+    fn round(&mut self, index: u64) -> Option<Vec<ScheduledRequest>>;
+}
+
+/// Rounds of scheduled requests (the simulation's workload replayed for real): every request
+/// of a round is sent at its intended offset, measured from that intended time (open model);
+/// the next round starts when the previous one has completed. Stops at the run time, the
+/// request budget, the planner's end, or a dead target.
+pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> LoadOutcome {
+    let shared = Arc::new(Shared::new(config));
+    let started_unix_s = unix_now_s();
+    let start = Instant::now();
+    let deadline = start + shared.config.run_time;
+    let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
+    let mut users_max = 0_u32;
+    for index in 0_u64.. {
+        if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Some(requests) = planner.round(index) else { break };
+        users_max = users_max.max(requests.len() as u32);
+        shared.users_running.store(requests.len() as u64, Ordering::SeqCst);
+        run_round(&shared, requests).await;
+    }
+    finish(shared, ticker, start, started_unix_s, users_max).await
+}
+
+async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
+    let round_start = Instant::now();
+    let mut handles = Vec::with_capacity(requests.len());
+    for scheduled in requests {
+        if !shared.claim_request() {
+            break;
+        }
+        let shared = shared.clone();
+        let intended = round_start + Duration::from_micros(scheduled.send_at_us);
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep_until(intended).await;
+            send_and_record(&shared, scheduled.request, intended).await;
+        }));
+    }
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+async fn finish(
+    shared: Arc<Shared>,
+    ticker: tokio::task::JoinHandle<()>,
+    start: Instant,
+    started_unix_s: u64,
+    users_max: u32,
+) -> LoadOutcome {
     shared.stop.store(true, Ordering::SeqCst);
     let elapsed = start.elapsed();
     let _ = ticker.await;
@@ -245,6 +314,7 @@ pub async fn run_load(config: LoadConfig, fixture: Arc<Fixture>) -> LoadOutcome 
     };
     let outcomes = shared.outcomes.lock().expect("outcomes lock").clone();
     let stopped_early = shared.stop_reason.lock().expect("stop reason lock").clone();
+    let config = shared.config.clone();
     LoadOutcome { recorder, outcomes, elapsed, started_unix_s, users_max, stopped_early, config }
 }
 
@@ -326,9 +396,12 @@ struct Answer {
 
 async fn send(shared: &Shared, planned: &PlannedRequest) -> Result<Answer, String> {
     let url = format!("{}{}", shared.config.target.base, planned.task.path());
-    let request = http::Request::post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", planned.idempotency_key.as_str())
+    let mut request =
+        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = &planned.idempotency_key {
+        request = request.header("Idempotency-Key", key.as_str());
+    }
+    let request = request
         .body(Full::new(Bytes::from(planned.body.clone())))
         .map_err(|e| format!("building the request: {e}"))?;
     let exchange = async {
@@ -383,8 +456,13 @@ async fn send_and_record(shared: &Shared, planned: PlannedRequest, measured_from
 /// Counts the outcome; returns the failure message for a failed request.
 fn classify(task: Task, answer: &Answer, outcomes: &mut Outcomes) -> Option<String> {
     match answer.status {
-        200..=299 if task.books() => {
+        201 if task.books() => {
             outcomes.booked += 1;
+            None
+        }
+        // fallback "suggest": no room was free, the alternatives are the answer.
+        200..=299 if task.books() => {
+            outcomes.rejected += 1;
             None
         }
         200..=299 => {
@@ -495,7 +573,9 @@ mod tests {
         let err = classify(Task::Rules, &answer(500, r#"{"code":"INTERNAL"}"#), &mut outcomes);
         assert_eq!(err.as_deref(), Some("HTTP 500 INTERNAL"));
         assert_eq!(classify(Task::Concurrent, &answer(201, "{}"), &mut outcomes), None);
-        assert_eq!(outcomes, Outcomes { booked: 1, rejected: 1, previewed: 0, failed: 2 });
+        assert_eq!(classify(Task::Concurrent, &answer(200, "{}"), &mut outcomes), None);
+        assert_eq!(classify(Task::Rules, &answer(200, "{}"), &mut outcomes), None);
+        assert_eq!(outcomes, Outcomes { booked: 1, rejected: 2, previewed: 1, failed: 2 });
     }
 
     #[tokio::test]

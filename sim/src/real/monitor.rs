@@ -112,8 +112,17 @@ pub fn redact(url: &str) -> String {
 }
 
 impl Monitor {
-    pub async fn start(url: &str) -> Result<Monitor, RealError> {
+    /// Starts sampling the database of `url`; `schema` (already validated as an identifier)
+    /// selects which schema's indexes are watched.
+    pub async fn start(url: &str, schema: Option<&str>) -> Result<Monitor, RealError> {
         let mut connection = connect(url).await?;
+        if let Some(schema) = schema {
+            let sql = format!("SET search_path TO {schema}, public");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut connection)
+                .await
+                .map_err(|e| query_error("SET search_path", e))?;
+        }
         let deadlocks_start = deadlocks(&mut connection).await?;
         let index_scans_start = index_scans(&mut connection).await?;
         let samples = Arc::new(Mutex::new((Vec::new(), None)));

@@ -1,0 +1,174 @@
+//! The HTTP API (axum 0.8), built from explicit state and servable on any listener.
+//!
+//! WHAT: [`ApiContext`] carries everything a handler needs (database, clock, id source,
+//! configuration with the strategy and retry budget, metrics, policy cache, the CPU-cost hook
+//! and the seeded retry-jitter RNG); [`api_router`] merges the resource routers:
+//!
+//! ```text
+//! POST /v1/appointments                 book (Idempotency-Key honoured)      appointments.rs
+//! POST /v1/room-assignments:preview     same ranking, no write               appointments.rs
+//! POST /v1/appointments/{id}/cancel     cancel (idempotent)                  appointments.rs
+//! GET  /v1/rooms/availability           free intervals per room              availability.rs
+//! GET  /healthz                         database reachable                   here
+//! GET  /metrics                         Prometheus text                      here
+//! ```
+//! Errors are `application/problem+json` with stable codes (`error.rs`). Every response of a
+//! booking or preview carries `Server-Timing: rules;dur=…, conflict;dur=…, db;dur=…` in
+//! milliseconds with microsecond precision, measured with `tokio::time::Instant` (virtual
+//! time under turmoil): rules = allocator (rules evaluation, including its in-memory interval
+//! checks) plus the charged CPU cost; conflict = in-transaction conflict resolution (locks,
+//! checks, INSERT attempts) plus the charged conflict-detection cost; db = all database time.
+//!
+//! NOT MODELLED: authentication, CORS, TLS, request tracing ids.
+
+mod appointments;
+mod availability;
+pub mod error;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::booking::work::{NoCharge, WorkCharge};
+use crate::config::ApiConfig;
+use crate::db::Db;
+use crate::domain::{Clock, IdSource};
+use crate::metrics::Metrics;
+use crate::rules::PolicyCache;
+
+/// Everything the handlers share. Cheap to clone (all `Arc`s).
+#[derive(Clone)]
+pub struct ApiContext {
+    pub db: Arc<dyn Db>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+    pub config: Arc<ApiConfig>,
+    pub metrics: Arc<Metrics>,
+    pub policy_cache: Arc<PolicyCache>,
+    pub work: Arc<dyn WorkCharge>,
+    /// Jitter for retry backoff; seeded, so a simulated run replays exactly.
+    pub retry_rng: Arc<Mutex<ChaCha8Rng>>,
+}
+
+impl ApiContext {
+    /// A context with a fresh policy cache and metrics, no CPU-cost charge, and the retry RNG
+    /// seeded from `retry_seed`.
+    pub fn new(
+        db: Arc<dyn Db>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdSource>,
+        config: ApiConfig,
+        retry_seed: u64,
+    ) -> ApiContext {
+        ApiContext {
+            db,
+            clock,
+            ids,
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::default()),
+            policy_cache: Arc::new(PolicyCache::default()),
+            work: Arc::new(NoCharge),
+            retry_rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(retry_seed))),
+        }
+    }
+
+    /// Replaces the CPU-cost hook (the simulation's virtual-time charge).
+    pub fn with_work_charge(mut self, work: Arc<dyn WorkCharge>) -> ApiContext {
+        self.work = work;
+        self
+    }
+}
+
+/// The whole API. Serve it with `axum::serve` on any listener (tokio or turmoil TCP).
+pub fn api_router(ctx: ApiContext) -> Router {
+    let body_bytes_max = ctx.config.body_bytes_max;
+    Router::new()
+        .merge(appointments::router())
+        .merge(availability::router())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(ctx)
+}
+
+async fn healthz(State(ctx): State<ApiContext>) -> Response {
+    let ok = match ctx.db.acquire().await {
+        Ok(mut conn) => conn.execute("SELECT 1 AS ok", &[]).await.is_ok(),
+        Err(_) => false,
+    };
+    let (status, text) = if ok {
+        (StatusCode::OK, r#"{"status":"ok"}"#)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"database unavailable"}"#)
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    let text = ctx.metrics.render(ctx.policy_cache.hits(), ctx.policy_cache.misses());
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+/// Per-request phase durations for the Server-Timing header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub rules: Duration,
+    pub conflict: Duration,
+    pub db: Duration,
+}
+
+impl Timing {
+    /// `rules;dur=0.123, conflict;dur=0.000, db;dur=1.500` (ms, µs precision).
+    pub fn header_value(&self) -> HeaderValue {
+        let ms = |d: Duration| {
+            let us = d.as_micros();
+            format!("{}.{:03}", us / 1000, us % 1000)
+        };
+        let text = format!(
+            "rules;dur={}, conflict;dur={}, db;dur={}",
+            ms(self.rules),
+            ms(self.conflict),
+            ms(self.db)
+        );
+        HeaderValue::from_str(&text).expect("ASCII header value")
+    }
+
+    /// Records the phases into the latency histograms (bookings and previews only).
+    fn record(&self, metrics: &Metrics) {
+        metrics.rules_latency.record(self.rules);
+        metrics.conflict_latency.record(self.conflict);
+        metrics.db_latency.record(self.db);
+    }
+}
+
+/// Adds the Server-Timing header to a response.
+fn with_timing(mut response: Response, timing: &Timing) -> Response {
+    response.headers_mut().insert("server-timing", timing.header_value());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_uses_milliseconds_with_microsecond_precision() {
+        let timing = Timing {
+            rules: Duration::from_micros(1_234),
+            conflict: Duration::from_micros(5),
+            db: Duration::from_millis(12),
+        };
+        assert_eq!(
+            timing.header_value().to_str().unwrap(),
+            "rules;dur=1.234, conflict;dur=0.005, db;dur=12.000"
+        );
+    }
+}

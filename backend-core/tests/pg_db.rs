@@ -1,0 +1,142 @@
+//! The sqlx `Db` implementation against real PostgreSQL (skipped without DATABASE_URL).
+//!
+//! Goal: columns decode into `SqlValue` by PostgreSQL type (and unsupported types fail
+//! clearly); errors carry SQLSTATE and constraint name; a session dropped with an open
+//! transaction is never reused with that transaction (or its locks) still open; statements
+//! with a NULL parameter do not poison the prepared-statement cache.
+
+use std::time::Duration;
+
+use backend_core::db::pg::{PgDb, PgDbOptions};
+use backend_core::db::schema::SchemaVariant;
+use backend_core::db::testing::PgTestSchema;
+use backend_core::db::{Db, SqlValue};
+use chrono::{TimeZone, Utc};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn columns_decode_by_type_and_unsupported_types_fail_clearly() {
+    let Some(schema) = PgTestSchema::create("decode", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let mut conn = schema.db.acquire().await.unwrap();
+    let at = Utc.with_ymd_and_hms(2030, 3, 10, 9, 0, 0).unwrap();
+    let id = Uuid::from_u128(42);
+    let rows = conn
+        .execute(
+            "SELECT $1::uuid AS u, 2::int2 AS s, 4::int4 AS i, $2::int8 AS b, 't'::text AS t, \
+             'v'::varchar AS v, true AS f, $3::timestamptz AS at, NULL::text AS n",
+            &[SqlValue::Uuid(id), SqlValue::Int(8), SqlValue::Timestamp(at)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.columns, ["u", "s", "i", "b", "t", "v", "f", "at", "n"]);
+    assert_eq!(
+        rows.rows[0],
+        vec![
+            SqlValue::Uuid(id),
+            SqlValue::Int(2),
+            SqlValue::Int(4),
+            SqlValue::Int(8),
+            SqlValue::Text("t".into()),
+            SqlValue::Text("v".into()),
+            SqlValue::Bool(true),
+            SqlValue::Timestamp(at),
+            SqlValue::Null,
+        ]
+    );
+    let error = conn
+        .execute("SELECT tstzrange($1, $1, '[]') AS r", &[SqlValue::Timestamp(at)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.sqlstate, "0A000");
+    assert!(error.message.contains("\"r\"") && error.message.contains("TSTZRANGE"), "{error}");
+    drop(conn);
+    schema.drop_schema().await;
+}
+
+#[tokio::test]
+async fn errors_carry_sqlstate_and_constraint() {
+    let Some(schema) = PgTestSchema::create("errors", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let mut conn = schema.db.acquire().await.unwrap();
+    let insert = "INSERT INTO clinics (id, name, body) VALUES ($1, 'c', '{}')";
+    let id = SqlValue::Uuid(Uuid::from_u128(1));
+    let first = conn.execute(insert, std::slice::from_ref(&id)).await.unwrap();
+    assert_eq!(first.rows_affected, 1);
+    let error = conn.execute(insert, &[id]).await.unwrap_err();
+    assert_eq!(error.sqlstate, "23505");
+    assert!(error.is_unique_violation());
+    assert_eq!(error.constraint.as_deref(), Some("clinics_pkey"));
+    let error = conn.execute("SELECT * FROM no_such_table", &[]).await.unwrap_err();
+    assert_eq!(error.sqlstate, "42P01");
+    drop(conn);
+    schema.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_dropped_session_never_carries_its_transaction_into_reuse() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("notice: DATABASE_URL is not set; skipping");
+        return;
+    };
+    let options = PgDbOptions {
+        connections_max: 1,
+        acquire_timeout: Duration::from_secs(10),
+        search_path: None,
+    };
+    let db = PgDb::connect(&url, &options).await.unwrap();
+    let other = PgDb::connect(&url, &options).await.unwrap();
+    let key = SqlValue::Int(0x5EED_0001);
+    let mut conn = db.acquire().await.unwrap();
+    conn.execute("BEGIN", &[]).await.unwrap();
+    conn.execute("SELECT pg_advisory_xact_lock($1)", std::slice::from_ref(&key)).await.unwrap();
+    // Abandon the transaction, as a cancelled request would.
+    drop(conn);
+    // The lock must be gone: another session can take it.
+    let mut probe = other.acquire().await.unwrap();
+    let mut taken = false;
+    for _ in 0..50 {
+        let rows = probe
+            .execute("SELECT pg_try_advisory_lock($1) AS ok", std::slice::from_ref(&key))
+            .await
+            .unwrap();
+        if rows.rows[0][0] == SqlValue::Bool(true) {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(taken, "the abandoned transaction's lock was still held");
+    probe.execute("SELECT pg_advisory_unlock($1)", &[key]).await.unwrap();
+    // The pool's single session is usable and not inside a transaction.
+    let mut conn = db.acquire().await.unwrap();
+    let rows = conn
+        .execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = pg_backend_pid() \
+                  AND state = 'active' AND backend_xid IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.rows[0][0], SqlValue::Int(1));
+}
+
+#[tokio::test]
+async fn null_parameters_do_not_poison_the_statement_cache() {
+    let Some(schema) = PgTestSchema::create("nulls", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let mut conn = schema.db.acquire().await.unwrap();
+    let sql = "SELECT $1::uuid AS u";
+    let id = Uuid::from_u128(7);
+    let null = conn.execute(sql, &[SqlValue::Null]).await.unwrap();
+    assert_eq!(null.rows[0][0], SqlValue::Null);
+    let typed = conn.execute(sql, &[SqlValue::Uuid(id)]).await.unwrap();
+    assert_eq!(typed.rows[0][0], SqlValue::Uuid(id));
+    let null = conn.execute(sql, &[SqlValue::Null]).await.unwrap();
+    assert_eq!(null.rows[0][0], SqlValue::Null);
+    drop(conn);
+    schema.drop_schema().await;
+}

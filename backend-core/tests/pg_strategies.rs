@@ -1,0 +1,376 @@
+//! Booking strategies against real PostgreSQL (skipped with a notice without DATABASE_URL).
+//!
+//! Goal: show on the real database what the simulation must later reproduce: every safe
+//! strategy leaves no overlapping room bookings under 50 concurrent requests for the same
+//! slot (the lock-based ones on the UNGUARDED schema, i.e. without the exclusion constraint's
+//! help); `naive` and `rr-room-lock` double-book; `room-lock-unordered` deadlocks;
+//! serializable retries on 40001; the idempotency key replays, rejects another body (422)
+//! and reports in-flight duplicates (409).
+//!
+//! Method: each test gets its own schema, seeds one clinic with three rooms and 50 doctors and
+//! patients through plain SQL, then drives `run_booking` directly from 50 tokio tasks.
+
+use std::sync::{Arc, Mutex};
+
+use backend_core::booking::Strategy;
+use backend_core::booking::transaction::{
+    AppointmentRow, BookingPlan, Candidate, IdempotencyClaim, Placement, TxnOutcome,
+    idempotency_lock_key, run_booking,
+};
+use backend_core::config::RetryPolicy;
+use backend_core::db::schema::SchemaVariant;
+use backend_core::db::testing::PgTestSchema;
+use backend_core::db::{Db, SqlValue};
+use backend_core::error::Error;
+use backend_core::metrics::Metrics;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use uuid::Uuid;
+
+const CONCURRENT_BOOKINGS: usize = 50;
+const ROOMS: usize = 3;
+
+struct Fixture {
+    clinic: Uuid,
+    rooms: Vec<Uuid>,
+    doctors: Vec<Uuid>,
+    patients: Vec<Uuid>,
+}
+
+fn id(kind: u8, n: usize) -> Uuid {
+    Uuid::from_u128(((kind as u128) << 64) | (n as u128 + 1))
+}
+
+async fn seed(db: &dyn Db) -> Fixture {
+    let mut conn = db.acquire().await.unwrap();
+    let clinic = id(1, 0);
+    let mut statements: Vec<(&'static str, Vec<SqlValue>)> = vec![
+        (
+            "INSERT INTO clinics (id, name, body) VALUES ($1, 'Clinic', '{}')",
+            vec![SqlValue::Uuid(clinic)],
+        ),
+        (
+            "INSERT INTO appointment_types (clinic_id, key, body) \
+             VALUES ($1, 'follow_up', '{}')",
+            vec![SqlValue::Uuid(clinic)],
+        ),
+    ];
+    let rooms: Vec<Uuid> = (0..ROOMS).map(|n| id(2, n)).collect();
+    for room in &rooms {
+        statements.push((
+            "INSERT INTO rooms (id, clinic_id, name, room_type, status, body) \
+             VALUES ($1, $2, 'Exam', 'exam', 'active', '{}')",
+            vec![SqlValue::Uuid(*room), SqlValue::Uuid(clinic)],
+        ));
+    }
+    let doctors: Vec<Uuid> = (0..CONCURRENT_BOOKINGS).map(|n| id(3, n)).collect();
+    let patients: Vec<Uuid> = (0..CONCURRENT_BOOKINGS).map(|n| id(4, n)).collect();
+    for (doctor, patient) in doctors.iter().zip(&patients) {
+        statements.push((
+            "INSERT INTO doctors (id, clinic_id, name, body) VALUES ($1, $2, 'Dr', '{}')",
+            vec![SqlValue::Uuid(*doctor), SqlValue::Uuid(clinic)],
+        ));
+        statements.push((
+            "INSERT INTO patients (id, body) VALUES ($1, '{}')",
+            vec![SqlValue::Uuid(*patient)],
+        ));
+    }
+    for (sql, params) in statements {
+        conn.execute(sql, &params).await.unwrap();
+    }
+    Fixture { clinic, rooms, doctors, patients }
+}
+
+fn slot(round: usize) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = Utc.with_ymd_and_hms(2030, 3, 10, 8, 0, 0).unwrap() + Duration::hours(round as i64);
+    (start, start + Duration::minutes(30))
+}
+
+fn row(fixture: &Fixture, n: usize, round: usize) -> AppointmentRow {
+    let (starts_at, ends_at) = slot(round);
+    AppointmentRow {
+        id: Uuid::from_u128((9u128 << 96) | ((round as u128) << 32) | n as u128),
+        clinic_id: fixture.clinic,
+        doctor_id: fixture.doctors[n],
+        patient_id: fixture.patients[n],
+        appointment_type: "follow_up".into(),
+        starts_at,
+        ends_at,
+        infectious: false,
+        patient_gender: None,
+        policy_version: 1,
+        created_at: starts_at - Duration::days(1),
+    }
+}
+
+/// Request n ranks the rooms rotated by n, so rank orders differ between requests.
+fn candidates(fixture: &Fixture, n: usize, rooms: usize) -> Vec<Candidate> {
+    (0..rooms)
+        .map(|k| Candidate {
+            room_id: fixture.rooms[(n + k) % rooms],
+            turnover_minutes: 5,
+            score: "0hard/0medium/0soft".into(),
+        })
+        .collect()
+}
+
+fn respond(placement: &Placement) -> (u16, String) {
+    (201, format!("{{\"room\":{:?}}}", placement.room_id.map(|r| r.to_string())))
+}
+
+struct RoundResult {
+    booked: usize,
+    all_taken: usize,
+    exhausted: usize,
+}
+
+/// `bookings` concurrent bookings of one slot, each ranking `rooms` rooms.
+async fn concurrent_round(
+    db: Arc<dyn Db>,
+    fixture: &Arc<Fixture>,
+    strategy: Strategy,
+    (round, bookings): (usize, usize),
+    rooms: usize,
+    metrics: &Arc<Metrics>,
+) -> RoundResult {
+    let retry = RetryPolicy { retries_max: 10, backoff_base_ms: 2, backoff_cap_ms: 40 };
+    let mut tasks = Vec::new();
+    for n in 0..bookings {
+        let (db, fixture, metrics) = (db.clone(), fixture.clone(), metrics.clone());
+        let retry = retry.clone();
+        tasks.push(tokio::spawn(async move {
+            let rng = Mutex::new(ChaCha8Rng::seed_from_u64(n as u64));
+            let row = row(&fixture, n, round);
+            let candidates = candidates(&fixture, n, rooms);
+            let plan = BookingPlan {
+                strategy,
+                row: &row,
+                candidates: &candidates,
+                book_without_room: false,
+                idempotency: None,
+                respond: &respond,
+            };
+            let mut conn = db.acquire().await.expect("acquire");
+            run_booking(conn.as_mut(), &plan, &retry, &rng, &metrics).await
+        }));
+    }
+    let mut result = RoundResult { booked: 0, all_taken: 0, exhausted: 0 };
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(report) => match report.outcome {
+                TxnOutcome::Committed(_) => result.booked += 1,
+                TxnOutcome::AllTaken => result.all_taken += 1,
+                other => panic!("{strategy}: unexpected outcome {other:?}"),
+            },
+            Err(Error::RetriesExhausted { .. }) => result.exhausted += 1,
+            Err(other) => panic!("{strategy}: unexpected error {other:?}"),
+        }
+    }
+    result
+}
+
+/// Pairs of room-occupying appointments in one room whose blocked ranges overlap.
+async fn overlapping_pairs(db: &dyn Db) -> usize {
+    let mut conn = db.acquire().await.unwrap();
+    let rows = conn
+        .execute(
+            "SELECT room_id, starts_at, blocked_until FROM appointments \
+             WHERE status IN ('held', 'booked', 'checked_in') AND room_id IS NOT NULL \
+             ORDER BY room_id, starts_at",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut pairs = 0;
+    for (i, a) in rows.rows.iter().enumerate() {
+        for b in &rows.rows[i + 1..] {
+            if a[0] == b[0] && b[1] < a[2] && a[1] < b[2] {
+                pairs += 1;
+            }
+        }
+    }
+    pairs
+}
+
+async fn assert_safe(strategy: Strategy, variant: SchemaVariant) {
+    let tag = format!("safe_{}", strategy.name().replace('-', "_"));
+    let Some(schema) = PgTestSchema::create(&tag, variant).await else { return };
+    let db: Arc<dyn Db> = Arc::new(schema.db.clone());
+    let fixture = Arc::new(seed(db.as_ref()).await);
+    let metrics = Arc::new(Metrics::default());
+    let started = std::time::Instant::now();
+    let bookings = (0, CONCURRENT_BOOKINGS);
+    let result = concurrent_round(db.clone(), &fixture, strategy, bookings, ROOMS, &metrics).await;
+    let elapsed = started.elapsed();
+    let m = metrics.snapshot();
+    eprintln!(
+        "figure: {strategy} ({}): 50 concurrent: booked {}, all-taken {}, exhausted {}, \
+         retries 40001={} 40P01={} 23P01={}, {elapsed:?}",
+        variant.name(),
+        result.booked,
+        result.all_taken,
+        result.exhausted,
+        m.retries_serialization,
+        m.retries_deadlock,
+        m.retries_room_taken
+    );
+    let pairs = overlapping_pairs(db.as_ref()).await;
+    schema.drop_schema().await;
+    assert_eq!(pairs, 0, "{strategy} on {} double-booked", variant.name());
+    assert_eq!(result.booked + result.all_taken + result.exhausted, CONCURRENT_BOOKINGS);
+    assert!(result.booked <= ROOMS);
+    // Three rooms, one slot: exactly three bookings succeed. Under serializable some requests
+    // may run out of retries, but never all of them.
+    if strategy == Strategy::Serializable {
+        assert!(result.booked >= 1);
+        assert!(metrics.snapshot().retries_serialization > 0, "expected 40001 retries");
+    } else {
+        assert_eq!(result.booked, ROOMS, "{strategy}: every free room should be booked");
+        assert_eq!(result.exhausted, 0, "{strategy}: no retries should run out");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exclusion_is_safe_with_the_constraint() {
+    assert_safe(Strategy::Exclusion, SchemaVariant::Guarded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn room_lock_is_safe_without_the_constraint() {
+    assert_safe(Strategy::RoomLock, SchemaVariant::Unguarded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn advisory_is_safe_without_the_constraint() {
+    assert_safe(Strategy::Advisory, SchemaVariant::Unguarded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_is_safe_without_the_constraint_and_retries_40001() {
+    assert_safe(Strategy::Serializable, SchemaVariant::Unguarded).await;
+}
+
+/// Runs up to `rounds_max` rounds of 50 concurrent single-room bookings of a fresh slot and
+/// returns the round in which the room was first double-booked (outer `None`: skipped).
+async fn first_double_booking(strategy: Strategy, rounds_max: usize) -> Option<Option<usize>> {
+    let tag = format!("broken_{}", strategy.name().replace('-', "_"));
+    let schema = PgTestSchema::create(&tag, SchemaVariant::Unguarded).await?;
+    let db: Arc<dyn Db> = Arc::new(schema.db.clone());
+    let fixture = Arc::new(seed(db.as_ref()).await);
+    let metrics = Arc::new(Metrics::default());
+    let mut found = None;
+    for round in 0..rounds_max {
+        concurrent_round(db.clone(), &fixture, strategy, (round, CONCURRENT_BOOKINGS), 1, &metrics)
+            .await;
+        let pairs = overlapping_pairs(db.as_ref()).await;
+        if pairs > 0 {
+            eprintln!("figure: {strategy}: {pairs} overlapping pairs in round {round}");
+            found = Some(round);
+            break;
+        }
+    }
+    schema.drop_schema().await;
+    Some(found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn naive_double_books_on_postgres() {
+    let Some(found) = first_double_booking(Strategy::Naive, 20).await else { return };
+    assert!(found.is_some(), "naive never double-booked in 20 rounds of 50 concurrent bookings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rr_room_lock_double_books_on_postgres() {
+    let Some(found) = first_double_booking(Strategy::RrRoomLock, 20).await else { return };
+    assert!(found.is_some(), "rr-room-lock never double-booked in 20 rounds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn room_lock_unordered_deadlocks_on_postgres() {
+    let Some(schema) = PgTestSchema::create("broken_unordered", SchemaVariant::Unguarded).await
+    else {
+        return;
+    };
+    let db: Arc<dyn Db> = Arc::new(schema.db.clone());
+    let fixture = Arc::new(seed(db.as_ref()).await);
+    let metrics = Arc::new(Metrics::default());
+    let mut deadlocks = 0;
+    // Few bookings per round: PostgreSQL resolves each lock cycle only after deadlock_timeout
+    // (1 s), so 50 at once would spend minutes waiting.
+    for round in 0..10 {
+        let strategy = Strategy::RoomLockUnordered;
+        concurrent_round(db.clone(), &fixture, strategy, (round, 6), ROOMS, &metrics).await;
+        let snapshot = metrics.snapshot();
+        deadlocks = snapshot.retries_deadlock + snapshot.retries_exhausted;
+        if deadlocks > 0 {
+            break;
+        }
+    }
+    let pairs = overlapping_pairs(db.as_ref()).await;
+    schema.drop_schema().await;
+    eprintln!("figure: room-lock-unordered: {deadlocks} deadlock retries/exhaustions");
+    assert!(deadlocks > 0, "room-lock-unordered never deadlocked in 10 rounds");
+    assert_eq!(pairs, 0, "unordered locking deadlocks but still never double-books");
+}
+
+async fn book_with_key(
+    db: &dyn Db,
+    fixture: &Fixture,
+    n: usize,
+    claim: &IdempotencyClaim,
+) -> Result<TxnOutcome, Error> {
+    let row = row(fixture, n, 0);
+    let candidates = candidates(fixture, n, ROOMS);
+    let plan = BookingPlan {
+        strategy: Strategy::Exclusion,
+        row: &row,
+        candidates: &candidates,
+        book_without_room: false,
+        idempotency: Some(claim),
+        respond: &respond,
+    };
+    let rng = Mutex::new(ChaCha8Rng::seed_from_u64(1));
+    let mut conn = db.acquire().await.unwrap();
+    let retry = RetryPolicy::default();
+    run_booking(conn.as_mut(), &plan, &retry, &rng, &Metrics::default()).await.map(|r| r.outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_replays_rejects_other_bodies_and_reports_in_flight() {
+    let Some(schema) = PgTestSchema::create("idempotency", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let db = schema.db.clone();
+    let fixture = seed(&db).await;
+    let claim = IdempotencyClaim { key: "key-1".into(), request_hash: "hash-a".into() };
+
+    let first = book_with_key(&db, &fixture, 0, &claim).await.unwrap();
+    let TxnOutcome::Committed(placement) = first else { panic!("first booking: {first:?}") };
+    let (status, body) = respond(&placement);
+    // Same key, same body: the stored response, and no second appointment.
+    let replay = book_with_key(&db, &fixture, 1, &claim).await.unwrap();
+    assert_eq!(replay, TxnOutcome::Replay { status_code: status, body });
+    // Same key, other body: 422.
+    let other = IdempotencyClaim { key: "key-1".into(), request_hash: "hash-b".into() };
+    let mismatch = book_with_key(&db, &fixture, 2, &other).await;
+    assert!(matches!(mismatch, Err(Error::IdempotencyKeyReused)), "{mismatch:?}");
+    // Same key while another transaction holds it: 409 in flight.
+    let busy = IdempotencyClaim { key: "key-2".into(), request_hash: "hash-a".into() };
+    let mut holder = db.acquire().await.unwrap();
+    holder.execute("BEGIN", &[]).await.unwrap();
+    let lock = SqlValue::Int(idempotency_lock_key("key-2"));
+    holder.execute("SELECT pg_advisory_xact_lock($1)", &[lock]).await.unwrap();
+    let in_flight = book_with_key(&db, &fixture, 3, &busy).await;
+    assert!(matches!(in_flight, Err(Error::IdempotencyInFlight)), "{in_flight:?}");
+    holder.execute("ROLLBACK", &[]).await.unwrap();
+    drop(holder);
+    let after = book_with_key(&db, &fixture, 3, &busy).await.unwrap();
+    assert!(matches!(after, TxnOutcome::Committed(_)), "{after:?}");
+
+    let mut conn = db.acquire().await.unwrap();
+    let count = conn.execute("SELECT count(*) FROM appointments", &[]).await.unwrap();
+    assert_eq!(count.rows[0][0], SqlValue::Int(2), "replays must not book again");
+    drop(conn);
+    schema.drop_schema().await;
+}

@@ -1,0 +1,386 @@
+//! Invariants checked after every run, from the final database state (read from the database
+//! side, never through the backend) and the clients' own records.
+//!
+//! 1. `no_room_overlap` — no two active appointments in one room overlap, turnover included.
+//! 2. `no_doctor_double_booking`, `no_patient_double_booking` — visit times of one doctor
+//!    (patient) never overlap.
+//! 3. `acknowledged_exactly_once` — every booking answered 201 exists exactly once, active.
+//! 4. `nothing_unacknowledged` — every active appointment was acknowledged with 201, or
+//!    belongs to a booking whose outcome the client never learnt (a recorded timeout).
+//! 5. `assigned_room_satisfies_hard_rules` — an independent oracle from scenario data: room
+//!    active (H01), room type allowed (H05), required equipment (H06), accessibility (H08),
+//!    airborne isolation (H09). It does not reuse backend-core's rules engine on purpose.
+//! 6. `no_raw_db_error` — no client answer carries a database error's SQLSTATE or message.
+//! 7. `no_deadlock` — no statement failed with 40P01.
+//! 8. `every_request_answered` — every booking ended with an answer or a recorded timeout
+//!    (a booker still running when the simulation limit hit violates this).
+//!
+//! A violation names the rows (appointment ids), the transactions / bookings and the
+//! simulated (modelled) times involved. Pairwise checks sort by start and sweep, so they cost
+//! O(n log n + overlaps).
+
+use std::collections::BTreeMap;
+
+use scenarios::Scenario;
+
+use crate::outcome::{InvariantResult, Violation};
+
+/// One appointment row of the final state. Times are minutes of the clinic day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appointment {
+    pub id: String,
+    pub room: Option<String>,
+    pub doctor: String,
+    pub patient: String,
+    pub appointment_type: String,
+    pub start_min: u32,
+    pub end_min: u32,
+    /// `end_min` + turnover: the room is blocked until then.
+    pub blocked_until_min: u32,
+    pub active: bool,
+    /// The writing transaction / booking, and the modelled time of the write.
+    pub txn: String,
+    pub written_at_us: u64,
+}
+
+/// The logical identity of a booking request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BookingKey {
+    pub doctor: String,
+    pub patient: String,
+    pub appointment_type: String,
+    pub start_min: u32,
+}
+
+/// How one booking (after all its attempts) ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created {
+        id: String,
+        room: Option<String>,
+    },
+    /// `room_unavailable`: the 409 is about rooms (not a busy doctor/patient or key).
+    Conflict {
+        alternatives: u32,
+        room_unavailable: bool,
+    },
+    Rejected {
+        status: u16,
+    },
+    ServerError {
+        status: u16,
+    },
+    /// The client never learnt the outcome (timeouts / broken connections until it gave up).
+    Unanswered,
+    /// The booker was still running when the simulation stopped.
+    Unfinished,
+}
+
+/// A client's record of one booking.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookingRecord {
+    pub index: u32,
+    pub key: BookingKey,
+    pub outcome: Outcome,
+    pub answered_at_us: u64,
+    /// The first leaked database error seen in any answer of this booking.
+    pub leaked: Option<String>,
+    /// HTTP attempts, attempts that timed out, attempts whose connection failed.
+    pub attempts: u32,
+    pub timeouts: u32,
+    pub lost: u32,
+}
+
+/// What the database side observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DbObservations {
+    /// (modelled time, transaction / session) of every 40P01.
+    pub deadlocks: Vec<(u64, String)>,
+}
+
+/// Runs every invariant; returns results in a fixed order and the violations found.
+pub fn check_all(
+    scenario: &Scenario,
+    rows: &[Appointment],
+    bookings: &[BookingRecord],
+    db: &DbObservations,
+) -> (Vec<InvariantResult>, Vec<Violation>) {
+    let mut violations = Vec::new();
+    let active: Vec<&Appointment> = rows.iter().filter(|a| a.active).collect();
+    let results = vec![
+        overlap(
+            "no_room_overlap",
+            &active,
+            |a| a.room.clone(),
+            |a| a.blocked_until_min,
+            &mut violations,
+        ),
+        overlap(
+            "no_doctor_double_booking",
+            &active,
+            |a| Some(a.doctor.clone()),
+            |a| a.end_min,
+            &mut violations,
+        ),
+        overlap(
+            "no_patient_double_booking",
+            &active,
+            |a| Some(a.patient.clone()),
+            |a| a.end_min,
+            &mut violations,
+        ),
+        acknowledged_exactly_once(&active, bookings, &mut violations),
+        nothing_unacknowledged(&active, bookings, &mut violations),
+        hard_rules(scenario, &active, &mut violations),
+        no_raw_db_error(bookings, &mut violations),
+        no_deadlock(db, &mut violations),
+        every_request_answered(bookings, &mut violations),
+    ];
+    (results, violations)
+}
+
+fn push(violations: &mut Vec<Violation>, invariant: &str, detail: String) {
+    violations.push(Violation { invariant: invariant.into(), detail });
+}
+
+fn describe(a: &Appointment) -> String {
+    format!(
+        "appointment {} (room {}, {}-{} blocked to {}, txn {}, written at {} us)",
+        a.id,
+        a.room.as_deref().unwrap_or("none"),
+        hhmm(a.start_min),
+        hhmm(a.end_min),
+        hhmm(a.blocked_until_min),
+        a.txn,
+        a.written_at_us
+    )
+}
+
+fn hhmm(min: u32) -> String {
+    format!("{:02}:{:02}", min / 60, min % 60)
+}
+
+/// Groups by `group` and reports every pair whose [start, end(a)) ranges intersect.
+fn overlap(
+    name: &str,
+    active: &[&Appointment],
+    group: impl Fn(&Appointment) -> Option<String>,
+    end: impl Fn(&Appointment) -> u32,
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    // BTreeMap: groups are visited in name order (for determinism).
+    let mut groups: BTreeMap<String, Vec<&Appointment>> = BTreeMap::new();
+    for a in active {
+        if let Some(g) = group(a) {
+            groups.entry(g).or_default().push(a);
+        }
+    }
+    let mut bad = 0;
+    for list in groups.values_mut() {
+        list.sort_by(|x, y| (x.start_min, &x.id).cmp(&(y.start_min, &y.id)));
+        for (i, a) in list.iter().enumerate() {
+            // Sorted by start: only later rows starting before `a` ends can overlap it.
+            for b in list[i + 1..].iter().take_while(|b| b.start_min < end(a)) {
+                bad += 1;
+                push(violations, name, format!("{} overlaps {}", describe(a), describe(b)));
+            }
+        }
+    }
+    InvariantResult { name: name.into(), checked: active.len() as u64, violations: bad }
+}
+
+fn acknowledged_exactly_once(
+    active: &[&Appointment],
+    bookings: &[BookingRecord],
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    let mut by_id: BTreeMap<&str, u32> = BTreeMap::new();
+    for a in active {
+        *by_id.entry(a.id.as_str()).or_default() += 1;
+    }
+    let (mut checked, mut bad) = (0, 0);
+    for b in bookings {
+        if let Outcome::Created { id, .. } = &b.outcome {
+            checked += 1;
+            let found = by_id.get(id.as_str()).copied().unwrap_or(0);
+            if found != 1 {
+                bad += 1;
+                let detail = format!(
+                    "booking #{} answered 201 id {id} at {} us, but the final state holds it {found} times",
+                    b.index, b.answered_at_us
+                );
+                push(violations, "acknowledged_exactly_once", detail);
+            }
+        }
+    }
+    InvariantResult { name: "acknowledged_exactly_once".into(), checked, violations: bad }
+}
+
+fn nothing_unacknowledged(
+    active: &[&Appointment],
+    bookings: &[BookingRecord],
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    let mut acknowledged: BTreeMap<&str, ()> = BTreeMap::new();
+    // Unknown-outcome bookings per key: each may have left at most one row behind.
+    let mut unknown: BTreeMap<&BookingKey, u32> = BTreeMap::new();
+    for b in bookings {
+        match &b.outcome {
+            Outcome::Created { id, .. } => {
+                acknowledged.insert(id.as_str(), ());
+            }
+            Outcome::Unanswered | Outcome::Unfinished => *unknown.entry(&b.key).or_default() += 1,
+            _ => {}
+        }
+    }
+    let mut bad = 0;
+    for a in active {
+        if acknowledged.contains_key(a.id.as_str()) {
+            continue;
+        }
+        let key = BookingKey {
+            doctor: a.doctor.clone(),
+            patient: a.patient.clone(),
+            appointment_type: a.appointment_type.clone(),
+            start_min: a.start_min,
+        };
+        match unknown.get_mut(&key) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => {
+                bad += 1;
+                let detail = format!("{} was never acknowledged to any client", describe(a));
+                push(violations, "nothing_unacknowledged", detail);
+            }
+        }
+    }
+    InvariantResult {
+        name: "nothing_unacknowledged".into(),
+        checked: active.len() as u64,
+        violations: bad,
+    }
+}
+
+fn hard_rules(
+    scenario: &Scenario,
+    active: &[&Appointment],
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    let clinic = &scenario.clinic;
+    let mut bad = 0;
+    for a in active {
+        let Some(room_name) = &a.room else { continue };
+        let problem = match (
+            clinic.rooms.iter().find(|r| &r.name == room_name),
+            clinic.appointment_types.iter().find(|t| t.name == a.appointment_type),
+        ) {
+            (None, _) => Some(format!("room {room_name} is not in the clinic")),
+            (_, None) => Some(format!("appointment type {} is unknown", a.appointment_type)),
+            (Some(room), Some(kind)) => {
+                let patient = clinic.patients.iter().find(|p| p.name == a.patient);
+                room_problem(room, kind, patient)
+            }
+        };
+        if let Some(problem) = problem {
+            bad += 1;
+            push(
+                violations,
+                "assigned_room_satisfies_hard_rules",
+                format!("{}: {problem}", describe(a)),
+            );
+        }
+    }
+    InvariantResult {
+        name: "assigned_room_satisfies_hard_rules".into(),
+        checked: active.len() as u64,
+        violations: bad,
+    }
+}
+
+fn room_problem(
+    room: &scenarios::Room,
+    kind: &scenarios::AppointmentType,
+    patient: Option<&scenarios::Patient>,
+) -> Option<String> {
+    if room.status != "active" {
+        return Some(format!("H01 room is {}", room.status));
+    }
+    if !kind.room_types.contains(&room.room_type) {
+        return Some(format!("H05 room type {} not allowed for {}", room.room_type, kind.name));
+    }
+    if let Some(missing) = kind.required_equipment.iter().find(|e| !room.equipment.contains(e)) {
+        return Some(format!("H06 room lacks required equipment {missing}"));
+    }
+    let patient = patient?;
+    if patient.needs_accessible && !room.accessible {
+        return Some("H08 patient needs an accessible room".into());
+    }
+    if patient.airborne && !room.aiir {
+        return Some("H09 airborne patient in a room without negative pressure".into());
+    }
+    None
+}
+
+fn no_raw_db_error(bookings: &[BookingRecord], violations: &mut Vec<Violation>) -> InvariantResult {
+    let mut bad = 0;
+    for b in bookings {
+        if let Some(leak) = &b.leaked {
+            bad += 1;
+            let detail =
+                format!("booking #{} at {} us: client saw {leak}", b.index, b.answered_at_us);
+            push(violations, "no_raw_db_error", detail);
+        }
+    }
+    InvariantResult {
+        name: "no_raw_db_error".into(),
+        checked: bookings.len() as u64,
+        violations: bad,
+    }
+}
+
+fn no_deadlock(db: &DbObservations, violations: &mut Vec<Violation>) -> InvariantResult {
+    for (at_us, txn) in &db.deadlocks {
+        push(violations, "no_deadlock", format!("40P01 deadlock detected in {txn} at {at_us} us"));
+    }
+    InvariantResult {
+        name: "no_deadlock".into(),
+        checked: 1,
+        violations: db.deadlocks.len() as u64,
+    }
+}
+
+fn every_request_answered(
+    bookings: &[BookingRecord],
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    let mut bad = 0;
+    for b in bookings.iter().filter(|b| b.outcome == Outcome::Unfinished) {
+        bad += 1;
+        let detail = format!(
+            "booking #{} ({:?}) never ended: no answer and no recorded timeout",
+            b.index, b.key
+        );
+        push(violations, "every_request_answered", detail);
+    }
+    InvariantResult {
+        name: "every_request_answered".into(),
+        checked: bookings.len() as u64,
+        violations: bad,
+    }
+}
+
+/// Scans an answer body for a leaked database error: a SQLSTATE-looking code next to the word
+/// "sqlstate", or a raw PostgreSQL message fragment.
+pub fn leaked_db_error(body: &str) -> Option<String> {
+    const FRAGMENTS: [&str; 5] = [
+        "sqlstate",
+        "deadlock detected",
+        "could not serialize access",
+        "violates exclusion constraint",
+        "duplicate key value",
+    ];
+    let lower = body.to_ascii_lowercase();
+    FRAGMENTS.iter().find(|f| lower.contains(*f)).map(|f| format!("raw database error text `{f}`"))
+}
+
+#[cfg(test)]
+mod tests;

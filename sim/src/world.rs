@@ -1,0 +1,666 @@
+//! The turmoil world of one run: hosts, workload, faults, and the checks at the end.
+//!
+//! ```text
+//!  clients (1 host, one task per booker) ──HTTP/turmoil TCP──▶ backend ──pool──▶ database
+//! ```
+//! One host for all bookers because turmoil's per-step cost grows with the square of the host
+//! count. The master seed gives turmoil's `rng_seed` and every other stream (see `seeds`); the
+//! epoch is fixed at the scenario's clinic day. Every modelled duration is stretched by
+//! `TIME_SCALE` (see `timescale`) and un-stretched before it is recorded.
+//!
+//! Faults are applied by the driver loop between `sim.step()` calls, at their modelled times:
+//! message loss sets turmoil's link fail rate (a failed send breaks that TCP connection),
+//! a backend crash is `sim.crash` then `sim.bounce` (its pool starts empty; the database
+//! survives). After the run, the invariants read the final state from the database side.
+//!
+//! Today the backend is `stand_in` (see its module doc): backend-core's `api_router` over the
+//! model server replaces it when those land. Not modelled yet: the db host, so `partition`
+//! and `db_crash` faults are recorded in the trace but act on nothing.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use scenarios::{Fault, Link, Scenario, parse_day_unix_s};
+
+use backend_core::booking::strategy::Strategy;
+use model::Engine;
+use model::io::Server;
+
+use crate::error::SimError;
+use crate::histograms::{Histograms, Metric};
+use crate::ids::ClinicIds;
+use crate::invariants::{self, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::model_db::DeadlockLog;
+use crate::model_world;
+use crate::net;
+use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
+use crate::pool::{ConnectFn, Pool, WaitObserver};
+use crate::seeds::{Seeds, Stream};
+use crate::stand_in;
+use crate::timescale::{TICK, TIME_SCALE, modelled_us, scaled_ms, scaled_us};
+use crate::trace::{Event, SharedTrace, Trace};
+use crate::workload::{self, PlannedBooking};
+
+/// The backend's HTTP port.
+pub const BACKEND_PORT: u16 = 8080;
+/// Client backoff between attempts, modelled µs per attempt number.
+pub const CLIENT_BACKOFF_US: u64 = 500;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub scenario: Arc<Scenario>,
+    pub seed: u64,
+    pub strategy: String,
+    /// Keep every trace event (for `--trace`); the hash is computed either way.
+    pub keep_trace: bool,
+    pub backend: BackendKind,
+}
+
+/// Which backend serves the bookings.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// backend-core's api_router over the model engine (the system under test).
+    #[default]
+    Model,
+    /// The small stand-in of `stand_in.rs` (harness self-test; no SQL).
+    StandIn,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub events: Vec<Event>,
+}
+
+/// The strategies a backend can run: (name, broken).
+pub fn strategies(backend: BackendKind) -> Vec<(&'static str, bool)> {
+    match backend {
+        BackendKind::Model => Strategy::ALL.iter().map(|s| (s.name(), s.is_broken())).collect(),
+        BackendKind::StandIn => stand_in::STRATEGIES.to_vec(),
+    }
+}
+
+/// Checks a strategy name; the error lists the valid names.
+pub fn check_strategy(name: &str, backend: BackendKind) -> Result<(), SimError> {
+    if strategies(backend).iter().any(|(n, _)| *n == name) {
+        return Ok(());
+    }
+    let known: Vec<_> = strategies(backend).iter().map(|(n, _)| *n).collect();
+    Err(SimError::BadInput(format!("unknown strategy `{name}` (known: {})", known.join(", "))))
+}
+
+/// The database side of one run.
+enum DbSide {
+    StandIn(Arc<Mutex<stand_in::Store>>),
+    Model { engine: Rc<RefCell<Engine>>, servers: Rc<RefCell<Vec<Server>>>, deadlocks: DeadlockLog },
+}
+
+struct Shared {
+    trace: SharedTrace,
+    histograms: Arc<Mutex<Histograms>>,
+    records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
+}
+
+/// Runs one seed.
+pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
+    check_strategy(&config.strategy, config.backend)?;
+    let scenario = config.scenario.clone();
+    let seeds = Seeds::new(config.seed);
+    let plan = workload::plan(&scenario, &mut seeds.rng(Stream::Workload));
+    let shared = Shared {
+        trace: Trace::shared(config.keep_trace),
+        histograms: Arc::new(Mutex::new(Histograms::default())),
+        records: Rc::new(RefCell::new(vec![None; plan.len()])),
+    };
+    let mut sim = build_sim(&scenario, &seeds);
+    let side = match config.backend {
+        BackendKind::StandIn => {
+            let store = Arc::new(Mutex::new(stand_in::Store::default()));
+            add_backend(&mut sim, config, &seeds, &shared, store.clone());
+            DbSide::StandIn(store)
+        }
+        BackendKind::Model => add_model_hosts(&mut sim, config, &seeds, &shared)?,
+    };
+    add_clients(&mut sim, &scenario, plan.clone(), &shared);
+    drive(&mut sim, &scenario, &shared.trace, &side)?;
+    drop(sim);
+    finish(config, &plan, shared, &side)
+}
+
+fn add_model_hosts(
+    sim: &mut turmoil::Sim<'static>,
+    config: &RunConfig,
+    seeds: &Seeds,
+    shared: &Shared,
+) -> Result<DbSide, SimError> {
+    let strategy = model_world::strategy(&config.strategy)?;
+    let ids = ClinicIds::new(&config.scenario);
+    let engine = model_world::prepare_engine(&config.scenario, &ids, strategy, config.seed)?;
+    let engine = Rc::new(RefCell::new(engine));
+    let servers = Rc::new(RefCell::new(Vec::new()));
+    let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
+    model_world::add_db_host(sim, engine.clone(), seeds, servers.clone());
+    let histograms = shared.histograms.clone();
+    model_world::add_backend_host(
+        sim,
+        config.scenario.clone(),
+        strategy,
+        seeds,
+        histograms,
+        deadlocks.clone(),
+    );
+    Ok(DbSide::Model { engine, servers, deadlocks })
+}
+
+fn build_sim(scenario: &Scenario, seeds: &Seeds) -> turmoil::Sim<'static> {
+    let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated by the scenarios crate");
+    let network = &scenario.network;
+    turmoil::Builder::new()
+        .rng_seed(seeds.u64(Stream::Turmoil))
+        .epoch(UNIX_EPOCH + Duration::from_secs(day_s as u64))
+        .tick_duration(TICK)
+        .simulation_duration(scaled_ms(scenario.limits.simulation_ms_max))
+        .min_message_latency(scaled_us(network.latency_us_min))
+        .max_message_latency(scaled_us(network.latency_us_max))
+        .enable_random_order()
+        .build()
+}
+
+fn add_backend(
+    sim: &mut turmoil::Sim<'static>,
+    config: &RunConfig,
+    seeds: &Seeds,
+    shared: &Shared,
+    store: Arc<Mutex<stand_in::Store>>,
+) {
+    let scenario = config.scenario.clone();
+    let naive = config.strategy == "naive";
+    let trace = shared.trace.clone();
+    let histograms = shared.histograms.clone();
+    let db_rng = Arc::new(Mutex::new(seeds.rng(Stream::DbScheduler)));
+    sim.host("backend", move || {
+        let connect: ConnectFn<()> = Arc::new(|| Box::pin(async { Ok(()) }));
+        let sink = histograms.clone();
+        let on_wait: WaitObserver =
+            Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
+        let backend = stand_in::Backend {
+            scenario: scenario.clone(),
+            store: store.clone(),
+            pool: Pool::new(
+                scenario.backend.pool_size,
+                scaled_ms(scenario.backend.acquire_timeout_ms),
+                connect,
+                on_wait,
+            ),
+            rng: db_rng.clone(),
+            trace: trace.clone(),
+            naive,
+            ids: Arc::new(ClinicIds::new(&scenario)),
+        };
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+            axum::serve(net::TurmoilListener(listener), stand_in::router(backend)).await?;
+            Ok(())
+        }
+    });
+}
+
+fn add_clients(
+    sim: &mut turmoil::Sim<'static>,
+    scenario: &Arc<Scenario>,
+    plan: Vec<PlannedBooking>,
+    shared: &Shared,
+) {
+    let scenario = scenario.clone();
+    let records = shared.records.clone();
+    let trace = shared.trace.clone();
+    let histograms = shared.histograms.clone();
+    let ids = Arc::new(ClinicIds::new(&scenario));
+    sim.client("clients", async move {
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for booker in 0..scenario.workload.bookers {
+            let mine: Vec<_> = plan.iter().filter(|b| b.booker == booker).cloned().collect();
+            let ctx = ClientCtx {
+                scenario: scenario.clone(),
+                ids: ids.clone(),
+                records: records.clone(),
+                trace: trace.clone(),
+                histograms: histograms.clone(),
+                start,
+            };
+            tasks.push(tokio::task::spawn_local(run_booker(mine, ctx)));
+        }
+        for task in tasks {
+            task.await?;
+        }
+        Ok(())
+    });
+}
+
+#[derive(Clone)]
+struct ClientCtx {
+    scenario: Arc<Scenario>,
+    ids: Arc<ClinicIds>,
+    records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
+    trace: SharedTrace,
+    histograms: Arc<Mutex<Histograms>>,
+    start: tokio::time::Instant,
+}
+
+fn now_us() -> u64 {
+    modelled_us(turmoil::sim_elapsed().unwrap_or_default())
+}
+
+async fn run_booker(bookings: Vec<PlannedBooking>, ctx: ClientCtx) {
+    for booking in bookings {
+        let intended = ctx.start + scaled_us(booking.send_at_us);
+        tokio::time::sleep_until(intended).await;
+        let record = book_with_retries(&booking, &ctx).await;
+        if matches!(record.outcome, Outcome::Created { .. } | Outcome::Conflict { .. }) {
+            let latency_us = modelled_us(intended.elapsed());
+            ctx.histograms.lock().expect("histograms").record(Metric::RoomAssignment, latency_us);
+        }
+        ctx.records.borrow_mut()[booking.index as usize] = Some(record);
+    }
+}
+
+async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord {
+    let w = &ctx.scenario.workload;
+    let body = request_body(b, &ctx.scenario, &ctx.ids);
+    let mut headers = Vec::new();
+    if let Some(key) = &b.idempotency_key {
+        headers.push(("idempotency-key", key.clone()));
+    }
+    let mut leaked = None;
+    let mut outcome = Outcome::Unanswered;
+    let (mut attempts, mut timeouts, mut lost) = (0, 0, 0);
+    for attempt in 0..=w.client_retries_max {
+        if attempt > 0 {
+            tokio::time::sleep(scaled_us(CLIENT_BACKOFF_US * attempt as u64)).await;
+        }
+        attempts += 1;
+        trace(ctx, format!("send #{} attempt {attempt}", b.index));
+        let request = net::post_json("backend", "/v1/appointments", &headers, &body);
+        let sent = tokio::time::timeout(
+            scaled_ms(w.request_timeout_ms),
+            net::send("backend", BACKEND_PORT, request),
+        );
+        let answer = match sent.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(failure)) => {
+                lost += 1;
+                trace(ctx, format!("lost #{} attempt {attempt}: {failure:?}", b.index));
+                if w.retry_lost_response { continue } else { break }
+            }
+            Err(_) => {
+                timeouts += 1;
+                trace(ctx, format!("timeout #{} attempt {attempt}", b.index));
+                if w.retry_lost_response { continue } else { break }
+            }
+        };
+        let text = String::from_utf8_lossy(&answer.body).to_string();
+        trace(ctx, format!("answer #{} {} {text}", b.index, answer.status));
+        leaked = leaked.or_else(|| invariants::leaked_db_error(&text));
+        record_server_timing(&answer.headers, &ctx.histograms);
+        if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
+            continue;
+        }
+        outcome = classify(answer.status, &text, &ctx.ids);
+        break;
+    }
+    let key = BookingKey {
+        doctor: b.doctor.clone(),
+        patient: b.patient.clone(),
+        appointment_type: b.appointment_type.clone(),
+        start_min: b.start_min,
+    };
+    let answered_at_us = now_us();
+    BookingRecord { index: b.index, key, outcome, answered_at_us, leaked, attempts, timeouts, lost }
+}
+
+fn trace(ctx: &ClientCtx, text: String) {
+    ctx.trace.lock().expect("trace").record(now_us(), "client", text);
+}
+
+/// The patient's needs, from the scenario (H08 accessibility, H09 airborne isolation).
+fn needs(b: &PlannedBooking, scenario: &Scenario) -> serde_json::Value {
+    let patient = scenario.clinic.patients.iter().find(|p| p.name == b.patient);
+    let accessible = patient.is_some_and(|p| p.needs_accessible);
+    let airborne = patient.is_some_and(|p| p.airborne);
+    serde_json::json!({
+        "accessible": accessible,
+        "isolation": if airborne { "airborne" } else { "none" },
+    })
+}
+
+/// The booking request in backend-core's shape (room-rules.md §4).
+fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> serde_json::Value {
+    let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated by the scenarios crate");
+    let at = |min: u32| {
+        let t = chrono::DateTime::from_timestamp(day_s + min as i64 * 60, 0).expect("valid day");
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    serde_json::json!({
+        "clinic_id": ids.clinic,
+        "doctor_id": ids.doctor(&b.doctor),
+        "patient_id": ids.patient(&b.patient),
+        "appointment_type": b.appointment_type,
+        "start": at(b.start_min),
+        "end": at(b.start_min + b.duration_min),
+        "room_id": b.room.as_deref().map(|r| ids.room(r)),
+        "needs": needs(b, scenario),
+        "fallback": scenario.workload.fallback.as_str(),
+    })
+}
+
+fn classify(status: u16, body: &str, ids: &ClinicIds) -> Outcome {
+    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    match status {
+        201 => Outcome::Created {
+            id: json["id"].as_str().unwrap_or_default().to_string(),
+            room: json["room"]["id"].as_str().map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
+        },
+        // The `suggest` fallback: no booking, alternatives offered.
+        200 if json["booked"] == serde_json::Value::Bool(false) => Outcome::Conflict {
+            alternatives: count_alternatives(&json["alternatives"]),
+            room_unavailable: true,
+        },
+        409 => Outcome::Conflict {
+            alternatives: count_alternatives(&json["alternatives"]),
+            room_unavailable: json["code"].as_str() == Some("ROOM_UNAVAILABLE"),
+        },
+        400..=499 => Outcome::Rejected { status },
+        _ => Outcome::ServerError { status },
+    }
+}
+
+/// Alternatives are a list, or an object of lists (room-rules.md §4).
+fn count_alternatives(value: &serde_json::Value) -> u32 {
+    match value {
+        serde_json::Value::Array(list) => list.len() as u32,
+        serde_json::Value::Object(map) => map.values().map(count_alternatives).sum(),
+        _ => 0,
+    }
+}
+
+/// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs.
+fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histograms>>) {
+    let Some(value) = headers.get("server-timing").and_then(|v| v.to_str().ok()) else { return };
+    for part in value.split(',') {
+        let mut fields = part.trim().split(';');
+        let name = fields.next().unwrap_or_default();
+        let metric = match name {
+            "rules" => Metric::RulesEvaluation,
+            "conflict" => Metric::ConflictDetection,
+            "lock" => Metric::LockWait,
+            _ => continue,
+        };
+        let dur = fields.find_map(|f| f.strip_prefix("dur=")).and_then(|d| d.parse::<f64>().ok());
+        if let Some(ms) = dur {
+            let us = (ms * 1_000.0 / TIME_SCALE as f64).round() as u64;
+            histograms.lock().expect("histograms").record(metric, us);
+        }
+    }
+}
+
+/// A fault action at a modelled time.
+enum Action {
+    LinkFailRate(Link, f64),
+    CrashBackend,
+    RestartBackend,
+    Partition,
+    Repair,
+    CrashDb,
+    RestartDb,
+}
+
+fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
+    let mut out = Vec::new();
+    for fault in &scenario.faults {
+        let (at_us, end_us) = (fault.at_ms() * 1_000, fault.end_ms() * 1_000);
+        match fault {
+            Fault::Loss { link, rate, .. } => {
+                out.push((at_us, Action::LinkFailRate(*link, *rate)));
+                out.push((end_us, Action::LinkFailRate(*link, 0.0)));
+            }
+            Fault::BackendCrash { .. } => {
+                out.push((at_us, Action::CrashBackend));
+                out.push((end_us, Action::RestartBackend));
+            }
+            Fault::Partition { .. } => {
+                out.push((at_us, Action::Partition));
+                out.push((end_us, Action::Repair));
+            }
+            Fault::DbCrash { .. } => {
+                out.push((at_us, Action::CrashDb));
+                out.push((end_us, Action::RestartDb));
+            }
+        }
+    }
+    // Stable sort: equal times keep file order (for determinism).
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
+fn apply(
+    sim: &mut turmoil::Sim<'static>,
+    action: &Action,
+    trace: &SharedTrace,
+    at_us: u64,
+    side: &DbSide,
+) {
+    let engine = match side {
+        DbSide::Model { engine, .. } => Some(engine),
+        DbSide::StandIn(_) => None,
+    };
+    let no_db = "skipped: the stand-in world has no db host";
+    let text = match action {
+        Action::LinkFailRate(link, rate) => {
+            let (a, b) = match link {
+                Link::ClientsBackend => ("clients", "backend"),
+                Link::BackendDb => ("backend", "db"),
+            };
+            if *link == Link::ClientsBackend || engine.is_some() {
+                sim.set_link_fail_rate(a, b, *rate);
+                format!("fault loss {a}<->{b} rate {rate}")
+            } else {
+                format!("fault loss {a}<->{b} {no_db}")
+            }
+        }
+        Action::Partition | Action::Repair | Action::CrashDb | Action::RestartDb
+            if engine.is_none() =>
+        {
+            format!("fault {} {no_db}", action_name(action))
+        }
+        Action::Partition => {
+            sim.partition("backend", "db");
+            "fault partition backend<->db".to_string()
+        }
+        Action::Repair => {
+            sim.repair("backend", "db");
+            "fault repair backend<->db".to_string()
+        }
+        Action::CrashDb => {
+            sim.crash("db");
+            // In-flight transactions abort; committed data survives.
+            engine.expect("guarded above").borrow_mut().crash_restart();
+            "fault crash db".to_string()
+        }
+        Action::RestartDb => {
+            sim.bounce("db");
+            "fault restart db".to_string()
+        }
+        Action::CrashBackend => {
+            sim.crash("backend");
+            "fault crash backend".to_string()
+        }
+        Action::RestartBackend => {
+            sim.bounce("backend");
+            "fault restart backend".to_string()
+        }
+    };
+    trace.lock().expect("trace").record(at_us, "driver", text);
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::LinkFailRate(..) => "loss",
+        Action::CrashBackend => "crash backend",
+        Action::RestartBackend => "restart backend",
+        Action::Partition => "partition",
+        Action::Repair => "repair",
+        Action::CrashDb => "crash db",
+        Action::RestartDb => "restart db",
+    }
+}
+
+/// Steps the world, applying faults on time. A run that hits the simulation limit is not an
+/// error: its unfinished bookings become `every_request_answered` violations.
+fn drive(
+    sim: &mut turmoil::Sim<'static>,
+    scenario: &Scenario,
+    trace: &SharedTrace,
+    side: &DbSide,
+) -> Result<(), SimError> {
+    let actions = schedule(scenario);
+    let mut next = 0;
+    let limit = scaled_ms(scenario.limits.simulation_ms_max);
+    loop {
+        let at_us = modelled_us(sim.elapsed());
+        while next < actions.len() && actions[next].0 <= at_us {
+            apply(sim, &actions[next].1, trace, at_us, side);
+            next += 1;
+        }
+        match sim.step() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) if sim.elapsed() >= limit => return Ok(()),
+            Err(e) => return Err(SimError::HostFailed(e.to_string())),
+        }
+    }
+}
+
+/// The final rows and what the database observed; folds the db server's statement trace
+/// into the run's trace (hash and interleaving signature).
+fn db_results(
+    side: &DbSide,
+    ids: &ClinicIds,
+    trace: &SharedTrace,
+) -> Result<(Vec<invariants::Appointment>, DbObservations), SimError> {
+    match side {
+        DbSide::StandIn(store) => {
+            Ok((store.lock().expect("store").rows.clone(), DbObservations::default()))
+        }
+        DbSide::Model { engine, servers, deadlocks } => {
+            let mut trace = trace.lock().expect("trace");
+            for server in servers.borrow().iter() {
+                for event in server.trace() {
+                    trace.record_statement(event.session, event.kind, &event.outcome);
+                    trace.record(event.at_us / TIME_SCALE as u64, "db", event.to_string());
+                }
+            }
+            drop(trace);
+            let rows = model_world::final_rows(&mut engine.borrow_mut(), ids)?;
+            let deadlocks = deadlocks.lock().expect("deadlock log").clone();
+            Ok((rows, DbObservations { deadlocks }))
+        }
+    }
+}
+
+fn finish(
+    config: &RunConfig,
+    plan: &[PlannedBooking],
+    shared: Shared,
+    side: &DbSide,
+) -> Result<RunResult, SimError> {
+    let records: Vec<BookingRecord> = shared
+        .records
+        .borrow()
+        .iter()
+        .zip(plan)
+        .map(|(record, b)| record.clone().unwrap_or_else(|| unfinished(b)))
+        .collect();
+    let ids = ClinicIds::new(&config.scenario);
+    let (rows, observed) = db_results(side, &ids, &shared.trace)?;
+    let (invariants, mut violations) =
+        invariants::check_all(&config.scenario, &rows, &records, &observed);
+    violations.truncate(VIOLATIONS_KEPT_MAX);
+    let trace = shared.trace.lock().expect("trace");
+    let histograms = shared.histograms.lock().expect("histograms").clone();
+    let outcome = RunOutcome {
+        seed: config.seed,
+        backend: config.backend,
+        scenario: config.scenario.name.clone(),
+        strategy: config.strategy.clone(),
+        trace_hash: trace.hash_hex(),
+        signature: trace.signature_hex(),
+        counts: counts(&records, &rows),
+        invariants,
+        violations,
+        histograms,
+        workload_us: records.iter().map(|r| r.answered_at_us).max().unwrap_or(0),
+        events_count: trace.events_count(),
+    };
+    Ok(RunResult { outcome, events: trace.events().to_vec() })
+}
+
+fn unfinished(b: &PlannedBooking) -> BookingRecord {
+    let key = BookingKey {
+        doctor: b.doctor.clone(),
+        patient: b.patient.clone(),
+        appointment_type: b.appointment_type.clone(),
+        start_min: b.start_min,
+    };
+    let outcome = Outcome::Unfinished;
+    BookingRecord {
+        index: b.index,
+        key,
+        outcome,
+        answered_at_us: 0,
+        leaked: None,
+        attempts: 0,
+        timeouts: 0,
+        lost: 0,
+    }
+}
+
+fn counts(records: &[BookingRecord], rows: &[invariants::Appointment]) -> Counts {
+    let mut c = Counts { bookings: records.len() as u64, ..Counts::default() };
+    for r in records {
+        c.attempts += r.attempts as u64;
+        c.timeouts += r.timeouts as u64;
+        c.connection_failures += r.lost as u64;
+        match &r.outcome {
+            Outcome::Created { room, .. } => {
+                c.created_201 += 1;
+                c.room_pending += room.is_none() as u64;
+            }
+            Outcome::Conflict { alternatives, room_unavailable } => {
+                c.conflicts_409 += 1;
+                c.room_unavailable += *room_unavailable as u64;
+                c.conflicts_with_alternatives += (*room_unavailable && *alternatives > 0) as u64;
+            }
+            Outcome::Rejected { .. } => c.other_4xx += 1,
+            Outcome::ServerError { .. } => c.errors_5xx += 1,
+            Outcome::Unanswered | Outcome::Unfinished => c.unanswered += 1,
+        }
+    }
+    c.appointments_final = rows.iter().filter(|a| a.active).count() as u64;
+    c
+}

@@ -1,0 +1,150 @@
+//! The real-PostgreSQL commands against a live database (`DATABASE_URL`; each test skips with
+//! a notice without it). Every test works in its own schema (`t_validate_<pid>_<name>`), so
+//! tests run in parallel with each other and with other crates' PostgreSQL tests.
+
+use std::time::Duration;
+
+use sim::real::database::{self, DbTarget};
+use sim::real::monitor::Monitor;
+use sqlx::{Connection, Executor, PgConnection};
+
+fn database_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("NOTICE: DATABASE_URL is not set; skipping the real-PostgreSQL test");
+            None
+        }
+    }
+}
+
+/// A fresh, empty schema; dropped (with everything in it) by `drop_schema`.
+async fn fresh_schema(url: &str, name: &str) -> String {
+    let schema = format!("t_validate_{}_{name}", std::process::id());
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+    conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    schema
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+}
+
+async fn session_in(url: &str, schema: &str) -> PgConnection {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let sql = format!("SET search_path TO {schema}, public; SET deadlock_timeout = '200ms'");
+    conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema(&url, "monitor").await;
+    let mut a = session_in(&url, &schema).await;
+    let mut b = session_in(&url, &schema).await;
+    a.execute("CREATE TABLE appointments (id int PRIMARY KEY, v int)").await.unwrap();
+    a.execute("INSERT INTO appointments VALUES (1, 0), (2, 0)").await.unwrap();
+    let monitor = Monitor::start(&url, Some(&schema)).await.unwrap();
+    a.execute("BEGIN; UPDATE appointments SET v = 1 WHERE id = 1").await.unwrap();
+    b.execute("BEGIN; UPDATE appointments SET v = 1 WHERE id = 2").await.unwrap();
+    // a waits for b's row; while it waits the sampler must see it.
+    let waiter = tokio::spawn(async move {
+        let result = a.execute("UPDATE appointments SET v = 2 WHERE id = 2").await;
+        (a, result)
+    });
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // b now waits for a: a cycle, which PostgreSQL breaks by aborting one of them (40P01).
+    let b_result = b.execute("UPDATE appointments SET v = 2 WHERE id = 1").await;
+    let (mut a, a_result) = waiter.await.unwrap();
+    let deadlocked = [a_result.is_err(), b_result.is_err()];
+    assert_eq!(deadlocked.iter().filter(|x| **x).count(), 1, "exactly one victim");
+    a.execute("ROLLBACK").await.unwrap();
+    b.execute("ROLLBACK").await.unwrap();
+    // Index scans: a primary-key lookup.
+    a.execute("SELECT v FROM appointments WHERE id = 1").await.unwrap();
+    drop((a, b));
+    let summary = monitor.finish().await;
+    assert_eq!(summary.error, None);
+    assert!(summary.lock_waiters_max() >= 1, "{:?}", summary.samples);
+    assert!(summary.ungranted_locks_max() >= 1, "{:?}", summary.samples);
+    assert!(summary.active_queries_max() >= 1, "{:?}", summary.samples);
+    // Other tests may deadlock in this database too: at least ours.
+    assert!(summary.deadlocks_delta >= 1, "deadlocks delta {}", summary.deadlocks_delta);
+    let pkey = summary.indexes.iter().find(|i| i.index == "appointments_pkey");
+    assert!(pkey.is_some_and(|i| i.scans_delta >= 1), "{:?}", summary.indexes);
+    drop_schema(&url, &schema).await;
+}
+
+#[tokio::test]
+async fn cleanup_demands_the_schema_then_empties_appointments() {
+    let Some(url) = database_url() else { return };
+    let schema = fresh_schema(&url, "cleanup").await;
+    let target = DbTarget::new(&url, Some(&schema)).unwrap();
+    let err = database::cleanup(&target).await.unwrap_err();
+    assert!(err.to_string().contains("run `roomsim db setup` first"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+    let db = target.pool(2).await.unwrap();
+    let variant = backend_core::db::schema::SchemaVariant::Guarded;
+    backend_core::db::schema::migrate_pg_variant(db.pool(), variant).await.unwrap();
+    let cleaned = database::cleanup(&target).await.unwrap();
+    assert_eq!((cleaned.appointments, cleaned.idempotency_keys), (0, 0));
+    db.pool().close().await;
+    drop_schema(&url, &schema).await;
+}
+
+fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate::ValidateConfig {
+    sim::real::validate::ValidateConfig {
+        target: DbTarget::new(url, None).unwrap(),
+        scenario: "storm".to_string(),
+        levels: vec![level],
+        run_time: Duration::from_secs(3),
+        strategy: strategy.parse().unwrap(),
+        seed: 11,
+        reports: Default::default(),
+    }
+}
+
+/// Both sides of validate on one level: the real rounds replay the simulation's plans (same
+/// booking count per round), the simulation runs as many seeds, and every metric is compared.
+#[test]
+fn validate_replays_the_simulated_workload_on_postgres() {
+    use sim::real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
+    let Some(url) = database_url() else { return };
+    let config = validate_config(&url, "exclusion", 10);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = scenario_at_level(&loaded, 10).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let real = runtime.block_on(real_side(&config, &loaded, &[scenario.clone()])).unwrap();
+    let level = &real[0];
+    let requests = level.outcome.recorder.aggregated().request_count;
+    assert!(requests >= 10 && requests % 10 == 0, "whole rounds of 10: {requests}");
+    assert_eq!(level.outcome.recorder.aggregated().failure_count, 0);
+    assert_eq!(level.double_bookings, 0, "exclusion never double-books");
+    assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
+    assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
+    let sim = sim_side(scenario, config.strategy, config.seed, requests / 10).unwrap();
+    assert_eq!(sim.runs, requests / 10);
+    let (rows, overlays) = compare_levels(&real, &[sim]);
+    assert_eq!(rows.len(), 3, "room assignment, conflict detection, rules evaluation");
+    let assign = &rows[0].comparison;
+    assert_eq!(assign.real_count, requests);
+    assert_eq!(assign.sim_count, requests, "the same bookings on both sides");
+    assert_eq!(overlays.len(), 1);
+}
+
+/// The BROKEN naive strategy must double-book on real PostgreSQL under the storm.
+#[test]
+fn naive_double_books_on_postgres_under_the_storm() {
+    let Some(url) = database_url() else { return };
+    let config = validate_config(&url, "naive", 50);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = sim::real::validate::scenario_at_level(&loaded, 50).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let real = runtime.block_on(sim::real::validate::real_side(&config, &loaded, &[scenario]));
+    let level = &real.unwrap()[0];
+    assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
+}

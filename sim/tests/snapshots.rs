@@ -1,0 +1,34 @@
+//! insta snapshots of the text and JSON reports of every built-in scenario at fixed seeds.
+//!
+//! Snapshots live in the top-level `snapshots/` folder. After an intended change, review with
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p sim --test snapshots` and read
+//! the diff). A change here means a report or a simulated behaviour changed.
+
+use std::sync::Arc;
+
+use scenarios::Scenario;
+use sim::report;
+use sim::world::{self, BackendKind, RunConfig};
+
+const SEED: u64 = 1;
+
+#[test]
+fn reports_of_every_scenario() {
+    for (name, _) in scenarios::BUILTIN {
+        let scenario = Arc::new(Scenario::builtin(name).unwrap().scenario);
+        let config = RunConfig {
+            scenario: scenario.clone(),
+            seed: SEED,
+            strategy: "exclusion".into(),
+            keep_trace: false,
+            backend: BackendKind::StandIn,
+        };
+        let o = world::run(&config).unwrap().outcome;
+        let text = report::run_text(&o, &scenario, name);
+        let json = report::run_json(&o, &scenario, name);
+        insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
+            insta::assert_snapshot!(format!("{name}-seed{SEED}-text"), text);
+            insta::assert_json_snapshot!(format!("{name}-seed{SEED}-json"), json);
+        });
+    }
+}
