@@ -975,7 +975,8 @@ impl EvalContext<'_> {
         let unit = i64::from(p.unit_minutes.max(1));
         let used = self.busy_minutes[f.room_index] / unit;
         let added = (f.blocked_end_us - f.start_us) / MINUTE_US / unit;
-        let magnitude = (used + added) * (used + added) - used * used;
+        // (u + d)² − u² = d (2u + d): no cancellation, saturating on absurd data.
+        let magnitude = added.saturating_mul(used.saturating_mul(2).saturating_add(added));
         hit(magnitude, d, || format!("room already busy {} min", self.busy_minutes[f.room_index]))
     }
 
@@ -1039,7 +1040,7 @@ impl EvalContext<'_> {
         d: Option<&mut String>,
         s: &mut EvalStats,
     ) -> i64 {
-        if !self.snapshot.patient.immunocompromised {
+        if !self.snapshot.patient.immunocompromised || p.clean_window_minutes == 0 {
             return 0;
         }
         let since_us = f.start_us - i64::from(p.clean_window_minutes) * MINUTE_US;
