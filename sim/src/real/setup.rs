@@ -97,7 +97,9 @@ pub async fn setup(config: &SetupConfig) -> Result<SetupReport, RealError> {
         .map_err(|e| fail("reading clinics", e))?;
     let seeded = exists.rows.is_empty();
     if seeded {
-        seed_clinic(conn.as_mut(), &seed, Utc::now()).await.map_err(|e| fail("seeding", e))?;
+        seed_clinic(conn.as_mut(), &seed, Utc::now()).await.map_err(|e| {
+            RealError::Database(format!("seeding {}: {e}", config.target.describe()))
+        })?;
     }
     let fixture = fixture_from_db(conn.as_mut(), Some(&seed.clinic.name), first_day).await?;
     drop(conn);
