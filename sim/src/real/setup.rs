@@ -110,6 +110,21 @@ pub async fn setup(config: &SetupConfig) -> Result<SetupReport, RealError> {
     Ok(SetupReport { fixture, migrated, seeded })
 }
 
+/// Sets up `scenario` in `target` (no fixture file) and returns its fixture.
+pub async fn setup_for_run(
+    target: &DbTarget,
+    scenario: &str,
+    variant: SchemaVariant,
+) -> Result<std::sync::Arc<Fixture>, RealError> {
+    let config = SetupConfig {
+        target: target.clone(),
+        scenario: scenario.to_string(),
+        variant,
+        fixture_path: None,
+    };
+    Ok(std::sync::Arc::new(setup(&config).await?.fixture))
+}
+
 /// The lines `roomsim db setup` prints.
 pub fn describe(report: &SetupReport, config: &SetupConfig) -> String {
     let f = &report.fixture;
