@@ -36,9 +36,9 @@ use tokio::time::Instant;
 use super::RealError;
 use super::compare::latency_histogram;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
-use super::load::{LoadConfig, Target, run_load};
+use super::load::{LoadConfig, run_load};
 use super::serve::{ServeConfig, Server};
-use super::setup::{SetupConfig, setup};
+use super::setup::setup_for_run;
 use super::stats::value_or_zero;
 use super::workload::Task;
 
@@ -221,20 +221,8 @@ async fn measure(
     target: &DbTarget,
     config: &CalibrateConfig,
 ) -> Result<(StatementTimes, CpuCosts), RealError> {
-    let setup_config = SetupConfig {
-        target: target.clone(),
-        scenario: config.scenario.clone(),
-        variant: SchemaVariant::Guarded,
-        fixture_path: None,
-    };
-    let fixture = Arc::new(setup(&setup_config).await?.fixture);
-    let serve_config = ServeConfig {
-        target: target.clone(),
-        listen: "127.0.0.1:0".to_string(),
-        pool_connections: 2,
-        strategy: Strategy::Exclusion,
-        seed: config.seed,
-    };
+    let fixture = setup_for_run(target, &config.scenario, SchemaVariant::Guarded).await?;
+    let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, config.seed);
     let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
     let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
         let timing = TimingDb::new(db);
@@ -243,18 +231,17 @@ async fn measure(
     };
     let server = Server::start_wrapped(&serve_config, &wrap).await?;
     let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
+    let tasks = vec![Task::Concurrent, Task::Conflict];
     let load_config = |requests_max: u64| LoadConfig {
-        target: Target::parse(&server.base_url()).expect("a loopback address"),
-        tasks: vec![Task::Concurrent, Task::Conflict],
-        users: 1,
-        spawn_rate_per_s: 1.0,
-        run_time: CALIBRATION_TIME_MAX,
-        rate_per_s: None,
-        wait_ms: 0,
-        seed: config.seed,
-        timeout: Duration::from_secs(10),
         requests_max,
         progress: false,
+        ..LoadConfig::closed(
+            &server.base_url(),
+            tasks.clone(),
+            1,
+            CALIBRATION_TIME_MAX,
+            config.seed,
+        )
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     let _ = timing.take_times();

@@ -91,6 +91,30 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
+    /// A closed-loop run against an in-process server: every user starts at once, no think
+    /// time, 10 s request timeout, no request budget; callers adjust fields as needed.
+    pub fn closed(
+        base_url: &str,
+        tasks: Vec<Task>,
+        users: u32,
+        run_time: Duration,
+        seed: u64,
+    ) -> Self {
+        LoadConfig {
+            target: Target::parse(base_url).expect("an in-process server listens on loopback"),
+            tasks,
+            users,
+            spawn_rate_per_s: 1_000_000.0,
+            run_time,
+            rate_per_s: None,
+            wait_ms: 0,
+            seed,
+            timeout: Duration::from_secs(10),
+            requests_max: u64::MAX,
+            progress: true,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), RealError> {
         let bad = |s: String| Err(RealError::BadInput(s));
         if self.users == 0 || self.users > USERS_MAX {

@@ -36,6 +36,19 @@ pub struct ServeConfig {
     pub seed: u64,
 }
 
+impl ServeConfig {
+    /// An in-process server on an ephemeral loopback port (validate, calibrate, throughput).
+    pub fn ephemeral(
+        target: &DbTarget,
+        pool_connections: u32,
+        strategy: Strategy,
+        seed: u64,
+    ) -> Self {
+        let listen = "127.0.0.1:0".to_string();
+        ServeConfig { target: target.clone(), listen, pool_connections, strategy, seed }
+    }
+}
+
 /// A running server.
 pub struct Server {
     pub address: SocketAddr,

@@ -97,7 +97,9 @@ pub async fn setup(config: &SetupConfig) -> Result<SetupReport, RealError> {
         .map_err(|e| fail("reading clinics", e))?;
     let seeded = exists.rows.is_empty();
     if seeded {
-        seed_clinic(conn.as_mut(), &seed, Utc::now()).await.map_err(|e| fail("seeding", e))?;
+        seed_clinic(conn.as_mut(), &seed, Utc::now()).await.map_err(|e| {
+            RealError::Database(format!("seeding {}: {e}", config.target.describe()))
+        })?;
     }
     let fixture = fixture_from_db(conn.as_mut(), Some(&seed.clinic.name), first_day).await?;
     drop(conn);
@@ -106,6 +108,21 @@ pub async fn setup(config: &SetupConfig) -> Result<SetupReport, RealError> {
         fixture.save(path)?;
     }
     Ok(SetupReport { fixture, migrated, seeded })
+}
+
+/// Sets up `scenario` in `target` (no fixture file) and returns its fixture.
+pub async fn setup_for_run(
+    target: &DbTarget,
+    scenario: &str,
+    variant: SchemaVariant,
+) -> Result<std::sync::Arc<Fixture>, RealError> {
+    let config = SetupConfig {
+        target: target.clone(),
+        scenario: scenario.to_string(),
+        variant,
+        fixture_path: None,
+    };
+    Ok(std::sync::Arc::new(setup(&config).await?.fixture))
 }
 
 /// The lines `roomsim db setup` prints.

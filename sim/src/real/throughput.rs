@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use backend_core::booking::Strategy;
@@ -25,10 +24,10 @@ use backend_core::db::schema::SchemaVariant;
 
 use super::RealError;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
-use super::load::{LoadConfig, Target, run_load};
+use super::load::{LoadConfig, run_load};
 use super::report;
 use super::serve::{ServeConfig, Server};
-use super::setup::{SetupConfig, setup};
+use super::setup::setup_for_run;
 use super::stats::value_or_zero;
 use super::workload::Task;
 
@@ -137,34 +136,13 @@ async fn measure_in(
     target: &DbTarget,
     config: &ThroughputConfig,
 ) -> Result<ThroughputFigures, RealError> {
-    let setup_config = SetupConfig {
-        target: target.clone(),
-        scenario: "storm".to_string(),
-        variant: SchemaVariant::Guarded,
-        fixture_path: None,
-    };
-    let fixture = Arc::new(setup(&setup_config).await?.fixture);
-    let serve_config = ServeConfig {
-        target: target.clone(),
-        listen: "127.0.0.1:0".to_string(),
-        pool_connections: config.pool_connections,
-        strategy: Strategy::Exclusion,
-        seed: config.seed,
-    };
+    let fixture = setup_for_run(target, "storm", SchemaVariant::Guarded).await?;
+    let serve_config =
+        ServeConfig::ephemeral(target, config.pool_connections, Strategy::Exclusion, config.seed);
     let server = Server::start(&serve_config).await?;
-    let load_config = LoadConfig {
-        target: Target::parse(&server.base_url()).expect("a loopback address"),
-        tasks: vec![Task::Concurrent],
-        users: config.clients,
-        spawn_rate_per_s: 1_000.0,
-        run_time: config.run_time,
-        rate_per_s: None,
-        wait_ms: 0,
-        seed: config.seed,
-        timeout: Duration::from_secs(10),
-        requests_max: u64::MAX,
-        progress: true,
-    };
+    let tasks = vec![Task::Concurrent];
+    let load_config =
+        LoadConfig::closed(&server.base_url(), tasks, config.clients, config.run_time, config.seed);
     let outcome = run_load(load_config, fixture).await;
     server.stop().await;
     let script_path: PathBuf =

@@ -38,11 +38,11 @@ use scenarios::{Loaded, Scenario};
 use super::RealError;
 use super::compare::{Comparison, compare};
 use super::database::{DbTarget, TempDatabase, session, unique_database_name};
-use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, Target, run_rounds};
+use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
 use super::report::{self, Overlay, ReportArgs, ReportExtras};
 use super::serve::{ServeConfig, Server};
-use super::setup::{SetupConfig, clinic_day, load_scenario, setup};
+use super::setup::{clinic_day, load_scenario, setup_for_run};
 use super::table::{MetricRow, side_by_side};
 use super::workload::{PlannedRequest, Task};
 use crate::histograms::{Histograms, Metric};
@@ -186,13 +186,8 @@ async fn real_level(
     first_day: NaiveDate,
 ) -> Result<RealLevel, RealError> {
     let level = scenario.workload.bookers;
-    let serve_config = ServeConfig {
-        target: target.clone(),
-        listen: "127.0.0.1:0".to_string(),
-        pool_connections: scenario.backend.pool_size,
-        strategy: config.strategy,
-        seed: config.seed,
-    };
+    let pool = scenario.backend.pool_size;
+    let serve_config = ServeConfig::ephemeral(target, pool, config.strategy, config.seed);
     let server = Server::start(&serve_config).await?;
     let monitor = Monitor::start(&target.url, None).await?;
     let mut rounds = ScenarioRounds {
@@ -202,18 +197,16 @@ async fn real_level(
         first_day,
         seed: config.seed,
     };
+    let timeout_ms = scenario.workload.request_timeout_ms.max(1_000);
     let load_config = LoadConfig {
-        target: Target::parse(&server.base_url()).expect("a loopback address"),
-        tasks: vec![Task::Concurrent],
-        users: level,
-        spawn_rate_per_s: 1.0,
-        run_time: config.run_time,
-        rate_per_s: None,
-        wait_ms: 0,
-        seed: config.seed,
-        timeout: Duration::from_millis(scenario.workload.request_timeout_ms.max(1_000)),
-        requests_max: u64::MAX,
-        progress: true,
+        timeout: Duration::from_millis(timeout_ms),
+        ..LoadConfig::closed(
+            &server.base_url(),
+            vec![Task::Concurrent],
+            level,
+            config.run_time,
+            config.seed,
+        )
     };
     let outcome = run_rounds(load_config, &mut rounds).await;
     let (double_bookings, bookings) = count_double_bookings(&server.db).await?;
@@ -238,13 +231,7 @@ pub async fn real_side(
         } else {
             SchemaVariant::Unguarded
         };
-        let setup_config = SetupConfig {
-            target: temp.target.clone(),
-            scenario: config.scenario.clone(),
-            variant,
-            fixture_path: None,
-        };
-        setup(&setup_config).await?;
+        setup_for_run(&temp.target, &config.scenario, variant).await?;
         let first_day = clinic_day(loaded)?;
         let mut levels = Vec::new();
         for scenario in scenarios {
