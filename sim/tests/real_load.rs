@@ -263,6 +263,7 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
     assert_eq!(outcome.users_max, 10);
+    assert_eq!(outcome.rounds, Some(3));
     assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
 }
 

@@ -53,6 +53,8 @@ use crate::world::{BackendKind, RunConfig};
 
 /// Rounds per level at most (a bound on the loop; run time normally ends it first).
 pub const ROUNDS_MAX: u64 = 100_000;
+/// A progress line on stderr every this many simulated seeds.
+pub const SIM_PROGRESS_RUNS: u64 = 100;
 /// Concurrency levels at most.
 pub const LEVELS_MAX: usize = 16;
 
@@ -269,6 +271,9 @@ pub fn sim_side(
         level.double_bookings += outcome.invariant_violations("no_room_overlap");
         level.bookings += outcome.counts.created_201;
         level.runs += 1;
+        if level.runs % SIM_PROGRESS_RUNS == 0 {
+            eprintln!("validate: simulated {} of {runs} seeds", level.runs);
+        }
     }
     Ok(level)
 }

@@ -323,6 +323,7 @@ pub(crate) mod tests {
             users_max: 10,
             stopped_early: None,
             config,
+            rounds: None,
         }
     }
 
