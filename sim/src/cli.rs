@@ -18,7 +18,7 @@ use crate::error::SimError;
 use crate::exit;
 use crate::explore::{self, ExploreConfig, ExploreReport};
 use crate::report;
-use crate::world::{self, RunConfig};
+use crate::world::{self, BackendKind, RunConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "roomsim", about = "Deterministic simulation of the clinic room-booking backend")]
@@ -44,6 +44,9 @@ pub enum Command {
         seed: u64,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
+        /// Which backend serves the bookings.
+        #[arg(long, value_enum, default_value = "model")]
+        backend: BackendKind,
         /// Print every trace event (the events the hash covers).
         #[arg(long)]
         trace: bool,
@@ -62,6 +65,8 @@ pub enum Command {
         seeds: Range<u64>,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
+        #[arg(long, value_enum, default_value = "model")]
+        backend: BackendKind,
         /// Seeds in parallel (results identical for any value).
         #[arg(long, env = "ROOMSIM_JOBS", default_value_t = 1)]
         jobs: u32,
@@ -80,7 +85,10 @@ pub enum Command {
         format: Format,
     },
     /// List the concurrency-control strategies, marking the deliberately broken ones.
-    Strategies,
+    Strategies {
+        #[arg(long, value_enum, default_value = "model")]
+        backend: BackendKind,
+    },
     /// Run PostgreSQL isolation-tester spec files on the model (and/or PostgreSQL).
     Spec(model::spec::SpecArgs),
     /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
@@ -139,15 +147,29 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 
 fn dispatch(command: Command) -> Result<u8, SimError> {
     match command {
-        Command::Run { scenario, seed, strategy, trace, check_determinism, format } => {
-            run(&scenario, seed, strategy, trace, check_determinism, format)
+        Command::Run { scenario, seed, strategy, backend, trace, check_determinism, format } => {
+            let loaded = Scenario::resolve(&scenario)?;
+            let scenario_arc = Arc::new(loaded.scenario);
+            let config =
+                RunConfig { scenario: scenario_arc, seed, strategy, keep_trace: trace, backend };
+            run(&scenario, config, check_determinism, format)
         }
-        Command::Explore { scenario, seeds, strategy, jobs, shard, stop_on_failure, format } => {
+        Command::Explore {
+            scenario,
+            seeds,
+            strategy,
+            backend,
+            jobs,
+            shard,
+            stop_on_failure,
+            format,
+        } => {
             let loaded = Scenario::resolve(&scenario)?;
             let cfg = ExploreConfig {
                 scenario: Arc::new(loaded.scenario),
                 scenario_arg: scenario,
                 strategy,
+                backend,
                 seeds,
                 jobs,
                 shard,
@@ -159,8 +181,8 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
         }
         Command::Merge { files, format } => merge(files, format),
         Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
-        Command::Strategies => {
-            for (name, broken) in world::strategies() {
+        Command::Strategies { backend } => {
+            for (name, broken) in world::strategies(backend) {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };
                 println!("{name}{mark}");
             }
@@ -169,17 +191,8 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
     }
 }
 
-fn run(
-    scenario_arg: &str,
-    seed: u64,
-    strategy: String,
-    trace: bool,
-    check: bool,
-    format: Format,
-) -> Result<u8, SimError> {
-    let loaded = Scenario::resolve(scenario_arg)?;
-    let config =
-        RunConfig { scenario: Arc::new(loaded.scenario), seed, strategy, keep_trace: trace };
+fn run(scenario_arg: &str, config: RunConfig, check: bool, format: Format) -> Result<u8, SimError> {
+    let (seed, trace) = (config.seed, config.keep_trace);
     let result = world::run(&config)?;
     if check {
         let again = world::run(&config)?;

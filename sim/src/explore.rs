@@ -23,7 +23,7 @@ use crate::histograms::{Histograms, Metric};
 use crate::outcome::{Counts, Criterion, InvariantResult, Violation, add_invariants};
 use crate::report::{self, Figures};
 use crate::trace::combine_hashes;
-use crate::world::{self, RunConfig};
+use crate::world::{self, BackendKind, RunConfig};
 
 /// Threads `--jobs` accepts.
 pub const JOBS_MAX: u32 = 64;
@@ -36,6 +36,7 @@ pub struct ExploreConfig {
     /// How the user named the scenario (for replay commands).
     pub scenario_arg: String,
     pub strategy: String,
+    pub backend: BackendKind,
     pub seeds: Range<u64>,
     pub jobs: u32,
     /// (index, count).
@@ -65,6 +66,7 @@ pub struct ExploreReport {
     pub scenario: String,
     pub scenario_arg: String,
     pub strategy: String,
+    pub backend: BackendKind,
     pub seeds: String,
     pub shard: Option<String>,
     pub seeds_run: u64,
@@ -95,7 +97,7 @@ pub fn seed_list(seeds: &Range<u64>, shard: Option<(u64, u64)>) -> Vec<u64> {
 
 /// Runs the seeds.
 pub fn explore(cfg: &ExploreConfig) -> Result<ExploreReport, SimError> {
-    world::check_strategy(&cfg.strategy)?;
+    world::check_strategy(&cfg.strategy, cfg.backend)?;
     let seeds = seed_list(&cfg.seeds, cfg.shard);
     let bar = progress_bar(cfg.progress, seeds.len() as u64);
     let next = AtomicU64::new(0);
@@ -140,6 +142,7 @@ fn worker(
             seed,
             strategy: cfg.strategy.clone(),
             keep_trace: false,
+            backend: cfg.backend,
         });
         let o = match run {
             Ok(r) => r.outcome,
@@ -192,7 +195,8 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
         if !hash.passed {
-            let replay = report::replay_command(&cfg.scenario_arg, &cfg.strategy, seed);
+            let replay =
+                report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.backend, seed);
             let violations = violations.into_iter().take(SEED_VIOLATIONS_KEPT_MAX).collect();
             failed.push(FailedSeed { seed, violations, replay });
         }
@@ -204,6 +208,7 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         &cfg.scenario,
         &cfg.scenario_arg,
         &cfg.strategy,
+        cfg.backend,
         seeds,
         shard,
         Aggregate {
@@ -233,15 +238,12 @@ pub fn finish_report(
     scenario: &Scenario,
     scenario_arg: &str,
     strategy: &str,
+    backend: BackendKind,
     seeds: String,
     shard: Option<String>,
     a: Aggregate,
 ) -> ExploreReport {
-    let throughput = if a.workload_us_total == 0 {
-        0.0
-    } else {
-        a.counts.created_201 as f64 * 1e6 / a.workload_us_total as f64
-    };
+    let throughput = report::throughput_per_s(a.counts.created_201, a.workload_us_total);
     let figures = Figures {
         scenario,
         strategy,
@@ -259,6 +261,7 @@ pub fn finish_report(
         scenario: scenario.name.clone(),
         scenario_arg: scenario_arg.into(),
         strategy: strategy.into(),
+        backend,
         seeds,
         shard,
         seeds_run,
@@ -291,6 +294,7 @@ pub fn merge(
     };
     let (scenario_arg, strategy, seeds) =
         (first.scenario_arg.clone(), first.strategy.clone(), first.seeds.clone());
+    let backend = first.backend;
     let mut a = Aggregate {
         counts: Counts::default(),
         invariants: Vec::new(),
@@ -301,7 +305,7 @@ pub fn merge(
         wall_s: 0.0,
     };
     for (file, r) in &reports {
-        if r.scenario != first.scenario || r.strategy != strategy {
+        if r.scenario != first.scenario || r.strategy != strategy || r.backend != backend {
             let problem = format!(
                 "{file}: scenario/strategy {}/{} differs from {}/{}",
                 r.scenario, r.strategy, first.scenario, strategy
@@ -326,17 +330,13 @@ pub fn merge(
             w[0].seed
         )));
     }
-    Ok(finish_report(scenario, &scenario_arg, &strategy, seeds, None, a))
+    Ok(finish_report(scenario, &scenario_arg, &strategy, backend, seeds, None, a))
 }
 
 /// The explore text report.
 pub fn text(r: &ExploreReport, scenario: &Scenario) -> Result<String, SimError> {
     let histograms = Histograms::from_encoded(&r.histograms).map_err(SimError::BadInput)?;
-    let throughput = if r.workload_us_total == 0 {
-        0.0
-    } else {
-        r.counts.created_201 as f64 * 1e6 / r.workload_us_total as f64
-    };
+    let throughput = report::throughput_per_s(r.counts.created_201, r.workload_us_total);
     let figures = Figures {
         scenario,
         strategy: &r.strategy,

@@ -12,12 +12,16 @@
 //! `stand_in` (the stand-in backend used until backend-core and the model land).
 
 pub mod cli;
+pub mod clinic;
 pub mod erlang;
 pub mod error;
 pub mod exit;
 pub mod explore;
 pub mod histograms;
+pub mod ids;
 pub mod invariants;
+pub mod model_db;
+pub mod model_world;
 pub mod net;
 pub mod outcome;
 pub mod pool;

@@ -95,6 +95,7 @@ pub struct Criterion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOutcome {
     pub seed: u64,
+    pub backend: crate::world::BackendKind,
     pub scenario: String,
     pub strategy: String,
     pub trace_hash: String,
@@ -123,9 +124,6 @@ impl RunOutcome {
 
     /// Bookings per second of modelled time.
     pub fn throughput_per_s(&self) -> f64 {
-        if self.workload_us == 0 {
-            return 0.0;
-        }
-        self.counts.created_201 as f64 * 1e6 / self.workload_us as f64
+        crate::report::throughput_per_s(self.counts.created_201, self.workload_us)
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::histograms::{Histograms, Metric, Summary};
 use crate::outcome::{Counts, Criterion, InvariantResult, RunOutcome};
+use crate::world::BackendKind;
 
 /// The figures a report is made of (one run, or many seeds merged).
 pub struct Figures<'a> {
@@ -24,6 +25,25 @@ pub struct Figures<'a> {
     pub invariants: &'a [InvariantResult],
     /// Bookings per second of modelled time.
     pub throughput_per_s: f64,
+}
+
+impl<'a> Figures<'a> {
+    /// The figures of one run.
+    pub fn of_run(o: &'a RunOutcome, scenario: &'a Scenario) -> Figures<'a> {
+        Figures {
+            scenario,
+            strategy: &o.strategy,
+            counts: &o.counts,
+            histograms: &o.histograms,
+            invariants: &o.invariants,
+            throughput_per_s: o.throughput_per_s(),
+        }
+    }
+}
+
+/// Created bookings per second of modelled workload time (0 for an empty workload).
+pub fn throughput_per_s(created: u64, workload_us: u64) -> f64 {
+    if workload_us == 0 { 0.0 } else { created as f64 * 1e6 / workload_us as f64 }
 }
 
 fn ms(us: u64) -> String {
@@ -213,24 +233,29 @@ pub fn latency_json(h: &Histograms) -> Value {
 }
 
 /// The replay command for one seed.
-pub fn replay_command(scenario_arg: &str, strategy: &str, seed: u64) -> String {
-    format!("roomsim run --scenario {scenario_arg} --strategy {strategy} --seed {seed} --trace")
+pub fn replay_command(
+    scenario_arg: &str,
+    strategy: &str,
+    backend: BackendKind,
+    seed: u64,
+) -> String {
+    let backend = match backend {
+        BackendKind::Model => "",
+        BackendKind::StandIn => " --backend stand-in",
+    };
+    format!(
+        "roomsim run --scenario {scenario_arg} --strategy {strategy}{backend} --seed {seed} --trace"
+    )
 }
 
 /// One run as JSON.
 pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Value {
-    let f = Figures {
-        scenario,
-        strategy: &o.strategy,
-        counts: &o.counts,
-        histograms: &o.histograms,
-        invariants: &o.invariants,
-        throughput_per_s: o.throughput_per_s(),
-    };
+    let f = Figures::of_run(o, scenario);
     json!({
         "seed": o.seed,
         "scenario": o.scenario,
         "strategy": o.strategy,
+        "backend": o.backend,
         "trace_hash": o.trace_hash,
         "interleaving_signature": o.signature,
         "passed": o.passed(),
@@ -244,27 +269,24 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "latency_us": latency_json(&o.histograms),
         "criteria": criteria(&f),
         "histograms": o.histograms.to_encoded(),
-        "replay": replay_command(scenario_arg, &o.strategy, o.seed),
+        "replay": replay_command(scenario_arg, &o.strategy, o.backend, o.seed),
     })
 }
 
 /// One run as text.
 pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> String {
-    let f = Figures {
-        scenario,
-        strategy: &o.strategy,
-        counts: &o.counts,
-        histograms: &o.histograms,
-        invariants: &o.invariants,
-        throughput_per_s: o.throughput_per_s(),
-    };
+    let f = Figures::of_run(o, scenario);
     let mut out = text(&f, &[format!("Seed: {}", o.seed)]);
     if !o.violations.is_empty() {
         out.push_str("\nViolations:\n");
         for v in &o.violations {
             let _ = writeln!(out, "  {}: {}", v.invariant, v.detail);
         }
-        let _ = writeln!(out, "\nreplay: {}", replay_command(scenario_arg, &o.strategy, o.seed));
+        let _ = writeln!(
+            out,
+            "\nreplay: {}",
+            replay_command(scenario_arg, &o.strategy, o.backend, o.seed)
+        );
     }
     let _ = writeln!(out, "\ntrace-hash: {}", o.trace_hash);
     out

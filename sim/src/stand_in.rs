@@ -55,16 +55,40 @@ pub struct Backend {
     pub rng: Arc<Mutex<ChaCha8Rng>>,
     pub trace: SharedTrace,
     pub naive: bool,
+    pub ids: Arc<crate::ids::ClinicIds>,
 }
 
-#[derive(Deserialize)]
+/// The booking request as the stand-in reads it (backend-core's shape, names resolved).
 struct BookingRequest {
     doctor_id: String,
     patient_id: String,
     appointment_type: String,
     start_min: u32,
     room_id: Option<String>,
-    fallback: String,
+}
+
+#[derive(Deserialize)]
+struct WireRequest {
+    doctor_id: uuid::Uuid,
+    patient_id: uuid::Uuid,
+    appointment_type: String,
+    start: chrono::DateTime<chrono::Utc>,
+    room_id: Option<uuid::Uuid>,
+}
+
+impl Backend {
+    fn parse(&self, body: &str) -> Option<BookingRequest> {
+        let wire: WireRequest = serde_json::from_str(body).ok()?;
+        let day_s = scenarios::parse_day_unix_s(&self.scenario.clinic.day)?;
+        let start_min = u32::try_from((wire.start.timestamp() - day_s) / 60).ok()?;
+        Some(BookingRequest {
+            doctor_id: self.ids.name(&wire.doctor_id),
+            patient_id: self.ids.name(&wire.patient_id),
+            appointment_type: wire.appointment_type,
+            start_min,
+            room_id: wire.room_id.map(|r| self.ids.name(&r)),
+        })
+    }
 }
 
 pub fn router(backend: Backend) -> axum::Router {
@@ -82,7 +106,7 @@ async fn book(State(b): State<Backend>, headers: HeaderMap, body: String) -> Res
             return answer(409, "{\"code\":\"IDEMPOTENCY_IN_FLIGHT\"}".into(), "");
         }
     }
-    let Ok(req) = serde_json::from_str::<BookingRequest>(&body) else {
+    let Some(req) = b.parse(&body) else {
         return answer(400, "{\"code\":\"BAD_REQUEST\"}".into(), "");
     };
     let Ok(_conn) = b.pool.acquire().await else {
@@ -162,8 +186,8 @@ impl Backend {
         };
         let id = self.insert(req, &room, end, blocked);
         self.statement("commit").await;
-        let body = serde_json::json!({"id": id, "status": "booked", "room": {"id": room}});
-        let _ = &req.fallback;
+        let body =
+            serde_json::json!({"id": id, "status": "booked", "room": {"id": self.ids.room(&room)}});
         (201, body.to_string(), timing)
     }
 

@@ -24,9 +24,16 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use scenarios::{Fault, Link, Scenario, parse_day_unix_s};
 
+use backend_core::booking::strategy::Strategy;
+use model::Engine;
+use model::io::Server;
+
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
+use crate::ids::ClinicIds;
 use crate::invariants::{self, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::model_db::DeadlockLog;
+use crate::model_world;
 use crate::net;
 use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
 use crate::pool::{ConnectFn, Pool, WaitObserver};
@@ -49,6 +56,28 @@ pub struct RunConfig {
     pub strategy: String,
     /// Keep every trace event (for `--trace`); the hash is computed either way.
     pub keep_trace: bool,
+    pub backend: BackendKind,
+}
+
+/// Which backend serves the bookings.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// backend-core's api_router over the model engine (the system under test).
+    #[default]
+    Model,
+    /// The small stand-in of `stand_in.rs` (harness self-test; no SQL).
+    StandIn,
 }
 
 /// A finished run.
@@ -58,18 +87,27 @@ pub struct RunResult {
     pub events: Vec<Event>,
 }
 
-/// The strategies this build can run: (name, broken, description).
-pub fn strategies() -> Vec<(&'static str, bool)> {
-    stand_in::STRATEGIES.to_vec()
+/// The strategies a backend can run: (name, broken).
+pub fn strategies(backend: BackendKind) -> Vec<(&'static str, bool)> {
+    match backend {
+        BackendKind::Model => Strategy::ALL.iter().map(|s| (s.name(), s.is_broken())).collect(),
+        BackendKind::StandIn => stand_in::STRATEGIES.to_vec(),
+    }
 }
 
 /// Checks a strategy name; the error lists the valid names.
-pub fn check_strategy(name: &str) -> Result<(), SimError> {
-    if strategies().iter().any(|(n, _)| *n == name) {
+pub fn check_strategy(name: &str, backend: BackendKind) -> Result<(), SimError> {
+    if strategies(backend).iter().any(|(n, _)| *n == name) {
         return Ok(());
     }
-    let known: Vec<_> = strategies().iter().map(|(n, _)| *n).collect();
+    let known: Vec<_> = strategies(backend).iter().map(|(n, _)| *n).collect();
     Err(SimError::BadInput(format!("unknown strategy `{name}` (known: {})", known.join(", "))))
+}
+
+/// The database side of one run.
+enum DbSide {
+    StandIn(Arc<Mutex<stand_in::Store>>),
+    Model { engine: Rc<RefCell<Engine>>, servers: Rc<RefCell<Vec<Server>>>, deadlocks: DeadlockLog },
 }
 
 struct Shared {
@@ -80,7 +118,7 @@ struct Shared {
 
 /// Runs one seed.
 pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
-    check_strategy(&config.strategy)?;
+    check_strategy(&config.strategy, config.backend)?;
     let scenario = config.scenario.clone();
     let seeds = Seeds::new(config.seed);
     let plan = workload::plan(&scenario, &mut seeds.rng(Stream::Workload));
@@ -89,13 +127,44 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         histograms: Arc::new(Mutex::new(Histograms::default())),
         records: Rc::new(RefCell::new(vec![None; plan.len()])),
     };
-    let store = Arc::new(Mutex::new(stand_in::Store::default()));
     let mut sim = build_sim(&scenario, &seeds);
-    add_backend(&mut sim, config, &seeds, &shared, store.clone());
+    let side = match config.backend {
+        BackendKind::StandIn => {
+            let store = Arc::new(Mutex::new(stand_in::Store::default()));
+            add_backend(&mut sim, config, &seeds, &shared, store.clone());
+            DbSide::StandIn(store)
+        }
+        BackendKind::Model => add_model_hosts(&mut sim, config, &seeds, &shared)?,
+    };
     add_clients(&mut sim, &scenario, plan.clone(), &shared);
-    drive(&mut sim, &scenario, &shared.trace)?;
+    drive(&mut sim, &scenario, &shared.trace, &side)?;
     drop(sim);
-    Ok(finish(config, &plan, shared, &store))
+    finish(config, &plan, shared, &side)
+}
+
+fn add_model_hosts(
+    sim: &mut turmoil::Sim<'static>,
+    config: &RunConfig,
+    seeds: &Seeds,
+    shared: &Shared,
+) -> Result<DbSide, SimError> {
+    let strategy = model_world::strategy(&config.strategy)?;
+    let ids = ClinicIds::new(&config.scenario);
+    let engine = model_world::prepare_engine(&config.scenario, &ids, strategy, config.seed)?;
+    let engine = Rc::new(RefCell::new(engine));
+    let servers = Rc::new(RefCell::new(Vec::new()));
+    let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
+    model_world::add_db_host(sim, engine.clone(), seeds, servers.clone());
+    let histograms = shared.histograms.clone();
+    model_world::add_backend_host(
+        sim,
+        config.scenario.clone(),
+        strategy,
+        seeds,
+        histograms,
+        deadlocks.clone(),
+    );
+    Ok(DbSide::Model { engine, servers, deadlocks })
 }
 
 fn build_sim(scenario: &Scenario, seeds: &Seeds) -> turmoil::Sim<'static> {
@@ -141,6 +210,7 @@ fn add_backend(
             rng: db_rng.clone(),
             trace: trace.clone(),
             naive,
+            ids: Arc::new(ClinicIds::new(&scenario)),
         };
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
@@ -160,6 +230,7 @@ fn add_clients(
     let records = shared.records.clone();
     let trace = shared.trace.clone();
     let histograms = shared.histograms.clone();
+    let ids = Arc::new(ClinicIds::new(&scenario));
     sim.client("clients", async move {
         let start = tokio::time::Instant::now();
         let mut tasks = Vec::new();
@@ -167,6 +238,7 @@ fn add_clients(
             let mine: Vec<_> = plan.iter().filter(|b| b.booker == booker).cloned().collect();
             let ctx = ClientCtx {
                 scenario: scenario.clone(),
+                ids: ids.clone(),
                 records: records.clone(),
                 trace: trace.clone(),
                 histograms: histograms.clone(),
@@ -184,6 +256,7 @@ fn add_clients(
 #[derive(Clone)]
 struct ClientCtx {
     scenario: Arc<Scenario>,
+    ids: Arc<ClinicIds>,
     records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
     trace: SharedTrace,
     histograms: Arc<Mutex<Histograms>>,
@@ -209,7 +282,7 @@ async fn run_booker(bookings: Vec<PlannedBooking>, ctx: ClientCtx) {
 
 async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord {
     let w = &ctx.scenario.workload;
-    let body = request_body(b, &ctx.scenario);
+    let body = request_body(b, &ctx.scenario, &ctx.ids);
     let mut headers = Vec::new();
     if let Some(key) = &b.idempotency_key {
         headers.push(("idempotency-key", key.clone()));
@@ -248,7 +321,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
-        outcome = classify(answer.status, &text);
+        outcome = classify(answer.status, &text, &ctx.ids);
         break;
     }
     let key = BookingKey {
@@ -265,24 +338,48 @@ fn trace(ctx: &ClientCtx, text: String) {
     ctx.trace.lock().expect("trace").record(now_us(), "client", text);
 }
 
-fn request_body(b: &PlannedBooking, scenario: &Scenario) -> serde_json::Value {
+/// The patient's needs, from the scenario (H08 accessibility, H09 airborne isolation).
+fn needs(b: &PlannedBooking, scenario: &Scenario) -> serde_json::Value {
+    let patient = scenario.clinic.patients.iter().find(|p| p.name == b.patient);
+    let accessible = patient.is_some_and(|p| p.needs_accessible);
+    let airborne = patient.is_some_and(|p| p.airborne);
     serde_json::json!({
-        "clinic_id": scenario.clinic.name,
-        "doctor_id": b.doctor,
-        "patient_id": b.patient,
+        "accessible": accessible,
+        "isolation": if airborne { "airborne" } else { "none" },
+    })
+}
+
+/// The booking request in backend-core's shape (room-rules.md §4).
+fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> serde_json::Value {
+    let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated by the scenarios crate");
+    let at = |min: u32| {
+        let t = chrono::DateTime::from_timestamp(day_s + min as i64 * 60, 0).expect("valid day");
+        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    serde_json::json!({
+        "clinic_id": ids.clinic,
+        "doctor_id": ids.doctor(&b.doctor),
+        "patient_id": ids.patient(&b.patient),
         "appointment_type": b.appointment_type,
-        "start_min": b.start_min,
-        "room_id": b.room,
+        "start": at(b.start_min),
+        "end": at(b.start_min + b.duration_min),
+        "room_id": b.room.as_deref().map(|r| ids.room(r)),
+        "needs": needs(b, scenario),
         "fallback": scenario.workload.fallback.as_str(),
     })
 }
 
-fn classify(status: u16, body: &str) -> Outcome {
+fn classify(status: u16, body: &str, ids: &ClinicIds) -> Outcome {
     let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     match status {
         201 => Outcome::Created {
             id: json["id"].as_str().unwrap_or_default().to_string(),
-            room: json["room"]["id"].as_str().map(str::to_string),
+            room: json["room"]["id"].as_str().map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
+        },
+        // The `suggest` fallback: no booking, alternatives offered.
+        200 if json["booked"] == serde_json::Value::Bool(false) => Outcome::Conflict {
+            alternatives: count_alternatives(&json["alternatives"]),
+            room_unavailable: true,
         },
         409 => Outcome::Conflict {
             alternatives: count_alternatives(&json["alternatives"]),
@@ -327,7 +424,10 @@ enum Action {
     LinkFailRate(Link, f64),
     CrashBackend,
     RestartBackend,
-    NoDbHost(&'static str),
+    Partition,
+    Repair,
+    CrashDb,
+    RestartDb,
 }
 
 fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
@@ -343,8 +443,14 @@ fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
                 out.push((at_us, Action::CrashBackend));
                 out.push((end_us, Action::RestartBackend));
             }
-            Fault::Partition { .. } => out.push((at_us, Action::NoDbHost("partition"))),
-            Fault::DbCrash { .. } => out.push((at_us, Action::NoDbHost("db_crash"))),
+            Fault::Partition { .. } => {
+                out.push((at_us, Action::Partition));
+                out.push((end_us, Action::Repair));
+            }
+            Fault::DbCrash { .. } => {
+                out.push((at_us, Action::CrashDb));
+                out.push((end_us, Action::RestartDb));
+            }
         }
     }
     // Stable sort: equal times keep file order (for determinism).
@@ -352,17 +458,53 @@ fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
     out
 }
 
-fn apply(sim: &mut turmoil::Sim<'static>, action: &Action, trace: &SharedTrace, at_us: u64) {
+fn apply(
+    sim: &mut turmoil::Sim<'static>,
+    action: &Action,
+    trace: &SharedTrace,
+    at_us: u64,
+    side: &DbSide,
+) {
+    let engine = match side {
+        DbSide::Model { engine, .. } => Some(engine),
+        DbSide::StandIn(_) => None,
+    };
+    let no_db = "skipped: the stand-in world has no db host";
     let text = match action {
         Action::LinkFailRate(link, rate) => {
             let (a, b) = match link {
                 Link::ClientsBackend => ("clients", "backend"),
                 Link::BackendDb => ("backend", "db"),
             };
-            if *link == Link::ClientsBackend {
+            if *link == Link::ClientsBackend || engine.is_some() {
                 sim.set_link_fail_rate(a, b, *rate);
+                format!("fault loss {a}<->{b} rate {rate}")
+            } else {
+                format!("fault loss {a}<->{b} {no_db}")
             }
-            format!("fault loss {a}<->{b} rate {rate}")
+        }
+        Action::Partition | Action::Repair | Action::CrashDb | Action::RestartDb
+            if engine.is_none() =>
+        {
+            format!("fault {} {no_db}", action_name(action))
+        }
+        Action::Partition => {
+            sim.partition("backend", "db");
+            "fault partition backend<->db".to_string()
+        }
+        Action::Repair => {
+            sim.repair("backend", "db");
+            "fault repair backend<->db".to_string()
+        }
+        Action::CrashDb => {
+            sim.crash("db");
+            // In-flight transactions abort; committed data survives.
+            engine.expect("guarded above").borrow_mut().crash_restart();
+            "fault crash db".to_string()
+        }
+        Action::RestartDb => {
+            sim.bounce("db");
+            "fault restart db".to_string()
         }
         Action::CrashBackend => {
             sim.crash("backend");
@@ -372,9 +514,20 @@ fn apply(sim: &mut turmoil::Sim<'static>, action: &Action, trace: &SharedTrace, 
             sim.bounce("backend");
             "fault restart backend".to_string()
         }
-        Action::NoDbHost(kind) => format!("fault {kind} skipped: no db host in the stand-in world"),
     };
     trace.lock().expect("trace").record(at_us, "driver", text);
+}
+
+fn action_name(action: &Action) -> &'static str {
+    match action {
+        Action::LinkFailRate(..) => "loss",
+        Action::CrashBackend => "crash backend",
+        Action::RestartBackend => "restart backend",
+        Action::Partition => "partition",
+        Action::Repair => "repair",
+        Action::CrashDb => "crash db",
+        Action::RestartDb => "restart db",
+    }
 }
 
 /// Steps the world, applying faults on time. A run that hits the simulation limit is not an
@@ -383,6 +536,7 @@ fn drive(
     sim: &mut turmoil::Sim<'static>,
     scenario: &Scenario,
     trace: &SharedTrace,
+    side: &DbSide,
 ) -> Result<(), SimError> {
     let actions = schedule(scenario);
     let mut next = 0;
@@ -390,7 +544,7 @@ fn drive(
     loop {
         let at_us = modelled_us(sim.elapsed());
         while next < actions.len() && actions[next].0 <= at_us {
-            apply(sim, &actions[next].1, trace, at_us);
+            apply(sim, &actions[next].1, trace, at_us, side);
             next += 1;
         }
         match sim.step() {
@@ -402,12 +556,39 @@ fn drive(
     }
 }
 
+/// The final rows and what the database observed; folds the db server's statement trace
+/// into the run's trace (hash and interleaving signature).
+fn db_results(
+    side: &DbSide,
+    ids: &ClinicIds,
+    trace: &SharedTrace,
+) -> Result<(Vec<invariants::Appointment>, DbObservations), SimError> {
+    match side {
+        DbSide::StandIn(store) => {
+            Ok((store.lock().expect("store").rows.clone(), DbObservations::default()))
+        }
+        DbSide::Model { engine, servers, deadlocks } => {
+            let mut trace = trace.lock().expect("trace");
+            for server in servers.borrow().iter() {
+                for event in server.trace() {
+                    trace.record_statement(event.session, event.kind, &event.outcome);
+                    trace.record(event.at_us / TIME_SCALE as u64, "db", event.to_string());
+                }
+            }
+            drop(trace);
+            let rows = model_world::final_rows(&mut engine.borrow_mut(), ids)?;
+            let deadlocks = deadlocks.lock().expect("deadlock log").clone();
+            Ok((rows, DbObservations { deadlocks }))
+        }
+    }
+}
+
 fn finish(
     config: &RunConfig,
     plan: &[PlannedBooking],
     shared: Shared,
-    store: &Arc<Mutex<stand_in::Store>>,
-) -> RunResult {
+    side: &DbSide,
+) -> Result<RunResult, SimError> {
     let records: Vec<BookingRecord> = shared
         .records
         .borrow()
@@ -415,14 +596,16 @@ fn finish(
         .zip(plan)
         .map(|(record, b)| record.clone().unwrap_or_else(|| unfinished(b)))
         .collect();
-    let rows = store.lock().expect("store").rows.clone();
+    let ids = ClinicIds::new(&config.scenario);
+    let (rows, observed) = db_results(side, &ids, &shared.trace)?;
     let (invariants, mut violations) =
-        invariants::check_all(&config.scenario, &rows, &records, &DbObservations::default());
+        invariants::check_all(&config.scenario, &rows, &records, &observed);
     violations.truncate(VIOLATIONS_KEPT_MAX);
     let trace = shared.trace.lock().expect("trace");
     let histograms = shared.histograms.lock().expect("histograms").clone();
     let outcome = RunOutcome {
         seed: config.seed,
+        backend: config.backend,
         scenario: config.scenario.name.clone(),
         strategy: config.strategy.clone(),
         trace_hash: trace.hash_hex(),
@@ -434,7 +617,7 @@ fn finish(
         workload_us: records.iter().map(|r| r.answered_at_us).max().unwrap_or(0),
         events_count: trace.events_count(),
     };
-    RunResult { outcome, events: trace.events().to_vec() }
+    Ok(RunResult { outcome, events: trace.events().to_vec() })
 }
 
 fn unfinished(b: &PlannedBooking) -> BookingRecord {

@@ -7,11 +7,17 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::explore::{self, ExploreConfig};
-use sim::world::{self, RunConfig};
+use sim::world::{self, BackendKind, RunConfig};
 
 fn config(scenario: &str, seed: u64) -> RunConfig {
     let scenario = Arc::new(Scenario::builtin(scenario).unwrap().scenario);
-    RunConfig { scenario, seed, strategy: "exclusion".into(), keep_trace: false }
+    RunConfig {
+        scenario,
+        seed,
+        strategy: "exclusion".into(),
+        keep_trace: false,
+        backend: BackendKind::StandIn,
+    }
 }
 
 fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
@@ -19,6 +25,7 @@ fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
         scenario: Arc::new(Scenario::builtin("conflict").unwrap().scenario),
         scenario_arg: "conflict".into(),
         strategy: "exclusion".into(),
+        backend: BackendKind::StandIn,
         seeds: 0..100,
         jobs,
         shard,

@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::explore::{self, ExploreConfig};
-use sim::world::{self, RunConfig};
+use sim::world::{self, BackendKind, RunConfig};
 
 fn cfg(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) -> ExploreConfig {
     ExploreConfig {
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         scenario_arg: scenario.into(),
         strategy: strategy.into(),
+        backend: BackendKind::StandIn,
         seeds,
         jobs: 2,
         shard: None,
@@ -45,6 +46,7 @@ fn assert_found_and_replays(scenario: &str, strategy: &str, invariant: &str) {
         seed,
         strategy: strategy.into(),
         keep_trace: false,
+        backend: BackendKind::StandIn,
     };
     let a = world::run(&config).unwrap().outcome;
     let b = world::run(&config).unwrap().outcome;

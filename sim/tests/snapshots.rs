@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::report;
-use sim::world::{self, RunConfig};
+use sim::world::{self, BackendKind, RunConfig};
 
 const SEED: u64 = 1;
 
@@ -21,6 +21,7 @@ fn reports_of_every_scenario() {
             seed: SEED,
             strategy: "exclusion".into(),
             keep_trace: false,
+            backend: BackendKind::StandIn,
         };
         let o = world::run(&config).unwrap().outcome;
         let text = report::run_text(&o, &scenario, name);

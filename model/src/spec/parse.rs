@@ -12,8 +12,7 @@
 //! As in isolationtester's scanner, a SQL block runs from `{` to the FIRST `}` (no nesting),
 //! names are bare (`[A-Za-z0-9_]+`) or double-quoted (`""` escapes a quote) and not
 //! case-folded, and `#` starts a comment outside SQL blocks. Blocker markers in permutations
-//! (`(*)`, `(step)`, `(step notices N)`) are parsed and kept but do not change the runner's
-//! reporting (see the runner's notes). Errors are `file:line: what`.
+//! (`(*)`, `(step)`, `(step notices N)`) are kept for the runner. Errors are `file:line: what`.
 
 use std::fmt;
 
@@ -242,7 +241,7 @@ impl Parser<'_> {
         while self.peek_keyword("session") {
             let line = self.line();
             self.pos += 1;
-            let session = self.session()?;
+            let session = self.session(line)?;
             if sessions.iter().any(|s| s.name == session.name) {
                 return self.err(line, format!("session {:?} is defined twice", session.name));
             }
@@ -264,7 +263,7 @@ impl Parser<'_> {
         Ok(Spec { file: self.file.to_string(), setup, teardown, sessions, permutations })
     }
 
-    fn session(&mut self) -> PResult<Session> {
+    fn session(&mut self, line: usize) -> PResult<Session> {
         let name = self.name("a session name")?;
         let setup = if self.keyword("setup")? { Some(self.sql("setup")?) } else { None };
         let mut steps = Vec::new();
@@ -276,7 +275,7 @@ impl Parser<'_> {
             steps.push(StepDef { name: step_name, sql, line });
         }
         if steps.is_empty() {
-            return self.err(self.line(), format!("session {name:?} has no steps"));
+            return self.err(line, format!("session {name:?} has no steps"));
         }
         let teardown = if self.keyword("teardown")? { Some(self.sql("teardown")?) } else { None };
         Ok(Session { name, setup, teardown, steps })
@@ -362,7 +361,8 @@ pub fn parse_spec(text: &str, file: &str) -> Result<Spec, ParseError> {
             Err((line, what)) => return Err(ParseError { file: file.to_string(), line, what }),
         }
     }
-    let mut parser = Parser { toks, pos: 0, file, last_line: lexer.line };
+    let last_line = toks.last().map_or(1, |(_, l)| *l);
+    let mut parser = Parser { toks, pos: 0, file, last_line };
     let mut spec = parser.spec()?;
     check_names(&spec, &parser)?;
     if spec.permutations.is_empty() {

@@ -1,0 +1,201 @@
+//! backend-core's `Db` over the model server, across turmoil TCP.
+//!
+//! The backend host's pool ([`crate::pool::Pool`]: size and acquire timeout from the
+//! scenario, pool wait recorded) holds connections to the `db` host; each connection is one
+//! model session (`model::io::Client` over a turmoil `TcpStream`). Statements and values are
+//! converted between backend-core's `SqlValue`/`Rows`/`DbError` and the model's
+//! `Value`/`QueryResult`/`SqlError`. A connection whose stream failed is marked broken and
+//! never reused (its SQLSTATE is 08006, which backend-core treats as "outcome unknown").
+//! A connection returned with a transaction still open is rolled back before its next use.
+//! Every 40P01 the database reports is recorded for the `no_deadlock` invariant.
+//!
+//! Not modelled: statement cancellation, TLS, prepared-statement caching.
+
+use std::sync::{Arc, Mutex};
+
+use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
+use model::io::Client;
+use model::{SqlError, Value};
+use turmoil::net::TcpStream;
+
+use crate::pool::{ConnectFn, Pool, Pooled, WaitObserver};
+use crate::timescale::modelled_us;
+
+/// The db host's port.
+pub const DB_PORT: u16 = 5432;
+
+/// One model session.
+pub struct ModelConn {
+    client: Client<TcpStream>,
+    in_transaction: bool,
+}
+
+/// (modelled µs, description) of every deadlock error seen.
+pub type DeadlockLog = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// The pool of model sessions the backend uses.
+pub struct ModelDb {
+    pool: Pool<ModelConn>,
+    deadlocks: DeadlockLog,
+}
+
+impl ModelDb {
+    /// `acquire_timeout` is simulated (scaled) time.
+    pub fn new(
+        size: u32,
+        acquire_timeout: std::time::Duration,
+        on_wait: WaitObserver,
+        deadlocks: DeadlockLog,
+    ) -> ModelDb {
+        let connect: ConnectFn<ModelConn> = Arc::new(|| {
+            Box::pin(async {
+                let stream = TcpStream::connect(("db", DB_PORT)).await.map_err(|e| {
+                    DbError::new(DbError::CONNECTION_FAILURE, format!("connect to db: {e}"))
+                })?;
+                Ok(ModelConn { client: Client::new(stream), in_transaction: false })
+            })
+        });
+        ModelDb { pool: Pool::new(size, acquire_timeout, connect, on_wait), deadlocks }
+    }
+}
+
+impl Db for ModelDb {
+    fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
+        Box::pin(async move {
+            let mut pooled = self.pool.acquire().await?;
+            if pooled.get_mut().in_transaction {
+                let mut conn = PooledConn { pooled, deadlocks: self.deadlocks.clone() };
+                conn.run("ROLLBACK", &[]).await?;
+                return Ok(Box::new(conn) as Box<dyn Conn>);
+            }
+            Ok(Box::new(PooledConn { pooled, deadlocks: self.deadlocks.clone() }) as Box<dyn Conn>)
+        })
+    }
+}
+
+struct PooledConn {
+    pooled: Pooled<ModelConn>,
+    deadlocks: DeadlockLog,
+}
+
+impl PooledConn {
+    async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
+        let values: Vec<Value> = params.iter().map(to_model).collect();
+        let conn = self.pooled.get_mut();
+        let reply = conn.client.query(sql, &values).await;
+        let response = match reply {
+            Ok(response) => response,
+            Err(e) => {
+                self.pooled.mark_broken();
+                return Err(DbError::new(
+                    DbError::CONNECTION_FAILURE,
+                    format!("db connection lost: {e}"),
+                ));
+            }
+        };
+        conn.in_transaction = transaction_state(sql, conn.in_transaction);
+        match response {
+            Ok(result) => Ok(to_rows(result)),
+            Err(error) => {
+                if error.code == "40P01" {
+                    let at_us = modelled_us(turmoil::sim_elapsed().unwrap_or_default());
+                    let text = format!("{} (statement: {})", error.message, first_line(sql));
+                    self.deadlocks.lock().expect("deadlock log").push((at_us, text));
+                }
+                Err(to_db_error(error))
+            }
+        }
+    }
+}
+
+impl Conn for PooledConn {
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+    ) -> BoxFuture<'a, Result<Rows, DbError>> {
+        Box::pin(self.run(sql, params))
+    }
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines().next().unwrap_or_default().trim()
+}
+
+/// Whether a session is inside a transaction after `sql` ran (whatever its outcome: a failed
+/// statement leaves PostgreSQL's transaction open but aborted, still needing ROLLBACK).
+pub fn transaction_state(sql: &str, before: bool) -> bool {
+    let upper = sql.trim_start().to_ascii_uppercase();
+    if upper.starts_with("BEGIN") || upper.starts_with("START TRANSACTION") {
+        return true;
+    }
+    if upper.starts_with("COMMIT") || upper.starts_with("END") || upper.starts_with("ABORT") {
+        return false;
+    }
+    if upper.starts_with("ROLLBACK") && !upper.contains(" TO ") {
+        return false;
+    }
+    before
+}
+
+pub fn to_model(v: &SqlValue) -> Value {
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Bool(b) => Value::Bool(*b),
+        SqlValue::Int(i) => Value::Int(*i),
+        SqlValue::Text(t) => Value::Text(t.clone()),
+        SqlValue::Uuid(u) => Value::Uuid(u.as_u128()),
+        SqlValue::Timestamp(t) => Value::Timestamp(t.timestamp_micros()),
+    }
+}
+
+pub fn from_model(v: &Value) -> SqlValue {
+    match v {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Bool(*b),
+        Value::Int(i) => SqlValue::Int(*i),
+        Value::Text(t) => SqlValue::Text(t.clone()),
+        Value::Uuid(u) => SqlValue::Uuid(uuid::Uuid::from_u128(*u)),
+        Value::Timestamp(us) => match chrono::DateTime::from_timestamp_micros(*us) {
+            Some(t) => SqlValue::Timestamp(t),
+            None => SqlValue::Null,
+        },
+        // backend-core never reads ranges back; render them for diagnostics.
+        Value::Range(r) => SqlValue::Text(format!("{r:?}")),
+    }
+}
+
+/// The command tag's trailing count ("INSERT 0 1", "UPDATE 2", "SELECT 3").
+pub fn rows_affected(tag: &str) -> u64 {
+    tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+fn to_rows(r: model::QueryResult) -> Rows {
+    let rows = r.rows.iter().map(|row| row.iter().map(from_model).collect()).collect();
+    Rows { columns: r.columns, rows, rows_affected: rows_affected(&r.tag) }
+}
+
+fn to_db_error(e: SqlError) -> DbError {
+    DbError { sqlstate: e.code, message: e.message, constraint: e.constraint }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_tags_and_transaction_state_convert() {
+        let t = chrono::DateTime::from_timestamp(1_772_409_600, 0).unwrap();
+        let u = uuid::Uuid::from_u128(42);
+        for v in [SqlValue::Null, SqlValue::Int(-3), SqlValue::Uuid(u), SqlValue::Timestamp(t)] {
+            assert_eq!(from_model(&to_model(&v)), v);
+        }
+        assert_eq!(rows_affected("INSERT 0 1"), 1);
+        assert_eq!(rows_affected("UPDATE 12"), 12);
+        assert_eq!(rows_affected("BEGIN"), 0);
+        assert!(transaction_state("begin isolation level serializable", false));
+        assert!(transaction_state("ROLLBACK TO SAVEPOINT a", true));
+        assert!(!transaction_state("rollback", true));
+        assert!(transaction_state("SELECT 1", true));
+    }
+}

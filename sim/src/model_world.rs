@@ -1,0 +1,289 @@
+//! The real system under test in the turmoil world: backend-core over the model engine.
+//!
+//! ```text
+//!  clients ──HTTP──▶ backend (api_router, ModelDb pool) ──model protocol──▶ db (model::io::Server)
+//! ```
+//! - The ENGINE lives outside the db host (`Rc<RefCell<Engine>>` owned by the run), so a db
+//!   crash + restart keeps committed data: the driver calls `Engine::crash_restart` and the
+//!   restarted host starts a fresh `Server` on the same engine.
+//! - Before the workload, migrations (guarded schema, or unguarded for strategies that must
+//!   not be saved by the EXCLUDE constraint) and the clinic seed run directly on the engine
+//!   through a synchronous `Conn` (no network, no time).
+//! - The backend gets a seeded id source, a clock at the clinic day's midnight plus modelled
+//!   time, and a `WorkCharge` that sleeps a modelled CPU cost (see [`CostModel`]).
+//! - After the run the invariants read `appointments` with `Engine::query_committed` — from
+//!   the database side, never through the backend.
+//!
+//! Not modelled: the backend's own CPU time beyond the charged work.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use backend_core::booking::strategy::Strategy;
+use backend_core::booking::work::{Work, WorkCharge};
+use backend_core::config::ApiConfig;
+use backend_core::db::schema::{SchemaVariant, migration_scripts_for};
+use backend_core::db::{BoxFuture, Conn, DbError, Rows, SqlValue};
+use backend_core::domain::{Clock, SequentialIds};
+use backend_core::http::{ApiContext, api_router};
+use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
+use chrono::{DateTime, Utc};
+use model::io::{Server, ServerConfig};
+use model::{Engine, EngineConfig, Step};
+use scenarios::{Scenario, parse_day_unix_s};
+
+use crate::clinic::clinic_data;
+use crate::error::SimError;
+use crate::histograms::{Histograms, Metric};
+use crate::ids::ClinicIds;
+use crate::invariants::Appointment;
+use crate::model_db::{DB_PORT, DeadlockLog, ModelDb, from_model, to_model};
+use crate::net;
+use crate::pool::WaitObserver;
+use crate::seeds::{Seeds, Stream};
+use crate::timescale::{TIME_SCALE, modelled_us, scaled_ms, scaled_us};
+use crate::world::BACKEND_PORT;
+
+/// Modelled CPU cost of the backend's pure work, charged as a (scaled) sleep.
+pub struct CostModel;
+
+impl CostModel {
+    /// Nanoseconds per rule check and per interval examined, plus a fixed 2 µs per call.
+    pub const RULE_CHECK_NS: u64 = 50;
+    pub const INTERVAL_NS: u64 = 20;
+    pub const FIXED_US: u64 = 2;
+
+    pub fn cost_us(work: &Work) -> u64 {
+        match work {
+            Work::RulesEvaluation(s) => {
+                Self::FIXED_US + s.rule_checks * Self::RULE_CHECK_NS / 1_000
+            }
+            Work::ConflictDetection(s) => {
+                Self::FIXED_US + s.intervals_examined * Self::INTERVAL_NS / 1_000
+            }
+        }
+    }
+}
+
+struct ChargeSleep;
+
+impl WorkCharge for ChargeSleep {
+    fn charge(&self, work: Work) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(scaled_us(CostModel::cost_us(&work))))
+    }
+}
+
+/// The clinic day's midnight plus modelled time.
+struct SimClock {
+    day_start_s: i64,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        let us = modelled_us(turmoil::sim_elapsed().unwrap_or_default()) as i64;
+        DateTime::from_timestamp_micros(self.day_start_s * 1_000_000 + us).expect("a valid day")
+    }
+}
+
+/// A synchronous session straight on the engine (setup only: nothing may block).
+struct EngineConn<'e> {
+    engine: &'e mut Engine,
+    session: model::SessionId,
+}
+
+impl Conn for EngineConn<'_> {
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a str,
+        params: &'a [SqlValue],
+    ) -> BoxFuture<'a, Result<Rows, DbError>> {
+        let values: Vec<_> = params.iter().map(to_model).collect();
+        let result = match self.engine.submit(self.session, sql, &values) {
+            Step::Done(Ok(r)) => Ok(Rows {
+                columns: r.columns,
+                rows: r.rows.iter().map(|row| row.iter().map(from_model).collect()).collect(),
+                rows_affected: crate::model_db::rows_affected(&r.tag),
+            }),
+            Step::Done(Err(e)) => {
+                Err(DbError { sqlstate: e.code, message: e.message, constraint: e.constraint })
+            }
+            Step::Blocked => Err(DbError::new("55000", "a setup statement blocked")),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// Parses a strategy name (the error lists the valid names).
+pub fn strategy(name: &str) -> Result<Strategy, SimError> {
+    name.parse::<Strategy>().map_err(|e| SimError::BadInput(e.to_string()))
+}
+
+/// A migrated, seeded engine.
+pub fn prepare_engine(
+    scenario: &Scenario,
+    ids: &ClinicIds,
+    strategy: Strategy,
+    seed: u64,
+) -> Result<Engine, SimError> {
+    let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
+    let mut engine = Engine::new(EngineConfig { seed, epoch_us: day_s * 1_000_000 });
+    let session = engine.open_session();
+    let variant = if strategy.needs_exclusion_constraint() {
+        SchemaVariant::Guarded
+    } else {
+        SchemaVariant::Unguarded
+    };
+    for (name, sql) in migration_scripts_for(variant) {
+        if let Step::Done(Err(e)) = engine.submit(session, sql, &[]) {
+            return Err(SimError::HostFailed(format!(
+                "migration {name} failed on the model: {} ({})",
+                e.message, e.code
+            )));
+        }
+    }
+    let data = clinic_data(scenario, ids);
+    let policy = rules_policy(scenario)?;
+    let seed_data = ClinicSeed {
+        clinic: data.clinic,
+        rooms: data.rooms,
+        doctors: data.doctors,
+        patients: data.patients,
+        appointment_types: data.appointment_types,
+        policy: Some(policy),
+    };
+    let now = DateTime::from_timestamp(day_s, 0).expect("a valid day");
+    let mut conn = EngineConn { engine: &mut engine, session };
+    futures::executor::block_on(seed_clinic(&mut conn, &seed_data, now))
+        .map_err(|e| SimError::HostFailed(format!("seeding the model failed: {e}")))?;
+    engine.close_session(session);
+    Ok(engine)
+}
+
+fn rules_policy(scenario: &Scenario) -> Result<PolicySeed, SimError> {
+    let body = match scenario.rules.as_str() {
+        "default" => backend_core::rules::DEFAULT_RULESET_TOML.to_string(),
+        other => {
+            return Err(SimError::BadInput(format!(
+                "rules: unknown built-in rule set `{other}` (known: default)"
+            )));
+        }
+    };
+    Ok(PolicySeed { version: 1, format: "toml".into(), body })
+}
+
+/// Registers the db host: a model server on the shared engine.
+pub fn add_db_host(
+    sim: &mut turmoil::Sim<'static>,
+    engine: Rc<RefCell<Engine>>,
+    seeds: &Seeds,
+    trace_sink: Rc<RefCell<Vec<Server>>>,
+) {
+    let config = ServerConfig {
+        seed: seeds.u64(Stream::DbScheduler),
+        time_scale: TIME_SCALE,
+        ..ServerConfig::default()
+    };
+    sim.host("db", move || {
+        let (engine, config, servers) = (engine.clone(), config.clone(), trace_sink.clone());
+        async move {
+            let server = Server::start(engine, config);
+            servers.borrow_mut().push(server.clone());
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", DB_PORT)).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let server = server.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = server.serve_connection(stream).await;
+                });
+            }
+        }
+    });
+}
+
+/// Registers the backend host: backend-core's router over the model pool.
+pub fn add_backend_host(
+    sim: &mut turmoil::Sim<'static>,
+    scenario: Arc<Scenario>,
+    strategy: Strategy,
+    seeds: &Seeds,
+    histograms: Arc<Mutex<Histograms>>,
+    deadlocks: DeadlockLog,
+) {
+    let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
+    let backend_seed = seeds.u64(Stream::Backend);
+    sim.host("backend", move || {
+        let sink = histograms.clone();
+        let on_wait: WaitObserver =
+            Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
+        let db = ModelDb::new(
+            scenario.backend.pool_size,
+            scaled_ms(scenario.backend.acquire_timeout_ms),
+            on_wait,
+            deadlocks.clone(),
+        );
+        let mut config = ApiConfig { strategy, ..ApiConfig::default() };
+        config.retry.retries_max = scenario.backend.db_retries_max;
+        // Backoff is a modelled duration: stretch it like every other one.
+        config.retry.backoff_base_ms *= TIME_SCALE as u64;
+        config.retry.backoff_cap_ms *= TIME_SCALE as u64;
+        let ctx = ApiContext::new(
+            Arc::new(db),
+            Arc::new(SimClock { day_start_s }),
+            Arc::new(SequentialIds::new(backend_seed)),
+            config,
+            backend_seed,
+        )
+        .with_work_charge(Arc::new(ChargeSleep));
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+            axum::serve(net::TurmoilListener(listener), api_router(ctx)).await?;
+            Ok(())
+        }
+    });
+}
+
+/// Every appointment row, read from the committed state.
+pub fn final_rows(engine: &mut Engine, ids: &ClinicIds) -> Result<Vec<Appointment>, SimError> {
+    let sql = "SELECT id, room_id, doctor_id, patient_id, appointment_type, starts_at, ends_at, \
+               blocked_until, status, created_at FROM appointments ORDER BY id";
+    let result = engine.query_committed(sql).map_err(|e| {
+        SimError::HostFailed(format!("reading appointments from the model: {}", e.message))
+    })?;
+    let minute = |v: &SqlValue| match v {
+        SqlValue::Timestamp(t) => (t.timestamp().rem_euclid(86_400) / 60) as u32,
+        _ => 0,
+    };
+    let text = |v: &SqlValue| match v {
+        SqlValue::Text(t) => t.clone(),
+        SqlValue::Uuid(u) => ids.name(u),
+        other => format!("{other:?}"),
+    };
+    let rows = result.rows.iter().map(|row| {
+        let row: Vec<SqlValue> = row.iter().map(from_model).collect();
+        let status = text(&row[8]);
+        Appointment {
+            id: match &row[0] {
+                SqlValue::Uuid(u) => u.to_string(),
+                other => format!("{other:?}"),
+            },
+            room: match &row[1] {
+                SqlValue::Null => None,
+                v => Some(text(v)),
+            },
+            doctor: text(&row[2]),
+            patient: text(&row[3]),
+            appointment_type: text(&row[4]),
+            start_min: minute(&row[5]),
+            end_min: minute(&row[6]),
+            blocked_until_min: minute(&row[7]),
+            active: matches!(status.as_str(), "held" | "booked" | "checked_in" | "room_pending"),
+            txn: format!("status {status}"),
+            written_at_us: match &row[9] {
+                SqlValue::Timestamp(t) => (t.timestamp_micros().rem_euclid(86_400_000_000)) as u64,
+                _ => 0,
+            },
+        }
+    });
+    Ok(rows.collect())
+}
