@@ -110,6 +110,8 @@ pub struct Exec<'a> {
     pub replay: &'a mut Replay,
     pub now: Duration,
     pub undo: Vec<(String, Undo)>,
+    /// The statement blocked before and is running again.
+    pub resumed: bool,
     call_index: usize,
     serial_index: usize,
 }
@@ -278,7 +280,18 @@ impl<'a> Exec<'a> {
         replay: &'a mut Replay,
         now: Duration,
     ) -> Exec<'a> {
-        Exec { db, me, snap, params, replay, now, undo: Vec::new(), call_index: 0, serial_index: 0 }
+        Exec {
+            db,
+            me,
+            snap,
+            params,
+            replay,
+            now,
+            undo: Vec::new(),
+            resumed: false,
+            call_index: 0,
+            serial_index: 0,
+        }
     }
 
     /// Reverts this attempt's version changes (before a wait or after an error).
@@ -740,6 +753,25 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// The SSI write check and the unique / exclusion checks, in PostgreSQL's order: the
+    /// heap insert checks SSI first (a failure there comes before any wait); after a wait,
+    /// a unique index re-checks SSI (so a doomed writer gets 40001 instead of 23505) while an
+    /// exclusion constraint reports 23P01 without another SSI check.
+    fn write_checks(&mut self, table: &str, values: &[Value]) -> Res<()> {
+        let ssi = self.ssi_write(table);
+        if ssi.is_err() && !self.resumed {
+            return ssi;
+        }
+        match self.find_conflict(table, values, None)? {
+            Some(c) if c.exclusion => Err(self.conflict_error(table, values, c).into()),
+            Some(c) => {
+                ssi?;
+                Err(self.conflict_error(table, values, c).into())
+            }
+            None => ssi,
+        }
+    }
+
     /// NOT NULL and CHECK constraints of a proposed row.
     fn check_row(&mut self, table: &str, values: &[Value]) -> Res<()> {
         let t = self.db.catalog.must_get(table)?.clone_shallow();
@@ -825,7 +857,8 @@ impl<'a> Exec<'a> {
     }
 
     /// The 23505 / 23P01 error for a conflict, or 40001 for a SERIALIZABLE transaction that
-    /// had read the relation and whose snapshot cannot see the conflicting row.
+    /// SSI already doomed and whose snapshot cannot see the conflicting row (exclusion
+    /// constraints always give 23P01, as PostgreSQL 15).
     fn conflict_error(&self, table: &str, values: &[Value], c: Conflict) -> Error {
         let t = match self.db.catalog.must_get(table) {
             Ok(t) => t,
@@ -853,8 +886,10 @@ impl<'a> Exec<'a> {
                 constraint: Some(x.name.clone()),
             };
         }
+        // A serializable writer already marked doomed (the committed winner saw it as a
+        // pivot) gets the serialization failure instead of the unique violation.
         if self.me.ssi
-            && self.db.ssi.has_read(self.me.txn, table)
+            && self.db.ssi.is_doomed(self.me.txn)
             && !self.snap.visible(&self.db.xids, other)
         {
             return Error::rw_dependency("Canceled on identification as a pivot, during write");
@@ -1124,14 +1159,11 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        if let Some(c) = self.find_conflict(&ins.table, &values, None)? {
-            return Err(self.conflict_error(&ins.table, &values, c).into());
-        }
+        self.write_checks(&ins.table, &values)?;
         self.check_parents(&ins.table, &values, None)?;
         let row_id = self.db.next_row;
         self.db.next_row += 1;
         self.append_version(&ins.table, row_id, values.clone())?;
-        self.ssi_write(&ins.table)?;
         Ok(Some(values))
     }
 
@@ -1243,14 +1275,11 @@ impl<'a> Exec<'a> {
         self.check_row(table, &new)?;
         let row_id = self.db.catalog.must_get(table)?.heap.tuples[tid].row_id;
         self.expire_version(table, tid, None)?;
-        if let Some(c) = self.find_conflict(table, &new, None)? {
-            return Err(self.conflict_error(table, &new, c).into());
-        }
+        self.write_checks(table, &new)?;
         self.check_parents(table, &new, Some(old))?;
         let new_tid = self.append_version(table, row_id, new.clone())?;
         self.set_next(table, tid, new_tid)?;
         self.check_children(table, old, Some(&new))?;
-        self.ssi_write(table)?;
         Ok(new)
     }
 

@@ -318,6 +318,7 @@ impl Engine {
         let params =
             self.sessions[&session].pending.as_ref().map(|p| p.params.clone()).unwrap_or_default();
         let mut exec = Exec::new(&mut self.db, me, snap, &params, &mut replay, self.now);
+        exec.resumed = prior.is_some();
         let result = exec.run(&plan);
         if result.is_err() {
             exec.undo();

@@ -111,6 +111,11 @@ impl Ssi {
             .collect()
     }
 
+    /// Whether `me` was marked to fail at its next check.
+    pub fn is_doomed(&self, me: TxnId) -> bool {
+        self.sxacts.get(&me).is_some_and(|s| s.doomed)
+    }
+
     /// Whether `me` (serializable) had SIREAD-locked `table`.
     pub fn has_read(&self, me: TxnId, table: &str) -> bool {
         self.sxacts.get(&me).is_some_and(|s| s.reads.contains(table))
