@@ -38,11 +38,13 @@ CREATE TABLE appointments (
     CHECK (room_id IS NOT NULL OR status IN ('room_pending', 'cancelled')),
     during tstzrange GENERATED ALWAYS AS (tstzrange(starts_at, ends_at, '[)')) STORED,
     blocked tstzrange GENERATED ALWAYS AS (tstzrange(starts_at, blocked_until, '[)')) STORED,
+    -- BEGIN no_room_overlap (the unguarded schema variant drops the lines up to END)
     -- THE double-booking guard: no two room-occupying appointments of one room may have
     -- overlapping blocked ranges. Enforced for every writer at every isolation level; an
     -- overlapping INSERT waits for the holder and then fails with 23P01 naming this constraint.
     CONSTRAINT no_room_overlap EXCLUDE USING gist (room_id WITH =, blocked WITH &&)
         WHERE (status IN ('held', 'booked', 'checked_in') AND room_id IS NOT NULL),
+    -- END no_room_overlap
     -- Rule H15: a doctor or a patient cannot be in two appointments at once (turnover is the
     -- room's, not the people's, so `during` is used here).
     CONSTRAINT no_doctor_overlap EXCLUDE USING gist (doctor_id WITH =, during WITH &&)

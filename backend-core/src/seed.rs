@@ -16,8 +16,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::booking::snapshot::enum_to_str;
-use crate::db::{Conn, DbError, SqlValue};
+use crate::db::{Conn, SqlValue};
 use crate::domain::{AppointmentType, Clinic, Doctor, Patient, Room};
+use crate::error::Error;
+use crate::rules::RuleSet;
 
 /// A stored rule policy version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +41,25 @@ pub struct ClinicSeed {
     pub policy: Option<PolicySeed>,
 }
 
+impl PolicySeed {
+    /// Parses the body as the rule set it claims to be, so a malformed policy (unknown rule
+    /// key, wrong parameter type, negative weight, …) is refused before anything is written.
+    pub fn validate(&self) -> Result<RuleSet, Error> {
+        if self.version <= 0 {
+            return Err(Error::invalid("policy.version", "must be positive"));
+        }
+        let parsed = match self.format.as_str() {
+            "toml" => RuleSet::from_toml(&self.body),
+            "json" => RuleSet::from_json(&self.body),
+            other => {
+                let message = format!("{other:?} is not a policy format (toml, json)");
+                return Err(Error::invalid("policy.format", message));
+            }
+        };
+        parsed.map_err(|error| Error::invalid("policy.body", error.to_string()))
+    }
+}
+
 /// Rows written by [`seed_clinic`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SeedCounts {
@@ -46,15 +67,14 @@ pub struct SeedCounts {
     pub rows: u64,
 }
 
-/// Writes the whole seed in one transaction (all or nothing).
+/// Writes the whole seed in one transaction (all or nothing). Records of another clinic and
+/// malformed policies are refused before anything is written.
 pub async fn seed_clinic(
     conn: &mut dyn Conn,
     seed: &ClinicSeed,
     now: DateTime<Utc>,
-) -> Result<SeedCounts, DbError> {
-    for room in &seed.rooms {
-        assert_eq!(room.clinic_id, seed.clinic.id, "room {} of another clinic in seed", room.id);
-    }
+) -> Result<SeedCounts, Error> {
+    check_seed(seed)?;
     conn.execute("BEGIN", &[]).await?;
     match write_seed(conn, seed, now).await {
         Ok(counts) => {
@@ -68,14 +88,30 @@ pub async fn seed_clinic(
     }
 }
 
+fn check_seed(seed: &ClinicSeed) -> Result<(), Error> {
+    let clinic_id = seed.clinic.id;
+    let rooms = seed.rooms.iter().map(|room| ("rooms", room.id, room.clinic_id));
+    let doctors = seed.doctors.iter().map(|doctor| ("doctors", doctor.id, doctor.clinic_id));
+    for (field, id, owner) in rooms.chain(doctors) {
+        if owner != clinic_id {
+            let message = format!("{id} belongs to clinic {owner}, not {clinic_id}");
+            return Err(Error::invalid(field, message));
+        }
+    }
+    if let Some(policy) = &seed.policy {
+        policy.validate()?;
+    }
+    Ok(())
+}
+
 async fn write_seed(
     conn: &mut dyn Conn,
     seed: &ClinicSeed,
     now: DateTime<Utc>,
-) -> Result<SeedCounts, DbError> {
+) -> Result<SeedCounts, Error> {
     let clinic = &seed.clinic;
     let mut counts = SeedCounts::default();
-    let mut run = async |sql: &str, params: Vec<SqlValue>| -> Result<(), DbError> {
+    let mut run = async |sql: &str, params: Vec<SqlValue>| -> Result<(), Error> {
         let rows = conn.execute(sql, &params).await?;
         counts.statements += 1;
         counts.rows += rows.rows_affected;
@@ -134,13 +170,15 @@ async fn write_seed(
     Ok(counts)
 }
 
-/// Stores a new policy version for a clinic (outside any explicit transaction).
+/// Stores a new policy version for a clinic after validating it (a malformed rule set is
+/// refused with the rule and field named; nothing is written).
 pub async fn publish_policy(
     conn: &mut dyn Conn,
     clinic_id: Uuid,
     policy: &PolicySeed,
     now: DateTime<Utc>,
-) -> Result<(), DbError> {
+) -> Result<(), Error> {
+    policy.validate()?;
     let (sql, params) = policy_insert(clinic_id, policy, now);
     conn.execute(sql, &params).await?;
     Ok(())
@@ -170,4 +208,35 @@ fn text(value: &str) -> SqlValue {
 
 fn json<T: serde::Serialize>(value: &T) -> SqlValue {
     SqlValue::Text(serde_json::to_string(value).expect("domain records always serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::DEFAULT_RULESET_TOML;
+
+    fn policy(format: &str, body: &str) -> PolicySeed {
+        PolicySeed { version: 1, format: format.into(), body: body.into() }
+    }
+
+    #[test]
+    fn policies_are_validated_before_writing() {
+        assert!(policy("toml", DEFAULT_RULESET_TOML).validate().is_ok());
+        let bad_format = policy("yaml", DEFAULT_RULESET_TOML).validate().unwrap_err();
+        assert_eq!(bad_format.field(), Some("policy.format"));
+        let bad_body = policy("json", "{\"version\": 1, \"rules\": [{\"key\": \"nope\"}]}");
+        let error = bad_body.validate().unwrap_err();
+        assert_eq!(error.field(), Some("policy.body"));
+        let zero = PolicySeed { version: 0, ..policy("toml", DEFAULT_RULESET_TOML) };
+        assert_eq!(zero.validate().unwrap_err().field(), Some("policy.version"));
+    }
+
+    #[test]
+    fn records_of_another_clinic_are_refused() {
+        let clinic = Clinic { id: Uuid::from_u128(1), ..Clinic::default() };
+        let room =
+            Room { id: Uuid::from_u128(5), clinic_id: Uuid::from_u128(2), ..Room::default() };
+        let seed = ClinicSeed { clinic, rooms: vec![room], ..ClinicSeed::default() };
+        assert_eq!(check_seed(&seed).unwrap_err().field(), Some("rooms"));
+    }
 }

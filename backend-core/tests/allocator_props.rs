@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use backend_core::allocator::fixture::{Fixture, at, fixture_id};
 use backend_core::allocator::{
     Allocation, AllocatorConfig, Block, ClinicSnapshot, EvalStats, Outcome, RoomTimeline, allocate,
+    epoch_us,
 };
 use backend_core::domain::{
     Appointment, AppointmentStatus, BookingRequest, FallbackMode, Gender, GenderPolicy, Isolation,
@@ -322,30 +323,50 @@ proptest! {
     }
 
     #[test]
+    fn fast_and_explained_evaluations_agree(case in case_strategy(), shift_steps in 0i64..40) {
+        let rules = default_rule_set();
+        let ctx = EvalContext::new(&rules, &case.snapshot, &case.request);
+        let slot = ctx.requested_slot().shifted(shift_steps * 15);
+        let mut stats = EvalStats::default();
+        for index in 0..case.snapshot.rooms.len() {
+            let fast = ctx.evaluate_room(index, slot, false, &mut stats);
+            let explained = ctx.evaluate_room(index, slot, true, &mut stats);
+            prop_assert_eq!(fast.score, explained.score);
+            prop_assert_eq!(fast.turnover_minutes, explained.turnover_minutes);
+            let rules_of = |e: &RoomEvaluation| {
+                e.violations.iter().map(|v| (v.rule, v.magnitude)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(rules_of(&fast), rules_of(&explained));
+            let soft: i64 = explained.contributions.iter().map(|c| c.penalty).sum();
+            prop_assert_eq!(soft, explained.score.soft);
+        }
+    }
+
+    #[test]
     fn interval_index_matches_brute_force(
         raw in prop::collection::vec((0i64..200, 1i64..40, 0i64..20), 0..60),
         start in 0i64..220,
         length in 1i64..50,
     ) {
         let blocks: Vec<Block> = raw.iter().enumerate().map(|(n, &(s, d, t))| Block {
-            start: minute(s),
-            end: minute(s + d),
-            blocked_end: minute(s + d + t),
+            start_us: epoch_us(minute(s)),
+            end_us: epoch_us(minute(s + d)),
+            blocked_end_us: epoch_us(minute(s + d + t)),
             appointment_index: n as u32,
             appointment_id: fixture_id(5, n as u64),
         }).collect();
         let timeline = RoomTimeline::from_blocks(blocks.clone());
-        let (from, to) = (minute(start), minute(start + length));
+        let (from, to) = (epoch_us(minute(start)), epoch_us(minute(start + length)));
         let mut stats = EvalStats::default();
         let mut found: Vec<u32> = timeline.overlapping(from, to, &mut stats)
             .map(|b| b.appointment_index).collect();
         found.sort_unstable();
         let expected: Vec<u32> = blocks.iter()
-            .filter(|b| b.start < to && from < b.blocked_end)
+            .filter(|b| b.start_us < to && from < b.blocked_end_us)
             .map(|b| b.appointment_index).collect();
         prop_assert_eq!(found, expected);
         let conflict = timeline.first_conflict(from, to, &mut stats);
-        let any = blocks.iter().any(|b| b.start < to && from < b.blocked_end);
+        let any = blocks.iter().any(|b| b.start_us < to && from < b.blocked_end_us);
         prop_assert_eq!(conflict.is_some(), any);
     }
 }

@@ -217,6 +217,7 @@ async fn booking_flow_replay_conflicts_fallbacks_and_cancel() {
     let uri = format!("/v1/appointments/{appointment}/cancel");
     let cancelled = post(router, &uri, None, &json!({})).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert!(cancelled.headers.contains_key("server-timing"));
     assert_eq!(post(router, &uri, None, &json!({})).await.status, StatusCode::OK);
     let again = post(router, "/v1/appointments", None, &booking(10, 9)).await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
@@ -229,6 +230,7 @@ async fn booking_flow_replay_conflicts_fallbacks_and_cancel() {
     );
     let free = send(router, Request::get(uri).body(Body::empty()).unwrap()).await;
     assert_eq!(free.status, StatusCode::OK, "{}", free.body);
+    assert!(free.headers["server-timing"].to_str().unwrap().contains("db;dur="));
     let rooms = free.body["rooms"].as_array().unwrap();
     assert_eq!(rooms.len(), ROOMS);
     let first_free = &rooms[0]["free"][0];
@@ -268,7 +270,7 @@ async fn fifty_concurrent(strategy: Strategy, variant: SchemaVariant) {
     .await;
     w.schema.drop_schema().await;
     assert_eq!(overlaps, 0, "{strategy} double-booked through the API");
-    assert!(created >= 1 && created <= ROOMS, "{strategy}: {created} created");
+    assert!((1..=ROOMS).contains(&created), "{strategy}: {created} created");
     if strategy != Strategy::Serializable {
         assert_eq!(created, ROOMS, "{strategy}: every room should be booked once");
     }
@@ -292,4 +294,40 @@ async fn fifty_concurrent_http_bookings_advisory_unguarded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_http_bookings_serializable_unguarded() {
     fifty_concurrent(Strategy::Serializable, SchemaVariant::Unguarded).await;
+}
+
+/// Ten copies of one request with one Idempotency-Key, sent at once: exactly one booking;
+/// every answer is either that booking (201, the original or a replay) or "in flight" (409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicates_with_one_key_book_once() {
+    let Some(w) = world("api_idem_race", SchemaVariant::Guarded, Strategy::Exclusion).await else {
+        return;
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let router = w.router.clone();
+        tasks.push(tokio::spawn(async move {
+            post(&router, "/v1/appointments", Some("same-key"), &booking(7, 15)).await
+        }));
+    }
+    let mut bodies = Vec::new();
+    let mut in_flight = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        match answer.status {
+            StatusCode::CREATED => bodies.push(answer.body),
+            StatusCode::CONFLICT => {
+                assert_eq!(answer.body["code"], "IDEMPOTENCY_IN_FLIGHT", "{}", answer.body);
+                in_flight += 1;
+            }
+            other => panic!("unexpected {other}: {}", answer.body),
+        }
+    }
+    let booked = count(&w.schema.db, "SELECT count(*) FROM appointments").await;
+    let keys = count(&w.schema.db, "SELECT count(*) FROM idempotency_keys").await;
+    w.schema.drop_schema().await;
+    assert_eq!((booked, keys), (1, 1));
+    assert!(!bodies.is_empty());
+    assert!(bodies.iter().all(|body| *body == bodies[0]), "replays differ: {bodies:?}");
+    assert_eq!(bodies.len() + in_flight, 10);
 }

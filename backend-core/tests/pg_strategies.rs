@@ -199,9 +199,22 @@ async fn assert_safe(strategy: Strategy, variant: SchemaVariant) {
     let db: Arc<dyn Db> = Arc::new(schema.db.clone());
     let fixture = Arc::new(seed(db.as_ref()).await);
     let metrics = Arc::new(Metrics::default());
-    let result =
-        concurrent_round(db.clone(), &fixture, strategy, (0, CONCURRENT_BOOKINGS), ROOMS, &metrics)
-            .await;
+    let started = std::time::Instant::now();
+    let bookings = (0, CONCURRENT_BOOKINGS);
+    let result = concurrent_round(db.clone(), &fixture, strategy, bookings, ROOMS, &metrics).await;
+    let elapsed = started.elapsed();
+    let m = metrics.snapshot();
+    eprintln!(
+        "figure: {strategy} ({}): 50 concurrent: booked {}, all-taken {}, exhausted {}, \
+         retries 40001={} 40P01={} 23P01={}, {elapsed:?}",
+        variant.name(),
+        result.booked,
+        result.all_taken,
+        result.exhausted,
+        m.retries_serialization,
+        m.retries_deadlock,
+        m.retries_room_taken
+    );
     let pairs = overlapping_pairs(db.as_ref()).await;
     schema.drop_schema().await;
     assert_eq!(pairs, 0, "{strategy} on {} double-booked", variant.name());
@@ -250,7 +263,9 @@ async fn first_double_booking(strategy: Strategy, rounds_max: usize) -> Option<O
     for round in 0..rounds_max {
         concurrent_round(db.clone(), &fixture, strategy, (round, CONCURRENT_BOOKINGS), 1, &metrics)
             .await;
-        if overlapping_pairs(db.as_ref()).await > 0 {
+        let pairs = overlapping_pairs(db.as_ref()).await;
+        if pairs > 0 {
+            eprintln!("figure: {strategy}: {pairs} overlapping pairs in round {round}");
             found = Some(round);
             break;
         }
@@ -294,6 +309,7 @@ async fn room_lock_unordered_deadlocks_on_postgres() {
     }
     let pairs = overlapping_pairs(db.as_ref()).await;
     schema.drop_schema().await;
+    eprintln!("figure: room-lock-unordered: {deadlocks} deadlock retries/exhaustions");
     assert!(deadlocks > 0, "room-lock-unordered never deadlocked in 10 rounds");
     assert_eq!(pairs, 0, "unordered locking deadlocks but still never double-books");
 }

@@ -16,9 +16,14 @@ use crate::SqlError;
 pub enum Error {
     /// 40001, with the primary message (concurrent update / delete / read-write dependencies)
     /// and an optional DETAIL (the SSI reason code).
-    Serialization { message: String, detail: Option<String> },
+    Serialization {
+        message: String,
+        detail: Option<String>,
+    },
     /// 40P01 deadlock detected.
-    Deadlock { detail: String },
+    Deadlock {
+        detail: String,
+    },
     /// 55P03: NOWAIT, lock_timeout.
     LockNotAvailable(String),
     /// 57014 statement_timeout.
@@ -34,10 +39,17 @@ pub enum Error {
     InFailedTransaction,
     /// 0A000 feature not supported: names the construct.
     FeatureNotSupported(String),
-    /// 42601 syntax error.
+    /// 42601 syntax error; the position (sqlparser's line and column) goes to DETAIL.
     Syntax(String),
+    SyntaxAt {
+        message: String,
+        position: String,
+    },
     /// Any other error with its SQLSTATE: undefined table/column, bad input, division by zero.
-    Other { code: &'static str, message: String },
+    Other {
+        code: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -51,7 +63,7 @@ impl Error {
             Error::Constraint { code, .. } => code,
             Error::InFailedTransaction => "25P02",
             Error::FeatureNotSupported(_) => "0A000",
-            Error::Syntax(_) => "42601",
+            Error::Syntax(_) | Error::SyntaxAt { .. } => "42601",
             Error::Other { code, .. } => code,
         }
     }
@@ -72,7 +84,8 @@ impl Error {
             // The transaction must be rolled back first; retrying the statement alone fails.
             Error::InFailedTransaction => false,
             // Bad SQL stays bad.
-            Error::FeatureNotSupported(_) | Error::Syntax(_) | Error::Other { .. } => false,
+            Error::FeatureNotSupported(_) | Error::Syntax(_) | Error::SyntaxAt { .. } => false,
+            Error::Other { .. } => false,
         }
     }
 
@@ -123,6 +136,7 @@ impl Error {
             ),
             Error::FeatureNotSupported(m) => (m, None, None),
             Error::Syntax(m) => (m, None, None),
+            Error::SyntaxAt { message, position } => (message, Some(position), None),
             Error::Other { message, .. } => (message, None, None),
         };
         SqlError { code, message, detail, constraint }

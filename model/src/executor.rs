@@ -142,7 +142,9 @@ impl Effects<Halt> for Fx<'_> {
             Func::PgSleep => self.sleep(args)?,
             Func::Advisory(a) => self.advisory(a, args)?,
             other => {
-                return Err(Error::FeatureNotSupported(format!("{other:?} as a side effect")).into());
+                return Err(
+                    Error::FeatureNotSupported(format!("{other:?} as a side effect")).into()
+                );
             }
         };
         self.replay.results.push(result.clone());

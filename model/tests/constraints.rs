@@ -4,7 +4,8 @@ mod common;
 use common::*;
 
 const U: &str = "create table u (id int primary key, v text);";
-const APPT: &str = "create table appt (id serial primary key, room_id int not null, during tstzrange not null,
+const APPT: &str =
+    "create table appt (id serial primary key, room_id int not null, during tstzrange not null,
     exclude using gist (room_id with =, during with &&));";
 
 fn ins(room: i64, from_h: u32, to_h: u32) -> String {
@@ -48,7 +49,9 @@ fn unique_waits_for_inserter() {
 /// ON CONFLICT DO NOTHING: RC inserts nothing after the wait; RR/SER 40001.
 #[test]
 fn on_conflict_do_nothing_waits() {
-    for (level, want) in [("read committed", "INSERT 0 0"), ("repeatable read", "40001"), ("serializable", "40001")] {
+    for (level, want) in
+        [("read committed", "INSERT 0 0"), ("repeatable read", "40001"), ("serializable", "40001")]
+    {
         let mut h = two_with_snapshots(U, level);
         h.ok(0, "insert into u values (1, 'a')");
         h.blocks(1, "insert into u values (1, 'b') on conflict do nothing");
@@ -71,7 +74,10 @@ fn on_conflict_do_nothing_waits() {
 fn on_conflict_do_update() {
     let mut h = two_with_snapshots(U, "read committed");
     h.ok(0, "insert into u values (1, 'a')");
-    h.blocks(1, "insert into u values (1, 'b') on conflict (id) do update set v = u.v || excluded.v");
+    h.blocks(
+        1,
+        "insert into u values (1, 'b') on conflict (id) do update set v = u.v || excluded.v",
+    );
     h.ok(0, "commit");
     assert_eq!(tag_of(&h.completed(1)), "INSERT 0 1");
     h.ok(1, "commit");
@@ -86,7 +92,10 @@ fn on_conflict_do_update() {
 
     let mut h = H::new(1, U);
     assert_eq!(h.code(0, "insert into u values (1, 'a') on conflict (v) do nothing"), "42P10");
-    assert_eq!(h.code(0, "insert into u values (1,'a'),(1,'b') on conflict (id) do update set v = 'x'"), "21000");
+    assert_eq!(
+        h.code(0, "insert into u values (1,'a'),(1,'b') on conflict (id) do update set v = 'x'"),
+        "21000"
+    );
 }
 
 /// SER: both read the key (∅), then both insert: the loser gets 40001 instead of 23505.
@@ -118,7 +127,10 @@ fn exclusion_waits_then_conflicts() {
         h.ok(0, "commit");
         let e = h.completed(1).unwrap_err();
         assert_eq!(e.code, "23P01", "{level}");
-        assert_eq!(e.message, "conflicting key value violates exclusion constraint \"appt_room_id_during_excl\"");
+        assert_eq!(
+            e.message,
+            "conflicting key value violates exclusion constraint \"appt_room_id_during_excl\""
+        );
         assert_eq!(
             e.detail.as_deref(),
             Some("Key (room_id, during)=(1, [\"2025-03-10 09:00:00+00\",\"2025-03-10 11:00:00+00\")) conflicts with existing key (room_id, during)=(1, [\"2025-03-10 09:00:00+00\",\"2025-03-10 10:00:00+00\"]).".replace("]).", ")).").as_str())
@@ -132,9 +144,16 @@ fn exclusion_on_conflict() {
     let mut h = H::new(1, APPT);
     h.ok(0, &ins(1, 9, 10));
     assert_eq!(h.tag(0, &format!("{} on conflict do nothing", ins(1, 9, 10))), "INSERT 0 0");
-    let named = format!("{} on conflict on constraint appt_room_id_during_excl do nothing", ins(1, 9, 10));
+    let named =
+        format!("{} on conflict on constraint appt_room_id_during_excl do nothing", ins(1, 9, 10));
     assert_eq!(h.tag(0, &named), "INSERT 0 0");
-    let e = h.err(0, &format!("{} on conflict on constraint appt_room_id_during_excl do update set room_id = 2", ins(1, 9, 10)));
+    let e = h.err(
+        0,
+        &format!(
+            "{} on conflict on constraint appt_room_id_during_excl do update set room_id = 2",
+            ins(1, 9, 10)
+        ),
+    );
     assert_eq!(e.code, "42809");
 }
 
@@ -162,8 +181,22 @@ fn row_constraints_and_types() {
     assert_eq!(h.ints(0, "insert into c (n) values (4) returning id, d"), vec![vec![3, 8]]);
     assert_eq!(h.code(0, "insert into c (n) values ('abc')"), "22P02");
     assert_eq!(h.code(0, "insert into c (n, d) values (1, 2)"), "428C9");
-    assert_eq!(h.code(0, "select '2025-13-45'::timestamptz"), "22007");
+    assert_eq!(h.code(0, "select '2025-13-45'::timestamptz"), "22008");
+    assert_eq!(h.code(0, "select 'soon'::timestamptz"), "22007");
+    assert_eq!(h.code(0, "select 1 where 1 = 'abc'"), "22P02");
     let r = h.ok(0, "select t = '2025-01-01 00:00:00+00'::timestamptz, b from c");
     assert_eq!(r.rows, vec![vec![model::Value::Bool(true), model::Value::Bool(true)]]);
     assert_eq!(h.code(0, "select * from c where n = any(array[1])"), "0A000");
+}
+
+/// An inserter's ROLLBACK TO SAVEPOINT releases a waiter on its key (waits are per xid).
+#[test]
+fn unique_wait_released_by_rollback_to_savepoint() {
+    let mut h = H::new(2, U);
+    h.ok(0, "begin");
+    h.ok(0, "savepoint a");
+    h.ok(0, "insert into u values (1, 'a')");
+    h.blocks(1, "insert into u values (1, 'b')");
+    h.ok(0, "rollback to savepoint a");
+    assert_eq!(tag_of(&h.completed(1)), "INSERT 0 1");
 }

@@ -121,14 +121,20 @@ fn timeouts() {
     h.blocks(1, "update test set value = 1 where id = 1");
     h.advance_ms(100);
     let e = h.completed(1).unwrap_err();
-    assert_eq!((e.code.as_str(), e.message.as_str()), ("55P03", "canceling statement due to lock timeout"));
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("55P03", "canceling statement due to lock timeout")
+    );
     assert_eq!(h.code(1, "select 1"), "25P02");
     h.ok(1, "rollback");
     h.ok(1, "set statement_timeout = 250");
     h.blocks(1, "update test set value = 1 where id = 1");
     h.advance_ms(250);
     let e = h.completed(1).unwrap_err();
-    assert_eq!((e.code.as_str(), e.message.as_str()), ("57014", "canceling statement due to statement timeout"));
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("57014", "canceling statement due to statement timeout")
+    );
 }
 
 /// pg_sleep blocks for virtual time; now() is the transaction start.
@@ -152,7 +158,10 @@ fn pg_sleep_and_now() {
 /// Cross-wait on exclusion constraints deadlocks.
 #[test]
 fn exclusion_cross_wait_deadlock() {
-    let mut h = H::new(2, "create table appt (room int, during int4range, exclude using gist (room with =, during with &&))");
+    let mut h = H::new(
+        2,
+        "create table appt (room int, during int4range, exclude using gist (room with =, during with &&))",
+    );
     for i in 0..2 {
         h.ok(i, "begin");
     }

@@ -29,13 +29,22 @@ fn g0() {
             assert_eq!(tag_of(&r), "UPDATE 1");
             h.ok(1, "update test set value = 22 where id = 2");
             h.ok(1, "commit");
-            assert_eq!(h.committed_ints("select value from test order by id"), vec![vec![12], vec![22]]);
+            assert_eq!(
+                h.committed_ints("select value from test order by id"),
+                vec![vec![12], vec![22]]
+            );
         } else {
             assert_eq!(code_of(&r), "40001", "{level}");
-            assert_eq!(r.unwrap_err().message, "could not serialize access due to concurrent update");
+            assert_eq!(
+                r.unwrap_err().message,
+                "could not serialize access due to concurrent update"
+            );
             assert_eq!(h.code(1, "update test set value = 22 where id = 2"), "25P02");
             assert_eq!(h.tag(1, "commit"), "ROLLBACK");
-            assert_eq!(h.committed_ints("select value from test order by id"), vec![vec![11], vec![21]]);
+            assert_eq!(
+                h.committed_ints("select value from test order by id"),
+                vec![vec![11], vec![21]]
+            );
         }
     }
 }
@@ -80,7 +89,10 @@ fn g1c() {
         if level == "serializable" {
             let e = h.err(1, "commit");
             assert_eq!(e.code, "40001");
-            assert_eq!(e.detail.as_deref(), Some("Reason code: Canceled on identification as a pivot, during commit attempt."));
+            assert_eq!(
+                e.detail.as_deref(),
+                Some("Reason code: Canceled on identification as a pivot, during commit attempt.")
+            );
         } else {
             h.ok(1, "commit");
         }
@@ -214,10 +226,16 @@ fn g2_item() {
         h.ok(0, "commit");
         if level == "serializable" {
             assert_eq!(h.code(1, "commit"), "40001");
-            assert_eq!(h.committed_ints("select value from test order by id"), vec![vec![11], vec![20]]);
+            assert_eq!(
+                h.committed_ints("select value from test order by id"),
+                vec![vec![11], vec![20]]
+            );
         } else {
             h.ok(1, "commit");
-            assert_eq!(h.committed_ints("select value from test order by id"), vec![vec![11], vec![21]]);
+            assert_eq!(
+                h.committed_ints("select value from test order by id"),
+                vec![vec![11], vec![21]]
+            );
         }
     }
 }
@@ -253,7 +271,10 @@ fn g2_fekete_read_only() {
         if level == "serializable" {
             let e = h.err(0, "update test set value = 0 where id = 1");
             assert_eq!(e.code, "40001");
-            assert_eq!(e.detail.as_deref(), Some("Reason code: Canceled on identification as a pivot, during write."));
+            assert_eq!(
+                e.detail.as_deref(),
+                Some("Reason code: Canceled on identification as a pivot, during write.")
+            );
         } else {
             assert_eq!(h.tag(0, "update test set value = 0 where id = 1"), "UPDATE 1");
         }

@@ -67,7 +67,10 @@ fn fk_delete_waits_then_fails() {
     assert_eq!(e.detail.as_deref(), Some("Key (id)=(1) is still referenced from table \"child\"."));
     let e = h.err(0, "insert into child values (2, 99)");
     assert_eq!(e.code, "23503");
-    assert_eq!(e.detail.as_deref(), Some("Key (parent_id)=(99) is not present in table \"parent\"."));
+    assert_eq!(
+        e.detail.as_deref(),
+        Some("Key (parent_id)=(99) is not present in table \"parent\".")
+    );
 }
 
 /// A compatible request is not queued behind a conflicting waiter.
@@ -97,7 +100,8 @@ fn fifo_waiters() {
     h.blocks(3, "update test set value = value + 100 where id = 1 returning value");
     h.ok(0, "commit");
     let d = h.done();
-    let values: Vec<(usize, model::Value)> = d.iter().map(|(s, r)| (*s, r.clone().unwrap().rows[0][0].clone())).collect();
+    let values: Vec<(usize, model::Value)> =
+        d.iter().map(|(s, r)| (*s, r.clone().unwrap().rows[0][0].clone())).collect();
     use model::Value::Int;
     assert_eq!(values, vec![(1, Int(11)), (2, Int(21)), (3, Int(121))]);
 }
@@ -109,7 +113,10 @@ fn read_committed_eval_plan_qual() {
     let mut h = H::new(2, HERMITAGE);
     h.ok(0, "begin");
     h.ok(0, "update test set value = 20 where id = 1");
-    assert_eq!(h.ints(1, "update test set value = value where value = 20 returning id"), vec![vec![2]]);
+    assert_eq!(
+        h.ints(1, "update test set value = value where value = 20 returning id"),
+        vec![vec![2]]
+    );
 
     let mut h = H::new(2, HERMITAGE);
     h.ok(0, "begin");
@@ -158,8 +165,14 @@ fn nowait_and_skip_locked() {
     h.ok(0, "begin");
     h.ok(0, "select * from test where id = 1 for update");
     let e = h.err(1, "select * from test where id = 1 for update nowait");
-    assert_eq!((e.code.as_str(), e.message.as_str()), ("55P03", "could not obtain lock on row in relation \"test\""));
-    assert_eq!(h.ints(1, "select id from test order by id limit 1 for update skip locked"), vec![vec![2]]);
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("55P03", "could not obtain lock on row in relation \"test\"")
+    );
+    assert_eq!(
+        h.ints(1, "select id from test order by id limit 1 for update skip locked"),
+        vec![vec![2]]
+    );
     assert_eq!(h.ints(1, "select id from test order by id for share skip locked"), vec![vec![2]]);
 }
 
@@ -192,5 +205,8 @@ fn savepoints() {
     h.ok(0, "rollback to b");
     h.ok(0, "release savepoint a");
     h.ok(0, "commit");
-    assert_eq!(h.committed_ints("select id from test order by id"), vec![vec![1], vec![2], vec![3], vec![4]]);
+    assert_eq!(
+        h.committed_ints("select id from test order by id"),
+        vec![vec![1], vec![2], vec![3], vec![4]]
+    );
 }

@@ -15,6 +15,12 @@ fn basic_sql() {
     assert_eq!(h.code(0, "select 1/0"), "22012");
     assert_eq!(h.code(0, "select * from nope"), "42P01");
     assert_eq!(h.code(0, "select nope from test"), "42703");
-    assert_eq!(h.code(0, "selec 1"), "42601");
+    let e = h.err(0, "selec 1");
+    assert_eq!(e.code, "42601");
+    assert_eq!(e.message, "syntax error at or near \"selec\"");
+    assert_eq!(e.detail.as_deref(), Some("Line: 1, Column: 1"));
+    assert_eq!(h.err(0, "select (1").message, "syntax error at end of input");
+    assert_eq!(h.tag(0, "start transaction"), "START TRANSACTION");
+    assert_eq!(h.tag(0, "abort"), "ROLLBACK");
     assert_eq!(h.tag(0, "delete from test where id = 2 returning value"), "DELETE 1");
 }

@@ -4,16 +4,33 @@ mod common;
 use common::*;
 use model::Step;
 
-const ROOMS: &str = "create table room_reservation (room_id text, start_time timestamptz, end_time timestamptz,
+const ROOMS: &str =
+    "create table room_reservation (room_id text, start_time timestamptz, end_time timestamptz,
     description text, primary key (room_id, start_time));
     insert into room_reservation values ('101', '2010-04-01 10:00', '2010-04-01 11:00', 'Bob');";
 
 const STEPS: [(&str, usize, &str); 6] = [
-    ("rx1", 0, "select count(*) from room_reservation where room_id = '101' and start_time < '2010-04-01 14:00' and end_time > '2010-04-01 13:00'"),
-    ("wy1", 0, "insert into room_reservation values ('101', '2010-04-01 13:00', '2010-04-01 14:00', 'Carol')"),
+    (
+        "rx1",
+        0,
+        "select count(*) from room_reservation where room_id = '101' and start_time < '2010-04-01 14:00' and end_time > '2010-04-01 13:00'",
+    ),
+    (
+        "wy1",
+        0,
+        "insert into room_reservation values ('101', '2010-04-01 13:00', '2010-04-01 14:00', 'Carol')",
+    ),
     ("c1", 0, "commit"),
-    ("ry2", 1, "select count(*) from room_reservation where room_id = '101' and start_time < '2010-04-01 14:30' and end_time > '2010-04-01 13:30'"),
-    ("wx2", 1, "update room_reservation set start_time = '2010-04-01 13:30', end_time = '2010-04-01 14:30' where room_id = '101' and start_time = '2010-04-01 10:00'"),
+    (
+        "ry2",
+        1,
+        "select count(*) from room_reservation where room_id = '101' and start_time < '2010-04-01 14:30' and end_time > '2010-04-01 13:30'",
+    ),
+    (
+        "wx2",
+        1,
+        "update room_reservation set start_time = '2010-04-01 13:30', end_time = '2010-04-01 14:30' where room_id = '101' and start_time = '2010-04-01 10:00'",
+    ),
     ("c2", 1, "commit"),
 ];
 
@@ -80,8 +97,12 @@ fn classroom_scheduling_all_interleavings() {
         let joined = names.join(" ");
         let expected = match joined.as_str() {
             "rx1 wy1 c1 ry2 wx2 c2" | "ry2 wx2 c2 rx1 wy1 c1" => None,
-            "rx1 wy1 ry2 c1 wx2 c2" | "rx1 ry2 wy1 c1 wx2 c2" | "ry2 rx1 wy1 c1 wx2 c2" => Some("wx2"),
-            "rx1 ry2 wx2 c2 wy1 c1" | "ry2 rx1 wx2 c2 wy1 c1" | "ry2 wx2 rx1 c2 wy1 c1" => Some("wy1"),
+            "rx1 wy1 ry2 c1 wx2 c2" | "rx1 ry2 wy1 c1 wx2 c2" | "ry2 rx1 wy1 c1 wx2 c2" => {
+                Some("wx2")
+            }
+            "rx1 ry2 wx2 c2 wy1 c1" | "ry2 rx1 wx2 c2 wy1 c1" | "ry2 wx2 rx1 c2 wy1 c1" => {
+                Some("wy1")
+            }
             _ => {
                 let c1 = names.iter().position(|n| *n == "c1").unwrap();
                 let c2 = names.iter().position(|n| *n == "c2").unwrap();
@@ -204,10 +225,19 @@ fn crash_restart() {
     h.blocks(1, "update test set value = 1 where id = 1");
     h.e.crash_restart();
     assert!(h.done().is_empty());
-    assert_eq!(code_of(&match h.step(0, "select 1") { Step::Done(r) => r, _ => panic!() }), "08003");
+    assert_eq!(
+        code_of(&match h.step(0, "select 1") {
+            Step::Done(r) => r,
+            _ => panic!(),
+        }),
+        "08003"
+    );
     assert_eq!(h.committed_ints("select value from test order by id"), vec![vec![10], vec![20]]);
     let s = h.e.open_session();
-    assert!(matches!(h.e.submit(s, "update test set value = 5 where id = 1", &[]), Step::Done(Ok(_))));
+    assert!(matches!(
+        h.e.submit(s, "update test set value = 5 where id = 1", &[]),
+        Step::Done(Ok(_))
+    ));
 }
 
 /// Multi-statement submits run in one implicit transaction; an error stops the rest;
@@ -215,7 +245,10 @@ fn crash_restart() {
 #[test]
 fn multi_statement_submit() {
     let mut h = H::new(2, HERMITAGE);
-    assert_eq!(h.code(0, "insert into test values (3,30); select 1/0; insert into test values (4,40)"), "22012");
+    assert_eq!(
+        h.code(0, "insert into test values (3,30); select 1/0; insert into test values (4,40)"),
+        "22012"
+    );
     assert_eq!(h.committed_ints("select count(*) from test"), vec![vec![2]]);
     h.ok(0, "begin; update test set value = 0 where id = 1");
     h.blocks(1, "update test set value = 1 where id = 1; select value from test where id = 1");

@@ -263,5 +263,32 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
     assert_eq!(outcome.users_max, 10);
+    assert_eq!(outcome.rounds, Some(3));
     assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
+}
+
+/// Bad input through the command surface exits 2 with a message naming what is wrong.
+#[test]
+fn bad_input_exits_2() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: sim::real::RealCommand,
+    }
+    let dead = "postgres://root@127.0.0.1:1/test";
+    let cases: [&[&str]; 6] = [
+        &["validate", "--database-url", dead, "--concurrency", "0"],
+        &["validate", "--database-url", dead, "--scenario", "no-such-scenario"],
+        &["validate", "--database-url", "mysql://x/y"],
+        &["validate", "--database-url", dead, "--strategy", "bogus"],
+        &["db", "cleanup", "--database-url", dead],
+        &["load", "--target", "http://10.1.2.3:80"],
+    ];
+    for args in cases {
+        let cli = Cli::try_parse_from(std::iter::once("roomsim").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let code = sim::real::run(cli.command);
+        assert_eq!(code, std::process::ExitCode::from(2), "{args:?}");
+    }
 }

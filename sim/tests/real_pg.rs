@@ -95,3 +95,56 @@ async fn cleanup_demands_the_schema_then_empties_appointments() {
     db.pool().close().await;
     drop_schema(&url, &schema).await;
 }
+
+fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate::ValidateConfig {
+    sim::real::validate::ValidateConfig {
+        target: DbTarget::new(url, None).unwrap(),
+        scenario: "storm".to_string(),
+        levels: vec![level],
+        run_time: Duration::from_secs(3),
+        strategy: strategy.parse().unwrap(),
+        seed: 11,
+        reports: Default::default(),
+    }
+}
+
+/// Both sides of validate on one level: the real rounds replay the simulation's plans (same
+/// booking count per round), the simulation runs as many seeds, and every metric is compared.
+#[test]
+fn validate_replays_the_simulated_workload_on_postgres() {
+    use sim::real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
+    let Some(url) = database_url() else { return };
+    let config = validate_config(&url, "exclusion", 10);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = scenario_at_level(&loaded, 10).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let real = runtime.block_on(real_side(&config, &loaded, &[scenario.clone()])).unwrap();
+    let level = &real[0];
+    let requests = level.outcome.recorder.aggregated().request_count;
+    assert!(requests >= 10 && requests % 10 == 0, "whole rounds of 10: {requests}");
+    assert_eq!(level.outcome.recorder.aggregated().failure_count, 0);
+    assert_eq!(level.double_bookings, 0, "exclusion never double-books");
+    assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
+    assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
+    let sim = sim_side(scenario, config.strategy, config.seed, requests / 10).unwrap();
+    assert_eq!(sim.runs, requests / 10);
+    let (rows, overlays) = compare_levels(&real, &[sim]);
+    assert_eq!(rows.len(), 3, "room assignment, conflict detection, rules evaluation");
+    let assign = &rows[0].comparison;
+    assert_eq!(assign.real_count, requests);
+    assert_eq!(assign.sim_count, requests, "the same bookings on both sides");
+    assert_eq!(overlays.len(), 1);
+}
+
+/// The BROKEN naive strategy must double-book on real PostgreSQL under the storm.
+#[test]
+fn naive_double_books_on_postgres_under_the_storm() {
+    let Some(url) = database_url() else { return };
+    let config = validate_config(&url, "naive", 50);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = sim::real::validate::scenario_at_level(&loaded, 50).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let real = runtime.block_on(sim::real::validate::real_side(&config, &loaded, &[scenario]));
+    let level = &real.unwrap()[0];
+    assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
+}

@@ -34,7 +34,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use participants::{Participant, ParticipantConflict, participant_conflicts};
-pub use timeline::{Block, EvalStats, RoomTimeline};
+pub use timeline::{
+    Block, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
+};
 
 use crate::domain::{
     Appointment, AppointmentType, BookingRequest, Clinic, Doctor, FallbackMode, Patient, Room,
@@ -234,7 +236,8 @@ pub fn allocate(
         }
         None => None,
     };
-    let mut stats = EvalStats::default();
+    // Includes the time-independent rule checks done once per room while preparing.
+    let mut stats = ctx.preparation_stats();
     let slot = ctx.requested_slot();
     let conflicts = slot_participant_conflicts(&ctx, slot);
     let (feasible, infeasible) = evaluate_all(&ctx, slot, &mut stats);
@@ -283,7 +286,7 @@ fn slot_participant_conflicts(ctx: &EvalContext, slot: Slot) -> Vec<ParticipantC
         unreachable!("H15 carries participant parameters");
     };
     let request = ctx.request;
-    let appointments = &ctx.snapshot.appointments;
+    let appointments = ctx.participant_appointments();
     let (doctor, patient) = (request.doctor_id, request.patient_id);
     participant_conflicts(appointments, doctor, patient, slot.start, slot.end, params)
 }
@@ -341,11 +344,11 @@ fn decide(
     if !conflicts.is_empty() {
         return Outcome::ParticipantBusy { conflicts };
     }
-    if let Some(pinned) = pinned_index {
-        if let Some(failed) = explained.iter().find(|e| e.room_index == pinned) {
-            let rejection = failed.rejection(&ctx.snapshot.rooms[pinned]);
-            return Outcome::PinnedRoomRejected { rejection: rejection.expect("a violation") };
-        }
+    if let Some(pinned) = pinned_index
+        && let Some(failed) = explained.iter().find(|e| e.room_index == pinned)
+    {
+        let rejection = failed.rejection(&ctx.snapshot.rooms[pinned]);
+        return Outcome::PinnedRoomRejected { rejection: rejection.expect("a violation") };
     }
     if let Some(best) = feasible.first() {
         return Outcome::Assigned { room_id: best.room_id, score: best.score };

@@ -10,20 +10,40 @@
 //!
 //! The same lists give each slot's neighbours (previous and next block), which S02, S09 and
 //! S10 need, and free intervals for availability.
+//!
+//! Times inside the index are integer microseconds since the Unix epoch ([`EpochMicros`]):
+//! PostgreSQL's timestamp resolution, so comparisons agree with the database exactly, and
+//! integer arithmetic instead of calendar arithmetic on the hot path.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::Appointment;
 
+/// Microseconds since the Unix epoch.
+pub type EpochMicros = i64;
+
+/// Microseconds in a minute.
+pub const MINUTE_US: i64 = 60_000_000;
+
+/// `at` as microseconds since the epoch.
+pub fn epoch_us(at: DateTime<Utc>) -> EpochMicros {
+    at.timestamp_micros()
+}
+
+/// Microseconds since the epoch as a UTC time.
+pub fn from_epoch_us(at_us: EpochMicros) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at_us).expect("epoch microseconds within chrono's range")
+}
+
 /// One appointment's blocked range in a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
-    pub start: DateTime<Utc>,
+    pub start_us: EpochMicros,
     /// The appointment's end (without turnover).
-    pub end: DateTime<Utc>,
+    pub end_us: EpochMicros,
     /// `end + turnover`.
-    pub blocked_end: DateTime<Utc>,
+    pub blocked_end_us: EpochMicros,
     /// Index into the snapshot's appointments.
     pub appointment_index: u32,
     /// The appointment's id: breaks ties between equal starts, so the order (and every
@@ -44,7 +64,8 @@ pub struct EvalStats {
 #[derive(Clone, Debug, Default)]
 pub struct RoomTimeline {
     blocks: Vec<Block>,
-    span_max: Duration,
+    /// The longest blocked range: bounds the backward walk of [`Self::overlapping`].
+    span_max_us: i64,
 }
 
 impl RoomTimeline {
@@ -54,9 +75,9 @@ impl RoomTimeline {
         for (index, appointment) in appointments.iter().enumerate() {
             if appointment.room_id == Some(room_id) && appointment.status.blocks_room() {
                 blocks.push(Block {
-                    start: appointment.start,
-                    end: appointment.end,
-                    blocked_end: appointment.blocked_end(),
+                    start_us: epoch_us(appointment.start),
+                    end_us: epoch_us(appointment.end),
+                    blocked_end_us: epoch_us(appointment.blocked_end()),
                     appointment_index: u32::try_from(index).expect("appointment index fits u32"),
                     appointment_id: appointment.id,
                 });
@@ -67,13 +88,9 @@ impl RoomTimeline {
 
     pub fn from_blocks(mut blocks: Vec<Block>) -> RoomTimeline {
         // Equal starts are ordered by blocked end, then id: independent of input order.
-        blocks.sort_by_key(|block| (block.start, block.blocked_end, block.appointment_id));
-        let span_max = blocks
-            .iter()
-            .map(|block| block.blocked_end - block.start)
-            .max()
-            .unwrap_or_else(Duration::zero);
-        RoomTimeline { blocks, span_max }
+        blocks.sort_unstable_by_key(|b| (b.start_us, b.blocked_end_us, b.appointment_id.as_u128()));
+        let span_max_us = blocks.iter().map(|b| b.blocked_end_us - b.start_us).max().unwrap_or(0);
+        RoomTimeline { blocks, span_max_us }
     }
 
     pub fn blocks(&self) -> &[Block] {
@@ -81,60 +98,57 @@ impl RoomTimeline {
     }
 
     /// Index of the first block starting at or after `at`.
-    fn first_at_or_after(&self, at: DateTime<Utc>, stats: &mut EvalStats) -> usize {
+    fn first_at_or_after(&self, at_us: EpochMicros, stats: &mut EvalStats) -> usize {
         // A binary search examines about log2(n) blocks.
         stats.intervals_examined += u64::from(usize::BITS - self.blocks.len().leading_zeros());
-        self.blocks.partition_point(|block| block.start < at)
+        self.blocks.partition_point(|block| block.start_us < at_us)
     }
 
-    /// Blocks intersecting `[start, blocked_end)`, latest first.
+    /// Blocks intersecting `[start_us, blocked_end_us)`, latest first.
     pub fn overlapping<'a>(
         &'a self,
-        start: DateTime<Utc>,
-        blocked_end: DateTime<Utc>,
+        start_us: EpochMicros,
+        blocked_end_us: EpochMicros,
         stats: &'a mut EvalStats,
     ) -> impl Iterator<Item = &'a Block> + 'a {
-        assert!(start < blocked_end, "an empty slot cannot conflict");
-        let upper = self.first_at_or_after(blocked_end, stats);
-        let earliest_relevant = start - self.span_max;
+        assert!(start_us < blocked_end_us, "an empty slot cannot conflict");
+        let upper = self.first_at_or_after(blocked_end_us, stats);
+        let earliest_relevant_us = start_us - self.span_max_us;
         self.blocks[..upper]
             .iter()
             .rev()
-            .take_while(move |block| block.start >= earliest_relevant)
-            .inspect(|_| stats.intervals_examined += 1)
-            .filter(move |block| start < block.blocked_end)
+            .take_while(move |block| block.start_us >= earliest_relevant_us)
+            .inspect(move |_| stats.intervals_examined += 1)
+            .filter(move |block| start_us < block.blocked_end_us)
     }
 
-    /// The latest-starting block that conflicts with `[start, blocked_end)`, if any.
+    /// The latest-starting block that conflicts with `[start_us, blocked_end_us)`, if any.
     pub fn first_conflict(
         &self,
-        start: DateTime<Utc>,
-        blocked_end: DateTime<Utc>,
+        start_us: EpochMicros,
+        blocked_end_us: EpochMicros,
         stats: &mut EvalStats,
     ) -> Option<Block> {
-        self.overlapping(start, blocked_end, stats).next().copied()
+        self.overlapping(start_us, blocked_end_us, stats).next().copied()
     }
 
-    /// The block before the slot (latest start before `start`) and the block after it (first
-    /// start at or after `start`).
+    /// The block before the slot (latest start before `start_us`) and the block after it
+    /// (first start at or after `start_us`).
     pub fn neighbours(
         &self,
-        start: DateTime<Utc>,
+        start_us: EpochMicros,
         stats: &mut EvalStats,
     ) -> (Option<Block>, Option<Block>) {
-        let index = self.first_at_or_after(start, stats);
+        let index = self.first_at_or_after(start_us, stats);
         let previous = index.checked_sub(1).map(|i| self.blocks[i]);
         (previous, self.blocks.get(index).copied())
     }
 
-    /// Minutes the room is blocked within `[from, to)`.
-    pub fn busy_minutes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
-        let clipped = self.blocks.iter().map(|block| {
-            let start = block.start.max(from);
-            let end = block.blocked_end.min(to);
-            (end - start).num_minutes().max(0)
-        });
-        clipped.sum()
+    /// Minutes the room is blocked in total (overlapping blocks count twice).
+    pub fn busy_minutes(&self) -> i64 {
+        // Saturating: inconsistent data (huge turnovers) must not overflow.
+        let busy_us = self.blocks.iter().map(|b| b.blocked_end_us - b.start_us);
+        busy_us.fold(0i64, i64::saturating_add) / MINUTE_US
     }
 
     /// Free intervals within `[from, to)` (gaps between blocked ranges).
@@ -143,19 +157,20 @@ impl RoomTimeline {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let (from_us, to_us) = (epoch_us(from), epoch_us(to));
         let mut free = Vec::new();
-        let mut cursor = from;
+        let mut cursor_us = from_us;
         for block in &self.blocks {
-            if block.start >= to {
+            if block.start_us >= to_us {
                 break;
             }
-            if block.start > cursor {
-                free.push((cursor, block.start));
+            if block.start_us > cursor_us {
+                free.push((from_epoch_us(cursor_us), from_epoch_us(block.start_us)));
             }
-            cursor = cursor.max(block.blocked_end);
+            cursor_us = cursor_us.max(block.blocked_end_us);
         }
-        if cursor < to {
-            free.push((cursor, to));
+        if cursor_us < to_us {
+            free.push((from_epoch_us(cursor_us), to));
         }
         free
     }

@@ -13,7 +13,7 @@
 //! exclusion            BEGIN RC; [idem]; per candidate: SAVEPOINT; INSERT (23P01 → ROLLBACK TO)
 //! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT
-//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key) in key order; check; INSERT
+//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check; INSERT
 //! naive (BROKEN)       BEGIN RC; [idem]; check; INSERT                       → double-books
 //! rr-room-lock (BROKEN) BEGIN RR; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //!                      → the snapshot is taken by the first statement, before the lock wait,
@@ -238,11 +238,11 @@ async fn attempt_once(
     room_conflicts: &mut u32,
 ) -> Result<TxnOutcome, Failure> {
     session.exec(begin_sql(plan.strategy), &[]).await?;
-    if let Some(claim) = plan.idempotency {
-        if let Some(replay) = claim_idempotency_key(session, claim).await? {
-            session.exec("ROLLBACK", &[]).await?;
-            return Ok(replay);
-        }
+    if let Some(claim) = plan.idempotency
+        && let Some(replay) = claim_idempotency_key(session, claim).await?
+    {
+        session.exec("ROLLBACK", &[]).await?;
+        return Ok(replay);
     }
     let started = Instant::now();
     let placed = place(session, plan, room_conflicts).await;
@@ -483,7 +483,7 @@ async fn insert_appointment(
     };
     let sql = if candidate.is_some() { INSERT_WITH_ROOM } else { INSERT_ROOM_PENDING };
     let rows = session.exec(sql, &params).await?;
-    assert_eq!(rows.rows_affected, 1, "an INSERT … VALUES of one row inserts one row");
+    assert_eq!(rows.rows_affected, 1, "INSERT of one row must report 1 row (Conn contract)");
     Ok(())
 }
 

@@ -123,12 +123,12 @@ pub struct PgConn {
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut() {
-            if self.transaction_open {
-                // The transaction was abandoned (a cancelled future or an early return). Close
-                // the session: the server rolls back and releases every lock.
-                conn.close_on_drop();
-            }
+        if let Some(conn) = self.conn.as_mut()
+            && self.transaction_open
+        {
+            // The transaction was abandoned (a cancelled future or an early return). Close
+            // the session: the server rolls back and releases every lock.
+            conn.close_on_drop();
         }
     }
 }

@@ -4,20 +4,24 @@
 //! `include_str!`, so they are the very bytes sqlx applies) for the simulation to run on the
 //! model; [`migrate_pg`] applies them to PostgreSQL with `sqlx::migrate!`.
 //!
-//! SCHEMA VARIANTS: [`SchemaVariant::Unguarded`] swaps `0003_appointments.sql` for
-//! `variants/0003_appointments_unguarded.sql`, the same table without the `no_room_overlap`
-//! exclusion constraint. It exists so that tests and simulations can show (a) that `room-lock`,
-//! `advisory` and `serializable` prevent double booking by themselves and (b) that the BROKEN
-//! strategies really double-book instead of being rescued by the constraint. Production uses
+//! SCHEMA VARIANTS: [`SchemaVariant::Unguarded`] uses `0003_appointments.sql` with the lines
+//! between its `-- BEGIN no_room_overlap` and `-- END no_room_overlap` markers removed: the
+//! same table without the `no_room_overlap` exclusion constraint (derived, not copied, so the
+//! two variants cannot drift apart). It exists so that tests and simulations can show (a)
+//! that `room-lock`, `advisory` and `serializable` prevent double booking by themselves and
+//! (b) that the BROKEN strategies really double-book instead of being rescued by the constraint. Production uses
 //! `Guarded` (and only `Guarded` is reachable through `sqlx::migrate!`).
 //!
 //! NOT MODELLED: down-migrations; pruning of old idempotency keys is a query
 //! (`booking::idempotency::prune`), not a scheduled job.
 
+use std::sync::OnceLock;
+
 use sqlx::PgPool;
 
 use super::DbError;
 use super::pg::map_sqlx_error;
+use crate::booking::Strategy;
 
 /// Which appointments table to create.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,6 +34,17 @@ pub enum SchemaVariant {
 }
 
 impl SchemaVariant {
+    /// The variant that tests `strategy` honestly: `Guarded` for `exclusion` (it relies on the
+    /// constraint), `Unguarded` for every other strategy (so the constraint neither helps the
+    /// lock-based ones nor rescues the broken ones).
+    pub fn for_strategy(strategy: Strategy) -> SchemaVariant {
+        if strategy.needs_exclusion_constraint() {
+            SchemaVariant::Guarded
+        } else {
+            SchemaVariant::Unguarded
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SchemaVariant::Guarded => "guarded",
@@ -44,10 +59,22 @@ const RULE_POLICIES: (&str, &str) =
     ("0002_rule_policies", include_str!("../../migrations/0002_rule_policies.sql"));
 const APPOINTMENTS: (&str, &str) =
     ("0003_appointments", include_str!("../../migrations/0003_appointments.sql"));
-const APPOINTMENTS_UNGUARDED: (&str, &str) = (
-    "0003_appointments_unguarded",
-    include_str!("../../migrations/variants/0003_appointments_unguarded.sql"),
-);
+const ROOM_CONSTRAINT_BEGIN: &str = "    -- BEGIN no_room_overlap";
+const ROOM_CONSTRAINT_END: &str = "    -- END no_room_overlap\n";
+
+/// `0003_appointments.sql` without the room exclusion constraint (computed once).
+fn appointments_unguarded() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let sql = APPOINTMENTS.1;
+        let begin = sql.find(ROOM_CONSTRAINT_BEGIN).expect("0003 has the BEGIN marker");
+        let end = sql.find(ROOM_CONSTRAINT_END).expect("0003 has the END marker");
+        assert!(begin < end, "the no_room_overlap markers are out of order");
+        let note = "    -- UNGUARDED VARIANT: no no_room_overlap constraint (room overlap is left \
+                    to the booking strategy).\n";
+        format!("{}{note}{}", &sql[..begin], &sql[end + ROOM_CONSTRAINT_END.len()..])
+    })
+}
 const IDEMPOTENCY: (&str, &str) =
     ("0004_idempotency_keys", include_str!("../../migrations/0004_idempotency_keys.sql"));
 
@@ -60,7 +87,7 @@ pub fn migration_scripts() -> Vec<(String, &'static str)> {
 pub fn migration_scripts_for(variant: SchemaVariant) -> Vec<(String, &'static str)> {
     let appointments = match variant {
         SchemaVariant::Guarded => APPOINTMENTS,
-        SchemaVariant::Unguarded => APPOINTMENTS_UNGUARDED,
+        SchemaVariant::Unguarded => ("0003_appointments_unguarded", appointments_unguarded()),
     };
     [REFERENCE, RULE_POLICIES, appointments, IDEMPOTENCY]
         .into_iter()
@@ -91,6 +118,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_strategy_gets_the_variant_that_tests_it() {
+        assert_eq!(SchemaVariant::for_strategy(Strategy::Exclusion), SchemaVariant::Guarded);
+        for strategy in Strategy::ALL.into_iter().filter(|s| *s != Strategy::Exclusion) {
+            assert_eq!(SchemaVariant::for_strategy(strategy), SchemaVariant::Unguarded);
+        }
+    }
+
+    #[test]
     fn variants_differ_only_in_the_room_constraint() {
         let guarded = migration_scripts();
         let unguarded = migration_scripts_for(SchemaVariant::Unguarded);
@@ -100,6 +135,12 @@ mod tests {
         let all_unguarded: String = unguarded.iter().map(|(_, sql)| *sql).collect();
         assert!(all_guarded.contains("CONSTRAINT no_room_overlap EXCLUDE"));
         assert!(!all_unguarded.contains("CONSTRAINT no_room_overlap EXCLUDE"));
+        assert!(all_unguarded.contains("UNGUARDED VARIANT"));
+        assert_eq!(
+            all_guarded.lines().count() - all_unguarded.lines().count(),
+            6,
+            "only the constraint's lines (with its comment and markers) go"
+        );
         for constraint in ["no_doctor_overlap", "no_patient_overlap", "idempotency_keys"] {
             assert!(all_unguarded.contains(constraint), "{constraint} missing");
         }

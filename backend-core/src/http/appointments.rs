@@ -63,7 +63,8 @@ async fn create_appointment(
             error.into_response()
         }
     };
-    with_timing(response, &timing, &ctx.metrics)
+    timing.record(&ctx.metrics);
+    with_timing(response, &timing)
 }
 
 fn outcome_of_error(error: &Error) -> BookingOutcome {
@@ -164,17 +165,21 @@ async fn book(
     let conn = ctx.db.acquire().await;
     timing.db += acquire_started.elapsed();
     let mut conn = conn?;
-    if let Some(claim) = &claim {
-        let lookup_started = Instant::now();
-        let stored = lookup_idempotency_key(conn.as_mut(), claim).await;
-        timing.db += lookup_started.elapsed();
-        if let Some(replay) = stored? {
-            let never = |_: &Placement| -> (u16, String) { unreachable!("replays build nothing") };
-            return finish_booking(ctx, None, replay, &never);
-        }
+    if let Some(replay) = stored_replay(conn.as_mut(), claim.as_ref(), timing).await? {
+        return finish_booking(ctx, None, replay, &never_respond);
     }
     let prepared = prepare(ctx, conn.as_mut(), request, timing).await?;
-    let Some(candidates) = decide(ctx, &prepared)? else {
+    let decided = decide(ctx, &prepared);
+    if !matches!(decided, Ok(Some(_))) {
+        // A duplicate of this request may have committed since the first lookup: its own
+        // booking then makes this one look infeasible. The booking and its key commit
+        // together, so a snapshot that saw the booking is followed by a lookup that sees the
+        // key: replay rather than reject.
+        if let Some(replay) = stored_replay(conn.as_mut(), claim.as_ref(), timing).await? {
+            return finish_booking(ctx, None, replay, &never_respond);
+        }
+    }
+    let Some(candidates) = decided? else {
         ctx.metrics.booking(BookingOutcome::Rejected);
         return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
     };
@@ -235,6 +240,23 @@ fn finish_booking(
             Err(room_unavailable(&prepared.allocation, detail))
         }
     }
+}
+
+/// The stored response for the request's key, if it has one and it completed.
+async fn stored_replay(
+    conn: &mut dyn Conn,
+    claim: Option<&IdempotencyClaim>,
+    timing: &mut Timing,
+) -> Result<Option<TxnOutcome>> {
+    let Some(claim) = claim else { return Ok(None) };
+    let started = Instant::now();
+    let stored = lookup_idempotency_key(conn, claim).await;
+    timing.db += started.elapsed();
+    stored
+}
+
+fn never_respond(_: &Placement) -> (u16, String) {
+    unreachable!("a replay builds no response")
 }
 
 fn idempotency_key(headers: &HeaderMap, chars_max: usize) -> Result<Option<String>> {
@@ -402,11 +424,13 @@ async fn preview(State(ctx): State<ApiContext>, body: Result<Bytes, BytesRejecti
     }
     .await;
     let response = result.unwrap_or_else(IntoResponse::into_response);
-    with_timing(response, &timing, &ctx.metrics)
+    timing.record(&ctx.metrics);
+    with_timing(response, &timing)
 }
 
 /// POST /v1/appointments/{id}/cancel — idempotent: cancelling a cancelled appointment is 200.
 async fn cancel(State(ctx): State<ApiContext>, id: Result<Path<Uuid>, PathRejection>) -> Response {
+    let started = Instant::now();
     let result = async {
         let Path(id) = id.map_err(|rejection| path_rejection(rejection, "id"))?;
         let mut conn = ctx.db.acquire().await?;
@@ -433,5 +457,7 @@ async fn cancel(State(ctx): State<ApiContext>, id: Result<Path<Uuid>, PathReject
         Ok::<_, Error>(json_response(StatusCode::OK, body))
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    // Cancelling is database work only.
+    let timing = Timing { db: started.elapsed(), ..Timing::default() };
+    with_timing(result.unwrap_or_else(IntoResponse::into_response), &timing)
 }

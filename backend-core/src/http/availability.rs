@@ -14,10 +14,11 @@ use axum::routing::get;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::ApiContext;
 use super::error::query_rejection;
+use super::{ApiContext, Timing, with_timing};
 use crate::allocator::{ClinicSnapshot, room_free_intervals};
 use crate::booking::snapshot::{load_appointments, load_clinic, load_rooms};
 use crate::db::SqlValue;
@@ -41,13 +42,17 @@ async fn availability(
     State(ctx): State<ApiContext>,
     query: Result<Query<AvailabilityQuery>, QueryRejection>,
 ) -> Response {
-    match free_rooms(&ctx, query).await {
+    let started = Instant::now();
+    let response = match free_rooms(&ctx, query).await {
         Ok(body) => {
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string())
                 .into_response()
         }
         Err(error) => error.into_response(),
-    }
+    };
+    // Interval arithmetic is negligible next to the queries: all of it counts as db.
+    let timing = Timing { db: started.elapsed(), ..Timing::default() };
+    with_timing(response, &timing)
 }
 
 async fn free_rooms(

@@ -141,7 +141,7 @@ impl Timing {
         HeaderValue::from_str(&text).expect("ASCII header value")
     }
 
-    /// Records the phases into the latency histograms.
+    /// Records the phases into the latency histograms (bookings and previews only).
     fn record(&self, metrics: &Metrics) {
         metrics.rules_latency.record(self.rules);
         metrics.conflict_latency.record(self.conflict);
@@ -150,8 +150,7 @@ impl Timing {
 }
 
 /// Adds the Server-Timing header to a response.
-fn with_timing(mut response: Response, timing: &Timing, metrics: &Metrics) -> Response {
-    timing.record(metrics);
+fn with_timing(mut response: Response, timing: &Timing) -> Response {
     response.headers_mut().insert("server-timing", timing.header_value());
     response
 }

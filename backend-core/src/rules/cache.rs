@@ -181,6 +181,27 @@ mod tests {
     }
 
     #[test]
+    fn async_loader_runs_only_on_a_miss() {
+        let cache = PolicyCache::new(4);
+        let loads = Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            async { Ok::<_, ()>(RuleSet::catalogue_defaults(9)) }
+        };
+        let run = |version| {
+            futures::executor::block_on(cache.get_or_load_async(clinic(2), version, load))
+        };
+        assert_eq!(run(9).unwrap().version, 9);
+        assert_eq!(run(9).unwrap().version, 9);
+        assert_eq!(loads.get(), 1);
+        let failed = futures::executor::block_on(
+            cache.get_or_load_async(clinic(3), 1, || async { Err::<RuleSet, _>("timeout") }),
+        );
+        assert_eq!(failed.unwrap_err(), "timeout");
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 2, entries: 1 });
+    }
+
+    #[test]
     fn loader_errors_are_returned_and_not_cached_and_eviction_is_bounded() {
         let cache = PolicyCache::new(2);
         let err = cache.get_or_load(clinic(1), 1, || Err::<RuleSet, _>("db down"));

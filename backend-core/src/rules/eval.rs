@@ -10,9 +10,13 @@
 //! TWO SPEEDS
 //!
 //! `evaluate_room(.., explain = false)` only computes magnitudes and the score (the hot path,
-//! run for every room and candidate time). With `explain = true` every hit also gets a
-//! human-readable detail, and every active soft rule is listed even when it costs nothing;
-//! the allocator asks for that only for the rooms it reports on.
+//! run for every room and candidate time). Rules that cannot change with the time
+//! ([`RuleId::depends_on_time`] is false: equipment, capacity, zone, …) are evaluated once per
+//! room in [`EvalContext::new`]; the fast path adds the 14 time-dependent ones. With
+//! `explain = true` every rule is checked in code order, every hit gets a human-readable
+//! detail, and every active soft rule is listed even when it costs nothing; the allocator asks
+//! for that only for the rooms it reports on. Both paths agree on score and violations (a
+//! property test checks it at shifted slots).
 //!
 //! MAGNITUDES
 //!
@@ -34,7 +38,9 @@ use uuid::Uuid;
 use super::catalogue::*;
 use super::ruleset::{Rule, RuleSet};
 use super::score::Score;
-use crate::allocator::{Block, ClinicSnapshot, EvalStats, RoomTimeline};
+use crate::allocator::{
+    Block, ClinicSnapshot, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
+};
 use crate::domain::{Appointment, Gender, GenderPolicy, Isolation, Room};
 
 /// A candidate time, half-open `[start, end)`.
@@ -100,7 +106,8 @@ pub struct RoomEvaluation {
     pub turnover_minutes: u32,
     /// Violated hard rules, in code order.
     pub violations: Vec<Violation>,
-    /// Soft rules: only those that cost something, unless explained (then all active ones).
+    /// Soft rules, every active one; empty unless the evaluation was explained (the fast
+    /// path only computes the score).
     pub contributions: Vec<Contribution>,
 }
 
@@ -137,10 +144,12 @@ pub struct EvalContext<'a> {
     pub snapshot: &'a ClinicSnapshot,
     pub request: &'a crate::domain::BookingRequest,
     timelines: Vec<RoomTimeline>,
-    /// Room ids sorted, with their index in `snapshot.rooms`, for lookups by id.
-    room_index_by_id: Vec<(Uuid, usize)>,
+    /// Room ids (as integers) sorted, with their index in `snapshot.rooms`.
+    room_index_by_id: Vec<(u128, usize)>,
     /// The doctor's participant-blocking appointments, sorted by start.
-    doctor_appointments: Vec<&'a Appointment>,
+    doctor_visits: Vec<Visit>,
+    /// Appointments that block the doctor or the patient (H15), in snapshot order.
+    participant_appointments: Vec<Appointment>,
     /// Patient, appointment-type and derived tags (H13), for determinism a BTreeSet.
     visit_tags: BTreeSet<&'a str>,
     required_equipment: BTreeSet<&'a str>,
@@ -151,14 +160,37 @@ pub struct EvalContext<'a> {
     entrance_distance_m_min: u32,
     /// Busy minutes per room over the snapshot (S11).
     busy_minutes: Vec<i64>,
+    /// Per room: the score and violations of the rules that do not depend on time.
+    static_parts: Vec<Accumulator>,
+    /// Active rules that depend on time (H15 excluded), in code order.
+    timed_rules: Vec<&'a Rule>,
+    /// Work done while preparing the static parts.
+    preparation_stats: EvalStats,
+}
+
+/// Score, violations and (when explaining) contributions gathered rule by rule.
+#[derive(Clone, Debug, Default)]
+struct Accumulator {
+    score: Score,
+    violations: Vec<Violation>,
+    contributions: Vec<Contribution>,
+}
+
+/// A doctor's appointment, in integer time.
+#[derive(Clone, Copy, Debug)]
+struct Visit {
+    start_us: EpochMicros,
+    end_us: EpochMicros,
+    room_id: Option<Uuid>,
+    id: Uuid,
 }
 
 /// Writes `detail` only when explaining and the rule hit; returns the magnitude.
 fn hit(magnitude: i64, detail: Option<&mut String>, text: impl FnOnce() -> String) -> i64 {
-    if magnitude > 0 {
-        if let Some(detail) = detail {
-            *detail = text();
-        }
+    if magnitude > 0
+        && let Some(detail) = detail
+    {
+        *detail = text();
     }
     magnitude
 }
@@ -178,20 +210,13 @@ impl<'a> EvalContext<'a> {
         snapshot: &'a ClinicSnapshot,
         request: &'a crate::domain::BookingRequest,
     ) -> EvalContext<'a> {
-        let mut room_index_by_id: Vec<(Uuid, usize)> =
-            snapshot.rooms.iter().enumerate().map(|(index, room)| (room.id, index)).collect();
+        let rooms = snapshot.rooms.iter().enumerate();
+        let mut room_index_by_id: Vec<(u128, usize)> =
+            rooms.map(|(index, room)| (room.id.as_u128(), index)).collect();
         room_index_by_id.sort_unstable();
         let timelines = build_timelines(snapshot, &room_index_by_id);
-        let busy_minutes = timelines
-            .iter()
-            .map(|t| t.blocks().iter().map(|b| (b.blocked_end - b.start).num_minutes()).sum())
-            .collect();
-        let mut doctor_appointments: Vec<&Appointment> = snapshot
-            .appointments
-            .iter()
-            .filter(|a| a.doctor_id == request.doctor_id && a.status.blocks_participants())
-            .collect();
-        doctor_appointments.sort_by_key(|a| (a.start, a.id));
+        let busy_minutes = timelines.iter().map(RoomTimeline::busy_minutes).collect();
+        let (doctor_visits, participant_appointments) = participants(snapshot, request);
         let patient = &snapshot.patient;
         let airborne = patient.isolation == Isolation::Airborne
             || request.needs.isolation == Isolation::Airborne;
@@ -214,13 +239,20 @@ impl<'a> EvalContext<'a> {
             1 + request.needs.companions + u32::from(request.needs.interpreter);
         let entrance_distance_m_min =
             snapshot.rooms.iter().map(|r| r.distance_to_entrance_m).min().unwrap_or(0);
-        EvalContext {
+        let timed_rules = rules
+            .rules()
+            .iter()
+            .filter(|r| r.is_active() && r.id.depends_on_time())
+            .filter(|r| r.id != RuleId::ParticipantNoDoubleBooking)
+            .collect();
+        let mut ctx = EvalContext {
             rules,
             snapshot,
             request,
             timelines,
             room_index_by_id,
-            doctor_appointments,
+            doctor_visits,
+            participant_appointments,
             visit_tags,
             required_equipment,
             occupants_without_staff,
@@ -229,12 +261,48 @@ impl<'a> EvalContext<'a> {
             infectious,
             entrance_distance_m_min,
             busy_minutes,
-        }
+            static_parts: Vec::new(),
+            timed_rules,
+            preparation_stats: EvalStats::default(),
+        };
+        ctx.prepare_static_parts();
+        ctx
+    }
+
+    /// Evaluates the time-independent rules of every room once (at the requested slot; the
+    /// slot does not matter to them).
+    fn prepare_static_parts(&mut self) {
+        let mut stats = EvalStats::default();
+        let slot = self.requested_slot();
+        let untimed =
+            self.rules.rules().iter().filter(|r| r.is_active() && !r.id.depends_on_time());
+        let parts = (0..self.snapshot.rooms.len())
+            .map(|room_index| {
+                let facts = self.slot_facts(room_index, slot);
+                let mut part = Accumulator::default();
+                for rule in untimed.clone() {
+                    self.apply(rule, &facts, false, &mut stats, &mut part);
+                }
+                part
+            })
+            .collect();
+        self.static_parts = parts;
+        self.preparation_stats = stats;
+    }
+
+    /// The work done once per request by [`EvalContext::new`] (static rule checks).
+    pub fn preparation_stats(&self) -> EvalStats {
+        self.preparation_stats
     }
 
     /// The requested slot.
     pub fn requested_slot(&self) -> Slot {
         Slot::new(self.request.start, self.request.end)
+    }
+
+    /// The appointments that occupy the doctor or the patient (input to H15).
+    pub fn participant_appointments(&self) -> &[Appointment] {
+        &self.participant_appointments
     }
 
     pub fn timeline(&self, room_index: usize) -> &RoomTimeline {
@@ -243,7 +311,8 @@ impl<'a> EvalContext<'a> {
 
     /// Index in `snapshot.rooms` of the room with `room_id`.
     pub fn room_index(&self, room_id: Uuid) -> Option<usize> {
-        let found = self.room_index_by_id.binary_search_by_key(&room_id, |&(id, _)| id);
+        let key = room_id.as_u128();
+        let found = self.room_index_by_id.binary_search_by_key(&key, |&(id, _)| id);
         found.ok().map(|position| self.room_index_by_id[position].1)
     }
 
@@ -255,15 +324,15 @@ impl<'a> EvalContext<'a> {
             let by_type = p.turnover_minutes_by_room_type.get(&room.room_type).copied();
             turnover = turnover.max(by_type.unwrap_or(0));
         }
-        if self.airborne {
-            if let Some(RuleParams::AirborneIsolation(p)) = self.params(RuleId::AirborneIsolation) {
-                let clear = if room.air_changes_per_hour >= 12 {
-                    p.clear_minutes_at_12_ach
-                } else {
-                    p.clear_minutes_at_6_ach
-                };
-                turnover = turnover.max(clear);
-            }
+        if self.airborne
+            && let Some(RuleParams::AirborneIsolation(p)) = self.params(RuleId::AirborneIsolation)
+        {
+            let clear = if room.air_changes_per_hour >= 12 {
+                p.clear_minutes_at_12_ach
+            } else {
+                p.clear_minutes_at_6_ach
+            };
+            turnover = turnover.max(clear);
         }
         turnover
     }
@@ -272,7 +341,26 @@ impl<'a> EvalContext<'a> {
         self.rules.active(id).map(|rule| &rule.params)
     }
 
+    fn slot_facts(&self, room_index: usize, slot: Slot) -> SlotFacts<'a> {
+        let room = &self.snapshot.rooms[room_index];
+        let turnover_minutes = self.turnover_minutes(room);
+        let end_us = epoch_us(slot.end);
+        SlotFacts {
+            room,
+            room_index,
+            slot,
+            turnover_minutes,
+            start_us: epoch_us(slot.start),
+            end_us,
+            blocked_end_us: end_us + i64::from(turnover_minutes) * MINUTE_US,
+        }
+    }
+
     /// Scores `snapshot.rooms[room_index]` for `slot`. Pure: same input, same output.
+    ///
+    /// The fast path (`explain = false`) starts from the room's precomputed time-independent
+    /// part and checks only the time-dependent rules; explained evaluations check every rule
+    /// in code order. Both give the same score and the same violated rules.
     pub fn evaluate_room(
         &self,
         room_index: usize,
@@ -280,60 +368,65 @@ impl<'a> EvalContext<'a> {
         explain: bool,
         stats: &mut EvalStats,
     ) -> RoomEvaluation {
-        let room = &self.snapshot.rooms[room_index];
-        let turnover_minutes = self.turnover_minutes(room);
-        let facts = SlotFacts {
-            room,
-            room_index,
-            slot,
-            blocked_end: slot.end + Duration::minutes(i64::from(turnover_minutes)),
-        };
+        let facts = self.slot_facts(room_index, slot);
         stats.rooms_evaluated += 1;
-        let mut score = Score::ZERO;
-        let mut violations = Vec::new();
-        let mut contributions = Vec::new();
-        for rule in self.rules.rules().iter().filter(|rule| rule.is_active()) {
-            if rule.id == RuleId::ParticipantNoDoubleBooking {
-                continue; // Room-independent: checked once per slot by the allocator.
+        let mut acc =
+            if explain { Accumulator::default() } else { self.static_parts[room_index].clone() };
+        let room_independent = |rule: &&Rule| rule.id != RuleId::ParticipantNoDoubleBooking;
+        if explain {
+            let active = self.rules.rules().iter().filter(|rule| rule.is_active());
+            for rule in active.filter(room_independent) {
+                self.apply(rule, &facts, true, stats, &mut acc);
             }
-            stats.rule_checks += 1;
-            let mut detail = String::new();
-            let magnitude = self.check(rule, &facts, explain.then_some(&mut detail), stats);
-            assert!(magnitude >= 0, "rule {} produced a negative magnitude", rule.id);
-            let penalty = rule.weight.saturating_mul(magnitude).saturating_neg();
-            match rule.id.kind() {
-                RuleKind::Hard if magnitude > 0 => {
-                    score.penalize_hard(rule.weight, magnitude);
-                    let message = rule_message(rule, detail);
-                    violations.push(Violation { rule: rule.id, magnitude, penalty, message });
-                }
-                RuleKind::Hard => {}
-                RuleKind::Soft => {
-                    score.penalize_soft(rule.weight, magnitude);
-                    if magnitude > 0 || explain {
-                        let weight = rule.weight;
-                        let rule = rule.id;
-                        contributions.push(Contribution {
-                            rule,
-                            weight,
-                            magnitude,
-                            penalty,
-                            detail,
-                        });
-                    }
-                }
+        } else {
+            for rule in &self.timed_rules {
+                self.apply(rule, &facts, false, stats, &mut acc);
             }
+            acc.violations.sort_by_key(|violation| violation.rule);
         }
+        let Accumulator { score, violations, contributions } = acc;
         assert_eq!(score.hard == 0, violations.is_empty(), "hard score and violations disagree");
-        let room_id = room.id;
         RoomEvaluation {
-            room_id,
+            room_id: facts.room.id,
             room_index,
             slot,
             score,
-            turnover_minutes,
+            turnover_minutes: facts.turnover_minutes,
             violations,
             contributions,
+        }
+    }
+
+    /// Checks one rule and adds its penalty (and, when explaining, its text) to `acc`.
+    fn apply(
+        &self,
+        rule: &Rule,
+        facts: &SlotFacts,
+        explain: bool,
+        stats: &mut EvalStats,
+        acc: &mut Accumulator,
+    ) {
+        stats.rule_checks += 1;
+        let mut detail = String::new();
+        let magnitude = self.check(rule, facts, explain.then_some(&mut detail), stats);
+        assert!(magnitude >= 0, "rule {} produced a negative magnitude", rule.id);
+        let penalty = rule.weight.saturating_mul(magnitude).saturating_neg();
+        let (weight, id) = (rule.weight, rule.id);
+        match rule.id.kind() {
+            RuleKind::Hard if magnitude > 0 => {
+                acc.score.penalize_hard(weight, magnitude);
+                let message = rule_message(rule, detail);
+                acc.violations.push(Violation { rule: id, magnitude, penalty, message });
+            }
+            RuleKind::Hard => {}
+            RuleKind::Soft => {
+                acc.score.penalize_soft(weight, magnitude);
+                if explain {
+                    let contribution =
+                        Contribution { rule: id, weight, magnitude, penalty, detail };
+                    acc.contributions.push(contribution);
+                }
+            }
         }
     }
 
@@ -388,8 +481,39 @@ struct SlotFacts<'r> {
     room: &'r Room,
     room_index: usize,
     slot: Slot,
+    turnover_minutes: u32,
+    start_us: EpochMicros,
+    end_us: EpochMicros,
     /// `slot.end + turnover`.
-    blocked_end: DateTime<Utc>,
+    blocked_end_us: EpochMicros,
+}
+
+impl SlotFacts<'_> {
+    fn blocked_end(&self) -> DateTime<Utc> {
+        from_epoch_us(self.blocked_end_us)
+    }
+}
+
+/// The doctor's visits sorted by start, and the appointments occupying doctor or patient.
+fn participants(
+    snapshot: &ClinicSnapshot,
+    request: &crate::domain::BookingRequest,
+) -> (Vec<Visit>, Vec<Appointment>) {
+    let blocking = snapshot.appointments.iter().filter(|a| a.status.blocks_participants());
+    let mut visits = Vec::new();
+    let mut appointments = Vec::new();
+    for a in blocking {
+        let doctor = a.doctor_id == request.doctor_id;
+        if doctor {
+            let (start_us, end_us) = (epoch_us(a.start), epoch_us(a.end));
+            visits.push(Visit { start_us, end_us, room_id: a.room_id, id: a.id });
+        }
+        if doctor || a.patient_id == request.patient_id {
+            appointments.push(a.clone());
+        }
+    }
+    visits.sort_unstable_by_key(|v| (v.start_us, v.id.as_u128()));
+    (visits, appointments)
 }
 
 /// The rule's configured message, if any, with `{detail}` replaced by the engine's detail.
@@ -402,21 +526,34 @@ fn rule_message(rule: &Rule, detail: String) -> String {
 
 fn build_timelines(
     snapshot: &ClinicSnapshot,
-    room_index_by_id: &[(Uuid, usize)],
+    room_index_by_id: &[(u128, usize)],
 ) -> Vec<RoomTimeline> {
     let mut blocks: Vec<Vec<Block>> = vec![Vec::new(); snapshot.rooms.len()];
+    // Day sheets usually list a room's appointments together: remember the last lookup.
+    let mut last: Option<(u128, usize)> = None;
     for (index, appointment) in snapshot.appointments.iter().enumerate() {
         let Some(room_id) = appointment.room_id else { continue };
         if !appointment.status.blocks_room() {
             continue;
         }
-        let Ok(position) = room_index_by_id.binary_search_by_key(&room_id, |&(id, _)| id) else {
-            continue; // A room outside the snapshot cannot be chosen.
+        let key = room_id.as_u128();
+        let room_index = match last {
+            Some((last_key, room_index)) if last_key == key => room_index,
+            _ => {
+                let found = room_index_by_id.binary_search_by_key(&key, |&(id, _)| id);
+                let Ok(position) = found else {
+                    continue; // A room outside the snapshot cannot be chosen.
+                };
+                last = Some(room_index_by_id[position]);
+                room_index_by_id[position].1
+            }
         };
-        blocks[room_index_by_id[position].1].push(Block {
-            start: appointment.start,
-            end: appointment.end,
-            blocked_end: appointment.blocked_end(),
+        let end_us = epoch_us(appointment.end);
+        let turnover_us = i64::from(appointment.turnover_minutes) * MINUTE_US;
+        blocks[room_index].push(Block {
+            start_us: epoch_us(appointment.start),
+            end_us,
+            blocked_end_us: end_us + turnover_us,
             appointment_index: u32::try_from(index).expect("appointment index fits u32"),
             appointment_id: appointment.id,
         });
@@ -435,7 +572,11 @@ impl EvalContext<'_> {
         if !p.check_closures {
             return 0;
         }
-        let closed = room.closures.iter().find(|c| c.overlaps(f.slot.start, f.blocked_end));
+        if room.closures.is_empty() {
+            return 0;
+        }
+        let blocked_end = f.blocked_end();
+        let closed = room.closures.iter().find(|c| c.overlaps(f.slot.start, blocked_end));
         let magnitude = i64::from(closed.is_some());
         hit(magnitude, d, || {
             let c = closed.expect("closure found");
@@ -463,7 +604,7 @@ impl EvalContext<'_> {
         let timeline = &self.timelines[f.room_index];
         let mut first: Option<Block> = None;
         let mut count = 0;
-        for block in timeline.overlapping(f.slot.start, f.blocked_end, s) {
+        for block in timeline.overlapping(f.start_us, f.blocked_end_us, s) {
             first.get_or_insert(*block);
             count += 1;
         }
@@ -473,9 +614,9 @@ impl EvalContext<'_> {
             format!(
                 "room {} busy {}–{} (blocked to {}) with appointment {id}",
                 f.room.name,
-                hhmm(b.start),
-                hhmm(b.end),
-                hhmm(b.blocked_end)
+                hhmm(from_epoch_us(b.start_us)),
+                hhmm(from_epoch_us(b.end_us)),
+                hhmm(from_epoch_us(b.blocked_end_us))
             )
         })
     }
@@ -599,7 +740,7 @@ impl EvalContext<'_> {
             GenderPolicy::FemaleOnly => i64::from(gender != Gender::Female),
             GenderPolicy::SameGender => {
                 let timeline = &self.timelines[f.room_index];
-                let others = timeline.overlapping(f.slot.start, f.blocked_end, s).filter(|b| {
+                let others = timeline.overlapping(f.start_us, f.blocked_end_us, s).filter(|b| {
                     let other =
                         self.snapshot.appointments[b.appointment_index as usize].patient_gender;
                     other.is_some_and(|other| other != gender)
@@ -666,7 +807,7 @@ impl EvalContext<'_> {
             return 0;
         }
         let timeline = &self.timelines[f.room_index];
-        let concurrent = timeline.overlapping(f.slot.start, f.blocked_end, s).count() as i64;
+        let concurrent = timeline.overlapping(f.start_us, f.blocked_end_us, s).count() as i64;
         let excess = concurrent - i64::from(chairs) + 1;
         hit(excess.max(0), d, || {
             format!("room {} has all {chairs} chairs taken at {}", f.room.name, hhmm(f.slot.start))
@@ -704,23 +845,24 @@ impl EvalContext<'_> {
     }
 
     /// The doctor's appointments just before and just after the slot.
-    fn doctor_neighbours(&self, slot: Slot) -> (Option<&Appointment>, Option<&Appointment>) {
-        let index = self.doctor_appointments.partition_point(|a| a.start < slot.start);
-        let before = index.checked_sub(1).map(|i| self.doctor_appointments[i]);
-        (before, self.doctor_appointments.get(index).copied())
+    fn doctor_neighbours(&self, f: &SlotFacts) -> (Option<Visit>, Option<Visit>) {
+        let index = self.doctor_visits.partition_point(|v| v.start_us < f.start_us);
+        let before = index.checked_sub(1).map(|i| self.doctor_visits[i]);
+        (before, self.doctor_visits.get(index).copied())
     }
 
     /// S02: magnitude = consecutive doctor appointments (gap ≤ `gap_minutes`) in another room.
     fn s02_room_stability(&self, p: &GapParams, f: &SlotFacts, d: Option<&mut String>) -> i64 {
         let gap_max = i64::from(p.gap_minutes);
-        let (before, after) = self.doctor_neighbours(f.slot);
-        let moved = |a: Option<&Appointment>, gap: fn(&Appointment, Slot) -> i64| {
-            a.is_some_and(|a| {
-                a.room_id.is_some_and(|room| room != f.room.id) && gap(a, f.slot) <= gap_max
+        let (before, after) = self.doctor_neighbours(f);
+        let moved = |visit: Option<Visit>, gap_us: fn(&Visit, &SlotFacts) -> i64| {
+            visit.is_some_and(|v| {
+                let elsewhere = v.room_id.is_some_and(|room| room != f.room.id);
+                elsewhere && gap_us(&v, f) / MINUTE_US <= gap_max
             })
         };
-        let before_moved = moved(before, |a, slot| (slot.start - a.end).num_minutes());
-        let after_moved = moved(after, |a, slot| (a.start - slot.end).num_minutes());
+        let before_moved = moved(before, |v, f| f.start_us - v.end_us);
+        let after_moved = moved(after, |v, f| v.start_us - f.end_us);
         let magnitude = i64::from(before_moved) + i64::from(after_moved);
         hit(magnitude, d, || format!("doctor changes room {magnitude} time(s) around this visit"))
     }
@@ -733,9 +875,9 @@ impl EvalContext<'_> {
         f: &SlotFacts,
         d: Option<&mut String>,
     ) -> i64 {
-        let (before, after) = self.doctor_neighbours(f.slot);
-        let distance_m = |a: Option<&Appointment>| {
-            let room_id = a.and_then(|a| a.room_id);
+        let (before, after) = self.doctor_neighbours(f);
+        let distance_m = |visit: Option<Visit>| {
+            let room_id = visit.and_then(|v| v.room_id);
             let index = room_id.and_then(|id| self.room_index(id));
             index.map_or(0, |i| i64::from(self.snapshot.rooms[i].distance_to_m(f.room)))
         };
@@ -787,9 +929,9 @@ impl EvalContext<'_> {
 
     /// The blocks before and after the slot in this room, and the gaps to them in minutes.
     fn room_gaps(&self, f: &SlotFacts, s: &mut EvalStats) -> (Option<i64>, Option<i64>) {
-        let (before, after) = self.timelines[f.room_index].neighbours(f.slot.start, s);
-        let gap_before = before.map(|b| (f.slot.start - b.blocked_end).num_minutes());
-        let gap_after = after.map(|b| (b.start - f.blocked_end).num_minutes());
+        let (before, after) = self.timelines[f.room_index].neighbours(f.start_us, s);
+        let gap_before = before.map(|b| (f.start_us - b.blocked_end_us) / MINUTE_US);
+        let gap_after = after.map(|b| (b.start_us - f.blocked_end_us) / MINUTE_US);
         (gap_before, gap_after)
     }
 
@@ -832,8 +974,9 @@ impl EvalContext<'_> {
     ) -> i64 {
         let unit = i64::from(p.unit_minutes.max(1));
         let used = self.busy_minutes[f.room_index] / unit;
-        let added = (f.blocked_end - f.slot.start).num_minutes() / unit;
-        let magnitude = (used + added) * (used + added) - used * used;
+        let added = (f.blocked_end_us - f.start_us) / MINUTE_US / unit;
+        // (u + d)² − u² = d (2u + d): no cancellation, saturating on absurd data.
+        let magnitude = added.saturating_mul(used.saturating_mul(2).saturating_add(added));
         hit(magnitude, d, || format!("room already busy {} min", self.busy_minutes[f.room_index]))
     }
 
@@ -852,19 +995,19 @@ impl EvalContext<'_> {
     ) -> i64 {
         let doctor = &self.snapshot.doctor;
         let max = p.max_rooms_by_specialty.get(&doctor.specialty).copied().unwrap_or(p.max_rooms);
-        let window = Duration::minutes(i64::from(p.session_minutes));
-        let (from, to) = (f.slot.start - window, f.slot.end + window);
-        let mut rooms: Vec<Uuid> = vec![f.room.id];
-        let first = self.doctor_appointments.partition_point(|a| a.end <= from);
-        for a in self.doctor_appointments[first..].iter().take_while(|a| a.start < to) {
-            if a.end > from {
-                rooms.extend(a.room_id);
-            }
+        let window_us = i64::from(p.session_minutes) * MINUTE_US;
+        let (from_us, to_us) = (f.start_us - window_us, f.end_us + window_us);
+        // A doctor has few visits a day: scan them all (sorted, so stop after the window).
+        let in_session = self.doctor_visits.iter().take_while(|v| v.start_us < to_us);
+        let other_rooms = in_session.filter(|v| v.end_us > from_us).filter_map(|v| v.room_id);
+        // Distinct rooms other than this one, without allocating: count first occurrences.
+        let mut rooms_count: i64 = 1;
+        for (position, room) in other_rooms.clone().enumerate() {
+            let seen = other_rooms.clone().take(position).any(|earlier| earlier == room);
+            rooms_count += i64::from(room != f.room.id && !seen);
         }
-        rooms.sort_unstable();
-        rooms.dedup();
-        let excess = (rooms.len() as i64 - i64::from(max)).max(0);
-        hit(excess, d, || format!("doctor would hold {} rooms (limit {max})", rooms.len()))
+        let excess = (rooms_count - i64::from(max)).max(0);
+        hit(excess, d, || format!("doctor would hold {rooms_count} rooms (limit {max})"))
     }
 
     /// S14: the room differs from the patient's last room in the series.
@@ -897,17 +1040,16 @@ impl EvalContext<'_> {
         d: Option<&mut String>,
         s: &mut EvalStats,
     ) -> i64 {
-        if !self.snapshot.patient.immunocompromised {
+        if !self.snapshot.patient.immunocompromised || p.clean_window_minutes == 0 {
             return 0;
         }
-        let window = Duration::minutes(i64::from(p.clean_window_minutes));
-        let since = f.slot.start - window;
+        let since_us = f.start_us - i64::from(p.clean_window_minutes) * MINUTE_US;
         let timeline = &self.timelines[f.room_index];
         let recent = timeline
-            .overlapping(since, f.slot.start, s)
+            .overlapping(since_us, f.start_us, s)
             .filter(|b| self.snapshot.appointments[b.appointment_index as usize].infectious);
-        let last_end = recent.map(|b| b.blocked_end).max();
-        let short = last_end.map_or(0, |end| (end - since).num_minutes().max(0));
+        let last_end_us = recent.map(|b| b.blocked_end_us).max();
+        let short = last_end_us.map_or(0, |end_us| ((end_us - since_us) / MINUTE_US).max(0));
         let unit = i64::from(p.unit_minutes.max(1));
         hit((short + unit - 1) / unit, d, || {
             format!("infectious use {short} min inside the clean window")
@@ -961,10 +1103,13 @@ impl EvalContext<'_> {
         f: &SlotFacts,
         d: Option<&mut String>,
     ) -> i64 {
+        if f.room.closures.is_empty() {
+            return 0;
+        }
         let buffer = i64::from(p.buffer_minutes);
-        let next =
-            f.room.closures.iter().filter(|c| c.start >= f.blocked_end).map(|c| c.start).min();
-        let gap = next.map(|start| (start - f.blocked_end).num_minutes());
+        let blocked_end = f.blocked_end();
+        let next = f.room.closures.iter().filter(|c| c.start >= blocked_end).map(|c| c.start).min();
+        let gap = next.map(|start| (start - blocked_end).num_minutes());
         let short = gap.map_or(0, |gap| (buffer - gap).max(0));
         hit(short, d, || format!("maintenance starts {} min after the visit", gap.unwrap_or(0)))
     }

@@ -20,8 +20,9 @@
 //! 5. Each execution and completion is appended to the TRACE (session, kind, fingerprint,
 //!    outcome); [`Server::trace_hash`] is the interleaving signature.
 //!
-//! TIME: the engine clock is tokio time since the server started (unscaled), so timeouts
-//! keep their meaning in the simulation's time; only service times are scaled, to lift
+//! TIME: the engine clock is its value when the server started plus tokio time since then
+//! (unscaled), so timeouts keep their meaning in the simulation's time and a server started
+//! on a restarted host continues the engine's clock; only service times are scaled, to lift
 //! microsecond costs above turmoil's millisecond tick.
 //!
 //! CRASH: [`Server::crash_restart`] aborts every transaction (committed data survives), drops
@@ -30,6 +31,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -95,6 +97,8 @@ struct Shared {
     trace: Trace,
     generation: watch::Sender<u64>,
     start: Instant,
+    /// The engine's clock when this server started (non-zero for a restarted host).
+    base: Duration,
 }
 
 /// A handle on the running server; clones share it.
@@ -109,12 +113,14 @@ impl Server {
         assert!(config.time_scale >= 1, "time_scale must be at least 1");
         assert!(config.executors_max >= 1, "executors_max must be at least 1");
         let (tx, rx) = mpsc::unbounded_channel();
+        let base = engine.borrow().now();
         let shared = Rc::new(Shared {
             engine,
             tx,
             trace: Trace::default(),
             generation: watch::Sender::new(0),
             start: Instant::now(),
+            base,
         });
         let task = EngineTask::new(Rc::clone(&shared), config);
         tokio::task::spawn_local(task.run(rx));
@@ -224,7 +230,7 @@ impl EngineTask {
             self.deliver_completions();
             self.run_ready();
             let timer = self.shared.engine.borrow().next_timer();
-            let deadline = timer.map(|t| self.shared.start + t);
+            let deadline = timer.map(|t| self.shared.start + t.saturating_sub(self.shared.base));
             tokio::select! {
                 biased;
                 _ = self.wake.notified() => {}
@@ -280,8 +286,8 @@ impl EngineTask {
     }
 
     fn advance_clock(&mut self) {
-        let now = Instant::now().saturating_duration_since(self.shared.start);
-        self.shared.engine.borrow_mut().advance_to(now);
+        let elapsed = Instant::now().saturating_duration_since(self.shared.start);
+        self.shared.engine.borrow_mut().advance_to(self.shared.base + elapsed);
     }
 
     fn run_ready(&mut self) {

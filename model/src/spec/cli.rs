@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 use super::output::{diff, to_json_lines, to_text};
-use super::parse::{parse_spec, Spec};
+use super::parse::{Spec, parse_spec};
 use super::runner::{BackendError, PermutationResult};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,7 +28,7 @@ pub struct ModelBackend {
 
 impl ModelBackend {
     pub fn new(seed: u64) -> ModelBackend {
-        let mut engine = Engine::new(EngineConfig { seed });
+        let mut engine = Engine::new(EngineConfig { seed, ..EngineConfig::default() });
         let control = engine.open_session();
         ModelBackend { seed, engine, control, sessions: Vec::new(), done: BTreeMap::new() }
     }

@@ -46,7 +46,8 @@ fn range_text(r: &Range) -> String {
     if r.empty {
         return "empty".into();
     }
-    let bound = |b: &Option<Value>| b.as_ref().map(|v| quote_bound(&pg_text(v))).unwrap_or_default();
+    let bound =
+        |b: &Option<Value>| b.as_ref().map(|v| quote_bound(&pg_text(v))).unwrap_or_default();
     let open = if r.lower_inclusive && r.lower.is_some() { '[' } else { '(' };
     let close = if r.upper_inclusive && r.upper.is_some() { ']' } else { ')' };
     format!("{open}{},{}{close}", bound(&r.lower), bound(&r.upper))
@@ -75,7 +76,8 @@ fn timestamp_text(us: i64) -> String {
     let frac = us.rem_euclid(1_000_000);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    let mut s = format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
+    let mut s =
+        format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
     if frac != 0 {
         let f = format!("{frac:06}");
         s.push('.');
@@ -214,11 +216,10 @@ pub fn diff(
                 let show = |e: Option<&Event>| {
                     e.map_or("(nothing)".to_string(), |e| serde_json::to_string(e).expect("json"))
                 };
+                let (n, a, b) = (i + 1, show(a), show(b));
                 diffs.push(format!(
-                    "{file}: permutation {perm}: event {}:\n  {left_name:>8}: {}\n  {right_name:>8}: {}",
-                    i + 1,
-                    show(a),
-                    show(b)
+                    "{file}: permutation {perm}: event {n}:\n  {left_name:>8}: {a}\n  \
+                     {right_name:>8}: {b}"
                 ));
                 break; // Later events usually differ as a consequence.
             }
@@ -244,7 +245,10 @@ mod tests {
             empty: false,
         };
         assert_eq!(pg_text(&Value::Range(Box::new(r))), "[\"2010-04-01 10:00:00+00\",)");
-        assert_eq!(pg_text(&Value::Uuid(0xa0eebc999c0b4ef8bb6d6bb9bd380a11)), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+        assert_eq!(
+            pg_text(&Value::Uuid(0xa0eebc999c0b4ef8bb6d6bb9bd380a11)),
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+        );
     }
 
     #[test]

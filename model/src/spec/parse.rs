@@ -12,8 +12,7 @@
 //! As in isolationtester's scanner, a SQL block runs from `{` to the FIRST `}` (no nesting),
 //! names are bare (`[A-Za-z0-9_]+`) or double-quoted (`""` escapes a quote) and not
 //! case-folded, and `#` starts a comment outside SQL blocks. Blocker markers in permutations
-//! (`(*)`, `(step)`, `(step notices N)`) are parsed and kept but do not change the runner's
-//! reporting (see the runner's notes). Errors are `file:line: what`.
+//! (`(*)`, `(step)`, `(step notices N)`) are kept for the runner. Errors are `file:line: what`.
 
 use std::fmt;
 
@@ -71,9 +70,10 @@ impl std::error::Error for ParseError {}
 impl Spec {
     /// The session index and definition of a step.
     pub fn step(&self, name: &str) -> Option<(usize, &StepDef)> {
-        self.sessions.iter().enumerate().find_map(|(i, s)| {
-            s.steps.iter().find(|st| st.name == name).map(|st| (i, st))
-        })
+        self.sessions
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.steps.iter().find(|st| st.name == name).map(|st| (i, st)))
     }
 }
 
@@ -122,7 +122,9 @@ impl Lexer<'_> {
             '*' => Tok::Star,
             c if c.is_ascii_alphanumeric() || c == '_' => {
                 let mut word = String::from(c);
-                while let Some(&d) = self.chars.peek().filter(|d| d.is_ascii_alphanumeric() || **d == '_') {
+                while let Some(&d) =
+                    self.chars.peek().filter(|d| d.is_ascii_alphanumeric() || **d == '_')
+                {
                     word.push(d);
                     self.chars.next();
                 }
@@ -221,10 +223,11 @@ impl Parser<'_> {
                 self.pos += 1;
                 Ok(s.clone())
             }
-            Some((t, _)) => {
-                self.err(line, format!("expected '{{' SQL block after {after}, found {}", describe(t)))
+            Some((t, _)) => self
+                .err(line, format!("expected '{{' SQL block after {after}, found {}", describe(t))),
+            None => {
+                self.err(line, format!("expected '{{' SQL block after {after}, found end of file"))
             }
-            None => self.err(line, format!("expected '{{' SQL block after {after}, found end of file")),
         }
     }
 
@@ -238,7 +241,7 @@ impl Parser<'_> {
         while self.peek_keyword("session") {
             let line = self.line();
             self.pos += 1;
-            let session = self.session()?;
+            let session = self.session(line)?;
             if sessions.iter().any(|s| s.name == session.name) {
                 return self.err(line, format!("session {:?} is defined twice", session.name));
             }
@@ -253,13 +256,14 @@ impl Parser<'_> {
             permutations.push(self.permutation()?);
         }
         if let Some(t) = self.peek() {
-            let what = format!("unexpected {} (expected 'permutation' or end of file)", describe(t));
+            let what =
+                format!("unexpected {} (expected 'permutation' or end of file)", describe(t));
             return self.err(self.line(), what);
         }
         Ok(Spec { file: self.file.to_string(), setup, teardown, sessions, permutations })
     }
 
-    fn session(&mut self) -> PResult<Session> {
+    fn session(&mut self, line: usize) -> PResult<Session> {
         let name = self.name("a session name")?;
         let setup = if self.keyword("setup")? { Some(self.sql("setup")?) } else { None };
         let mut steps = Vec::new();
@@ -271,7 +275,7 @@ impl Parser<'_> {
             steps.push(StepDef { name: step_name, sql, line });
         }
         if steps.is_empty() {
-            return self.err(self.line(), format!("session {name:?} has no steps"));
+            return self.err(line, format!("session {name:?} has no steps"));
         }
         let teardown = if self.keyword("teardown")? { Some(self.sql("teardown")?) } else { None };
         Ok(Session { name, setup, teardown, steps })
@@ -283,7 +287,8 @@ impl Parser<'_> {
             || matches!(self.peek(), Some(Tok::Quoted(_)))
         {
             let step = self.name("a step name")?;
-            let markers = if self.peek() == Some(&Tok::Open) { self.markers()? } else { Vec::new() };
+            let markers =
+                if self.peek() == Some(&Tok::Open) { self.markers()? } else { Vec::new() };
             steps.push(PermutationStep { step, markers });
         }
         if steps.is_empty() {
@@ -356,7 +361,8 @@ pub fn parse_spec(text: &str, file: &str) -> Result<Spec, ParseError> {
             Err((line, what)) => return Err(ParseError { file: file.to_string(), line, what }),
         }
     }
-    let mut parser = Parser { toks, pos: 0, file, last_line: lexer.line };
+    let last_line = toks.last().map_or(1, |(_, l)| *l);
+    let mut parser = Parser { toks, pos: 0, file, last_line };
     let mut spec = parser.spec()?;
     check_names(&spec, &parser)?;
     if spec.permutations.is_empty() {
@@ -468,7 +474,8 @@ step c2 { COMMIT; }
 
     #[test]
     fn permutation_markers() {
-        let text = "session a\nstep a1 { x }\nstep a2 { y }\npermutation a1(*) a2(a1, a1 notices 2)\n";
+        let text =
+            "session a\nstep a1 { x }\nstep a2 { y }\npermutation a1(*) a2(a1, a1 notices 2)\n";
         let spec = parse_spec(text, "m.spec").unwrap();
         assert_eq!(spec.permutations[0][0].markers, ["*"]);
         assert_eq!(spec.permutations[0][1].markers, ["a1", "a1 notices 2"]);

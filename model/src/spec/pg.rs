@@ -20,14 +20,14 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use super::parse::Spec;
-use super::runner::{run_spec, BackendError, Outcome, PermutationResult, SpecBackend, Started};
+use super::runner::{BackendError, Outcome, PermutationResult, SpecBackend, Started, run_spec};
 
 mod wire;
 
 /// A waiting step is given up (cancelled, reported stuck) after this long.
 pub const STEP_WAIT_MAX: Duration = Duration::from_secs(60);
 /// How long one poll of a session connection waits for bytes before re-checking blocks.
-const POLL_INTERVAL: Duration = Duration::from_millis(2);
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
 
 static SCHEMA_COUNTER: AtomicU64 = AtomicU64::new(0);
 

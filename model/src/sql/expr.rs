@@ -307,6 +307,7 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
     }
     match op {
         BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq => {
+            let (a, b) = resolve_unknown(a, b)?;
             let ord = value::compare(&a, &b).ok_or_else(|| binary_type_error(op, &a, &b))?;
             Ok(Value::Bool(match op {
                 BinOp::Eq => ord == Ordering::Equal,
@@ -322,6 +323,31 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
         BinOp::Concat => Ok(Value::Text(value::to_pg_text(&a) + &value::to_pg_text(&b))),
         BinOp::Overlap | BinOp::Contains | BinOp::ContainedBy => range_op(op, a, b),
         _ => arithmetic(op, a, b),
+    }
+}
+
+/// A text operand compared with a typed one is read with the other type's input function,
+/// as PostgreSQL resolves an unknown-typed literal (so `1 = 'abc'` is 22P02).
+fn resolve_unknown(a: Value, b: Value) -> Result<(Value, Value), Error> {
+    let convert = |text: Value, other: &Value| -> Result<Value, Error> {
+        match value::type_of(other) {
+            Some(ty) if ty != ColumnType::Text => {
+                value::coerce(text, ty).map_err(|(code, message)| Error::Other { code, message })
+            }
+            _ => Ok(text),
+        }
+    };
+    match (&a, &b) {
+        (Value::Text(_), Value::Text(_)) => Ok((a, b)),
+        (Value::Text(_), other) => {
+            let other = other.clone();
+            Ok((convert(a, &other)?, b))
+        }
+        (other, Value::Text(_)) => {
+            let other = other.clone();
+            Ok((a, convert(b, &other)?))
+        }
+        _ => Ok((a, b)),
     }
 }
 

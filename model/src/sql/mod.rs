@@ -165,7 +165,8 @@ pub struct TxnModes {
 /// Transaction and session control statements.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {
-    Begin(TxnModes),
+    /// BEGIN or START TRANSACTION (the flag: which, for the command tag).
+    Begin(TxnModes, bool),
     SetTransaction(TxnModes),
     Commit,
     Rollback,
@@ -194,8 +195,8 @@ pub fn parse_control(sql: &str) -> Option<Result<Control>> {
     let second = w.get(1).map(String::as_str);
     let rest = |from: usize| w.get(from..).unwrap_or(&[]).to_vec();
     Some(match (first, second) {
-        ("BEGIN", _) => parse_modes(&skip_noise(rest(1))).map(Control::Begin),
-        ("START", Some("TRANSACTION")) => parse_modes(&rest(2)).map(Control::Begin),
+        ("BEGIN", _) => parse_modes(&skip_noise(rest(1))).map(|m| Control::Begin(m, false)),
+        ("START", Some("TRANSACTION")) => parse_modes(&rest(2)).map(|m| Control::Begin(m, true)),
         ("SET", Some("TRANSACTION")) => parse_modes(&rest(2)).map(Control::SetTransaction),
         ("COMMIT" | "END", _) => Ok(Control::Commit),
         ("ROLLBACK" | "ABORT", _) => {
@@ -357,7 +358,7 @@ mod tests {
             read_only: Some(true),
             deferrable: Some(true),
         };
-        assert_eq!(c.unwrap().unwrap(), Control::Begin(modes));
+        assert_eq!(c.unwrap().unwrap(), Control::Begin(modes, false));
         assert!(parse_control("begin isolation level bogus").unwrap().is_err());
         let set = parse_control("SET LOCAL deadlock_timeout = '10ms'").unwrap().unwrap();
         assert_eq!(

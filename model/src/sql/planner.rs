@@ -133,12 +133,30 @@ pub fn plan_sql(sql: &str, strengths: &[LockStrength], catalog: &Catalog) -> Res
         .with_recursion_limit(EXPR_DEPTH_MAX)
         .try_with_sql(sql)
         .and_then(|mut p| p.parse_statements())
-        .map_err(|e| Error::Syntax(format!("syntax error: {e}")))?;
+        .map_err(|e| syntax_error(&e.to_string()))?;
     let [statement] = statements.as_slice() else {
         return Err(Error::Syntax("syntax error: expected one statement".into()));
     };
     let mut planner = Planner { catalog, strengths: strengths.to_vec(), next_strength: 0 };
     planner.statement(statement)
+}
+
+/// PostgreSQL's wording for a parse error (`syntax error at or near "x"` / `at end of
+/// input`), with sqlparser's line and column in DETAIL (the model has no cursor position
+/// field).
+fn syntax_error(parser_message: &str) -> Error {
+    let (body, position) = match parser_message.rsplit_once(" at Line: ") {
+        Some((b, p)) => (b, Some(format!("Line: {p}"))),
+        None => (parser_message, None),
+    };
+    let message = match body.rsplit_once("found: ") {
+        Some((_, "EOF")) | None => "syntax error at end of input".to_string(),
+        Some((_, token)) => format!("syntax error at or near \"{}\"", token.trim_matches('"')),
+    };
+    match position {
+        Some(position) => Error::SyntaxAt { message, position },
+        None => Error::Syntax(message),
+    }
 }
 
 struct Planner<'a> {

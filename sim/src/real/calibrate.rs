@@ -21,14 +21,26 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backend_core::booking::Strategy;
+use backend_core::db::schema::SchemaVariant;
 
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use hdrhistogram::Histogram;
 use model::profile::{DEFAULT_PROFILE_TOML, LatencyProfile, STATEMENT_KINDS, statement_kind};
 use tokio::time::Instant;
 
+use super::RealError;
 use super::compare::latency_histogram;
+use super::database::{DbTarget, TempDatabase, unique_database_name};
+use super::load::{LoadConfig, run_load};
+use super::serve::{ServeConfig, Server};
+use super::setup::setup_for_run;
+use super::stats::value_or_zero;
+use super::workload::Task;
 
 /// A kind needs this many samples to be written from measurements.
 pub const SAMPLES_MIN: u64 = 20;
@@ -163,6 +175,120 @@ fn quantile_line(histogram: &Histogram<u64>) -> String {
         })
         .collect();
     format!("quantiles = [{}]\n", points.join(", "))
+}
+
+/// How to calibrate.
+#[derive(Clone, Debug)]
+pub struct CalibrateConfig {
+    /// The server whose database is used (a temporary database is created next to it).
+    pub target: DbTarget,
+    pub out: PathBuf,
+    /// Bookings measured (after [`WARMUP_REQUESTS`] unmeasured ones).
+    pub bookings: u32,
+    pub scenario: String,
+    pub seed: u64,
+}
+
+/// Requests sent before measuring (connections, caches, plans).
+pub const WARMUP_REQUESTS: u64 = 100;
+/// Longest calibration run.
+pub const CALIBRATION_TIME_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// `roomsim calibrate`: measures in a temporary database, writes the profile, prints a summary.
+pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError> {
+    if config.bookings == 0 {
+        return Err(RealError::BadInput("--bookings: must be > 0".to_string()));
+    }
+    let name = unique_database_name("roomsim_calibrate");
+    let temp = TempDatabase::create(&config.target, &name).await?;
+    let measured = measure(&temp.target, &config).await;
+    temp.drop_database().await;
+    let (times, cpu) = measured?;
+    let description = format!(
+        "scenario {}, {} bookings at concurrency 1, seed {}",
+        config.scenario, config.bookings, config.seed
+    );
+    let text = profile_toml(&times, &cpu, &description);
+    LatencyProfile::from_toml_str(&text, "calibrated profile")
+        .map_err(|e| RealError::RunFailed(format!("the measured profile is invalid: {e}")))?;
+    std::fs::write(&config.out, &text).map_err(|e| RealError::io(&config.out, e))?;
+    print!("{}", summary(&times, &cpu));
+    println!("profile written to {}", config.out.display());
+    Ok(())
+}
+
+async fn measure(
+    target: &DbTarget,
+    config: &CalibrateConfig,
+) -> Result<(StatementTimes, CpuCosts), RealError> {
+    let fixture = setup_for_run(target, &config.scenario, SchemaVariant::Guarded).await?;
+    let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, config.seed);
+    let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
+    let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
+        let timing = TimingDb::new(db);
+        *slot.lock().expect("timing slot") = Some(timing.clone());
+        Arc::new(timing)
+    };
+    let server = Server::start_wrapped(&serve_config, &wrap).await?;
+    let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
+    let tasks = vec![Task::Concurrent, Task::Conflict];
+    let load_config = |requests_max: u64| LoadConfig {
+        requests_max,
+        progress: false,
+        ..LoadConfig::closed(
+            &server.base_url(),
+            tasks.clone(),
+            1,
+            CALIBRATION_TIME_MAX,
+            config.seed,
+        )
+    };
+    let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
+    let _ = timing.take_times();
+    let outcome = run_load(load_config(u64::from(config.bookings)), fixture).await;
+    let times = timing.take_times();
+    server.stop().await;
+    for run in [&warmup, &outcome] {
+        if let Some(reason) = &run.stopped_early {
+            return Err(RealError::RunFailed(format!("calibration load stopped: {reason}")));
+        }
+        let failures = run.recorder.aggregated().failure_count;
+        if failures > 0 {
+            let kinds: Vec<String> = run.recorder.failures.keys().map(|k| k.2.clone()).collect();
+            return Err(RealError::RunFailed(format!(
+                "{failures} calibration requests failed: {}",
+                kinds.join("; ")
+            )));
+        }
+    }
+    let p50 =
+        |metric: &str| outcome.recorder.server_timing.get(metric).map(|h| value_or_zero(h, 0.5));
+    Ok((times, CpuCosts { rules_p50_us: p50("rules"), conflict_p50_us: p50("conflict") }))
+}
+
+/// Per-kind sample counts and quantiles, for the terminal.
+pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
+    let mut out = format!(
+        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>9}\n",
+        "kind", "samples", "p50 us", "p90 us", "p99 us", "max us"
+    );
+    for (kind, h) in &times.by_kind {
+        let _ = writeln!(
+            out,
+            "{kind:<10} {:>8} {:>9} {:>9} {:>9} {:>9}",
+            h.len(),
+            value_or_zero(h, 0.5),
+            value_or_zero(h, 0.9),
+            value_or_zero(h, 0.99),
+            h.max()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "backend CPU p50: rules {:?} us, conflict {:?} us",
+        cpu.rules_p50_us, cpu.conflict_p50_us
+    );
+    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,17 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use backend_core::db::schema::SchemaVariant;
+
+use super::calibrate::{self, CalibrateConfig};
+use super::database::{self, DbTarget};
 use super::load::{self, LoadConfig, Target};
+use super::monitor::Monitor;
+use super::report::ReportExtras;
+use super::serve::{self, ServeConfig};
+use super::setup::{self, SetupConfig};
+use super::throughput::{self, ThroughputConfig};
+use super::validate::ValidateConfig;
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
 
@@ -29,6 +39,25 @@ pub enum RealCommand {
     Calibrate(CalibrateArgs),
     /// Run a scenario on real PostgreSQL and in the simulation and compare them.
     Validate(ValidateArgs),
+    /// Booking throughput through `serve` vs pgbench running the same booking SQL.
+    Throughput(ThroughputArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// HTTP users and pgbench clients.
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// The backend's database pool.
+    #[arg(long, default_value_t = 20)]
+    pub pool: u32,
+    /// Duration of each side.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub run_time: Duration,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +73,15 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL, e.g. postgres://root@127.0.0.1:5432/test.
     #[arg(long, env = "DATABASE_URL", value_name = "URL")]
     pub database_url: String,
+    /// Work in this schema (SET search_path TO schema, public).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn target(&self) -> Result<DbTarget, RealError> {
+        DbTarget::new(&self.database_url, self.schema.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +94,9 @@ pub struct SetupArgs {
     /// Where the ids are written for `roomsim load`.
     #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
     pub fixture: PathBuf,
+    /// Create appointments without the no_room_overlap constraint (for BROKEN strategies).
+    #[arg(long)]
+    pub unguarded: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +112,9 @@ pub struct ServeArgs {
     /// Booking strategy (see `roomsim strategies`).
     #[arg(long, default_value = "exclusion")]
     pub strategy: String,
+    /// Seed of the backend's retry jitter.
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +160,9 @@ pub struct LoadArgs {
     /// Sample pg_stat_activity / pg_locks / deadlocks / index usage during the run.
     #[arg(long, env = "DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
+    /// The schema whose index usage is reported (as given to `serve --schema`).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
 }
 
 impl LoadArgs {
@@ -150,9 +197,14 @@ pub struct CalibrateArgs {
     /// Where the latency profile (TOML) is written.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Bookings measured.
+    /// Booking requests measured (some end in 409 before any transaction).
     #[arg(long, default_value_t = 2_000)]
     pub bookings: u32,
+    /// Scenario whose clinic the bookings go to.
+    #[arg(long, default_value = "storm")]
+    pub scenario: String,
+    #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -179,29 +231,125 @@ pub struct ValidateArgs {
     pub reports: report::ReportArgs,
 }
 
+impl ValidateArgs {
+    pub fn config(&self) -> Result<ValidateConfig, RealError> {
+        if let Some(profile) = &self.profile {
+            return Err(RealError::BadInput(format!(
+                "--profile {}: the simulation's run API does not take a profile yet; \
+                 validate uses the committed default",
+                profile.display()
+            )));
+        }
+        Ok(ValidateConfig {
+            target: self.database.target()?,
+            scenario: self.scenario.clone(),
+            levels: self.concurrency.clone(),
+            run_time: self.run_time,
+            strategy: serve::parse_strategy(&self.strategy)?,
+            seed: self.seed,
+            reports: self.reports.clone(),
+        })
+    }
+}
+
 impl RealCommand {
     pub async fn execute(self) -> Result<(), RealError> {
         match self {
             RealCommand::Load(args) => run_load_command(args).await,
-            RealCommand::Db { .. }
-            | RealCommand::Serve(_)
-            | RealCommand::Calibrate(_)
-            | RealCommand::Validate(_) => Err(RealError::BadInput(
-                "this command needs backend-core's HTTP service, which has not landed yet"
-                    .to_string(),
-            )),
+            RealCommand::Db { command: DbCommand::Setup(args) } => setup_command(args).await,
+            RealCommand::Db { command: DbCommand::Cleanup(args) } => {
+                let target = args.target()?;
+                let cleaned = database::cleanup(&target).await?;
+                println!(
+                    "removed {} appointments and {} idempotency keys from {}",
+                    cleaned.appointments,
+                    cleaned.idempotency_keys,
+                    target.describe()
+                );
+                Ok(())
+            }
+            RealCommand::Serve(args) => {
+                let config = ServeConfig {
+                    target: args.database.target()?,
+                    listen: args.listen.clone(),
+                    pool_connections: args.pool,
+                    strategy: serve::parse_strategy(&args.strategy)?,
+                    seed: args.seed,
+                };
+                serve::serve_command(config).await
+            }
+            RealCommand::Calibrate(args) => {
+                let config = CalibrateConfig {
+                    target: args.database.target()?,
+                    out: args.out.clone(),
+                    bookings: args.bookings,
+                    scenario: args.scenario.clone(),
+                    seed: args.seed,
+                };
+                calibrate::calibrate_command(config).await
+            }
+            RealCommand::Throughput(args) => {
+                if args.clients == 0 || args.clients > load::USERS_MAX {
+                    let why =
+                        format!("--clients {}: must be 1..={}", args.clients, load::USERS_MAX);
+                    return Err(RealError::BadInput(why));
+                }
+                let config = ThroughputConfig {
+                    target: args.database.target()?,
+                    clients: args.clients,
+                    pool_connections: args.pool,
+                    run_time: args.run_time,
+                    seed: args.seed,
+                };
+                let figures = throughput::measure(&config).await?;
+                print!("{}", throughput::describe(&config, &figures));
+                Ok(())
+            }
+            RealCommand::Validate(args) => Err(RealError::BadInput(format!(
+                "validate must be run through sim::real::run ({args:?})"
+            ))),
         }
     }
+}
+
+async fn setup_command(args: SetupArgs) -> Result<(), RealError> {
+    let variant = if args.unguarded { SchemaVariant::Unguarded } else { SchemaVariant::Guarded };
+    let config = SetupConfig {
+        target: args.database.target()?,
+        scenario: args.scenario.clone(),
+        variant,
+        fixture_path: Some(args.fixture.clone()),
+    };
+    let report = setup::setup(&config).await?;
+    print!("{}", setup::describe(&report, &config));
+    Ok(())
 }
 
 async fn run_load_command(args: LoadArgs) -> Result<(), RealError> {
     let config = args.config()?;
     let fixture = Arc::new(Fixture::load(&args.fixture)?);
+    let monitor_target = match &args.database_url {
+        Some(url) => Some(DbTarget::new(url, args.schema.as_deref())?),
+        None => None,
+    };
     load::preflight(&config.target).await?;
+    let monitor = match &monitor_target {
+        Some(target) => Some(Monitor::start(&target.url, target.schema.as_deref()).await?),
+        None => None,
+    };
     let outcome = load::run_load(config, fixture).await;
-    let text = report::text_summary(&outcome);
-    print!("{text}");
-    report::write_all(&args.reports, &outcome, None)?;
+    let extras = ReportExtras {
+        monitor: match monitor {
+            Some(monitor) => Some(monitor.finish().await),
+            None => None,
+        },
+        ..ReportExtras::default()
+    };
+    print!("{}", report::text_summary(&outcome));
+    if let Some(summary) = &extras.monitor {
+        print!("{}", report::monitor_text(summary));
+    }
+    report::write_all(&args.reports, &outcome, Some(&extras))?;
     match &outcome.stopped_early {
         Some(reason) => Err(RealError::RunFailed(format!("{reason}; partial results written"))),
         None => Ok(()),

@@ -17,6 +17,7 @@ use backend_core::db::{Conn, Db, DbError, SqlValue};
 
 use super::RealError;
 use super::monitor::redact;
+use super::workload::Fixture;
 
 /// Tables `roomsim db setup` creates; all must exist before load is served.
 pub const REQUIRED_TABLES: [&str; 6] =
@@ -133,6 +134,133 @@ pub async fn cleanup(target: &DbTarget) -> Result<Cleaned, RealError> {
     Ok(Cleaned { idempotency_keys: removed[0], appointments: removed[1] })
 }
 
+/// Reads the ids of the clinic named `clinic_name` (or the only clinic, when `None`) into a
+/// fixture for `roomsim load`; `first_day` is the first day bookings are made for.
+pub async fn fixture_from_db(
+    conn: &mut dyn Conn,
+    clinic_name: Option<&str>,
+    first_day: chrono::NaiveDate,
+) -> Result<Fixture, RealError> {
+    let clinics = conn
+        .execute("SELECT id, name FROM clinics ORDER BY name, id", &[])
+        .await
+        .map_err(|e| db_error("reading clinics", e))?;
+    let id_of = |row: &Vec<SqlValue>| match row.first() {
+        Some(SqlValue::Uuid(id)) => Some(*id),
+        _ => None,
+    };
+    let clinic_id = match (clinic_name, clinics.rows.as_slice()) {
+        (_, []) => return Err(RealError::Database("no clinic: run `roomsim db setup`".into())),
+        (None, [only]) => id_of(only),
+        (None, many) => {
+            let why = format!("{} clinics in the database: choose one by name", many.len());
+            return Err(RealError::BadInput(why));
+        }
+        (Some(name), rows) => {
+            let named = rows.iter().find(|r| r.get(1) == Some(&SqlValue::Text(name.into())));
+            let Some(row) = named else {
+                return Err(RealError::BadInput(format!("no clinic named `{name}`")));
+            };
+            id_of(row)
+        }
+    };
+    let clinic_id =
+        clinic_id.ok_or_else(|| RealError::Database("clinics.id is not a uuid".into()))?;
+    let clinic = [SqlValue::Uuid(clinic_id)];
+    let ids = |rows: &backend_core::db::Rows| -> Vec<uuid::Uuid> {
+        let first = rows.rows.iter().filter_map(|row| row.first());
+        first.filter_map(|v| if let SqlValue::Uuid(id) = v { Some(*id) } else { None }).collect()
+    };
+    let texts = |rows: &backend_core::db::Rows| -> Vec<String> {
+        let first = rows.rows.iter().filter_map(|row| row.first());
+        first
+            .filter_map(|v| if let SqlValue::Text(t) = v { Some(t.clone()) } else { None })
+            .collect()
+    };
+    let mut query = async |sql: &'static str, params: &[SqlValue]| {
+        conn.execute(sql, params).await.map_err(|e| db_error(sql, e))
+    };
+    let doctors = query("SELECT id FROM doctors WHERE clinic_id = $1 ORDER BY id", &clinic).await?;
+    let rooms = query("SELECT id FROM rooms WHERE clinic_id = $1 ORDER BY id", &clinic).await?;
+    let patients = query("SELECT id FROM patients ORDER BY id", &[]).await?;
+    let types =
+        query("SELECT key FROM appointment_types WHERE clinic_id = $1 ORDER BY key", &clinic)
+            .await?;
+    let fixture = Fixture {
+        clinic_id,
+        doctor_ids: ids(&doctors),
+        patient_ids: ids(&patients),
+        room_ids: ids(&rooms),
+        appointment_types: texts(&types),
+        first_day,
+    };
+    fixture.validate().map_err(|what| RealError::Database(format!("seeded data: {what}")))?;
+    Ok(fixture)
+}
+
+/// `url` with its database name replaced (query parameters kept).
+pub fn with_database(url: &str, database: &str) -> Result<String, RealError> {
+    let bad =
+        || RealError::BadInput(format!("--database-url `{}`: no /database part", redact(url)));
+    let authority_start = url.find("://").ok_or_else(bad)? + 3;
+    let path_start = url[authority_start..].find('/').ok_or_else(bad)? + authority_start;
+    let query = url[path_start..].find('?').map(|i| &url[path_start + i..]).unwrap_or("");
+    Ok(format!("{}/{database}{query}", &url[..path_start]))
+}
+
+/// A database created for one run (`validate`, `calibrate`) and dropped afterwards, so its
+/// statistics (`pg_stat_database.deadlocks`) see only that run.
+pub struct TempDatabase {
+    admin: DbTarget,
+    pub name: String,
+    pub target: DbTarget,
+}
+
+/// A database name unique to this process and call: `<prefix>_<pid>_<n>`.
+pub fn unique_database_name(prefix: &str) -> String {
+    static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}_{}_{n}", std::process::id())
+}
+
+impl TempDatabase {
+    /// Creates `name` (dropping a leftover of the same name first) next to `target`'s database.
+    pub async fn create(target: &DbTarget, name: &str) -> Result<TempDatabase, RealError> {
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name {name}");
+        let admin = DbTarget { url: target.url.clone(), schema: None };
+        let db = admin.pool(1).await?;
+        let mut conn = session(&db).await?;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            conn.execute(&sql, &[]).await.map_err(|e| {
+                RealError::Database(format!("{sql}: {e} (the role needs CREATEDB)"))
+            })?;
+        }
+        drop(conn);
+        db.pool().close().await;
+        let url = with_database(&target.url, name)?;
+        Ok(TempDatabase { admin, name: name.to_string(), target: DbTarget { url, schema: None } })
+    }
+
+    /// Drops the database (best effort: a failure is printed, not returned).
+    pub async fn drop_database(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let result = async {
+            let db = self.admin.pool(1).await?;
+            let mut conn = session(&db).await?;
+            let outcome = conn.execute(&sql, &[]).await;
+            drop(conn);
+            db.pool().close().await;
+            outcome.map_err(|e| db_error(&sql, e))
+        };
+        if let Err(e) = result.await {
+            eprintln!("warning: could not drop database {}: {e}", self.name);
+        }
+    }
+}
+
 /// The pool as the `Db` trait object backend-core takes.
 pub fn as_db(db: &PgDb) -> Arc<dyn Db> {
     Arc::new(db.clone())
@@ -150,6 +278,15 @@ mod tests {
         assert!(DbTarget::new("postgres://root@127.0.0.1/test", Some("t_1")).is_ok());
         let err = DbTarget::new("postgres://h/db", Some("x; drop")).unwrap_err();
         assert!(err.to_string().contains("--schema"), "{err}");
+    }
+
+    #[test]
+    fn database_names_are_replaced_in_urls() {
+        let url =
+            with_database("postgres://root@127.0.0.1:5432/test?sslmode=disable", "x").unwrap();
+        assert_eq!(url, "postgres://root@127.0.0.1:5432/x?sslmode=disable");
+        assert_eq!(with_database("postgres://h/db", "y").unwrap(), "postgres://h/y");
+        assert!(with_database("postgres://h", "y").is_err());
     }
 
     #[tokio::test]

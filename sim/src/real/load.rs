@@ -91,6 +91,30 @@ pub struct LoadConfig {
 }
 
 impl LoadConfig {
+    /// A closed-loop run against an in-process server: every user starts at once, no think
+    /// time, 10 s request timeout, no request budget; callers adjust fields as needed.
+    pub fn closed(
+        base_url: &str,
+        tasks: Vec<Task>,
+        users: u32,
+        run_time: Duration,
+        seed: u64,
+    ) -> Self {
+        LoadConfig {
+            target: Target::parse(base_url).expect("an in-process server listens on loopback"),
+            tasks,
+            users,
+            spawn_rate_per_s: 1_000_000.0,
+            run_time,
+            rate_per_s: None,
+            wait_ms: 0,
+            seed,
+            timeout: Duration::from_secs(10),
+            requests_max: u64::MAX,
+            progress: true,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), RealError> {
         let bad = |s: String| Err(RealError::BadInput(s));
         if self.users == 0 || self.users > USERS_MAX {
@@ -137,6 +161,8 @@ pub struct LoadOutcome {
     /// Why the run stopped before its run time, if it did.
     pub stopped_early: Option<String>,
     pub config: LoadConfig,
+    /// Rounds completed, for a [`run_rounds`] run.
+    pub rounds: Option<u64>,
 }
 
 impl LoadOutcome {
@@ -266,6 +292,7 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
     let deadline = start + shared.config.run_time;
     let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
     let mut users_max = 0_u32;
+    let mut rounds = 0_u64;
     for index in 0_u64.. {
         if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) {
             break;
@@ -274,8 +301,11 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
         users_max = users_max.max(requests.len() as u32);
         shared.users_running.store(requests.len() as u64, Ordering::SeqCst);
         run_round(&shared, requests).await;
+        rounds += 1;
     }
-    finish(shared, ticker, start, started_unix_s, users_max).await
+    let mut outcome = finish(shared, ticker, start, started_unix_s, users_max).await;
+    outcome.rounds = Some(rounds);
+    outcome
 }
 
 async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
@@ -315,7 +345,16 @@ async fn finish(
     let outcomes = shared.outcomes.lock().expect("outcomes lock").clone();
     let stopped_early = shared.stop_reason.lock().expect("stop reason lock").clone();
     let config = shared.config.clone();
-    LoadOutcome { recorder, outcomes, elapsed, started_unix_s, users_max, stopped_early, config }
+    LoadOutcome {
+        recorder,
+        outcomes,
+        elapsed,
+        started_unix_s,
+        users_max,
+        stopped_early,
+        config,
+        rounds: None,
+    }
 }
 
 async fn closed_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant) -> u32 {

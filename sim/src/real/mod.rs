@@ -24,17 +24,23 @@
 
 pub mod calibrate;
 mod cli;
+pub mod clinic;
 pub mod compare;
 pub mod database;
 pub mod load;
 pub mod monitor;
 pub mod report;
+pub mod serve;
+pub mod setup;
 pub mod stats;
+pub mod table;
+pub mod throughput;
+pub mod validate;
 pub mod workload;
 
 pub use cli::{
     CalibrateArgs, DatabaseArgs, DbCommand, LoadArgs, RealCommand, ServeArgs, SetupArgs,
-    ValidateArgs,
+    ThroughputArgs, ValidateArgs,
 };
 
 use std::path::Path;
@@ -129,7 +135,15 @@ pub fn run(cmd: RealCommand) -> ExitCode {
                 return ExitCode::from(EXIT_FAILED);
             }
         };
-    match runtime.block_on(cmd.execute()) {
+    let result = match cmd {
+        // The simulation builds its own runtimes: validate drives the real side on this one
+        // and runs the simulation outside it.
+        RealCommand::Validate(args) => {
+            args.config().and_then(|config| validate::validate_command(config, &runtime))
+        }
+        cmd => runtime.block_on(cmd.execute()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

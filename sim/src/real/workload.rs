@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,8 @@ impl Fixture {
         std::fs::write(path, text + "\n").map_err(|e| RealError::io(path, e))
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Every list must be non-empty; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
         for (field, count) in [
             ("doctor_ids", self.doctor_ids.len()),
             ("patient_ids", self.patient_ids.len()),
@@ -85,6 +86,25 @@ impl Fixture {
         }
         Ok(())
     }
+}
+
+/// The `n`-th Monday-to-Friday day on or after `first` (clinics are closed at weekends).
+pub fn business_day(first: NaiveDate, n: i64) -> NaiveDate {
+    assert!(n >= 0, "business day index {n} is negative");
+    let mut date = first;
+    while date.weekday().number_from_monday() > 5 {
+        date = date.succ_opt().expect("dates far from the end of time");
+    }
+    // Whole weeks first, then single days: at most 4 + 2 steps in the loop below.
+    date += ChronoDuration::weeks(n / 5);
+    let mut left = n % 5;
+    while left > 0 {
+        date = date.succ_opt().expect("dates far from the end of time");
+        if date.weekday().number_from_monday() <= 5 {
+            left -= 1;
+        }
+    }
+    date
 }
 
 /// One kind of request a user can make.
@@ -204,10 +224,9 @@ impl<'a> UserWorkload<'a> {
         let doctor = f.doctor_ids[self.rng.random_range(0..f.doctor_ids.len())];
         let patient = f.patient_ids[self.rng.random_range(0..f.patient_ids.len())];
         let kind = &f.appointment_types[self.rng.random_range(0..f.appointment_types.len())];
-        let midnight = f.first_day.and_hms_opt(0, 0, 0).expect("midnight exists");
-        let start = Utc.from_utc_datetime(&midnight)
-            + ChronoDuration::days(day)
-            + ChronoDuration::minutes(minute_of_day);
+        let date = business_day(f.first_day, day);
+        let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+        let start = Utc.from_utc_datetime(&midnight) + ChronoDuration::minutes(minute_of_day);
         let end = start + ChronoDuration::minutes(length_min);
         let body = serde_json::json!({
             "clinic_id": f.clinic_id,
@@ -265,6 +284,21 @@ pub(crate) mod tests {
         }
         assert_eq!(starts.len() as i64, HOT_SLOTS_MAX);
         assert!(starts.contains("2031-03-03T09:00:00Z"), "{starts:?}");
+    }
+
+    #[test]
+    fn business_days_skip_weekends() {
+        let friday = NaiveDate::from_ymd_opt(2031, 3, 7).unwrap();
+        let saturday = NaiveDate::from_ymd_opt(2031, 3, 8).unwrap();
+        let monday = NaiveDate::from_ymd_opt(2031, 3, 10).unwrap();
+        assert_eq!(business_day(friday, 0), friday);
+        assert_eq!(business_day(friday, 1), monday);
+        assert_eq!(business_day(saturday, 0), monday);
+        assert_eq!(business_day(monday, 5), NaiveDate::from_ymd_opt(2031, 3, 17).unwrap());
+        assert_eq!(business_day(friday, 6), NaiveDate::from_ymd_opt(2031, 3, 17).unwrap());
+        for n in 0..40 {
+            assert!(business_day(saturday, n).weekday().number_from_monday() <= 5);
+        }
     }
 
     #[test]

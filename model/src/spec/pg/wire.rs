@@ -54,7 +54,8 @@ impl WireConn {
         let mut body = Vec::new();
         body.extend_from_slice(&196_608i32.to_be_bytes());
         let database = opts.get_database().unwrap_or(opts.get_username());
-        for (k, v) in [("user", opts.get_username()), ("database", database), ("options", options)] {
+        for (k, v) in [("user", opts.get_username()), ("database", database), ("options", options)]
+        {
             body.extend_from_slice(k.as_bytes());
             body.push(0);
             body.extend_from_slice(v.as_bytes());
@@ -133,7 +134,9 @@ impl WireConn {
             b'R' => {
                 let code = read_i32(body, 0)?;
                 if code != 0 {
-                    return Err(err(format!("authentication method {code} is not supported (use trust)")));
+                    return Err(err(format!(
+                        "authentication method {code} is not supported (use trust)"
+                    )));
                 }
             }
             b'K' => self.pid = read_i32(body, 0)?,

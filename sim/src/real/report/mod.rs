@@ -189,6 +189,28 @@ fn performance_block(outcome: &LoadOutcome) -> String {
     out
 }
 
+/// The database-monitoring lines of the text summary.
+pub fn monitor_text(m: &MonitorSummary) -> String {
+    let mut out = String::from("\n=== DATABASE MONITORING ===\n");
+    let _ = writeln!(
+        out,
+        "samples: {}  active queries max {} mean {:.1}  lock waiters max {}  ungranted locks max {}",
+        m.samples.len(),
+        m.active_queries_max(),
+        m.active_queries_mean(),
+        m.lock_waiters_max(),
+        m.ungranted_locks_max()
+    );
+    let _ = writeln!(out, "deadlocks (pg_stat_database delta): {}", m.deadlocks_delta);
+    for index in &m.indexes {
+        let _ = writeln!(out, "index {}.{}: {} scans", index.table, index.index, index.scans_delta);
+    }
+    if let Some(error) = &m.error {
+        let _ = writeln!(out, "sampler error: {error}");
+    }
+    out
+}
+
 /// Writes every report the flags ask for. Each file is attempted even if an earlier one fails.
 pub fn write_all(
     args: &ReportArgs,
@@ -301,6 +323,7 @@ pub(crate) mod tests {
             users_max: 10,
             stopped_early: None,
             config,
+            rounds: None,
         }
     }
 

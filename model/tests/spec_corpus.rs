@@ -1,0 +1,193 @@
+//! The spec corpus (`model/specs/*.spec`) against the model, and against PostgreSQL.
+//!
+//! 1. Always: every spec parses and runs on the model without a panic, and the model's
+//!    output is compared with the PostgreSQL output recorded in `specs/expected/NAME.jsonl`.
+//! 2. With `--features postgres` and `DATABASE_URL`: every spec runs live on PostgreSQL; the
+//!    live output must equal the recording (re-record with `SPEC_BLESS=1`), and the model is
+//!    diffed against it.
+//!
+//! RATCHET: `specs/KNOWN_DIFFERENCES.txt` lists (name, one-line reason) the specs where the
+//! model still differs from PostgreSQL. A differing spec not on the list fails the test, and
+//! so does a listed spec that now agrees, so the list stays true.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use model::spec::{PermutationResult, Spec, diff, parse_file, run_model};
+
+fn specs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("specs")
+}
+
+fn corpus() -> Vec<Spec> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(specs_dir())
+        .expect("model/specs exists")
+        .map(|e| e.expect("readable dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "spec"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| parse_file(f).unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+fn name(spec: &Spec) -> String {
+    Path::new(&spec.file).file_stem().expect("file name").to_string_lossy().into_owned()
+}
+
+fn expected_path(spec: &Spec) -> PathBuf {
+    specs_dir().join("expected").join(format!("{}.jsonl", name(spec)))
+}
+
+fn read_expected(spec: &Spec) -> Option<Vec<PermutationResult>> {
+    let text = std::fs::read_to_string(expected_path(spec)).ok()?;
+    let parse = |l: &str| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", name(spec)));
+    Some(text.lines().filter(|l| !l.trim().is_empty()).map(parse).collect())
+}
+
+/// name → reason.
+fn known_differences() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(specs_dir().join("KNOWN_DIFFERENCES.txt"))
+        .expect("specs/KNOWN_DIFFERENCES.txt exists");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (n, reason) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            assert!(!reason.trim().is_empty(), "KNOWN_DIFFERENCES: {n} needs a reason");
+            (n.to_string(), reason.trim().to_string())
+        })
+        .collect()
+}
+
+/// Runs the model on a spec, turning an engine panic into an error message.
+fn model_results(spec: &Spec) -> Result<Vec<PermutationResult>, String> {
+    catch_unwind(AssertUnwindSafe(|| run_model(spec, 0))).map_err(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+        format!("{}: the model panicked: {}", name(spec), msg.unwrap_or_default())
+    })
+}
+
+/// Fails on differences outside the known list and on known entries that now agree.
+fn check_ratchet(differing: &BTreeMap<String, Vec<String>>, total: usize, against: &str) {
+    let known = known_differences();
+    let mut failures = Vec::new();
+    for (n, diffs) in differing {
+        if !known.contains_key(n) {
+            failures.push(format!("{n} differs from {against} and is not in KNOWN_DIFFERENCES:"));
+            failures.extend(diffs.iter().take(3).cloned());
+        }
+    }
+    let names: BTreeSet<String> = corpus().iter().map(name).collect();
+    for n in known.keys() {
+        if !names.contains(n) {
+            failures.push(format!("KNOWN_DIFFERENCES names {n}, which is not a spec"));
+        } else if !differing.contains_key(n) {
+            failures
+                .push(format!("{n} now agrees with {against}: remove it from KNOWN_DIFFERENCES"));
+        }
+    }
+    println!("{} of {total} specs agree with {against}", total - differing.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Rewrites KNOWN_DIFFERENCES.txt from `differing`, keeping reasons already written and
+/// describing new entries by the model's first differing event.
+fn rewrite_known_differences(differing: &BTreeMap<String, Vec<String>>) {
+    let path = specs_dir().join("KNOWN_DIFFERENCES.txt");
+    let old = std::fs::read_to_string(&path).unwrap();
+    let header: String =
+        old.lines().take_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let known = known_differences();
+    let mut out = header;
+    for (n, diffs) in differing {
+        let reason = known.get(n).cloned().unwrap_or_else(|| {
+            let model_line = diffs.first().and_then(|d| d.lines().nth(1)).unwrap_or("differs");
+            let model_line = model_line.trim().trim_start_matches("model:").trim();
+            format!("model gives {}", model_line.chars().take(110).collect::<String>())
+        });
+        out.push_str(&format!("{n}  {reason}\n"));
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn corpus_is_large_enough_and_every_spec_is_recorded() {
+    let specs = corpus();
+    assert!(specs.len() >= 60, "only {} specs", specs.len());
+    let missing: Vec<String> =
+        specs.iter().filter(|s| !expected_path(s).exists()).map(name).collect();
+    assert!(
+        missing.is_empty(),
+        "no recorded PostgreSQL output for {missing:?}: record with SPEC_BLESS=1 DATABASE_URL=… \
+         cargo test -p model --features postgres --test spec_corpus"
+    );
+}
+
+#[test]
+fn model_agrees_with_recorded_postgres_output() {
+    let specs = corpus();
+    let mut differing = BTreeMap::new();
+    let mut panics = Vec::new();
+    for spec in &specs {
+        let Some(expected) = read_expected(spec) else { continue };
+        match model_results(spec) {
+            Ok(model) => {
+                let d = diff(&spec.file, "model", &model, "postgres", &expected);
+                if !d.is_empty() {
+                    differing.insert(name(spec), d);
+                }
+            }
+            Err(e) => {
+                panics.push(e);
+                differing.insert(name(spec), vec!["panicked".into()]);
+            }
+        }
+    }
+    assert!(panics.is_empty(), "{}", panics.join("\n"));
+    if std::env::var("SPEC_UPDATE_KNOWN").is_ok_and(|v| v == "1") {
+        rewrite_known_differences(&differing);
+    }
+    check_ratchet(&differing, specs.len(), "recorded PostgreSQL output");
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn live_postgres_matches_the_recording_and_the_model() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("notice: DATABASE_URL is not set; skipping the live PostgreSQL diff");
+        return;
+    };
+    let bless = std::env::var("SPEC_BLESS").is_ok_and(|v| v == "1");
+    let specs = corpus();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut unstable = Vec::new();
+    let mut differing = BTreeMap::new();
+    for spec in &specs {
+        let live = runtime
+            .block_on(model::spec::pg::run_postgres(spec, &url))
+            .unwrap_or_else(|e| panic!("{}: {e}", spec.file));
+        if bless {
+            std::fs::create_dir_all(specs_dir().join("expected")).unwrap();
+            std::fs::write(expected_path(spec), model::spec::to_json_lines(&live)).unwrap();
+        } else if let Some(recorded) = read_expected(spec) {
+            unstable.extend(diff(&spec.file, "recorded", &recorded, "live", &live));
+        }
+        if let Ok(model) = model_results(spec) {
+            let d = diff(&spec.file, "model", &model, "postgres", &live);
+            if !d.is_empty() {
+                differing.insert(name(spec), d);
+            }
+        } else {
+            differing.insert(name(spec), vec!["panicked".into()]);
+        }
+    }
+    assert!(
+        unstable.is_empty(),
+        "PostgreSQL no longer gives the recorded output:\n{}",
+        unstable.join("\n")
+    );
+    check_ratchet(&differing, specs.len(), "live PostgreSQL");
+}

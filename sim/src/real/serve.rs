@@ -1,0 +1,148 @@
+//! backend-core as a real HTTP service: `api_router` over tokio TCP with the sqlx `PgDb`, the
+//! wall clock and random ids — the same router the simulation serves over turmoil TCP.
+//!
+//! [`Server::start`] is used both by `roomsim serve` (which then runs until killed) and by
+//! `roomsim validate`/`calibrate` (which start it in-process on an ephemeral port and stop it
+//! after the run, closing the pool so PostgreSQL publishes its statistics).
+//!
+//! NOT MODELLED: TLS, graceful drain on SIGINT (the process is simply killed), a CPU-cost
+//! charge (production charges nothing; the simulation's hook is virtual time).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use backend_core::booking::Strategy;
+use backend_core::config::ApiConfig;
+use backend_core::db::Db;
+use backend_core::db::pg::PgDb;
+use backend_core::domain::{RandomIds, SystemClock};
+use backend_core::http::{ApiContext, api_router};
+use tokio::sync::oneshot;
+
+use super::RealError;
+use super::database::{DbTarget, check_schema};
+
+/// Pool sizes accepted by `--pool`.
+pub const POOL_CONNECTIONS_MAX: u32 = 500;
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub target: DbTarget,
+    pub listen: String,
+    pub pool_connections: u32,
+    pub strategy: Strategy,
+    /// Seeds the backend's retry jitter.
+    pub seed: u64,
+}
+
+impl ServeConfig {
+    /// An in-process server on an ephemeral loopback port (validate, calibrate, throughput).
+    pub fn ephemeral(
+        target: &DbTarget,
+        pool_connections: u32,
+        strategy: Strategy,
+        seed: u64,
+    ) -> Self {
+        let listen = "127.0.0.1:0".to_string();
+        ServeConfig { target: target.clone(), listen, pool_connections, strategy, seed }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub address: SocketAddr,
+    pub db: PgDb,
+    pub context: ApiContext,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Parses a strategy name into a bad-input error listing the valid ones.
+pub fn parse_strategy(name: &str) -> Result<Strategy, RealError> {
+    name.parse::<Strategy>().map_err(|e| RealError::BadInput(format!("--strategy: {e}")))
+}
+
+impl Server {
+    /// Connects, checks the schema, binds and serves in the background.
+    pub async fn start(config: &ServeConfig) -> Result<Server, RealError> {
+        Server::start_wrapped(config, &|db| db).await
+    }
+
+    /// As [`Server::start`], with the `Db` the API sees wrapped (calibration times it).
+    pub async fn start_wrapped(
+        config: &ServeConfig,
+        wrap: &(dyn Fn(Arc<dyn Db>) -> Arc<dyn Db> + Sync),
+    ) -> Result<Server, RealError> {
+        let pool = config.pool_connections;
+        if pool == 0 || pool > POOL_CONNECTIONS_MAX {
+            return Err(RealError::BadInput(format!(
+                "--pool {pool}: must be 1..={POOL_CONNECTIONS_MAX}"
+            )));
+        }
+        let listen: SocketAddr = config.listen.parse().map_err(|e| {
+            RealError::BadInput(format!("--listen `{}`: not an address ({e})", config.listen))
+        })?;
+        let db = config.target.pool(pool).await?;
+        check_schema(&db, &config.target).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| RealError::BadInput(format!("--listen {listen}: cannot listen ({e})")))?;
+        let address = listener.local_addr().map_err(|e| RealError::RunFailed(e.to_string()))?;
+        let api_config = ApiConfig { strategy: config.strategy, ..ApiConfig::default() };
+        let shared_db: Arc<dyn Db> = Arc::new(db.clone());
+        let context = ApiContext::new(
+            wrap(shared_db),
+            Arc::new(SystemClock),
+            Arc::new(RandomIds::default()),
+            api_config,
+            config.seed,
+        );
+        let router = api_router(context.clone());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Server { address, db, context, shutdown: Some(shutdown), task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Runs until the server fails (it normally runs until the process is killed).
+    pub async fn wait(mut self) -> Result<(), RealError> {
+        let result = (&mut self.task).await;
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(RealError::RunFailed(format!("server stopped: {e}"))),
+            Err(e) => Err(RealError::RunFailed(format!("server task failed: {e}"))),
+        }
+    }
+
+    /// Stops accepting, lets open requests finish, closes the database pool.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.db.pool().close().await;
+    }
+}
+
+/// `roomsim serve`: serves until killed.
+pub async fn serve_command(config: ServeConfig) -> Result<(), RealError> {
+    let server = Server::start(&config).await?;
+    eprintln!(
+        "roomsim serve: listening on {} (strategy {}, pool {}, database {})",
+        server.base_url(),
+        config.strategy,
+        config.pool_connections,
+        config.target.describe()
+    );
+    server.wait().await
+}

@@ -1,0 +1,101 @@
+//! The side-by-side table of `roomsim validate`: per metric and concurrency level, p50 / p90 /
+//! p95 / p99 real vs simulated, their ratios and verdicts, KS D and W1 / real mean.
+//!
+//! ```text
+//! metric              users  quantile   real ms    sim ms   ratio   band  verdict
+//! room_assignment        50       p50     3.210     3.050   0.950   ±15%  pass
+//! …
+//! room_assignment        50  n 1200/5000  KS D 0.043  W1/mean 0.071
+//! ```
+
+use std::fmt::Write as _;
+
+use super::compare::{Comparison, Verdict};
+
+/// One compared metric at one concurrency level.
+#[derive(Clone, Debug)]
+pub struct MetricRow {
+    pub metric: String,
+    pub level: u32,
+    pub comparison: Comparison,
+}
+
+fn quantile_name(q: f64) -> String {
+    format!("p{}", (q * 100.0).round() as u64)
+}
+
+fn optional(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
+}
+
+/// Renders the table; a final line counts judged quantiles and failures.
+pub fn side_by_side(rows: &[MetricRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:>5} {:>9} {:>10} {:>10} {:>7} {:>6}  verdict",
+        "metric", "users", "quantile", "real ms", "sim ms", "ratio", "band"
+    );
+    let (mut judged, mut failed) = (0_usize, 0_usize);
+    for row in rows {
+        for q in &row.comparison.rows {
+            let band = q.tolerance.map_or("-".to_string(), |t| format!("±{:.0}%", t * 100.0));
+            let ratio = if q.ratio.is_finite() { format!("{:.3}", q.ratio) } else { "n/a".into() };
+            let _ = writeln!(
+                out,
+                "{:<20} {:>5} {:>9} {:>10.3} {:>10.3} {:>7} {:>6}  {}",
+                row.metric,
+                row.level,
+                quantile_name(q.quantile),
+                q.real_us as f64 / 1_000.0,
+                q.sim_us as f64 / 1_000.0,
+                ratio,
+                band,
+                q.verdict.label()
+            );
+            judged += usize::from(matches!(q.verdict, Verdict::Pass | Verdict::Fail));
+            failed += usize::from(q.verdict == Verdict::Fail);
+        }
+        let c = &row.comparison;
+        let _ = writeln!(
+            out,
+            "{:<20} {:>5}  n real {} / sim {}  KS D {}  W1/mean {}",
+            row.metric,
+            row.level,
+            c.real_count,
+            c.sim_count,
+            optional(c.ks_d),
+            optional(c.w1_over_mean)
+        );
+    }
+    let _ = writeln!(out, "judged quantiles: {judged}, out of band: {failed}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::real::compare::{compare, latency_histogram};
+
+    #[test]
+    fn table_lists_every_quantile_and_counts_failures() {
+        let mut real = latency_histogram();
+        let mut sim = latency_histogram();
+        for i in 0..20_000_u64 {
+            real.record(1_000 + i % 1_000).unwrap();
+            sim.record(2_000 + 2 * (i % 1_000)).unwrap();
+        }
+        let rows = vec![MetricRow {
+            metric: "room_assignment".into(),
+            level: 50,
+            comparison: compare(&real, &sim),
+        }];
+        let text = side_by_side(&rows);
+        for q in ["p50", "p90", "p95", "p99"] {
+            assert!(text.contains(q), "{text}");
+        }
+        assert!(text.contains("FAIL"), "ratio 2 is out of every band: {text}");
+        assert!(text.contains("judged quantiles: 3, out of band: 3"), "{text}");
+        assert!(text.contains("n real 20000 / sim 20000"), "{text}");
+    }
+}
