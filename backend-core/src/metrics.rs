@@ -157,38 +157,24 @@ impl Metrics {
     /// Prometheus text exposition. `cache_hits` / `cache_misses` come from the policy cache.
     pub fn render(&self, cache_hits: u64, cache_misses: u64) -> String {
         let mut out = String::with_capacity(4096);
-        out.push_str("# HELP roomsim_bookings_total Booking requests by outcome.\n");
-        out.push_str("# TYPE roomsim_bookings_total counter\n");
-        for (index, label) in OUTCOME_LABELS.iter().enumerate() {
-            let value = self.bookings[index].load(Ordering::Relaxed);
-            let _ = writeln!(out, "roomsim_bookings_total{{outcome=\"{label}\"}} {value}");
-        }
-        counter(
-            &mut out,
-            "roomsim_room_conflicts_total",
-            "Rooms found taken inside a booking \
-            transaction.",
-            self.room_conflicts.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP roomsim_retries_total Transaction retries by cause.\n");
-        out.push_str("# TYPE roomsim_retries_total counter\n");
-        for (index, label) in RETRY_LABELS.iter().enumerate() {
-            let value = self.retries[index].load(Ordering::Relaxed);
-            let _ = writeln!(out, "roomsim_retries_total{{cause=\"{label}\"}} {value}");
-        }
-        counter(
-            &mut out,
-            "roomsim_retries_exhausted_total",
-            "Requests that ran out of retries.",
-            self.retries_exhausted.load(Ordering::Relaxed),
-        );
+        let load = |counters: &[AtomicU64]| -> Vec<u64> {
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        };
+        let bookings = load(&self.bookings);
+        let (name, help) = ("roomsim_bookings_total", "Booking requests by outcome.");
+        labelled_counter(&mut out, (name, help, "outcome"), &OUTCOME_LABELS, &bookings);
+        let conflicts = self.room_conflicts.load(Ordering::Relaxed);
+        let help = "Rooms found taken inside a booking transaction.";
+        counter(&mut out, "roomsim_room_conflicts_total", help, conflicts);
+        let retries = load(&self.retries);
+        let (name, help) = ("roomsim_retries_total", "Transaction retries by cause.");
+        labelled_counter(&mut out, (name, help, "cause"), &RETRY_LABELS, &retries);
+        let exhausted = self.retries_exhausted.load(Ordering::Relaxed);
+        let help = "Requests that ran out of retries.";
+        counter(&mut out, "roomsim_retries_exhausted_total", help, exhausted);
         counter(&mut out, "roomsim_policy_cache_hits_total", "Policy cache hits.", cache_hits);
-        counter(
-            &mut out,
-            "roomsim_policy_cache_misses_total",
-            "Policy cache misses.",
-            cache_misses,
-        );
+        let help = "Policy cache misses.";
+        counter(&mut out, "roomsim_policy_cache_misses_total", help, cache_misses);
         self.rules_latency.render(
             &mut out,
             "roomsim_rules_duration_seconds",
@@ -210,6 +196,17 @@ impl Metrics {
             "Whole booking request time.",
         );
         out
+    }
+}
+
+/// One counter family with a label: `(name, help, label name)`, label values and counts.
+fn labelled_counter(out: &mut String, family: (&str, &str, &str), labels: &[&str], values: &[u64]) {
+    let (name, help, label) = family;
+    assert_eq!(labels.len(), values.len(), "{name}: one value per label");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (value_label, value) in labels.iter().zip(values) {
+        let _ = writeln!(out, "{name}{{{label}=\"{value_label}\"}} {value}");
     }
 }
 

@@ -323,6 +323,26 @@ proptest! {
     }
 
     #[test]
+    fn fast_and_explained_evaluations_agree(case in case_strategy(), shift_steps in 0i64..40) {
+        let rules = default_rule_set();
+        let ctx = EvalContext::new(&rules, &case.snapshot, &case.request);
+        let slot = ctx.requested_slot().shifted(shift_steps * 15);
+        let mut stats = EvalStats::default();
+        for index in 0..case.snapshot.rooms.len() {
+            let fast = ctx.evaluate_room(index, slot, false, &mut stats);
+            let explained = ctx.evaluate_room(index, slot, true, &mut stats);
+            prop_assert_eq!(fast.score, explained.score);
+            prop_assert_eq!(fast.turnover_minutes, explained.turnover_minutes);
+            let rules_of = |e: &RoomEvaluation| {
+                e.violations.iter().map(|v| (v.rule, v.magnitude)).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(rules_of(&fast), rules_of(&explained));
+            let soft: i64 = explained.contributions.iter().map(|c| c.penalty).sum();
+            prop_assert_eq!(soft, explained.score.soft);
+        }
+    }
+
+    #[test]
     fn interval_index_matches_brute_force(
         raw in prop::collection::vec((0i64..200, 1i64..40, 0i64..20), 0..60),
         start in 0i64..220,

@@ -642,3 +642,25 @@ fn top_contributions_are_the_costliest_soft_rules() {
     assert_eq!(top, expected);
     assert_eq!(evaluation.score.soft, -(50 + 15 + 10 + 3));
 }
+
+#[test]
+fn extreme_inputs_saturate_instead_of_panicking() {
+    let mut f = Fixture::single_room();
+    // A zero clean window means "no separation" (and must not form an empty interval).
+    f.snapshot.patient.immunocompromised = true;
+    let text = "version = 1\n[[rules]]\nkey = \"immunocompromised_separation\"\nweight = 30\n\
+                params = { clean_window_minutes = 0 }\n[[rules]]\nkey = \"load_balance\"\n\
+                weight = 1\nparams = { unit_minutes = 1 }\n";
+    let rules = RuleSet::from_toml(text).unwrap();
+    // Absurd turnovers in stored data: utilisation² would overflow i64 without saturation.
+    let mut huge = booked(1, 0, 60);
+    huge.turnover_minutes = u32::MAX;
+    f.snapshot.appointments = vec![huge.clone(), {
+        huge.id = fixture_id(5, 2);
+        huge
+    }];
+    let evaluation = evaluate_with(&rules, &f);
+    // S11 with unit 1 min: u = busy minutes, d = 20 + 5 turnover; penalty d (2u + d).
+    let used = 2 * (60 + i64::from(u32::MAX));
+    assert_eq!(evaluation.score.soft, -(25 * (2 * used + 25)));
+}

@@ -154,3 +154,34 @@ fn zero_divisors_are_rejected() {
     };
     assert_eq!(err, expected);
 }
+
+/// Every shipped example rule set parses (TOML or JSON by extension) and round-trips.
+#[test]
+fn example_rule_sets_parse() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rulesets/examples");
+    let mut paths: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    paths.sort();
+    assert!(paths.len() >= 2, "examples missing in {dir}");
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => RuleSet::from_toml(&text),
+            Some("json") => RuleSet::from_json(&text),
+            _ => continue,
+        };
+        let set = parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(set.active_of(RuleKind::Hard).count() >= 10, "{}", path.display());
+        assert_eq!(RuleSet::from_json(&set.to_json()).unwrap(), set);
+    }
+}
+
+/// The rule-set README documents every rule of the catalogue.
+#[test]
+fn readme_lists_every_rule() {
+    let readme = include_str!("../rulesets/README.md");
+    for rule in RuleId::ALL {
+        let row = format!("| {} | `{}` | {} |", rule.code(), rule.key(), rule.kind().as_str());
+        assert!(readme.contains(&row), "rulesets/README.md lacks {row}");
+    }
+}

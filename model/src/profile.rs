@@ -144,10 +144,10 @@ impl LatencyProfile {
             ServiceTime::LogNormal { median_us, sigma, tail } => {
                 let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
                 let mut us = body.sample(rng);
-                if let Some(tail) = tail {
-                    if rng.random::<f64>() < tail.p {
-                        us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
-                    }
+                if let Some(tail) = tail
+                    && rng.random::<f64>() < tail.p
+                {
+                    us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
                 }
                 us
             }

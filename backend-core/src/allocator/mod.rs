@@ -236,7 +236,8 @@ pub fn allocate(
         }
         None => None,
     };
-    let mut stats = EvalStats::default();
+    // Includes the time-independent rule checks done once per room while preparing.
+    let mut stats = ctx.preparation_stats();
     let slot = ctx.requested_slot();
     let conflicts = slot_participant_conflicts(&ctx, slot);
     let (feasible, infeasible) = evaluate_all(&ctx, slot, &mut stats);
@@ -343,11 +344,11 @@ fn decide(
     if !conflicts.is_empty() {
         return Outcome::ParticipantBusy { conflicts };
     }
-    if let Some(pinned) = pinned_index {
-        if let Some(failed) = explained.iter().find(|e| e.room_index == pinned) {
-            let rejection = failed.rejection(&ctx.snapshot.rooms[pinned]);
-            return Outcome::PinnedRoomRejected { rejection: rejection.expect("a violation") };
-        }
+    if let Some(pinned) = pinned_index
+        && let Some(failed) = explained.iter().find(|e| e.room_index == pinned)
+    {
+        let rejection = failed.rejection(&ctx.snapshot.rooms[pinned]);
+        return Outcome::PinnedRoomRejected { rejection: rejection.expect("a violation") };
     }
     if let Some(best) = feasible.first() {
         return Outcome::Assigned { room_id: best.room_id, score: best.score };

@@ -146,7 +146,9 @@ impl RoomTimeline {
 
     /// Minutes the room is blocked in total (overlapping blocks count twice).
     pub fn busy_minutes(&self) -> i64 {
-        self.blocks.iter().map(|b| b.blocked_end_us - b.start_us).sum::<i64>() / MINUTE_US
+        // Saturating: inconsistent data (huge turnovers) must not overflow.
+        let busy_us = self.blocks.iter().map(|b| b.blocked_end_us - b.start_us);
+        busy_us.fold(0i64, i64::saturating_add) / MINUTE_US
     }
 
     /// Free intervals within `[from, to)` (gaps between blocked ranges).

@@ -1,9 +1,10 @@
-//! Booking: load the clinic snapshot, run the allocator, then one strategy's transaction.
+//! Booking: strategies, their transactions, idempotency, snapshot reads and the CPU-cost hook.
 //!
 //! WHAT: [`strategy`] names the concurrency-control strategies; [`transaction`] holds their
-//! statements and the retry loop; [`idempotency`] hashes request bodies; [`service`] glues the
-//! policy cache, the snapshot queries, the allocator and the transaction together for the HTTP
-//! layer.
+//! statements and the bounded retry loop; [`idempotency`] fingerprints request bodies;
+//! [`snapshot`] reads the policy (through the policy cache) and the allocator's input;
+//! [`work`] is the hook through which the simulation charges CPU time. The HTTP layer
+//! (`crate::http::appointments`) runs them in order: snapshot → allocator → transaction.
 
 pub mod idempotency;
 pub mod snapshot;

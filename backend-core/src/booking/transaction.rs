@@ -483,7 +483,7 @@ async fn insert_appointment(
     };
     let sql = if candidate.is_some() { INSERT_WITH_ROOM } else { INSERT_ROOM_PENDING };
     let rows = session.exec(sql, &params).await?;
-    assert_eq!(rows.rows_affected, 1, "an INSERT … VALUES of one row inserts one row");
+    assert_eq!(rows.rows_affected, 1, "INSERT of one row must report 1 row (Conn contract)");
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use sqlx::PgPool;
 
 use super::DbError;
 use super::pg::map_sqlx_error;
+use crate::booking::Strategy;
 
 /// Which appointments table to create.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,6 +34,17 @@ pub enum SchemaVariant {
 }
 
 impl SchemaVariant {
+    /// The variant that tests `strategy` honestly: `Guarded` for `exclusion` (it relies on the
+    /// constraint), `Unguarded` for every other strategy (so the constraint neither helps the
+    /// lock-based ones nor rescues the broken ones).
+    pub fn for_strategy(strategy: Strategy) -> SchemaVariant {
+        if strategy.needs_exclusion_constraint() {
+            SchemaVariant::Guarded
+        } else {
+            SchemaVariant::Unguarded
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SchemaVariant::Guarded => "guarded",
@@ -104,6 +116,14 @@ pub async fn migrate_pg_variant(pool: &PgPool, variant: SchemaVariant) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_strategy_gets_the_variant_that_tests_it() {
+        assert_eq!(SchemaVariant::for_strategy(Strategy::Exclusion), SchemaVariant::Guarded);
+        for strategy in Strategy::ALL.into_iter().filter(|s| *s != Strategy::Exclusion) {
+            assert_eq!(SchemaVariant::for_strategy(strategy), SchemaVariant::Unguarded);
+        }
+    }
 
     #[test]
     fn variants_differ_only_in_the_room_constraint() {

@@ -158,6 +158,31 @@ impl Serialize for RuleId {
     }
 }
 
+impl RuleId {
+    /// Whether the rule's magnitude can change with the slot's time. The others depend only
+    /// on the room and the request, so the engine evaluates them once per room and request.
+    pub fn depends_on_time(self) -> bool {
+        use RuleId::*;
+        matches!(
+            self,
+            RoomActive // closure windows
+                | NoRoomOverlap
+                | WithinRoomHours
+                | RoomGenderPolicy // same-gender bays look at who is there
+                | ConcurrentCapacity
+                | ParticipantNoDoubleBooking
+                | DoctorRoomStability
+                | WalkingDistance
+                | TurnoverSlack
+                | GapFragmentation
+                | LoadBalance
+                | ProviderRoomRatio
+                | ImmunocompromisedSeparation
+                | PreMaintenanceBuffer
+        )
+    }
+}
+
 impl RuleParams {
     /// Values the types admit but the rules cannot use: zero divisors. Returns the field.
     pub(crate) fn check(&self) -> Result<(), &'static str> {

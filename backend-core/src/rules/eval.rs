@@ -10,9 +10,13 @@
 //! TWO SPEEDS
 //!
 //! `evaluate_room(.., explain = false)` only computes magnitudes and the score (the hot path,
-//! run for every room and candidate time). With `explain = true` every hit also gets a
-//! human-readable detail, and every active soft rule is listed even when it costs nothing;
-//! the allocator asks for that only for the rooms it reports on.
+//! run for every room and candidate time). Rules that cannot change with the time
+//! ([`RuleId::depends_on_time`] is false: equipment, capacity, zone, …) are evaluated once per
+//! room in [`EvalContext::new`]; the fast path adds the 14 time-dependent ones. With
+//! `explain = true` every rule is checked in code order, every hit gets a human-readable
+//! detail, and every active soft rule is listed even when it costs nothing; the allocator asks
+//! for that only for the rooms it reports on. Both paths agree on score and violations (a
+//! property test checks it at shifted slots).
 //!
 //! MAGNITUDES
 //!
@@ -156,6 +160,20 @@ pub struct EvalContext<'a> {
     entrance_distance_m_min: u32,
     /// Busy minutes per room over the snapshot (S11).
     busy_minutes: Vec<i64>,
+    /// Per room: the score and violations of the rules that do not depend on time.
+    static_parts: Vec<Accumulator>,
+    /// Active rules that depend on time (H15 excluded), in code order.
+    timed_rules: Vec<&'a Rule>,
+    /// Work done while preparing the static parts.
+    preparation_stats: EvalStats,
+}
+
+/// Score, violations and (when explaining) contributions gathered rule by rule.
+#[derive(Clone, Debug, Default)]
+struct Accumulator {
+    score: Score,
+    violations: Vec<Violation>,
+    contributions: Vec<Contribution>,
 }
 
 /// A doctor's appointment, in integer time.
@@ -169,10 +187,10 @@ struct Visit {
 
 /// Writes `detail` only when explaining and the rule hit; returns the magnitude.
 fn hit(magnitude: i64, detail: Option<&mut String>, text: impl FnOnce() -> String) -> i64 {
-    if magnitude > 0 {
-        if let Some(detail) = detail {
-            *detail = text();
-        }
+    if magnitude > 0
+        && let Some(detail) = detail
+    {
+        *detail = text();
     }
     magnitude
 }
@@ -221,7 +239,13 @@ impl<'a> EvalContext<'a> {
             1 + request.needs.companions + u32::from(request.needs.interpreter);
         let entrance_distance_m_min =
             snapshot.rooms.iter().map(|r| r.distance_to_entrance_m).min().unwrap_or(0);
-        EvalContext {
+        let timed_rules = rules
+            .rules()
+            .iter()
+            .filter(|r| r.is_active() && r.id.depends_on_time())
+            .filter(|r| r.id != RuleId::ParticipantNoDoubleBooking)
+            .collect();
+        let mut ctx = EvalContext {
             rules,
             snapshot,
             request,
@@ -237,7 +261,38 @@ impl<'a> EvalContext<'a> {
             infectious,
             entrance_distance_m_min,
             busy_minutes,
-        }
+            static_parts: Vec::new(),
+            timed_rules,
+            preparation_stats: EvalStats::default(),
+        };
+        ctx.prepare_static_parts();
+        ctx
+    }
+
+    /// Evaluates the time-independent rules of every room once (at the requested slot; the
+    /// slot does not matter to them).
+    fn prepare_static_parts(&mut self) {
+        let mut stats = EvalStats::default();
+        let slot = self.requested_slot();
+        let untimed =
+            self.rules.rules().iter().filter(|r| r.is_active() && !r.id.depends_on_time());
+        let parts = (0..self.snapshot.rooms.len())
+            .map(|room_index| {
+                let facts = self.slot_facts(room_index, slot);
+                let mut part = Accumulator::default();
+                for rule in untimed.clone() {
+                    self.apply(rule, &facts, false, &mut stats, &mut part);
+                }
+                part
+            })
+            .collect();
+        self.static_parts = parts;
+        self.preparation_stats = stats;
+    }
+
+    /// The work done once per request by [`EvalContext::new`] (static rule checks).
+    pub fn preparation_stats(&self) -> EvalStats {
+        self.preparation_stats
     }
 
     /// The requested slot.
@@ -269,15 +324,15 @@ impl<'a> EvalContext<'a> {
             let by_type = p.turnover_minutes_by_room_type.get(&room.room_type).copied();
             turnover = turnover.max(by_type.unwrap_or(0));
         }
-        if self.airborne {
-            if let Some(RuleParams::AirborneIsolation(p)) = self.params(RuleId::AirborneIsolation) {
-                let clear = if room.air_changes_per_hour >= 12 {
-                    p.clear_minutes_at_12_ach
-                } else {
-                    p.clear_minutes_at_6_ach
-                };
-                turnover = turnover.max(clear);
-            }
+        if self.airborne
+            && let Some(RuleParams::AirborneIsolation(p)) = self.params(RuleId::AirborneIsolation)
+        {
+            let clear = if room.air_changes_per_hour >= 12 {
+                p.clear_minutes_at_12_ach
+            } else {
+                p.clear_minutes_at_6_ach
+            };
+            turnover = turnover.max(clear);
         }
         turnover
     }
@@ -286,7 +341,26 @@ impl<'a> EvalContext<'a> {
         self.rules.active(id).map(|rule| &rule.params)
     }
 
+    fn slot_facts(&self, room_index: usize, slot: Slot) -> SlotFacts<'a> {
+        let room = &self.snapshot.rooms[room_index];
+        let turnover_minutes = self.turnover_minutes(room);
+        let end_us = epoch_us(slot.end);
+        SlotFacts {
+            room,
+            room_index,
+            slot,
+            turnover_minutes,
+            start_us: epoch_us(slot.start),
+            end_us,
+            blocked_end_us: end_us + i64::from(turnover_minutes) * MINUTE_US,
+        }
+    }
+
     /// Scores `snapshot.rooms[room_index]` for `slot`. Pure: same input, same output.
+    ///
+    /// The fast path (`explain = false`) starts from the room's precomputed time-independent
+    /// part and checks only the time-dependent rules; explained evaluations check every rule
+    /// in code order. Both give the same score and the same violated rules.
     pub fn evaluate_room(
         &self,
         room_index: usize,
@@ -294,63 +368,65 @@ impl<'a> EvalContext<'a> {
         explain: bool,
         stats: &mut EvalStats,
     ) -> RoomEvaluation {
-        let room = &self.snapshot.rooms[room_index];
-        let turnover_minutes = self.turnover_minutes(room);
-        let end_us = epoch_us(slot.end);
-        let facts = SlotFacts {
-            room,
-            room_index,
-            slot,
-            start_us: epoch_us(slot.start),
-            end_us,
-            blocked_end_us: end_us + i64::from(turnover_minutes) * MINUTE_US,
-        };
+        let facts = self.slot_facts(room_index, slot);
         stats.rooms_evaluated += 1;
-        let mut score = Score::ZERO;
-        let mut violations = Vec::new();
-        let mut contributions = Vec::new();
-        for rule in self.rules.rules().iter().filter(|rule| rule.is_active()) {
-            if rule.id == RuleId::ParticipantNoDoubleBooking {
-                continue; // Room-independent: checked once per slot by the allocator.
+        let mut acc =
+            if explain { Accumulator::default() } else { self.static_parts[room_index].clone() };
+        let room_independent = |rule: &&Rule| rule.id != RuleId::ParticipantNoDoubleBooking;
+        if explain {
+            let active = self.rules.rules().iter().filter(|rule| rule.is_active());
+            for rule in active.filter(room_independent) {
+                self.apply(rule, &facts, true, stats, &mut acc);
             }
-            stats.rule_checks += 1;
-            let mut detail = String::new();
-            let magnitude = self.check(rule, &facts, explain.then_some(&mut detail), stats);
-            assert!(magnitude >= 0, "rule {} produced a negative magnitude", rule.id);
-            let penalty = rule.weight.saturating_mul(magnitude).saturating_neg();
-            match rule.id.kind() {
-                RuleKind::Hard if magnitude > 0 => {
-                    score.penalize_hard(rule.weight, magnitude);
-                    let message = rule_message(rule, detail);
-                    violations.push(Violation { rule: rule.id, magnitude, penalty, message });
-                }
-                RuleKind::Hard => {}
-                RuleKind::Soft => {
-                    score.penalize_soft(rule.weight, magnitude);
-                    if explain {
-                        let weight = rule.weight;
-                        let rule = rule.id;
-                        contributions.push(Contribution {
-                            rule,
-                            weight,
-                            magnitude,
-                            penalty,
-                            detail,
-                        });
-                    }
-                }
+        } else {
+            for rule in &self.timed_rules {
+                self.apply(rule, &facts, false, stats, &mut acc);
             }
+            acc.violations.sort_by_key(|violation| violation.rule);
         }
+        let Accumulator { score, violations, contributions } = acc;
         assert_eq!(score.hard == 0, violations.is_empty(), "hard score and violations disagree");
-        let room_id = room.id;
         RoomEvaluation {
-            room_id,
+            room_id: facts.room.id,
             room_index,
             slot,
             score,
-            turnover_minutes,
+            turnover_minutes: facts.turnover_minutes,
             violations,
             contributions,
+        }
+    }
+
+    /// Checks one rule and adds its penalty (and, when explaining, its text) to `acc`.
+    fn apply(
+        &self,
+        rule: &Rule,
+        facts: &SlotFacts,
+        explain: bool,
+        stats: &mut EvalStats,
+        acc: &mut Accumulator,
+    ) {
+        stats.rule_checks += 1;
+        let mut detail = String::new();
+        let magnitude = self.check(rule, facts, explain.then_some(&mut detail), stats);
+        assert!(magnitude >= 0, "rule {} produced a negative magnitude", rule.id);
+        let penalty = rule.weight.saturating_mul(magnitude).saturating_neg();
+        let (weight, id) = (rule.weight, rule.id);
+        match rule.id.kind() {
+            RuleKind::Hard if magnitude > 0 => {
+                acc.score.penalize_hard(weight, magnitude);
+                let message = rule_message(rule, detail);
+                acc.violations.push(Violation { rule: id, magnitude, penalty, message });
+            }
+            RuleKind::Hard => {}
+            RuleKind::Soft => {
+                acc.score.penalize_soft(weight, magnitude);
+                if explain {
+                    let contribution =
+                        Contribution { rule: id, weight, magnitude, penalty, detail };
+                    acc.contributions.push(contribution);
+                }
+            }
         }
     }
 
@@ -405,6 +481,7 @@ struct SlotFacts<'r> {
     room: &'r Room,
     room_index: usize,
     slot: Slot,
+    turnover_minutes: u32,
     start_us: EpochMicros,
     end_us: EpochMicros,
     /// `slot.end + turnover`.
@@ -898,7 +975,8 @@ impl EvalContext<'_> {
         let unit = i64::from(p.unit_minutes.max(1));
         let used = self.busy_minutes[f.room_index] / unit;
         let added = (f.blocked_end_us - f.start_us) / MINUTE_US / unit;
-        let magnitude = (used + added) * (used + added) - used * used;
+        // (u + d)² − u² = d (2u + d): no cancellation, saturating on absurd data.
+        let magnitude = added.saturating_mul(used.saturating_mul(2).saturating_add(added));
         hit(magnitude, d, || format!("room already busy {} min", self.busy_minutes[f.room_index]))
     }
 
@@ -962,7 +1040,7 @@ impl EvalContext<'_> {
         d: Option<&mut String>,
         s: &mut EvalStats,
     ) -> i64 {
-        if !self.snapshot.patient.immunocompromised {
+        if !self.snapshot.patient.immunocompromised || p.clean_window_minutes == 0 {
             return 0;
         }
         let since_us = f.start_us - i64::from(p.clean_window_minutes) * MINUTE_US;

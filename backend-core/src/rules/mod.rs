@@ -1,7 +1,7 @@
 //! The rules engine: rule sets as data, the catalogue, scoring and explanations.
 //!
 //! A [`RuleSet`] (parsed from TOML or JSON, versioned per clinic) configures up to 16 hard and
-//! 24 soft rules of the [catalogue](catalogue), each with typed parameters and an integer
+//! 24 soft rules of the [`catalogue`], each with typed parameters and an integer
 //! weight. [`EvalContext::evaluate_room`] scores one room for one slot:
 //!
 //! 1. every active hard rule is checked; a failure adds `weight × magnitude` to the hard

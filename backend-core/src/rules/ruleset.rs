@@ -211,13 +211,13 @@ impl RuleSet {
         let header: RawHeader = serde_path_to_error::deserialize(value).map_err(|e| {
             RuleSetError::BadHeader { field: e.path().to_string(), message: e.inner().to_string() }
         })?;
-        if let Some(levels) = &header.score_levels {
-            if levels != &["hard", "medium", "soft"] {
-                return Err(RuleSetError::BadHeader {
-                    field: "score_levels".into(),
-                    message: format!("must be [\"hard\", \"medium\", \"soft\"], got {levels:?}"),
-                });
-            }
+        if let Some(levels) = &header.score_levels
+            && levels != &["hard", "medium", "soft"]
+        {
+            return Err(RuleSetError::BadHeader {
+                field: "score_levels".into(),
+                message: format!("must be [\"hard\", \"medium\", \"soft\"], got {levels:?}"),
+            });
         }
         if header.rules.len() > RULES_COUNT_MAX {
             let count = header.rules.len();
@@ -303,14 +303,14 @@ fn parse_rule(index: usize, record: serde_json::Value) -> Result<Rule, RuleSetEr
         return Err(RuleSetError::KindMismatch { key: raw.key, kind, expected });
     }
     check_weight(id, raw.weight)?;
-    if let Some(message) = &raw.message {
-        if message.len() > RULE_MESSAGE_BYTES_MAX {
-            return Err(RuleSetError::BadRecord {
-                index,
-                field: "message".into(),
-                message: format!("{} bytes, more than {}", message.len(), RULE_MESSAGE_BYTES_MAX),
-            });
-        }
+    if let Some(message) = &raw.message
+        && message.len() > RULE_MESSAGE_BYTES_MAX
+    {
+        return Err(RuleSetError::BadRecord {
+            index,
+            field: "message".into(),
+            message: format!("{} bytes, more than {}", message.len(), RULE_MESSAGE_BYTES_MAX),
+        });
     }
     let params = RuleParams::parse(id, raw.params).map_err(|e| RuleSetError::BadParameter {
         key: raw.key.clone(),

@@ -155,7 +155,8 @@ def rowlock_matrix():
 
 BOOK_SETUP = ("CREATE TABLE rooms (id int PRIMARY KEY, version int NOT NULL DEFAULT 0); "
               "INSERT INTO rooms VALUES (1, 0), (2, 0); "
-              "CREATE TABLE bookings (id serial PRIMARY KEY, room_id int NOT NULL REFERENCES rooms, "
+              "CREATE TABLE bookings (id serial PRIMARY KEY, "
+              "room_id int NOT NULL REFERENCES rooms, "
               "during tstzrange NOT NULL);")
 SLOT_A = "'[2030-01-07 10:00+00, 2030-01-07 11:00+00)'"
 SLOT_B = "'[2030-01-07 10:30+00, 2030-01-07 11:30+00)'"

@@ -216,11 +216,10 @@ pub fn diff(
                 let show = |e: Option<&Event>| {
                     e.map_or("(nothing)".to_string(), |e| serde_json::to_string(e).expect("json"))
                 };
+                let (n, a, b) = (i + 1, show(a), show(b));
                 diffs.push(format!(
-                    "{file}: permutation {perm}: event {}:\n  {left_name:>8}: {}\n  {right_name:>8}: {}",
-                    i + 1,
-                    show(a),
-                    show(b)
+                    "{file}: permutation {perm}: event {n}:\n  {left_name:>8}: {a}\n  \
+                     {right_name:>8}: {b}"
                 ));
                 break; // Later events usually differ as a consequence.
             }

@@ -12,8 +12,7 @@
 //! As in isolationtester's scanner, a SQL block runs from `{` to the FIRST `}` (no nesting),
 //! names are bare (`[A-Za-z0-9_]+`) or double-quoted (`""` escapes a quote) and not
 //! case-folded, and `#` starts a comment outside SQL blocks. Blocker markers in permutations
-//! (`(*)`, `(step)`, `(step notices N)`) are parsed and kept but do not change the runner's
-//! reporting (see the runner's notes). Errors are `file:line: what`.
+//! (`(*)`, `(step)`, `(step notices N)`) are kept for the runner. Errors are `file:line: what`.
 
 use std::fmt;
 

@@ -7,18 +7,23 @@
 //! 2. Start the step. It either finishes (`blocked: false` with its result) or is BLOCKED
 //!    (waiting for a lock). A step that is merely slow (`pg_sleep`) is waited for.
 //! 3. Report every earlier waiter that has now finished, in the order they began waiting.
+//!
 //! At the end every waiter is waited for, in the order they began waiting (isolationtester's
 //! final drain); a waiter that can never finish is reported `stuck`. Then the session and
 //! global teardowns run. Setup/teardown results are reported only when they fail.
 //!
+//! Blocker markers work as in isolationtester: `step(*)` is reported waiting as soon as it
+//! starts (its completion at the next check); `step(other)` is not reported complete while
+//! `other` is still waiting; `step(other notices N)` is treated like `step(other)` (notices
+//! are not counted).
+//!
 //! Differences from isolationtester: each permutation gets fresh connections and a fresh
-//! database (so session settings never leak between permutations); blocker markers
-//! (`step(*)`, `step(other)`) are parsed but not used to delay reporting; errors of steps
-//! that finish at the same time are reported one by one, not combined.
+//! database (so session settings never leak between permutations); errors of steps that
+//! finish at the same time are reported one by one, not combined.
 
 use serde::{Deserialize, Serialize};
 
-use super::parse::Spec;
+use super::parse::{PermutationStep, Spec};
 
 /// What one step produced: R in the JSON format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,7 +108,7 @@ pub async fn run_spec<B: SpecBackend>(
         let names: Vec<String> = perm.iter().map(|p| p.step.clone()).collect();
         backend.open(spec.sessions.len()).await?;
         let mut run = Run { spec, backend: &mut *backend, events: Vec::new(), waiting: Vec::new() };
-        let outcome = run.permutation(&names).await;
+        let outcome = run.permutation(perm).await;
         let events = run.events;
         let closed = backend.close().await;
         outcome?;
@@ -113,16 +118,26 @@ pub async fn run_spec<B: SpecBackend>(
     Ok(results)
 }
 
+/// A step reported as waiting.
+struct Waiter {
+    session: usize,
+    step: String,
+    /// Its result, once it finished but may not be reported yet (blocker markers).
+    held: Option<Outcome>,
+    /// Steps that must not be running when this one is reported complete (`step(other)`).
+    blockers: Vec<String>,
+}
+
 struct Run<'a, B> {
     spec: &'a Spec,
     backend: &'a mut B,
     events: Vec<Event>,
-    /// (session, step) in the order they began waiting.
-    waiting: Vec<(usize, String)>,
+    /// In the order they began waiting.
+    waiting: Vec<Waiter>,
 }
 
 impl<B: SpecBackend> Run<'_, B> {
-    async fn permutation(&mut self, steps: &[String]) -> Result<(), BackendError> {
+    async fn permutation(&mut self, steps: &[PermutationStep]) -> Result<(), BackendError> {
         for sql in &self.spec.setup {
             let r = self.backend.control(sql).await?;
             self.report_control("setup", r);
@@ -133,35 +148,48 @@ impl<B: SpecBackend> Run<'_, B> {
                 self.report_control(&format!("{} setup", session.name), r);
             }
         }
-        for name in steps {
-            let (session, def) = self.spec.step(name).expect("parser checked step names");
-            if let Some(w) = self.waiting.iter().position(|(s, _)| *s == session) {
-                let (_, old) = self.waiting.remove(w);
-                if !self.finish(session, old).await? {
+        for ps in steps {
+            let (session, def) = self.spec.step(&ps.step).expect("parser checked step names");
+            if let Some(w) = self.waiting.iter().position(|w| w.session == session) {
+                let waiter = self.waiting.remove(w);
+                if !self.finish(waiter).await? {
                     return Ok(()); // Stuck: nothing more can run on that session.
                 }
                 self.check_waiting().await?;
             }
             let started = self.backend.start(session, &def.sql).await?;
-            let blocked = started == Started::Blocked;
-            let result = match started {
-                Started::Done(o) => Some(o),
-                Started::Blocked => None,
+            let once = ps.markers.iter().any(|m| m == "*");
+            let blockers: Vec<String> = ps
+                .markers
+                .iter()
+                .filter(|m| *m != "*")
+                .map(|m| m.split(' ').next().unwrap_or_default().to_string())
+                .collect();
+            let (blocked, result, held) = match started {
+                Started::Done(o) if once || self.blocked_by(&blockers) => (true, None, Some(o)),
+                Started::Done(o) => (false, Some(o), None),
+                Started::Blocked => (true, None, None),
             };
             let session_name = self.session_name(session);
-            self.events.push(Event::Step {
-                step: name.clone(),
-                session: session_name,
-                blocked,
-                result,
-            });
+            let step = ps.step.clone();
+            self.events.push(Event::Step { step, session: session_name, blocked, result });
             self.check_waiting().await?;
             if blocked {
-                self.waiting.push((session, name.clone()));
+                self.waiting.push(Waiter { session, step: ps.step.clone(), held, blockers });
             }
         }
-        for (session, step) in std::mem::take(&mut self.waiting) {
-            if !self.finish(session, step).await? {
+        // isolationtester's final drain: wait for each in order, skipping any whose blocker
+        // step is still running, until none is left.
+        while !self.waiting.is_empty() {
+            let Some(i) = self.waiting.iter().position(|w| !self.blocked_by(&w.blockers)) else {
+                for w in std::mem::take(&mut self.waiting) {
+                    let session = self.session_name(w.session);
+                    self.events.push(Event::Stuck { stuck: w.step, session });
+                }
+                return Ok(());
+            };
+            let waiter = self.waiting.remove(i);
+            if !self.finish(waiter).await? {
                 return Ok(()); // Stuck: skip the teardowns, the database is dropped anyway.
             }
         }
@@ -182,36 +210,51 @@ impl<B: SpecBackend> Run<'_, B> {
         Ok(())
     }
 
+    /// Whether one of `blockers` is a step still running (waiting).
+    fn blocked_by(&self, blockers: &[String]) -> bool {
+        self.waiting.iter().any(|w| blockers.contains(&w.step))
+    }
+
     /// Waits for a waiting step and reports it; false if it is stuck.
-    async fn finish(&mut self, session: usize, step: String) -> Result<bool, BackendError> {
-        let session_name = self.session_name(session);
-        let (event, done) = match self.backend.wait(session).await? {
-            Some(result) => {
-                (Event::Completed { completed: step, session: session_name, result }, true)
-            }
-            None => (Event::Stuck { stuck: step, session: session_name }, false),
+    async fn finish(&mut self, waiter: Waiter) -> Result<bool, BackendError> {
+        let session = self.session_name(waiter.session);
+        let result = match waiter.held {
+            Some(r) => Some(r),
+            None => self.backend.wait(waiter.session).await?,
+        };
+        let (event, done) = match result {
+            Some(result) => (Event::Completed { completed: waiter.step, session, result }, true),
+            None => (Event::Stuck { stuck: waiter.step, session }, false),
         };
         self.events.push(event);
         Ok(done)
     }
 
-    /// Reports every waiter that has finished, in the order they began waiting.
+    /// Reports every waiter that has finished and is not held back by a blocker step, in the
+    /// order they began waiting; repeats while a report may have released a held one.
     async fn check_waiting(&mut self) -> Result<(), BackendError> {
-        let mut still = Vec::new();
-        for (session, step) in std::mem::take(&mut self.waiting) {
-            match self.backend.poll(session).await? {
-                Some(result) => {
-                    let session_name = self.session_name(session);
-                    self.events.push(Event::Completed {
-                        completed: step,
-                        session: session_name,
-                        result,
-                    });
+        for _ in 0..=self.waiting.len() {
+            let mut reported = false;
+            let mut i = 0;
+            while i < self.waiting.len() {
+                if self.waiting[i].held.is_none() {
+                    let session = self.waiting[i].session;
+                    self.waiting[i].held = self.backend.poll(session).await?;
                 }
-                None => still.push((session, step)),
+                if self.waiting[i].held.is_some() && !self.blocked_by(&self.waiting[i].blockers) {
+                    let w = self.waiting.remove(i);
+                    let session = self.session_name(w.session);
+                    let result = w.held.expect("checked");
+                    self.events.push(Event::Completed { completed: w.step, session, result });
+                    reported = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if !reported || self.waiting.iter().all(|w| w.blockers.is_empty()) {
+                break;
             }
         }
-        self.waiting = still;
         Ok(())
     }
 
