@@ -362,3 +362,13 @@ mod tests {
         assert_eq!(db.take_times().by_kind.len(), 0, "taking the times resets them");
     }
 }
+
+#[cfg(test)]
+mod committed_profile {
+    /// The committed measured profile must stay readable by the model.
+    #[test]
+    fn measured_profile_loads() {
+        let text = include_str!("profiles/measured.toml");
+        model::profile::LatencyProfile::from_toml_str(text, "profiles/measured.toml").unwrap();
+    }
+}
