@@ -18,6 +18,7 @@
 //! and `db_crash` faults are recorded in the trace but act on nothing.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
@@ -562,6 +563,7 @@ fn db_results(
     side: &DbSide,
     ids: &ClinicIds,
     trace: &SharedTrace,
+    histograms: &Arc<Mutex<Histograms>>,
 ) -> Result<(Vec<invariants::Appointment>, DbObservations), SimError> {
     match side {
         DbSide::StandIn(store) => {
@@ -569,10 +571,22 @@ fn db_results(
         }
         DbSide::Model { engine, servers, deadlocks } => {
             let mut trace = trace.lock().expect("trace");
+            let mut histograms = histograms.lock().expect("histograms");
             for server in servers.borrow().iter() {
+                // Lock wait: a statement's "blocked" event to its session's "completed" event.
+                // BTreeMap: looked up by session only (for determinism anyway).
+                let mut blocked_at: BTreeMap<u32, u64> = BTreeMap::new();
                 for event in server.trace() {
+                    let at_us = event.at_us / TIME_SCALE as u64;
+                    if event.outcome == "blocked" {
+                        blocked_at.insert(event.session, at_us);
+                    } else if event.outcome.starts_with("completed") {
+                        if let Some(since) = blocked_at.remove(&event.session) {
+                            histograms.record(Metric::LockWait, at_us - since);
+                        }
+                    }
                     trace.record_statement(event.session, event.kind, &event.outcome);
-                    trace.record(event.at_us / TIME_SCALE as u64, "db", event.to_string());
+                    trace.record(at_us, "db", event.to_string());
                 }
             }
             drop(trace);
@@ -597,7 +611,7 @@ fn finish(
         .map(|(record, b)| record.clone().unwrap_or_else(|| unfinished(b)))
         .collect();
     let ids = ClinicIds::new(&config.scenario);
-    let (rows, observed) = db_results(side, &ids, &shared.trace)?;
+    let (rows, observed) = db_results(side, &ids, &shared.trace, &shared.histograms)?;
     let (invariants, mut violations) =
         invariants::check_all(&config.scenario, &rows, &records, &observed);
     violations.truncate(VIOLATIONS_KEPT_MAX);
