@@ -104,6 +104,11 @@ impl Catalog {
         self.tables.get(name).ok_or_else(|| undefined_table(name))
     }
 
+    /// The table for writing, or 42P01.
+    pub fn must_get_mut(&mut self, name: &str) -> crate::error::Result<&mut Table> {
+        self.tables.get_mut(name).ok_or_else(|| undefined_table(name))
+    }
+
     /// Every (child table, foreign key) referencing `parent`.
     pub fn referencing(&self, parent: &str) -> Vec<(String, ForeignKey)> {
         let mut out = Vec::new();

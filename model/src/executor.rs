@@ -31,7 +31,7 @@ use crate::locks::{AdvisoryHold, Locks, RowLock, Wait};
 use crate::mvcc::{
     self, Liveness, RowId, Snapshot, Tuple, TupleId, TxnId, Undo, Xid, XidStatus, Xids,
 };
-use crate::sql::expr::{self, AggKind, BinOp, Effects, Expr, Func, Row};
+use crate::sql::expr::{self, AggKind, BinOp, Effects, ExistsPlan, Expr, Func, Row};
 use crate::sql::planner::{
     self, Delete, Insert, InsertSource, OrderKey, Plan, Select, Source, Update,
 };
@@ -44,6 +44,9 @@ use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Limit on re-tries of ON CONFLICT after the conflicting row vanished under its lock.
+pub const ON_CONFLICT_RETRIES_MAX: usize = 8;
 
 /// Limit on rows produced by generate_series (a guard against runaway statements).
 pub const SERIES_ROWS_MAX: i64 = 10_000_000;
@@ -107,12 +110,19 @@ pub struct Exec<'a> {
     pub replay: &'a mut Replay,
     pub now: Duration,
     pub undo: Vec<(String, Undo)>,
+    /// The statement blocked before and is running again.
+    pub resumed: bool,
     call_index: usize,
     serial_index: usize,
 }
 
 /// Side effects of function calls, borrowing the parts of [`Exec`] they need.
 struct Fx<'b> {
+    catalog: &'b Catalog,
+    xids: &'b Xids,
+    ssi: &'b mut Ssi,
+    snap: Snapshot,
+    params: &'b [Value],
     locks: &'b mut Locks,
     rng: &'b mut ChaCha8Rng,
     replay: &'b mut Replay,
@@ -150,6 +160,31 @@ impl Effects<Halt> for Fx<'_> {
         self.replay.results.push(result.clone());
         *self.call_index += 1;
         Ok(result)
+    }
+
+    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> Res<bool> {
+        let (catalog, xids, snap, params) = (self.catalog, self.xids, self.snap, self.params);
+        let t = catalog.must_get(&plan.table)?;
+        if self.me.ssi {
+            self.ssi.on_read(self.me.txn, &plan.table)?;
+        }
+        let mut row = Vec::with_capacity(plan.inner_width + outer.len());
+        for tuple in &t.heap.tuples {
+            if !snap.visible(xids, tuple) {
+                continue;
+            }
+            row.clear();
+            row.extend_from_slice(&tuple.values);
+            row.extend_from_slice(outer);
+            let hit = match &plan.filter {
+                None => true,
+                Some(f) => expr::is_true(&expr::eval(f, &Row::new(&row, params), self)?),
+            };
+            if hit {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -245,7 +280,18 @@ impl<'a> Exec<'a> {
         replay: &'a mut Replay,
         now: Duration,
     ) -> Exec<'a> {
-        Exec { db, me, snap, params, replay, now, undo: Vec::new(), call_index: 0, serial_index: 0 }
+        Exec {
+            db,
+            me,
+            snap,
+            params,
+            replay,
+            now,
+            undo: Vec::new(),
+            resumed: false,
+            call_index: 0,
+            serial_index: 0,
+        }
     }
 
     /// Reverts this attempt's version changes (before a wait or after an error).
@@ -276,6 +322,11 @@ impl<'a> Exec<'a> {
     fn fx(&mut self) -> (&Catalog, &Xids, Fx<'_>) {
         let db = &mut *self.db;
         let fx = Fx {
+            catalog: &db.catalog,
+            xids: &db.xids,
+            ssi: &mut db.ssi,
+            snap: self.snap,
+            params: self.params,
             locks: &mut db.locks,
             rng: &mut db.rng,
             replay: &mut *self.replay,
@@ -668,12 +719,7 @@ impl<'a> Exec<'a> {
 
     fn append_version(&mut self, table: &str, row_id: RowId, values: Vec<Value>) -> Res<TupleId> {
         let (xid, cmd) = (self.me.xid, self.snap.cmd);
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let keys = Self::index_keys(t, &values);
         let tuple = Tuple {
             row_id,
@@ -692,12 +738,7 @@ impl<'a> Exec<'a> {
 
     fn expire_version(&mut self, table: &str, tid: TupleId, next: Option<TupleId>) -> Res<()> {
         let (xid, cmd) = (self.me.xid, self.snap.cmd);
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let tuple = &mut t.heap.tuples[tid];
         let change = Undo::Expired {
             tuple: tid,
@@ -710,6 +751,25 @@ impl<'a> Exec<'a> {
         tuple.next = next;
         self.undo.push((table.to_string(), change));
         Ok(())
+    }
+
+    /// The SSI write check and the unique / exclusion checks, in PostgreSQL's order: the
+    /// heap insert checks SSI first (a failure there comes before any wait); after a wait,
+    /// a unique index re-checks SSI (so a doomed writer gets 40001 instead of 23505) while an
+    /// exclusion constraint reports 23P01 without another SSI check.
+    fn write_checks(&mut self, table: &str, values: &[Value]) -> Res<()> {
+        let ssi = self.ssi_write(table);
+        if ssi.is_err() && !self.resumed {
+            return ssi;
+        }
+        match self.find_conflict(table, values, None)? {
+            Some(c) if c.exclusion => Err(self.conflict_error(table, values, c).into()),
+            Some(c) => {
+                ssi?;
+                Err(self.conflict_error(table, values, c).into())
+            }
+            None => ssi,
+        }
     }
 
     /// NOT NULL and CHECK constraints of a proposed row.
@@ -797,7 +857,8 @@ impl<'a> Exec<'a> {
     }
 
     /// The 23505 / 23P01 error for a conflict, or 40001 for a SERIALIZABLE transaction that
-    /// had read the relation and whose snapshot cannot see the conflicting row.
+    /// SSI already doomed and whose snapshot cannot see the conflicting row (exclusion
+    /// constraints always give 23P01, as PostgreSQL 15).
     fn conflict_error(&self, table: &str, values: &[Value], c: Conflict) -> Error {
         let t = match self.db.catalog.must_get(table) {
             Ok(t) => t,
@@ -825,8 +886,10 @@ impl<'a> Exec<'a> {
                 constraint: Some(x.name.clone()),
             };
         }
+        // A serializable writer already marked doomed (the committed winner saw it as a
+        // pivot) gets the serialization failure instead of the unique violation.
         if self.me.ssi
-            && self.db.ssi.has_read(self.me.txn, table)
+            && self.db.ssi.is_doomed(self.me.txn)
             && !self.snap.visible(&self.db.xids, other)
         {
             return Error::rw_dependency("Canceled on identification as a pivot, during write");
@@ -853,10 +916,10 @@ impl<'a> Exec<'a> {
             if key.contains(&Value::Null) {
                 continue;
             }
-            if let Some(old) = old {
-                if fk.columns.iter().all(|&c| old[c] == values[c]) {
-                    continue;
-                }
+            if let Some(old) = old
+                && fk.columns.iter().all(|&c| old[c] == values[c])
+            {
+                continue;
             }
             let missing = || {
                 let child = &fk;
@@ -1072,12 +1135,7 @@ impl<'a> Exec<'a> {
             self.serial_index += 1;
             return Ok(*v);
         }
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         let next = t.columns[ci].serial_next.as_mut().expect("serial column has a sequence");
         let v = *next;
         *next += 1;
@@ -1092,27 +1150,32 @@ impl<'a> Exec<'a> {
         self.check_row(&ins.table, &values)?;
         let arbiter = ins.on_conflict.as_ref().map(|oc| oc.arbiter);
         if let Some(only) = arbiter {
-            if let Some(c) = self.find_conflict(&ins.table, &values, only)? {
-                return self.on_conflict(ins, &values, c);
+            // A conflicting row deleted while we waited for its lock sends PostgreSQL back
+            // to the speculative insertion; bounded here.
+            for _ in 0..ON_CONFLICT_RETRIES_MAX {
+                let Some(c) = self.find_conflict(&ins.table, &values, only)? else { break };
+                if let Some(done) = self.on_conflict(ins, &values, c)? {
+                    return Ok(done);
+                }
             }
         }
-        if let Some(c) = self.find_conflict(&ins.table, &values, None)? {
-            return Err(self.conflict_error(&ins.table, &values, c).into());
-        }
+        self.write_checks(&ins.table, &values)?;
         self.check_parents(&ins.table, &values, None)?;
         let row_id = self.db.next_row;
         self.db.next_row += 1;
         self.append_version(&ins.table, row_id, values.clone())?;
-        self.ssi_write(&ins.table)?;
         Ok(Some(values))
     }
 
+    /// Handles a conflict found for an ON CONFLICT arbiter: `Ok(None)` means "the row went
+    /// away, try the insertion again"; `Ok(Some(None))` nothing was written; `Ok(Some(row))`
+    /// the existing row was updated to `row`.
     fn on_conflict(
         &mut self,
         ins: &Insert,
         proposed: &[Value],
         c: Conflict,
-    ) -> Res<Option<Vec<Value>>> {
+    ) -> Res<Option<Option<Vec<Value>>>> {
         let oc = ins.on_conflict.as_ref().expect("called with ON CONFLICT");
         let table = ins.table.as_str();
         let visible = {
@@ -1128,7 +1191,7 @@ impl<'a> Exec<'a> {
             if self.me.isolation >= Isolation::RepeatableRead && !visible && !own_this_command {
                 return Err(Error::concurrent_update().into());
             }
-            return Ok(None);
+            return Ok(Some(None));
         };
         if own_this_command {
             return Err(errinput!(
@@ -1138,19 +1201,16 @@ impl<'a> Exec<'a> {
             .into());
         }
         let Some(tid) = self.lock_row(table, c.tid, LockStrength::Update, false, false)? else {
-            return Err(Error::FeatureNotSupported(
-                "ON CONFLICT retry after a concurrent delete".into(),
-            )
-            .into());
+            return Ok(None);
         };
         if self.me.isolation >= Isolation::RepeatableRead && !visible {
             return Err(Error::concurrent_update().into());
         }
         let existing = self.db.catalog.must_get(table)?.heap.tuples[tid].values.clone();
-        if let Some(f) = filter {
-            if !expr::is_true(&self.eval(f, &existing, Some(proposed))?) {
-                return Ok(None);
-            }
+        if let Some(f) = filter
+            && !expr::is_true(&self.eval(f, &existing, Some(proposed))?)
+        {
+            return Ok(Some(None));
         }
         let mut new = existing.clone();
         for (ci, e) in sets {
@@ -1158,7 +1218,7 @@ impl<'a> Exec<'a> {
             let col = self.db.catalog.must_get(table)?.columns[*ci].clone();
             new[*ci] = planner::assign(v, &col)?;
         }
-        self.write_update(table, tid, &existing, new).map(Some)
+        self.write_update(table, tid, &existing, new).map(|v| Some(Some(v)))
     }
 
     // ---- UPDATE / DELETE ----
@@ -1215,24 +1275,16 @@ impl<'a> Exec<'a> {
         self.check_row(table, &new)?;
         let row_id = self.db.catalog.must_get(table)?.heap.tuples[tid].row_id;
         self.expire_version(table, tid, None)?;
-        if let Some(c) = self.find_conflict(table, &new, None)? {
-            return Err(self.conflict_error(table, &new, c).into());
-        }
+        self.write_checks(table, &new)?;
         self.check_parents(table, &new, Some(old))?;
         let new_tid = self.append_version(table, row_id, new.clone())?;
         self.set_next(table, tid, new_tid)?;
         self.check_children(table, old, Some(&new))?;
-        self.ssi_write(table)?;
         Ok(new)
     }
 
     fn set_next(&mut self, table: &str, tid: TupleId, next: TupleId) -> Res<()> {
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         t.heap.tuples[tid].next = Some(next);
         Ok(())
     }
@@ -1282,12 +1334,7 @@ impl<'a> Exec<'a> {
         if_not_exists: bool,
     ) -> Res<QueryResult> {
         let xids = &self.db.xids;
-        let t = self
-            .db
-            .catalog
-            .tables
-            .get_mut(table)
-            .ok_or_else(|| crate::catalog::undefined_table(table))?;
+        let t = self.db.catalog.must_get_mut(table)?;
         if t.uniques.iter().any(|u| u.name == index.name) {
             if if_not_exists {
                 return Ok(tag("CREATE INDEX", 0).retag("CREATE INDEX"));

@@ -106,10 +106,10 @@ impl Xids {
     pub fn commit(&mut self, xids: &[Xid]) -> CommitSeq {
         self.last_commit += 1;
         for x in xids {
-            if let Some(e) = self.map.get_mut(x) {
-                if e.1 == XidStatus::InProgress {
-                    e.1 = XidStatus::Committed(self.last_commit);
-                }
+            if let Some(e) = self.map.get_mut(x)
+                && e.1 == XidStatus::InProgress
+            {
+                e.1 = XidStatus::Committed(self.last_commit);
             }
         }
         self.last_commit

@@ -15,7 +15,9 @@
 //! SNAPSHOTS
 //! READ COMMITTED takes one per statement; REPEATABLE READ and SERIALIZABLE take one at the
 //! first statement after BEGIN (not at BEGIN). A SERIALIZABLE READ ONLY DEFERRABLE
-//! transaction's first statement waits until no read-write serializable transaction runs.
+//! transaction's first statement takes its snapshot, then waits until no read-write
+//! serializable transaction runs, and keeps that snapshot (PostgreSQL's safe-snapshot wait;
+//! the model does not detect an unsafe snapshot and retry).
 //!
 //! NOT MODELLED
 //! Prepared transactions, two-phase commit, notices/warnings (e.g. "there is no transaction
@@ -33,6 +35,9 @@ use crate::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+/// Limit on timers fired by one `advance_to`.
+pub const TIMER_FIRINGS_MAX: usize = 1 << 20;
 
 /// Limit on wake-up rounds after one event (each round completes or re-blocks a statement).
 pub const WAKE_ROUNDS_MAX: usize = 1 << 20;
@@ -211,10 +216,8 @@ impl Engine {
         let s = self.sessions.get_mut(&session).expect("driving an open session");
         let last = s.pending.take().and_then(|p| p.last).unwrap_or_else(|| ok("").expect("ok"));
         let implicit = s.txn.as_ref().is_some_and(|t| !t.explicit);
-        if implicit {
-            if let Err(e) = self.commit_txn(session) {
-                return Err(e.into_sql_error());
-            }
+        if implicit && let Err(e) = self.commit_txn(session) {
+            return Err(e.into_sql_error());
         }
         Ok(last)
     }
@@ -238,6 +241,17 @@ impl Engine {
 
     /// Takes the statement snapshot (waiting for a safe one if DEFERRABLE) and runs it.
     fn start_statement(&mut self, session: SessionId, plan: Option<Plan>) -> Outcome {
+        self.start_statement_at(session, plan, None)
+    }
+
+    /// `deferred`: the commit sequence of a DEFERRABLE transaction's snapshot, taken before
+    /// it waited (PostgreSQL keeps that snapshot once it proves safe).
+    fn start_statement_at(
+        &mut self,
+        session: SessionId,
+        plan: Option<Plan>,
+        deferred: Option<u64>,
+    ) -> Outcome {
         let last_commit = self.db.xids.last_commit;
         let has_writer = self.db.ssi.has_active_writer();
         let s = self.sessions.get_mut(&session).expect("open session");
@@ -249,21 +263,17 @@ impl Engine {
             (_, Some(first)) => Snapshot { cmd: txn.cmd, ..first },
             (iso, None) => {
                 let deferrable = iso == Isolation::Serializable && txn.read_only && txn.deferrable;
-                if deferrable && has_writer {
-                    let placeholder = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
-                    return self.block(
-                        session,
-                        plan,
-                        placeholder,
-                        Replay::default(),
-                        Wait::SafeSnapshot,
-                    );
+                if deferrable && deferred.is_none() && has_writer {
+                    let taken = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
+                    let wait = Wait::SafeSnapshot;
+                    return self.block(session, plan, taken, Replay::default(), wait);
                 }
-                let first = Snapshot { seq: last_commit, txn: txn.id, cmd: txn.cmd };
+                let seq = deferred.unwrap_or(last_commit);
+                let first = Snapshot { seq, txn: txn.id, cmd: txn.cmd };
                 txn.snapshot = Some(first);
                 if iso == Isolation::Serializable {
                     let (id, ro) = (txn.id, txn.read_only);
-                    self.db.ssi.register(id, ro, last_commit);
+                    self.db.ssi.register(id, ro, seq);
                 }
                 first
             }
@@ -276,7 +286,7 @@ impl Engine {
 
     fn resume_blocked(&mut self, session: SessionId, b: Blocked) -> Outcome {
         if b.wait == Wait::SafeSnapshot {
-            return self.start_statement(session, b.plan);
+            return self.start_statement_at(session, b.plan, Some(b.snap.seq));
         }
         let plan = b.plan.clone().expect("a blocked statement has a plan");
         self.attempt(session, plan, b.snap, b.replay.clone(), Some(b))
@@ -308,6 +318,7 @@ impl Engine {
         let params =
             self.sessions[&session].pending.as_ref().map(|p| p.params.clone()).unwrap_or_default();
         let mut exec = Exec::new(&mut self.db, me, snap, &params, &mut replay, self.now);
+        exec.resumed = prior.is_some();
         let result = exec.run(&plan);
         if result.is_err() {
             exec.undo();
@@ -444,11 +455,11 @@ impl Engine {
         let Some(txn) = self.sessions.get(&session).and_then(|s| s.txn.clone()) else {
             return Ok(());
         };
-        if txn.isolation == Isolation::Serializable {
-            if let Err(e) = self.db.ssi.pre_commit(txn.id) {
-                self.abort_txn(session);
-                return Err(e);
-            }
+        if txn.isolation == Isolation::Serializable
+            && let Err(e) = self.db.ssi.pre_commit(txn.id)
+        {
+            self.abort_txn(session);
+            return Err(e);
         }
         self.sessions.get_mut(&session).expect("open session").txn = None;
         let live: Vec<Xid> = txn
@@ -685,7 +696,7 @@ impl Engine {
         let ms = |v: u64| {
             if v == 0 {
                 "0".to_string()
-            } else if v % 1000 == 0 {
+            } else if v.is_multiple_of(1000) {
                 format!("{}s", v / 1000)
             } else {
                 format!("{v}ms")
@@ -881,7 +892,9 @@ impl Engine {
 
     /// Fires every timer due at or before `until`, in time order, then sets the clock.
     pub(crate) fn advance_impl(&mut self, until: Duration) {
-        loop {
+        // Each firing ends a wait or marks its one deadlock check done, so the number of
+        // firings is bounded by the pending timers; the limit guards against a bug.
+        for _ in 0..TIMER_FIRINGS_MAX {
             let Some(&(due, _, _, kind, s)) = self.timers().first() else { break };
             if due > until {
                 break;

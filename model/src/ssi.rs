@@ -82,15 +82,8 @@ impl Ssi {
     pub fn on_read(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
-        let mine = mine.clone();
-        let writers: Vec<TxnId> = self
-            .sxacts
-            .iter()
-            .filter(|(t, s)| **t != me && s.writes.contains(table) && Self::concurrent(&mine, s))
-            .map(|(t, _)| *t)
-            .collect();
-        for w in writers {
-            self.flag_conflict(me, w, me)?;
+        for writer in self.concurrent_on(me, table, true) {
+            self.flag_conflict(me, writer, me)?;
         }
         Ok(())
     }
@@ -99,17 +92,28 @@ impl Ssi {
     pub fn on_write(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.writes.insert(table.to_string());
-        let mine = self.sxacts[&me].clone();
-        let readers: Vec<TxnId> = self
-            .sxacts
-            .iter()
-            .filter(|(t, s)| **t != me && s.reads.contains(table) && Self::concurrent(&mine, s))
-            .map(|(t, _)| *t)
-            .collect();
-        for r in readers {
-            self.flag_conflict(r, me, me)?;
+        for reader in self.concurrent_on(me, table, false) {
+            self.flag_conflict(reader, me, me)?;
         }
         Ok(())
+    }
+
+    /// Transactions concurrent with `me` that wrote (`writers`) or read `table`.
+    fn concurrent_on(&self, me: TxnId, table: &str, writers: bool) -> Vec<TxnId> {
+        let mine = &self.sxacts[&me];
+        self.sxacts
+            .iter()
+            .filter(|(t, s)| {
+                let touched = if writers { &s.writes } else { &s.reads };
+                **t != me && touched.contains(table) && Self::concurrent(mine, s)
+            })
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Whether `me` was marked to fail at its next check.
+    pub fn is_doomed(&self, me: TxnId) -> bool {
+        self.sxacts.get(&me).is_some_and(|s| s.doomed)
     }
 
     /// Whether `me` (serializable) had SIREAD-locked `table`.

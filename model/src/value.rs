@@ -359,17 +359,17 @@ fn canonicalise(range: &mut Range) -> Result<(), InputError> {
     if range.upper.is_none() {
         range.upper_inclusive = false;
     }
-    if let Some(Value::Int(l)) = range.lower {
-        if !range.lower_inclusive {
-            range.lower = Some(Value::Int(l + 1));
-            range.lower_inclusive = true;
-        }
+    if let Some(Value::Int(l)) = range.lower
+        && !range.lower_inclusive
+    {
+        range.lower = Some(Value::Int(l + 1));
+        range.lower_inclusive = true;
     }
-    if let Some(Value::Int(u)) = range.upper {
-        if range.upper_inclusive {
-            range.upper = Some(Value::Int(u + 1));
-            range.upper_inclusive = false;
-        }
+    if let Some(Value::Int(u)) = range.upper
+        && range.upper_inclusive
+    {
+        range.upper = Some(Value::Int(u + 1));
+        range.upper_inclusive = false;
     }
     if let (Some(l), Some(u)) = (&range.lower, &range.upper) {
         match l.cmp(u) {

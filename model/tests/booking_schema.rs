@@ -7,7 +7,8 @@ use model::{Step, Value};
 
 fn migrations() -> String {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../backend-core/migrations");
-    let mut files: Vec<_> = std::fs::read_dir(dir).expect("migrations dir").map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir).expect("migrations dir").map(|e| e.unwrap().path()).collect();
     files.retain(|p| p.extension().is_some_and(|x| x == "sql"));
     files.sort();
     files.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect::<Vec<_>>().join("\n")

@@ -200,3 +200,19 @@ fn unique_wait_released_by_rollback_to_savepoint() {
     h.ok(0, "rollback to savepoint a");
     assert_eq!(tag_of(&h.completed(1)), "INSERT 0 1");
 }
+
+/// ON CONFLICT DO UPDATE waiting on a row lock whose holder then deletes the row inserts
+/// the new row instead (RC).
+#[test]
+fn on_conflict_update_after_concurrent_delete_inserts() {
+    let mut h = H::new(2, U);
+    h.ok(0, "insert into u values (1, 'a')");
+    h.ok(0, "begin");
+    h.ok(0, "select * from u where id = 1 for update");
+    h.blocks(1, "insert into u values (1, 'b') on conflict (id) do update set v = 'updated'");
+    h.ok(0, "delete from u where id = 1");
+    h.ok(0, "commit");
+    assert_eq!(tag_of(&h.completed(1)), "INSERT 0 1");
+    let r = h.e.query_committed("select v from u").unwrap();
+    assert_eq!(r.rows, vec![vec![model::Value::Text("b".into())]]);
+}

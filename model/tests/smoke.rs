@@ -22,5 +22,47 @@ fn basic_sql() {
     assert_eq!(h.err(0, "select (1").message, "syntax error at end of input");
     assert_eq!(h.tag(0, "start transaction"), "START TRANSACTION");
     assert_eq!(h.tag(0, "abort"), "ROLLBACK");
+    assert_eq!(h.code(0, "select id, count(*) from test"), "42803");
+    assert_eq!(
+        h.ints(0, "select value % 2, count(*) from test group by value % 2"),
+        vec![vec![0, 1], vec![1, 1]]
+    );
+    assert_eq!(
+        h.ints(0, "select id from test order by value desc limit 1 offset 1"),
+        vec![vec![1]]
+    );
+    assert_eq!(
+        h.ints(0, "select a.id, b.id from test a join test b on a.id < b.id order by 1"),
+        vec![vec![1, 2]]
+    );
     assert_eq!(h.tag(0, "delete from test where id = 2 returning value"), "DELETE 1");
+}
+
+/// Correlated EXISTS / NOT EXISTS, inner names shadowing outer ones, INSERT … WHERE NOT
+/// EXISTS, and SERIALIZABLE tracking of the subquery's read.
+#[test]
+fn exists_subqueries() {
+    let mut h = H::new(2, HERMITAGE);
+    let q =
+        "select id from test t where exists (select 1 from test u where u.value = t.value + 10)";
+    assert_eq!(h.ints(0, q), vec![vec![1]]);
+    let q = "select id from test where not exists (select 1 from test where id = 3) order by id";
+    assert_eq!(h.ints(0, q), vec![vec![1], vec![2]]);
+    let ins = "insert into test select 3, 30 where not exists (select 1 from test where id = 3)";
+    assert_eq!(h.tag(0, ins), "INSERT 0 1");
+    assert_eq!(h.tag(0, ins), "INSERT 0 0");
+    assert_eq!(
+        h.code(0, "select 1 where exists (select 1 from test a join test b on true)"),
+        "0A000"
+    );
+    // read-write-unique-3: both check, both insert; SER turns the duplicate into 40001.
+    let ins = "insert into test select 4, 40 where not exists (select 1 from test where id = 4)";
+    for i in 0..2 {
+        h.ok(i, "begin isolation level serializable");
+        h.ok(i, "select 1");
+    }
+    assert_eq!(h.tag(0, ins), "INSERT 0 1");
+    h.blocks(1, ins);
+    h.ok(0, "commit");
+    assert_eq!(code_of(&h.completed(1)), "40001");
 }

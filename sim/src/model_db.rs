@@ -19,10 +19,15 @@ use model::{SqlError, Value};
 use turmoil::net::TcpStream;
 
 use crate::pool::{ConnectFn, Pool, Pooled, WaitObserver};
-use crate::timescale::modelled_us;
+use crate::timescale::{modelled_us, scaled_ms};
 
 /// The db host's port.
 pub const DB_PORT: u16 = 5432;
+/// A statement with no reply after this long (modelled) fails with 08006 and its connection
+/// is dropped: turmoil TCP has no retransmission, so a segment lost to a partition would
+/// otherwise hang the session (and its pool slot) forever — the role TCP keepalive and
+/// `statement_timeout` play in production. Lock waits in the scenarios are far shorter.
+pub const STATEMENT_TIMEOUT_MS: u64 = 500;
 
 /// One model session.
 pub struct ModelConn {
@@ -82,15 +87,19 @@ impl PooledConn {
     async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
         let values: Vec<Value> = params.iter().map(to_model).collect();
         let conn = self.pooled.get_mut();
-        let reply = conn.client.query(sql, &values).await;
+        let timeout = scaled_ms(STATEMENT_TIMEOUT_MS);
+        let reply = tokio::time::timeout(timeout, conn.client.query(sql, &values)).await;
         let response = match reply {
-            Ok(response) => response,
-            Err(e) => {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
                 self.pooled.mark_broken();
-                return Err(DbError::new(
-                    DbError::CONNECTION_FAILURE,
-                    format!("db connection lost: {e}"),
-                ));
+                let message = format!("db connection lost: {e}");
+                return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
+            }
+            Err(_) => {
+                self.pooled.mark_broken();
+                let message = format!("no reply from the db within {STATEMENT_TIMEOUT_MS} ms");
+                return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
             }
         };
         conn.in_transaction = transaction_state(sql, conn.in_transaction);

@@ -1,6 +1,8 @@
 //! Determinism: the same seed gives the same trace hash in-process and in a separate process;
 //! explore gives the same explore-hash for --jobs 1 and 2, and for two shards merged, over
 //! 100 seeds. Method: run the world directly, and the built `roomsim` binary as a subprocess.
+//! Single runs and a jobs check use backend-core on the model; the 100-seed jobs/shards check
+//! uses the stand-in backend to stay fast in debug builds (same harness code paths).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -16,17 +18,26 @@ fn config(scenario: &str, seed: u64) -> RunConfig {
         seed,
         strategy: "exclusion".into(),
         keep_trace: false,
-        backend: BackendKind::StandIn,
+        backend: BackendKind::Model,
     }
 }
 
 fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
+    explore_on(BackendKind::StandIn, 0..100, jobs, shard)
+}
+
+fn explore_on(
+    backend: BackendKind,
+    seeds: std::ops::Range<u64>,
+    jobs: u32,
+    shard: Option<(u64, u64)>,
+) -> ExploreConfig {
     ExploreConfig {
         scenario: Arc::new(Scenario::builtin("conflict").unwrap().scenario),
         scenario_arg: "conflict".into(),
         strategy: "exclusion".into(),
-        backend: BackendKind::StandIn,
-        seeds: 0..100,
+        backend,
+        seeds,
         jobs,
         shard,
         stop_on_failure: false,
@@ -53,7 +64,10 @@ fn same_seed_same_hash_in_a_separate_process() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains(&format!("trace-hash: {in_process}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("trace-hash: {in_process}")),
+        "in-process {in_process}: {stdout}"
+    );
     let check = Command::new(env!("CARGO_BIN_EXE_roomsim"))
         .args(["run", "--scenario", "conflict", "--seed", "3", "--check-determinism"])
         .output()
@@ -62,6 +76,16 @@ fn same_seed_same_hash_in_a_separate_process() {
     assert!(String::from_utf8_lossy(&check.stderr).contains("determinism check passed"));
 }
 
+#[test]
+fn model_explore_hash_is_the_same_for_any_jobs() {
+    let one = explore::explore(&explore_on(BackendKind::Model, 0..8, 1, None)).unwrap();
+    let two = explore::explore(&explore_on(BackendKind::Model, 0..8, 2, None)).unwrap();
+    assert_eq!(one.explore_hash, two.explore_hash);
+    assert_eq!(one.histograms, two.histograms);
+    assert!(one.coverage > 1, "different seeds give different statement interleavings");
+}
+
+/// The harness over 100 seeds (stand-in backend: fast enough for 100 seeds × 4 explores).
 #[test]
 fn explore_hash_is_the_same_for_any_jobs_and_for_merged_shards() {
     let one = explore::explore(&explore_cfg(1, None)).unwrap();

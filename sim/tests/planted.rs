@@ -5,8 +5,8 @@
 //! 20 disjoint ranges is printed by the ignored test `median_seeds_to_first_failure`:
 //! `cargo test -p sim --release --test planted -- --ignored --nocapture`.
 //!
-//! Not covered while the stand-in backend is in place: `rr-room-lock` and
-//! `room-lock-unordered` (deadlocks) need backend-core's strategies on the model engine.
+//! Everything runs backend-core on the model engine (the system under test), except one
+//! harness self-test on the stand-in backend.
 
 use std::sync::Arc;
 
@@ -15,11 +15,20 @@ use sim::explore::{self, ExploreConfig};
 use sim::world::{self, BackendKind, RunConfig};
 
 fn cfg(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) -> ExploreConfig {
+    cfg_on(scenario, strategy, seeds, BackendKind::Model)
+}
+
+fn cfg_on(
+    scenario: &str,
+    strategy: &str,
+    seeds: std::ops::Range<u64>,
+    backend: BackendKind,
+) -> ExploreConfig {
     ExploreConfig {
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         scenario_arg: scenario.into(),
         strategy: strategy.into(),
-        backend: BackendKind::StandIn,
+        backend,
         seeds,
         jobs: 2,
         shard: None,
@@ -33,20 +42,38 @@ fn first_failure(
     strategy: &str,
     seeds: std::ops::Range<u64>,
 ) -> Option<(u64, String)> {
-    let r = explore::explore(&cfg(scenario, strategy, seeds)).unwrap();
+    first_failure_on(scenario, strategy, seeds, BackendKind::Model)
+}
+
+fn first_failure_on(
+    scenario: &str,
+    strategy: &str,
+    seeds: std::ops::Range<u64>,
+    backend: BackendKind,
+) -> Option<(u64, String)> {
+    let r = explore::explore(&cfg_on(scenario, strategy, seeds, backend)).unwrap();
     r.seeds_failed.first().map(|f| (f.seed, f.violations[0].invariant.clone()))
 }
 
 fn assert_found_and_replays(scenario: &str, strategy: &str, invariant: &str) {
-    let (seed, found) = first_failure(scenario, strategy, 0..20)
-        .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..20"));
+    assert_found_and_replays_on(scenario, strategy, invariant, BackendKind::Model)
+}
+
+fn assert_found_and_replays_on(
+    scenario: &str,
+    strategy: &str,
+    invariant: &str,
+    backend: BackendKind,
+) {
+    let (seed, found) = first_failure_on(scenario, strategy, 0..10, backend)
+        .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..10"));
     assert_eq!(found, invariant);
     let config = RunConfig {
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         seed,
         strategy: strategy.into(),
         keep_trace: false,
-        backend: BackendKind::StandIn,
+        backend,
     };
     let a = world::run(&config).unwrap().outcome;
     let b = world::run(&config).unwrap().outcome;
@@ -61,30 +88,62 @@ fn naive_double_books_in_storm_and_conflict() {
 }
 
 #[test]
+fn rr_room_lock_double_books_and_unordered_room_lock_deadlocks() {
+    assert_found_and_replays("storm", "rr-room-lock", "no_room_overlap");
+    assert_found_and_replays("conflict", "rr-room-lock", "no_room_overlap");
+    assert_found_and_replays("storm", "room-lock-unordered", "no_deadlock");
+}
+
+#[test]
 fn retry_without_idempotency_key_leaves_unacknowledged_bookings() {
     assert_found_and_replays("storm-no-idempotency", "exclusion", "nothing_unacknowledged");
 }
 
 #[test]
-fn safe_strategy_has_no_violations_in_any_scenario() {
+fn stand_in_harness_finds_its_planted_bug() {
+    assert_found_and_replays_on("storm", "naive", "no_room_overlap", BackendKind::StandIn);
+}
+
+fn assert_clean(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) {
+    let mut c = cfg(scenario, strategy, seeds.clone());
+    c.stop_on_failure = false;
+    let r = explore::explore(&c).unwrap();
+    assert!(r.seeds_failed.is_empty(), "{strategy} on {scenario}: {:?}", r.seeds_failed.first());
+    assert_eq!(r.seeds_run, seeds.end - seeds.start);
+}
+
+#[test]
+fn exclusion_has_no_violations_in_any_scenario() {
     for (name, _) in scenarios::BUILTIN.iter().filter(|(n, _)| *n != "storm-no-idempotency") {
-        let mut c = cfg(name, "exclusion", 0..30);
-        c.stop_on_failure = false;
-        let r = explore::explore(&c).unwrap();
-        assert!(r.seeds_failed.is_empty(), "{name}: {:?}", r.seeds_failed.first());
-        assert_eq!(r.seeds_run, 30);
+        assert_clean(name, "exclusion", 0..3);
+    }
+}
+
+#[test]
+fn other_safe_strategies_have_no_violations() {
+    for strategy in ["room-lock", "serializable", "advisory"] {
+        for scenario in ["storm", "conflict", "storm-db-crash"] {
+            assert_clean(scenario, strategy, 0..3);
+        }
     }
 }
 
 #[test]
 #[ignore = "slow: prints the median seeds-to-first-failure over 20 disjoint ranges"]
 fn median_seeds_to_first_failure() {
-    let bugs = [("storm", "naive"), ("conflict", "naive"), ("storm-no-idempotency", "exclusion")];
+    let bugs = [
+        ("storm", "naive"),
+        ("conflict", "naive"),
+        ("storm", "rr-room-lock"),
+        ("conflict", "rr-room-lock"),
+        ("storm", "room-lock-unordered"),
+        ("storm-no-idempotency", "exclusion"),
+    ];
     for (scenario, strategy) in bugs {
         let mut found: Vec<u64> = (0..20u64)
             .map(|k| {
-                let start = k * 1_000;
-                let hit = first_failure(scenario, strategy, start..start + 1_000);
+                let start = k * 100;
+                let hit = first_failure(scenario, strategy, start..start + 100);
                 hit.map(|(seed, _)| seed - start + 1).unwrap_or(u64::MAX)
             })
             .collect();

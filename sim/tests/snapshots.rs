@@ -1,4 +1,5 @@
-//! insta snapshots of the text and JSON reports of every built-in scenario at fixed seeds.
+//! insta snapshots of the text and JSON reports of every built-in scenario at fixed seeds,
+//! backend-core on the model engine, default strategy.
 //!
 //! Snapshots live in the top-level `snapshots/` folder. After an intended change, review with
 //! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p sim --test snapshots` and read
@@ -21,7 +22,7 @@ fn reports_of_every_scenario() {
             seed: SEED,
             strategy: "exclusion".into(),
             keep_trace: false,
-            backend: BackendKind::StandIn,
+            backend: BackendKind::Model,
         };
         let o = world::run(&config).unwrap().outcome;
         let text = report::run_text(&o, &scenario, name);

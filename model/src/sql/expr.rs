@@ -106,6 +106,17 @@ pub enum Expr {
     Between(Box<Expr>, Box<Expr>, Box<Expr>, bool),
     Cast(Box<Expr>, ColumnType),
     Func(Func, Vec<Expr>),
+    /// `[NOT] EXISTS (subquery)`.
+    Exists(Box<ExistsPlan>, bool),
+}
+
+/// A planned EXISTS subquery over one table. Its filter reads rows laid out as the inner
+/// table's columns followed by the enclosing row's values (correlation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExistsPlan {
+    pub table: String,
+    pub filter: Option<Expr>,
+    pub inner_width: usize,
 }
 
 /// What a function with side effects needs from the executor. The executor may refuse to
@@ -115,6 +126,8 @@ pub trait Effects<E: From<Error>> {
     fn now_us(&mut self) -> i64;
     /// Advisory locks, pg_sleep, gen_random_uuid.
     fn call(&mut self, func: Func, args: &[Value]) -> Result<Value, E>;
+    /// Whether the subquery returns a row for the enclosing row `outer`.
+    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> Result<bool, E>;
 }
 
 /// The inputs an expression reads.
@@ -180,6 +193,7 @@ pub fn eval<E: From<Error>>(expr: &Expr, row: &Row, fx: &mut dyn Effects<E>) -> 
             if *negated { negate(both) } else { both }
         }
         Expr::Cast(e, ty) => cast(eval(e, row, fx)?, *ty)?,
+        Expr::Exists(plan, negated) => Value::Bool(fx.exists(plan, row.values)? != *negated),
         Expr::Func(f, args) => {
             let mut values = Vec::with_capacity(args.len());
             for a in args {
@@ -521,24 +535,38 @@ fn extreme(greatest: bool, args: Vec<Value>) -> Result<Value, Error> {
     Ok(best)
 }
 
-/// Whether an expression calls a function with side effects or reads `now()`.
-pub fn has_effects(expr: &Expr) -> bool {
-    let mut stack = vec![expr];
-    while let Some(e) = stack.pop() {
-        match e {
-            Expr::Func(Func::Advisory(_) | Func::PgSleep | Func::GenRandomUuid, _) => return true,
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::InList(a, list, _) => {
-                stack.push(a);
-                stack.extend(list.iter());
+impl Expr {
+    /// Every node of the tree, root first (iterative: planned trees are bounded by
+    /// [`EXPR_DEPTH_MAX`] but walks need no recursion).
+    pub fn nodes(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            out.push(e);
+            match e {
+                Expr::Func(_, args) => stack.extend(args.iter()),
+                Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
+                Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => {
+                    stack.push(a)
+                }
+                Expr::InList(a, list, _) => {
+                    stack.push(a);
+                    stack.extend(list.iter());
+                }
+                Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
+                _ => {}
             }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
         }
+        out
     }
-    false
+}
+
+/// Whether an expression calls a function with side effects (advisory locks, pg_sleep,
+/// gen_random_uuid).
+pub fn has_effects(expr: &Expr) -> bool {
+    expr.nodes().iter().any(|e| {
+        matches!(e, Expr::Func(Func::Advisory(_) | Func::PgSleep | Func::GenRandomUuid, _))
+    })
 }
 
 /// Effects for contexts where side-effecting functions are not allowed (CHECK, DEFAULT, …):
@@ -553,6 +581,9 @@ impl Effects<Error> for NoEffects {
     }
     fn call(&mut self, func: Func, _args: &[Value]) -> Result<Value, Error> {
         Err(Error::FeatureNotSupported(format!("{func:?} is not supported in this context")))
+    }
+    fn exists(&mut self, _plan: &ExistsPlan, _outer: &[Value]) -> Result<bool, Error> {
+        Err(Error::FeatureNotSupported("EXISTS is not supported in this context".into()))
     }
 }
 

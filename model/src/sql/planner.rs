@@ -11,7 +11,7 @@
 //! window functions, CTEs, UNION, CASE, LIKE, views, schemas.
 
 use super::LockStrength;
-use super::expr::{AdvisoryFn, AggKind, BinOp, EXPR_DEPTH_MAX, Expr, Func};
+use super::expr::{AdvisoryFn, AggKind, BinOp, EXPR_DEPTH_MAX, ExistsPlan, Expr, Func};
 use crate::catalog::{self, Catalog, Check, Column, Exclusion, ForeignKey, Table, UniqueIndex};
 use crate::error::{Error, Result};
 use crate::mvcc::Heap;
@@ -93,13 +93,16 @@ pub enum InsertSource {
     Select(Box<Select>),
 }
 
+/// `SET col = expr, …` as (column index, expression) pairs.
+pub type Assignments = Vec<(usize, Expr)>;
+
 /// ON CONFLICT arbiters and action.
 #[derive(Clone, Debug)]
 pub struct OnConflict {
     /// None: every unique and exclusion constraint is an arbiter. Some: (is exclusion, index).
     pub arbiter: Option<(bool, usize)>,
     /// None = DO NOTHING; Some = DO UPDATE SET … [WHERE …].
-    pub update: Option<(Vec<(usize, Expr)>, Option<Expr>)>,
+    pub update: Option<(Assignments, Option<Expr>)>,
 }
 
 #[derive(Clone, Debug)]
@@ -179,6 +182,9 @@ struct Scope {
     entries: Vec<ScopeEntry>,
     /// Columns of `excluded.*` in ON CONFLICT DO UPDATE.
     excluded: Option<Vec<String>>,
+    /// The enclosing query's scope (a correlated EXISTS subquery): its columns follow this
+    /// scope's columns in the evaluated row.
+    outer: Option<Box<Scope>>,
 }
 
 impl Scope {
@@ -193,10 +199,37 @@ impl Scope {
         s
     }
 
+    fn width(&self) -> usize {
+        self.entries.iter().map(|e| e.columns.len()).sum()
+    }
+
     fn resolve(&self, qualifier: Option<&str>, column: &str) -> Result<Expr> {
+        if let Some(found) = self.lookup(qualifier, column)? {
+            return Ok(found);
+        }
+        let known_table =
+            |s: &Scope| qualifier.is_some_and(|q| s.entries.iter().any(|e| e.name == q));
+        let mut level: Option<&Scope> = Some(self);
+        let mut any_table = false;
+        while let Some(s) = level {
+            any_table |= known_table(s);
+            level = s.outer.as_deref();
+        }
+        match qualifier {
+            Some(q) if !any_table => {
+                Err(errinput!("42P01", "missing FROM-clause entry for table \"{q}\""))
+            }
+            Some(q) => Err(errinput!("42703", "column {q}.{column} does not exist")),
+            None => Err(errinput!("42703", "column \"{column}\" does not exist")),
+        }
+    }
+
+    /// Finds a column in this scope, then in enclosing ones (shifted past this scope's
+    /// columns); Ok(None) when nowhere.
+    fn lookup(&self, qualifier: Option<&str>, column: &str) -> Result<Option<Expr>> {
         if let (Some("excluded"), Some(cols)) = (qualifier, &self.excluded) {
             return match cols.iter().position(|c| c == column) {
-                Some(i) => Ok(Expr::Excluded(i)),
+                Some(i) => Ok(Some(Expr::Excluded(i))),
                 None => Err(errinput!("42703", "column excluded.{column} does not exist")),
             };
         }
@@ -213,15 +246,13 @@ impl Scope {
             }
         }
         if let Some(i) = found {
-            return Ok(Expr::Column(i));
+            return Ok(Some(Expr::Column(i)));
         }
-        match qualifier {
-            Some(q) if !self.entries.iter().any(|e| e.name == q) => {
-                Err(errinput!("42P01", "missing FROM-clause entry for table \"{q}\""))
-            }
-            Some(q) => Err(errinput!("42703", "column {q}.{column} does not exist")),
-            None => Err(errinput!("42703", "column \"{column}\" does not exist")),
-        }
+        let Some(outer) = &self.outer else { return Ok(None) };
+        Ok(match outer.lookup(qualifier, column)? {
+            Some(Expr::Column(i)) => Some(Expr::Column(self.width() + i)),
+            other => other,
+        })
     }
 }
 
@@ -316,7 +347,7 @@ impl<'a> Planner<'a> {
         if s.into.is_some() || !s.lateral_views.is_empty() || s.qualify.is_some() {
             return Err(unsupported("this SELECT clause"));
         }
-        let (sources, mut join_filter) = self.from_clause(&s.from)?;
+        let (sources, mut join_filter) = self.plan_from(&s.from)?;
         let mut plan = Select {
             widths: Vec::new(),
             sources,
@@ -367,7 +398,7 @@ impl<'a> Planner<'a> {
         Ok(plan)
     }
 
-    fn from_clause(
+    fn plan_from(
         &mut self,
         from: &[ast::TableWithJoins],
     ) -> Result<(Vec<Source>, Option<ast::Expr>)> {
@@ -496,19 +527,15 @@ impl<'a> Planner<'a> {
     }
 
     fn order_key(&mut self, e: &ast::Expr, scope: &Scope, plan: &mut Select) -> Result<OrderKey> {
-        if let ast::Expr::Value(v) = e {
-            if let ast::Value::Number(n, _) = &v.value {
-                let pos: usize = n
-                    .parse()
-                    .map_err(|_| errinput!("42601", "non-integer constant in ORDER BY"))?;
-                if pos == 0 || pos > plan.projection.len() {
-                    return Err(errinput!(
-                        "42P10",
-                        "ORDER BY position {pos} is not in select list"
-                    ));
-                }
-                return Ok(OrderKey::Output(pos - 1));
+        if let ast::Expr::Value(v) = e
+            && let ast::Value::Number(n, _) = &v.value
+        {
+            let pos: usize =
+                n.parse().map_err(|_| errinput!("42601", "non-integer constant in ORDER BY"))?;
+            if pos == 0 || pos > plan.projection.len() {
+                return Err(errinput!("42P10", "ORDER BY position {pos} is not in select list"));
             }
+            return Ok(OrderKey::Output(pos - 1));
         }
         if let ast::Expr::Identifier(i) = e {
             let name = ident(i);
@@ -1024,10 +1051,10 @@ impl<'a> Planner<'a> {
         x: &ast::ExcludeConstraint,
         scope: &Scope,
     ) -> Result<()> {
-        if let Some(m) = &x.index_method {
-            if !ident(m).eq_ignore_ascii_case("gist") {
-                return Err(unsupported(format!("EXCLUDE USING {m}")));
-            }
+        if let Some(m) = &x.index_method
+            && !ident(m).eq_ignore_ascii_case("gist")
+        {
+            return Err(unsupported(format!("EXCLUDE USING {m}")));
         }
         let mut elements = Vec::new();
         for el in &x.elements {
@@ -1203,12 +1230,42 @@ impl<'a> Planner<'a> {
                 Expr::Cast(Box::new(literal(&ts.value.value)?), ty)
             }
             A::Function(f) => self.function(f, scope, aggs, d)?,
+            A::Exists { subquery, negated } => {
+                Expr::Exists(Box::new(self.exists(subquery, scope)?), *negated)
+            }
             other => {
                 let text = other.to_string();
                 let short: String = text.chars().take(40).collect();
                 return Err(unsupported(format!("expression {short}")));
             }
         })
+    }
+
+    /// `EXISTS (SELECT … FROM one_table [WHERE …])`, possibly correlated.
+    fn exists(&mut self, q: &ast::Query, outer: &Scope) -> Result<ExistsPlan> {
+        let ast::SetExpr::Select(sel) = q.body.as_ref() else {
+            return Err(unsupported("EXISTS over this query form"));
+        };
+        let simple = q.with.is_none() && q.locks.is_empty() && sel.having.is_none();
+        let grouped = !matches!(&sel.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty());
+        let [from] = sel.from.as_slice() else {
+            return Err(unsupported("EXISTS over other than one table"));
+        };
+        if !simple || grouped || !from.joins.is_empty() {
+            return Err(unsupported("EXISTS with joins, grouping or locking"));
+        }
+        let Source::Table { table, alias } = self.table_factor(&from.relation)? else {
+            return Err(unsupported("EXISTS over generate_series"));
+        };
+        let t = self.catalog.must_get(&table)?;
+        let mut scope = Scope::table(t, &alias);
+        scope.outer = Some(Box::new(outer.clone()));
+        let mut none = AggContext { aggregates: Vec::new(), allowed: false };
+        let filter = match &sel.selection {
+            Some(w) => Some(self.expr(w, &scope, &mut none)?),
+            None => None,
+        };
+        Ok(ExistsPlan { table, filter, inner_width: t.columns.len() })
     }
 
     fn function_arg(
@@ -1464,58 +1521,32 @@ fn pg_type_label(dt: &ast::DataType) -> String {
 }
 
 fn first_column(e: &Expr) -> Option<usize> {
-    let mut stack = vec![e];
-    let mut best: Option<usize> = None;
-    while let Some(x) = stack.pop() {
-        match x {
-            Expr::Column(i) => best = Some(best.map_or(*i, |b: usize| b.min(*i))),
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::InList(a, l, _) => {
-                stack.push(a);
-                stack.extend(l.iter());
-            }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
-        }
-    }
-    best
+    e.nodes()
+        .into_iter()
+        .filter_map(|x| match x {
+            Expr::Column(i) => Some(*i),
+            _ => None,
+        })
+        .min()
 }
 
 /// Every column a grouped SELECT's output reads directly must be grouped (42803).
 fn check_grouping(plan: &Select) -> Result<()> {
-    let grouped_cols: Vec<usize> = plan
-        .group_by
-        .iter()
-        .filter_map(|e| match e {
-            Expr::Column(i) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    let any_expr_group = plan.group_by.iter().any(|e| !matches!(e, Expr::Column(_)));
-    if any_expr_group {
+    if plan.group_by.iter().any(|e| !matches!(e, Expr::Column(_))) {
         return Ok(());
     }
-    let mut stack: Vec<&Expr> = plan.projection.iter().map(|(_, e)| e).collect();
-    stack.extend(plan.having.iter());
-    while let Some(x) = stack.pop() {
-        match x {
-            Expr::Column(i) if !grouped_cols.contains(i) => {
-                return Err(errinput!(
-                    "42803",
-                    "column in the select list must appear in the GROUP BY clause or be used in an aggregate function"
-                ));
-            }
-            Expr::Binary(_, a, b) => stack.extend([&**a, &**b]),
-            Expr::Not(a) | Expr::Neg(a) | Expr::IsNull(a, _) | Expr::Cast(a, _) => stack.push(a),
-            Expr::Func(_, args) => stack.extend(args.iter()),
-            Expr::InList(a, l, _) => {
-                stack.push(a);
-                stack.extend(l.iter());
-            }
-            Expr::Between(a, b, c, _) => stack.extend([&**a, &**b, &**c]),
-            _ => {}
+    let roots = plan.projection.iter().map(|(_, e)| e).chain(plan.having.iter());
+    for root in roots {
+        let ungrouped = root.nodes().into_iter().any(|x| match x {
+            Expr::Column(i) => !plan.group_by.contains(&Expr::Column(*i)),
+            _ => false,
+        });
+        if ungrouped {
+            return Err(errinput!(
+                "42803",
+                "column in the select list must appear in the GROUP BY clause or be used in an \
+                 aggregate function"
+            ));
         }
     }
     Ok(())
