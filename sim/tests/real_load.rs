@@ -43,7 +43,7 @@ async fn book(
     let hot = value["start"].as_str().unwrap().starts_with("2031-03-03T09:");
     let mut out = HeaderMap::new();
     out.insert("server-timing", "rules;dur=0.250, conflict;dur=0.100, db;dur=1.5".parse().unwrap());
-    if hot && n % 2 == 0 {
+    if hot && n.is_multiple_of(2) {
         return (StatusCode::CONFLICT, out, r#"{"code":"ROOM_UNAVAILABLE"}"#.to_string());
     }
     (StatusCode::CREATED, out, r#"{"status":"booked"}"#.to_string())

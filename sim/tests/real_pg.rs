@@ -122,10 +122,11 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 10).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let real = runtime.block_on(real_side(&config, &loaded, &[scenario.clone()])).unwrap();
+    let real =
+        runtime.block_on(real_side(&config, &loaded, std::slice::from_ref(&scenario))).unwrap();
     let level = &real[0];
     let requests = level.outcome.recorder.aggregated().request_count;
-    assert!(requests >= 10 && requests % 10 == 0, "whole rounds of 10: {requests}");
+    assert!(requests >= 10 && requests.is_multiple_of(10), "whole rounds of 10: {requests}");
     assert_eq!(level.outcome.recorder.aggregated().failure_count, 0);
     assert_eq!(level.double_bookings, 0, "exclusion never double-books");
     assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");

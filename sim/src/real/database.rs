@@ -293,7 +293,7 @@ mod tests {
     async fn an_unreachable_database_is_a_clear_error() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let target = DbTarget::new(&format!("postgres://u:pw@127.0.0.1:{port}/db"), None).unwrap();
-        let err = target.pool(1).await.err().expect("nothing listens there");
+        let Err(err) = target.pool(1).await else { panic!("nothing listens there") };
         let text = err.to_string();
         assert!(text.contains("cannot connect to postgres://u:***@127.0.0.1"), "{text}");
         assert_eq!(err.exit_code(), 2);

@@ -123,10 +123,10 @@ impl LoadConfig {
         if !(self.spawn_rate_per_s > 0.0 && self.spawn_rate_per_s.is_finite()) {
             return bad(format!("--spawn-rate {}: must be > 0", self.spawn_rate_per_s));
         }
-        if let Some(rate) = self.rate_per_s {
-            if !(rate > 0.0 && rate <= 1_000_000.0) {
-                return bad(format!("--rate {rate}: must be in (0, 1000000]"));
-            }
+        if let Some(rate) = self.rate_per_s
+            && !(rate > 0.0 && rate <= 1_000_000.0)
+        {
+            return bad(format!("--rate {rate}: must be in (0, 1000000]"));
         }
         if self.run_time.is_zero() {
             return bad("--run-time: must be > 0".to_string());
@@ -543,7 +543,7 @@ async fn interval_ticker(shared: Arc<Shared>, start: Instant) {
         let elapsed_s = now_ms / 1_000;
         if shared.config.progress
             && run_s >= PROGRESS_INTERVAL_S
-            && elapsed_s % PROGRESS_INTERVAL_S == 0
+            && elapsed_s.is_multiple_of(PROGRESS_INTERVAL_S)
         {
             let all = recorder.aggregated();
             eprintln!(

@@ -194,7 +194,7 @@ async fn real_level(
     let monitor = Monitor::start(&target.url, None).await?;
     let mut rounds = ScenarioRounds {
         ids: ClinicIds::new(&scenario),
-        fallback: serde_json::to_value(&scenario.workload.fallback).expect("enums serialise"),
+        fallback: serde_json::to_value(scenario.workload.fallback).expect("enums serialise"),
         scenario: scenario.clone(),
         first_day,
         seed: config.seed,
@@ -271,7 +271,7 @@ pub fn sim_side(
         level.double_bookings += outcome.invariant_violations("no_room_overlap");
         level.bookings += outcome.counts.created_201;
         level.runs += 1;
-        if level.runs % SIM_PROGRESS_RUNS == 0 {
+        if level.runs.is_multiple_of(SIM_PROGRESS_RUNS) {
             eprintln!("validate: simulated {} of {runs} seeds", level.runs);
         }
     }

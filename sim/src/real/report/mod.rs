@@ -226,15 +226,15 @@ pub fn write_all(
             first_error.get_or_insert(RealError::io(path, e));
         }
     }
-    if let Some(prefix) = &args.csv {
-        if let Err(e) = csv::write_all(prefix, outcome, args.csv_full_history) {
-            first_error.get_or_insert(e);
-        }
+    if let Some(prefix) = &args.csv
+        && let Err(e) = csv::write_all(prefix, outcome, args.csv_full_history)
+    {
+        first_error.get_or_insert(e);
     }
-    if let Some(path) = &args.hlog {
-        if let Err(e) = write_interval_log(path, outcome) {
-            first_error.get_or_insert(e);
-        }
+    if let Some(path) = &args.hlog
+        && let Err(e) = write_interval_log(path, outcome)
+    {
+        first_error.get_or_insert(e);
     }
     match first_error {
         Some(error) => Err(error),
