@@ -10,7 +10,9 @@
 //! Method: each test gets its own schema, seeds one clinic with three rooms and 50 doctors and
 //! patients through plain SQL, then drives `run_booking` directly from 50 tokio tasks.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
 
 use backend_core::booking::Strategy;
 use backend_core::booking::transaction::{
@@ -18,9 +20,10 @@ use backend_core::booking::transaction::{
     idempotency_lock_key, run_booking,
 };
 use backend_core::config::RetryPolicy;
-use backend_core::db::schema::SchemaVariant;
+use backend_core::db::pg::{PgDb, PgDbOptions};
+use backend_core::db::schema::{SchemaVariant, migrate_pg_variant};
 use backend_core::db::testing::PgTestSchema;
-use backend_core::db::{Db, SqlValue};
+use backend_core::db::{Conn, Db, SqlValue};
 use backend_core::error::Error;
 use backend_core::metrics::Metrics;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -104,11 +107,24 @@ fn row(fixture: &Fixture, n: usize, round: usize) -> AppointmentRow {
     }
 }
 
-/// Request n ranks the rooms rotated by n, so rank orders differ between requests.
-fn candidates(fixture: &Fixture, n: usize, rooms: usize) -> Vec<Candidate> {
+/// How the requests of a round rank the rooms.
+#[derive(Clone, Copy, Debug)]
+enum Ranking {
+    /// Request n ranks the first `rooms` rooms rotated by n, so rank orders differ.
+    Rotated(usize),
+    /// Every request ranks the first `rooms` rooms in one order, as the allocator does for
+    /// similar requests: all of them try the same best room first.
+    Same(usize),
+}
+
+fn candidates(fixture: &Fixture, n: usize, ranking: Ranking) -> Vec<Candidate> {
+    let (rooms, shift) = match ranking {
+        Ranking::Rotated(rooms) => (rooms, n),
+        Ranking::Same(rooms) => (rooms, 0),
+    };
     (0..rooms)
         .map(|k| Candidate {
-            room_id: fixture.rooms[(n + k) % rooms],
+            room_id: fixture.rooms[(shift + k) % rooms],
             turnover_minutes: 5,
             score: "0hard/0medium/0soft".into(),
         })
@@ -123,15 +139,17 @@ struct RoundResult {
     booked: usize,
     all_taken: usize,
     exhausted: usize,
+    /// 409 DOCTOR_UNAVAILABLE.
+    doctor_busy: usize,
 }
 
-/// `bookings` concurrent bookings of one slot, each ranking `rooms` rooms.
+/// `bookings` concurrent bookings of one slot, each ranking rooms by `ranking`.
 async fn concurrent_round(
     db: Arc<dyn Db>,
     fixture: &Arc<Fixture>,
     strategy: Strategy,
     (round, bookings): (usize, usize),
-    rooms: usize,
+    ranking: Ranking,
     metrics: &Arc<Metrics>,
 ) -> RoundResult {
     let retry = RetryPolicy { retries_max: 10, backoff_base_ms: 2, backoff_cap_ms: 40 };
@@ -142,7 +160,7 @@ async fn concurrent_round(
         tasks.push(tokio::spawn(async move {
             let rng = Mutex::new(ChaCha8Rng::seed_from_u64(n as u64));
             let row = row(&fixture, n, round);
-            let candidates = candidates(&fixture, n, rooms);
+            let candidates = candidates(&fixture, n, ranking);
             let plan = BookingPlan {
                 strategy,
                 row: &row,
@@ -155,7 +173,7 @@ async fn concurrent_round(
             run_booking(conn.as_mut(), &plan, &retry, &rng, &metrics).await
         }));
     }
-    let mut result = RoundResult { booked: 0, all_taken: 0, exhausted: 0 };
+    let mut result = RoundResult { booked: 0, all_taken: 0, exhausted: 0, doctor_busy: 0 };
     for task in tasks {
         match task.await.unwrap() {
             Ok(report) => match report.outcome {
@@ -164,6 +182,7 @@ async fn concurrent_round(
                 other => panic!("{strategy}: unexpected outcome {other:?}"),
             },
             Err(Error::RetriesExhausted { .. }) => result.exhausted += 1,
+            Err(error) if error.code() == "DOCTOR_UNAVAILABLE" => result.doctor_busy += 1,
             Err(other) => panic!("{strategy}: unexpected error {other:?}"),
         }
     }
@@ -201,7 +220,15 @@ async fn assert_safe(strategy: Strategy, variant: SchemaVariant) {
     let metrics = Arc::new(Metrics::default());
     let started = std::time::Instant::now();
     let bookings = (0, CONCURRENT_BOOKINGS);
-    let result = concurrent_round(db.clone(), &fixture, strategy, bookings, ROOMS, &metrics).await;
+    let result = concurrent_round(
+        db.clone(),
+        &fixture,
+        strategy,
+        bookings,
+        Ranking::Rotated(ROOMS),
+        &metrics,
+    )
+    .await;
     let elapsed = started.elapsed();
     let m = metrics.snapshot();
     eprintln!(
@@ -251,6 +278,216 @@ async fn serializable_is_safe_without_the_constraint_and_retries_40001() {
     assert_safe(Strategy::Serializable, SchemaVariant::Unguarded).await;
 }
 
+/// A throw-away database `roomsim_dl_<tag>_<pid>_<n>`. `pg_stat_database.deadlocks` counts
+/// per database and the other PostgreSQL tests share the URL's database in parallel, so only
+/// a database of its own gives a deadlock figure that belongs to one test.
+struct DedicatedDatabase {
+    name: String,
+    admin: PgDb,
+    db: PgDb,
+}
+
+static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// `postgres://user@host:port/db?opts` with the database path replaced by `database`.
+fn url_with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let prefix = match base[authority_at..].find('/') {
+        Some(slash) => &base[..authority_at + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{prefix}/{database}?{query}"),
+        None => format!("{prefix}/{database}"),
+    }
+}
+
+fn pool_options(connections_max: u32) -> PgDbOptions {
+    PgDbOptions { connections_max, acquire_timeout: StdDuration::from_secs(120), search_path: None }
+}
+
+impl DedicatedDatabase {
+    /// A migrated database of `variant`, or `None` (after a notice) without `DATABASE_URL`.
+    async fn create(tag: &str, variant: SchemaVariant) -> Option<DedicatedDatabase> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("notice: DATABASE_URL is not set; skipping PostgreSQL test `{tag}`");
+            return None;
+        };
+        let counter = DATABASE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("roomsim_dl_{tag}_{}_{counter}", std::process::id());
+        let admin = PgDb::connect(&url, &pool_options(1)).await.expect("connect to DATABASE_URL");
+        let mut conn = admin.acquire().await.expect("admin session");
+        conn.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), &[]).await.unwrap();
+        conn.execute(&format!("CREATE DATABASE {name}"), &[]).await.unwrap();
+        drop(conn);
+        let db = PgDb::connect(&url_with_database(&url, &name), &pool_options(25)).await.unwrap();
+        let mut conn = db.acquire().await.unwrap();
+        conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist", &[]).await.unwrap();
+        drop(conn);
+        migrate_pg_variant(db.pool(), variant).await.expect("migrate the dedicated database");
+        Some(DedicatedDatabase { name, admin, db })
+    }
+
+    /// The database's `pg_stat_database.deadlocks`.
+    async fn deadlocks(&self) -> i64 {
+        let mut conn = self.admin.acquire().await.unwrap();
+        let sql = "SELECT deadlocks FROM pg_stat_database WHERE datname = $1";
+        let rows = conn.execute(sql, &[SqlValue::Text(self.name.clone())]).await.unwrap();
+        match rows.rows.first().and_then(|row| row.first()) {
+            Some(SqlValue::Int(count)) => *count,
+            other => panic!("pg_stat_database.deadlocks of {}: {other:?}", self.name),
+        }
+    }
+
+    /// Closes every session and waits until PostgreSQL has let them go: a backend flushes
+    /// its pending statistics (the deadlock count among them) when it exits.
+    async fn close_sessions(&self) {
+        self.db.pool().close().await;
+        let mut conn = self.admin.acquire().await.unwrap();
+        let sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+        for _ in 0..200 {
+            let rows = conn.execute(sql, &[SqlValue::Text(self.name.clone())]).await.unwrap();
+            if rows.rows[0][0] == SqlValue::Int(0) {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+        // A session leaves pg_stat_activity just before it flushes its statistics.
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+    }
+
+    async fn drop_database(self) {
+        let mut conn = self.admin.acquire().await.unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        conn.execute(&sql, &[]).await.unwrap();
+    }
+}
+
+/// Index of the extra doctor and patient of the holder transaction.
+const HOLDER: usize = 1_000;
+
+async fn seed_holder(db: &dyn Db, fixture: &Fixture, (doctor, patient): (Uuid, Uuid)) {
+    let mut conn = db.acquire().await.unwrap();
+    let sql = "INSERT INTO doctors (id, clinic_id, name, body) VALUES ($1, $2, 'Dr', '{}')";
+    conn.execute(sql, &[SqlValue::Uuid(doctor), SqlValue::Uuid(fixture.clinic)]).await.unwrap();
+    let sql = "INSERT INTO patients (id, body) VALUES ($1, '{}')";
+    conn.execute(sql, &[SqlValue::Uuid(patient)]).await.unwrap();
+}
+
+/// Begins a booking of the best room, to stay uncommitted while the round's requests arrive
+/// and then roll back (a client that went away): every request meets it, waits for it, and
+/// they all resume at once, which is when concurrent conflicting inserts meet.
+async fn hold_best_room(
+    db: &dyn Db,
+    fixture: &Fixture,
+    people: (Uuid, Uuid),
+    round: usize,
+) -> Box<dyn Conn> {
+    let mut conn = db.acquire().await.unwrap();
+    let (starts_at, ends_at) = slot(round);
+    conn.execute("BEGIN", &[]).await.unwrap();
+    conn.execute(
+        "INSERT INTO appointments (id, clinic_id, room_id, doctor_id, patient_id, \
+         appointment_type, starts_at, ends_at, turnover_minutes, blocked_until, status, \
+         created_at) VALUES ($1, $2, $3, $4, $5, 'follow_up', $6, $7, 0, $7, 'booked', $6)",
+        &[
+            SqlValue::Uuid(Uuid::from_u128((8u128 << 96) | round as u128)),
+            SqlValue::Uuid(fixture.clinic),
+            SqlValue::Uuid(fixture.rooms[0]),
+            SqlValue::Uuid(people.0),
+            SqlValue::Uuid(people.1),
+            SqlValue::Timestamp(starts_at),
+            SqlValue::Timestamp(ends_at),
+        ],
+    )
+    .await
+    .unwrap();
+    conn
+}
+
+/// What the concurrent bookings of a deadlock test compete for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Contention {
+    /// Distinct doctors and patients; every request ranks the rooms in the same order.
+    Room,
+    /// One doctor for every request (distinct patients); rank orders rotated over the rooms.
+    Doctor,
+}
+
+/// `rounds` rounds of 50 concurrent bookings of one slot in a database of their own, the best
+/// room (and, for `Contention::Doctor`, the doctor) held by a transaction that rolls back
+/// (`hold_best_room`); asserts PostgreSQL counted no deadlock there.
+async fn assert_no_deadlocks(strategy: Strategy, rounds: usize, contention: Contention) {
+    let tag = format!("{}_{contention:?}", strategy.name().replace('-', "_")).to_lowercase();
+    let variant = SchemaVariant::for_strategy(strategy);
+    let Some(dedicated) = DedicatedDatabase::create(&tag, variant).await else { return };
+    let db: Arc<dyn Db> = Arc::new(dedicated.db.clone());
+    let mut fixture = seed(db.as_ref()).await;
+    let mut holder_ids = (id(3, HOLDER), id(4, HOLDER));
+    seed_holder(db.as_ref(), &fixture, holder_ids).await;
+    let ranking = match contention {
+        Contention::Room => Ranking::Same(ROOMS),
+        Contention::Doctor => {
+            fixture.doctors = vec![fixture.doctors[0]; CONCURRENT_BOOKINGS];
+            holder_ids.0 = fixture.doctors[0];
+            Ranking::Rotated(ROOMS)
+        }
+    };
+    let fixture = Arc::new(fixture);
+    let metrics = Arc::new(Metrics::default());
+    let before = dedicated.deadlocks().await;
+    let (mut booked, mut doctor_busy) = (0, 0);
+    for round in 0..rounds {
+        let bookings = (round, CONCURRENT_BOOKINGS);
+        let mut holder = hold_best_room(db.as_ref(), &fixture, holder_ids, round).await;
+        let result = concurrent_round(db.clone(), &fixture, strategy, bookings, ranking, &metrics);
+        let release = async {
+            tokio::time::sleep(StdDuration::from_millis(300)).await;
+            holder.execute("ROLLBACK", &[]).await.unwrap();
+        };
+        let result = tokio::join!(result, release).0;
+        (booked, doctor_busy) = (booked + result.booked, doctor_busy + result.doctor_busy);
+    }
+    let pairs = overlapping_pairs(db.as_ref()).await;
+    dedicated.close_sessions().await;
+    let delta = dedicated.deadlocks().await - before;
+    dedicated.drop_database().await;
+    let m = metrics.snapshot();
+    eprintln!(
+        "figure: {strategy} ({}, {contention:?} contention): {rounds} rounds x \
+         {CONCURRENT_BOOKINGS} concurrent: booked {booked}, doctor busy {doctor_busy}, \
+         pg_stat_database.deadlocks delta {delta}, client 40P01 retries {}, exhausted {}",
+        variant.name(),
+        m.retries_deadlock,
+        m.retries_exhausted,
+    );
+    assert_eq!(pairs, 0, "{strategy} double-booked");
+    assert_eq!(delta, 0, "{strategy}: PostgreSQL counted {delta} deadlocks");
+    assert_eq!(m.retries_deadlock, 0, "{strategy}: clients saw 40P01");
+    let booked_per_round = if contention == Contention::Room { ROOMS } else { 1 };
+    assert_eq!(booked, rounds * booked_per_round, "{strategy}: every free room should be booked");
+    if contention == Contention::Doctor {
+        assert_eq!(doctor_busy, rounds * (CONCURRENT_BOOKINGS - 1), "{strategy}: 409 doctor");
+    }
+}
+
+/// The validate helper saw 1–6 deadlocks per run of 50 concurrent `exclusion` bookings: two
+/// plain INSERTs of overlapping rows each insert their index entry, then each waits for the
+/// other while checking the constraint. Before the ON CONFLICT fix the first round alone
+/// counted 214 deadlocks here and did not finish within the pool's acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exclusion_causes_no_deadlocks() {
+    assert_no_deadlocks(Strategy::Exclusion, 10, Contention::Room).await;
+}
+
+/// The same for one doctor booked by 50 requests into different rooms: the doctor's
+/// exclusion constraint is an ON CONFLICT arbiter too, so this is 409, never a deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exclusion_same_doctor_is_409_without_deadlocks() {
+    assert_no_deadlocks(Strategy::Exclusion, 5, Contention::Doctor).await;
+}
+
 /// Runs up to `rounds_max` rounds of 50 concurrent single-room bookings of a fresh slot and
 /// returns the round in which the room was first double-booked (outer `None`: skipped).
 async fn first_double_booking(strategy: Strategy, rounds_max: usize) -> Option<Option<usize>> {
@@ -261,8 +498,16 @@ async fn first_double_booking(strategy: Strategy, rounds_max: usize) -> Option<O
     let metrics = Arc::new(Metrics::default());
     let mut found = None;
     for round in 0..rounds_max {
-        concurrent_round(db.clone(), &fixture, strategy, (round, CONCURRENT_BOOKINGS), 1, &metrics)
-            .await;
+        let one_room = Ranking::Rotated(1);
+        concurrent_round(
+            db.clone(),
+            &fixture,
+            strategy,
+            (round, CONCURRENT_BOOKINGS),
+            one_room,
+            &metrics,
+        )
+        .await;
         let pairs = overlapping_pairs(db.as_ref()).await;
         if pairs > 0 {
             eprintln!("figure: {strategy}: {pairs} overlapping pairs in round {round}");
@@ -300,7 +545,8 @@ async fn room_lock_unordered_deadlocks_on_postgres() {
     // (1 s), so 50 at once would spend minutes waiting.
     for round in 0..10 {
         let strategy = Strategy::RoomLockUnordered;
-        concurrent_round(db.clone(), &fixture, strategy, (round, 6), ROOMS, &metrics).await;
+        let ranking = Ranking::Rotated(ROOMS);
+        concurrent_round(db.clone(), &fixture, strategy, (round, 6), ranking, &metrics).await;
         let snapshot = metrics.snapshot();
         deadlocks = snapshot.retries_deadlock + snapshot.retries_exhausted;
         if deadlocks > 0 {
@@ -321,7 +567,7 @@ async fn book_with_key(
     claim: &IdempotencyClaim,
 ) -> Result<TxnOutcome, Error> {
     let row = row(fixture, n, 0);
-    let candidates = candidates(fixture, n, ROOMS);
+    let candidates = candidates(fixture, n, Ranking::Rotated(ROOMS));
     let plan = BookingPlan {
         strategy: Strategy::Exclusion,
         row: &row,

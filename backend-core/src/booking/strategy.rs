@@ -19,7 +19,8 @@ use std::str::FromStr;
 /// A booking concurrency-control strategy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Strategy {
-    /// INSERT and let the EXCLUDE constraint reject overlaps (23P01 → next-ranked room).
+    /// INSERT … ON CONFLICT DO NOTHING and let the EXCLUDE constraint reject overlaps
+    /// (INSERT 0 0 → next-ranked room; speculative insertion keeps it deadlock-free).
     #[default]
     Exclusion,
     /// READ COMMITTED; lock candidate room rows FOR NO KEY UPDATE in id order; check; insert.
@@ -64,8 +65,8 @@ impl Strategy {
     pub fn description(self) -> &'static str {
         match self {
             Strategy::Exclusion => {
-                "insert and rely on the no_room_overlap EXCLUDE constraint; on 23P01 try the \
-                 next-ranked room (default)"
+                "INSERT … ON CONFLICT DO NOTHING against the no_room_overlap EXCLUDE \
+                 constraint (no deadlocks); room taken → next-ranked room (default)"
             }
             Strategy::RoomLock => {
                 "READ COMMITTED; lock candidate rooms FOR NO KEY UPDATE in id order, check, insert"

@@ -10,7 +10,8 @@
 //!
 //! THE STATEMENTS (RC = READ COMMITTED, RR = REPEATABLE READ):
 //! ```text
-//! exclusion            BEGIN RC; [idem]; per candidate: SAVEPOINT; INSERT (23P01 → ROLLBACK TO)
+//! exclusion            BEGIN RC; [idem]; per candidate: INSERT … ON CONFLICT DO NOTHING
+//!                      (INSERT 0 0 → participants? → 409 doctor/patient, else next room)
 //! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT
 //! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check; INSERT
@@ -27,6 +28,29 @@
 //! The locking strategies lock every candidate up front, in one global order, so two bookings
 //! never wait on each other in a cycle; only the BROKEN unordered variant breaks that order.
 //!
+//! WHY `exclusion` INSERTS WITH ON CONFLICT DO NOTHING: a plain INSERT puts its index entry
+//! in first and checks the EXCLUDE constraints afterwards, waiting for any in-progress
+//! overlapping row. Two truly concurrent overlapping INSERTs therefore each wait for the
+//! other: a deadlock (40P01 "while checking exclusion constraint"), which PostgreSQL breaks
+//! only after `deadlock_timeout`; 50 requests for one best room produced hundreds of them once
+//! a slow transaction held that room (`tests/pg_strategies.rs`, `exclusion_causes_no_
+//! deadlocks`). ON CONFLICT makes the INSERT speculative: it first waits for conflicting
+//! in-progress rows WITHOUT having inserted anything, and if a concurrent row appears after
+//! its own insertion it withdraws its row and starts over instead of waiting (PostgreSQL's
+//! livelock-preventing wait, execIndexing.c "unprincipled deadlocks"). A booking thus never
+//! waits while it holds a row another booking waits for. At READ COMMITTED a conflict with a
+//! committed row is `INSERT 0 0`, not an error, so no savepoint is needed. The constraints
+//! stay the safety net: they are what the INSERT is judged against.
+//!
+//! The ON CONFLICT has NO target on purpose: every unique and exclusion constraint of the
+//! table becomes an arbiter, so two concurrent bookings of one doctor (or patient) in
+//! different rooms cannot deadlock on `no_doctor_overlap` either. The price is that
+//! `INSERT 0 0` does not say which constraint matched, so the booking asks (`busy_participant`,
+//! a fresh READ COMMITTED snapshot that sees the committed conflicting row): an overlapping
+//! appointment of the doctor or patient is the 409 the constraint's 23P01 used to give; anything
+//! else is the room (or a duplicate id, which fresh UUIDs rule out) and the next room is tried.
+//! If the conflicting row is cancelled between the INSERT and that query, the doctor or patient
+//! is free again and trying the next room is still right.//!
 //! NOT MODELLED: statement or lock timeouts (the pool's acquire timeout bounds waiting for a
 //! session; PostgreSQL's deadlock detector bounds lock cycles). A connection lost during
 //! COMMIT is reported as `DatabaseUnavailable` (outcome unknown), never retried blindly.
@@ -264,8 +288,7 @@ async fn place(
 ) -> Result<Option<Placement>, Failure> {
     lock_candidates(session, plan).await?;
     for (index, candidate) in plan.candidates.iter().enumerate() {
-        let more_to_try = index + 1 < plan.candidates.len() || plan.book_without_room;
-        if try_candidate(session, plan, candidate, more_to_try).await? {
+        if try_candidate(session, plan, candidate).await? {
             return Ok(Some(Placement {
                 candidate_index: Some(index),
                 room_id: Some(candidate.room_id),
@@ -275,7 +298,7 @@ async fn place(
         *room_conflicts += 1;
     }
     if plan.book_without_room {
-        insert_appointment(session, plan.row, None).await?;
+        insert_room_pending(session, plan).await?;
         return Ok(Some(Placement { candidate_index: None, room_id: None, turnover_minutes: 0 }));
     }
     Ok(None)
@@ -375,37 +398,15 @@ async fn try_candidate(
     session: &mut Session<'_>,
     plan: &BookingPlan<'_>,
     candidate: &Candidate,
-    more_to_try: bool,
 ) -> Result<bool, Failure> {
-    if plan.strategy != Strategy::Exclusion {
-        if room_is_taken(session, plan.row, candidate).await? {
-            return Ok(false);
-        }
-        insert_appointment(session, plan.row, Some(candidate)).await?;
-        return Ok(true);
+    if plan.strategy == Strategy::Exclusion {
+        return insert_unless_conflict(session, plan.row, Some(candidate)).await;
     }
-    if !more_to_try {
-        // Nothing follows a failure, so no savepoint is needed: a 23P01 aborts the
-        // transaction, which the all-taken path then rolls back.
-        return match insert_appointment(session, plan.row, Some(candidate)).await {
-            Ok(()) => Ok(true),
-            Err(error) if is_room_overlap(&error) => Ok(false),
-            Err(error) => Err(error.into()),
-        };
+    if room_is_taken(session, plan.row, candidate).await? {
+        return Ok(false);
     }
-    session.exec("SAVEPOINT candidate", &[]).await?;
-    match insert_appointment(session, plan.row, Some(candidate)).await {
-        Ok(()) => Ok(true),
-        Err(error) if is_room_overlap(&error) => {
-            session.exec("ROLLBACK TO SAVEPOINT candidate", &[]).await?;
-            Ok(false)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-fn is_room_overlap(error: &DbError) -> bool {
-    error.is_exclusion_violation() && error.constraint.as_deref() == Some(ROOM_CONSTRAINT)
+    insert_appointment(session, plan.row, Some(candidate)).await?;
+    Ok(true)
 }
 
 async fn room_is_taken(
@@ -448,43 +449,121 @@ async fn insert_appointment(
     row: &AppointmentRow,
     candidate: Option<&Candidate>,
 ) -> Result<(), DbError> {
-    let gender = row.patient_gender.clone().map_or(SqlValue::Null, SqlValue::Text);
-    let params = match candidate {
-        Some(candidate) => vec![
-            SqlValue::Uuid(row.id),
-            SqlValue::Uuid(row.clinic_id),
-            SqlValue::Uuid(candidate.room_id),
-            SqlValue::Uuid(row.doctor_id),
-            SqlValue::Uuid(row.patient_id),
-            SqlValue::Text(row.appointment_type.clone()),
-            SqlValue::Timestamp(row.starts_at),
-            SqlValue::Timestamp(row.ends_at),
-            SqlValue::Int(i64::from(candidate.turnover_minutes)),
-            SqlValue::Timestamp(candidate.blocked_until(row.ends_at)),
-            SqlValue::Bool(row.infectious),
-            gender,
-            SqlValue::Int(row.policy_version),
-            SqlValue::Text(candidate.score.clone()),
-            SqlValue::Timestamp(row.created_at),
-        ],
-        None => vec![
-            SqlValue::Uuid(row.id),
-            SqlValue::Uuid(row.clinic_id),
-            SqlValue::Uuid(row.doctor_id),
-            SqlValue::Uuid(row.patient_id),
-            SqlValue::Text(row.appointment_type.clone()),
-            SqlValue::Timestamp(row.starts_at),
-            SqlValue::Timestamp(row.ends_at),
-            SqlValue::Bool(row.infectious),
-            gender,
-            SqlValue::Int(row.policy_version),
-            SqlValue::Timestamp(row.created_at),
-        ],
-    };
-    let sql = if candidate.is_some() { INSERT_WITH_ROOM } else { INSERT_ROOM_PENDING };
+    let (sql, params) = insert_statement(row, candidate);
     let rows = session.exec(sql, &params).await?;
     assert_eq!(rows.rows_affected, 1, "INSERT of one row must report 1 row (Conn contract)");
     Ok(())
+}
+
+/// The `exclusion` strategy's INSERT (see the module doc): `Ok(false)` when the room is
+/// taken; a doctor or patient found busy is final.
+async fn insert_unless_conflict(
+    session: &mut Session<'_>,
+    row: &AppointmentRow,
+    candidate: Option<&Candidate>,
+) -> Result<bool, Failure> {
+    let (sql, params) = insert_statement(row, candidate);
+    let rows = session.exec(&format!("{sql} ON CONFLICT DO NOTHING"), &params).await?;
+    assert!(rows.rows_affected <= 1, "INSERT of one row reported {} rows", rows.rows_affected);
+    if rows.rows_affected == 1 {
+        return Ok(true);
+    }
+    match busy_participant(session, row).await? {
+        Some(field) => Err(Failure::Final(Error::participant_unavailable(field))),
+        None => Ok(false),
+    }
+}
+
+/// The `room_pending` fallback: through ON CONFLICT for `exclusion` (no room, so only the
+/// doctor's and patient's constraints can match), plain for the others.
+async fn insert_room_pending(
+    session: &mut Session<'_>,
+    plan: &BookingPlan<'_>,
+) -> Result<(), Failure> {
+    if plan.strategy != Strategy::Exclusion {
+        return Ok(insert_appointment(session, plan.row, None).await?);
+    }
+    if insert_unless_conflict(session, plan.row, None).await? {
+        return Ok(());
+    }
+    Err(Failure::Final(Error::Internal(format!(
+        "room_pending INSERT of appointment {} conflicted, but neither its doctor nor its \
+         patient has an overlapping appointment (duplicate id, or the conflict was cancelled)",
+        plan.row.id
+    ))))
+}
+
+/// Which participant of `row` already has an overlapping appointment that occupies people
+/// (the `no_doctor_overlap` / `no_patient_overlap` predicate), if any.
+async fn busy_participant(
+    session: &mut Session<'_>,
+    row: &AppointmentRow,
+) -> Result<Option<&'static str>, DbError> {
+    let rows = session
+        .exec(
+            "SELECT doctor_id, patient_id FROM appointments \
+             WHERE (doctor_id = $1 OR patient_id = $2) \
+             AND status IN ('held', 'booked', 'checked_in', 'room_pending') \
+             AND starts_at < $3 AND ends_at > $4",
+            &[
+                SqlValue::Uuid(row.doctor_id),
+                SqlValue::Uuid(row.patient_id),
+                SqlValue::Timestamp(row.ends_at),
+                SqlValue::Timestamp(row.starts_at),
+            ],
+        )
+        .await?;
+    let doctor = SqlValue::Uuid(row.doctor_id);
+    if rows.rows.iter().any(|r| r.first() == Some(&doctor)) {
+        return Ok(Some("doctor_id"));
+    }
+    Ok((!rows.rows.is_empty()).then_some("patient_id"))
+}
+
+/// The INSERT of `row` into `candidate`'s room, or as `room_pending` without a candidate.
+fn insert_statement(
+    row: &AppointmentRow,
+    candidate: Option<&Candidate>,
+) -> (&'static str, Vec<SqlValue>) {
+    let gender = row.patient_gender.clone().map_or(SqlValue::Null, SqlValue::Text);
+    match candidate {
+        Some(candidate) => (
+            INSERT_WITH_ROOM,
+            vec![
+                SqlValue::Uuid(row.id),
+                SqlValue::Uuid(row.clinic_id),
+                SqlValue::Uuid(candidate.room_id),
+                SqlValue::Uuid(row.doctor_id),
+                SqlValue::Uuid(row.patient_id),
+                SqlValue::Text(row.appointment_type.clone()),
+                SqlValue::Timestamp(row.starts_at),
+                SqlValue::Timestamp(row.ends_at),
+                SqlValue::Int(i64::from(candidate.turnover_minutes)),
+                SqlValue::Timestamp(candidate.blocked_until(row.ends_at)),
+                SqlValue::Bool(row.infectious),
+                gender,
+                SqlValue::Int(row.policy_version),
+                SqlValue::Text(candidate.score.clone()),
+                SqlValue::Timestamp(row.created_at),
+            ],
+        ),
+        None => (
+            INSERT_ROOM_PENDING,
+            vec![
+                SqlValue::Uuid(row.id),
+                SqlValue::Uuid(row.clinic_id),
+                SqlValue::Uuid(row.doctor_id),
+                SqlValue::Uuid(row.patient_id),
+                SqlValue::Text(row.appointment_type.clone()),
+                SqlValue::Timestamp(row.starts_at),
+                SqlValue::Timestamp(row.ends_at),
+                SqlValue::Bool(row.infectious),
+                gender,
+                SqlValue::Int(row.policy_version),
+                SqlValue::Timestamp(row.created_at),
+            ],
+        ),
+    }
 }
 
 /// Stores the idempotency record (same transaction) and commits.
