@@ -620,3 +620,12 @@ async fn idempotency_replays_rejects_other_bodies_and_reports_in_flight() {
     drop(conn);
     schema.drop_schema().await;
 }
+
+/// The lock-based safe strategies lock every candidate room in one order before inserting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_strategies_cause_no_deadlocks() {
+    for strategy in [Strategy::RoomLock, Strategy::Advisory] {
+        assert_no_deadlocks(strategy, 3, Contention::Room).await;
+        assert_no_deadlocks(strategy, 3, Contention::Doctor).await;
+    }
+}
