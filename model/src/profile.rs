@@ -30,7 +30,7 @@ pub const STATEMENT_KINDS: [&str; 9] =
 /// No single statement is charged more than this (a guard against a fat-tailed profile).
 pub const SERVICE_US_MAX: u64 = 10_000_000;
 
-/// The committed default profile (a placeholder until `roomsim calibrate` measures one).
+/// The committed default profile (measured by `roomsim calibrate`; see its header comment).
 pub const DEFAULT_PROFILE_TOML: &str = include_str!("../profiles/default.toml");
 
 /// What is wrong with a profile: the field path and the reason.
@@ -89,7 +89,7 @@ struct RawKind {
 }
 
 impl LatencyProfile {
-    /// The committed placeholder profile `model/profiles/default.toml`.
+    /// The committed default profile `model/profiles/default.toml`.
     pub fn default_profile() -> LatencyProfile {
         LatencyProfile::from_toml_str(DEFAULT_PROFILE_TOML, "profiles/default.toml")
             .expect("the committed default profile must be valid")
@@ -247,6 +247,9 @@ mod tests {
     fn errors_name_the_field() {
         let text = DEFAULT_PROFILE_TOML.replacen("sigma = 0.35", "sigma = -1.0", 1);
         let e = LatencyProfile::from_toml_str(&text, "x.toml").unwrap_err();
+        assert!(e.field.starts_with("kinds.") && e.field.ends_with(".sigma"), "{e}");
+        let bad_select = "[kinds.select]\nmedian_us = 5\nsigma = -1.0\n";
+        let e = LatencyProfile::from_toml_str(bad_select, "x.toml").unwrap_err();
         assert_eq!(e.field, "kinds.select.sigma", "{e}");
         let e = LatencyProfile::from_toml_str("[kinds.select]\nmedian_us = 5\nsigma=0.1\n", "y")
             .unwrap_err();

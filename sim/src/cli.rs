@@ -50,6 +50,10 @@ pub enum Command {
         /// Print every trace event (the events the hash covers).
         #[arg(long)]
         trace: bool,
+        /// Latency profile of the model database (TOML, as written by `roomsim calibrate`);
+        /// default: the committed model/profiles/default.toml.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
         /// Run the seed twice in-process and compare trace hashes.
         #[arg(long)]
         check_determinism: bool,
@@ -75,6 +79,10 @@ pub enum Command {
         shard: Option<(u64, u64)>,
         #[arg(long)]
         stop_on_failure: bool,
+        /// Latency profile of the model database (TOML, as written by `roomsim calibrate`);
+        /// default: the committed model/profiles/default.toml.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -147,12 +155,31 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
 
 fn dispatch(command: Command) -> Result<u8, SimError> {
     match command {
-        Command::Run { scenario, seed, strategy, backend, trace, check_determinism, format } => {
+        Command::Run {
+            scenario,
+            seed,
+            strategy,
+            backend,
+            profile,
+            trace,
+            check_determinism,
+            format,
+        } => {
             let loaded = Scenario::resolve(&scenario)?;
-            let scenario_arc = Arc::new(loaded.scenario);
-            let config =
-                RunConfig { scenario: scenario_arc, seed, strategy, keep_trace: trace, backend };
-            run(&scenario, config, check_determinism, format)
+            let config = RunConfig {
+                scenario: Arc::new(loaded.scenario),
+                seed,
+                strategy,
+                keep_trace: trace,
+                backend,
+                profile: world::load_profile(profile.as_deref())?,
+            };
+            // The replay command names the profile too (after the scenario argument).
+            let scenario_arg = match &profile {
+                Some(file) => format!("{scenario} --profile {}", file.display()),
+                None => scenario,
+            };
+            run(&scenario_arg, config, check_determinism, format)
         }
         Command::Explore {
             scenario,
@@ -162,9 +189,11 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             jobs,
             shard,
             stop_on_failure,
+            profile,
             format,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
+            let profile_loaded = world::load_profile(profile.as_deref())?;
             let cfg = ExploreConfig {
                 scenario: Arc::new(loaded.scenario),
                 scenario_arg: scenario,
@@ -175,6 +204,8 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 shard,
                 stop_on_failure,
                 progress: true,
+                profile: profile_loaded,
+                profile_arg: profile.map(|file| file.display().to_string()),
             };
             let r = explore::explore(&cfg)?;
             print_explore(&r, &cfg.scenario, format)

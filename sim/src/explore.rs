@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use model::profile::LatencyProfile;
 use scenarios::Scenario;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,10 @@ pub struct ExploreConfig {
     pub shard: Option<(u64, u64)>,
     pub stop_on_failure: bool,
     pub progress: bool,
+    /// The model database's service times (see `world::RunConfig::profile`).
+    pub profile: Arc<LatencyProfile>,
+    /// `--profile FILE` as given (for replay commands); `None`: the committed default.
+    pub profile_arg: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,6 +148,7 @@ fn worker(
             strategy: cfg.strategy.clone(),
             keep_trace: false,
             backend: cfg.backend,
+            profile: cfg.profile.clone(),
         });
         let o = match run {
             Ok(r) => r.outcome,
@@ -195,8 +201,11 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
         if !hash.passed {
-            let replay =
+            let mut replay =
                 report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.backend, seed);
+            if let Some(profile) = &cfg.profile_arg {
+                replay.push_str(&format!(" --profile {profile}"));
+            }
             let violations = violations.into_iter().take(SEED_VIOLATIONS_KEPT_MAX).collect();
             failed.push(FailedSeed { seed, violations, replay });
         }

@@ -30,6 +30,7 @@ use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
 use model::io::{Server, ServerConfig};
+use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, Step};
 use scenarios::{Scenario, parse_day_unix_s};
 
@@ -172,16 +173,18 @@ fn rules_policy(scenario: &Scenario) -> Result<PolicySeed, SimError> {
     Ok(PolicySeed { version: 1, format: "toml".into(), body })
 }
 
-/// Registers the db host: a model server on the shared engine.
+/// Registers the db host: a model server on the shared engine, with `profile`'s service times.
 pub fn add_db_host(
     sim: &mut turmoil::Sim<'static>,
     engine: Rc<RefCell<Engine>>,
     seeds: &Seeds,
+    profile: &LatencyProfile,
     trace_sink: Rc<RefCell<Vec<Server>>>,
 ) {
     let config = ServerConfig {
         seed: seeds.u64(Stream::DbScheduler),
         time_scale: TIME_SCALE,
+        profile: profile.clone(),
         ..ServerConfig::default()
     };
     sim.host("db", move || {

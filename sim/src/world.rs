@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use scenarios::{Fault, Link, Scenario, parse_day_unix_s};
@@ -28,6 +28,7 @@ use scenarios::{Fault, Link, Scenario, parse_day_unix_s};
 use backend_core::booking::strategy::Strategy;
 use model::Engine;
 use model::io::Server;
+use model::profile::LatencyProfile;
 
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
@@ -58,6 +59,25 @@ pub struct RunConfig {
     /// Keep every trace event (for `--trace`); the hash is computed either way.
     pub keep_trace: bool,
     pub backend: BackendKind,
+    /// Service times of the model database (`--profile FILE`; default
+    /// `model/profiles/default.toml`). Ignored by the stand-in backend.
+    pub profile: Arc<LatencyProfile>,
+}
+
+/// The committed default latency profile, parsed once per process.
+pub fn default_profile() -> Arc<LatencyProfile> {
+    static DEFAULT: OnceLock<Arc<LatencyProfile>> = OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(LatencyProfile::default_profile())).clone()
+}
+
+/// `--profile FILE`, or the committed default; the error names the file and the field.
+pub fn load_profile(path: Option<&std::path::Path>) -> Result<Arc<LatencyProfile>, SimError> {
+    match path {
+        None => Ok(default_profile()),
+        Some(path) => LatencyProfile::load(path)
+            .map(Arc::new)
+            .map_err(|e| SimError::BadInput(format!("--profile: {e}"))),
+    }
 }
 
 /// Which backend serves the bookings.
@@ -155,7 +175,7 @@ fn add_model_hosts(
     let engine = Rc::new(RefCell::new(engine));
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
-    model_world::add_db_host(sim, engine.clone(), seeds, servers.clone());
+    model_world::add_db_host(sim, engine.clone(), seeds, &config.profile, servers.clone());
     let histograms = shared.histograms.clone();
     model_world::add_backend_host(
         sim,

@@ -19,6 +19,7 @@ fn config(scenario: &str, seed: u64) -> RunConfig {
         strategy: "exclusion".into(),
         keep_trace: false,
         backend: BackendKind::Model,
+        profile: world::default_profile(),
     }
 }
 
@@ -42,6 +43,8 @@ fn explore_on(
         shard,
         stop_on_failure: false,
         progress: false,
+        profile: world::default_profile(),
+        profile_arg: None,
     }
 }
 

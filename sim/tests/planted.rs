@@ -34,6 +34,8 @@ fn cfg_on(
         shard: None,
         stop_on_failure: true,
         progress: false,
+        profile: world::default_profile(),
+        profile_arg: None,
     }
 }
 
@@ -74,6 +76,7 @@ fn assert_found_and_replays_on(
         strategy: strategy.into(),
         keep_trace: false,
         backend,
+        profile: world::default_profile(),
     };
     let a = world::run(&config).unwrap().outcome;
     let b = world::run(&config).unwrap().outcome;

@@ -109,6 +109,8 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate
         strategy: strategy.parse().unwrap(),
         seed: 11,
         reports: Default::default(),
+        profile: sim::world::default_profile(),
+        profile_source: "the committed default".to_string(),
     }
 }
 
@@ -131,7 +133,8 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     assert_eq!(level.double_bookings, 0, "exclusion never double-books");
     assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
     assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
-    let sim = sim_side(scenario, config.strategy, config.seed, requests / 10).unwrap();
+    let sim =
+        sim_side(scenario, config.strategy, &config.profile, config.seed, requests / 10).unwrap();
     assert_eq!(sim.runs, requests / 10);
     let (rows, overlays) = compare_levels(&real, &[sim]);
     assert_eq!(rows.len(), 3, "room assignment, conflict detection, rules evaluation");

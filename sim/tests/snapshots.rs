@@ -23,6 +23,7 @@ fn reports_of_every_scenario() {
             strategy: "exclusion".into(),
             keep_trace: false,
             backend: BackendKind::Model,
+            profile: world::default_profile(),
         };
         let o = world::run(&config).unwrap().outcome;
         let text = report::run_text(&o, &scenario, name);

@@ -233,14 +233,15 @@ pub struct ValidateArgs {
 
 impl ValidateArgs {
     pub fn config(&self) -> Result<ValidateConfig, RealError> {
-        if let Some(profile) = &self.profile {
-            return Err(RealError::BadInput(format!(
-                "--profile {}: the simulation's run API does not take a profile yet; \
-                 validate uses the committed default",
-                profile.display()
-            )));
-        }
+        let profile = crate::world::load_profile(self.profile.as_deref())
+            .map_err(|e| RealError::BadInput(e.to_string()))?;
+        let profile_source = match &self.profile {
+            Some(file) => file.display().to_string(),
+            None => "the committed default (model/profiles/default.toml)".to_string(),
+        };
         Ok(ValidateConfig {
+            profile,
+            profile_source,
             target: self.database.target()?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

@@ -22,8 +22,9 @@
 //! PostgreSQL; for `naive` / `rr-room-lock` the double booking must show on PostgreSQL (its
 //! incidence per 1,000 bookings is printed real vs simulated).
 //!
-//! NOT MODELLED: `--profile` (the simulation's run API takes no profile yet: it always uses
-//! the committed default, which the output states).
+//! PROFILE: the simulation's database service times come from `--profile FILE` (as written
+//! by `roomsim calibrate`) or the committed default `model/profiles/default.toml`; the
+//! output names which.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ use backend_core::db::SqlValue;
 use backend_core::db::schema::SchemaVariant;
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use hdrhistogram::Histogram;
+use model::profile::LatencyProfile;
 use scenarios::{Loaded, Scenario};
 
 use super::RealError;
@@ -68,6 +70,10 @@ pub struct ValidateConfig {
     pub strategy: Strategy,
     pub seed: u64,
     pub reports: ReportArgs,
+    /// The simulation's latency profile and where it came from (a path or "the committed
+    /// default").
+    pub profile: Arc<LatencyProfile>,
+    pub profile_source: String,
 }
 
 /// The metrics compared, real source and simulated source.
@@ -251,6 +257,7 @@ pub async fn real_side(
 pub fn sim_side(
     scenario: Arc<Scenario>,
     strategy: Strategy,
+    profile: &Arc<LatencyProfile>,
     seed: u64,
     runs: u64,
 ) -> Result<SimLevel, RealError> {
@@ -263,6 +270,7 @@ pub fn sim_side(
             strategy: strategy.name().to_string(),
             keep_trace: false,
             backend: BackendKind::Model,
+            profile: profile.clone(),
         };
         let result = crate::world::run(&config)
             .map_err(|e| RealError::RunFailed(format!("simulation seed {}: {e}", seed + index)))?;
@@ -379,7 +387,7 @@ pub fn judge(
     let table = side_by_side(&rows);
     let mut notes = vec![
         format!("scenario {}, strategy {}, seed {}", config.scenario, config.strategy, config.seed),
-        "simulation profile: the committed default (model/profiles/default.toml)".to_string(),
+        format!("simulation profile: {}", config.profile_source),
     ];
     let mut failures: usize = rows.iter().filter(|r| !r.comparison.passed()).count();
     for (r, s) in real.iter().zip(sim) {
@@ -427,7 +435,8 @@ pub fn validate_command(
     for (scenario, r) in scenarios.iter().zip(&real) {
         let runs = r.outcome.recorder.aggregated().request_count / u64::from(r.level.max(1));
         eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
-        sim.push(sim_side(scenario.clone(), config.strategy, config.seed, runs.max(1))?);
+        let (strategy, seed) = (config.strategy, config.seed);
+        sim.push(sim_side(scenario.clone(), strategy, &config.profile, seed, runs.max(1))?);
     }
     judge(&config, &real, &sim)
 }
