@@ -96,6 +96,9 @@ impl Table {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub tables: BTreeMap<String, Table>,
+    /// Bumped by every schema change (CREATE TABLE / INDEX, DROP TABLE): cached plans made
+    /// under another version are stale.
+    pub schema_version: u64,
 }
 
 impl Catalog {

@@ -1324,6 +1324,7 @@ impl<'a> Exec<'a> {
             return Err(errinput!("42P07", "relation \"{}\" already exists", t.name).into());
         }
         self.db.catalog.tables.insert(t.name.clone(), t.clone());
+        self.db.catalog.schema_version += 1;
         Ok(tag("CREATE TABLE", 0).retag("CREATE TABLE"))
     }
 
@@ -1370,6 +1371,7 @@ impl<'a> Exec<'a> {
         }
         t.uniques.push(index);
         t.heap.indexes.push(map);
+        self.db.catalog.schema_version += 1;
         Ok(tag("CREATE INDEX", 0).retag("CREATE INDEX"))
     }
 
@@ -1382,6 +1384,7 @@ impl<'a> Exec<'a> {
         for n in names {
             self.db.catalog.tables.remove(n);
         }
+        self.db.catalog.schema_version += 1;
         Ok(tag("DROP TABLE", 0).retag("DROP TABLE"))
     }
 

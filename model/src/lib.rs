@@ -35,6 +35,7 @@ pub mod error;
 pub mod executor;
 pub mod locks;
 pub mod mvcc;
+pub mod plan_cache;
 pub mod session;
 pub mod sql;
 pub mod ssi;
@@ -146,6 +147,8 @@ pub struct Engine {
     wait_seq: u64,
     /// Re-entrancy guard for [`Engine::wake`].
     waking: bool,
+    /// Parsed statements by text (skips sqlparser and planning on repeats).
+    plans: plan_cache::PlanCache,
 }
 
 impl Engine {
@@ -167,6 +170,7 @@ impl Engine {
             completions: Vec::new(),
             wait_seq: 0,
             waking: false,
+            plans: plan_cache::PlanCache::default(),
         }
     }
 

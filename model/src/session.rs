@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::executor::{Exec, Halt, Me, Replay};
 use crate::locks::{Wait, row_conflicts};
 use crate::mvcc::{Snapshot, TxnId, Xid, XidStatus};
+use crate::plan_cache::Parsed;
 use crate::sql::planner::{Plan, plan_sql};
 use crate::sql::{self, Control, Isolation, TxnModes};
 use crate::{
@@ -223,20 +224,43 @@ impl Engine {
     }
 
     fn exec_statement(&mut self, session: SessionId, text: &str) -> Outcome {
-        if let Some(control) = sql::parse_control(text) {
+        let version = self.db.catalog.schema_version;
+        let cached = self.plans.get(text, version);
+        let cached_plan = match cached {
+            Some(Parsed::Control(c)) => return Outcome::Done(self.exec_control(session, c)),
+            Some(Parsed::Plan(p)) => Some(p),
+            None => None,
+        };
+        if cached_plan.is_none()
+            && let Some(control) = sql::parse_control(text)
+        {
+            if let Ok(c) = &control {
+                self.plans.put(text, version, Parsed::Control(c.clone()));
+            }
             return Outcome::Done(control.and_then(|c| self.exec_control(session, c)));
         }
         let s = &self.sessions[&session];
         if s.txn.as_ref().is_some_and(|t| t.failed) {
             return Outcome::Done(Err(Error::InFailedTransaction));
         }
-        let (rewritten, strengths) = sql::rewrite_lock_strengths(text);
-        let plan = match plan_sql(&rewritten, &strengths, &self.db.catalog) {
-            Ok(p) => p,
-            Err(e) => return Outcome::Done(Err(e)),
+        let plan = match cached_plan {
+            Some(p) => p,
+            None => match self.plan_uncached(text) {
+                Ok(p) => p,
+                Err(e) => return Outcome::Done(Err(e)),
+            },
         };
         self.ensure_txn(session);
         self.start_statement(session, Some(plan))
+    }
+
+    /// Parses and plans `text`, remembering a success in the plan cache.
+    fn plan_uncached(&mut self, text: &str) -> Result<Plan, Error> {
+        let (rewritten, strengths) = sql::rewrite_lock_strengths(text);
+        let plan = plan_sql(&rewritten, &strengths, &self.db.catalog)?;
+        let version = self.db.catalog.schema_version;
+        self.plans.put(text, version, Parsed::Plan(plan.clone()));
+        Ok(plan)
     }
 
     /// Takes the statement snapshot (waiting for a safe one if DEFERRABLE) and runs it.

@@ -66,3 +66,23 @@ fn exists_subqueries() {
     h.ok(0, "commit");
     assert_eq!(code_of(&h.completed(1)), "40001");
 }
+
+/// The plan cache never serves a plan made for an older schema: the same text re-plans
+/// after DROP / CREATE TABLE (column positions moved) and after CREATE UNIQUE INDEX.
+#[test]
+fn cached_plans_follow_schema_changes() {
+    let mut h = H::new(1, "create table p (a int, b int); insert into p values (1, 2)");
+    let q = "select a from p";
+    assert_eq!(h.ints(0, q), vec![vec![1]]);
+    assert_eq!(h.ints(0, q), vec![vec![1]]);
+    h.ok(0, "drop table p; create table p (b int, c int, a int); insert into p values (7, 8, 9)");
+    assert_eq!(h.ints(0, q), vec![vec![9]]);
+    h.ok(0, "drop table p");
+    assert_eq!(h.code(0, q), "42P01");
+    h.ok(0, "create table p (a int)");
+    let ins = "insert into p values (1) on conflict (a) do nothing";
+    assert_eq!(h.code(0, ins), "42P10");
+    h.ok(0, "create unique index p_a on p (a)");
+    assert_eq!(h.tag(0, ins), "INSERT 0 1");
+    assert_eq!(h.tag(0, ins), "INSERT 0 0");
+}
