@@ -30,7 +30,7 @@ use crate::locks::{Wait, row_conflicts};
 use crate::mvcc::{Snapshot, TxnId, Xid, XidStatus};
 use crate::plan_cache::Parsed;
 use crate::sql::planner::{Plan, plan_sql};
-use crate::sql::{self, Control, Isolation, TxnModes};
+use crate::sql::{self, Control, Isolation, LockStrength, TxnModes};
 use crate::{
     Completion, Engine, QueryResult, Response, SessionId, SqlError, Step, Value, errinput,
 };
@@ -823,6 +823,13 @@ impl Engine {
             Wait::Row { table, row, mode } => {
                 if !self.db.locks.row_blockers(table, *row, txn, *mode).is_empty() {
                     return false;
+                }
+                // PostgreSQL's heap_lock_tuple skips the tuple lock (and so the queue) when the
+                // transaction already holds a weaker lock on the row, to avoid deadlocking with
+                // waiters queued behind it (spec tuplelock-upgrade-no-deadlock). Such an
+                // upgrade waits for conflicting holders only.
+                if self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare) {
+                    return true;
                 }
                 !self.earlier_waiters(b).any(|(_, w)| match w {
                     Wait::Row { table: t2, row: r2, mode: m2 } => {

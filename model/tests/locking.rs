@@ -89,6 +89,24 @@ fn compatible_request_not_queued_behind_waiter() {
     assert_eq!(tag_of(&h.completed(1)), "SELECT 1");
 }
 
+/// A transaction upgrading a row lock it already holds does not queue behind a waiter that
+/// waits for it (PostgreSQL skips the tuple lock then: tuplelock-upgrade-no-deadlock). Found
+/// by the random-sequence fuzz test: the upgrade used to wait behind the UPDATE forever.
+#[test]
+fn lock_upgrade_not_queued_behind_waiter() {
+    let mut h = H::new(3, HERMITAGE);
+    h.ok(2, "begin");
+    h.ok(2, "select * from test where id = 2 for share");
+    h.ok(0, "begin");
+    h.ok(0, "select * from test where id = 2 for share");
+    h.blocks(1, "update test set value = value + 1 where id = 2");
+    h.blocks(2, "delete from test where id = 2");
+    h.ok(0, "rollback");
+    assert_eq!(tag_of(&h.completed(2)), "DELETE 1");
+    h.ok(2, "commit");
+    assert_eq!(tag_of(&h.completed(1)), "UPDATE 0");
+}
+
 /// Conflicting waiters are served in arrival order: +1, +10, +100 gives 11, 21, 121.
 #[test]
 fn fifo_waiters() {
