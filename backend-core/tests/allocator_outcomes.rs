@@ -227,3 +227,49 @@ fn free_intervals_are_the_gaps_between_blocked_ranges() {
         vec![(at(8, 0), at(9, 0)), (at(10, 0) + q, at(12, 0)), (at(13, 0), at(14, 0))]
     );
 }
+
+/// `plain_rooms` identical rooms (every one scores the same for the fixture request).
+fn identical_rooms(plain_rooms: u64) -> Fixture {
+    let mut f = Fixture::single_room();
+    let clinic = f.snapshot.clinic.id;
+    f.snapshot.rooms = (0..plain_rooms).map(|n| Fixture::plain_room(clinic, n)).collect();
+    f.snapshot.doctor.preferred_rooms.clear();
+    f
+}
+
+fn first_room(f: &Fixture, config: &AllocatorConfig) -> uuid::Uuid {
+    let allocation = allocate(&default_rule_set(), &f.snapshot, &f.request, config).unwrap();
+    allocation.ranked[0].room_id
+}
+
+#[test]
+fn equal_rooms_are_spread_over_concurrent_requests_but_each_request_ranks_stably() {
+    use backend_core::allocator::TieBreak;
+    let mut f = identical_rooms(30);
+    let spread = AllocatorConfig::default();
+    assert_eq!(spread.tie_break, TieBreak::Spread, "spreading is the default");
+    let by_id = AllocatorConfig { tie_break: TieBreak::RoomId, ..AllocatorConfig::default() };
+    let mut firsts = std::collections::BTreeSet::new();
+    for patient in 0..25 {
+        f.request.patient_id = fixture_id(4, 100 + patient);
+        f.snapshot.patient.id = f.request.patient_id;
+        let first = first_room(&f, &spread);
+        assert_eq!(first, first_room(&f, &spread), "same request, same ranking");
+        firsts.insert(first);
+        assert_eq!(first_room(&f, &by_id), f.snapshot.rooms[0].id, "room-id order");
+    }
+    // 25 requests over 30 equal rooms: a fixed order would give 1 distinct first choice.
+    assert!(firsts.len() >= 12, "first choices spread over only {} rooms", firsts.len());
+}
+
+#[test]
+fn spreading_never_outranks_a_better_score() {
+    let mut f = three_rooms();
+    for patient in 0..20 {
+        f.request.patient_id = fixture_id(4, 200 + patient);
+        f.snapshot.patient.id = f.request.patient_id;
+        let allocation = run(&f);
+        let ranked: Vec<_> = allocation.ranked.iter().map(|r| r.room_id).collect();
+        assert_eq!(ranked, vec![f.snapshot.rooms[0].id, f.snapshot.rooms[1].id]);
+    }
+}

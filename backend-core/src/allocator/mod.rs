@@ -5,8 +5,13 @@
 //! 1. Validate the request and check the snapshot matches it (clinic, doctor, patient, type).
 //! 2. H15: are the doctor or the patient already booked at that time? (once, not per room)
 //! 3. Evaluate every room for the requested slot (fast path, no text). Rooms with a hard
-//!    violation (including a time conflict, H03/H14) are dropped; the rest are ranked by score,
-//!    ties broken by room id so the order never depends on input order.
+//!    violation (including a time conflict, H03/H14) are dropped; the rest are ranked by score.
+//!    Ties are broken by [`TieBreak`]: by default `Spread` orders equally scored rooms by a
+//!    mix of room id and the request (patient, doctor, start), so concurrent bookings of one
+//!    slot try *different* rooms first instead of queueing on the same top-ranked row (on
+//!    PostgreSQL every INSERT of a conflicting range waits for the holder to commit: a convoy
+//!    that grows with the number of concurrent bookings). `RoomId` is the plain id order.
+//!    Either way the order never depends on input order or on anything but the request.
 //! 4. Explain: per-rule contributions of the chosen room, the first failing hard rule of every
 //!    rejected room, and, when nothing is feasible, the least-infeasible room.
 //! 5. Alternatives: top-k other rooms at the same time; when the request cannot be served as
@@ -79,6 +84,9 @@ pub struct AllocatorConfig {
     pub search_steps_max: u32,
     /// Also search other times when a room was assigned (costs `search_steps_max` × rooms).
     pub suggest_times_when_assigned: bool,
+    /// How rooms with equal scores are ordered.
+    #[serde(default)]
+    pub tie_break: TieBreak,
 }
 
 impl Default for AllocatorConfig {
@@ -88,8 +96,51 @@ impl Default for AllocatorConfig {
             search_step_minutes: 15,
             search_steps_max: 48,
             suggest_times_when_assigned: false,
+            tie_break: TieBreak::default(),
         }
     }
+}
+
+/// Order of rooms whose scores are equal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// Lowest room id first: every request ranks equal rooms the same way.
+    RoomId,
+    /// A per-request order (a mix of room id and the request's patient, doctor and start):
+    /// concurrent requests for one slot spread over equally good rooms. Deterministic: the
+    /// same request always ranks the same way, retries included.
+    #[default]
+    Spread,
+}
+
+impl TieBreak {
+    /// The secondary sort key of `room_id` for `request` (after the score).
+    fn key(self, request: &BookingRequest, room_id: Uuid) -> u64 {
+        match self {
+            TieBreak::RoomId => 0,
+            TieBreak::Spread => {
+                let start_us = request.start.timestamp_micros() as u64;
+                let request_key = fold_uuid(request.patient_id)
+                    ^ fold_uuid(request.doctor_id).rotate_left(17)
+                    ^ start_us.rotate_left(41);
+                mix64(fold_uuid(room_id) ^ mix64(request_key))
+            }
+        }
+    }
+}
+
+fn fold_uuid(id: Uuid) -> u64 {
+    let (high, low) = id.as_u64_pair();
+    high ^ low
+}
+
+/// splitmix64's finaliser: a fixed, well-spread bijection on u64 (no hasher state, so the
+/// order is the same in every process).
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// A feasible room at the requested time.
@@ -240,7 +291,7 @@ pub fn allocate(
     let mut stats = ctx.preparation_stats();
     let slot = ctx.requested_slot();
     let conflicts = slot_participant_conflicts(&ctx, slot);
-    let (feasible, infeasible) = evaluate_all(&ctx, slot, &mut stats);
+    let (feasible, infeasible) = evaluate_all(&ctx, slot, config.tie_break, &mut stats);
     let ranked: Vec<RankedRoom> = feasible.iter().map(|e| ranked_room(snapshot, e)).collect();
     let explanation =
         feasible.first().map(|best| ctx.evaluate_room(best.room_index, slot, true, &mut stats));
@@ -296,13 +347,17 @@ fn slot_participant_conflicts(ctx: &EvalContext, slot: Slot) -> Vec<ParticipantC
 fn evaluate_all(
     ctx: &EvalContext,
     slot: Slot,
+    tie_break: TieBreak,
     stats: &mut EvalStats,
 ) -> (Vec<RoomEvaluation>, Vec<RoomEvaluation>) {
     let rooms = &ctx.snapshot.rooms;
     let (mut feasible, mut infeasible): (Vec<_>, Vec<_>) = (0..rooms.len())
         .map(|index| ctx.evaluate_room(index, slot, false, stats))
         .partition(RoomEvaluation::is_feasible);
-    feasible.sort_by_key(|e| (Reverse(e.score), e.room_id));
+    let request = ctx.request;
+    feasible.sort_by_cached_key(|e| {
+        (Reverse(e.score), tie_break.key(request, e.room_id), e.room_id)
+    });
     infeasible.sort_by_key(|e| e.room_id);
     (feasible, infeasible)
 }
@@ -412,7 +467,7 @@ fn search_times(
             }
         }
         if alternatives.next_feasible.len() < k {
-            let (feasible, _) = evaluate_all(ctx, slot, stats);
+            let (feasible, _) = evaluate_all(ctx, slot, config.tie_break, stats);
             alternatives.next_feasible.extend(feasible.first().map(suggestion));
         }
     }
