@@ -33,6 +33,14 @@ pub struct ApiConfig {
     /// Ranked rooms a booking transaction tries before falling back (exclusion: one INSERT
     /// each; the locking strategies lock them all).
     pub candidates_max: usize,
+    /// Re-allocations after a transaction found every candidate taken: each re-reads the
+    /// snapshot, re-runs the allocator and, when the fresh snapshot still has feasible rooms,
+    /// runs another transaction on its top `candidates_max`. When the last one also finds
+    /// every candidate taken, one more fresh snapshot is read so the 409 / suggestions carry
+    /// alternatives from the current state. So a request runs at most
+    /// `reallocations_max + 1` transactions and reads at most `reallocations_max + 2`
+    /// snapshots.
+    pub reallocations_max: u32,
     /// The allocator's settings (alternatives per list, time-search step and bound).
     pub allocator: AllocatorConfig,
     /// Largest accepted request body.
@@ -53,6 +61,7 @@ impl Default for ApiConfig {
             strategy: Strategy::default(),
             retry: RetryPolicy::default(),
             candidates_max: 3,
+            reallocations_max: 8,
             allocator: AllocatorConfig::default(),
             body_bytes_max: 16 * 1024,
             idempotency_key_chars_max: 255,

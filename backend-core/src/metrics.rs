@@ -1,8 +1,9 @@
 //! Counters and latency histograms exposed at `GET /metrics` in Prometheus text format.
 //!
 //! WHAT: [`Metrics`] holds lock-free counters (bookings by outcome, room conflicts met inside
-//! transactions, retries by cause, idempotent replays) and fixed-bucket latency histograms for
-//! the three Server-Timing phases (rules, conflict detection, database) and whole requests.
+//! transactions, re-allocations after every candidate was taken, retries by cause, idempotent
+//! replays) and fixed-bucket latency histograms for the three Server-Timing phases (rules,
+//! conflict detection, database) and whole requests.
 //! [`Metrics::render`] writes the Prometheus exposition text; policy-cache hit/miss counts are
 //! passed in by the caller, which owns the cache.
 //!
@@ -96,6 +97,8 @@ pub struct MetricsSnapshot {
     pub bookings_replayed: u64,
     pub bookings_failed: u64,
     pub room_conflicts: u64,
+    /// Fresh snapshots read and allocated after a transaction found every candidate taken.
+    pub reallocations: u64,
     pub retries_serialization: u64,
     pub retries_deadlock: u64,
     pub retries_idempotency: u64,
@@ -107,6 +110,7 @@ pub struct MetricsSnapshot {
 pub struct Metrics {
     bookings: [AtomicU64; 5],
     room_conflicts: AtomicU64,
+    reallocations: AtomicU64,
     retries: [AtomicU64; 4],
     retries_exhausted: AtomicU64,
     pub rules_latency: Histogram,
@@ -129,6 +133,11 @@ impl Metrics {
         self.room_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A fresh snapshot read and allocated again because every candidate was taken.
+    pub fn reallocation(&self) {
+        self.reallocations.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn retry(&self, cause: RetryCause) {
         self.retries[cause as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -146,6 +155,7 @@ impl Metrics {
             bookings_replayed: load(&self.bookings[3]),
             bookings_failed: load(&self.bookings[4]),
             room_conflicts: load(&self.room_conflicts),
+            reallocations: load(&self.reallocations),
             retries_serialization: load(&self.retries[0]),
             retries_deadlock: load(&self.retries[1]),
             retries_idempotency: load(&self.retries[2]),
@@ -166,6 +176,9 @@ impl Metrics {
         let conflicts = self.room_conflicts.load(Ordering::Relaxed);
         let help = "Rooms found taken inside a booking transaction.";
         counter(&mut out, "roomsim_room_conflicts_total", help, conflicts);
+        let reallocations = self.reallocations.load(Ordering::Relaxed);
+        let help = "Snapshots re-read and re-allocated because every candidate room was taken.";
+        counter(&mut out, "roomsim_reallocations_total", help, reallocations);
         let retries = load(&self.retries);
         let (name, help) = ("roomsim_retries_total", "Transaction retries by cause.");
         labelled_counter(&mut out, (name, help, "cause"), &RETRY_LABELS, &retries);

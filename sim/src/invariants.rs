@@ -14,6 +14,14 @@
 //! 7. `no_deadlock` — no statement failed with 40P01.
 //! 8. `every_request_answered` — every booking ended with an answer or a recorded timeout
 //!    (a booker still running when the simulation limit hit violates this).
+//! 9. `alternatives_correct` — every alternative a client was offered (409 or `suggest`'s
+//!    200) names a room that passes the oracle of 5 for the booking's type and patient, at a
+//!    time that does not overlap (turnover included) any booking some client had seen
+//!    acknowledged with 201 before this request's answered attempt was sent. Such a booking
+//!    committed before the backend read its snapshot, so a correct backend never offers it.
+//!    The offered visit's turnover is taken as the type's `turnover_min` (the backend's is
+//!    never shorter), so the check can miss an overlap but never invents one. Room-only
+//!    suggestions (the stand-in's) are checked for the room alone.
 //!
 //! A violation names the rows (appointment ids), the transactions / bookings and the
 //! simulated (modelled) times involved. Pairwise checks sort by start and sweep, so they cost
@@ -89,6 +97,27 @@ pub struct BookingRecord {
     pub attempts: u32,
     pub timeouts: u32,
     pub lost: u32,
+    /// What the answer that ended the booking said (for `alternatives_correct`).
+    pub answer: AnswerDetail,
+}
+
+/// What the client learnt from the answer that ended a booking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AnswerDetail {
+    /// Modelled time the answered attempt was sent.
+    pub sent_at_us: u64,
+    /// A 201's room and blocked range: (room, start_min, blocked_until_min).
+    pub booked: Option<(String, u32, u32)>,
+    /// Every alternative offered, in answer order.
+    pub alternatives: Vec<OfferedAlternative>,
+}
+
+/// One alternative offered to a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferedAlternative {
+    pub room: String,
+    /// Visit start and end, minutes of the clinic day; `None` when only a room was named.
+    pub visit_min: Option<(u32, u32)>,
 }
 
 /// What the database side observed.
@@ -135,6 +164,7 @@ pub fn check_all(
         no_raw_db_error(bookings, &mut violations),
         no_deadlock(db, &mut violations),
         every_request_answered(bookings, &mut violations),
+        alternatives_correct(scenario, bookings, &mut violations),
     ];
     (results, violations)
 }
@@ -366,6 +396,71 @@ fn every_request_answered(
         checked: bookings.len() as u64,
         violations: bad,
     }
+}
+
+fn alternatives_correct(
+    scenario: &Scenario,
+    bookings: &[BookingRecord],
+    violations: &mut Vec<Violation>,
+) -> InvariantResult {
+    let name = "alternatives_correct";
+    // Acknowledged bookings in acknowledgement order: (ack time, booking, room, start, blocked).
+    let mut acknowledged: Vec<(u64, u32, &str, u32, u32)> = bookings
+        .iter()
+        .filter(|b| matches!(b.outcome, Outcome::Created { .. }))
+        .filter_map(|b| {
+            let (room, start, blocked) = b.answer.booked.as_ref()?;
+            Some((b.answered_at_us, b.index, room.as_str(), *start, *blocked))
+        })
+        .collect();
+    acknowledged.sort_unstable();
+    let clinic = &scenario.clinic;
+    let (mut checked, mut bad) = (0, 0);
+    for b in bookings {
+        let kind = clinic.appointment_types.iter().find(|t| t.name == b.key.appointment_type);
+        let patient = clinic.patients.iter().find(|p| p.name == b.key.patient);
+        // Bookings acknowledged before this answered attempt was sent.
+        let seen = acknowledged.partition_point(|a| a.0 < b.answer.sent_at_us);
+        for offered in &b.answer.alternatives {
+            checked += 1;
+            let when = match offered.visit_min {
+                Some((start, end)) => format!("at {}-{}", hhmm(start), hhmm(end)),
+                None => "(no time given)".to_string(),
+            };
+            let room = clinic.rooms.iter().find(|r| r.name == offered.room);
+            let problem = match (room, kind) {
+                (None, _) => Some(format!("room {} is not in the clinic", offered.room)),
+                (_, None) => {
+                    Some(format!("appointment type {} is unknown", b.key.appointment_type))
+                }
+                (Some(room), Some(kind)) => room_problem(room, kind, patient).or_else(|| {
+                    let (start, end) = offered.visit_min?;
+                    let blocked = end + kind.turnover_min;
+                    let clash = acknowledged[..seen]
+                        .iter()
+                        .find(|a| a.2 == offered.room && a.3 < blocked && start < a.4)?;
+                    Some(format!(
+                        "overlaps booking #{} ({} {} blocked to {}) acknowledged at {} us",
+                        clash.1,
+                        clash.2,
+                        hhmm(clash.3),
+                        hhmm(clash.4),
+                        clash.0
+                    ))
+                }),
+            };
+            if let Some(problem) = problem {
+                bad += 1;
+                let detail = format!(
+                    "booking #{} (sent at {} us, answered at {} us) was offered room {} {when}: \
+                     {problem}",
+                    b.index, b.answer.sent_at_us, b.answered_at_us, offered.room
+                );
+                push(violations, name, detail);
+            }
+        }
+    }
+    InvariantResult { name: name.into(), checked, violations: bad }
 }
 
 /// Scans an answer body for a leaked database error: a SQLSTATE-looking code next to the word

@@ -98,11 +98,18 @@ pub fn criteria(f: &Figures) -> Vec<Criterion> {
     }
     if c.alternatives_suggested {
         let (with, all) = (f.counts.conflicts_with_alternatives, f.counts.room_unavailable);
+        // Present is not enough: every offered alternative must be right (invariant 9).
+        let wrong = invariant("alternatives_correct");
+        let actual = if wrong == 0 {
+            with.to_string()
+        } else {
+            format!("{with} ({wrong} wrong alternatives: see alternatives_correct violations)")
+        };
         add(
             "alternatives suggested",
-            format!("{all} of {all} room conflicts"),
-            with.to_string(),
-            with == all,
+            format!("{all} of {all} room conflicts, all correct"),
+            actual,
+            with == all && wrong == 0,
         );
     }
     if c.graceful_fallback {

@@ -33,7 +33,9 @@ use model::profile::LatencyProfile;
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
-use crate::invariants::{self, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::invariants::{
+    self, AnswerDetail, BookingKey, BookingRecord, DbObservations, OfferedAlternative, Outcome,
+};
 use crate::model_db::DeadlockLog;
 use crate::model_world;
 use crate::net;
@@ -310,6 +312,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
     }
     let mut leaked = None;
     let mut outcome = Outcome::Unanswered;
+    let mut detail = AnswerDetail::default();
     let (mut attempts, mut timeouts, mut lost) = (0, 0, 0);
     for attempt in 0..=w.client_retries_max {
         if attempt > 0 {
@@ -317,6 +320,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         }
         attempts += 1;
         trace(ctx, format!("send #{} attempt {attempt}", b.index));
+        let sent_at_us = now_us();
         let request = net::post_json("backend", "/v1/appointments", &headers, &body);
         let sent = tokio::time::timeout(
             scaled_ms(w.request_timeout_ms),
@@ -342,7 +346,9 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
-        outcome = classify(answer.status, &text, &ctx.ids);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        outcome = classify(answer.status, &json, &ctx.ids);
+        detail = answer_detail(sent_at_us, answer.status, &json, b, ctx);
         break;
     }
     let key = BookingKey {
@@ -352,7 +358,17 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         start_min: b.start_min,
     };
     let answered_at_us = now_us();
-    BookingRecord { index: b.index, key, outcome, answered_at_us, leaked, attempts, timeouts, lost }
+    BookingRecord {
+        index: b.index,
+        key,
+        outcome,
+        answered_at_us,
+        leaked,
+        attempts,
+        timeouts,
+        lost,
+        answer: detail,
+    }
 }
 
 fn trace(ctx: &ClientCtx, text: String) {
@@ -390,8 +406,7 @@ fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> ser
     })
 }
 
-fn classify(status: u16, body: &str, ids: &ClinicIds) -> Outcome {
-    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+fn classify(status: u16, json: &serde_json::Value, ids: &ClinicIds) -> Outcome {
     match status {
         201 => Outcome::Created {
             id: json["id"].as_str().unwrap_or_default().to_string(),
@@ -418,6 +433,55 @@ fn count_alternatives(value: &serde_json::Value) -> u32 {
         serde_json::Value::Object(map) => map.values().map(count_alternatives).sum(),
         _ => 0,
     }
+}
+
+/// The room and blocked range of a 201, and every alternative offered by a 409 or a
+/// `suggest` 200, for the `alternatives_correct` invariant.
+fn answer_detail(
+    sent_at_us: u64,
+    status: u16,
+    json: &serde_json::Value,
+    b: &PlannedBooking,
+    ctx: &ClientCtx,
+) -> AnswerDetail {
+    let day_s =
+        parse_day_unix_s(&ctx.scenario.clinic.day).expect("validated by the scenarios crate");
+    // Minutes of the clinic day of an RFC 3339 time (0 when unreadable).
+    let minute = |value: &serde_json::Value| {
+        let at = value.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        at.map_or(0, |t| u32::try_from((t.timestamp() - day_s).max(0) / 60).unwrap_or(u32::MAX))
+    };
+    let room = |value: &serde_json::Value| {
+        value.as_str().map(|text| ctx.ids.name_of_text(text).unwrap_or_else(|| text.to_string()))
+    };
+    let mut detail = AnswerDetail { sent_at_us, ..AnswerDetail::default() };
+    if status == 201 {
+        let turnover = json["turnover_minutes"].as_u64().unwrap_or(0) as u32;
+        detail.booked = room(&json["room"]["id"])
+            .map(|r| (r, minute(&json["start"]), minute(&json["end"]) + turnover));
+        return detail;
+    }
+    let requested = (b.start_min, b.start_min + b.duration_min);
+    let offered = |item: &serde_json::Value, visit: Option<(u32, u32)>| {
+        // The stand-in names rooms only; backend-core gives ids and times.
+        let name = item.as_str().map(str::to_string).or_else(|| room(&item["room_id"]))?;
+        let visit = visit.or_else(|| Some((minute(&item["start"]), minute(&item["end"]))));
+        Some(OfferedAlternative { room: name, visit_min: visit.filter(|_| !item.is_string()) })
+    };
+    match &json["alternatives"] {
+        serde_json::Value::Array(list) => {
+            detail.alternatives = list.iter().filter_map(|item| offered(item, None)).collect();
+        }
+        serde_json::Value::Object(kinds) => {
+            for (kind, list) in kinds {
+                let visit = (kind == "same_time_other_rooms").then_some(requested);
+                let items = list.as_array().map(Vec::as_slice).unwrap_or_default();
+                detail.alternatives.extend(items.iter().filter_map(|item| offered(item, visit)));
+            }
+        }
+        _ => {}
+    }
+    detail
 }
 
 /// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs.
@@ -671,6 +735,7 @@ fn unfinished(b: &PlannedBooking) -> BookingRecord {
         attempts: 0,
         timeouts: 0,
         lost: 0,
+        answer: AnswerDetail::default(),
     }
 }
 

@@ -12,9 +12,10 @@
 //! ```text
 //! exclusion            BEGIN RC; [idem]; per candidate: INSERT … ON CONFLICT DO NOTHING
 //!                      (INSERT 0 0 → participants? → 409 doctor/patient, else next room)
-//! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
-//! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT
-//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check; INSERT
+//! room-lock            BEGIN RC; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT*
+//! serializable         BEGIN SERIALIZABLE; [idem]; check; INSERT*
+//! advisory             BEGIN RC; [idem]; pg_advisory_xact_lock(room key), key order; check;
+//!                      INSERT*
 //! naive (BROKEN)       BEGIN RC; [idem]; check; INSERT                       → double-books
 //! rr-room-lock (BROKEN) BEGIN RR; [idem]; rooms FOR NO KEY UPDATE in id order; check; INSERT
 //!                      → the snapshot is taken by the first statement, before the lock wait,
@@ -24,6 +25,8 @@
 //!           SELECT … FROM idempotency_keys WHERE key = $1 (found → replay or 422)
 //! check   = SELECT count(*) … WHERE room_id = $1 AND status IN (room-occupying)
 //!           AND starts_at < $blocked_until AND blocked_until > $starts_at
+//! INSERT* = INSERT … ON CONFLICT DO NOTHING (INSERT 0 0 → participants? → 409 doctor/patient,
+//!           else the room constraint matched: re-run the whole transaction, as a 23P01 did)
 //! ```
 //! The locking strategies lock every candidate up front, in one global order, so two bookings
 //! never wait on each other in a cycle; only the BROKEN unordered variant breaks that order.
@@ -50,7 +53,20 @@
 //! appointment of the doctor or patient is the 409 the constraint's 23P01 used to give; anything
 //! else is the room (or a duplicate id, which fresh UUIDs rule out) and the next room is tried.
 //! If the conflicting row is cancelled between the INSERT and that query, the doctor or patient
-//! is free again and trying the next room is still right.//!
+//! is free again and trying the next room is still right.
+//!
+//! EVERY SAFE STRATEGY INSERTS THAT WAY: the room locks of `room-lock` and `advisory` only
+//! serialise bookings of the same rooms, and `serializable` takes none, so two bookings of one
+//! doctor (or patient) in different rooms still INSERT concurrently against
+//! `no_doctor_overlap` / `no_patient_overlap`, and a plain INSERT deadlocks there exactly as
+//! above (`tests/pg_strategies.rs`, `safe_strategies_same_doctor_cause_no_deadlocks`). Their
+//! room check already ran under their own guard, so an `INSERT 0 0` without a busy participant
+//! means the room constraint (guarded schema only) caught what the guard missed: the whole
+//! transaction is re-run, as the 23P01 was. Under SERIALIZABLE, a conflicting row the
+//! snapshot cannot see makes the speculative INSERT fail with 40001 (retried) rather than
+//! answer `INSERT 0 0`, so the participant query always sees the row that matched. The
+//! BROKEN strategies keep their plain INSERTs: they exist to fail.
+//!
 //! NOT MODELLED: statement or lock timeouts (the pool's acquire timeout bounds waiting for a
 //! session; PostgreSQL's deadlock detector bounds lock cycles). A connection lost during
 //! COMMIT is reported as `DatabaseUnavailable` (outcome unknown), never retried blindly.
@@ -405,8 +421,21 @@ async fn try_candidate(
     if room_is_taken(session, plan.row, candidate).await? {
         return Ok(false);
     }
-    insert_appointment(session, plan.row, Some(candidate)).await?;
-    Ok(true)
+    if plan.strategy.is_broken() {
+        insert_appointment(session, plan.row, Some(candidate)).await?;
+        return Ok(true);
+    }
+    if insert_unless_conflict(session, plan.row, Some(candidate)).await? {
+        return Ok(true);
+    }
+    // The check found the room free under the strategy's guard, yet the room constraint
+    // matched: re-run the whole transaction, as a 23P01 on the room did (module doc).
+    let mut error = DbError::new(
+        "23P01",
+        "INSERT … ON CONFLICT DO NOTHING met a booking of a room the check found free",
+    );
+    error.constraint = Some(ROOM_CONSTRAINT.to_string());
+    Err(Failure::Retry(RetryCause::RoomTaken, error))
 }
 
 async fn room_is_taken(
@@ -455,8 +484,9 @@ async fn insert_appointment(
     Ok(())
 }
 
-/// The `exclusion` strategy's INSERT (see the module doc): `Ok(false)` when the room is
-/// taken; a doctor or patient found busy is final.
+/// The safe strategies' INSERT (see the module doc): `Ok(false)` when the row conflicted with
+/// something other than an overlapping appointment of its doctor or patient (the room, for
+/// `exclusion`); a doctor or patient found busy is final.
 async fn insert_unless_conflict(
     session: &mut Session<'_>,
     row: &AppointmentRow,
@@ -474,13 +504,13 @@ async fn insert_unless_conflict(
     }
 }
 
-/// The `room_pending` fallback: through ON CONFLICT for `exclusion` (no room, so only the
-/// doctor's and patient's constraints can match), plain for the others.
+/// The `room_pending` fallback: through ON CONFLICT for every safe strategy (no room, so only
+/// the doctor's and patient's constraints can match), plain for the BROKEN ones.
 async fn insert_room_pending(
     session: &mut Session<'_>,
     plan: &BookingPlan<'_>,
 ) -> Result<(), Failure> {
-    if plan.strategy != Strategy::Exclusion {
+    if plan.strategy.is_broken() {
         return Ok(insert_appointment(session, plan.row, None).await?);
     }
     if insert_unless_conflict(session, plan.row, None).await? {

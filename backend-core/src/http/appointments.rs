@@ -9,7 +9,15 @@
 //! 5. Decide: participant busy → 409; pinned room infeasible → 422; no room → 409 (reject),
 //!    200 with suggestions (suggest) or a room_pending booking (book_without_room).
 //! 6. The strategy's transaction on the top `candidates_max` rooms; rooms taken meanwhile are
-//!    skipped; if all are taken the fallback applies as in 5.
+//!    skipped.
+//! 7. If every candidate was taken (by bookings that committed after the snapshot), go back to
+//!    3 with a fresh snapshot: at most `reallocations_max` times. A fresh snapshot without a
+//!    feasible room answers as in 5, with alternatives from that snapshot; `book_without_room`
+//!    books room_pending only in the last round. When even the last transaction finds every
+//!    candidate taken, one more snapshot is read (with the time search on) and the request
+//!    answers ROOM_UNAVAILABLE (or suggestions) from it: the rooms were lost to contention.
+//!    Every round's allocator run is charged again through the CPU-cost hook and its time
+//!    added to Server-Timing `rules`; its database time to `db`.
 //!
 //! Nothing is half-written: every write happens in the one transaction of step 6.
 
@@ -26,7 +34,9 @@ use uuid::Uuid;
 
 use super::error::{body_rejection, parse_json, path_rejection};
 use super::{ApiContext, Timing, with_timing};
-use crate::allocator::{AllocateError, Allocation, ClinicSnapshot, Outcome, allocate};
+use crate::allocator::{
+    AllocateError, Allocation, AllocatorConfig, ClinicSnapshot, Outcome, allocate,
+};
 use crate::booking::idempotency::{check_key, request_hash};
 use crate::booking::snapshot::{enum_to_str, load_appointment, load_policy, load_snapshot};
 use crate::booking::transaction::{
@@ -95,13 +105,14 @@ async fn prepare(
     ctx: &ApiContext,
     conn: &mut dyn Conn,
     request: BookingRequest,
+    allocator: &AllocatorConfig,
     timing: &mut Timing,
 ) -> Result<Prepared> {
     let read_started = Instant::now();
     let read = read_inputs(ctx, conn, &request).await;
     timing.db += read_started.elapsed();
     let (policy, snapshot) = read?;
-    let allocation = run_allocator(ctx, &policy, &snapshot, &request, timing).await?;
+    let allocation = run_allocator(ctx, &policy, &snapshot, &request, allocator, timing).await?;
     Ok(Prepared { request, snapshot, allocation })
 }
 
@@ -122,10 +133,11 @@ async fn run_allocator(
     policy: &RuleSet,
     snapshot: &ClinicSnapshot,
     request: &BookingRequest,
+    allocator: &AllocatorConfig,
     timing: &mut Timing,
 ) -> Result<Allocation> {
     let started = Instant::now();
-    let allocation = allocate(policy, snapshot, request, &ctx.config.allocator);
+    let allocation = allocate(policy, snapshot, request, allocator);
     let allocation = allocation.map_err(allocate_error)?;
     ctx.work.charge(Work::RulesEvaluation(allocation.stats)).await;
     timing.rules += started.elapsed();
@@ -168,44 +180,105 @@ async fn book(
     if let Some(replay) = stored_replay(conn.as_mut(), claim.as_ref(), timing).await? {
         return finish_booking(ctx, None, replay, &never_respond);
     }
-    let prepared = prepare(ctx, conn.as_mut(), request, timing).await?;
+    let mut round = Round { request, reallocations: 0, row_id: None };
+    loop {
+        match book_round(ctx, conn.as_mut(), claim.as_ref(), &mut round, timing).await? {
+            RoundEnd::Answer(response) => return Ok(response),
+            RoundEnd::AllTaken => {
+                // Every candidate was taken by concurrent bookings since the snapshot: read a
+                // fresh one and allocate again (step 7 of the module doc).
+                round.reallocations += 1;
+                ctx.metrics.reallocation();
+            }
+        }
+    }
+}
+
+/// The state carried from one allocation round of a booking to the next.
+struct Round {
+    request: BookingRequest,
+    /// Fresh snapshots read because every candidate of the previous round was taken.
+    reallocations: u32,
+    /// The appointment id, drawn once at the first transaction and kept across rounds.
+    row_id: Option<Uuid>,
+}
+
+enum RoundEnd {
+    Answer(Response),
+    /// The transaction found every candidate taken; the request goes to the next round.
+    AllTaken,
+}
+
+/// One round: snapshot → allocator → decide → transaction (steps 3 to 6).
+async fn book_round(
+    ctx: &ApiContext,
+    conn: &mut dyn Conn,
+    claim: Option<&IdempotencyClaim>,
+    round: &mut Round,
+    timing: &mut Timing,
+) -> Result<RoundEnd> {
+    let reallocations_max = ctx.config.reallocations_max;
+    // Past the budget, this round only reads the state to answer from: no transaction, and
+    // the allocator also searches other times so the answer has alternatives.
+    let exhausted = round.reallocations > reallocations_max;
+    let searching = exhausted.then(|| AllocatorConfig {
+        suggest_times_when_assigned: true,
+        ..ctx.config.allocator.clone()
+    });
+    let allocator = searching.as_ref().unwrap_or(&ctx.config.allocator);
+    let prepared = prepare(ctx, conn, round.request.clone(), allocator, timing).await?;
     let decided = decide(ctx, &prepared);
     if !matches!(decided, Ok(Some(_))) {
         // A duplicate of this request may have committed since the first lookup: its own
         // booking then makes this one look infeasible. The booking and its key commit
         // together, so a snapshot that saw the booking is followed by a lookup that sees the
         // key: replay rather than reject.
-        if let Some(replay) = stored_replay(conn.as_mut(), claim.as_ref(), timing).await? {
-            return finish_booking(ctx, None, replay, &never_respond);
+        if let Some(replay) = stored_replay(conn, claim, timing).await? {
+            return finish_booking(ctx, None, replay, &never_respond).map(RoundEnd::Answer);
         }
     }
     let Some(candidates) = decided? else {
         ctx.metrics.booking(BookingOutcome::Rejected);
-        return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
+        return Ok(RoundEnd::Answer(json_response(
+            StatusCode::OK,
+            suggestions(&prepared.allocation),
+        )));
     };
-    let row = appointment_row(ctx, &prepared);
-    let book_without_room = prepared.request.fallback == FallbackMode::BookWithoutRoom;
+    if exhausted {
+        assert!(!candidates.is_empty(), "book_without_room never ends a round all-taken");
+        let detail = format!(
+            "rooms were free, but every ranked room was booked concurrently in \
+             {reallocations_max} re-allocations; retry"
+        );
+        return answer_all_taken(ctx, &prepared, detail).map(RoundEnd::Answer);
+    }
+    let id = *round.row_id.get_or_insert_with(|| ctx.ids.next_id());
+    let row = appointment_row(ctx, &prepared, id);
+    // The room_pending fallback applies only once re-allocation cannot find a room either.
+    let last_round = round.reallocations == reallocations_max;
+    let book_without_room = prepared.request.fallback == FallbackMode::BookWithoutRoom
+        && (candidates.is_empty() || last_round);
     let respond = |placement: &Placement| created_body(&prepared, &row, &candidates, placement);
     let plan = BookingPlan {
         strategy: ctx.config.strategy,
         row: &row,
         candidates: &candidates,
         book_without_room,
-        idempotency: claim.as_ref(),
+        idempotency: claim,
         respond: &respond,
     };
     let (retry, rng, metrics) = (&ctx.config.retry, &ctx.retry_rng, &ctx.metrics);
-    let report = run_booking(conn.as_mut(), &plan, retry, rng, metrics).await;
-    let report = match report {
-        Ok(report) => report,
-        Err(error) => return Err(error),
-    };
+    let report = run_booking(conn, &plan, retry, rng, metrics).await?;
     timing.db += report.db_time;
     timing.conflict += report.conflict_time;
     for _ in 0..report.room_conflicts {
         ctx.metrics.room_conflict();
     }
-    finish_booking(ctx, Some(&prepared), report.outcome, &respond)
+    if report.outcome == TxnOutcome::AllTaken {
+        assert!(!book_without_room, "the room_pending fallback never ends all-taken");
+        return Ok(RoundEnd::AllTaken);
+    }
+    finish_booking(ctx, Some(&prepared), report.outcome, &respond).map(RoundEnd::Answer)
 }
 
 fn finish_booking(
@@ -232,14 +305,20 @@ fn finish_booking(
         }
         TxnOutcome::AllTaken => {
             let prepared = prepared.expect("an all-taken outcome comes from a transaction");
-            if prepared.request.fallback == FallbackMode::Suggest {
-                ctx.metrics.booking(BookingOutcome::Rejected);
-                return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
-            }
             let detail = "every ranked room was booked concurrently".to_string();
-            Err(room_unavailable(&prepared.allocation, detail))
+            answer_all_taken(ctx, prepared, detail)
         }
     }
+}
+
+/// Rooms were free in the snapshot but none could be had: the fallback's answer, from
+/// `prepared` (the caller makes sure it is fresh).
+fn answer_all_taken(ctx: &ApiContext, prepared: &Prepared, detail: String) -> Result<Response> {
+    if prepared.request.fallback == FallbackMode::Suggest {
+        ctx.metrics.booking(BookingOutcome::Rejected);
+        return Ok(json_response(StatusCode::OK, suggestions(&prepared.allocation)));
+    }
+    Err(room_unavailable(&prepared.allocation, detail))
 }
 
 /// The stored response for the request's key, if it has one and it completed.
@@ -317,11 +396,11 @@ fn candidates(ctx: &ApiContext, prepared: &Prepared) -> Vec<Candidate> {
     candidates
 }
 
-fn appointment_row(ctx: &ApiContext, prepared: &Prepared) -> AppointmentRow {
+fn appointment_row(ctx: &ApiContext, prepared: &Prepared, id: Uuid) -> AppointmentRow {
     let request = &prepared.request;
     let patient = &prepared.snapshot.patient;
     AppointmentRow {
-        id: ctx.ids.next_id(),
+        id,
         clinic_id: request.clinic_id,
         doctor_id: request.doctor_id,
         patient_id: request.patient_id,
@@ -419,7 +498,8 @@ async fn preview(State(ctx): State<ApiContext>, body: Result<Bytes, BytesRejecti
         let bytes = body.map_err(|r| body_rejection(r, ctx.config.body_bytes_max))?;
         let (_body, request) = parse_request(&bytes)?;
         let mut conn = ctx.db.acquire().await?;
-        let prepared = prepare(&ctx, conn.as_mut(), request, &mut timing).await?;
+        let allocator = &ctx.config.allocator;
+        let prepared = prepare(&ctx, conn.as_mut(), request, allocator, &mut timing).await?;
         Ok::<_, Error>(json_response(StatusCode::OK, json!(prepared.allocation)))
     }
     .await;

@@ -37,6 +37,11 @@ fn created(index: u32, a: &Appointment) -> BookingRecord {
         attempts: 1,
         timeouts: 0,
         lost: 0,
+        answer: AnswerDetail {
+            sent_at_us: 100,
+            booked: a.room.clone().map(|room| (room, a.start_min, a.blocked_until_min)),
+            alternatives: Vec::new(),
+        },
     }
 }
 
@@ -53,7 +58,7 @@ fn a_clean_state_passes_everything() {
     let bookings: Vec<_> = rows.iter().enumerate().map(|(i, a)| created(i as u32, a)).collect();
     let (results, violations) = check_all(&storm(), &rows, &bookings, &DbObservations::default());
     assert!(violations.is_empty(), "{violations:?}");
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 10);
 }
 
 #[test]
@@ -131,4 +136,61 @@ fn leaks_deadlocks_and_unfinished_bookings_are_found() {
     );
     assert!(violations.iter().any(|v| v.detail.contains("session 7") && v.detail.contains("1234")));
     assert_eq!(leaked_db_error("{\"code\":\"ROOM_UNAVAILABLE\"}"), None);
+}
+
+#[test]
+fn wrong_alternatives_are_found_and_right_ones_pass() {
+    // Booking #0 was acknowledged at 500 us: room-01, 09:00-09:30, blocked to 09:35.
+    let a1 = appt("a1", "room-01", "doctor-01", "patient-001", 540);
+    let acknowledged = created(0, &a1);
+    let offer = |room: &str, start: u32| OfferedAlternative {
+        room: room.into(),
+        visit_min: Some((start, start + 30)),
+    };
+    let mut refused = created(1, &appt("a2", "room-02", "doctor-02", "patient-002", 540));
+    refused.outcome = Outcome::Conflict { alternatives: 4, room_unavailable: true };
+    refused.answer = AnswerDetail {
+        sent_at_us: 600,
+        booked: None,
+        alternatives: vec![
+            offer("room-02", 540), // another room: fine
+            offer("room-01", 575), // starts exactly when a1's turnover ends: fine
+            offer("room-01", 550), // inside a1's visit: wrong
+            offer("room-99", 600), // not a room of the clinic: wrong
+        ],
+    };
+    refused.answered_at_us = 700;
+    let bookings = vec![acknowledged.clone(), refused.clone()];
+    let (results, violations) =
+        check_all(&storm(), &[a1.clone()], &bookings, &DbObservations::default());
+    assert_eq!(violated(&results), vec!["alternatives_correct"]);
+    let result = results.iter().find(|r| r.name == "alternatives_correct").unwrap();
+    assert_eq!((result.checked, result.violations), (4, 2));
+    let text: Vec<&str> = violations.iter().map(|v| v.detail.as_str()).collect();
+    assert!(
+        text[0].contains("booking #1") && text[0].contains("room-01 at 09:10-09:40"),
+        "{text:?}"
+    );
+    assert!(text[0].contains("booking #0") && text[0].contains("blocked to 09:35"), "{text:?}");
+    assert!(text[1].contains("room-99 is not in the clinic"), "{text:?}");
+
+    // Sent before a1 was acknowledged: the backend could not have known; not a violation.
+    refused.answer.sent_at_us = 400;
+    refused.answer.alternatives.truncate(3);
+    let (results, _) =
+        check_all(&storm(), &[a1], &[acknowledged, refused], &DbObservations::default());
+    assert!(violated(&results).is_empty(), "{results:?}");
+}
+
+#[test]
+fn alternatives_must_pass_the_hard_rule_oracle() {
+    let rules = Scenario::builtin("rules").unwrap().scenario;
+    let mut refused = created(0, &appt("a1", "exam-1", "dr-cardio", "patient-001", 540));
+    refused.outcome = Outcome::Conflict { alternatives: 1, room_unavailable: true };
+    // exam-6 is in maintenance (H01).
+    let alternatives = vec![OfferedAlternative { room: "exam-6".into(), visit_min: None }];
+    refused.answer = AnswerDetail { sent_at_us: 10, booked: None, alternatives };
+    let (results, violations) = check_all(&rules, &[], &[refused], &DbObservations::default());
+    assert_eq!(violated(&results), vec!["alternatives_correct"]);
+    assert!(violations[0].detail.contains("exam-6 (no time given): H01"), "{violations:?}");
 }
