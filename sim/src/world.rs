@@ -335,7 +335,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
                 if w.retry_lost_response { continue } else { break }
             }
         };
-        let text = String::from_utf8_lossy(&answer.body).to_string();
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
         trace(ctx, format!("answer #{} {} {text}", b.index, answer.status));
         leaked = leaked.or_else(|| invariants::leaked_db_error(&text));
         record_server_timing(&answer.headers, &ctx.histograms);
@@ -390,33 +390,83 @@ fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> ser
     })
 }
 
-fn classify(status: u16, body: &str, ids: &ClinicIds) -> Outcome {
-    let json: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    match status {
-        201 => Outcome::Created {
-            id: json["id"].as_str().unwrap_or_default().to_string(),
-            room: json["room"]["id"].as_str().map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
-        },
-        // The `suggest` fallback: no booking, alternatives offered.
-        200 if json["booked"] == serde_json::Value::Bool(false) => Outcome::Conflict {
-            alternatives: count_alternatives(&json["alternatives"]),
-            room_unavailable: true,
-        },
-        409 => Outcome::Conflict {
-            alternatives: count_alternatives(&json["alternatives"]),
-            room_unavailable: json["code"].as_str() == Some("ROOM_UNAVAILABLE"),
-        },
-        400..=499 => Outcome::Rejected { status },
-        _ => Outcome::ServerError { status },
+/// The fields of an answer the client looks at; serde skips every other field without
+/// building it (the 201 body carries a multi-kilobyte explanation the client never reads).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Answer {
+    id: Option<String>,
+    room: Option<AnswerRoom>,
+    booked: Option<bool>,
+    code: Option<String>,
+    alternatives: AlternativesCount,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AnswerRoom {
+    id: Option<String>,
+}
+
+/// Alternatives are a list, or an object of lists (room-rules.md §4): the number of entries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct AlternativesCount(u32);
+
+impl<'de> serde::Deserialize<'de> for AlternativesCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = AlternativesCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list or an object of lists")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(AlternativesCount(n))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut n = 0;
+                while let Some((_, v)) = map.next_entry::<serde::de::IgnoredAny, AlternativesCount>()? {
+                    n += v.0;
+                }
+                Ok(AlternativesCount(n))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_none<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
-/// Alternatives are a list, or an object of lists (room-rules.md §4).
-fn count_alternatives(value: &serde_json::Value) -> u32 {
-    match value {
-        serde_json::Value::Array(list) => list.len() as u32,
-        serde_json::Value::Object(map) => map.values().map(count_alternatives).sum(),
-        _ => 0,
+fn classify(status: u16, body: &str, ids: &ClinicIds) -> Outcome {
+    let answer: Answer = serde_json::from_str(body).unwrap_or_default();
+    match status {
+        201 => Outcome::Created {
+            id: answer.id.unwrap_or_default(),
+            room: answer
+                .room
+                .and_then(|r| r.id)
+                .map(|r| ids.name_of_text(&r).unwrap_or(r)),
+        },
+        // The `suggest` fallback: no booking, alternatives offered.
+        200 if answer.booked == Some(false) => Outcome::Conflict {
+            alternatives: answer.alternatives.0,
+            room_unavailable: true,
+        },
+        409 => Outcome::Conflict {
+            alternatives: answer.alternatives.0,
+            room_unavailable: answer.code.as_deref() == Some("ROOM_UNAVAILABLE"),
+        },
+        400..=499 => Outcome::Rejected { status },
+        _ => Outcome::ServerError { status },
     }
 }
 
