@@ -134,14 +134,18 @@ fn first_line(sql: &str) -> &str {
 /// Whether a session is inside a transaction after `sql` ran (whatever its outcome: a failed
 /// statement leaves PostgreSQL's transaction open but aborted, still needing ROLLBACK).
 pub fn transaction_state(sql: &str, before: bool) -> bool {
-    let upper = sql.trim_start().to_ascii_uppercase();
-    if upper.starts_with("BEGIN") || upper.starts_with("START TRANSACTION") {
+    // Case-insensitive prefix tests, no upper-cased copy: this runs on every statement.
+    let text = sql.trim_start();
+    let starts = |word: &str| {
+        text.len() >= word.len() && text.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+    };
+    if starts("BEGIN") || starts("START TRANSACTION") {
         return true;
     }
-    if upper.starts_with("COMMIT") || upper.starts_with("END") || upper.starts_with("ABORT") {
+    if starts("COMMIT") || starts("END") || starts("ABORT") {
         return false;
     }
-    if upper.starts_with("ROLLBACK") && !upper.contains(" TO ") {
+    if starts("ROLLBACK") && !text.to_ascii_uppercase().contains(" TO ") {
         return false;
     }
     before
@@ -179,9 +183,18 @@ pub fn rows_affected(tag: &str) -> u64 {
     tag.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
+/// Moves the values over (no copy of texts): the result is not needed afterwards.
 fn to_rows(r: model::QueryResult) -> Rows {
-    let rows = r.rows.iter().map(|row| row.iter().map(from_model).collect()).collect();
-    Rows { columns: r.columns, rows, rows_affected: rows_affected(&r.tag) }
+    let rows = r.rows.into_iter().map(|row| row.into_iter().map(from_model_owned).collect());
+    Rows { columns: r.columns, rows: rows.collect(), rows_affected: rows_affected(&r.tag) }
+}
+
+/// [`from_model`] taking the value, so a text moves instead of being copied.
+pub fn from_model_owned(v: Value) -> SqlValue {
+    match v {
+        Value::Text(t) => SqlValue::Text(t),
+        other => from_model(&other),
+    }
 }
 
 fn to_db_error(e: SqlError) -> DbError {

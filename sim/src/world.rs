@@ -339,16 +339,16 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
                 if w.retry_lost_response { continue } else { break }
             }
         };
-        let text = String::from_utf8_lossy(&answer.body).to_string();
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
         trace(ctx, format!("answer #{} {} {text}", b.index, answer.status));
         leaked = leaked.or_else(|| invariants::leaked_db_error(&text));
         record_server_timing(&answer.headers, &ctx.histograms);
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        outcome = classify(answer.status, &json, &ctx.ids);
-        detail = answer_detail(sent_at_us, answer.status, &json, b, ctx);
+        let parsed: Answer = serde_json::from_str(&text).unwrap_or_default();
+        outcome = classify(answer.status, &parsed, &ctx.ids);
+        detail = answer_detail(sent_at_us, answer.status, &parsed, &text, b, ctx);
         break;
     }
     let key = BookingKey {
@@ -406,41 +406,98 @@ fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> ser
     })
 }
 
-fn classify(status: u16, json: &serde_json::Value, ids: &ClinicIds) -> Outcome {
+/// The fields of an answer the client looks at; serde skips every other field without
+/// building it (the 201 body carries a multi-kilobyte explanation the client never reads).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Answer {
+    id: Option<String>,
+    room: Option<AnswerRoom>,
+    start: Option<String>,
+    end: Option<String>,
+    turnover_minutes: u32,
+    booked: Option<bool>,
+    code: Option<String>,
+    alternatives: AlternativesCount,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct AnswerRoom {
+    id: Option<String>,
+}
+
+/// Alternatives are a list, or an object of lists (room-rules.md §4): the number of entries.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct AlternativesCount(u32);
+
+impl<'de> serde::Deserialize<'de> for AlternativesCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = AlternativesCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list or an object of lists")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(AlternativesCount(n))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut n = 0;
+                while let Some((_, v)) = map.next_entry::<serde::de::IgnoredAny, AlternativesCount>()? {
+                    n += v.0;
+                }
+                Ok(AlternativesCount(n))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_none<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> Outcome {
     match status {
         201 => Outcome::Created {
-            id: json["id"].as_str().unwrap_or_default().to_string(),
-            room: json["room"]["id"].as_str().map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
+            id: answer.id.clone().unwrap_or_default(),
+            room: answer
+                .room
+                .as_ref()
+                .and_then(|r| r.id.as_deref())
+                .map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
         },
         // The `suggest` fallback: no booking, alternatives offered.
-        200 if json["booked"] == serde_json::Value::Bool(false) => Outcome::Conflict {
-            alternatives: count_alternatives(&json["alternatives"]),
+        200 if answer.booked == Some(false) => Outcome::Conflict {
+            alternatives: answer.alternatives.0,
             room_unavailable: true,
         },
         409 => Outcome::Conflict {
-            alternatives: count_alternatives(&json["alternatives"]),
-            room_unavailable: json["code"].as_str() == Some("ROOM_UNAVAILABLE"),
+            alternatives: answer.alternatives.0,
+            room_unavailable: answer.code.as_deref() == Some("ROOM_UNAVAILABLE"),
         },
         400..=499 => Outcome::Rejected { status },
         _ => Outcome::ServerError { status },
     }
 }
 
-/// Alternatives are a list, or an object of lists (room-rules.md §4).
-fn count_alternatives(value: &serde_json::Value) -> u32 {
-    match value {
-        serde_json::Value::Array(list) => list.len() as u32,
-        serde_json::Value::Object(map) => map.values().map(count_alternatives).sum(),
-        _ => 0,
-    }
-}
-
 /// The room and blocked range of a 201, and every alternative offered by a 409 or a
 /// `suggest` 200, for the `alternatives_correct` invariant.
+/// A 201 is read from the typed `answer` (its multi-kilobyte explanation is never built);
+/// any other answer is small and parsed whole from `text`.
 fn answer_detail(
     sent_at_us: u64,
     status: u16,
-    json: &serde_json::Value,
+    answer: &Answer,
+    text: &str,
     b: &PlannedBooking,
     ctx: &ClientCtx,
 ) -> AnswerDetail {
@@ -456,11 +513,14 @@ fn answer_detail(
     };
     let mut detail = AnswerDetail { sent_at_us, ..AnswerDetail::default() };
     if status == 201 {
-        let turnover = json["turnover_minutes"].as_u64().unwrap_or(0) as u32;
-        detail.booked = room(&json["room"]["id"])
-            .map(|r| (r, minute(&json["start"]), minute(&json["end"]) + turnover));
+        let text_minute = |t: &Option<String>| minute(&serde_json::json!(t));
+        let booked_room = answer.room.as_ref().and_then(|r| r.id.as_deref());
+        detail.booked = room(&serde_json::json!(booked_room)).map(|r| {
+            (r, text_minute(&answer.start), text_minute(&answer.end) + answer.turnover_minutes)
+        });
         return detail;
     }
+    let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let requested = (b.start_min, b.start_min + b.duration_min);
     let offered = |item: &serde_json::Value, visit: Option<(u32, u32)>| {
         // The stand-in names rooms only; backend-core gives ids and times.

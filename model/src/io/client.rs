@@ -7,7 +7,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::frame::{IoError, Request, WireResponse, WireValue, read_frame, write_frame};
+use super::frame::{IoError, QueryRef, Request, read_frame, write_frame};
 use crate::{Response, Value};
 
 pub struct Client<S> {
@@ -22,10 +22,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Runs `sql` (one or more `;`-separated statements) with `$n` bound to `params`.
     /// SQL errors come back as `Ok(Err(SqlError))`; `Err` means the connection failed.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Response, IoError> {
-        let params = params.iter().map(WireValue::from).collect();
-        write_frame(&mut self.stream, &Request::Query { sql: sql.to_string(), params }).await?;
-        match read_frame::<_, WireResponse>(&mut self.stream).await? {
-            Some(reply) => reply.to_response(),
+        write_frame(&mut self.stream, &QueryRef { sql, params }).await?;
+        match read_frame::<_, Response>(&mut self.stream).await? {
+            Some(reply) => Ok(reply),
             None => Err(IoError::Closed),
         }
     }

@@ -11,7 +11,11 @@
 //! nested range bounds are limited to [`WIRE_DEPTH_MAX`].
 //!
 //! The public API types in `lib.rs` carry no serde derives, so this module mirrors them
-//! ([`WireValue`], [`WireResponse`]) and converts both ways. Not modelled: pipelining several
+//! ([`WireValue`], [`WireResponse`]) and converts both ways. The client and server do not go
+//! through the mirrors on the hot path: [`QueryRef`] encodes a query straight from borrowed
+//! engine values, [`Incoming`] decodes it straight into them, and [`Response`] has its own
+//! codec; the byte layout is the same either way (a uuid travels as 16 raw bytes, tag 7;
+//! the older tag 4, 32 hex digits, is still accepted). Not modelled: pipelining several
 //! queries before reading replies (the client does not do it), cancellation requests.
 
 use serde::{Deserialize, Serialize};
@@ -169,7 +173,7 @@ impl WireResponse {
 pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> Result<(), IoError>
 where
     W: AsyncWrite + Unpin,
-    T: Codec,
+    T: Encode + ?Sized,
 {
     let mut frame = vec![0u8; 4];
     msg.encode(&mut frame);
@@ -191,7 +195,7 @@ where
 pub async fn read_frame<R, T>(r: &mut R) -> Result<Option<T>, IoError>
 where
     R: AsyncRead + Unpin,
-    T: Codec,
+    T: Decode,
 {
     let mut len_bytes = [0u8; 4];
     match r.read_exact(&mut len_bytes).await {
@@ -209,8 +213,12 @@ where
 }
 
 /// The binary payload encoding of a frame's message.
-pub trait Codec: Sized {
+pub trait Encode {
     fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// The binary payload decoding of a frame's message.
+pub trait Decode: Sized {
     fn decode(r: &mut Reader<'_>) -> Result<Self, IoError>;
 
     /// Decodes a whole payload; trailing bytes are an error.
@@ -249,6 +257,10 @@ impl<'a> Reader<'a> {
 
     fn i64(&mut self) -> Result<i64, IoError> {
         Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+
+    fn u128(&mut self) -> Result<u128, IoError> {
+        Ok(u128::from_le_bytes(self.take(16)?.try_into().expect("16 bytes")))
     }
 
     /// A sequence length, refused when more elements than remaining bytes are claimed.
@@ -316,6 +328,7 @@ impl WireValue {
             2 => WireValue::Int(r.i64()?),
             3 => WireValue::Text(r.string()?),
             4 => WireValue::Uuid(r.string()?),
+            7 => WireValue::Uuid(format!("{:032x}", r.u128()?)),
             5 => WireValue::Timestamp(r.i64()?),
             6 => {
                 if depth >= WIRE_DEPTH_MAX {
@@ -342,7 +355,7 @@ impl WireValue {
     }
 }
 
-impl Codec for WireValue {
+impl Encode for WireValue {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             WireValue::Null => out.push(0),
@@ -374,13 +387,15 @@ impl Codec for WireValue {
             }
         }
     }
+}
 
+impl Decode for WireValue {
     fn decode(r: &mut Reader<'_>) -> Result<WireValue, IoError> {
         WireValue::decode_at(r, 0)
     }
 }
 
-impl Codec for Request {
+impl Encode for Request {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Request::Query { sql, params } => {
@@ -391,7 +406,9 @@ impl Codec for Request {
             Request::Close => out.push(1),
         }
     }
+}
 
+impl Decode for Request {
     fn decode(r: &mut Reader<'_>) -> Result<Request, IoError> {
         match r.u8()? {
             0 => Ok(Request::Query { sql: r.string()?, params: r.seq(WireValue::decode)? }),
@@ -401,7 +418,7 @@ impl Codec for Request {
     }
 }
 
-impl Codec for WireResponse {
+impl Encode for WireResponse {
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             WireResponse::Ok { tag, columns, rows } => {
@@ -421,7 +438,9 @@ impl Codec for WireResponse {
             }
         }
     }
+}
 
+impl Decode for WireResponse {
     fn decode(r: &mut Reader<'_>) -> Result<WireResponse, IoError> {
         match r.u8()? {
             0 => Ok(WireResponse::Ok {
@@ -439,6 +458,167 @@ impl Codec for WireResponse {
         }
     }
 }
+
+/// A query as the client sends it, borrowing the statement and the engine values (same bytes
+/// as [`Request::Query`]).
+#[derive(Debug, Clone, Copy)]
+pub struct QueryRef<'a> {
+    pub sql: &'a str,
+    pub params: &'a [Value],
+}
+
+/// A request as the server decodes it, straight into engine values (same bytes as
+/// [`Request`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Query { sql: String, params: Vec<Value> },
+    Close,
+}
+
+impl Encode for QueryRef<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(1 + 4 + self.sql.len() + 4 + 16 * self.params.len());
+        out.push(0);
+        put_str(out, self.sql);
+        put_len(out, self.params.len());
+        self.params.iter().for_each(|v| v.encode(out));
+    }
+}
+
+impl Decode for Incoming {
+    fn decode(r: &mut Reader<'_>) -> Result<Incoming, IoError> {
+        match r.u8()? {
+            0 => Ok(Incoming::Query { sql: r.string()?, params: r.seq(Value::decode)? }),
+            1 => Ok(Incoming::Close),
+            _ => Err(r.error("bad request tag")),
+        }
+    }
+}
+
+impl Value {
+    fn decode_at(r: &mut Reader<'_>, depth: usize) -> Result<Value, IoError> {
+        Ok(match r.u8()? {
+            0 => Value::Null,
+            1 => Value::Bool(r.u8()? != 0),
+            2 => Value::Int(r.i64()?),
+            3 => Value::Text(r.string()?),
+            4 => {
+                let s = r.string()?;
+                let u = u128::from_str_radix(&s, 16)
+                    .map_err(|e| IoError::Decode(format!("uuid {s:?}: {e}")))?;
+                Value::Uuid(u)
+            }
+            7 => Value::Uuid(r.u128()?),
+            5 => Value::Timestamp(r.i64()?),
+            6 => {
+                if depth >= WIRE_DEPTH_MAX {
+                    return Err(r.error("range bounds nested too deeply"));
+                }
+                let flags = r.u8()?;
+                let mut bound = |bit: u8| -> Result<Option<Value>, IoError> {
+                    if flags & bit == 0 {
+                        return Ok(None);
+                    }
+                    Value::decode_at(r, depth + 1).map(Some)
+                };
+                let (lower, upper) = (bound(1)?, bound(2)?);
+                Value::Range(Box::new(Range {
+                    lower,
+                    upper,
+                    lower_inclusive: flags & 4 != 0,
+                    upper_inclusive: flags & 8 != 0,
+                    empty: flags & 16 != 0,
+                }))
+            }
+            _ => return Err(r.error("bad value tag")),
+        })
+    }
+}
+
+impl Encode for Value {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => out.push(0),
+            Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+            Value::Int(i) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Text(s) => {
+                out.push(3);
+                put_str(out, s);
+            }
+            Value::Uuid(u) => {
+                out.push(7);
+                out.extend_from_slice(&u.to_le_bytes());
+            }
+            Value::Timestamp(t) => {
+                out.push(5);
+                out.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::Range(r) => {
+                let flags = u8::from(r.lower.is_some())
+                    | u8::from(r.upper.is_some()) << 1
+                    | u8::from(r.lower_inclusive) << 2
+                    | u8::from(r.upper_inclusive) << 3
+                    | u8::from(r.empty) << 4;
+                out.extend_from_slice(&[6, flags]);
+                r.lower.iter().chain(r.upper.iter()).for_each(|b| b.encode(out));
+            }
+        }
+    }
+}
+
+impl Decode for Value {
+    fn decode(r: &mut Reader<'_>) -> Result<Value, IoError> {
+        Value::decode_at(r, 0)
+    }
+}
+
+impl Encode for Response {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ok(q) => {
+                out.push(0);
+                put_str(out, &q.tag);
+                put_len(out, q.columns.len());
+                q.columns.iter().for_each(|c| put_str(out, c));
+                put_len(out, q.rows.len());
+                for row in &q.rows {
+                    put_len(out, row.len());
+                    row.iter().for_each(|v| v.encode(out));
+                }
+            }
+            Err(e) => {
+                out.push(1);
+                put_str(out, &e.code);
+                put_str(out, &e.message);
+                put_opt_str(out, &e.detail);
+                put_opt_str(out, &e.constraint);
+            }
+        }
+    }
+}
+
+impl Decode for Response {
+    fn decode(r: &mut Reader<'_>) -> Result<Response, IoError> {
+        match r.u8()? {
+            0 => Ok(Ok(QueryResult {
+                tag: r.string()?,
+                columns: r.seq(Reader::string)?,
+                rows: r.seq(|r| r.seq(Value::decode))?,
+            })),
+            1 => Ok(Err(SqlError {
+                code: r.string()?,
+                message: r.string()?,
+                detail: r.opt_string()?,
+                constraint: r.opt_string()?,
+            })),
+            _ => Err(r.error("bad response tag")),
+        }
+    }
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -494,5 +674,57 @@ mod tests {
         let huge_claim = [0u8, 0xff, 0xff, 0xff, 0x7f];
         let e = Request::decode_all(&huge_claim).unwrap_err();
         assert!(e.to_string().contains("length exceeds the payload"), "{e}");
+    }
+
+    /// The direct codecs write the mirrors' bytes (uuid aside: 16 raw bytes) and read both.
+    #[test]
+    fn direct_codecs_match_the_mirrors() {
+        let values = vec![
+            Value::Null,
+            Value::Bool(false),
+            Value::Int(7),
+            Value::Text("t".into()),
+            Value::Uuid(0xabcdef),
+            Value::Timestamp(-1),
+            Value::Range(Box::new(Range {
+                lower: Some(Value::Uuid(1)),
+                upper: Some(Value::Int(2)),
+                lower_inclusive: true,
+                upper_inclusive: false,
+                empty: false,
+            })),
+        ];
+        let mut direct = Vec::new();
+        QueryRef { sql: "select $1", params: &values }.encode(&mut direct);
+        let mirror = Request::decode_all(&direct).unwrap();
+        let Request::Query { sql, params } = &mirror else { panic!("not a query: {mirror:?}") };
+        assert_eq!(sql, "select $1");
+        let back: Vec<Value> = params.iter().map(|w| w.to_value().unwrap()).collect();
+        assert_eq!(back, values);
+        // The mirror's hex uuids (tag 4) still decode into engine values.
+        let mut old = Vec::new();
+        mirror.encode(&mut old);
+        assert_eq!(
+            Incoming::decode_all(&old).unwrap(),
+            Incoming::Query { sql: "select $1".into(), params: values.clone() }
+        );
+        let ok: Response =
+            Ok(QueryResult { tag: "SELECT 1".into(), columns: vec!["c".into()], rows: vec![values] });
+        let err: Response = Err(SqlError {
+            code: "40P01".into(),
+            message: "deadlock detected".into(),
+            detail: Some("d".into()),
+            constraint: None,
+        });
+        for response in [ok, err] {
+            let mut out = Vec::new();
+            response.encode(&mut out);
+            assert_eq!(Response::decode_all(&out).unwrap(), response);
+            let mirror = WireResponse::decode_all(&out).unwrap();
+            assert_eq!(mirror.to_response().unwrap(), response);
+            assert!(Response::decode_all(&out[..out.len() - 1]).is_err(), "truncated");
+        }
+        let bad_uuid = [0u8, 0, 0, 0, 0, 1, 0, 0, 0, 4, 2, 0, 0, 0, b'z', b'z'];
+        assert!(Incoming::decode_all(&bad_uuid).is_err(), "a malformed hex uuid is an error");
     }
 }

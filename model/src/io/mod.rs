@@ -11,6 +11,6 @@ pub mod server;
 pub mod trace;
 
 pub use client::Client;
-pub use frame::{FRAME_BYTES_MAX, IoError, Request, WireResponse, WireValue};
+pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef, Request, WireResponse, WireValue};
 pub use server::{Server, ServerConfig};
 pub use trace::TraceEvent;

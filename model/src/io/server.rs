@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::frame::{IoError, Request, WireResponse, WireValue, read_frame, write_frame};
+use super::frame::{Incoming, IoError, read_frame, write_frame};
 use super::sched::Pct;
 use super::trace::{Trace, TraceEvent, fingerprint};
 use crate::profile::{LatencyProfile, statement_kind};
@@ -155,13 +155,12 @@ impl Server {
             let request = tokio::select! {
                 biased;
                 _ = generation.changed() => return Err(IoError::Closed),
-                r = read_frame::<_, Request>(stream) => r?,
+                r = read_frame::<_, Incoming>(stream) => r?,
             };
             let (sql, params) = match request {
-                None | Some(Request::Close) => return Ok(()),
-                Some(Request::Query { sql, params }) => (sql, params),
+                None | Some(Incoming::Close) => return Ok(()),
+                Some(Incoming::Query { sql, params }) => (sql, params),
             };
-            let params = params.iter().map(WireValue::to_value).collect::<Result<_, _>>()?;
             let (reply, answer) = oneshot::channel();
             let _ = self.shared.tx.send(Cmd::Query { session, sql, params, reply });
             let response = tokio::select! {
@@ -169,7 +168,7 @@ impl Server {
                 _ = generation.changed() => return Err(IoError::Closed),
                 r = answer => r.map_err(|_| IoError::Closed)?,
             };
-            write_frame(stream, &WireResponse::from(&response)).await?;
+            write_frame(stream, &response).await?;
         }
     }
 
