@@ -12,8 +12,21 @@
 //!   interpolation (what `roomsim calibrate` will write from HdrHistogram data).
 //!
 //! Every sample is clamped to `service_us_max`. Validation names the offending field
-//! (`kinds.select.sigma: …`). Not modelled: load dependence (the server's executor queue
-//! provides contention), correlation between consecutive statements.
+//! (`kinds.select.sigma: …`).
+//!
+//! Two optional sections refine it:
+//!
+//! - STATEMENT CLASSES `[classes."INSERT INTO appointments"]`: a statement whose text starts
+//!   with the quoted prefix (the longest matching prefix wins) takes this distribution instead
+//!   of its kind's — one kind can hide very different costs (an appointment INSERT checks three
+//!   exclusion constraints, an idempotency-key INSERT one b-tree).
+//! - BACKEND CPU `[cpu] rules_ns_per_check = [[q, ns], …]`: the cost of the backend's rules
+//!   evaluation (the allocator, with its in-memory interval checks) per rule check, an
+//!   empirical table; the simulation charges `checks × sample` (see [`LatencyProfile::
+//!   sample_rules_us`]). `roomsim calibrate` measures both.
+//!
+//! Not modelled: load dependence (the server's executor queue provides contention; CPU
+//! contention on the backend is not modelled), correlation between consecutive statements.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,12 +84,30 @@ pub struct Tail {
 pub struct LatencyProfile {
     /// Keyed by statement kind; BTreeMap for determinism of iteration.
     kinds: BTreeMap<&'static str, ServiceTime>,
+    /// Statement-text prefix → service time, longest prefix first.
+    classes: Vec<(String, ServiceTime)>,
+    /// Backend rules-evaluation CPU, ns per rule check.
+    rules_ns_per_check: Option<ServiceTime>,
 }
+
+/// Longest statement-class prefix accepted.
+pub const CLASS_PREFIX_CHARS_MAX: usize = 200;
+/// Statement classes at most.
+pub const CLASSES_MAX: usize = 32;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawProfile {
     kinds: BTreeMap<String, RawKind>,
+    #[serde(default)]
+    classes: BTreeMap<String, RawKind>,
+    cpu: Option<RawCpu>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpu {
+    rules_ns_per_check: Vec<(f64, f64)>,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +161,67 @@ impl LatencyProfile {
                 validate_kind(raw_kind).map_err(|(f, r)| err(format!("kinds.{kind}.{f}"), r))?;
             kinds.insert(kind, service);
         }
-        Ok(LatencyProfile { kinds })
+        if raw.classes.len() > CLASSES_MAX {
+            return Err(err("classes".into(), format!("at most {CLASSES_MAX} classes")));
+        }
+        let mut classes = Vec::new();
+        for (prefix, raw_class) in &raw.classes {
+            let field = format!("classes.\"{prefix}\"");
+            if prefix.trim().is_empty() || prefix.chars().count() > CLASS_PREFIX_CHARS_MAX {
+                let reason = format!("the prefix must be 1..={CLASS_PREFIX_CHARS_MAX} characters");
+                return Err(err(field, reason));
+            }
+            let service = validate_kind(raw_class).map_err(|(f, r)| err(format!("{field}.{f}"), r))?;
+            classes.push((prefix.clone(), service));
+        }
+        // Longest prefix first, so the most specific class matches.
+        classes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+        let rules_ns_per_check = match raw.cpu {
+            None => None,
+            Some(cpu) => {
+                validate_quantiles(&cpu.rules_ns_per_check)
+                    .map_err(|(_, r)| err("cpu.rules_ns_per_check".into(), r))?;
+                Some(ServiceTime::Empirical { quantiles: cpu.rules_ns_per_check })
+            }
+        };
+        Ok(LatencyProfile { kinds, classes, rules_ns_per_check })
+    }
+
+    /// The distribution for one statement: its class (longest matching prefix of the text),
+    /// else its kind's.
+    pub fn statement_service_time(&self, kind: &str, sql: &str) -> &ServiceTime {
+        let text = sql.trim_start();
+        self.classes
+            .iter()
+            .find(|(prefix, _)| text.starts_with(prefix.as_str()))
+            .map(|(_, service)| service)
+            .unwrap_or_else(|| self.service_time(kind))
+    }
+
+    /// Draws one service time for the statement `sql` of `kind` (class first, then kind). Draws
+    /// exactly as many random numbers as [`LatencyProfile::sample`] does for the same table.
+    pub fn sample_statement<R: Rng + ?Sized>(&self, kind: &str, sql: &str, rng: &mut R) -> Duration {
+        sample_service(self.statement_service_time(kind, sql), rng)
+    }
+
+    /// The statement classes (prefix, distribution), longest prefix first.
+    pub fn classes(&self) -> &[(String, ServiceTime)] {
+        &self.classes
+    }
+
+    /// Whether the profile measures backend rules-evaluation CPU.
+    pub fn has_cpu(&self) -> bool {
+        self.rules_ns_per_check.is_some()
+    }
+
+    /// Draws the CPU cost of one rules evaluation of `rule_checks` checks, in µs (fractional:
+    /// the caller decides how to spend it on a coarser clock). `None` without a `[cpu]` table.
+    pub fn sample_rules_us<R: Rng + ?Sized>(&self, rule_checks: u64, rng: &mut R) -> Option<f64> {
+        let ServiceTime::Empirical { quantiles } = self.rules_ns_per_check.as_ref()? else {
+            unreachable!("cpu tables are empirical")
+        };
+        let ns = inverse_cdf(quantiles, rng.random::<f64>());
+        Some((ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64))
     }
 
     /// The distribution for `kind` (unknown kinds use `other`).
@@ -140,7 +231,13 @@ impl LatencyProfile {
 
     /// Draws one service time for a statement of `kind`.
     pub fn sample<R: Rng + ?Sized>(&self, kind: &str, rng: &mut R) -> Duration {
-        let us = match self.service_time(kind) {
+        sample_service(self.service_time(kind), rng)
+    }
+}
+
+/// One draw from a service-time distribution.
+fn sample_service<R: Rng + ?Sized>(service: &ServiceTime, rng: &mut R) -> Duration {
+    let us = match service {
             ServiceTime::LogNormal { median_us, sigma, tail } => {
                 let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
                 let mut us = body.sample(rng);
@@ -153,8 +250,7 @@ impl LatencyProfile {
             }
             ServiceTime::Empirical { quantiles } => inverse_cdf(quantiles, rng.random::<f64>()),
         };
-        Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
-    }
+    Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
 }
 
 /// Checks one kind's table; on error returns (field, reason).
@@ -256,6 +352,33 @@ mod tests {
         assert_eq!(e.field, "kinds.insert", "{e}");
         let e = LatencyProfile::from_toml_str("[kinds.selec]\n", "z").unwrap_err();
         assert_eq!(e.field, "kinds.selec", "{e}");
+    }
+
+    #[test]
+    fn classes_override_kinds_by_longest_prefix_and_cpu_scales_with_checks() {
+        let text = format!(
+            "{DEFAULT_PROFILE_TOML}\n\
+             [classes.\"INSERT INTO appointments\"]\nquantiles = [[0.0, 400.0], [1.0, 400.0]]\n\
+             [classes.\"INSERT\"]\nquantiles = [[0.0, 7.0], [1.0, 7.0]]\n\
+             [cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 3000.0]]\n"
+        );
+        let p = LatencyProfile::from_toml_str(&text, "t").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let sql = "INSERT INTO appointments (id) VALUES ($1) ON CONFLICT DO NOTHING";
+        assert_eq!(p.sample_statement("insert", sql, &mut rng), Duration::from_micros(400));
+        let key = "INSERT INTO idempotency_keys (key) VALUES ($1)";
+        assert_eq!(p.sample_statement("insert", key, &mut rng), Duration::from_micros(7));
+        let default = LatencyProfile::default_profile();
+        assert_eq!(p.statement_service_time("select", "SELECT 1"), default.service_time("select"));
+        let us = p.sample_rules_us(100, &mut rng).unwrap();
+        assert!((100.0..=300.0).contains(&us), "100 checks × 1–3 µs: {us}");
+        assert_eq!(default.sample_rules_us(100, &mut rng), None, "no [cpu] table");
+        let bad = format!("{DEFAULT_PROFILE_TOML}\n[cpu]\nrules_ns_per_check = [[0.5, 1.0]]\n");
+        let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
+        assert_eq!(e.field, "cpu.rules_ns_per_check", "{e}");
+        let bad = format!("{DEFAULT_PROFILE_TOML}\n[classes.\"X\"]\nsigma = 1.0\n");
+        let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
+        assert_eq!(e.field, "classes.\"X\".median_us", "{e}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! - After the run the invariants read `appointments` with `Engine::query_committed` — from
 //!   the database side, never through the backend.
 //!
-//! Not modelled: the backend's own CPU time beyond the charged work.
+//! Not modelled: the backend's own CPU time beyond the charged work, CPU contention.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,6 +29,8 @@ use backend_core::domain::{Clock, SequentialIds};
 use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use model::io::{Server, ServerConfig};
 use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, Step};
@@ -43,35 +45,72 @@ use crate::model_db::{DB_PORT, DeadlockLog, ModelDb, from_model, to_model};
 use crate::net;
 use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
-use crate::timescale::{TIME_SCALE, modelled_us, scaled_ms, scaled_us};
+use crate::timescale::{RESOLUTION_US, TIME_SCALE, modelled_us, scaled_ms, scaled_us};
 use crate::world::BACKEND_PORT;
 
 /// Modelled CPU cost of the backend's pure work, charged as a (scaled) sleep.
+///
+/// RULES EVALUATION (the allocator, with its in-memory interval checks): with a profile that
+/// has a `[cpu]` table (written by `roomsim calibrate` from the real backend's Server-Timing
+/// `rules`), `rule_checks × a draw from rules_ns_per_check`; without one, the fallback
+/// constants below (not measured). CONFLICT DETECTION: the in-memory interval checks are
+/// part of the allocator's time, and the real backend's `conflict` phase is database work
+/// (the in-transaction INSERT and checks, which the simulation times on its own), so a
+/// measured profile charges nothing for it; the fallback charges its constants.
+///
+/// PRECISION: the clock only moves in 50 µs ticks, so the sleep is the cost rounded to the
+/// NEAREST tick (a 30 µs cost sleeps one tick, a 20 µs cost none), and the exact charged cost
+/// is recorded in the rules-evaluation histogram at µs precision — what the real backend's
+/// Server-Timing measures. Not modelled: CPU contention (the cost does not grow with load).
 pub struct CostModel;
 
 impl CostModel {
-    /// Nanoseconds per rule check and per interval examined, plus a fixed 2 µs per call.
+    /// Fallback: nanoseconds per rule check and per interval examined, plus a fixed 2 µs per
+    /// call (invented; used only by a profile without `[cpu]`).
     pub const RULE_CHECK_NS: u64 = 50;
     pub const INTERVAL_NS: u64 = 20;
     pub const FIXED_US: u64 = 2;
 
-    pub fn cost_us(work: &Work) -> u64 {
+    /// The cost of `work` in µs (fractional), drawing from `rng` when the profile measures it.
+    pub fn cost_us(work: &Work, profile: &LatencyProfile, rng: &mut ChaCha8Rng) -> f64 {
         match work {
-            Work::RulesEvaluation(s) => {
-                Self::FIXED_US + s.rule_checks * Self::RULE_CHECK_NS / 1_000
-            }
+            Work::RulesEvaluation(s) => profile.sample_rules_us(s.rule_checks, rng).unwrap_or(
+                (Self::FIXED_US * 1_000 + s.rule_checks * Self::RULE_CHECK_NS) as f64 / 1_000.0,
+            ),
+            Work::ConflictDetection(_) if profile.has_cpu() => 0.0,
             Work::ConflictDetection(s) => {
-                Self::FIXED_US + s.intervals_examined * Self::INTERVAL_NS / 1_000
+                (Self::FIXED_US * 1_000 + s.intervals_examined * Self::INTERVAL_NS) as f64 / 1_000.0
             }
         }
     }
+
+    /// The modelled sleep for a cost: whole ticks, rounded to the nearest.
+    pub fn sleep_us(cost_us: f64) -> u64 {
+        let ticks = (cost_us / RESOLUTION_US as f64).round() as u64;
+        ticks * RESOLUTION_US
+    }
 }
 
-struct ChargeSleep;
+/// The simulation's [`WorkCharge`]: draws the cost, records rules evaluation exactly, sleeps.
+struct ChargeSleep {
+    profile: Arc<LatencyProfile>,
+    rng: Mutex<ChaCha8Rng>,
+    histograms: Arc<Mutex<Histograms>>,
+}
 
 impl WorkCharge for ChargeSleep {
     fn charge(&self, work: Work) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep(scaled_us(CostModel::cost_us(&work))))
+        let cost_us = CostModel::cost_us(&work, &self.profile, &mut self.rng.lock().expect("rng"));
+        if matches!(work, Work::RulesEvaluation(_)) {
+            let exact_us = cost_us.round() as u64;
+            self.histograms.lock().expect("histograms").record(Metric::RulesEvaluation, exact_us);
+        }
+        let sleep_us = CostModel::sleep_us(cost_us);
+        Box::pin(async move {
+            if sleep_us > 0 {
+                tokio::time::sleep(scaled_us(sleep_us)).await;
+            }
+        })
     }
 }
 
@@ -212,9 +251,11 @@ pub fn add_backend_host(
     seeds: &Seeds,
     histograms: Arc<Mutex<Histograms>>,
     deadlocks: DeadlockLog,
+    profile: Arc<LatencyProfile>,
 ) {
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
+    let cpu_seed = seeds.u64(Stream::BackendCpu);
     sim.host("backend", move || {
         let sink = histograms.clone();
         let on_wait: WaitObserver =
@@ -237,7 +278,12 @@ pub fn add_backend_host(
             config,
             backend_seed,
         )
-        .with_work_charge(Arc::new(ChargeSleep));
+        .with_work_charge(Arc::new(ChargeSleep {
+            profile: profile.clone(),
+            // A restarted backend starts its cost stream over, like every other seeded part.
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(cpu_seed)),
+            histograms: histograms.clone(),
+        }));
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
             axum::serve(net::TurmoilListener(listener), api_router(ctx)).await?;

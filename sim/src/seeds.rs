@@ -26,6 +26,8 @@ pub enum Stream {
     DbScheduler = 2,
     Faults = 3,
     Backend = 4,
+    /// The backend's modelled CPU costs (`model_world::CostModel`).
+    BackendCpu = 5,
 }
 
 /// The master seed of one run.

@@ -159,7 +159,9 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         }
         BackendKind::Model => add_model_hosts(&mut sim, config, &seeds, &shared)?,
     };
-    add_clients(&mut sim, &scenario, plan.clone(), &shared);
+    // The model backend's cost model records rules evaluation itself, at µs precision.
+    let rules_from_header = !matches!(config.backend, BackendKind::Model);
+    add_clients(&mut sim, &scenario, plan.clone(), &shared, rules_from_header);
     drive(&mut sim, &scenario, &shared.trace, &side)?;
     drop(sim);
     finish(config, &plan, shared, &side)
@@ -186,6 +188,7 @@ fn add_model_hosts(
         seeds,
         histograms,
         deadlocks.clone(),
+        config.profile.clone(),
     );
     Ok(DbSide::Model { engine, servers, deadlocks })
 }
@@ -248,6 +251,7 @@ fn add_clients(
     scenario: &Arc<Scenario>,
     plan: Vec<PlannedBooking>,
     shared: &Shared,
+    rules_from_header: bool,
 ) {
     let scenario = scenario.clone();
     let records = shared.records.clone();
@@ -266,6 +270,7 @@ fn add_clients(
                 trace: trace.clone(),
                 histograms: histograms.clone(),
                 start,
+                rules_from_header,
             };
             tasks.push(tokio::task::spawn_local(run_booker(mine, ctx)));
         }
@@ -284,6 +289,8 @@ struct ClientCtx {
     trace: SharedTrace,
     histograms: Arc<Mutex<Histograms>>,
     start: tokio::time::Instant,
+    /// Record `rules` from Server-Timing (false: the backend's cost model records it).
+    rules_from_header: bool,
 }
 
 fn now_us() -> u64 {
@@ -342,7 +349,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         let text = String::from_utf8_lossy(&answer.body).into_owned();
         trace(ctx, format!("answer #{} {} {text}", b.index, answer.status));
         leaked = leaked.or_else(|| invariants::leaked_db_error(&text));
-        record_server_timing(&answer.headers, &ctx.histograms);
+        record_server_timing(&answer.headers, &ctx.histograms, ctx.rules_from_header);
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
@@ -544,14 +551,20 @@ fn answer_detail(
     detail
 }
 
-/// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs.
-fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histograms>>) {
+/// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs. `rules`
+/// only with `rules_from_header`: the model backend's cost model records the charged rules
+/// cost at µs precision itself (`model_world::ChargeSleep`), which the 50 µs clock cannot show.
+fn record_server_timing(
+    headers: &http::HeaderMap,
+    histograms: &Arc<Mutex<Histograms>>,
+    rules_from_header: bool,
+) {
     let Some(value) = headers.get("server-timing").and_then(|v| v.to_str().ok()) else { return };
     for part in value.split(',') {
         let mut fields = part.trim().split(';');
         let name = fields.next().unwrap_or_default();
         let metric = match name {
-            "rules" => Metric::RulesEvaluation,
+            "rules" if rules_from_header => Metric::RulesEvaluation,
             "conflict" => Metric::ConflictDetection,
             "lock" => Metric::LockWait,
             _ => continue,

@@ -107,6 +107,7 @@ fn config(address: SocketAddr, tasks: Vec<Task>) -> LoadConfig {
         timeout: Duration::from_secs(2),
         requests_max: 2_000,
         progress: false,
+        checkpoint: None,
     }
 }
 
@@ -158,6 +159,12 @@ async fn a_server_dying_mid_run_stops_the_run_and_keeps_partial_results() {
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(60);
     config.requests_max = 1_000_000;
+    let checkpoint_dir = temp_dir("partial-checkpoint");
+    config.checkpoint = Some(ReportArgs {
+        csv: Some(checkpoint_dir.join("run").display().to_string()),
+        hlog: Some(checkpoint_dir.join("run.hlog")),
+        ..ReportArgs::default()
+    });
     let outcome = run_load(config, fixture()).await;
     let reason = outcome.stopped_early.clone().expect("the run must notice the dead server");
     assert!(reason.contains("stopped answering"), "{reason}");
@@ -170,11 +177,54 @@ async fn a_server_dying_mid_run_stops_the_run_and_keeps_partial_results() {
         hlog: Some(dir.join("run.hlog")),
         csv_full_history: false,
     };
+    // The checkpoint at the run's end already left the partial results on disk.
+    let checkpointed = aggregated_count(&checkpoint_dir.join("run_stats.csv"));
+    assert_eq!(checkpointed, outcome.recorder.aggregated().request_count);
     report::write_all(&args, &outcome, None).unwrap();
     let html = std::fs::read_to_string(dir.join("run.html")).unwrap();
     assert!(html.contains("Stopped early"));
     let failures = std::fs::read_to_string(dir.join("run_failures.csv")).unwrap();
     assert!(failures.lines().count() >= 2, "{failures}");
+}
+
+/// The `Aggregated` request count of a Locust-style stats CSV.
+fn aggregated_count(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let row = text.lines().find(|l| l.starts_with(",Aggregated,")).expect("an Aggregated row");
+    row.split(',').nth(2).unwrap().parse().unwrap()
+}
+
+/// A run killed mid-way (its task aborted, as when the process dies) leaves the CSV files and
+/// the interval log of every completed second: they are written while the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_way_leaves_its_checkpointed_reports() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let (address, _stub) = serve_stub(u64::MAX).await;
+    let dir = temp_dir("killed");
+    let mut config = config(address, vec![Task::Concurrent]);
+    config.run_time = Duration::from_secs(60);
+    config.requests_max = u64::MAX;
+    config.checkpoint = Some(ReportArgs {
+        csv: Some(dir.join("run").display().to_string()),
+        hlog: Some(dir.join("run.hlog")),
+        ..ReportArgs::default()
+    });
+    let run = tokio::spawn(run_load(config, fixture()));
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let seen_while_running = aggregated_count(&dir.join("run_stats.csv"));
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled(), "the run was killed, not finished");
+    assert!(seen_while_running > 0, "stats written while the run was going on");
+    let history = std::fs::read_to_string(dir.join("run_stats_history.csv")).unwrap();
+    let rows = history.lines().filter(|l| l.contains(",Aggregated,")).count();
+    assert!((2..=3).contains(&rows), "one row per completed second: {history}");
+    let bytes = std::fs::read(dir.join("run.hlog")).unwrap();
+    let intervals = IntervalLogIterator::new(&bytes)
+        .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
+        .count();
+    assert!(intervals >= 2, "interval log has the completed seconds: {intervals}");
+    assert!(!dir.join("run_stats.csv.tmp").exists(), "no half-written file left behind");
 }
 
 /// Generates a report from a real (stub-served) run for the browser test.

@@ -156,3 +156,28 @@ fn naive_double_books_on_postgres_under_the_storm() {
     let level = &real.unwrap()[0];
     assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
 }
+
+/// `roomsim throughput`: the pgbench script is derived from the statements backend-core ran
+/// for real bookings, and pgbench runs it without an error (pgbench must be installed; the
+/// test skips with a notice otherwise).
+#[test]
+fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
+    use sim::real::throughput::{ThroughputConfig, measure};
+    let Some(url) = database_url() else { return };
+    if std::process::Command::new("pgbench").arg("--version").output().is_err() {
+        eprintln!("NOTICE: pgbench is not installed; skipping the throughput test");
+        return;
+    }
+    let config = ThroughputConfig {
+        target: DbTarget::new(&url, None).unwrap(),
+        clients: 2,
+        pool_connections: 2,
+        run_time: Duration::from_secs(2),
+        seed: 3,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let figures = runtime.block_on(measure(&config)).unwrap();
+    assert!(figures.http_bookings_per_s > 0.0, "{figures:?}");
+    assert_eq!(figures.http_failures, 0, "{figures:?}");
+    assert!(figures.pgbench_tps > 0.0, "{figures:?}");
+}

@@ -12,8 +12,8 @@
 //!    instant, then, while an executor is free, picks one by PCT priority ([`super::sched`]).
 //! 3. It advances the engine clock to tokio's (virtual) clock and submits the statement.
 //!    Done: the reply is held for a service time drawn from the [`LatencyProfile`] for the
-//!    statement kind × `time_scale`, during which the executor is busy. Blocked: the
-//!    executor is freed at once and the reply waits in a table.
+//!    statement's class (text prefix) or else its kind, × `time_scale`, during which the
+//!    executor is busy. Blocked: the executor is freed at once and the reply waits in a table.
 //! 4. The engine task sleeps until `Engine::next_timer()` and calls `advance_to`, so
 //!    deadlock checks and timeouts fire in virtual time; every `take_completions()` reply is
 //!    held for its own service time (without holding an executor) and sent.
@@ -300,7 +300,7 @@ impl EngineTask {
                 Step::Done(response) => {
                     self.record(q.session, kind, &q.sql, outcome(&response));
                     self.busy.set(self.busy.get() + 1);
-                    self.send_later(kind, response, q.reply, true);
+                    self.send_later(kind, &q.sql, response, q.reply, true);
                 }
                 Step::Blocked => {
                     self.record(q.session, kind, &q.sql, "blocked".into());
@@ -320,13 +320,15 @@ impl EngineTask {
             };
             let (session, kind, sql, reply) = self.blocked.remove(i);
             self.record(session, kind, &sql, format!("completed {}", outcome(&c.response)));
-            self.send_later(kind, c.response, reply, false);
+            self.send_later(kind, &sql, c.response, reply, false);
         }
     }
 
-    /// Holds a reply for the statement's service time; `holds_executor` frees one after.
-    fn send_later(&mut self, kind: &'static str, response: Response, reply: Reply, holds: bool) {
-        let service = self.config.profile.sample(kind, &mut self.rng) * self.config.time_scale;
+    /// Holds a reply for the statement's service time (its profile class, else its kind);
+    /// `holds_executor` frees one after.
+    fn send_later(&mut self, kind: &str, sql: &str, response: Response, reply: Reply, holds: bool) {
+        let profile = &self.config.profile;
+        let service = profile.sample_statement(kind, sql, &mut self.rng) * self.config.time_scale;
         let generation = *self.shared.generation.borrow();
         let shared = Rc::clone(&self.shared);
         let (busy, wake) = (Rc::clone(&self.busy), Rc::clone(&self.wake));

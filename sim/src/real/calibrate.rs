@@ -12,9 +12,19 @@
 //!
 //! Each kind with at least [`SAMPLES_MIN`] samples becomes an EMPIRICAL quantile table
 //! (`quantiles = [[q, µs], …]` at [`PROFILE_QUANTILES`], read from the HDR histogram); a kind
-//! the workload never ran keeps the committed default's entry, marked in a comment.
-//! Backend CPU costs (the `rules` and `conflict` Server-Timing durations) are written as
-//! comments for the reader: the profile format has no field for them.
+//! the workload never ran keeps the committed default's entry, marked in a comment. Statements
+//! starting with one of [`CLASS_PREFIXES`] are filed under that statement CLASS instead of
+//! their kind (`[classes."INSERT INTO appointments"]`): the appointment INSERT checks three
+//! exclusion constraints and costs several times the idempotency-key INSERT beside it.
+//!
+//! BACKEND CPU: the real backend times its rules evaluation (the allocator) itself and sends
+//! it as Server-Timing `rules`. A recording `WorkCharge` on the calibration server
+//! ([`CheckRecorder`], charging nothing) notes each evaluation's `rule_checks`, and a layer
+//! around the router reads the `rules` duration of the response the evaluation belongs to (at
+//! concurrency 1 one request is in flight, so they pair up): the profile's `[cpu]
+//! rules_ns_per_check` table is the distribution of `rules ÷ rule_checks` over the evaluations.
+//! The `conflict` phase is database time (the simulation models it from the statements) and
+//! gets no CPU entry.
 //!
 //! NOT MODELLED: load dependence (measured at concurrency 1 on purpose; contention must emerge
 //! in the simulation), statement-specific costs within a kind.
@@ -26,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backend_core::booking::Strategy;
+use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::db::schema::SchemaVariant;
 
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
@@ -39,7 +50,7 @@ use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, run_load};
 use super::serve::{ServeConfig, Server};
 use super::setup::setup_for_run;
-use super::stats::value_or_zero;
+use super::stats::{parse_server_timing, value_or_zero};
 use super::workload::Task;
 
 /// A kind needs this many samples to be written from measurements.
@@ -48,11 +59,16 @@ pub const SAMPLES_MIN: u64 = 20;
 pub const PROFILE_QUANTILES: [f64; 13] =
     [0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99, 0.995, 0.999, 1.0];
 
-/// Statement service times by kind, µs.
+/// Statement classes measured on their own (prefixes of backend-core's statement texts).
+pub const CLASS_PREFIXES: [&str; 1] = ["INSERT INTO appointments"];
+
+/// Statement service times by kind and by class, µs.
 #[derive(Debug, Default)]
 pub struct StatementTimes {
     /// BTreeMap for a stable profile layout (determinism of the written file).
     pub by_kind: BTreeMap<&'static str, Histogram<u64>>,
+    /// Statements of a [`CLASS_PREFIXES`] class (not also in `by_kind`).
+    pub by_class: BTreeMap<&'static str, Histogram<u64>>,
 }
 
 impl StatementTimes {
@@ -61,6 +77,18 @@ impl StatementTimes {
             .entry(kind)
             .or_insert_with(latency_histogram)
             .saturating_record(service_us.max(1));
+    }
+
+    /// Files one statement under its class if it has one, else under its kind.
+    pub fn record_statement(&mut self, sql: &str, service_us: u64) {
+        let text = sql.trim_start();
+        match CLASS_PREFIXES.iter().find(|prefix| text.starts_with(**prefix)) {
+            Some(class) => {
+                let h = self.by_class.entry(class).or_insert_with(latency_histogram);
+                h.saturating_record(service_us.max(1));
+            }
+            None => self.record(statement_kind(sql), service_us),
+        }
     }
 
     pub fn count(&self, kind: &str) -> u64 {
@@ -112,18 +140,32 @@ impl Conn for TimingConn {
             let result = self.inner.execute(sql, params).await;
             let service_us = started.elapsed().as_micros() as u64;
             // Failed statements are timed too: a 23P01 costs the database as much as a success.
-            let kind = statement_kind(sql);
-            self.times.lock().expect("statement times lock").record(kind, service_us);
+            self.times.lock().expect("statement times lock").record_statement(sql, service_us);
             result
         })
     }
 }
 
-/// Backend CPU figures for the profile's comments, µs.
+/// Backend CPU measurements.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CpuCosts {
     pub rules_p50_us: Option<u64>,
     pub conflict_p50_us: Option<u64>,
+    /// ns per rule check of every measured rules evaluation.
+    pub rules_ns_per_check: Option<Histogram<u64>>,
+    /// `rule_checks` of every rules evaluation.
+    pub rule_checks: Option<Histogram<u64>>,
+}
+
+impl CpuCosts {
+    /// `[cpu] rules_ns_per_check` quantiles, when enough evaluations were measured.
+    pub fn rules_ns_per_check(&self) -> Option<Vec<(f64, u64)>> {
+        let ns = self.rules_ns_per_check.as_ref().filter(|h| h.len() >= SAMPLES_MIN)?;
+        let points = PROFILE_QUANTILES.iter().map(|&q| {
+            (q, if q == 0.0 { ns.min() } else { ns.value_at_quantile(q) })
+        });
+        Some(points.collect())
+    }
 }
 
 /// Writes the profile TOML; the result always passes `LatencyProfile::from_toml_str`.
@@ -139,7 +181,7 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         None => format!("# backend CPU ({name}): not measured\n"),
     };
     out.push_str(&cpu_line("rules evaluation", cpu.rules_p50_us));
-    out.push_str(&cpu_line("conflict detection", cpu.conflict_p50_us));
+    out.push_str(&cpu_line("conflict detection incl. its database statements", cpu.conflict_p50_us));
     for kind in STATEMENT_KINDS {
         out.push('\n');
         let _ = writeln!(out, "[kinds.{kind}]");
@@ -161,6 +203,28 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
                 }
             }
         }
+    }
+    for (class, histogram) in &times.by_class {
+        if histogram.len() < SAMPLES_MIN {
+            continue;
+        }
+        out.push('\n');
+        let _ = writeln!(out, "[classes.\"{class}\"]");
+        let _ = writeln!(out, "# measured: {} samples", histogram.len());
+        out.push_str(&quantile_line(histogram));
+    }
+    if let (Some(points), Some(checks)) = (cpu.rules_ns_per_check(), &cpu.rule_checks) {
+        out.push_str("\n[cpu]\n");
+        let _ = writeln!(
+            out,
+            "# rules evaluation, ns per rule check: each evaluation's Server-Timing `rules` / its rule checks (checks p50 {}, p1 {}, p99 {}; {} evaluations)",
+            checks.value_at_quantile(0.5),
+            checks.value_at_quantile(0.01),
+            checks.value_at_quantile(0.99),
+            checks.len()
+        );
+        let points: Vec<String> = points.iter().map(|(q, ns)| format!("[{q:?}, {ns}.0]")).collect();
+        let _ = writeln!(out, "rules_ns_per_check = [{}]", points.join(", "));
     }
     debug_assert!(LatencyProfile::from_toml_str(&out, "calibrated").is_ok(), "{out}");
     out
@@ -229,7 +293,20 @@ async fn measure(
         *slot.lock().expect("timing slot") = Some(timing.clone());
         Arc::new(timing)
     };
-    let server = Server::start_wrapped(&serve_config, &wrap).await?;
+    let checks = Arc::new(CheckRecorder::default());
+    let observer = checks.clone();
+    let layer = move |router: axum::Router| {
+        let observer = observer.clone();
+        router.layer(axum::middleware::map_response(move |response: axum::response::Response| {
+            let observer = observer.clone();
+            async move {
+                observer.observe(&response);
+                response
+            }
+        }))
+    };
+    let work = Some(checks.clone() as Arc<dyn WorkCharge>);
+    let server = Server::start_instrumented(&serve_config, &wrap, work, &layer).await?;
     let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
     let tasks = vec![Task::Concurrent, Task::Conflict];
     let load_config = |requests_max: u64| LoadConfig {
@@ -245,6 +322,7 @@ async fn measure(
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     let _ = timing.take_times();
+    let _ = checks.take();
     let outcome = run_load(load_config(u64::from(config.bookings)), fixture).await;
     let times = timing.take_times();
     server.stop().await;
@@ -263,7 +341,58 @@ async fn measure(
     }
     let p50 =
         |metric: &str| outcome.recorder.server_timing.get(metric).map(|h| value_or_zero(h, 0.5));
-    Ok((times, CpuCosts { rules_p50_us: p50("rules"), conflict_p50_us: p50("conflict") }))
+    let cpu = CpuCosts {
+        rules_p50_us: p50("rules"),
+        conflict_p50_us: p50("conflict"),
+        rules_ns_per_check: Some(checks.take_ns_per_check()),
+        rule_checks: Some(checks.take()),
+    };
+    Ok((times, cpu))
+}
+
+/// A production-like `WorkCharge` (charges nothing) that collects each rules evaluation's
+/// check count, and pairs it with the `rules` Server-Timing of its response (see the module
+/// doc; valid at concurrency 1).
+#[derive(Default)]
+struct CheckRecorder {
+    /// The check count of the evaluation whose response is still on its way.
+    pending: Mutex<Option<u64>>,
+    checks: Mutex<Option<Histogram<u64>>>,
+    ns_per_check: Mutex<Option<Histogram<u64>>>,
+}
+
+impl CheckRecorder {
+    fn take(&self) -> Histogram<u64> {
+        self.checks.lock().expect("checks lock").take().unwrap_or_else(latency_histogram)
+    }
+
+    fn take_ns_per_check(&self) -> Histogram<u64> {
+        self.ns_per_check.lock().expect("ns lock").take().unwrap_or_else(latency_histogram)
+    }
+
+    /// Pairs a response's `rules` duration with the pending evaluation's checks.
+    fn observe(&self, response: &axum::response::Response) {
+        let Some(checks) = self.pending.lock().expect("pending lock").take() else { return };
+        let header = response.headers().get("server-timing").and_then(|v| v.to_str().ok());
+        let rules = header.map(parse_server_timing).unwrap_or_default();
+        let Some((_, rules_us)) = rules.iter().find(|(name, _)| name == "rules") else { return };
+        let ns = rules_us * 1_000 / checks.max(1);
+        let mut h = self.ns_per_check.lock().expect("ns lock");
+        h.get_or_insert_with(latency_histogram).saturating_record(ns.max(1));
+    }
+}
+
+impl WorkCharge for CheckRecorder {
+    fn charge(&self, work: Work) -> BoxFuture<'static, ()> {
+        if let Work::RulesEvaluation(stats) = work {
+            let mut slot = self.checks.lock().expect("checks lock");
+            slot.get_or_insert_with(latency_histogram).saturating_record(stats.rule_checks.max(1));
+            if stats.rule_checks > 0 {
+                *self.pending.lock().expect("pending lock") = Some(stats.rule_checks);
+            }
+        }
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Per-kind sample counts and quantiles, for the terminal.
@@ -283,10 +412,22 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
             h.max()
         );
     }
+    for (class, h) in &times.by_class {
+        let _ = writeln!(
+            out,
+            "{class}: {} samples, p50 {} us, p90 {} us, p99 {} us",
+            h.len(),
+            value_or_zero(h, 0.5),
+            value_or_zero(h, 0.9),
+            value_or_zero(h, 0.99)
+        );
+    }
     let _ = writeln!(
         out,
-        "backend CPU p50: rules {:?} us, conflict {:?} us",
-        cpu.rules_p50_us, cpu.conflict_p50_us
+        "backend CPU p50: rules {:?} us, conflict {:?} us; rules ns per check: {:?}",
+        cpu.rules_p50_us,
+        cpu.conflict_p50_us,
+        cpu.rules_ns_per_check().map(|points| points[5].1)
     );
     out
 }
@@ -303,7 +444,22 @@ mod tests {
             times.record("commit", 300 + i % 50);
         }
         times.record("delete", 5_000); // one sample: below SAMPLES_MIN
-        let cpu = CpuCosts { rules_p50_us: Some(420), conflict_p50_us: None };
+        for i in 0..100_u64 {
+            times.record_statement("INSERT INTO appointments (id) VALUES ($1)", 400 + i);
+            times.record_statement("INSERT INTO idempotency_keys (key) VALUES ($1)", 60);
+        }
+        let mut ns_per_check = latency_histogram();
+        let mut rule_checks = latency_histogram();
+        for i in 0..100_u64 {
+            ns_per_check.record(2_000 + 20 * (i % 101)).unwrap(); // 2000..=3980 ns
+            rule_checks.record(20).unwrap();
+        }
+        let cpu = CpuCosts {
+            rules_p50_us: Some(420),
+            conflict_p50_us: None,
+            rules_ns_per_check: Some(ns_per_check),
+            rule_checks: Some(rule_checks),
+        };
         let text = profile_toml(&times, &cpu, "test");
         let profile = LatencyProfile::from_toml_str(&text, "t").expect(&text);
         assert!(text.contains("# measured: 1000 samples"), "{text}");
@@ -320,6 +476,21 @@ mod tests {
             profile.service_time("delete"),
             model::profile::ServiceTime::LogNormal { .. }
         ));
+        // The appointment INSERT is its own class; the kind keeps the idempotency INSERTs.
+        assert_eq!(times.count("insert"), 100);
+        assert!(text.contains("[classes.\"INSERT INTO appointments\"]"), "{text}");
+        let insert = profile.statement_service_time("insert", "INSERT INTO appointments (x)");
+        match insert {
+            model::profile::ServiceTime::Empirical { quantiles } => {
+                assert_eq!(quantiles.first().unwrap(), &(0.0, 400.0))
+            }
+            other => panic!("the class must be empirical, got {other:?}"),
+        }
+        assert!(text.contains("rules_ns_per_check = [[0.0, 2000.0]"), "{text}");
+        // 20 checks × 2000..=3980 ns.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        let us = profile.sample_rules_us(20, &mut rng).unwrap();
+        assert!((40.0..=80.0).contains(&us), "{us}");
     }
 
     /// A Db whose statements take a fixed (virtual) time.

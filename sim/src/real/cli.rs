@@ -184,6 +184,7 @@ impl LoadArgs {
             timeout: Duration::from_millis(self.timeout_ms.max(1)),
             requests_max: self.requests_max,
             progress: true,
+            checkpoint: self.reports.checkpoint(),
         };
         config.validate()?;
         Ok(config)

@@ -15,6 +15,12 @@
 //! partial results. In-flight open-loop requests are bounded by [`IN_FLIGHT_MAX`]; an arrival
 //! beyond it is recorded as a failure ("in-flight limit"), not silently delayed.
 //!
+//! CHECKPOINTS: with [`LoadConfig::checkpoint`] set, the CSV files and the interval log are
+//! rewritten (to a temporary file, then renamed) after every [`INTERVAL_MS`] interval and once
+//! more when the run ends, so a run that dies mid-way — the target down, the process killed —
+//! leaves its results up to the last second on disk. The HTML report is written by the caller
+//! at the end only.
+//!
 //! OUTCOMES: 2xx is a success; a booking answered 201 is booked, one answered 200 (fallback
 //! "suggest": alternatives only) or 409 (no feasible room) is the expected answer to a
 //! conflict and is counted as rejected; anything else, a timeout or a
@@ -33,6 +39,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::RealError;
+use super::report::{self, ReportArgs};
 use super::stats::{INTERVAL_MS, Recorder, parse_server_timing};
 use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
 
@@ -88,6 +95,8 @@ pub struct LoadConfig {
     pub requests_max: u64,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// Rewrite these CSV / interval-log files after every interval (the HTML field is ignored).
+    pub checkpoint: Option<ReportArgs>,
 }
 
 impl LoadConfig {
@@ -112,6 +121,7 @@ impl LoadConfig {
             timeout: Duration::from_secs(10),
             requests_max: u64::MAX,
             progress: true,
+            checkpoint: None,
         }
     }
 
@@ -187,6 +197,8 @@ struct Shared {
     requests_issued: AtomicU64,
     in_flight: AtomicU64,
     users_running: AtomicU64,
+    /// Set once a checkpoint failed (reported once, on stderr).
+    checkpoint_failed: AtomicBool,
 }
 
 impl Shared {
@@ -203,6 +215,7 @@ impl Shared {
             requests_issued: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             users_running: AtomicU64::new(0),
+            checkpoint_failed: AtomicBool::new(false),
         }
     }
 
@@ -258,7 +271,7 @@ pub async fn run_load(config: LoadConfig, fixture: Arc<Fixture>) -> LoadOutcome 
     let shared = Arc::new(Shared::new(config));
     let started_unix_s = unix_now_s();
     let start = Instant::now();
-    let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
+    let ticker = tokio::spawn(interval_ticker(shared.clone(), start, started_unix_s));
     let users_max = match shared.config.rate_per_s {
         Some(rate) => {
             open_loop(shared.clone(), fixture, start, rate).await;
@@ -290,7 +303,7 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
     let started_unix_s = unix_now_s();
     let start = Instant::now();
     let deadline = start + shared.config.run_time;
-    let ticker = tokio::spawn(interval_ticker(shared.clone(), start));
+    let ticker = tokio::spawn(interval_ticker(shared.clone(), start, started_unix_s));
     let mut users_max = 0_u32;
     let mut rounds = 0_u64;
     for index in 0_u64.. {
@@ -345,7 +358,7 @@ async fn finish(
     let outcomes = shared.outcomes.lock().expect("outcomes lock").clone();
     let stopped_early = shared.stop_reason.lock().expect("stop reason lock").clone();
     let config = shared.config.clone();
-    LoadOutcome {
+    let outcome = LoadOutcome {
         recorder,
         outcomes,
         elapsed,
@@ -354,6 +367,34 @@ async fn finish(
         stopped_early,
         config,
         rounds: None,
+    };
+    if let Some(args) = &shared.config.checkpoint {
+        report_checkpoint_error(&shared, report::write_checkpoint(args, &outcome));
+    }
+    outcome
+}
+
+/// The files of one checkpoint: a snapshot of the run so far.
+fn checkpoint(shared: &Shared, recorder: Recorder, elapsed: Duration, started_unix_s: u64) {
+    let Some(args) = &shared.config.checkpoint else { return };
+    let snapshot = LoadOutcome {
+        recorder,
+        outcomes: shared.outcomes.lock().expect("outcomes lock").clone(),
+        elapsed,
+        started_unix_s,
+        users_max: shared.users_running.load(Ordering::SeqCst) as u32,
+        stopped_early: None,
+        config: shared.config.clone(),
+        rounds: None,
+    };
+    report_checkpoint_error(shared, report::write_checkpoint(args, &snapshot));
+}
+
+fn report_checkpoint_error(shared: &Shared, result: Result<(), RealError>) {
+    if let Err(error) = result
+        && !shared.checkpoint_failed.swap(true, Ordering::SeqCst)
+    {
+        eprintln!("warning: writing the report checkpoint failed: {error}");
     }
 }
 
@@ -529,7 +570,7 @@ fn problem_code(body: &[u8]) -> Option<String> {
 }
 
 /// Rolls the recorder every interval and prints progress on stderr.
-async fn interval_ticker(shared: Arc<Shared>, start: Instant) {
+async fn interval_ticker(shared: Arc<Shared>, start: Instant, started_unix_s: u64) {
     let run_s = shared.config.run_time.as_secs();
     for tick in 1_u64.. {
         tokio::time::sleep_until(start + Duration::from_millis(tick * INTERVAL_MS)).await;
@@ -540,6 +581,12 @@ async fn interval_ticker(shared: Arc<Shared>, start: Instant) {
         let users = shared.users_running.load(Ordering::SeqCst) as u32;
         let mut recorder = shared.recorder.lock().expect("recorder lock");
         recorder.roll_interval(now_ms, unix_now_s(), users);
+        if shared.config.checkpoint.is_some() {
+            let snapshot = recorder.clone();
+            drop(recorder);
+            checkpoint(&shared, snapshot, Duration::from_millis(now_ms), started_unix_s);
+            recorder = shared.recorder.lock().expect("recorder lock");
+        }
         let elapsed_s = now_ms / 1_000;
         if shared.config.progress
             && run_s >= PROGRESS_INTERVAL_S
@@ -637,6 +684,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             requests_max: 100_000,
             progress: false,
+            checkpoint: None,
         };
         let fixture = Arc::new(super::super::workload::tests::fixture());
         let outcome = run_load(config, fixture).await;

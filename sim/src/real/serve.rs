@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use backend_core::booking::Strategy;
+use backend_core::booking::work::WorkCharge;
 use backend_core::config::ApiConfig;
 use backend_core::db::Db;
 use backend_core::db::pg::PgDb;
@@ -66,13 +67,24 @@ pub fn parse_strategy(name: &str) -> Result<Strategy, RealError> {
 impl Server {
     /// Connects, checks the schema, binds and serves in the background.
     pub async fn start(config: &ServeConfig) -> Result<Server, RealError> {
-        Server::start_wrapped(config, &|db| db).await
+        Server::start_wrapped(config, &|db| db, None).await
     }
 
     /// As [`Server::start`], with the `Db` the API sees wrapped (calibration times it).
     pub async fn start_wrapped(
         config: &ServeConfig,
         wrap: &(dyn Fn(Arc<dyn Db>) -> Arc<dyn Db> + Sync),
+        work: Option<Arc<dyn WorkCharge>>,
+    ) -> Result<Server, RealError> {
+        Server::start_instrumented(config, wrap, work, &|router| router).await
+    }
+
+    /// [`Server::start_wrapped`] plus a layer around the router (calibration reads responses).
+    pub async fn start_instrumented(
+        config: &ServeConfig,
+        wrap: &(dyn Fn(Arc<dyn Db>) -> Arc<dyn Db> + Sync),
+        work: Option<Arc<dyn WorkCharge>>,
+        layer: &(dyn Fn(axum::Router) -> axum::Router + Sync),
     ) -> Result<Server, RealError> {
         let pool = config.pool_connections;
         if pool == 0 || pool > POOL_CONNECTIONS_MAX {
@@ -98,7 +110,11 @@ impl Server {
             api_config,
             config.seed,
         );
-        let router = api_router(context.clone());
+        let context = match work {
+            Some(work) => context.with_work_charge(work),
+            None => context,
+        };
+        let router = layer(api_router(context.clone()));
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)

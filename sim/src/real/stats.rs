@@ -129,8 +129,9 @@ pub struct IntervalHistogram {
     pub encoded: Vec<u8>,
 }
 
-/// Collects every completed request. Shared behind a mutex by the load tasks.
-#[derive(Debug)]
+/// Collects every completed request. Shared behind a mutex by the load tasks; cloned for each
+/// checkpoint of the report files.
+#[derive(Clone, Debug)]
 pub struct Recorder {
     /// Keyed by request name; BTreeMap so every report lists names in one order (determinism).
     entries: BTreeMap<String, Entry>,

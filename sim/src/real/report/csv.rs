@@ -2,8 +2,8 @@
 //! `PREFIX_failures.csv`, with Locust's column names and order (times in ms).
 //!
 //! Differences from Locust, by design: times are exact HDR values (3 significant figures) with
-//! three decimals instead of Locust's two-digit rounding; the files are written once at the end
-//! of the run instead of every second. "N/A" marks percentiles of an empty window, as Locust does.
+//! three decimals instead of Locust's two-digit rounding; with a checkpoint (`LoadConfig::
+//! checkpoint`) all three are rewritten every second, like Locust's `CSV_STATS_INTERVAL_SEC`. "N/A" marks percentiles of an empty window, as Locust does.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ pub fn write_all(prefix: &str, outcome: &LoadOutcome, full_history: bool) -> Res
     let mut first_error = None;
     for (suffix, text) in files {
         let path = PathBuf::from(format!("{prefix}{suffix}"));
-        if let Err(e) = std::fs::write(&path, text) {
-            first_error.get_or_insert(RealError::io(&path, e));
+        if let Err(e) = super::write_atomically(&path, text.as_bytes()) {
+            first_error.get_or_insert(e);
         }
     }
     first_error.map_or(Ok(()), Err)

@@ -52,6 +52,32 @@ pub struct ReportArgs {
     pub hlog: Option<PathBuf>,
 }
 
+impl ReportArgs {
+    /// The files to checkpoint during a run (CSV and interval log), if any was asked for.
+    pub fn checkpoint(&self) -> Option<ReportArgs> {
+        (self.csv.is_some() || self.hlog.is_some()).then(|| ReportArgs { html: None, ..self.clone() })
+    }
+
+    /// The CSV / interval-log names of one `validate` level: `PREFIX-50u_stats.csv`,
+    /// `run-50u.hlog` (each level is its own Locust-style run); the HTML name is unchanged.
+    pub fn for_level(&self, level: u32) -> ReportArgs {
+        let hlog = self.hlog.as_ref().map(|path| {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let name = match path.extension() {
+                Some(ext) => format!("{stem}-{level}u.{}", ext.to_string_lossy()),
+                None => format!("{stem}-{level}u"),
+            };
+            path.with_file_name(name)
+        });
+        ReportArgs {
+            html: self.html.clone(),
+            csv: self.csv.as_ref().map(|prefix| format!("{prefix}-{level}u")),
+            csv_full_history: self.csv_full_history,
+            hlog,
+        }
+    }
+}
+
 /// A simulated histogram drawn against its real counterpart.
 #[derive(Clone, Debug)]
 pub struct Overlay {
@@ -242,6 +268,23 @@ pub fn write_all(
     }
 }
 
+/// Rewrites the CSV files and the interval log the flags ask for (not the HTML report): what a
+/// run leaves behind if it dies before its end. Each file is replaced atomically.
+pub fn write_checkpoint(args: &ReportArgs, outcome: &LoadOutcome) -> Result<(), RealError> {
+    let files = ReportArgs { html: None, ..args.clone() };
+    write_all(&files, outcome, None)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader (or a run killed mid-write) never sees a half-written file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RealError> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".tmp");
+    let temporary = path.with_file_name(name);
+    std::fs::write(&temporary, bytes).map_err(|e| RealError::io(&temporary, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| RealError::io(path, e))
+}
+
 /// An interval-log tag from a request name (tags may not contain spaces or commas).
 pub fn tag_of(name: &str) -> String {
     name.chars().map(|c| if c == ' ' || c == ',' { '_' } else { c }).collect()
@@ -280,7 +323,7 @@ pub fn write_interval_log(path: &Path, outcome: &LoadOutcome) -> Result<(), Real
             })?;
     }
     drop(writer);
-    std::fs::write(path, buffer).map_err(io)
+    write_atomically(path, &buffer)
 }
 
 #[cfg(test)]
@@ -314,6 +357,7 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(1),
             requests_max: 1_000,
             progress: false,
+            checkpoint: None,
         };
         LoadOutcome {
             recorder,
