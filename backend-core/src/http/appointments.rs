@@ -32,6 +32,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::bodies::{Assignment, BookedRoom, CreatedBody};
 use super::error::{body_rejection, parse_json, path_rejection};
 use super::{ApiContext, Timing, with_timing};
 use crate::allocator::{
@@ -258,7 +259,10 @@ async fn book_round(
     let last_round = round.reallocations == reallocations_max;
     let book_without_room = prepared.request.fallback == FallbackMode::BookWithoutRoom
         && (candidates.is_empty() || last_round);
-    let respond = |placement: &Placement| created_body(&prepared, &row, &candidates, placement);
+    let once = RespondOnce::new(|placement: &Placement| {
+        created_body(&prepared, &row, &candidates, placement)
+    });
+    let respond = |placement: &Placement| once.respond(placement);
     let plan = BookingPlan {
         strategy: ctx.config.strategy,
         row: &row,
@@ -414,7 +418,8 @@ fn appointment_row(ctx: &ApiContext, prepared: &Prepared, id: Uuid) -> Appointme
     }
 }
 
-/// The 201 body (also the body stored with the Idempotency-Key).
+/// The 201 body (also the body stored with the Idempotency-Key), written straight to bytes
+/// (see `bodies`).
 fn created_body(
     prepared: &Prepared,
     row: &AppointmentRow,
@@ -423,39 +428,64 @@ fn created_body(
 ) -> (u16, String) {
     let allocation = &prepared.allocation;
     let room = placement.room_id.map(|room_id| {
-        let name = prepared.snapshot.rooms.iter().find(|r| r.id == room_id).map(|r| r.name.clone());
-        json!({ "id": room_id, "name": name })
+        let name = prepared.snapshot.rooms.iter().find(|r| r.id == room_id);
+        BookedRoom { id: room_id, name: name.map(|r| r.name.as_str()) }
     });
     let (status, score) = match placement.candidate_index {
-        Some(index) => (AppointmentStatus::Booked, candidates[index].score.clone()),
-        None => (AppointmentStatus::RoomPending, "0hard/-1medium/0soft".to_string()),
+        Some(index) => (AppointmentStatus::Booked, candidates[index].score.as_str()),
+        None => (AppointmentStatus::RoomPending, "0hard/-1medium/0soft"),
     };
     // The explanation is the top-ranked room's; `rank` says which ranked room was booked.
     let explanation = match placement.candidate_index {
-        Some(0) => allocation.explanation.as_ref().map(|e| json!(e.contributions)),
+        Some(0) => allocation.explanation.as_ref().map(|e| e.contributions.as_slice()),
         _ => None,
     };
-    let body = json!({
-        "id": row.id,
-        "status": status.as_str(),
-        "clinic_id": row.clinic_id,
-        "doctor_id": row.doctor_id,
-        "patient_id": row.patient_id,
-        "appointment_type": row.appointment_type,
-        "start": row.starts_at,
-        "end": row.ends_at,
-        "room": room,
-        "turnover_minutes": placement.turnover_minutes,
-        "assignment": {
-            "score": score,
-            "policy_version": allocation.policy_version,
-            "rank": placement.candidate_index,
-            "explanation": explanation,
-            "rejected": allocation.rejected,
+    let body = CreatedBody {
+        alternatives: &allocation.alternatives.same_time_other_rooms,
+        appointment_type: &row.appointment_type,
+        assignment: Assignment {
+            explanation,
+            policy_version: allocation.policy_version,
+            rank: placement.candidate_index,
+            rejected: &allocation.rejected,
+            score,
         },
-        "alternatives": allocation.alternatives.same_time_other_rooms,
-    });
-    (201, body.to_string())
+        clinic_id: row.clinic_id,
+        doctor_id: row.doctor_id,
+        end: row.ends_at,
+        id: row.id,
+        patient_id: row.patient_id,
+        room,
+        start: row.starts_at,
+        status: status.as_str(),
+        turnover_minutes: placement.turnover_minutes,
+    };
+    (201, body.to_json())
+}
+
+/// Builds each placement's 201 body once: the transaction stores it with the Idempotency-Key
+/// and the handler answers with it, so without this it was built twice per booking.
+struct RespondOnce<F> {
+    build: F,
+    built: std::sync::Mutex<Option<(Placement, (u16, String))>>,
+}
+
+impl<F: Fn(&Placement) -> (u16, String)> RespondOnce<F> {
+    fn new(build: F) -> Self {
+        RespondOnce { build, built: std::sync::Mutex::new(None) }
+    }
+
+    fn respond(&self, placement: &Placement) -> (u16, String) {
+        let mut built = self.built.lock().expect("respond cache lock poisoned");
+        if let Some((cached, response)) = built.as_ref()
+            && cached == placement
+        {
+            return response.clone();
+        }
+        let response = (self.build)(placement);
+        *built = Some((placement.clone(), response.clone()));
+        response
+    }
 }
 
 fn alternatives_json(allocation: &Allocation) -> Value {

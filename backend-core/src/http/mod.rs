@@ -23,6 +23,7 @@
 
 mod appointments;
 mod availability;
+mod bodies;
 pub mod error;
 
 use std::sync::{Arc, Mutex};

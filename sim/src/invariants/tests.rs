@@ -162,7 +162,7 @@ fn wrong_alternatives_are_found_and_right_ones_pass() {
     refused.answered_at_us = 700;
     let bookings = vec![acknowledged.clone(), refused.clone()];
     let (results, violations) =
-        check_all(&storm(), &[a1.clone()], &bookings, &DbObservations::default());
+        check_all(&storm(), std::slice::from_ref(&a1), &bookings, &DbObservations::default());
     assert_eq!(violated(&results), vec!["alternatives_correct"]);
     let result = results.iter().find(|r| r.name == "alternatives_correct").unwrap();
     assert_eq!((result.checked, result.violations), (4, 2));
