@@ -96,12 +96,23 @@ impl Table {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     pub tables: BTreeMap<String, Table>,
-    /// Bumped by every schema change (CREATE TABLE / INDEX, DROP TABLE): cached plans made
-    /// under another version are stale.
+    /// Set afresh by every schema change (CREATE TABLE / INDEX, DROP TABLE) from a
+    /// process-wide counter, so a version names one schema in every engine of the process:
+    /// cached plans made under another version are stale, and forks of one engine (which
+    /// share a plan cache, see `Engine::fork`) can never mistake each other's schemas.
     pub schema_version: u64,
 }
 
+/// The next unused schema version of this process (0 is the empty catalog's).
+static SCHEMA_VERSION_NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl Catalog {
+    /// Marks a schema change: a version no catalog of this process has had.
+    pub fn schema_changed(&mut self) {
+        self.schema_version =
+            SCHEMA_VERSION_NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The table or 42P01.
     pub fn must_get(&self, name: &str) -> crate::error::Result<&Table> {
         self.tables.get(name).ok_or_else(|| undefined_table(name))

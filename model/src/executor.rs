@@ -52,6 +52,7 @@ pub const ON_CONFLICT_RETRIES_MAX: usize = 8;
 pub const SERIES_ROWS_MAX: i64 = 10_000_000;
 
 /// The whole database state the executor works on.
+#[derive(Clone)]
 pub struct Db {
     pub catalog: Catalog,
     pub xids: Xids,
@@ -1324,7 +1325,7 @@ impl<'a> Exec<'a> {
             return Err(errinput!("42P07", "relation \"{}\" already exists", t.name).into());
         }
         self.db.catalog.tables.insert(t.name.clone(), t.clone());
-        self.db.catalog.schema_version += 1;
+        self.db.catalog.schema_changed();
         Ok(tag("CREATE TABLE", 0).retag("CREATE TABLE"))
     }
 
@@ -1371,7 +1372,7 @@ impl<'a> Exec<'a> {
         }
         t.uniques.push(index);
         t.heap.indexes.push(map);
-        self.db.catalog.schema_version += 1;
+        self.db.catalog.schema_changed();
         Ok(tag("CREATE INDEX", 0).retag("CREATE INDEX"))
     }
 
@@ -1384,7 +1385,7 @@ impl<'a> Exec<'a> {
         for n in names {
             self.db.catalog.tables.remove(n);
         }
-        self.db.catalog.schema_version += 1;
+        self.db.catalog.schema_changed();
         Ok(tag("DROP TABLE", 0).retag("DROP TABLE"))
     }
 

@@ -147,8 +147,9 @@ pub struct Engine {
     wait_seq: u64,
     /// Re-entrancy guard for [`Engine::wake`].
     waking: bool,
-    /// Parsed statements by text (skips sqlparser and planning on repeats).
-    plans: plan_cache::PlanCache,
+    /// Parsed statements by text (skips sqlparser and planning on repeats); shared by the
+    /// forks of one engine (plans depend only on text and schema version).
+    plans: std::sync::Arc<std::sync::Mutex<plan_cache::PlanCache>>,
 }
 
 impl Engine {
@@ -170,8 +171,34 @@ impl Engine {
             completions: Vec::new(),
             wait_seq: 0,
             waking: false,
-            plans: plan_cache::PlanCache::default(),
+            plans: Default::default(),
         }
+    }
+
+    /// This engine's state under another seed, exactly as if it had been built from scratch
+    /// with `seed` by the same calls — or `None` when that cannot be promised: a session is
+    /// open, a completion is pending, or the random stream was drawn from (the draws would
+    /// differ by seed). Cheaper than replaying migrations and seed data for every run; the
+    /// fork shares this engine's plan cache.
+    pub fn fork(&self, seed: u64) -> Option<Engine> {
+        let untouched = rand_chacha::ChaCha8Rng::seed_from_u64(self.config.seed).get_word_pos()
+            == self.db.rng.get_word_pos();
+        if !self.sessions.is_empty() || !self.completions.is_empty() || !untouched {
+            return None;
+        }
+        let mut db = self.db.clone();
+        db.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Some(Engine {
+            config: EngineConfig { seed, ..self.config.clone() },
+            now: self.now,
+            next_session: self.next_session,
+            sessions: BTreeMap::new(),
+            db,
+            completions: Vec::new(),
+            wait_seq: self.wait_seq,
+            waking: false,
+            plans: std::sync::Arc::clone(&self.plans),
+        })
     }
 
     /// Opens a session (a client connection).

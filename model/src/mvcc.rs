@@ -68,7 +68,7 @@ pub enum XidStatus {
 }
 
 /// Every xid's owner and status. BTreeMap for determinism of any iteration.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct Xids {
     map: BTreeMap<Xid, (TxnId, XidStatus)>,
     next: Xid,

@@ -225,7 +225,7 @@ impl Engine {
 
     fn exec_statement(&mut self, session: SessionId, text: &str) -> Outcome {
         let version = self.db.catalog.schema_version;
-        let cached = self.plans.get(text, version);
+        let cached = self.plans.lock().expect("plan cache").get(text, version);
         let cached_plan = match cached {
             Some(Parsed::Control(c)) => return Outcome::Done(self.exec_control(session, c)),
             Some(Parsed::Plan(p)) => Some(p),
@@ -235,7 +235,11 @@ impl Engine {
             && let Some(control) = sql::parse_control(text)
         {
             if let Ok(c) = &control {
-                self.plans.put(text, version, Parsed::Control(c.clone()));
+                self.plans.lock().expect("plan cache").put(
+                    text,
+                    version,
+                    Parsed::Control(c.clone()),
+                );
             }
             return Outcome::Done(control.and_then(|c| self.exec_control(session, c)));
         }
@@ -259,7 +263,7 @@ impl Engine {
         let (rewritten, strengths) = sql::rewrite_lock_strengths(text);
         let plan = plan_sql(&rewritten, &strengths, &self.db.catalog)?;
         let version = self.db.catalog.schema_version;
-        self.plans.put(text, version, Parsed::Plan(plan.clone()));
+        self.plans.lock().expect("plan cache").put(text, version, Parsed::Plan(plan.clone()));
         Ok(plan)
     }
 

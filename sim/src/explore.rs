@@ -61,6 +61,9 @@ pub struct SeedHash {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailedSeed {
     pub seed: u64,
+    /// When the first in-run violation became visible (modelled µs), if one was caught.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_violation_us: Option<u64>,
     pub violations: Vec<Violation>,
     pub replay: String,
 }
@@ -90,8 +93,12 @@ pub struct ExploreReport {
     pub per_seed: Vec<SeedHash>,
 }
 
+/// What one seed leaves for the report: hash, violations, counts, invariant results,
+/// workload µs and the first in-run violation time.
+type SeedEntry = (SeedHash, Vec<Violation>, Counts, Vec<InvariantResult>, u64, Option<u64>);
+
 struct Partial {
-    per_seed: BTreeMap<u64, (SeedHash, Vec<Violation>, Counts, Vec<InvariantResult>, u64)>,
+    per_seed: BTreeMap<u64, SeedEntry>,
     histograms: Histograms,
 }
 
@@ -170,7 +177,8 @@ fn worker(
         };
         let mut p = partial.lock().expect("partial lock");
         p.histograms.merge(&o.histograms);
-        p.per_seed.insert(seed, (hash, o.violations, o.counts, o.invariants, o.workload_us));
+        let first = o.first_violation_us;
+        p.per_seed.insert(seed, (hash, o.violations, o.counts, o.invariants, o.workload_us, first));
         bar.inc(1);
     }
 }
@@ -196,7 +204,7 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
     let mut workload_us_total = 0;
     let mut per_seed = Vec::new();
     let mut failed = Vec::new();
-    for (seed, (hash, violations, c, inv, workload_us)) in partial.per_seed {
+    for (seed, (hash, violations, c, inv, workload_us, first_violation_us)) in partial.per_seed {
         counts.add(&c);
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
@@ -207,7 +215,7 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
                 replay.push_str(&format!(" --profile {profile}"));
             }
             let violations = violations.into_iter().take(SEED_VIOLATIONS_KEPT_MAX).collect();
-            failed.push(FailedSeed { seed, violations, replay });
+            failed.push(FailedSeed { seed, first_violation_us, violations, replay });
         }
         per_seed.push(hash);
     }

@@ -473,13 +473,10 @@ pub fn leaked_db_error(body: &str) -> Option<String> {
         "violates exclusion constraint",
         "duplicate key value",
     ];
-    // Case-insensitive search without a lower-cased copy of the (often kilobytes long) body.
-    let bytes = body.as_bytes();
-    let contains = |fragment: &str| {
-        let f = fragment.as_bytes();
-        bytes.windows(f.len()).any(|w| w[0].eq_ignore_ascii_case(&f[0]) && w.eq_ignore_ascii_case(f))
-    };
-    FRAGMENTS.iter().find(|f| contains(f)).map(|f| format!("raw database error text `{f}`"))
+    // One lower-cased copy, then substring search (measured faster than a case-insensitive
+    // window scan over these kilobyte bodies).
+    let lower = body.to_ascii_lowercase();
+    FRAGMENTS.iter().find(|f| lower.contains(*f)).map(|f| format!("raw database error text `{f}`"))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod explore;
 pub mod histograms;
 pub mod ids;
 pub mod invariants;
+pub mod live;
 pub mod model_db;
 pub mod model_world;
 pub mod net;

@@ -137,7 +137,8 @@ pub fn transaction_state(sql: &str, before: bool) -> bool {
     // Case-insensitive prefix tests, no upper-cased copy: this runs on every statement.
     let text = sql.trim_start();
     let starts = |word: &str| {
-        text.len() >= word.len() && text.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
+        text.len() >= word.len()
+            && text.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
     };
     if starts("BEGIN") || starts("START TRANSACTION") {
         return true;

@@ -159,6 +159,44 @@ pub fn strategy(name: &str) -> Result<Strategy, SimError> {
     name.parse::<Strategy>().map_err(|e| SimError::BadInput(e.to_string()))
 }
 
+/// Prepared engines kept per thread (explore runs a range of seeds per worker thread).
+const TEMPLATES_MAX: usize = 4;
+
+thread_local! {
+    /// (scenario, strategy) → a migrated, seeded engine to fork. The `Arc<Scenario>` is held,
+    /// so its address cannot be reused by another scenario while the entry lives: pointer
+    /// identity is a sound key (scenarios are generated per case in the property tests).
+    static TEMPLATES: RefCell<Vec<(Arc<Scenario>, Strategy, Engine)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`prepare_engine`], forked from a per-thread template when one exists for this scenario and
+/// strategy: the same state as preparing it afresh with `seed` (see `model::Engine::fork`),
+/// without replaying the migrations and the clinic seed for every run.
+pub fn prepared_engine(
+    scenario: &Arc<Scenario>,
+    ids: &ClinicIds,
+    strategy: Strategy,
+    seed: u64,
+) -> Result<Engine, SimError> {
+    let forked = TEMPLATES.with_borrow(|templates| {
+        let found = templates.iter().find(|(s, st, _)| Arc::ptr_eq(s, scenario) && *st == strategy);
+        found.and_then(|(_, _, template)| template.fork(seed))
+    });
+    if let Some(engine) = forked {
+        return Ok(engine);
+    }
+    let engine = prepare_engine(scenario, ids, strategy, seed)?;
+    if let Some(template) = engine.fork(seed) {
+        TEMPLATES.with_borrow_mut(|templates| {
+            if templates.len() >= TEMPLATES_MAX {
+                templates.remove(0);
+            }
+            templates.push((Arc::clone(scenario), strategy, template));
+        });
+    }
+    Ok(engine)
+}
+
 /// A migrated, seeded engine.
 pub fn prepare_engine(
     scenario: &Scenario,

@@ -108,6 +108,12 @@ pub struct RunOutcome {
     /// Modelled duration of the workload (first send to last answer).
     pub workload_us: u64,
     pub events_count: u64,
+    /// Violations caught during the run (`live`), with their modelled times; at most
+    /// `live::LIVE_VIOLATIONS_KEPT_MAX` kept, `in_run_count` exact.
+    pub in_run: Vec<crate::live::TimedViolation>,
+    pub in_run_count: u64,
+    /// When the first in-run violation became visible (modelled µs).
+    pub first_violation_us: Option<u64>,
 }
 
 /// Violations kept per run (the count is exact; details beyond this are dropped).
@@ -119,7 +125,7 @@ impl RunOutcome {
     }
 
     pub fn passed(&self) -> bool {
-        self.invariants.iter().all(|i| i.violations == 0)
+        self.invariants.iter().all(|i| i.violations == 0) && self.in_run_count == 0
     }
 
     /// Bookings per second of modelled time.

@@ -258,7 +258,7 @@ pub fn replay_command(
 /// One run as JSON.
 pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Value {
     let f = Figures::of_run(o, scenario);
-    json!({
+    let mut out = json!({
         "seed": o.seed,
         "scenario": o.scenario,
         "strategy": o.strategy,
@@ -277,14 +277,32 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "criteria": criteria(&f),
         "histograms": o.histograms.to_encoded(),
         "replay": replay_command(scenario_arg, &o.strategy, o.backend, o.seed),
-    })
+    });
+    // Only runs that caught something in-run carry these (passing reports are unchanged).
+    if let Some(first) = o.first_violation_us {
+        out["first_violation_us"] = json!(first);
+        out["in_run_violations_count"] = json!(o.in_run_count);
+        out["in_run_violations"] = json!(o.in_run);
+    }
+    out
 }
 
 /// One run as text.
 pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> String {
     let f = Figures::of_run(o, scenario);
     let mut out = text(&f, &[format!("Seed: {}", o.seed)]);
-    if !o.violations.is_empty() {
+    if let Some(first) = o.first_violation_us {
+        let _ = writeln!(
+            out,
+            "\nFirst violation at {} (modelled); caught during the run ({}):",
+            ms(first),
+            o.in_run_count
+        );
+        for v in &o.in_run {
+            let _ = writeln!(out, "  [{} us] {}: {}", v.at_us, v.invariant, v.detail);
+        }
+    }
+    if !o.violations.is_empty() || o.first_violation_us.is_some() {
         out.push_str("\nViolations:\n");
         for v in &o.violations {
             let _ = writeln!(out, "  {}: {}", v.invariant, v.detail);

@@ -1,21 +1,33 @@
-//! The turmoil world of one run: hosts, workload, faults, and the checks at the end.
+//! The turmoil world of one run: hosts, workload, faults, and the checks during and after.
 //!
 //! ```text
-//!  clients (1 host, one task per booker) ──HTTP/turmoil TCP──▶ backend ──pool──▶ database
+//!  clients (1 host, one task per booker) ──HTTP/turmoil TCP──▶ backend ──pool──▶ db
 //! ```
-//! One host for all bookers because turmoil's per-step cost grows with the square of the host
-//! count. The master seed gives turmoil's `rng_seed` and every other stream (see `seeds`); the
-//! epoch is fixed at the scenario's clinic day. Every modelled duration is stretched by
+//! - `clients` runs every booker as a task on one host (turmoil's per-step cost grows with the
+//!   host count); each attempt is a fresh HTTP/1 connection (`net`).
+//! - `backend` serves backend-core's `api_router` over a pool of model sessions
+//!   (`model_world`, `model_db`); `db` runs the model engine's server (`model::io::Server`)
+//!   on an engine owned by the run, so a db crash keeps committed data. `--backend stand-in`
+//!   swaps backend and db for the harness self-test of `stand_in` (no db host).
+//!
+//! The master seed gives turmoil's `rng_seed` and every other stream (see `seeds`); the epoch
+//! is fixed at the scenario's clinic day. Every modelled duration is stretched by
 //! `TIME_SCALE` (see `timescale`) and un-stretched before it is recorded.
 //!
 //! Faults are applied by the driver loop between `sim.step()` calls, at their modelled times:
-//! message loss sets turmoil's link fail rate (a failed send breaks that TCP connection),
-//! a backend crash is `sim.crash` then `sim.bounce` (its pool starts empty; the database
-//! survives). After the run, the invariants read the final state from the database side.
+//! message loss sets turmoil's link fail rate on clients↔backend or backend↔db (a failed send
+//! breaks that TCP connection); a backend crash is `sim.crash` then `sim.bounce` (its pool
+//! starts empty); a partition cuts backend↔db; a db crash aborts every open transaction
+//! (`Engine::crash_restart`) and restarts the db host on the same engine. On the stand-in
+//! backend the db faults are recorded in the trace but act on nothing.
 //!
-//! Today the backend is `stand_in` (see its module doc): backend-core's `api_router` over the
-//! model server replaces it when those land. Not modelled yet: the db host, so `partition`
-//! and `db_crash` faults are recorded in the trace but act on nothing.
+//! Invariants are checked twice: DURING the run where cheap (`live`: raw db errors at
+//! response time, 40P01s as the backend receives them, overlapping 201s at the second 201's
+//! arrival, each stamped with its modelled time), and AFTER it from the final database state
+//! read on the database side (`invariants`), which stay authoritative.
+//!
+//! Not modelled: CPU time of the backend beyond its charged work (`model_world::CostModel`),
+//! HTTP keep-alive, clock skew between hosts.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -36,6 +48,7 @@ use crate::ids::ClinicIds;
 use crate::invariants::{
     self, AnswerDetail, BookingKey, BookingRecord, DbObservations, OfferedAlternative, Outcome,
 };
+use crate::live::{Acknowledged, LiveChecker};
 use crate::model_db::DeadlockLog;
 use crate::model_world;
 use crate::net;
@@ -137,6 +150,8 @@ struct Shared {
     trace: SharedTrace,
     histograms: Arc<Mutex<Histograms>>,
     records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
+    /// In-run invariant checks (clients and the driver feed it; all on this thread).
+    live: Rc<RefCell<LiveChecker>>,
 }
 
 /// Runs one seed.
@@ -149,6 +164,7 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         trace: Trace::shared(config.keep_trace),
         histograms: Arc::new(Mutex::new(Histograms::default())),
         records: Rc::new(RefCell::new(vec![None; plan.len()])),
+        live: Rc::new(RefCell::new(LiveChecker::default())),
     };
     let mut sim = build_sim(&scenario, &seeds);
     let side = match config.backend {
@@ -162,7 +178,7 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
     // The model backend's cost model records rules evaluation itself, at µs precision.
     let rules_from_header = !matches!(config.backend, BackendKind::Model);
     add_clients(&mut sim, &scenario, plan.clone(), &shared, rules_from_header);
-    drive(&mut sim, &scenario, &shared.trace, &side)?;
+    drive(&mut sim, &scenario, &shared, &side)?;
     drop(sim);
     finish(config, &plan, shared, &side)
 }
@@ -175,7 +191,7 @@ fn add_model_hosts(
 ) -> Result<DbSide, SimError> {
     let strategy = model_world::strategy(&config.strategy)?;
     let ids = ClinicIds::new(&config.scenario);
-    let engine = model_world::prepare_engine(&config.scenario, &ids, strategy, config.seed)?;
+    let engine = model_world::prepared_engine(&config.scenario, &ids, strategy, config.seed)?;
     let engine = Rc::new(RefCell::new(engine));
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
@@ -257,6 +273,7 @@ fn add_clients(
     let records = shared.records.clone();
     let trace = shared.trace.clone();
     let histograms = shared.histograms.clone();
+    let live = shared.live.clone();
     let ids = Arc::new(ClinicIds::new(&scenario));
     sim.client("clients", async move {
         let start = tokio::time::Instant::now();
@@ -269,6 +286,7 @@ fn add_clients(
                 records: records.clone(),
                 trace: trace.clone(),
                 histograms: histograms.clone(),
+                live: live.clone(),
                 start,
                 rules_from_header,
             };
@@ -288,6 +306,7 @@ struct ClientCtx {
     records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
     trace: SharedTrace,
     histograms: Arc<Mutex<Histograms>>,
+    live: Rc<RefCell<LiveChecker>>,
     start: tokio::time::Instant,
     /// Record `rules` from Server-Timing (false: the backend's cost model records it).
     rules_from_header: bool,
@@ -348,7 +367,10 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         };
         let text = String::from_utf8_lossy(&answer.body).into_owned();
         trace(ctx, format!("answer #{} {} {text}", b.index, answer.status));
-        leaked = leaked.or_else(|| invariants::leaked_db_error(&text));
+        if let Some(what) = invariants::leaked_db_error(&text) {
+            ctx.live.borrow_mut().raw_db_error(now_us(), b.index, attempt, &what);
+            leaked = leaked.or(Some(what));
+        }
         record_server_timing(&answer.headers, &ctx.histograms, ctx.rules_from_header);
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
@@ -356,6 +378,20 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         let parsed: Answer = serde_json::from_str(&text).unwrap_or_default();
         outcome = classify(answer.status, &parsed, &ctx.ids);
         detail = answer_detail(sent_at_us, answer.status, &parsed, &text, b, ctx);
+        if let Outcome::Created { id, room } = &outcome {
+            let turnover_min = parsed.turnover_minutes.unwrap_or(0);
+            ctx.live.borrow_mut().created(Acknowledged {
+                booking: b.index,
+                id: id.clone(),
+                room: room.clone(),
+                doctor: b.doctor.clone(),
+                patient: b.patient.clone(),
+                start_min: b.start_min,
+                end_min: b.start_min + b.duration_min,
+                blocked_until_min: b.start_min + b.duration_min + turnover_min,
+                at_us: now_us(),
+            });
+        }
         break;
     }
     let key = BookingKey {
@@ -422,10 +458,11 @@ struct Answer {
     room: Option<AnswerRoom>,
     start: Option<String>,
     end: Option<String>,
-    turnover_minutes: u32,
     booked: Option<bool>,
     code: Option<String>,
     alternatives: AlternativesCount,
+    /// The room's turnover after the visit (201), for the in-run room-overlap check.
+    turnover_minutes: Option<u32>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -446,27 +483,49 @@ impl<'de> serde::Deserialize<'de> for AlternativesCount {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list or an object of lists")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut n = 0;
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
                     n += 1;
                 }
                 Ok(AlternativesCount(n))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut n = 0;
-                while let Some((_, v)) = map.next_entry::<serde::de::IgnoredAny, AlternativesCount>()? {
+                while let Some((_, v)) =
+                    map.next_entry::<serde::de::IgnoredAny, AlternativesCount>()?
+                {
                     n += v.0;
                 }
                 Ok(AlternativesCount(n))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
-            fn visit_none<E>(self) -> Result<Self::Value, E> { Ok(AlternativesCount(0)) }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(AlternativesCount(0))
+            }
         }
         d.deserialize_any(Visit)
     }
@@ -483,10 +542,9 @@ fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> Outcome {
                 .map(|r| ids.name_of_text(r).unwrap_or(r.to_string())),
         },
         // The `suggest` fallback: no booking, alternatives offered.
-        200 if answer.booked == Some(false) => Outcome::Conflict {
-            alternatives: answer.alternatives.0,
-            room_unavailable: true,
-        },
+        200 if answer.booked == Some(false) => {
+            Outcome::Conflict { alternatives: answer.alternatives.0, room_unavailable: true }
+        }
         409 => Outcome::Conflict {
             alternatives: answer.alternatives.0,
             room_unavailable: answer.code.as_deref() == Some("ROOM_UNAVAILABLE"),
@@ -523,7 +581,7 @@ fn answer_detail(
         let text_minute = |t: &Option<String>| minute(&serde_json::json!(t));
         let booked_room = answer.room.as_ref().and_then(|r| r.id.as_deref());
         detail.booked = room(&serde_json::json!(booked_room)).map(|r| {
-            (r, text_minute(&answer.start), text_minute(&answer.end) + answer.turnover_minutes)
+            (r, text_minute(&answer.start), text_minute(&answer.end) + answer.turnover_minutes.unwrap_or(0))
         });
         return detail;
     }
@@ -693,9 +751,14 @@ fn action_name(action: &Action) -> &'static str {
 fn drive(
     sim: &mut turmoil::Sim<'static>,
     scenario: &Scenario,
-    trace: &SharedTrace,
+    shared: &Shared,
     side: &DbSide,
 ) -> Result<(), SimError> {
+    let trace = &shared.trace;
+    let deadlocks = match side {
+        DbSide::Model { deadlocks, .. } => Some(deadlocks),
+        DbSide::StandIn(_) => None,
+    };
     let actions = schedule(scenario);
     let mut next = 0;
     let limit = scaled_ms(scenario.limits.simulation_ms_max);
@@ -705,7 +768,15 @@ fn drive(
             apply(sim, &actions[next].1, trace, at_us, side);
             next += 1;
         }
-        match sim.step() {
+        let stepped = sim.step();
+        // A 40P01 is an in-run violation from the moment the backend received it.
+        if let Some(log) = deadlocks {
+            let log = log.lock().expect("deadlock log");
+            if !log.is_empty() {
+                shared.live.borrow_mut().deadlocks(&log);
+            }
+        }
+        match stepped {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(_) if sim.elapsed() >= limit => return Ok(()),
@@ -774,6 +845,7 @@ fn finish(
     violations.truncate(VIOLATIONS_KEPT_MAX);
     let trace = shared.trace.lock().expect("trace");
     let histograms = shared.histograms.lock().expect("histograms").clone();
+    let live = shared.live.borrow();
     let outcome = RunOutcome {
         seed: config.seed,
         backend: config.backend,
@@ -787,6 +859,9 @@ fn finish(
         histograms,
         workload_us: records.iter().map(|r| r.answered_at_us).max().unwrap_or(0),
         events_count: trace.events_count(),
+        in_run: live.violations().to_vec(),
+        in_run_count: live.count(),
+        first_violation_us: live.first_violation_us(),
     };
     Ok(RunResult { outcome, events: trace.events().to_vec() })
 }
@@ -835,4 +910,56 @@ fn counts(records: &[BookingRecord], rows: &[invariants::Appointment]) -> Counts
     }
     c.appointments_final = rows.iter().filter(|a| a.active).count() as u64;
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> ClinicIds {
+        ClinicIds::new(&Scenario::builtin("storm").unwrap().scenario)
+    }
+
+    /// What the client takes from an answer text: the outcome and a 201's turnover.
+    fn classify_text(status: u16, body: &str, ids: &ClinicIds) -> (Outcome, u32) {
+        let answer: Answer = serde_json::from_str(body).unwrap_or_default();
+        (classify(status, &answer, ids), answer.turnover_minutes.unwrap_or(0))
+    }
+
+    /// The typed answer reads what the client needs and skips the rest; alternatives count
+    /// as a list or as an object of lists; a malformed body is no panic.
+    #[test]
+    fn classify_reads_only_what_it_needs() {
+        let ids = ids();
+        let room = ids.room("room-03");
+        let body = format!(
+            r#"{{"id":"a1","room":{{"id":"{room}","name":"room-03"}},"turnover_minutes":5,
+               "assignment":{{"explanation":[{{"rule":"S01","weight":10}}]}}}}"#
+        );
+        let (outcome, turnover) = classify_text(201, &body, &ids);
+        assert_eq!(outcome, Outcome::Created { id: "a1".into(), room: Some("room-03".into()) });
+        assert_eq!(turnover, 5);
+        let pending = classify_text(201, r#"{"id":"a2","room":null}"#, &ids);
+        assert_eq!(pending, (Outcome::Created { id: "a2".into(), room: None }, 0));
+        let list = r#"{"code":"ROOM_UNAVAILABLE","alternatives":[{"a":1},{"b":[2]}]}"#;
+        assert_eq!(
+            classify_text(409, list, &ids).0,
+            Outcome::Conflict { alternatives: 2, room_unavailable: true }
+        );
+        let object = r#"{"code":"DOCTOR_BUSY","alternatives":{"x":[1,2],"y":[3],"z":null}}"#;
+        assert_eq!(
+            classify_text(409, object, &ids).0,
+            Outcome::Conflict { alternatives: 3, room_unavailable: false }
+        );
+        let suggest = r#"{"booked":false,"alternatives":[1]}"#;
+        assert_eq!(
+            classify_text(200, suggest, &ids).0,
+            Outcome::Conflict { alternatives: 1, room_unavailable: true }
+        );
+        assert_eq!(classify_text(500, "not json", &ids).0, Outcome::ServerError { status: 500 });
+        assert_eq!(
+            classify_text(201, "not json", &ids).0,
+            Outcome::Created { id: "".into(), room: None }
+        );
+    }
 }

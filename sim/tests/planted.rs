@@ -97,6 +97,49 @@ fn rr_room_lock_double_books_and_unordered_room_lock_deadlocks() {
     assert_found_and_replays("storm", "room-lock-unordered", "no_deadlock");
 }
 
+/// In-run checks: the naive strategy's double booking is caught when the second 201 arrives,
+/// and the unordered room lock's deadlock when its 40P01 reaches the backend — both before
+/// the run ends, and with the same verdict as the end-of-run checks.
+#[test]
+fn planted_bugs_are_caught_during_the_run() {
+    let cases = [
+        ("storm", "naive", "no_room_overlap"),
+        ("conflict", "naive", "no_room_overlap"),
+        ("storm", "room-lock-unordered", "no_deadlock"),
+    ];
+    for (scenario, strategy, invariant) in cases {
+        let (seed, _) = first_failure(scenario, strategy, 0..10)
+            .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..10"));
+        let config = RunConfig {
+            scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
+            seed,
+            strategy: strategy.into(),
+            keep_trace: false,
+            backend: BackendKind::Model,
+            profile: world::default_profile(),
+        };
+        let o = world::run(&config).unwrap().outcome;
+        let first = o.first_violation_us.unwrap_or_else(|| {
+            panic!(
+                "{strategy} on {scenario} seed {seed}: nothing caught in-run: {:?}",
+                o.violations
+            )
+        });
+        assert!(
+            o.in_run.iter().any(|v| v.invariant == invariant),
+            "{strategy} on {scenario} seed {seed}: no in-run {invariant}: {:?}",
+            o.in_run
+        );
+        assert!(o.invariant_violations(invariant) > 0, "the end-of-run check agrees");
+        assert_eq!(Some(first), o.in_run.iter().map(|v| v.at_us).min());
+        assert!(
+            first < o.workload_us,
+            "{strategy} on {scenario} seed {seed}: caught at {first} us, run ended at {} us",
+            o.workload_us
+        );
+    }
+}
+
 #[test]
 fn retry_without_idempotency_key_leaves_unacknowledged_bookings() {
     assert_found_and_replays("storm-no-idempotency", "exclusion", "nothing_unacknowledged");

@@ -619,7 +619,6 @@ impl Decode for Response {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -708,8 +707,11 @@ mod tests {
             Incoming::decode_all(&old).unwrap(),
             Incoming::Query { sql: "select $1".into(), params: values.clone() }
         );
-        let ok: Response =
-            Ok(QueryResult { tag: "SELECT 1".into(), columns: vec!["c".into()], rows: vec![values] });
+        let ok: Response = Ok(QueryResult {
+            tag: "SELECT 1".into(),
+            columns: vec!["c".into()],
+            rows: vec![values],
+        });
         let err: Response = Err(SqlError {
             code: "40P01".into(),
             message: "deadlock detected".into(),
