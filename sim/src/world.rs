@@ -568,29 +568,29 @@ fn answer_detail(
 ) -> AnswerDetail {
     let day_s =
         parse_day_unix_s(&ctx.scenario.clinic.day).expect("validated by the scenarios crate");
-    // Minutes of the clinic day of an RFC 3339 time (0 when unreadable).
-    let minute = |value: &serde_json::Value| {
-        let at = value.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    // Minutes of the clinic day of an RFC 3339 time (0 when absent or unreadable).
+    let minute = |text: Option<&str>| {
+        let at = text.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         at.map_or(0, |t| u32::try_from((t.timestamp() - day_s).max(0) / 60).unwrap_or(u32::MAX))
     };
-    let room = |value: &serde_json::Value| {
-        value.as_str().map(|text| ctx.ids.name_of_text(text).unwrap_or_else(|| text.to_string()))
+    let room = |text: Option<&str>| {
+        text.map(|text| ctx.ids.name_of_text(text).unwrap_or_else(|| text.to_string()))
     };
     let mut detail = AnswerDetail { sent_at_us, ..AnswerDetail::default() };
     if status == 201 {
-        let text_minute = |t: &Option<String>| minute(&serde_json::json!(t));
+        let turnover_min = answer.turnover_minutes.unwrap_or(0);
+        let (start, end) = (minute(answer.start.as_deref()), minute(answer.end.as_deref()));
         let booked_room = answer.room.as_ref().and_then(|r| r.id.as_deref());
-        detail.booked = room(&serde_json::json!(booked_room)).map(|r| {
-            (r, text_minute(&answer.start), text_minute(&answer.end) + answer.turnover_minutes.unwrap_or(0))
-        });
+        detail.booked = room(booked_room).map(|r| (r, start, end + turnover_min));
         return detail;
     }
     let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let requested = (b.start_min, b.start_min + b.duration_min);
     let offered = |item: &serde_json::Value, visit: Option<(u32, u32)>| {
         // The stand-in names rooms only; backend-core gives ids and times.
-        let name = item.as_str().map(str::to_string).or_else(|| room(&item["room_id"]))?;
-        let visit = visit.or_else(|| Some((minute(&item["start"]), minute(&item["end"]))));
+        let name = item.as_str().map(str::to_string).or_else(|| room(item["room_id"].as_str()))?;
+        let visit =
+            visit.or_else(|| Some((minute(item["start"].as_str()), minute(item["end"].as_str()))));
         Some(OfferedAlternative { room: name, visit_min: visit.filter(|_| !item.is_string()) })
     };
     match &json["alternatives"] {
