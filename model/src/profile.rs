@@ -171,7 +171,8 @@ impl LatencyProfile {
                 let reason = format!("the prefix must be 1..={CLASS_PREFIX_CHARS_MAX} characters");
                 return Err(err(field, reason));
             }
-            let service = validate_kind(raw_class).map_err(|(f, r)| err(format!("{field}.{f}"), r))?;
+            let service =
+                validate_kind(raw_class).map_err(|(f, r)| err(format!("{field}.{f}"), r))?;
             classes.push((prefix.clone(), service));
         }
         // Longest prefix first, so the most specific class matches.
@@ -200,7 +201,12 @@ impl LatencyProfile {
 
     /// Draws one service time for the statement `sql` of `kind` (class first, then kind). Draws
     /// exactly as many random numbers as [`LatencyProfile::sample`] does for the same table.
-    pub fn sample_statement<R: Rng + ?Sized>(&self, kind: &str, sql: &str, rng: &mut R) -> Duration {
+    pub fn sample_statement<R: Rng + ?Sized>(
+        &self,
+        kind: &str,
+        sql: &str,
+        rng: &mut R,
+    ) -> Duration {
         sample_service(self.statement_service_time(kind, sql), rng)
     }
 
@@ -238,18 +244,18 @@ impl LatencyProfile {
 /// One draw from a service-time distribution.
 fn sample_service<R: Rng + ?Sized>(service: &ServiceTime, rng: &mut R) -> Duration {
     let us = match service {
-            ServiceTime::LogNormal { median_us, sigma, tail } => {
-                let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
-                let mut us = body.sample(rng);
-                if let Some(tail) = tail
-                    && rng.random::<f64>() < tail.p
-                {
-                    us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
-                }
-                us
+        ServiceTime::LogNormal { median_us, sigma, tail } => {
+            let body = LogNormal::new(median_us.ln(), *sigma).expect("validated sigma");
+            let mut us = body.sample(rng);
+            if let Some(tail) = tail
+                && rng.random::<f64>() < tail.p
+            {
+                us += Exp::new(1.0 / tail.scale_us).expect("validated scale").sample(rng);
             }
-            ServiceTime::Empirical { quantiles } => inverse_cdf(quantiles, rng.random::<f64>()),
-        };
+            us
+        }
+        ServiceTime::Empirical { quantiles } => inverse_cdf(quantiles, rng.random::<f64>()),
+    };
     Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
 }
 

@@ -29,11 +29,11 @@ use backend_core::domain::{Clock, SequentialIds};
 use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use model::io::{Server, ServerConfig};
 use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, Step};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use scenarios::{Scenario, parse_day_unix_s};
 
 use crate::clinic::clinic_data;

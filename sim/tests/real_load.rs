@@ -189,8 +189,7 @@ async fn a_server_dying_mid_run_stops_the_run_and_keeps_partial_results() {
 
 /// The `Aggregated` request count of a Locust-style stats CSV.
 fn aggregated_count(path: &Path) -> u64 {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let row = text.lines().find(|l| l.starts_with(",Aggregated,")).expect("an Aggregated row");
     row.split(',').nth(2).unwrap().parse().unwrap()
 }
@@ -220,9 +219,8 @@ async fn a_run_killed_mid_way_leaves_its_checkpointed_reports() {
     let rows = history.lines().filter(|l| l.contains(",Aggregated,")).count();
     assert!((2..=3).contains(&rows), "one row per completed second: {history}");
     let bytes = std::fs::read(dir.join("run.hlog")).unwrap();
-    let intervals = IntervalLogIterator::new(&bytes)
-        .filter(|e| matches!(e, Ok(LogEntry::Interval(_))))
-        .count();
+    let intervals =
+        IntervalLogIterator::new(&bytes).filter(|e| matches!(e, Ok(LogEntry::Interval(_)))).count();
     assert!(intervals >= 2, "interval log has the completed seconds: {intervals}");
     assert!(!dir.join("run_stats.csv.tmp").exists(), "no half-written file left behind");
 }

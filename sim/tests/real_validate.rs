@@ -34,7 +34,9 @@ fn database_url() -> Option<String> {
 }
 
 /// Runs `validate` at one booker with the committed profile; returns (result, HTML report).
-fn run_validate(name: &str) -> Option<(Result<(), sim::real::RealError>, String, std::path::PathBuf)> {
+fn run_validate(
+    name: &str,
+) -> Option<(Result<(), sim::real::RealError>, String, std::path::PathBuf)> {
     let url = database_url()?;
     let dir = std::env::temp_dir().join(format!("roomsim-ci-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -54,11 +56,8 @@ fn run_validate(name: &str) -> Option<(Result<(), sim::real::RealError>, String,
         profile: sim::world::default_profile(),
         profile_source: "the committed default (model/profiles/default.toml)".to_string(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let result = validate_command(config, &runtime);
     let html = std::fs::read_to_string(dir.join("validate.html")).expect("the HTML report");
     Some((result, html, dir))

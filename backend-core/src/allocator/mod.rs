@@ -355,9 +355,8 @@ fn evaluate_all(
         .map(|index| ctx.evaluate_room(index, slot, false, stats))
         .partition(RoomEvaluation::is_feasible);
     let request = ctx.request;
-    feasible.sort_by_cached_key(|e| {
-        (Reverse(e.score), tie_break.key(request, e.room_id), e.room_id)
-    });
+    feasible
+        .sort_by_cached_key(|e| (Reverse(e.score), tie_break.key(request, e.room_id), e.room_id));
     infeasible.sort_by_key(|e| e.room_id);
     (feasible, infeasible)
 }

@@ -161,9 +161,9 @@ impl CpuCosts {
     /// `[cpu] rules_ns_per_check` quantiles, when enough evaluations were measured.
     pub fn rules_ns_per_check(&self) -> Option<Vec<(f64, u64)>> {
         let ns = self.rules_ns_per_check.as_ref().filter(|h| h.len() >= SAMPLES_MIN)?;
-        let points = PROFILE_QUANTILES.iter().map(|&q| {
-            (q, if q == 0.0 { ns.min() } else { ns.value_at_quantile(q) })
-        });
+        let points = PROFILE_QUANTILES
+            .iter()
+            .map(|&q| (q, if q == 0.0 { ns.min() } else { ns.value_at_quantile(q) }));
         Some(points.collect())
     }
 }
@@ -181,7 +181,10 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         None => format!("# backend CPU ({name}): not measured\n"),
     };
     out.push_str(&cpu_line("rules evaluation", cpu.rules_p50_us));
-    out.push_str(&cpu_line("conflict detection incl. its database statements", cpu.conflict_p50_us));
+    out.push_str(&cpu_line(
+        "conflict detection incl. its database statements",
+        cpu.conflict_p50_us,
+    ));
     for kind in STATEMENT_KINDS {
         out.push('\n');
         let _ = writeln!(out, "[kinds.{kind}]");

@@ -123,7 +123,8 @@ impl Conn for RecordingConn {
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
         if self.statements.len() < RECORDED_STATEMENTS_MAX {
-            self.statements.push(RecordedStatement { sql: sql.to_string(), params: params.to_vec() });
+            self.statements
+                .push(RecordedStatement { sql: sql.to_string(), params: params.to_vec() });
         }
         self.inner.execute(sql, params)
     }
@@ -217,9 +218,10 @@ fn inserted_ids(sql: &str) -> Vec<usize> {
 /// statement sequence.
 pub fn pgbench_script(bookings: &[Vec<RecordedStatement>]) -> Result<String, RealError> {
     let texts = |b: &Vec<RecordedStatement>| b.iter().map(|s| s.sql.clone()).collect::<Vec<_>>();
-    let pair = bookings.iter().enumerate().find_map(|(i, a)| {
-        bookings[i + 1..].iter().find(|b| texts(a) == texts(b)).map(|b| (a, b))
-    });
+    let pair = bookings
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| bookings[i + 1..].iter().find(|b| texts(a) == texts(b)).map(|b| (a, b)));
     let Some((first, second)) = pair else {
         return Err(RealError::RunFailed(format!(
             "pgbench script: no two of the {} recorded bookings ran the same statements",
@@ -389,7 +391,10 @@ mod tests {
         let script = pgbench_script(&bookings).unwrap();
         let lines: Vec<&str> = script.lines().collect();
         assert_eq!(lines.len(), 2 + 5, "{script}");
-        assert_eq!(lines[2], "SELECT body FROM clinics WHERE id = '00000000-0000-0000-0000-000000000001'::uuid;");
+        assert_eq!(
+            lines[2],
+            "SELECT body FROM clinics WHERE id = '00000000-0000-0000-0000-000000000001'::uuid;"
+        );
         assert_eq!(lines[3], "BEGIN ISOLATION LEVEL READ COMMITTED;");
         // The appointment id varies: one expression, the same in both INSERTs.
         assert!(lines[4].starts_with("INSERT INTO appointments (id, clinic_id, room_id, starts_at, score) VALUES (md5('roomsim-bench-0-' || :n)::uuid, '00000000-"), "{}", lines[4]);
@@ -399,7 +404,11 @@ mod tests {
         assert!(lines[4].contains("('epoch'::timestamptz + 1893488400000000 * interval '1 microsecond') + :n * interval '1 hour'"), "{}", lines[4]);
         assert!(lines[4].ends_with("'0hard/0medium/-4soft'::text);"), "{}", lines[4]);
         assert!(lines[5].contains("('key-a' || '-' || :n)"), "{}", lines[5]);
-        assert!(lines[5].contains("md5('roomsim-bench-0-' || :n)::uuid, 201::bigint);"), "{}", lines[5]);
+        assert!(
+            lines[5].contains("md5('roomsim-bench-0-' || :n)::uuid, 201::bigint);"),
+            "{}",
+            lines[5]
+        );
         // A text with a colon is hex-encoded: pgbench would read `:"…` as nothing, but `:00`
         // as a variable.
         assert!(lines[5].contains("convert_from('\\x7b226964223a"), "{}", lines[5]);
@@ -410,7 +419,13 @@ mod tests {
     fn the_script_needs_two_alike_bookings() {
         let err = pgbench_script(&[booking(5, "a", 9)]).unwrap_err();
         assert!(err.to_string().contains("no two of the 1 recorded bookings"), "{err}");
-        assert!(substitute("SELECT $2", &["x".into()]).unwrap_err().contains("$2 has no parameter"));
-        assert_eq!(substitute("a $1 $10 $1::text", &(1..=10).map(|i| format!("v{i}")).collect::<Vec<_>>()).unwrap(), "a v1 v10 v1::text");
+        assert!(
+            substitute("SELECT $2", &["x".into()]).unwrap_err().contains("$2 has no parameter")
+        );
+        assert_eq!(
+            substitute("a $1 $10 $1::text", &(1..=10).map(|i| format!("v{i}")).collect::<Vec<_>>())
+                .unwrap(),
+            "a v1 v10 v1::text"
+        );
     }
 }

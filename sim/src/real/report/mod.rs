@@ -55,14 +55,16 @@ pub struct ReportArgs {
 impl ReportArgs {
     /// The files to checkpoint during a run (CSV and interval log), if any was asked for.
     pub fn checkpoint(&self) -> Option<ReportArgs> {
-        (self.csv.is_some() || self.hlog.is_some()).then(|| ReportArgs { html: None, ..self.clone() })
+        (self.csv.is_some() || self.hlog.is_some())
+            .then(|| ReportArgs { html: None, ..self.clone() })
     }
 
     /// The CSV / interval-log names of one `validate` level: `PREFIX-50u_stats.csv`,
     /// `run-50u.hlog` (each level is its own Locust-style run); the HTML name is unchanged.
     pub fn for_level(&self, level: u32) -> ReportArgs {
         let hlog = self.hlog.as_ref().map(|path| {
-            let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let stem =
+                path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
             let name = match path.extension() {
                 Some(ext) => format!("{stem}-{level}u.{}", ext.to_string_lossy()),
                 None => format!("{stem}-{level}u"),
