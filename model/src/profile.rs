@@ -24,9 +24,15 @@
 //!   evaluation (the allocator, with its in-memory interval checks) per rule check, an
 //!   empirical table; the simulation charges `checks × sample` (see [`LatencyProfile::
 //!   sample_rules_us`]). `roomsim calibrate` measures both.
+//!   `[cpu] request_us = [[q, us], …]` (optional): the backend's own CPU per HTTP request
+//!   outside its database statements and rules evaluation (HTTP, JSON, the handler, the
+//!   client's side of the request), and `[cpu] cores = N` (optional): the CPU cores the
+//!   database and the backend SHARE on the measured machine. With `cores`, the simulation
+//!   runs statements and the backend's per-request CPU on one pool of N cores, so CPU
+//!   contention emerges under load (see `model::io::Cores`).
 //!
-//! Not modelled: load dependence (the server's executor queue provides contention; CPU
-//! contention on the backend is not modelled), correlation between consecutive statements.
+//! Not modelled: load dependence of a single statement (contention comes from the shared
+//! cores and the locks, not from the table), correlation between consecutive statements.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -88,7 +94,14 @@ pub struct LatencyProfile {
     classes: Vec<(String, ServiceTime)>,
     /// Backend rules-evaluation CPU, ns per rule check.
     rules_ns_per_check: Option<ServiceTime>,
+    /// Backend CPU per HTTP request outside statements and rules, µs.
+    request_us: Option<ServiceTime>,
+    /// Cores shared by the database and the backend.
+    cores: Option<u32>,
 }
+
+/// Most cores a profile may declare.
+pub const CORES_MAX: u32 = 256;
 
 /// Longest statement-class prefix accepted.
 pub const CLASS_PREFIX_CHARS_MAX: usize = 200;
@@ -108,6 +121,8 @@ struct RawProfile {
 #[serde(deny_unknown_fields)]
 struct RawCpu {
     rules_ns_per_check: Vec<(f64, f64)>,
+    request_us: Option<Vec<(f64, f64)>>,
+    cores: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -177,15 +192,23 @@ impl LatencyProfile {
         }
         // Longest prefix first, so the most specific class matches.
         classes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        let rules_ns_per_check = match raw.cpu {
-            None => None,
-            Some(cpu) => {
-                validate_quantiles(&cpu.rules_ns_per_check)
-                    .map_err(|(_, r)| err("cpu.rules_ns_per_check".into(), r))?;
-                Some(ServiceTime::Empirical { quantiles: cpu.rules_ns_per_check })
+        let (mut rules_ns_per_check, mut request_us, mut cores) = (None, None, None);
+        if let Some(cpu) = raw.cpu {
+            validate_quantiles(&cpu.rules_ns_per_check)
+                .map_err(|(_, r)| err("cpu.rules_ns_per_check".into(), r))?;
+            rules_ns_per_check = Some(ServiceTime::Empirical { quantiles: cpu.rules_ns_per_check });
+            if let Some(quantiles) = cpu.request_us {
+                validate_quantiles(&quantiles).map_err(|(_, r)| err("cpu.request_us".into(), r))?;
+                request_us = Some(ServiceTime::Empirical { quantiles });
             }
-        };
-        Ok(LatencyProfile { kinds, classes, rules_ns_per_check })
+            if let Some(n) = cpu.cores {
+                if !(1..=CORES_MAX).contains(&n) {
+                    return Err(err("cpu.cores".into(), format!("must be 1..={CORES_MAX}")));
+                }
+                cores = Some(n);
+            }
+        }
+        Ok(LatencyProfile { kinds, classes, rules_ns_per_check, request_us, cores })
     }
 
     /// The distribution for one statement: its class (longest matching prefix of the text),
@@ -228,6 +251,20 @@ impl LatencyProfile {
         };
         let ns = inverse_cdf(quantiles, rng.random::<f64>());
         Some((ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64))
+    }
+
+    /// Draws the backend's CPU for one HTTP request outside statements and rules, in µs.
+    /// `None` without `[cpu] request_us`.
+    pub fn sample_request_us<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<f64> {
+        let ServiceTime::Empirical { quantiles } = self.request_us.as_ref()? else {
+            unreachable!("cpu tables are empirical")
+        };
+        Some(inverse_cdf(quantiles, rng.random::<f64>()).min(SERVICE_US_MAX as f64))
+    }
+
+    /// Cores shared by the database and the backend (`[cpu] cores`), if the profile says.
+    pub fn shared_cores(&self) -> Option<u32> {
+        self.cores
     }
 
     /// The distribution for `kind` (unknown kinds use `other`).
@@ -363,7 +400,7 @@ mod tests {
     #[test]
     fn classes_override_kinds_by_longest_prefix_and_cpu_scales_with_checks() {
         let text = format!(
-            "{DEFAULT_PROFILE_TOML}\n\
+            "{DEFAULT_KINDS}\n\
              [classes.\"INSERT INTO appointments\"]\nquantiles = [[0.0, 400.0], [1.0, 400.0]]\n\
              [classes.\"INSERT\"]\nquantiles = [[0.0, 7.0], [1.0, 7.0]]\n\
              [cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 3000.0]]\n"
@@ -374,18 +411,48 @@ mod tests {
         assert_eq!(p.sample_statement("insert", sql, &mut rng), Duration::from_micros(400));
         let key = "INSERT INTO idempotency_keys (key) VALUES ($1)";
         assert_eq!(p.sample_statement("insert", key, &mut rng), Duration::from_micros(7));
-        let default = LatencyProfile::default_profile();
+        let default = LatencyProfile::from_toml_str(DEFAULT_KINDS, "k").unwrap();
         assert_eq!(p.statement_service_time("select", "SELECT 1"), default.service_time("select"));
         let us = p.sample_rules_us(100, &mut rng).unwrap();
         assert!((100.0..=300.0).contains(&us), "100 checks × 1–3 µs: {us}");
         assert_eq!(default.sample_rules_us(100, &mut rng), None, "no [cpu] table");
-        let bad = format!("{DEFAULT_PROFILE_TOML}\n[cpu]\nrules_ns_per_check = [[0.5, 1.0]]\n");
+        let bad = format!("{DEFAULT_KINDS}\n[cpu]\nrules_ns_per_check = [[0.5, 1.0]]\n");
         let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
         assert_eq!(e.field, "cpu.rules_ns_per_check", "{e}");
-        let bad = format!("{DEFAULT_PROFILE_TOML}\n[classes.\"X\"]\nsigma = 1.0\n");
+        let bad = format!("{DEFAULT_KINDS}\n[classes.\"X\"]\nsigma = 1.0\n");
         let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
         assert_eq!(e.field, "classes.\"X\".median_us", "{e}");
     }
+
+    #[test]
+    fn cpu_request_cost_and_shared_cores_are_optional_and_validated() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let text =
+            format!("{DEFAULT_KINDS}\n{cpu}request_us = [[0.0, 300.0], [1.0, 500.0]]\ncores = 2\n");
+        let p = LatencyProfile::from_toml_str(&text, "t").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            let us = p.sample_request_us(&mut rng).unwrap();
+            assert!((300.0..=500.0).contains(&us), "{us}");
+        }
+        assert_eq!(p.shared_cores(), Some(2));
+        let without =
+            LatencyProfile::from_toml_str(&format!("{DEFAULT_KINDS}\n{cpu}"), "t").unwrap();
+        assert_eq!(without.sample_request_us(&mut rng), None);
+        assert_eq!(without.shared_cores(), None);
+        let bad = format!("{DEFAULT_KINDS}\n{cpu}cores = 0\n");
+        assert_eq!(LatencyProfile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
+        let bad =
+            format!("{DEFAULT_KINDS}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
+        assert_eq!(LatencyProfile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
+    }
+
+    /// The default profile's `[kinds]` tables alone (no `[classes]`, no `[cpu]`).
+    const DEFAULT_KINDS: &str = "[kinds.select]\nmedian_us = 80\nsigma = 0.3\n\
+        [kinds.insert]\nmedian_us = 120\nsigma = 0.3\n[kinds.update]\nmedian_us = 120\nsigma = 0.3\n\
+        [kinds.delete]\nmedian_us = 120\nsigma = 0.3\n[kinds.begin]\nmedian_us = 60\nsigma = 0.3\n\
+        [kinds.commit]\nmedian_us = 260\nsigma = 0.3\n[kinds.rollback]\nmedian_us = 60\nsigma = 0.3\n\
+        [kinds.ddl]\nmedian_us = 2000\nsigma = 0.5\n[kinds.other]\nmedian_us = 60\nsigma = 0.3\n";
 
     #[test]
     fn empirical_table_interpolates() {

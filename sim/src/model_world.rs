@@ -14,7 +14,11 @@
 //! - After the run the invariants read `appointments` with `Engine::query_committed` — from
 //!   the database side, never through the backend.
 //!
-//! Not modelled: the backend's own CPU time beyond the charged work, CPU contention.
+//! - With a profile that has `[cpu] request_us`, every HTTP request first spends one draw of
+//!   the backend's own CPU ([`RequestCpu`]); with `[cpu] cores`, that CPU, the rules charge and
+//!   every statement run on one shared pool of cores (`model::io::Cores`, [`Machine`]).
+//!
+//! Not modelled: preemption (processor sharing) on the shared cores.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,7 +33,7 @@ use backend_core::domain::{Clock, SequentialIds};
 use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
-use model::io::{Server, ServerConfig};
+use model::io::{Cores, Server, ServerConfig};
 use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, Step};
 use rand::SeedableRng;
@@ -61,7 +65,8 @@ use crate::world::BACKEND_PORT;
 /// PRECISION: the clock only moves in 50 µs ticks, so the sleep is the cost rounded to the
 /// NEAREST tick (a 30 µs cost sleeps one tick, a 20 µs cost none), and the exact charged cost
 /// is recorded in the rules-evaluation histogram at µs precision — what the real backend's
-/// Server-Timing measures. Not modelled: CPU contention (the cost does not grow with load).
+/// Server-Timing measures. Contention: the charge waits for a shared core when there are any;
+/// the cost itself does not grow with load.
 pub struct CostModel;
 
 impl CostModel {
@@ -91,11 +96,13 @@ impl CostModel {
     }
 }
 
-/// The simulation's [`WorkCharge`]: draws the cost, records rules evaluation exactly, sleeps.
+/// The simulation's [`WorkCharge`]: draws the cost, records rules evaluation exactly, sleeps
+/// (holding a core when the profile's cores are shared with the database).
 struct ChargeSleep {
     profile: Arc<LatencyProfile>,
     rng: Mutex<ChaCha8Rng>,
     histograms: Arc<Mutex<Histograms>>,
+    cores: Option<Arc<Cores>>,
 }
 
 impl WorkCharge for ChargeSleep {
@@ -106,13 +113,68 @@ impl WorkCharge for ChargeSleep {
             self.histograms.lock().expect("histograms").record(Metric::RulesEvaluation, exact_us);
         }
         let sleep_us = CostModel::sleep_us(cost_us);
-        Box::pin(async move {
-            if sleep_us > 0 {
-                tokio::time::sleep(scaled_us(sleep_us)).await;
-            }
-        })
+        Box::pin(spend_cpu(self.cores.clone(), sleep_us))
     }
 }
+
+/// Spends `sleep_us` of modelled CPU: on a shared core when there are shared cores.
+async fn spend_cpu(cores: Option<Arc<Cores>>, sleep_us: u64) {
+    if sleep_us == 0 {
+        return;
+    }
+    match cores {
+        Some(cores) => cores.hold(scaled_us(sleep_us)).await,
+        None => tokio::time::sleep(scaled_us(sleep_us)).await,
+    }
+}
+
+/// The backend's own CPU per HTTP request outside statements and rules (`[cpu] request_us`):
+/// a layer around the router that spends one draw before the handler runs. Without that
+/// table nothing is charged (the run's figures are the database's and the rules' alone).
+#[derive(Clone)]
+struct RequestCpu {
+    profile: Arc<LatencyProfile>,
+    rng: Arc<Mutex<ChaCha8Rng>>,
+    cores: Option<Arc<Cores>>,
+}
+
+impl RequestCpu {
+    fn layer(self, router: axum::Router) -> axum::Router {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let cost = self.profile.sample_request_us(&mut *self.rng.lock().expect("rng"));
+                let cores = self.cores.clone();
+                async move {
+                    if let Some(cost_us) = cost {
+                        spend_cpu(cores, CostModel::sleep_us(cost_us)).await;
+                    }
+                    next.run(request).await
+                }
+            },
+        ))
+    }
+}
+
+/// The cores the database and the backend share, when the profile models one machine.
+pub fn shared_cores(profile: &LatencyProfile) -> Option<Arc<Cores>> {
+    profile.shared_cores().map(|n| Cores::new(n as usize))
+}
+
+/// What the backend's CPU costs are drawn from and spent on.
+pub struct Machine {
+    pub profile: Arc<LatencyProfile>,
+    /// Shared with the db host (`[cpu] cores`), or `None`: the backend's CPU is its own.
+    pub cores: Option<Arc<Cores>>,
+}
+
+/// Modelled µs the simulation's transport adds to one statement's round trip over a link
+/// with no latency: 0 to 2 ticks depending on the (random) order turmoil polls the hosts in,
+/// one tick on average, plus half a tick because tokio rounds every sleep UP to a whole tick
+/// (taking half a tick off turns that into rounding to the nearest). Taken off every drawn
+/// service time, because the profile's times are client-side round trips that already contain
+/// the (loopback) transport. `tests/timescale.rs` checks that the mean round trip equals the
+/// mean draw.
+pub const DB_TRANSPORT_US: u64 = RESOLUTION_US + RESOLUTION_US / 2;
 
 /// The clinic day's midnight plus modelled time.
 struct SimClock {
@@ -257,11 +319,14 @@ pub fn add_db_host(
     seeds: &Seeds,
     profile: &LatencyProfile,
     trace_sink: Rc<RefCell<Vec<Server>>>,
+    cores: Option<Arc<Cores>>,
 ) {
     let config = ServerConfig {
         seed: seeds.u64(Stream::DbScheduler),
         time_scale: TIME_SCALE,
         profile: profile.clone(),
+        cores,
+        transport_us: DB_TRANSPORT_US,
         ..ServerConfig::default()
     };
     sim.host("db", move || {
@@ -289,11 +354,13 @@ pub fn add_backend_host(
     seeds: &Seeds,
     histograms: Arc<Mutex<Histograms>>,
     deadlocks: DeadlockLog,
-    profile: Arc<LatencyProfile>,
+    machine: Machine,
 ) {
+    let Machine { profile, cores } = machine;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
+    let request_seed = seeds.u64(Stream::BackendRequestCpu);
     sim.host("backend", move || {
         let sink = histograms.clone();
         let on_wait: WaitObserver =
@@ -321,10 +388,18 @@ pub fn add_backend_host(
             // A restarted backend starts its cost stream over, like every other seeded part.
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cpu_seed)),
             histograms: histograms.clone(),
+            cores: cores.clone(),
         }));
+        let request_cpu = RequestCpu {
+            profile: profile.clone(),
+            // Its own stream: charging requests must not shift the rules-cost draws.
+            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(request_seed))),
+            cores: cores.clone(),
+        };
+        let router = request_cpu.layer(api_router(ctx));
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
-            axum::serve(net::TurmoilListener(listener), api_router(ctx)).await?;
+            axum::serve(net::TurmoilListener(listener), router).await?;
             Ok(())
         }
     });

@@ -9,7 +9,9 @@
 //!                                      ├─ 1 workload (who books what, when)
 //!                                      ├─ 2 db scheduler (next statement, service times)
 //!                                      ├─ 3 faults
-//!                                      └─ 4 backend (retry jitter, ids)
+//!                                      ├─ 4 backend (retry jitter, ids)
+//!                                      ├─ 5 backend CPU (rules evaluation cost)
+//!                                      └─ 6 backend CPU per HTTP request
 //! ```
 //!
 //! Not modelled: turmoil's own per-host SmallRng children (derived by turmoil from its
@@ -28,6 +30,8 @@ pub enum Stream {
     Backend = 4,
     /// The backend's modelled CPU costs (`model_world::CostModel`).
     BackendCpu = 5,
+    /// The backend's modelled CPU per HTTP request (`model_world::RequestCpu`).
+    BackendRequestCpu = 6,
 }
 
 /// The master seed of one run.

@@ -195,7 +195,15 @@ fn add_model_hosts(
     let engine = Rc::new(RefCell::new(engine));
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
-    model_world::add_db_host(sim, engine.clone(), seeds, &config.profile, servers.clone());
+    let cores = model_world::shared_cores(&config.profile);
+    model_world::add_db_host(
+        sim,
+        engine.clone(),
+        seeds,
+        &config.profile,
+        servers.clone(),
+        cores.clone(),
+    );
     let histograms = shared.histograms.clone();
     model_world::add_backend_host(
         sim,
@@ -204,7 +212,7 @@ fn add_model_hosts(
         seeds,
         histograms,
         deadlocks.clone(),
-        config.profile.clone(),
+        model_world::Machine { profile: config.profile.clone(), cores },
     );
     Ok(DbSide::Model { engine, servers, deadlocks })
 }

@@ -5,12 +5,14 @@
 //! simulation can run it on turmoil TCP streams. Not modelled: TLS, auth, cancellation.
 
 pub mod client;
+pub mod cores;
 pub mod frame;
 pub mod sched;
 pub mod server;
 pub mod trace;
 
 pub use client::Client;
+pub use cores::{CoreGuard, Cores};
 pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef, Request, WireResponse, WireValue};
 pub use server::{Server, ServerConfig};
 pub use trace::TraceEvent;

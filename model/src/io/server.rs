@@ -29,8 +29,9 @@
 //! every queued reply and disconnects every connection. Not modelled: connection limits,
 //! statement cancellation, partial writes of a reply.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -39,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::cores::{CoreGuard, Cores};
 use super::frame::{Incoming, IoError, read_frame, write_frame};
 use super::sched::Pct;
 use super::trace::{Trace, TraceEvent, fingerprint};
@@ -59,8 +61,16 @@ pub struct ServerConfig {
     pub pct_depth: u32,
     /// Expected number of statements in a run; change points are drawn below it.
     pub pct_steps_estimate: u64,
-    /// Statements in service at once (CPU cores of the modelled database).
+    /// Statements in service at once (CPU cores of the modelled database), when `cores` is
+    /// not given.
     pub executors_max: usize,
+    /// Cores shared with other work (the backend's CPU on the same machine); `None`: the
+    /// server's own `executors_max` cores. See [`super::cores`].
+    pub cores: Option<Arc<Cores>>,
+    /// Modelled µs the caller's own transport adds to every statement's round trip (after
+    /// `time_scale` is removed). The profile's times are client-side round trips, which
+    /// already contain a transport, so this much is taken off each draw (never below 0).
+    pub transport_us: u64,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +82,8 @@ impl Default for ServerConfig {
             pct_depth: 3,
             pct_steps_estimate: 1_000,
             executors_max: 2,
+            cores: None,
+            transport_us: 0,
         }
     }
 }
@@ -204,24 +216,16 @@ struct EngineTask {
     ready: Vec<Queued>,
     /// Replies of blocked statements, by session; a Vec scanned in order for determinism.
     blocked: Vec<(SessionId, &'static str, String, Reply)>,
-    busy: Rc<Cell<usize>>,
-    wake: Rc<tokio::sync::Notify>,
+    /// Where statements run: the server's own executors or cores shared with the backend.
+    cores: Arc<Cores>,
 }
 
 impl EngineTask {
     fn new(shared: Rc<Shared>, config: ServerConfig) -> EngineTask {
         let pct = Pct::new(config.seed, config.pct_depth, config.pct_steps_estimate);
         let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5e41_11ce_7133_0001);
-        EngineTask {
-            shared,
-            config,
-            pct,
-            rng,
-            ready: Vec::new(),
-            blocked: Vec::new(),
-            busy: Rc::new(Cell::new(0)),
-            wake: Rc::new(tokio::sync::Notify::new()),
-        }
+        let cores = config.cores.clone().unwrap_or_else(|| Cores::new(config.executors_max));
+        EngineTask { shared, config, pct, rng, ready: Vec::new(), blocked: Vec::new(), cores }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -232,7 +236,7 @@ impl EngineTask {
             let deadline = timer.map(|t| self.shared.start + t.saturating_sub(self.shared.base));
             tokio::select! {
                 biased;
-                _ = self.wake.notified() => {}
+                _ = self.cores.released() => {}
                 cmd = rx.recv() => match cmd {
                     None => return,
                     Some(cmd) => {
@@ -290,7 +294,8 @@ impl EngineTask {
     }
 
     fn run_ready(&mut self) {
-        while self.busy.get() < self.config.executors_max && !self.ready.is_empty() {
+        while !self.ready.is_empty() {
+            let Some(core) = self.cores.try_take() else { break };
             let sessions: Vec<SessionId> = self.ready.iter().map(|q| q.session).collect();
             let q = self.ready.remove(self.pct.pick(&sessions));
             self.advance_clock();
@@ -299,10 +304,10 @@ impl EngineTask {
             match step {
                 Step::Done(response) => {
                     self.record(q.session, kind, &q.sql, outcome(&response));
-                    self.busy.set(self.busy.get() + 1);
-                    self.send_later(kind, &q.sql, response, q.reply, true);
+                    self.send_later(kind, &q.sql, response, q.reply, Some(core));
                 }
                 Step::Blocked => {
+                    drop(core); // A blocked statement waits without a core.
                     self.record(q.session, kind, &q.sql, "blocked".into());
                     self.blocked.push((q.session, kind, q.sql, q.reply));
                 }
@@ -320,27 +325,38 @@ impl EngineTask {
             };
             let (session, kind, sql, reply) = self.blocked.remove(i);
             self.record(session, kind, &sql, format!("completed {}", outcome(&c.response)));
-            self.send_later(kind, &sql, c.response, reply, false);
+            self.send_later(kind, &sql, c.response, reply, None);
         }
     }
 
     /// Holds a reply for the statement's service time (its profile class, else its kind);
-    /// `holds_executor` frees one after.
-    fn send_later(&mut self, kind: &str, sql: &str, response: Response, reply: Reply, holds: bool) {
+    /// `core`, when given, is held for that time and given back after.
+    fn send_later(
+        &mut self,
+        kind: &str,
+        sql: &str,
+        response: Response,
+        reply: Reply,
+        core: Option<CoreGuard>,
+    ) {
         let profile = &self.config.profile;
-        let service = profile.sample_statement(kind, sql, &mut self.rng) * self.config.time_scale;
+        let drawn = profile.sample_statement(kind, sql, &mut self.rng);
+        let transport = Duration::from_micros(self.config.transport_us);
+        // The reply leaves early enough that it arrives one drawn round trip after the
+        // request; the core stays busy for the whole draw (the transport is CPU work too).
+        let reply_after = drawn.saturating_sub(transport) * self.config.time_scale;
+        let core_after = drawn * self.config.time_scale - reply_after;
         let generation = *self.shared.generation.borrow();
         let shared = Rc::clone(&self.shared);
-        let (busy, wake) = (Rc::clone(&self.busy), Rc::clone(&self.wake));
         tokio::task::spawn_local(async move {
-            tokio::time::sleep(service).await;
+            tokio::time::sleep(reply_after).await;
             if *shared.generation.borrow() == generation {
                 let _ = reply.send(response);
             }
-            if holds {
-                busy.set(busy.get() - 1);
-                wake.notify_one();
+            if core.is_some() && !core_after.is_zero() {
+                tokio::time::sleep(core_after).await;
             }
+            drop(core);
         });
     }
 

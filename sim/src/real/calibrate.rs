@@ -32,6 +32,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ use super::RealError;
 use super::compare::latency_histogram;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, run_load};
+use super::report;
 use super::serve::{ServeConfig, Server};
 use super::setup::setup_for_run;
 use super::stats::{parse_server_timing, value_or_zero};
@@ -101,11 +103,23 @@ impl StatementTimes {
 pub struct TimingDb {
     inner: Arc<dyn Db>,
     times: Arc<Mutex<StatementTimes>>,
+    /// Every statement's µs, summed (the request layer reads it before and after a request).
+    total_us: Arc<AtomicU64>,
 }
 
 impl TimingDb {
     pub fn new(inner: Arc<dyn Db>) -> TimingDb {
-        TimingDb { inner, times: Arc::new(Mutex::new(StatementTimes::default())) }
+        TimingDb::with_total(inner, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// A wrapper that adds every statement's µs to `total_us`.
+    pub fn with_total(inner: Arc<dyn Db>, total_us: Arc<AtomicU64>) -> TimingDb {
+        TimingDb { inner, times: Arc::new(Mutex::new(StatementTimes::default())), total_us }
+    }
+
+    /// µs spent in statements since the wrapper was made.
+    pub fn total_us(&self) -> u64 {
+        self.total_us.load(Ordering::Relaxed)
     }
 
     /// The times recorded so far (taken out: the wrapper starts over).
@@ -118,7 +132,11 @@ impl Db for TimingDb {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
         Box::pin(async move {
             let inner = self.inner.acquire().await?;
-            let conn: Box<dyn Conn> = Box::new(TimingConn { inner, times: self.times.clone() });
+            let conn: Box<dyn Conn> = Box::new(TimingConn {
+                inner,
+                times: self.times.clone(),
+                total_us: self.total_us.clone(),
+            });
             Ok(conn)
         })
     }
@@ -127,6 +145,7 @@ impl Db for TimingDb {
 struct TimingConn {
     inner: Box<dyn Conn>,
     times: Arc<Mutex<StatementTimes>>,
+    total_us: Arc<AtomicU64>,
 }
 
 impl Conn for TimingConn {
@@ -139,6 +158,7 @@ impl Conn for TimingConn {
             let started = Instant::now();
             let result = self.inner.execute(sql, params).await;
             let service_us = started.elapsed().as_micros() as u64;
+            self.total_us.fetch_add(service_us, Ordering::Relaxed);
             // Failed statements are timed too: a 23P01 costs the database as much as a success.
             self.times.lock().expect("statement times lock").record_statement(sql, service_us);
             result
@@ -155,6 +175,10 @@ pub struct CpuCosts {
     pub rules_ns_per_check: Option<Histogram<u64>>,
     /// `rule_checks` of every rules evaluation.
     pub rule_checks: Option<Histogram<u64>>,
+    /// The backend's own µs per request outside statements and rules (see [`RequestTimer`]).
+    pub request_us: Option<Histogram<u64>>,
+    /// CPU cores of the machine PostgreSQL and the backend share.
+    pub cores: Option<u32>,
 }
 
 impl CpuCosts {
@@ -228,6 +252,19 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         );
         let points: Vec<String> = points.iter().map(|(q, ns)| format!("[{q:?}, {ns}.0]")).collect();
         let _ = writeln!(out, "rules_ns_per_check = [{}]", points.join(", "));
+        if let Some(request) = cpu.request_us.as_ref().filter(|h| h.len() >= SAMPLES_MIN) {
+            let _ = writeln!(
+                out,
+                "# the backend's own CPU per HTTP request outside its statements and rules \
+                 (HTTP and JSON on both sides, the handler, pool checkout), µs; {} requests",
+                request.len()
+            );
+            out.push_str(&quantile_line(request).replacen("quantiles", "request_us", 1));
+        }
+        if let Some(cores) = cpu.cores {
+            let _ = writeln!(out, "# cores shared by PostgreSQL and the backend on this machine");
+            let _ = writeln!(out, "cores = {cores}");
+        }
     }
     debug_assert!(LatencyProfile::from_toml_str(&out, "calibrated").is_ok(), "{out}");
     out
@@ -291,27 +328,35 @@ async fn measure(
     let fixture = setup_for_run(target, &config.scenario, SchemaVariant::Guarded).await?;
     let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, config.seed);
     let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
+    let db_total_us = Arc::new(AtomicU64::new(0));
+    let requests = Arc::new(RequestTimer::new(db_total_us.clone()));
     let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
-        let timing = TimingDb::new(db);
+        let timing = TimingDb::with_total(db, db_total_us.clone());
         *slot.lock().expect("timing slot") = Some(timing.clone());
         Arc::new(timing)
     };
     let checks = Arc::new(CheckRecorder::default());
     let observer = checks.clone();
+    let timer = requests.clone();
     let layer = move |router: axum::Router| {
         let observer = observer.clone();
-        router.layer(axum::middleware::map_response(move |response: axum::response::Response| {
-            let observer = observer.clone();
-            async move {
-                observer.observe(&response);
-                response
-            }
-        }))
+        let router = router.layer(axum::middleware::map_response(
+            move |response: axum::response::Response| {
+                let observer = observer.clone();
+                async move {
+                    observer.observe(&response);
+                    response
+                }
+            },
+        ));
+        timer.clone().layer(router)
     };
     let work = Some(checks.clone() as Arc<dyn WorkCharge>);
     let server = Server::start_instrumented(&serve_config, &wrap, work, &layer).await?;
     let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
-    let tasks = vec![Task::Concurrent, Task::Conflict];
+    // The bookings the storm validates (auto-assigned rooms): the rules cost per check
+    // depends on the request mix, so the mix must be the validated one.
+    let tasks = vec![Task::Concurrent];
     let load_config = |requests_max: u64| LoadConfig {
         requests_max,
         progress: false,
@@ -326,6 +371,7 @@ async fn measure(
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     let _ = timing.take_times();
     let _ = checks.take();
+    let _ = requests.take();
     let outcome = run_load(load_config(u64::from(config.bookings)), fixture).await;
     let times = timing.take_times();
     server.stop().await;
@@ -349,8 +395,68 @@ async fn measure(
         conflict_p50_us: p50("conflict"),
         rules_ns_per_check: Some(checks.take_ns_per_check()),
         rule_checks: Some(checks.take()),
+        request_us: Some(requests.request_us(&report::room_assignment(&outcome.recorder))),
+        cores: std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok()),
     };
     Ok((times, cpu))
+}
+
+/// Times each request inside the backend (valid at concurrency 1, one request in flight):
+/// its wall time in the handler stack, minus the statement time [`TimingDb`] added meanwhile,
+/// minus the Server-Timing `rules` of its response, is the backend's own time in the handler.
+/// [`RequestTimer::request_us`] adds the time the client saw beyond the handler stack (HTTP
+/// on both sides, loopback), as the difference of the two means.
+struct RequestTimer {
+    db_total_us: Arc<AtomicU64>,
+    /// (handler wall µs, own µs) per request.
+    samples: Mutex<Vec<(u64, u64)>>,
+}
+
+impl RequestTimer {
+    fn new(db_total_us: Arc<AtomicU64>) -> RequestTimer {
+        RequestTimer { db_total_us, samples: Mutex::new(Vec::new()) }
+    }
+
+    fn take(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.samples.lock().expect("samples lock"))
+    }
+
+    fn layer(self: Arc<Self>, router: axum::Router) -> axum::Router {
+        router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let timer = self.clone();
+                async move {
+                    let db_before = timer.db_total_us.load(Ordering::Relaxed);
+                    let started = Instant::now();
+                    let response = next.run(request).await;
+                    let wall_us = started.elapsed().as_micros() as u64;
+                    let db_us = timer.db_total_us.load(Ordering::Relaxed) - db_before;
+                    let header =
+                        response.headers().get("server-timing").and_then(|v| v.to_str().ok());
+                    let timings = header.map(parse_server_timing).unwrap_or_default();
+                    let rules_us = timings.iter().find(|(n, _)| n == "rules").map_or(0, |t| t.1);
+                    let own_us = wall_us.saturating_sub(db_us).saturating_sub(rules_us);
+                    timer.samples.lock().expect("samples lock").push((wall_us, own_us));
+                    response
+                }
+            },
+        ))
+    }
+
+    /// Own µs per request plus (mean client latency − mean handler wall time), as a histogram.
+    fn request_us(&self, client: &Histogram<u64>) -> Histogram<u64> {
+        let samples = self.take();
+        let mut histogram = latency_histogram();
+        if samples.is_empty() {
+            return histogram;
+        }
+        let wall_mean = samples.iter().map(|s| s.0 as f64).sum::<f64>() / samples.len() as f64;
+        let outside_us = (client.mean() - wall_mean).max(0.0).round() as u64;
+        for (_, own_us) in samples {
+            histogram.saturating_record((own_us + outside_us).max(1));
+        }
+        histogram
+    }
 }
 
 /// A production-like `WorkCharge` (charges nothing) that collects each rules evaluation's
@@ -438,6 +544,7 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn measured_kinds_become_quantile_tables_and_the_rest_defaults() {
@@ -453,7 +560,9 @@ mod tests {
         }
         let mut ns_per_check = latency_histogram();
         let mut rule_checks = latency_histogram();
+        let mut request_us = latency_histogram();
         for i in 0..100_u64 {
+            request_us.record(500 + 2 * i).unwrap(); // 500..=698 µs
             ns_per_check.record(2_000 + 20 * (i % 101)).unwrap(); // 2000..=3980 ns
             rule_checks.record(20).unwrap();
         }
@@ -462,9 +571,15 @@ mod tests {
             conflict_p50_us: None,
             rules_ns_per_check: Some(ns_per_check),
             rule_checks: Some(rule_checks),
+            request_us: Some(request_us),
+            cores: Some(2),
         };
         let text = profile_toml(&times, &cpu, "test");
         let profile = LatencyProfile::from_toml_str(&text, "t").expect(&text);
+        assert_eq!(profile.shared_cores(), Some(2), "{text}");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let drawn = profile.sample_request_us(&mut rng).expect("request_us written");
+        assert!((500.0..=700.0).contains(&drawn), "{drawn}");
         assert!(text.contains("# measured: 1000 samples"), "{text}");
         assert!(text.contains("rules evaluation, Server-Timing p50): 420 us"), "{text}");
         assert!(text.contains("# not measured (1 samples)"), "{text}");
