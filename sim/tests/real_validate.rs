@@ -1,21 +1,21 @@
 //! CI's `roomsim validate`: the storm on real PostgreSQL (`DATABASE_URL`; skips with a notice
 //! without it) and in the simulation with the COMMITTED default profile, at a reduced run time
-//! (about 12 s real plus the simulated seeds; under a minute), at one booker (concurrency 1,
-//! where the profile was measured; at 10 and 50 users CPU contention, which the simulation does
-//! not model, decides the real side — see sim/src/real/validate.rs, "FIDELITY").
+//! (about 12 s real plus the simulated seeds; under a minute), at one booker.
 //!
-//! TWO TESTS, honestly split:
-//! * `validate_runs_end_to_end_and_judges` (gating): both sides run the same bookings, every
-//!   report is written (per-level CSV, interval log, HTML), the p50s have enough samples to be
-//!   judged, and the anomaly judgements hold (no double booking, no deadlock on PostgreSQL).
-//!   The quantile verdicts are printed, not asserted.
-//! * `validate_is_in_band_on_the_committed_profile` (`#[ignore]`d): the full pass.
-//!   It does NOT pass yet on this machine: the simulation adds the scenario's network latency
-//!   (50–200 µs per message) to db statements whose profile times are already loopback round
-//!   trips (+~150 µs per statement: conflict p50 0.650 ms simulated vs 0.531 real), and the
-//!   profile was measured at a different load than the run it is compared with. Run it with
-//!   `cargo test --release -p sim --test real_validate -- --ignored` after fixing the former
-//!   and calibrating on the CI machine.
+//! GATING, the pass: both sides run the same bookings, every report is written
+//! (per-level CSV, interval log, HTML), the p50 and p95 of room assignment, conflict detection
+//! and rules evaluation have enough samples to be judged, no double booking and no deadlock on
+//! PostgreSQL, and EVERY judged quantile is in its band (`roomsim validate` exits 0).
+//!
+//! WHY ONE BOOKER: it is where the committed profile was measured and where the comparison is
+//! sharp (no queueing). At 10 and 50 users room assignment is in band too on a quiet machine,
+//! but conflict detection is not (see sim/src/real/validate.rs, "FIDELITY"), and the real
+//! side moves by 10–20 % from run to run there; CI checks what holds.
+//!
+//! The committed profile was measured on a QUIET machine: on a machine loaded by compilers
+//! the real side is several times slower and this test fails, as it should (the profile does
+//! not describe that machine). Calibrate your own with `roomsim calibrate` and pass it with
+//! `--profile` to validate elsewhere.
 
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ fn judgement(html: &str) -> (u64, u64) {
 }
 
 #[test]
-fn validate_runs_end_to_end_and_judges() {
+fn validate_is_in_band_on_the_committed_profile() {
     let Some((result, html, dir)) = run_validate("validate") else { return };
     assert!(html.contains("Real vs simulated"), "the comparison is in the report");
     let stats = std::fs::read_to_string(dir.join("validate-1u_stats.csv")).expect("level CSV");
@@ -87,20 +87,21 @@ fn validate_runs_end_to_end_and_judges() {
     assert!(html.contains("deadlocks on PostgreSQL (delta): 0"), "no deadlock");
     assert!(!html.contains("FAIL: "), "no anomaly or stopped-run failure");
     let (judged, out_of_band) = judgement(&html);
-    assert!(judged >= 3, "the three p50s must have enough samples to be judged");
-    match result {
-        Ok(()) => assert_eq!(out_of_band, 0),
-        Err(error) => {
-            assert_eq!(error.exit_code(), 1, "{error}");
-            eprintln!("NOTICE: {out_of_band} of {judged} judged quantiles out of band: {error}");
-        }
+    assert!(judged >= 6, "p50 and p95 of the three metrics must be judged, got {judged}");
+    let table = html.lines().filter(|l| l.contains("FAIL") || l.contains("pass")).count();
+    assert!(table >= 6, "the verdicts are in the report");
+    if let Err(error) = result {
+        panic!(
+            "{out_of_band} of {judged} judged quantiles out of band: {error}\n{html_table}",
+            html_table = verdict_lines(&html)
+        );
     }
+    assert_eq!(out_of_band, 0);
 }
 
-#[test]
-#[ignore = "out of band until the db-link double count is fixed (see the module doc)"]
-fn validate_is_in_band_on_the_committed_profile() {
-    let Some((result, html, _)) = run_validate("validate-band") else { return };
-    let (judged, out_of_band) = judgement(&html);
-    assert!(result.is_ok(), "{out_of_band} of {judged} out of band: {}", result.unwrap_err());
+/// The verdict rows of the report, for the failure message.
+fn verdict_lines(html: &str) -> String {
+    let rows: Vec<&str> =
+        html.lines().filter(|l| l.contains("FAIL") || l.contains("pass")).collect();
+    rows.join("\n")
 }

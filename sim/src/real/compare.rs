@@ -12,6 +12,12 @@
 //!   p99  |sim/real - 1| <= 0.50
 //! ```
 //!
+//! RESOLUTION: a simulated figure measured on the simulation's clock is only known to its
+//! resolution (50 µs, `crate::timescale::RESOLUTION_US`), so [`compare_at_resolution`] also
+//! passes a quantile whose absolute difference is within that resolution (a 213 µs real p50
+//! against a 250 µs simulated one is as close as a 50 µs clock can say); the ratio is still
+//! printed.
+//!
 //! A quantile is judged only when both histograms hold at least [`TAIL_SAMPLES_MIN`] samples
 //! beyond it (`n·(1-q) >= 100`, so p99 needs 10 000 samples); otherwise it is reported as
 //! "not judged" and cannot fail the comparison. p90 is reported for information only.
@@ -116,7 +122,16 @@ impl Comparison {
 
 /// Compares a simulated histogram against a real one.
 pub fn compare(real: &Histogram<u64>, sim: &Histogram<u64>) -> Comparison {
-    let rows = QUANTILES.iter().map(|&q| quantile_row(real, sim, q)).collect();
+    compare_at_resolution(real, sim, 0)
+}
+
+/// [`compare`], with differences of at most `resolution_us` in band whatever the ratio.
+pub fn compare_at_resolution(
+    real: &Histogram<u64>,
+    sim: &Histogram<u64>,
+    resolution_us: u64,
+) -> Comparison {
+    let rows = QUANTILES.iter().map(|&q| quantile_row(real, sim, q, resolution_us)).collect();
     let (ks_d, w1) = match (Cdf::of(real), Cdf::of(sim)) {
         (Some(real_cdf), Some(sim_cdf)) => {
             let (d, w1) = distances(&real_cdf, &sim_cdf);
@@ -137,7 +152,12 @@ pub fn compare(real: &Histogram<u64>, sim: &Histogram<u64>) -> Comparison {
     }
 }
 
-fn quantile_row(real: &Histogram<u64>, sim: &Histogram<u64>, quantile: f64) -> QuantileRow {
+fn quantile_row(
+    real: &Histogram<u64>,
+    sim: &Histogram<u64>,
+    quantile: f64,
+    resolution_us: u64,
+) -> QuantileRow {
     assert!(quantile > 0.0 && quantile < 1.0, "quantile {quantile} outside (0, 1)");
     let tolerance = band_tolerance(quantile);
     if real.is_empty() || sim.is_empty() {
@@ -161,7 +181,8 @@ fn quantile_row(real: &Histogram<u64>, sim: &Histogram<u64>, quantile: f64) -> Q
             let tail_samples = (n as f64 * (1.0 - quantile)).floor() as u64;
             if tail_samples < TAIL_SAMPLES_MIN || ratio.is_nan() {
                 Verdict::NotJudged
-            } else if (ratio - 1.0).abs() <= tolerance {
+            } else if (ratio - 1.0).abs() <= tolerance || real_us.abs_diff(sim_us) <= resolution_us
+            {
                 Verdict::Pass
             } else {
                 Verdict::Fail
@@ -329,6 +350,18 @@ mod tests {
         assert_eq!(row(&c, 0.95).verdict, Verdict::Pass);
         assert!(c.passed());
         assert_eq!(c.judged_count(), 2);
+    }
+
+    #[test]
+    fn differences_within_the_resolution_pass_whatever_the_ratio() {
+        let (mut real, mut sim) = (latency_histogram(), latency_histogram());
+        for _ in 0..1_000 {
+            real.record(213).unwrap();
+            sim.record(250).unwrap();
+        }
+        assert!(!compare(&real, &sim).passed(), "ratio 1.17 is out of the p50 band");
+        assert!(compare_at_resolution(&real, &sim, 50).passed(), "37 µs apart, 50 µs clock");
+        assert!(!compare_at_resolution(&real, &sim, 30).passed(), "37 µs apart, 30 µs clock");
     }
 
     #[test]

@@ -60,7 +60,7 @@ use model::profile::LatencyProfile;
 use scenarios::{Loaded, Scenario};
 
 use super::RealError;
-use super::compare::{Comparison, compare};
+use super::compare::{Comparison, compare_at_resolution};
 use super::database::{DbTarget, TempDatabase, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
@@ -319,6 +319,15 @@ fn real_histogram(real: &RealLevel, metric: Metric) -> Histogram<u64> {
     }
 }
 
+/// How finely the simulation knows a metric: room assignment and conflict detection are
+/// measured on its 50 µs clock; rules evaluation is recorded at µs precision.
+fn resolution_us(metric: Metric) -> u64 {
+    match metric {
+        Metric::RulesEvaluation => 1,
+        _ => crate::timescale::RESOLUTION_US,
+    }
+}
+
 /// Per 1,000 bookings.
 pub fn incidence(double_bookings: u64, bookings: u64) -> f64 {
     if bookings == 0 { 0.0 } else { 1_000.0 * double_bookings as f64 / bookings as f64 }
@@ -374,7 +383,8 @@ pub fn compare_levels(real: &[RealLevel], sim: &[SimLevel]) -> (Vec<MetricRow>, 
         for (name, metric) in METRICS {
             let real_h = real_histogram(r, metric);
             let sim_h = s.histograms.get(metric).clone();
-            let comparison: Comparison = compare(&real_h, &sim_h);
+            let comparison: Comparison =
+                compare_at_resolution(&real_h, &sim_h, resolution_us(metric));
             if metric == Metric::RoomAssignment {
                 overlays.push(Overlay {
                     label: format!("{name} @{}", r.level),
