@@ -11,6 +11,10 @@
 //!   through a synchronous `Conn` (no network, no time).
 //! - The backend gets a seeded id source, a clock at the clinic day's midnight plus modelled
 //!   time, and a `WorkCharge` that sleeps a modelled CPU cost (see [`CostModel`]).
+//! - Every backend a thread starts shares that thread's parsed-body cache
+//!   (`backend_core::booking::body_cache`): the stored bodies are the same for every seed of
+//!   a scenario, so they are parsed once per thread instead of once per run. The cache is
+//!   keyed by the full text and changes no answer, so sharing it is unobservable.
 //! - After the run the invariants read `appointments` with `Engine::query_committed` — from
 //!   the database side, never through the backend.
 //!
@@ -24,6 +28,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use backend_core::booking::body_cache::BodyCache;
 use backend_core::booking::strategy::Strategy;
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::config::ApiConfig;
@@ -224,6 +229,16 @@ pub fn strategy(name: &str) -> Result<Strategy, SimError> {
 /// Prepared engines kept per thread (explore runs a range of seeds per worker thread).
 const TEMPLATES_MAX: usize = 4;
 
+/// Per memo (entity kind) of a thread's shared body cache: entries and bytes of text kept.
+const BODY_CACHE_ENTRIES_MAX: usize = 1024;
+const BODY_CACHE_TEXT_BYTES_MAX: usize = 1024 * 1024;
+
+thread_local! {
+    /// The parsed-body cache every backend started on this thread uses (see the module doc).
+    static BODIES: Arc<BodyCache> =
+        Arc::new(BodyCache::with_limits(BODY_CACHE_ENTRIES_MAX, BODY_CACHE_TEXT_BYTES_MAX));
+}
+
 thread_local! {
     /// (scenario, strategy) → a migrated, seeded engine to fork. The `Arc<Scenario>` is held,
     /// so its address cannot be reused by another scenario while the entry lives: pointer
@@ -389,7 +404,8 @@ pub fn add_backend_host(
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cpu_seed)),
             histograms: histograms.clone(),
             cores: cores.clone(),
-        }));
+        }))
+        .with_body_cache(BODIES.with(Arc::clone));
         let request_cpu = RequestCpu {
             profile: profile.clone(),
             // Its own stream: charging requests must not shift the rules-cost draws.

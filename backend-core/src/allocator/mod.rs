@@ -295,10 +295,10 @@ pub fn allocate(
     let ranked: Vec<RankedRoom> = feasible.iter().map(|e| ranked_room(snapshot, e)).collect();
     let explanation =
         feasible.first().map(|best| ctx.evaluate_room(best.room_index, slot, true, &mut stats));
-    let explained: Vec<RoomEvaluation> = infeasible
-        .iter()
-        .map(|e| ctx.evaluate_room(e.room_index, slot, true, &mut stats))
-        .collect();
+    // The infeasible rooms are reported by their violations only: explained without the soft
+    // contributions (same violations, score and stats as a full explained evaluation).
+    let explained: Vec<RoomEvaluation> =
+        infeasible.iter().map(|e| ctx.explain_violations(e, &mut stats)).collect();
     let rejected = rejections(snapshot, &explained);
     let least_infeasible = if feasible.is_empty() { least_infeasible(&explained) } else { None };
     let outcome = decide(request, &ctx, &feasible, &explained, pinned_index, conflicts);

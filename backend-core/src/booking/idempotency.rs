@@ -18,7 +18,13 @@ pub fn request_hash(body: &serde_json::Value) -> String {
     // serde_json's default `Map` is a BTreeMap, so `to_vec` emits keys in sorted order.
     let canonical = serde_json::to_vec(body).expect("a serde_json::Value always serialises");
     let digest = Sha256::digest(&canonical);
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// Checks an Idempotency-Key header value: 1..=`chars_max` visible ASCII characters.
@@ -61,6 +67,12 @@ mod tests {
         assert_eq!(request_hash(&a), request_hash(&b));
         assert_ne!(request_hash(&a), request_hash(&c));
         assert_eq!(request_hash(&a).len(), 64);
+        // Lower-case hex of SHA-256, as `format!("{byte:02x}")` per byte wrote it.
+        let empty = serde_json::Value::String(String::new());
+        assert_eq!(
+            request_hash(&empty),
+            "12ae32cb1ec02d01eda3581b127c1fee3b0dc53572ed6baf239721a03d82e126"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! stored rule set only on a policy-cache miss; [`load_snapshot`] reads the clinic, its rooms,
 //! the doctor, the patient, the appointment type and the day's appointments into a
 //! [`ClinicSnapshot`]. Unknown ids become `UnknownReference` errors naming the request field.
+//! Every stored body is parsed through the [`BodyCache`]: the statements and the bodies read
+//! are the same, only the parse of a text seen before is skipped (see `body_cache`).
 //!
 //! WHY outside the transaction: the allocator is pure and may be slow-ish (all rooms × all
 //! rules); holding locks during it would serialise bookings. The snapshot may be stale by the
@@ -21,6 +23,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::allocator::ClinicSnapshot;
+use crate::booking::body_cache::{BodyCache, Memo};
 use crate::db::{Conn, Rows, SqlValue};
 use crate::domain::{
     Appointment, AppointmentStatus, AppointmentType, BookingRequest, Clinic, Doctor, Gender,
@@ -33,6 +36,7 @@ use crate::rules::{PolicyCache, RuleSet};
 pub async fn load_policy(
     conn: &mut dyn Conn,
     cache: &PolicyCache,
+    bodies: &BodyCache,
     clinic_id: Uuid,
 ) -> Result<Arc<RuleSet>> {
     let rows = conn
@@ -45,7 +49,7 @@ pub async fn load_policy(
         Some(SqlValue::Int(version)) if *version > 0 => *version,
         _ => {
             // An unknown clinic is the client's error, not a missing policy.
-            load_clinic(conn, clinic_id).await?;
+            load_clinic(conn, bodies, clinic_id).await?;
             return Err(Error::PolicyInvalid {
                 clinic_id: clinic_id.to_string(),
                 message: "no rule policy is stored for this clinic".into(),
@@ -56,11 +60,16 @@ pub async fn load_policy(
     if let Some(rules) = cache.lookup(clinic_id, version_u64) {
         return Ok(rules);
     }
-    let rules = read_policy(conn, clinic_id, version).await?;
+    let rules = read_policy(conn, bodies, clinic_id, version).await?;
     Ok(cache.insert(clinic_id, rules))
 }
 
-async fn read_policy(conn: &mut dyn Conn, clinic_id: Uuid, version: i64) -> Result<RuleSet> {
+async fn read_policy(
+    conn: &mut dyn Conn,
+    bodies: &BodyCache,
+    clinic_id: Uuid,
+    version: i64,
+) -> Result<RuleSet> {
     let rows = conn
         .execute(
             "SELECT format, body FROM rule_policies WHERE clinic_id = $1 AND version = $2",
@@ -70,15 +79,16 @@ async fn read_policy(conn: &mut dyn Conn, clinic_id: Uuid, version: i64) -> Resu
     let invalid =
         |message: String| Error::PolicyInvalid { clinic_id: clinic_id.to_string(), message };
     let (format, body) = match rows.rows.first().map(Vec::as_slice) {
-        Some([SqlValue::Text(format), SqlValue::Text(body)]) => (format.clone(), body.clone()),
+        Some([SqlValue::Text(format), SqlValue::Text(body)]) => (format, body),
         other => return Err(invalid(format!("version {version} row unreadable: {other:?}"))),
     };
     let parsed = match format.as_str() {
-        "toml" => RuleSet::from_toml(&body),
-        "json" => RuleSet::from_json(&body),
+        "toml" => bodies.policies_toml.get_or_parse(body, RuleSet::from_toml),
+        "json" => bodies.policies_json.get_or_parse(body, RuleSet::from_json),
         other => return Err(invalid(format!("unknown policy format {other:?}"))),
     };
-    let mut rules = parsed.map_err(|error| invalid(format!("version {version}: {error}")))?;
+    let parsed = parsed.map_err(|error| invalid(format!("version {version}: {error}")))?;
+    let mut rules = RuleSet::clone(&parsed);
     // The row's key is authoritative for version and clinic.
     rules.version = u64::try_from(version).expect("stored versions are positive");
     rules.clinic_id = Some(clinic_id);
@@ -88,13 +98,15 @@ async fn read_policy(conn: &mut dyn Conn, clinic_id: Uuid, version: i64) -> Resu
 /// Reads the allocator's input for `request`.
 pub async fn load_snapshot(
     conn: &mut dyn Conn,
+    bodies: &BodyCache,
     request: &BookingRequest,
     rooms_max: usize,
     day_appointments_max: usize,
 ) -> Result<ClinicSnapshot> {
-    let clinic: Clinic = load_clinic(conn, request.clinic_id).await?;
+    let clinic: Clinic = load_clinic(conn, bodies, request.clinic_id).await?;
     let doctor: Doctor = load_body(
         conn,
+        &bodies.doctors,
         "SELECT body FROM doctors WHERE id = $1 AND clinic_id = $2",
         &[SqlValue::Uuid(request.doctor_id), SqlValue::Uuid(request.clinic_id)],
         Reference::new("doctor_id", "doctor", request.doctor_id.to_string(), IN_CLINIC),
@@ -102,6 +114,7 @@ pub async fn load_snapshot(
     .await?;
     let patient: Patient = load_body(
         conn,
+        &bodies.patients,
         "SELECT body FROM patients WHERE id = $1",
         &[SqlValue::Uuid(request.patient_id)],
         Reference::new("patient_id", "patient", request.patient_id.to_string(), ""),
@@ -109,6 +122,7 @@ pub async fn load_snapshot(
     .await?;
     let appointment_type: AppointmentType = load_body(
         conn,
+        &bodies.appointment_types,
         "SELECT body FROM appointment_types WHERE clinic_id = $1 AND key = $2",
         &[SqlValue::Uuid(request.clinic_id), SqlValue::Text(request.appointment_type.clone())],
         Reference::new(
@@ -119,7 +133,7 @@ pub async fn load_snapshot(
         ),
     )
     .await?;
-    let rooms = load_rooms(conn, request.clinic_id, rooms_max).await?;
+    let rooms = load_rooms(conn, bodies, request.clinic_id, rooms_max).await?;
     if let Some(room_id) = request.room_id {
         check_pinned_room(conn, &rooms, room_id).await?;
     }
@@ -162,9 +176,14 @@ impl Reference {
     }
 }
 
-pub async fn load_clinic(conn: &mut dyn Conn, clinic_id: Uuid) -> Result<Clinic> {
+pub async fn load_clinic(
+    conn: &mut dyn Conn,
+    bodies: &BodyCache,
+    clinic_id: Uuid,
+) -> Result<Clinic> {
     load_body(
         conn,
+        &bodies.clinics,
         "SELECT body FROM clinics WHERE id = $1",
         &[SqlValue::Uuid(clinic_id)],
         Reference::new("clinic_id", "clinic", clinic_id.to_string(), ""),
@@ -172,18 +191,28 @@ pub async fn load_clinic(conn: &mut dyn Conn, clinic_id: Uuid) -> Result<Clinic>
     .await
 }
 
-async fn load_body<T: DeserializeOwned>(
+async fn load_body<T: DeserializeOwned + Clone>(
     conn: &mut dyn Conn,
+    memo: &Memo<T>,
     sql: &str,
     params: &[SqlValue],
     reference: Reference,
 ) -> Result<T> {
     let rows = conn.execute(sql, params).await?;
     match first_value(&rows) {
-        Some(SqlValue::Text(body)) => parse_body(body, reference.entity),
+        Some(SqlValue::Text(body)) => parse_cached(memo, body, reference.entity),
         Some(other) => Err(Error::Internal(format!("{} body is {other:?}", reference.entity))),
         None => Err(reference.unknown()),
     }
+}
+
+/// [`parse_body`] through `memo`: a text parsed before is cloned from the memo.
+fn parse_cached<T: DeserializeOwned + Clone>(
+    memo: &Memo<T>,
+    body: &str,
+    entity: &str,
+) -> Result<T> {
+    memo.get_or_parse(body, |body| parse_body(body, entity)).map(|parsed| T::clone(&parsed))
 }
 
 fn parse_body<T: DeserializeOwned>(body: &str, entity: &str) -> Result<T> {
@@ -194,6 +223,7 @@ fn parse_body<T: DeserializeOwned>(body: &str, entity: &str) -> Result<T> {
 /// The clinic's rooms in id order (at most `rooms_max`).
 pub async fn load_rooms(
     conn: &mut dyn Conn,
+    bodies: &BodyCache,
     clinic_id: Uuid,
     rooms_max: usize,
 ) -> Result<Vec<Room>> {
@@ -210,7 +240,7 @@ pub async fn load_rooms(
     rows.rows
         .iter()
         .map(|row| match row.first() {
-            Some(SqlValue::Text(body)) => parse_body(body, "room"),
+            Some(SqlValue::Text(body)) => parse_cached(&bodies.rooms, body, "room"),
             other => Err(Error::Internal(format!("room body is {other:?}"))),
         })
         .collect()

@@ -122,10 +122,10 @@ async fn read_inputs(
     conn: &mut dyn Conn,
     request: &BookingRequest,
 ) -> Result<(std::sync::Arc<RuleSet>, ClinicSnapshot)> {
-    let policy = load_policy(conn, &ctx.policy_cache, request.clinic_id).await?;
+    let policy = load_policy(conn, &ctx.policy_cache, &ctx.bodies, request.clinic_id).await?;
     let config = &ctx.config;
-    let snapshot =
-        load_snapshot(conn, request, config.rooms_max, config.day_appointments_max).await?;
+    let (rooms_max, appointments_max) = (config.rooms_max, config.day_appointments_max);
+    let snapshot = load_snapshot(conn, &ctx.bodies, request, rooms_max, appointments_max).await?;
     Ok((policy, snapshot))
 }
 

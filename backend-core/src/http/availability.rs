@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::error::query_rejection;
 use super::{ApiContext, Timing, with_timing};
 use crate::allocator::{ClinicSnapshot, room_free_intervals};
+use crate::booking::body_cache::BodyCache;
 use crate::booking::snapshot::{load_appointments, load_clinic, load_rooms};
 use crate::db::SqlValue;
 use crate::domain::AppointmentType;
@@ -68,12 +69,14 @@ async fn free_rooms(
         return Err(Error::invalid("to", format!("window longer than {hours_max} hours")));
     }
     let mut conn = ctx.db.acquire().await?;
-    let clinic = load_clinic(conn.as_mut(), query.clinic_id).await?;
+    let bodies = &ctx.bodies;
+    let clinic = load_clinic(conn.as_mut(), bodies, query.clinic_id).await?;
     let kind = match &query.appointment_type {
-        Some(key) => Some(load_type(conn.as_mut(), query.clinic_id, key).await?),
+        Some(key) => Some(load_type(conn.as_mut(), bodies, query.clinic_id, key).await?),
         None => None,
     };
-    let mut rooms = load_rooms(conn.as_mut(), query.clinic_id, ctx.config.rooms_max).await?;
+    let rooms_max = ctx.config.rooms_max;
+    let mut rooms = load_rooms(conn.as_mut(), bodies, query.clinic_id, rooms_max).await?;
     if let Some(kind) = &kind {
         let allowed = &kind.allowed_room_types;
         rooms.retain(|room| allowed.is_empty() || allowed.contains(&room.room_type));
@@ -100,6 +103,7 @@ async fn free_rooms(
 
 async fn load_type(
     conn: &mut dyn crate::db::Conn,
+    bodies: &BodyCache,
     clinic_id: Uuid,
     key: &str,
 ) -> Result<AppointmentType> {
@@ -110,9 +114,14 @@ async fn load_type(
         )
         .await?;
     match rows.rows.first().and_then(|row| row.first()) {
-        Some(SqlValue::Text(body)) => serde_json::from_str(body).map_err(|error| {
-            Error::Internal(format!("stored appointment type unreadable: {error}"))
-        }),
+        Some(SqlValue::Text(body)) => {
+            let parse = |body: &str| {
+                serde_json::from_str(body).map_err(|error| {
+                    Error::Internal(format!("stored appointment type unreadable: {error}"))
+                })
+            };
+            bodies.appointment_types.get_or_parse(body, parse).map(|kind| kind.as_ref().clone())
+        }
         _ => Err(Error::UnknownReference {
             field: "appointment_type".into(),
             entity: "appointment type",

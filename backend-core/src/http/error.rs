@@ -90,7 +90,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(Value
             error.column()
         ),
     })?;
-    let typed = serde_path_to_error::deserialize(value.clone()).map_err(|error| {
+    let typed = serde_path_to_error::deserialize(&value).map_err(|error| {
         let path = error.path().to_string();
         let field = if path == "." { "body".to_string() } else { path };
         Error::invalid(field, error.into_inner().to_string())

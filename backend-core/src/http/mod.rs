@@ -1,8 +1,8 @@
 //! The HTTP API (axum 0.8), built from explicit state and servable on any listener.
 //!
 //! WHAT: [`ApiContext`] carries everything a handler needs (database, clock, id source,
-//! configuration with the strategy and retry budget, metrics, policy cache, the CPU-cost hook
-//! and the seeded retry-jitter RNG); [`api_router`] merges the resource routers:
+//! configuration with the strategy and retry budget, metrics, policy cache, parsed-body cache,
+//! the CPU-cost hook and the seeded retry-jitter RNG); [`api_router`] merges the resource routers:
 //!
 //! ```text
 //! POST /v1/appointments                 book (Idempotency-Key honoured)      appointments.rs
@@ -37,6 +37,7 @@ use axum::routing::get;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::booking::body_cache::BodyCache;
 use crate::booking::work::{NoCharge, WorkCharge};
 use crate::config::ApiConfig;
 use crate::db::Db;
@@ -53,13 +54,15 @@ pub struct ApiContext {
     pub config: Arc<ApiConfig>,
     pub metrics: Arc<Metrics>,
     pub policy_cache: Arc<PolicyCache>,
+    /// Stored bodies already parsed, by their text (`booking::body_cache`).
+    pub bodies: Arc<BodyCache>,
     pub work: Arc<dyn WorkCharge>,
     /// Jitter for retry backoff; seeded, so a simulated run replays exactly.
     pub retry_rng: Arc<Mutex<ChaCha8Rng>>,
 }
 
 impl ApiContext {
-    /// A context with a fresh policy cache and metrics, no CPU-cost charge, and the retry RNG
+    /// A context with fresh policy and body caches and metrics, no CPU-cost charge, and the retry RNG
     /// seeded from `retry_seed`.
     pub fn new(
         db: Arc<dyn Db>,
@@ -75,6 +78,7 @@ impl ApiContext {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             policy_cache: Arc::new(PolicyCache::default()),
+            bodies: Arc::new(BodyCache::default()),
             work: Arc::new(NoCharge),
             retry_rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(retry_seed))),
         }
@@ -83,6 +87,13 @@ impl ApiContext {
     /// Replaces the CPU-cost hook (the simulation's virtual-time charge).
     pub fn with_work_charge(mut self, work: Arc<dyn WorkCharge>) -> ApiContext {
         self.work = work;
+        self
+    }
+
+    /// Replaces the parsed-body cache, e.g. with one shared by every backend a process runs.
+    /// The cache changes no answer (`booking::body_cache`), so sharing it is unobservable.
+    pub fn with_body_cache(mut self, bodies: Arc<BodyCache>) -> ApiContext {
+        self.bodies = bodies;
         self
     }
 }
