@@ -1038,10 +1038,28 @@ impl Engine {
     }
 
     pub(crate) fn query_committed_impl(&mut self, sql_text: &str) -> Response {
-        let (rewritten, strengths) = sql::rewrite_lock_strengths(sql_text);
-        let plan =
-            plan_sql(&rewritten, &strengths, &self.db.catalog).map_err(Error::into_sql_error)?;
-        let Plan::Select(select) = &plan else {
+        // A SELECT planned before (by a session or an earlier call) is reused; only SELECT
+        // plans are put in the cache from here (a SELECT text is never a control statement).
+        let version = self.db.catalog.schema_version;
+        let cached = match self.plans.lock().expect("plan cache").get(sql_text, version) {
+            Some(Parsed::Plan(p)) if matches!(*p, Plan::Select(_)) => Some(p),
+            _ => None,
+        };
+        let plan = match cached {
+            Some(p) => p,
+            None => {
+                let (rewritten, strengths) = sql::rewrite_lock_strengths(sql_text);
+                let plan = plan_sql(&rewritten, &strengths, &self.db.catalog)
+                    .map_err(Error::into_sql_error)?;
+                let plan = Arc::new(plan);
+                if matches!(*plan, Plan::Select(_)) {
+                    let parsed = Parsed::Plan(Arc::clone(&plan));
+                    self.plans.lock().expect("plan cache").put(sql_text, version, parsed);
+                }
+                plan
+            }
+        };
+        let Plan::Select(select) = &*plan else {
             return Err(errinput!("0A000", "query_committed runs only SELECT").into_sql_error());
         };
         let effects = select

@@ -69,7 +69,11 @@ fn push_piece<'a>(out: &mut Vec<(usize, &'a str)>, sql: &'a str, start: usize, e
 /// Whether the text has anything besides whitespace and `--` comments (no copy is made:
 /// this runs on every submitted statement).
 fn has_code(sql: &str) -> bool {
-    sql.lines().any(|l| !l.split("--").next().unwrap_or("").trim().is_empty())
+    let text = sql.trim_start();
+    if !text.is_empty() && !text.starts_with("--") {
+        return true; // The first line's text before any `--` holds this non-blank char.
+    }
+    text.lines().any(|l| !l.split("--").next().unwrap_or("").trim().is_empty())
 }
 
 /// Uppercase words of a statement outside quotes, with their byte offsets.
