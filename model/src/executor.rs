@@ -391,8 +391,9 @@ impl<'a> Exec<'a> {
         Ok((0..t.heap.tuples.len()).collect())
     }
 
-    /// Visible versions of one table matching `filter` (evaluated over the table's row).
-    fn scan(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<(TupleId, Vec<Value>)>> {
+    /// Visible versions of one table matching `filter` (evaluated over the table's row), as
+    /// tuple ids: the values stay in the heap (callers that need a copy take one).
+    fn scan(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<TupleId>> {
         let tids = self.candidate_tids(table, filter)?;
         let params = self.params;
         let snap = self.snap;
@@ -411,11 +412,22 @@ impl<'a> Exec<'a> {
                 }
             };
             if keep {
-                out.push((tid, tuple.values.clone()));
+                out.push(tid);
             }
         }
         self.ssi_read(table)?;
         Ok(out)
+    }
+
+    /// [`Exec::scan`] with a copy of each row's values.
+    fn scan_values(
+        &mut self,
+        table: &str,
+        filter: Option<&Expr>,
+    ) -> Res<Vec<(TupleId, Vec<Value>)>> {
+        let tids = self.scan(table, filter)?;
+        let t = self.db.catalog.must_get(table)?;
+        Ok(tids.into_iter().map(|tid| (tid, t.heap.tuples[tid].values.clone())).collect())
     }
 
     fn source_rows(
@@ -424,9 +436,11 @@ impl<'a> Exec<'a> {
         filter: Option<&Expr>,
     ) -> Res<Vec<(Option<TupleId>, Vec<Value>)>> {
         match source {
-            Source::Table { table, .. } => {
-                Ok(self.scan(table, filter)?.into_iter().map(|(t, v)| (Some(t), v)).collect())
-            }
+            Source::Table { table, .. } => Ok(self
+                .scan_values(table, filter)?
+                .into_iter()
+                .map(|(t, v)| (Some(t), v))
+                .collect()),
             Source::Series { start, end, .. } => {
                 let (a, b) = (self.eval(start, &[], None)?, self.eval(end, &[], None)?);
                 let (Value::Int(a), Value::Int(b)) = (a, b) else {
@@ -484,6 +498,12 @@ impl<'a> Exec<'a> {
 
     /// The projected rows of a SELECT (also the source of INSERT … SELECT).
     fn select_rows(&mut self, s: &Select) -> Res<Vec<Vec<Value>>> {
+        if let [Source::Table { table, .. }] = s.sources.as_slice()
+            && !s.grouped
+            && s.locks.is_empty()
+        {
+            return self.select_rows_in_place(s, table);
+        }
         let cands = self.select_candidates(s)?;
         if s.grouped {
             return self.grouped(s, cands);
@@ -514,6 +534,32 @@ impl<'a> Exec<'a> {
             rows.push(out);
         }
         Ok(rows)
+    }
+
+    /// [`Exec::select_rows`] of a one-table SELECT without grouping or row locks: projects
+    /// straight from the heap's versions instead of copying every matching row first. Same
+    /// evaluation order as the general path (filter over every version, the SIREAD, then the
+    /// projection of each match in heap order, sort, OFFSET/LIMIT).
+    fn select_rows_in_place(&mut self, s: &Select, table: &str) -> Res<Vec<Vec<Value>>> {
+        let tids = self.scan(table, s.filter.as_ref())?;
+        let params = self.params;
+        let mut keyed = Vec::with_capacity(tids.len());
+        {
+            let (catalog, _, mut fx) = self.fx();
+            let t = catalog.must_get(table)?;
+            for tid in tids {
+                let row = Row::new(&t.heap.tuples[tid].values, params);
+                let (out, keys) = project_row(s, &row, &mut fx)?;
+                keyed.push((keys, (), out));
+            }
+        }
+        sort_keyed(&mut keyed, s);
+        let (offset, limit) = self.offset_limit(s)?;
+        let rows = keyed.into_iter().map(|k| k.2).skip(offset);
+        Ok(match limit {
+            Some(l) => rows.take(l).collect(),
+            None => rows.collect(),
+        })
     }
 
     fn offset_limit(&mut self, s: &Select) -> Res<(usize, Option<usize>)> {
@@ -548,18 +594,7 @@ impl<'a> Exec<'a> {
         let params = self.params;
         let (_, _, mut fx) = self.fx();
         let row = Row { values, params, excluded: None, aggregates: aggs };
-        let mut out = Vec::with_capacity(s.projection.len());
-        for (_, e) in &s.projection {
-            out.push(expr::eval(e, &row, &mut fx)?);
-        }
-        let mut keys = Vec::with_capacity(s.order_by.len());
-        for (k, _, _) in &s.order_by {
-            keys.push(match k {
-                OrderKey::Output(i) => out[*i].clone(),
-                OrderKey::Expr(e) => expr::eval(e, &row, &mut fx)?,
-            });
-        }
-        Ok((out, keys))
+        project_row(s, &row, &mut fx)
     }
 
     /// Applies the FOR … clauses to one output row; false when the row is skipped.
@@ -775,7 +810,10 @@ impl<'a> Exec<'a> {
 
     /// NOT NULL and CHECK constraints of a proposed row.
     fn check_row(&mut self, table: &str, values: &[Value]) -> Res<()> {
-        let t = self.db.catalog.must_get(table)?.clone_shallow();
+        // The definition is read in place (the checks' evaluation only needs the effects).
+        let params = self.params;
+        let (catalog, _, mut fx) = self.fx();
+        let t = catalog.must_get(table)?;
         for (i, c) in t.columns.iter().enumerate() {
             if c.not_null && values[i] == Value::Null {
                 return Err(Error::Constraint {
@@ -788,7 +826,7 @@ impl<'a> Exec<'a> {
             }
         }
         for check in &t.checks {
-            let v = self.eval(&check.expr, values, None)?;
+            let v = expr::eval(&check.expr, &Row::new(values, params), &mut fx)?;
             if v == Value::Bool(false) {
                 return Err(Error::Constraint {
                     code: "23514",
@@ -1083,32 +1121,44 @@ impl<'a> Exec<'a> {
     }
 
     /// The full row for an INSERT: provided values, defaults, serials, generated columns.
+    /// The table's definition is read in place, never copied (serials are its only part a
+    /// row changes, through [`Exec::default_value`]).
     fn build_row(&mut self, ins: &Insert, provided: Vec<Option<Value>>) -> Res<Vec<Value>> {
-        let t = self.db.catalog.must_get(&ins.table)?.clone_shallow();
-        let mut values: Vec<Option<Value>> = vec![None; t.columns.len()];
-        for (&ci, v) in ins.columns.iter().zip(provided) {
-            if let (Some(_), Some(v)) = (&t.columns[ci].generated, &v) {
-                let _ = v;
-                return Err(errinput!(
-                    "428C9",
-                    "cannot insert a non-DEFAULT value into column \"{}\"",
-                    t.columns[ci].name
-                )
-                .into());
+        let width = {
+            let t = self.db.catalog.must_get(&ins.table)?;
+            for (&ci, v) in ins.columns.iter().zip(&provided) {
+                if t.columns[ci].generated.is_some() && v.is_some() {
+                    return Err(errinput!(
+                        "428C9",
+                        "cannot insert a non-DEFAULT value into column \"{}\"",
+                        t.columns[ci].name
+                    )
+                    .into());
+                }
             }
+            t.columns.len()
+        };
+        let mut values: Vec<Option<Value>> = vec![None; width];
+        for (&ci, v) in ins.columns.iter().zip(provided) {
             values[ci] = v;
         }
-        let mut row = Vec::with_capacity(t.columns.len());
-        for (ci, c) in t.columns.iter().enumerate() {
-            let v = match values[ci].take() {
-                Some(v) => planner::assign(v, c)?,
+        let mut row = Vec::with_capacity(width);
+        for (ci, value) in values.into_iter().enumerate() {
+            let v = match value {
+                Some(v) => {
+                    let t = self.db.catalog.must_get(&ins.table)?;
+                    planner::assign(v, &t.columns[ci])?
+                }
                 None => self.default_value(&ins.table, ci)?,
             };
             row.push(v);
         }
+        let params = self.params;
+        let (catalog, _, mut fx) = self.fx();
+        let t = catalog.must_get(&ins.table)?;
         for (ci, c) in t.columns.iter().enumerate() {
             if let Some(g) = &c.generated {
-                let v = self.eval(g, &row, None)?;
+                let v = expr::eval(g, &Row::new(&row, params), &mut fx)?;
                 row[ci] = planner::assign(v, c)?;
             }
         }
@@ -1116,16 +1166,16 @@ impl<'a> Exec<'a> {
     }
 
     fn default_value(&mut self, table: &str, ci: usize) -> Res<Value> {
-        let t = self.db.catalog.must_get(table)?;
-        let c = &t.columns[ci];
-        if c.serial_next.is_some() {
+        if self.db.catalog.must_get(table)?.columns[ci].serial_next.is_some() {
             return Ok(Value::Int(self.next_serial(table, ci)?));
         }
-        match c.default.clone() {
+        let params = self.params;
+        let (catalog, _, mut fx) = self.fx();
+        let c = &catalog.must_get(table)?.columns[ci];
+        match &c.default {
             Some(e) => {
-                let col = c.clone();
-                let v = self.eval(&e, &[], None)?;
-                Ok(planner::assign(v, &col)?)
+                let v = expr::eval(e, &Row::new(&[], params), &mut fx)?;
+                Ok(planner::assign(v, c)?)
             }
             None => Ok(Value::Null),
         }
@@ -1231,10 +1281,10 @@ impl<'a> Exec<'a> {
             u.sets.iter().any(|(ci, _)| t.is_key_column(*ci))
         };
         let mode = if key_update { LockStrength::Update } else { LockStrength::NoKeyUpdate };
-        let cands = self.scan(&u.table, u.filter.as_ref())?;
+        let tids = self.scan(&u.table, u.filter.as_ref())?;
         let mut count = 0;
         let mut returned = Vec::new();
-        for (tid, _) in cands {
+        for tid in tids {
             let Some(target) = self.lock_row(&u.table, tid, mode, false, false)? else { continue };
             let old = self.db.catalog.must_get(&u.table)?.heap.tuples[target].values.clone();
             if target != tid && !self.eval_filter(u.filter.as_ref(), &old)? {
@@ -1266,11 +1316,15 @@ impl<'a> Exec<'a> {
         old: &[Value],
         mut new: Vec<Value>,
     ) -> Res<Vec<Value>> {
-        let t = self.db.catalog.must_get(table)?.clone_shallow();
-        for (ci, c) in t.columns.iter().enumerate() {
-            if let Some(g) = &c.generated {
-                let v = self.eval(g, &new, None)?;
-                new[ci] = planner::assign(v, c)?;
+        {
+            let params = self.params;
+            let (catalog, _, mut fx) = self.fx();
+            let t = catalog.must_get(table)?;
+            for (ci, c) in t.columns.iter().enumerate() {
+                if let Some(g) = &c.generated {
+                    let v = expr::eval(g, &Row::new(&new, params), &mut fx)?;
+                    new[ci] = planner::assign(v, c)?;
+                }
             }
         }
         self.check_row(table, &new)?;
@@ -1292,10 +1346,10 @@ impl<'a> Exec<'a> {
 
     fn delete(&mut self, d: &Delete) -> Res<QueryResult> {
         self.check_writable("DELETE")?;
-        let cands = self.scan(&d.table, d.filter.as_ref())?;
+        let tids = self.scan(&d.table, d.filter.as_ref())?;
         let mut count = 0;
         let mut returned = Vec::new();
-        for (tid, _) in cands {
+        for tid in tids {
             let Some(target) = self.lock_row(&d.table, tid, LockStrength::Update, false, false)?
             else {
                 continue;
@@ -1413,21 +1467,6 @@ impl Retag for QueryResult {
     }
 }
 
-impl Table {
-    /// The definition without the heap (for reading constraints while mutating the heap).
-    fn clone_shallow(&self) -> Table {
-        Table {
-            name: self.name.clone(),
-            columns: self.columns.clone(),
-            uniques: self.uniques.clone(),
-            exclusions: self.exclusions.clone(),
-            checks: self.checks.clone(),
-            foreign_keys: self.foreign_keys.clone(),
-            heap: mvcc::Heap::default(),
-        }
-    }
-}
-
 fn row_text(values: &[Value]) -> String {
     values
         .iter()
@@ -1495,7 +1534,24 @@ fn exclusion_matches(
     exclusion_applies(x, old)
 }
 
-fn sort_keyed(rows: &mut [(Vec<Value>, Cand, Vec<Value>)], s: &Select) {
+/// Output values and sort keys of one row.
+fn project_row(s: &Select, row: &Row<'_>, fx: &mut Fx<'_>) -> Res<(Vec<Value>, Vec<Value>)> {
+    let mut out = Vec::with_capacity(s.projection.len());
+    for (_, e) in &s.projection {
+        out.push(expr::eval(e, row, fx)?);
+    }
+    let mut keys = Vec::with_capacity(s.order_by.len());
+    for (k, _, _) in &s.order_by {
+        keys.push(match k {
+            OrderKey::Output(i) => out[*i].clone(),
+            OrderKey::Expr(e) => expr::eval(e, row, fx)?,
+        });
+    }
+    Ok((out, keys))
+}
+
+/// Sorts by the keys (stable: equal keys keep scan order).
+fn sort_keyed<C>(rows: &mut [(Vec<Value>, C, Vec<Value>)], s: &Select) {
     if s.order_by.is_empty() {
         return;
     }

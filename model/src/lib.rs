@@ -270,16 +270,27 @@ pub fn statement_kind(sql: &str) -> &'static str {
     while let Some(rest) = text.strip_prefix("--") {
         text = rest.split_once('\n').map(|x| x.1).unwrap_or("").trim_start();
     }
-    let word: String = text.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-    match word.to_ascii_lowercase().as_str() {
-        "select" | "with" | "values" | "table" | "show" => "select",
-        "insert" => "insert",
-        "update" => "update",
-        "delete" => "delete",
-        "begin" | "start" => "begin",
-        "commit" | "end" => "commit",
-        "rollback" | "abort" => "rollback",
-        "create" | "drop" | "alter" | "truncate" => "ddl",
-        _ => "other",
+    // The leading ASCII letters, compared case-insensitively (no lower-cased copy).
+    let len = text.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let word = &text[..len];
+    let is = |names: &[&str]| names.iter().any(|n| word.eq_ignore_ascii_case(n));
+    if is(&["select", "with", "values", "table", "show"]) {
+        "select"
+    } else if is(&["insert"]) {
+        "insert"
+    } else if is(&["update"]) {
+        "update"
+    } else if is(&["delete"]) {
+        "delete"
+    } else if is(&["begin", "start"]) {
+        "begin"
+    } else if is(&["commit", "end"]) {
+        "commit"
+    } else if is(&["rollback", "abort"]) {
+        "rollback"
+    } else if is(&["create", "drop", "alter", "truncate"]) {
+        "ddl"
+    } else {
+        "other"
     }
 }

@@ -19,15 +19,17 @@
 use crate::sql::Control;
 use crate::sql::planner::Plan;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Limit on cached statement texts.
 pub const PLANS_MAX: usize = 256;
 
-/// A statement text, already parsed.
+/// A statement text, already parsed. A plan is shared (`Arc`): a cache hit and a blocked
+/// statement's retry take a reference, never a deep copy of the plan's expression trees.
 #[derive(Clone, Debug)]
 pub enum Parsed {
     Control(Control),
-    Plan(Plan),
+    Plan(Arc<Plan>),
 }
 
 #[derive(Debug)]
@@ -103,7 +105,7 @@ mod tests {
     fn schema_version_invalidates_plans() {
         let mut c = PlanCache::default();
         let plan = Plan::Truncate(vec!["t".into()]);
-        c.put("truncate t", 1, Parsed::Plan(plan));
+        c.put("truncate t", 1, Parsed::Plan(Arc::new(plan)));
         c.put("savepoint a", 1, control("a"));
         assert!(c.get("truncate t", 1).is_some());
         assert!(c.get("truncate t", 2).is_none());

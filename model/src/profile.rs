@@ -135,10 +135,16 @@ struct RawKind {
 }
 
 impl LatencyProfile {
-    /// The committed default profile `model/profiles/default.toml`.
+    /// The committed default profile `model/profiles/default.toml` (parsed once per process:
+    /// `ServerConfig::default()` asks for it on every server start).
     pub fn default_profile() -> LatencyProfile {
-        LatencyProfile::from_toml_str(DEFAULT_PROFILE_TOML, "profiles/default.toml")
-            .expect("the committed default profile must be valid")
+        static PARSED: std::sync::OnceLock<LatencyProfile> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                LatencyProfile::from_toml_str(DEFAULT_PROFILE_TOML, "profiles/default.toml")
+                    .expect("the committed default profile must be valid")
+            })
+            .clone()
     }
 
     /// Reads and validates a profile file.

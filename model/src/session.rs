@@ -35,6 +35,7 @@ use crate::{
     Completion, Engine, QueryResult, Response, SessionId, SqlError, Step, Value, errinput,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Limit on timers fired by one `advance_to`.
@@ -95,7 +96,7 @@ pub struct Txn {
 /// A statement waiting for something.
 #[derive(Clone, Debug)]
 pub struct Blocked {
-    pub plan: Option<Plan>,
+    pub plan: Option<Arc<Plan>>,
     pub snap: Snapshot,
     pub replay: Replay,
     pub wait: Wait,
@@ -259,16 +260,16 @@ impl Engine {
     }
 
     /// Parses and plans `text`, remembering a success in the plan cache.
-    fn plan_uncached(&mut self, text: &str) -> Result<Plan, Error> {
+    fn plan_uncached(&mut self, text: &str) -> Result<Arc<Plan>, Error> {
         let (rewritten, strengths) = sql::rewrite_lock_strengths(text);
-        let plan = plan_sql(&rewritten, &strengths, &self.db.catalog)?;
+        let plan = Arc::new(plan_sql(&rewritten, &strengths, &self.db.catalog)?);
         let version = self.db.catalog.schema_version;
-        self.plans.lock().expect("plan cache").put(text, version, Parsed::Plan(plan.clone()));
+        self.plans.lock().expect("plan cache").put(text, version, Parsed::Plan(Arc::clone(&plan)));
         Ok(plan)
     }
 
     /// Takes the statement snapshot (waiting for a safe one if DEFERRABLE) and runs it.
-    fn start_statement(&mut self, session: SessionId, plan: Option<Plan>) -> Outcome {
+    fn start_statement(&mut self, session: SessionId, plan: Option<Arc<Plan>>) -> Outcome {
         self.start_statement_at(session, plan, None)
     }
 
@@ -277,7 +278,7 @@ impl Engine {
     fn start_statement_at(
         &mut self,
         session: SessionId,
-        plan: Option<Plan>,
+        plan: Option<Arc<Plan>>,
         deferred: Option<u64>,
     ) -> Outcome {
         let last_commit = self.db.xids.last_commit;
@@ -337,15 +338,19 @@ impl Engine {
     fn attempt(
         &mut self,
         session: SessionId,
-        plan: Plan,
+        plan: Arc<Plan>,
         snap: Snapshot,
         mut replay: Replay,
         prior: Option<Blocked>,
     ) -> Outcome {
         let me = self.me(session);
-        let params =
-            self.sessions[&session].pending.as_ref().map(|p| p.params.clone()).unwrap_or_default();
-        let mut exec = Exec::new(&mut self.db, me, snap, &params, &mut replay, self.now);
+        // Borrowed from the session (a field apart from `db`), not copied per attempt.
+        let params: &[Value] = self
+            .sessions
+            .get(&session)
+            .and_then(|s| s.pending.as_ref())
+            .map_or(&[], |p| p.params.as_slice());
+        let mut exec = Exec::new(&mut self.db, me, snap, params, &mut replay, self.now);
         exec.resumed = prior.is_some();
         let result = exec.run(&plan);
         if result.is_err() {
@@ -376,7 +381,7 @@ impl Engine {
     fn block(
         &mut self,
         session: SessionId,
-        plan: Option<Plan>,
+        plan: Option<Arc<Plan>>,
         snap: Snapshot,
         replay: Replay,
         wait: Wait,
@@ -1033,10 +1038,28 @@ impl Engine {
     }
 
     pub(crate) fn query_committed_impl(&mut self, sql_text: &str) -> Response {
-        let (rewritten, strengths) = sql::rewrite_lock_strengths(sql_text);
-        let plan =
-            plan_sql(&rewritten, &strengths, &self.db.catalog).map_err(Error::into_sql_error)?;
-        let Plan::Select(select) = &plan else {
+        // A SELECT planned before (by a session or an earlier call) is reused; only SELECT
+        // plans are put in the cache from here (a SELECT text is never a control statement).
+        let version = self.db.catalog.schema_version;
+        let cached = match self.plans.lock().expect("plan cache").get(sql_text, version) {
+            Some(Parsed::Plan(p)) if matches!(*p, Plan::Select(_)) => Some(p),
+            _ => None,
+        };
+        let plan = match cached {
+            Some(p) => p,
+            None => {
+                let (rewritten, strengths) = sql::rewrite_lock_strengths(sql_text);
+                let plan = plan_sql(&rewritten, &strengths, &self.db.catalog)
+                    .map_err(Error::into_sql_error)?;
+                let plan = Arc::new(plan);
+                if matches!(*plan, Plan::Select(_)) {
+                    let parsed = Parsed::Plan(Arc::clone(&plan));
+                    self.plans.lock().expect("plan cache").put(sql_text, version, parsed);
+                }
+                plan
+            }
+        };
+        let Plan::Select(select) = &*plan else {
             return Err(errinput!("0A000", "query_committed runs only SELECT").into_sql_error());
         };
         let effects = select

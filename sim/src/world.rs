@@ -852,7 +852,12 @@ fn finish(
         invariants::check_all(&config.scenario, &rows, &records, &observed);
     violations.truncate(VIOLATIONS_KEPT_MAX);
     let trace = shared.trace.lock().expect("trace");
-    let histograms = shared.histograms.lock().expect("histograms").clone();
+    // The hosts (and their handles on the histograms) went with the sim: take them whole
+    // rather than copy five HdrHistograms; copy only if something still holds them.
+    let histograms = match Arc::try_unwrap(shared.histograms) {
+        Ok(only) => only.into_inner().expect("histograms"),
+        Err(still_shared) => still_shared.lock().expect("histograms").clone(),
+    };
     let live = shared.live.borrow();
     let outcome = RunOutcome {
         seed: config.seed,

@@ -175,7 +175,8 @@ where
     W: AsyncWrite + Unpin,
     T: Encode + ?Sized,
 {
-    let mut frame = vec![0u8; 4];
+    let mut frame = Vec::with_capacity(4 + msg.encoded_len_hint());
+    frame.extend_from_slice(&[0u8; 4]);
     msg.encode(&mut frame);
     let len = frame.len() - 4;
     if len > FRAME_BYTES_MAX {
@@ -215,6 +216,26 @@ where
 /// The binary payload encoding of a frame's message.
 pub trait Encode {
     fn encode(&self, out: &mut Vec<u8>);
+
+    /// Bytes `encode` is expected to write (a capacity hint: the frame buffer is allocated
+    /// once instead of growing).
+    fn encoded_len_hint(&self) -> usize {
+        64
+    }
+}
+
+/// [`Encode::encoded_len_hint`] of one engine value.
+fn value_len_hint(v: &Value) -> usize {
+    match v {
+        Value::Null => 1,
+        Value::Bool(_) => 2,
+        Value::Int(_) | Value::Timestamp(_) => 9,
+        Value::Text(s) => 5 + s.len(),
+        Value::Uuid(_) => 17,
+        Value::Range(r) => {
+            2 + r.lower.iter().chain(r.upper.iter()).map(value_len_hint).sum::<usize>()
+        }
+    }
 }
 
 /// The binary payload decoding of a frame's message.
@@ -286,12 +307,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A length-prefixed sequence. The vector is sized once from the length (bounded by the
+    /// remaining bytes, see [`Reader::len`]) instead of growing through a fallible collect.
     fn seq<T>(
         &mut self,
         mut item: impl FnMut(&mut Self) -> Result<T, IoError>,
     ) -> Result<Vec<T>, IoError> {
         let n = self.len()?;
-        (0..n).map(|_| item(self)).collect()
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
     }
 }
 
@@ -476,8 +503,12 @@ pub enum Incoming {
 }
 
 impl Encode for QueryRef<'_> {
+    fn encoded_len_hint(&self) -> usize {
+        1 + 4 + self.sql.len() + 4 + self.params.iter().map(value_len_hint).sum::<usize>()
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
-        out.reserve(1 + 4 + self.sql.len() + 4 + 16 * self.params.len());
+        out.reserve(self.encoded_len_hint());
         out.push(0);
         put_str(out, self.sql);
         put_len(out, self.params.len());
@@ -576,6 +607,24 @@ impl Decode for Value {
 }
 
 impl Encode for Response {
+    fn encoded_len_hint(&self) -> usize {
+        let opt = |s: &Option<String>| 1 + s.as_ref().map_or(0, |s| 4 + s.len());
+        match self {
+            Ok(q) => {
+                let columns: usize = q.columns.iter().map(|c| 4 + c.len()).sum();
+                let rows: usize = q
+                    .rows
+                    .iter()
+                    .map(|row| 4 + row.iter().map(value_len_hint).sum::<usize>())
+                    .sum();
+                1 + 4 + q.tag.len() + 4 + columns + 4 + rows
+            }
+            Err(e) => {
+                1 + 4 + e.code.len() + 4 + e.message.len() + opt(&e.detail) + opt(&e.constraint)
+            }
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Ok(q) => {
@@ -694,7 +743,9 @@ mod tests {
             })),
         ];
         let mut direct = Vec::new();
-        QueryRef { sql: "select $1", params: &values }.encode(&mut direct);
+        let query = QueryRef { sql: "select $1", params: &values };
+        query.encode(&mut direct);
+        assert_eq!(direct.len(), query.encoded_len_hint(), "the hint is exact");
         let mirror = Request::decode_all(&direct).unwrap();
         let Request::Query { sql, params } = &mirror else { panic!("not a query: {mirror:?}") };
         assert_eq!(sql, "select $1");
@@ -721,6 +772,7 @@ mod tests {
         for response in [ok, err] {
             let mut out = Vec::new();
             response.encode(&mut out);
+            assert_eq!(out.len(), response.encoded_len_hint(), "the hint is exact");
             assert_eq!(Response::decode_all(&out).unwrap(), response);
             let mirror = WireResponse::decode_all(&out).unwrap();
             assert_eq!(mirror.to_response().unwrap(), response);

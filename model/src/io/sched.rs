@@ -37,11 +37,14 @@ impl Pct {
     /// Picks the index (into `ready`) of the session to run next. `ready` must not be empty.
     pub fn pick(&mut self, ready: &[SessionId]) -> usize {
         assert!(!ready.is_empty(), "pick needs at least one ready session");
+        // Priorities are drawn on first sight in `ready` order, as before.
         let mut best = 0;
-        for (i, &session) in ready.iter().enumerate() {
+        let mut best_priority = self.priority(ready[0]);
+        for (i, &session) in ready.iter().enumerate().skip(1) {
             let p = self.priority(session);
-            if p > self.priority(ready[best]) {
+            if p > best_priority {
                 best = i;
+                best_priority = p;
             }
         }
         let chosen = ready[best];

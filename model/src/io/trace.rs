@@ -59,11 +59,12 @@ impl Trace {
 
 /// `UPDATE t SET v = 42 WHERE id = 'x'` → `update t set v = ? where id = ?`.
 pub fn fingerprint(sql: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(FINGERPRINT_CHARS_MAX + 4);
     let mut chars = sql.trim().chars().peekable();
     let mut last_space = false;
     while let Some(c) = chars.next() {
-        if out.chars().count() >= FINGERPRINT_CHARS_MAX {
+        // A string has at least as many bytes as chars: count chars only near the limit.
+        if out.len() >= FINGERPRINT_CHARS_MAX && out.chars().count() >= FINGERPRINT_CHARS_MAX {
             break;
         }
         if c == '\'' {

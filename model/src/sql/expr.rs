@@ -172,7 +172,14 @@ pub fn eval<E: From<Error>>(expr: &Expr, row: &Row, fx: &mut dyn Effects<E>) -> 
             }
             logic_or(left, eval(b, row, fx)?)?
         }
-        Expr::Binary(op, a, b) => binary(*op, eval(a, row, fx)?, eval(b, row, fx)?)?,
+        Expr::Binary(op, a, b) => {
+            if let (Some(x), Some(y)) = (leaf(a, row), leaf(b, row))
+                && let Some(v) = compare_refs(*op, x, y)
+            {
+                return Ok(v);
+            }
+            binary(*op, eval(a, row, fx)?, eval(b, row, fx)?)?
+        }
         Expr::Not(e) => match eval(e, row, fx)? {
             Value::Null => Value::Null,
             Value::Bool(b) => Value::Bool(!b),
@@ -211,6 +218,11 @@ fn in_list<E: From<Error>>(
     row: &Row,
     fx: &mut dyn Effects<E>,
 ) -> Result<Value, E> {
+    if let Some(v) = leaf(e, row)
+        && let Some(result) = in_list_refs(v, list, row)
+    {
+        return Ok(if negated { negate(result) } else { result });
+    }
     let v = eval(e, row, fx)?;
     let mut result = Value::Bool(false);
     for item in list {
@@ -221,6 +233,56 @@ fn in_list<E: From<Error>>(
         }
     }
     Ok(if negated { negate(result) } else { result })
+}
+
+/// The value of a leaf expression (literal, parameter, column), borrowed; None for anything
+/// else and for a reference `eval` would answer otherwise (a missing parameter's error, a
+/// missing column's NULL), so the caller falls back to `eval`.
+fn leaf<'x>(e: &'x Expr, row: &Row<'x>) -> Option<&'x Value> {
+    match e {
+        Expr::Literal(v) => Some(v),
+        Expr::Param(i) => row.params.get(*i),
+        Expr::Column(i) => row.values.get(*i),
+        _ => None,
+    }
+}
+
+/// [`binary`] of a comparison on borrowed operands, without copying them, when that gives
+/// `binary`'s answer for sure: a NULL operand (NULL), or two values of one type that compare
+/// (no unknown-literal coercion, no type error). None: not a comparison, or ask `binary`.
+fn compare_refs(op: BinOp, a: &Value, b: &Value) -> Option<Value> {
+    if !matches!(op, BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq) {
+        return None;
+    }
+    if *a == Value::Null || *b == Value::Null {
+        return Some(Value::Null);
+    }
+    if std::mem::discriminant(a) != std::mem::discriminant(b) {
+        return None;
+    }
+    let ord = value::compare(a, b)?;
+    Some(Value::Bool(match op {
+        BinOp::Eq => ord == Ordering::Equal,
+        BinOp::NotEq => ord != Ordering::Equal,
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::LtEq => ord != Ordering::Greater,
+        BinOp::Gt => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    }))
+}
+
+/// [`in_list`] over borrowed leaves when every comparison is answered by [`compare_refs`]
+/// (same fold, same short cut at the first true); None: ask `in_list`.
+fn in_list_refs(v: &Value, list: &[Expr], row: &Row<'_>) -> Option<Value> {
+    let mut result = Value::Bool(false);
+    for item in list {
+        let eq = compare_refs(BinOp::Eq, v, leaf(item, row)?)?;
+        result = logic_or(result, eq).ok()?;
+        if result == Value::Bool(true) {
+            break;
+        }
+    }
+    Some(result)
 }
 
 fn negate(v: Value) -> Value {

@@ -61,14 +61,19 @@ pub fn split_statements(sql: &str) -> Vec<(usize, &str)> {
 
 fn push_piece<'a>(out: &mut Vec<(usize, &'a str)>, sql: &'a str, start: usize, end: usize) {
     let piece = &sql[start.min(sql.len())..end.min(sql.len())];
-    if !strip_comments(piece).trim().is_empty() {
+    if has_code(piece) {
         out.push((start, piece));
     }
 }
 
-/// The text with `--` comments removed (for keyword sniffing only).
-fn strip_comments(sql: &str) -> String {
-    sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join(" ")
+/// Whether the text has anything besides whitespace and `--` comments (no copy is made:
+/// this runs on every submitted statement).
+fn has_code(sql: &str) -> bool {
+    let text = sql.trim_start();
+    if !text.is_empty() && !text.starts_with("--") {
+        return true; // The first line's text before any `--` holds this non-blank char.
+    }
+    text.lines().any(|l| !l.split("--").next().unwrap_or("").trim().is_empty())
 }
 
 /// Uppercase words of a statement outside quotes, with their byte offsets.
