@@ -33,16 +33,18 @@
 //! statements and the backend's CPU (`model::io::Cores`), so CPU contention emerges at 10 and
 //! 50 users as it does on the real 2-core host.
 //!
-//! FIDELITY (measured 2026-11-28 03:22 UTC on the quiet 2-core machine, committed default
-//! profile, `validate --concurrency 1,10,50 --run-time 8s`, three runs): room assignment in
-//! band at every level in two runs of three (ratios 0.87–1.17); rules evaluation in band at 1
-//! and 10 users. OUT OF BAND: conflict detection under concurrency (sim 0.35–0.4 ms p50 vs real
-//! 0.47–0.59 ms; p95 0.6–0.95 vs 1.9–5.6 ms) — the real INSERT is stretched by the OS sharing
-//! the cores among ~10 PostgreSQL processes and the service (processor sharing), while the
-//! model runs a statement at full speed once it has a core and its PCT scheduler lets
-//! high-priority sessions pass first; rules evaluation at 50 users (real ×1.3–1.5 slower, the
-//! same CPU sharing). Run to run, the real side itself moves by 10–20 % at p50 on this VM, the
-//! width of the p50 band.
+//! FIDELITY (measured 2026-11-28 03:22–04:34 UTC on the quiet 2-core machine with the
+//! committed default profile, `validate --concurrency 1,10,50 --run-time 8s|10s`, five runs):
+//! at 1 user every judged quantile in band in the runs after the final calibration; room
+//! assignment in band at 50 users in four runs of five (p50 ratio 0.92–1.17, p95 0.76–1.10) and
+//! at 10 users in three (p50 0.78–0.99); rules evaluation mostly in band. OUT OF BAND:
+//! conflict detection under concurrency (sim 0.3–0.4 ms p50 vs real 0.47–0.85 ms; p95 0.5–1.0
+//! vs 1.9–6.8 ms) — the real INSERT is stretched by the OS sharing the cores among ~10
+//! PostgreSQL processes and the service (processor sharing, plus waits for conflicting
+//! in-progress inserts), while the model runs a statement at full speed once it has a core and
+//! its PCT scheduler lets high-priority sessions pass first. Run to run, the real side itself
+//! moves by 10–40 % at p50 on this VM (one 1-user run measured 3.7 ms where the next measured
+//! 2.6 ms), the width of the p50 band; a loaded machine is several times slower.
 //!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
 //! by `roomsim calibrate`) or the committed default `model/profiles/default.toml`; the
