@@ -553,6 +553,15 @@ impl<'a> Exec<'a> {
                 keyed.push((keys, (), out));
             }
         }
+        self.sorted_page(keyed, s)
+    }
+
+    /// Sorts projected rows by their keys, then applies OFFSET/LIMIT (no row locks).
+    fn sorted_page<C>(
+        &mut self,
+        mut keyed: Vec<(Vec<Value>, C, Vec<Value>)>,
+        s: &Select,
+    ) -> Res<Vec<Vec<Value>>> {
         sort_keyed(&mut keyed, s);
         let (offset, limit) = self.offset_limit(s)?;
         let rows = keyed.into_iter().map(|k| k.2).skip(offset);
@@ -674,13 +683,7 @@ impl<'a> Exec<'a> {
             let (out, keys) = self.project(s, &rep, &aggs)?;
             keyed.push((keys, Cand { tids: vec![], values: rep }, out));
         }
-        sort_keyed(&mut keyed, s);
-        let (offset, limit) = self.offset_limit(s)?;
-        let rows = keyed.into_iter().map(|k| k.2).skip(offset);
-        Ok(match limit {
-            Some(l) => rows.take(l).collect(),
-            None => rows.collect(),
-        })
+        self.sorted_page(keyed, s)
     }
 
     // ---- row locks ----

@@ -42,6 +42,8 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 use serde::Deserialize;
 
+use crate::io::cores::CORES_MAX;
+
 /// Every statement kind a profile must describe, in the order they are validated.
 pub const STATEMENT_KINDS: [&str; 9] =
     ["select", "insert", "update", "delete", "begin", "commit", "rollback", "ddl", "other"];
@@ -99,9 +101,6 @@ pub struct LatencyProfile {
     /// Cores shared by the database and the backend.
     cores: Option<u32>,
 }
-
-/// Most cores a profile may declare.
-pub const CORES_MAX: u32 = 256;
 
 /// Longest statement-class prefix accepted.
 pub const CLASS_PREFIX_CHARS_MAX: usize = 200;
@@ -208,7 +207,7 @@ impl LatencyProfile {
                 request_us = Some(ServiceTime::Empirical { quantiles });
             }
             if let Some(n) = cpu.cores {
-                if !(1..=CORES_MAX).contains(&n) {
+                if !(1..=CORES_MAX).contains(&(n as usize)) {
                     return Err(err("cpu.cores".into(), format!("must be 1..={CORES_MAX}")));
                 }
                 cores = Some(n);

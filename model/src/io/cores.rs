@@ -30,7 +30,6 @@ pub struct Cores {
     semaphore: Semaphore,
     /// Notified on every give-back: the server's executor loop listens.
     released: Notify,
-    count: usize,
 }
 
 /// One taken core; given back when dropped (a crashed host's tasks give theirs back too).
@@ -49,11 +48,7 @@ impl Drop for CoreGuard {
 impl Cores {
     pub fn new(count: usize) -> Arc<Cores> {
         assert!((1..=CORES_MAX).contains(&count), "cores must be 1..={CORES_MAX}, got {count}");
-        Arc::new(Cores { semaphore: Semaphore::new(count), released: Notify::new(), count })
-    }
-
-    pub fn count(&self) -> usize {
-        self.count
+        Arc::new(Cores { semaphore: Semaphore::new(count), released: Notify::new() })
     }
 
     /// Cores free right now.

@@ -261,14 +261,20 @@ fn compare_refs(op: BinOp, a: &Value, b: &Value) -> Option<Value> {
         return None;
     }
     let ord = value::compare(a, b)?;
-    Some(Value::Bool(match op {
+    Some(Value::Bool(comparison_holds(op, ord)))
+}
+
+/// Whether `a op b` holds when `a` compares to `b` as `ord` (`op` is a comparison; GtEq is
+/// the remaining case).
+fn comparison_holds(op: BinOp, ord: Ordering) -> bool {
+    match op {
         BinOp::Eq => ord == Ordering::Equal,
         BinOp::NotEq => ord != Ordering::Equal,
         BinOp::Lt => ord == Ordering::Less,
         BinOp::LtEq => ord != Ordering::Greater,
         BinOp::Gt => ord == Ordering::Greater,
         _ => ord != Ordering::Less,
-    }))
+    }
 }
 
 /// [`in_list`] over borrowed leaves when every comparison is answered by [`compare_refs`]
@@ -385,14 +391,7 @@ pub fn binary(op: BinOp, a: Value, b: Value) -> Result<Value, Error> {
         BinOp::Eq | BinOp::NotEq | BinOp::Lt | BinOp::LtEq | BinOp::Gt | BinOp::GtEq => {
             let (a, b) = resolve_unknown(a, b)?;
             let ord = value::compare(&a, &b).ok_or_else(|| binary_type_error(op, &a, &b))?;
-            Ok(Value::Bool(match op {
-                BinOp::Eq => ord == Ordering::Equal,
-                BinOp::NotEq => ord != Ordering::Equal,
-                BinOp::Lt => ord == Ordering::Less,
-                BinOp::LtEq => ord != Ordering::Greater,
-                BinOp::Gt => ord == Ordering::Greater,
-                _ => ord != Ordering::Less,
-            }))
+            Ok(Value::Bool(comparison_holds(op, ord)))
         }
         BinOp::And => logic_and(a, b),
         BinOp::Or => logic_or(a, b),
