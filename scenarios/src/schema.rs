@@ -401,8 +401,9 @@ fn default_pool_size() -> u32 {
 fn default_acquire_timeout_ms() -> u64 {
     1_000
 }
+/// backend-core's `RetryPolicy::default().retries_max` (the crates do not depend on each other).
 fn default_db_retries() -> u32 {
-    5
+    10
 }
 fn default_latency_us_min() -> u64 {
     50
