@@ -38,7 +38,7 @@ use backend_core::domain::{Clock, SequentialIds};
 use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
-use model::io::{Cores, Server, ServerConfig};
+use model::io::{Cores, Scheduler, Server, ServerConfig};
 use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, Step};
 use rand::SeedableRng;
@@ -340,6 +340,9 @@ pub fn add_db_host(
         seed: seeds.u64(Stream::DbScheduler),
         time_scale: TIME_SCALE,
         profile: profile.clone(),
+        // One machine shared with the backend: the kernel's pick among runnable work, not
+        // PCT's favoured sessions (`model::io::sched`).
+        scheduler: if cores.is_some() { Scheduler::RandomOrder } else { Scheduler::Pct },
         cores,
         transport_us: DB_TRANSPORT_US,
         ..ServerConfig::default()

@@ -14,5 +14,6 @@ pub mod trace;
 pub use client::Client;
 pub use cores::{CoreGuard, Cores};
 pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef, Request, WireResponse, WireValue};
+pub use sched::Scheduler;
 pub use server::{Server, ServerConfig};
 pub use trace::TraceEvent;

@@ -9,7 +9,8 @@
 //! LIFE OF A STATEMENT
 //! 1. The connection task reads a frame and queues the statement with the engine task.
 //! 2. The engine task yields a few times to gather statements that arrived at the same
-//!    instant, then, while an executor is free, picks one by PCT priority ([`super::sched`]).
+//!    instant, then, while an executor is free, picks one by its [`Scheduler`] (PCT
+//!    priority, or a uniform random pick on a modelled machine: [`super::sched`]).
 //! 3. It advances the engine clock to tokio's (virtual) clock and submits the statement.
 //!    Done: the reply is held for a service time drawn from the [`LatencyProfile`] for the
 //!    statement's class (text prefix) or else its kind, × `time_scale`, during which the
@@ -42,7 +43,7 @@ use tokio::time::Instant;
 
 use super::cores::{CoreGuard, Cores};
 use super::frame::{Incoming, IoError, read_frame, write_frame};
-use super::sched::Pct;
+use super::sched::{Picker, Scheduler};
 use super::trace::{Trace, TraceEvent, fingerprint};
 use crate::profile::{LatencyProfile, statement_kind};
 use crate::{Engine, Response, SessionId, Step, Value};
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     /// Service times are multiplied by this (e.g. 20: 50 µs modelled = 1 ms simulated).
     pub time_scale: u32,
     pub profile: LatencyProfile,
+    /// Which ready statement runs next when cores are short ([`super::sched`]).
+    pub scheduler: Scheduler,
     /// PCT depth d (number of priority change points + 1).
     pub pct_depth: u32,
     /// Expected number of statements in a run; change points are drawn below it.
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             seed: 0,
             time_scale: 1,
             profile: LatencyProfile::default_profile(),
+            scheduler: Scheduler::Pct,
             pct_depth: 3,
             pct_steps_estimate: 1_000,
             executors_max: 2,
@@ -210,7 +214,7 @@ impl Server {
 struct EngineTask {
     shared: Rc<Shared>,
     config: ServerConfig,
-    pct: Pct,
+    picker: Picker,
     /// Service-time stream, separate from the scheduler's so one does not shift the other.
     rng: ChaCha8Rng,
     ready: Vec<Queued>,
@@ -222,10 +226,11 @@ struct EngineTask {
 
 impl EngineTask {
     fn new(shared: Rc<Shared>, config: ServerConfig) -> EngineTask {
-        let pct = Pct::new(config.seed, config.pct_depth, config.pct_steps_estimate);
+        let (depth, steps) = (config.pct_depth, config.pct_steps_estimate);
+        let picker = Picker::new(config.scheduler, config.seed, depth, steps);
         let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5e41_11ce_7133_0001);
         let cores = config.cores.clone().unwrap_or_else(|| Cores::new(config.executors_max));
-        EngineTask { shared, config, pct, rng, ready: Vec::new(), blocked: Vec::new(), cores }
+        EngineTask { shared, config, picker, rng, ready: Vec::new(), blocked: Vec::new(), cores }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -275,7 +280,7 @@ impl EngineTask {
                 }
                 self.ready.retain(|q| q.session != session);
                 self.blocked.retain(|b| b.0 != session);
-                self.pct.forget(session);
+                self.picker.forget(session);
                 self.advance_clock();
                 self.shared.engine.borrow_mut().close_session(session);
             }
@@ -297,7 +302,7 @@ impl EngineTask {
         while !self.ready.is_empty() {
             let Some(core) = self.cores.try_take() else { break };
             let sessions: Vec<SessionId> = self.ready.iter().map(|q| q.session).collect();
-            let q = self.ready.remove(self.pct.pick(&sessions));
+            let q = self.ready.remove(self.picker.pick(&sessions));
             self.advance_clock();
             let kind = statement_kind(&q.sql);
             let step = self.shared.engine.borrow_mut().submit(q.session, &q.sql, &q.params);
