@@ -10,7 +10,9 @@
 //!
 //! FAIRNESS: backend waiters queue FIFO in the semaphore; the server only takes a free core
 //! (`try_take`) when it has a statement ready and is woken whenever a core is given back, so
-//! a core released while backend work waits goes to that work first. Not modelled:
+//! a core released while backend work waits goes to that work first. Which of the server's
+//! ready statements gets a core is its scheduler's pick (`super::sched`; a server on shared
+//! cores picks at random). Not modelled:
 //! preemption (a core runs one piece of work to its end), hyper-threading, I/O waits that do
 //! not need a core (a commit's WAL flush is charged as core time).
 //!

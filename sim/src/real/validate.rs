@@ -33,18 +33,23 @@
 //! statements and the backend's CPU (`model::io::Cores`), so CPU contention emerges at 10 and
 //! 50 users as it does on the real 2-core host.
 //!
-//! FIDELITY (measured 2026-11-28 03:22–04:34 UTC on the quiet 2-core machine with the
-//! committed default profile, `validate --concurrency 1,10,50 --run-time 8s|10s`, five runs):
-//! at 1 user every judged quantile in band in the runs after the final calibration; room
-//! assignment in band at 50 users in four runs of five (p50 ratio 0.92–1.17, p95 0.76–1.10) and
-//! at 10 users in three (p50 0.78–0.99); rules evaluation mostly in band. OUT OF BAND:
-//! conflict detection under concurrency (sim 0.3–0.4 ms p50 vs real 0.47–0.85 ms; p95 0.5–1.0
-//! vs 1.9–6.8 ms) — the real INSERT is stretched by the OS sharing the cores among ~10
-//! PostgreSQL processes and the service (processor sharing, plus waits for conflicting
-//! in-progress inserts), while the model runs a statement at full speed once it has a core and
-//! its PCT scheduler lets high-priority sessions pass first. Run to run, the real side itself
-//! moves by 10–40 % at p50 on this VM (one 1-user run measured 3.7 ms where the next measured
-//! 2.6 ms), the width of the p50 band; a loaded machine is several times slower.
+//! FIDELITY (measured 2026-11-28 06:10–06:20 UTC on the quiet 2-core machine with the
+//! committed default profile, calibrated on it at 06:02; `validate --concurrency 1,10,50
+//! --run-time 10s`, two runs): 15 or 17 of the 21 judged quantiles in band.
+//! - In band in both runs: every p50 and p95 of room assignment (p50 ratio 0.98–1.11, p95
+//!   0.76–1.23), every judged quantile of rules evaluation up to p95, conflict detection p50
+//!   at 1 user and p95 at 10 users (0.79–0.81).
+//! - OUT OF BAND: conflict detection p95 at 1 user (0.30 simulated vs 0.23 ms real: 73 µs, a
+//!   tick and a half of the simulation's 50 µs clock), conflict detection p50 at 10 and 50 users
+//!   (ratio 1.17–1.23, 80–100 µs), and its p95/p99 at 50 users (0.37–0.40 / 0.29–0.30 of real):
+//!   the real tail there is milliseconds long, the length of the kernel's time slices, and the
+//!   model runs every piece of work to its end once it has a core (no preemption).
+//! - The scheduler matters: with PCT's fixed per-session priorities instead of the random-order
+//!   pick (`model::io::sched`), conflict detection p95 was 0.17–0.18 of real at 10 and 50 users
+//!   and room assignment at 10 users 0.64 (one run against the other, minutes apart).
+//! - Run to run, the real side moves by 10–25 % (room assignment p50 at 10 users 8.6–11.0 ms
+//!   within an hour); a VM of this kind started on another day measured 20–25 % slower at one
+//!   user; a loaded machine is several times slower. Re-calibrate on the machine you validate.
 //!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
 //! by `roomsim calibrate`) or the committed default `model/profiles/default.toml`; the
