@@ -12,10 +12,15 @@
 //!
 //! Each kind with at least [`SAMPLES_MIN`] samples becomes an EMPIRICAL quantile table
 //! (`quantiles = [[q, µs], …]` at [`PROFILE_QUANTILES`], read from the HDR histogram); a kind
-//! the workload never ran keeps the committed default's entry, marked in a comment. Statements
-//! starting with one of [`CLASS_PREFIXES`] are filed under that statement CLASS instead of
-//! their kind (`[classes."INSERT INTO appointments"]`): the appointment INSERT checks three
-//! exclusion constraints and costs several times the idempotency-key INSERT beside it.
+//! the workload never ran keeps the committed default's entry, marked in a comment. Each
+//! statement is also filed under its CLASS, the first [`CLASS_CHARS`] characters of its text
+//! ([`statement_class`]), and every class with enough samples gets its own table
+//! (`[classes."SELECT body FROM rooms WHERE clinic_id = $1 …"]`), which the simulation
+//! prefers to the kind's. Statements of one kind differ several-fold: the appointment INSERT
+//! checks three exclusion constraints, the day's appointments SELECT reads many rows where
+//! the policy lookup reads one. Drawn from one table per kind, a booking's dozen statements
+//! add up to a much wider spread than the real ones do (room assignment p99 1.4–1.5× real at
+//! one user with kind tables only).
 //!
 //! BACKEND CPU: the real backend times its rules evaluation (the allocator) itself and sends
 //! it as Server-Timing `rules`. A recording `WorkCharge` on the calibration server
@@ -27,7 +32,7 @@
 //! gets no CPU entry.
 //!
 //! NOT MODELLED: load dependence (measured at concurrency 1 on purpose; contention must emerge
-//! in the simulation), statement-specific costs within a kind.
+//! in the simulation), costs that depend on a statement's parameters within its class.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -61,16 +66,28 @@ pub const SAMPLES_MIN: u64 = 20;
 pub const PROFILE_QUANTILES: [f64; 13] =
     [0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99, 0.995, 0.999, 1.0];
 
-/// Statement classes measured on their own (prefixes of backend-core's statement texts).
-pub const CLASS_PREFIXES: [&str; 1] = ["INSERT INTO appointments"];
+/// Characters of a statement's text that name its class: enough to tell backend-core's
+/// statements apart, short enough for the profile (`model::profile::CLASS_PREFIX_CHARS_MAX`).
+pub const CLASS_CHARS: usize = 64;
+const _: () = assert!(CLASS_CHARS <= model::profile::CLASS_PREFIX_CHARS_MAX);
+
+/// A statement's class: the first [`CLASS_CHARS`] characters of its text (leading
+/// whitespace skipped), so the class is a prefix the profile matches the statement by.
+pub fn statement_class(sql: &str) -> &str {
+    let text = sql.trim_start();
+    match text.char_indices().nth(CLASS_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
 
 /// Statement service times by kind and by class, µs.
 #[derive(Debug, Default)]
 pub struct StatementTimes {
     /// BTreeMap for a stable profile layout (determinism of the written file).
     pub by_kind: BTreeMap<&'static str, Histogram<u64>>,
-    /// Statements of a [`CLASS_PREFIXES`] class (not also in `by_kind`).
-    pub by_class: BTreeMap<&'static str, Histogram<u64>>,
+    /// The same statements by [`statement_class`].
+    pub by_class: BTreeMap<String, Histogram<u64>>,
 }
 
 impl StatementTimes {
@@ -81,16 +98,31 @@ impl StatementTimes {
             .saturating_record(service_us.max(1));
     }
 
-    /// Files one statement under its class if it has one, else under its kind.
+    /// Files one statement under its kind and under its class.
     pub fn record_statement(&mut self, sql: &str, service_us: u64) {
-        let text = sql.trim_start();
-        match CLASS_PREFIXES.iter().find(|prefix| text.starts_with(**prefix)) {
-            Some(class) => {
-                let h = self.by_class.entry(class).or_insert_with(latency_histogram);
-                h.saturating_record(service_us.max(1));
-            }
-            None => self.record(statement_kind(sql), service_us),
-        }
+        self.record(statement_kind(sql), service_us);
+        let class = statement_class(sql);
+        let histogram = match self.by_class.get_mut(class) {
+            Some(histogram) => histogram,
+            None => self.by_class.entry(class.to_string()).or_insert_with(latency_histogram),
+        };
+        histogram.saturating_record(service_us.max(1));
+    }
+
+    /// The classes written to a profile: those with at least [`SAMPLES_MIN`] samples, the most
+    /// sampled first when there are more than the profile takes
+    /// (`model::profile::CLASSES_MAX`), returned in class order.
+    pub fn profile_classes(&self) -> Vec<(&str, &Histogram<u64>)> {
+        let mut classes: Vec<(&str, &Histogram<u64>)> = self
+            .by_class
+            .iter()
+            .filter(|(_, h)| h.len() >= SAMPLES_MIN)
+            .map(|(class, h)| (class.as_str(), h))
+            .collect();
+        classes.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(b.0)));
+        classes.truncate(model::profile::CLASSES_MAX);
+        classes.sort_by(|a, b| a.0.cmp(b.0));
+        classes
     }
 
     pub fn count(&self, kind: &str) -> u64 {
@@ -231,12 +263,9 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
             }
         }
     }
-    for (class, histogram) in &times.by_class {
-        if histogram.len() < SAMPLES_MIN {
-            continue;
-        }
+    for (class, histogram) in times.profile_classes() {
         out.push('\n');
-        let _ = writeln!(out, "[classes.\"{class}\"]");
+        let _ = writeln!(out, "[classes.{}]", toml::Value::String(class.to_string()));
         let _ = writeln!(out, "# measured: {} samples", histogram.len());
         out.push_str(&quantile_line(histogram));
     }
@@ -521,7 +550,7 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
             h.max()
         );
     }
-    for (class, h) in &times.by_class {
+    for (class, h) in times.profile_classes() {
         let _ = writeln!(
             out,
             "{class}: {} samples, p50 {} us, p90 {} us, p99 {} us",
@@ -594,21 +623,48 @@ mod tests {
             profile.service_time("delete"),
             model::profile::ServiceTime::LogNormal { .. }
         ));
-        // The appointment INSERT is its own class; the kind keeps the idempotency INSERTs.
-        assert_eq!(times.count("insert"), 100);
-        assert!(text.contains("[classes.\"INSERT INTO appointments\"]"), "{text}");
-        let insert = profile.statement_service_time("insert", "INSERT INTO appointments (x)");
-        match insert {
-            model::profile::ServiceTime::Empirical { quantiles } => {
-                assert_eq!(quantiles.first().unwrap(), &(0.0, 400.0))
-            }
+        // Each statement text is its own class; the kind holds both INSERTs.
+        assert_eq!(times.count("insert"), 200);
+        assert!(text.contains("[classes.\"INSERT INTO appointments (id) VALUES ($1)\"]"), "{text}");
+        let first = |sql: &str| match profile.statement_service_time("insert", sql) {
+            model::profile::ServiceTime::Empirical { quantiles } => quantiles[0].1,
             other => panic!("the class must be empirical, got {other:?}"),
-        }
+        };
+        assert_eq!(first("INSERT INTO appointments (id) VALUES ($1)"), 400.0);
+        assert_eq!(first("INSERT INTO idempotency_keys (key) VALUES ($1)"), 60.0);
+        assert_eq!(first("INSERT INTO elsewhere (x) VALUES (1)"), 60.0, "no class: the kind's");
         assert!(text.contains("rules_ns_per_check = [[0.0, 2000.0]"), "{text}");
         // 20 checks × 2000..=3980 ns.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
         let us = profile.sample_rules_us(20, &mut rng).unwrap();
         assert!((40.0..=80.0).contains(&us), "{us}");
+    }
+
+    #[test]
+    fn classes_are_text_prefixes_and_the_profile_takes_the_most_sampled() {
+        let long = format!("SELECT {} FROM t", "é".repeat(100));
+        let class = statement_class(&long);
+        assert_eq!(class.chars().count(), CLASS_CHARS);
+        assert!(long.starts_with(class));
+        assert_eq!(statement_class("  COMMIT"), "COMMIT");
+        let mut times = StatementTimes::default();
+        let classes_max = model::profile::CLASSES_MAX;
+        for n in 0..classes_max + 3 {
+            // Statement n runs SAMPLES_MIN + n times; the last one too few times.
+            let runs = if n == 0 { SAMPLES_MIN - 1 } else { SAMPLES_MIN + n as u64 };
+            for _ in 0..runs {
+                times.record_statement(&format!("SELECT {n:03}"), 50);
+            }
+        }
+        let written: Vec<&str> = times.profile_classes().iter().map(|(c, _)| *c).collect();
+        assert_eq!(written.len(), classes_max);
+        assert!(!written.contains(&"SELECT 000"), "below SAMPLES_MIN");
+        assert!(!written.contains(&"SELECT 001") && !written.contains(&"SELECT 002"));
+        assert!(written.windows(2).all(|w| w[0] < w[1]), "class order");
+        let cpu = CpuCosts::default();
+        let text = profile_toml(&times, &cpu, "t");
+        let profile = LatencyProfile::from_toml_str(&text, "t").expect(&text);
+        assert_eq!(profile.classes().len(), classes_max);
     }
 
     /// A Db whose statements take a fixed (virtual) time.
