@@ -2,23 +2,27 @@
 //! without it) and in the simulation with the COMMITTED default profile, at a reduced run time
 //! (about 12 s real plus the simulated seeds; under a minute), at one booker.
 //!
-//! GATING: both sides run the same bookings, every report is written (per-level CSV,
-//! interval log, HTML), p50 and p95 of room assignment, conflict detection and rules
-//! evaluation have enough samples to be judged, no double booking and no deadlock on
-//! PostgreSQL, and the GATED quantiles ([`GATED`]: every p50 and room assignment's p95) are in
-//! band, in one of at most two attempts. The p95 of conflict detection and rules evaluation is
-//! judged and printed, not gated: the real side alone moves beyond that band between quiet
-//! runs on this VM (see [`GATED`]). A fresh-clone CI run failed once on rules p95 (real 0.055
-//! vs simulated 0.038 ms) before this split.
+//! GATING: `validate` must PASS, in one of at most [`ATTEMPTS_MAX`] attempts: every judged
+//! quantile (p50 and p95 of room assignment, conflict detection and rules evaluation; p99 has
+//! too few samples beyond it in 12 s) within its band, no double booking and no deadlock on
+//! PostgreSQL. Each attempt also checks that every report is written (per-level CSV, interval
+//! log, HTML) and that the six quantiles were judged.
+//!
+//! Before: only the p50s and room assignment's p95 were gated, because with one service-time
+//! table per statement kind the simulation's spread was too wide (conflict p95 1.3× real).
+//! With a table per statement text (`calibrate`'s classes), five quiet 1-user runs on
+//! 2026-11-28 put every quantile in band (worst ratios: rules p95 0.84, conflict p95 0.90).
+//!
+//! QUIET: the committed profile was measured on a QUIET machine; on a loaded one the real
+//! side is several times slower and `validate` fails, as it should. So each attempt first asks
+//! PostgreSQL for a CHECKPOINT (the suite's earlier tests leave dirty buffers whose flush
+//! would land in the measurement) and waits, up to [`SETTLE_MAX`], for a second in which the
+//! CPUs are at least [`IDLE_MIN_PERCENT`] idle (Linux `/proc/stat`; elsewhere no wait).
 //!
 //! WHY ONE BOOKER: it is where the committed profile was measured and where the comparison is
-//! sharp (no queueing). At 10 and 50 users room assignment is in band too on a quiet machine,
-//! but conflict detection is not (see sim/src/real/validate.rs, "FIDELITY"), and the real
-//! side moves by 10–20 % from run to run there; CI checks what holds.
-//!
-//! The committed profile was measured on a QUIET machine: on a machine loaded by compilers
-//! the real side is several times slower and this test fails, as it should (the profile does
-//! not describe that machine). Calibrate your own with `roomsim calibrate` and pass it with
+//! sharp (no queueing). At 10 and 50 users most quantiles are in band on a quiet machine, not
+//! all (see sim/src/real/validate.rs, "FIDELITY"), and the real side moves by 10–25 % from run
+//! to run there. Calibrate your own profile with `roomsim calibrate` and pass it with
 //! `--profile` to validate elsewhere.
 
 use std::time::Duration;
@@ -78,45 +82,70 @@ fn judgement(html: &str) -> (u64, u64) {
     (numbers[0], numbers[1])
 }
 
-/// The quantiles CI gates on: every p50, and the p95 of room assignment. The p95 of the
-/// microsecond-scale metrics (conflict detection ~0.4 ms, rules ~0.04 ms) is judged and
-/// printed but not gated: on this VM the REAL side alone moves beyond its ±25 % band from one
-/// quiet run to the next (rules p95 0.034–0.065 ms, conflict p95 0.32–0.52 ms over eight
-/// 1-user runs on 2026-11-28), so gating it would test the machine, not the model.
-const GATED: [(&str, &str); 4] = [
-    ("room_assignment", "p50"),
-    ("room_assignment", "p95"),
-    ("conflict_detection", "p50"),
-    ("rules_evaluation", "p50"),
-];
-
-/// Attempts at most: the real side's speed drifts by 10–40 % within minutes on this VM, so
-/// one retry separates a model that is off (fails twice) from a moment of drift.
-const ATTEMPTS_MAX: usize = 2;
+/// Attempts at most: the real side's speed drifts by 10–25 % within minutes on this VM, so
+/// retries separate a model that is off (fails every time) from a moment of drift.
+const ATTEMPTS_MAX: usize = 3;
+/// Longest wait for a quiet second before an attempt.
+const SETTLE_MAX: Duration = Duration::from_secs(60);
+/// A second counts as quiet when the CPUs were at least this idle.
+const IDLE_MIN_PERCENT: u64 = 85;
 
 #[test]
-fn validate_is_in_band_on_the_committed_profile() {
+fn validate_passes_on_the_committed_profile() {
+    let Some(url) = database_url() else { return };
     let mut failures = Vec::new();
     for attempt in 1..=ATTEMPTS_MAX {
+        settle(&url);
         let Some((result, html, dir)) = run_validate(&format!("validate{attempt}")) else {
             return;
         };
         check_run(&html, &dir);
-        let out: Vec<String> = GATED
-            .iter()
-            .filter(|(metric, quantile)| verdict(&html, metric, quantile) != "pass")
-            .map(|(metric, quantile)| format!("{metric} {quantile}"))
-            .collect();
         eprintln!("attempt {attempt}:\n{}", verdict_lines(&html));
-        if out.is_empty() {
-            if let Err(error) = result {
-                eprintln!("NOTICE: an ungated quantile is out of band: {error}");
-            }
-            return;
+        match result {
+            Ok(()) => return,
+            Err(error) => failures.push(format!("attempt {attempt}: {error}")),
         }
-        failures.push(format!("attempt {attempt}: out of band: {}", out.join(", ")));
     }
-    panic!("gated quantiles out of band in every attempt: {}", failures.join("; "));
+    panic!("validate failed in every attempt: {}", failures.join("; "));
+}
+
+/// CHECKPOINT (best effort: needs a superuser), then wait for a quiet second.
+fn settle(url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let checkpoint = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+        conn.close().await
+    });
+    if let Err(error) = checkpoint {
+        eprintln!("NOTICE: CHECKPOINT before validate failed (measuring anyway): {error}");
+    }
+    let started = std::time::Instant::now();
+    while started.elapsed() < SETTLE_MAX {
+        match idle_percent_over(Duration::from_secs(1)) {
+            None => return, // no /proc/stat: cannot tell
+            Some(idle) if idle >= IDLE_MIN_PERCENT => return,
+            Some(idle) => eprintln!("NOTICE: machine busy ({idle}% idle); waiting to measure"),
+        }
+    }
+    eprintln!("NOTICE: no quiet second in {SETTLE_MAX:?}; measuring anyway");
+}
+
+/// The CPUs' idle share over `window`, from `/proc/stat` (idle + iowait over all).
+fn idle_percent_over(window: Duration) -> Option<u64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?.strip_prefix("cpu ")?;
+        let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((idle, fields.iter().take(8).sum()))
+    }
+    let (idle0, total0) = sample()?;
+    std::thread::sleep(window);
+    let (idle1, total1) = sample()?;
+    let total = total1.saturating_sub(total0).max(1);
+    Some(idle1.saturating_sub(idle0) * 100 / total)
 }
 
 /// Everything but the bands: reports written, enough samples, no anomaly.
@@ -132,16 +161,6 @@ fn check_run(html: &str, dir: &std::path::Path) {
     assert!(!html.contains("FAIL: "), "no anomaly or stopped-run failure");
     let (judged, _) = judgement(html);
     assert!(judged >= 6, "p50 and p95 of the three metrics must be judged, got {judged}");
-}
-
-/// The verdict (`pass`, `FAIL`, `n/j`) of one metric's quantile at one user.
-fn verdict<'h>(html: &'h str, metric: &str, quantile: &str) -> &'h str {
-    let row = html
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|w| w.len() >= 8 && w[0] == metric && w[1] == "1" && w[2] == quantile)
-        .unwrap_or_else(|| panic!("no {metric} {quantile} row in the report"));
-    row[row.len() - 1]
 }
 
 /// The verdict rows of the report, for the failure message.
