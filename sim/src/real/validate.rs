@@ -33,23 +33,29 @@
 //! statements and the backend's CPU (`model::io::Cores`), so CPU contention emerges at 10 and
 //! 50 users as it does on the real 2-core host.
 //!
-//! FIDELITY (measured 2026-11-28 06:10–06:20 UTC on the quiet 2-core machine with the
-//! committed default profile, calibrated on it at 06:02; `validate --concurrency 1,10,50
-//! --run-time 10s`, two runs): 15 or 17 of the 21 judged quantiles in band.
-//! - In band in both runs: every p50 and p95 of room assignment (p50 ratio 0.98–1.11, p95
-//!   0.76–1.23), every judged quantile of rules evaluation up to p95, conflict detection p50
-//!   at 1 user and p95 at 10 users (0.79–0.81).
-//! - OUT OF BAND: conflict detection p95 at 1 user (0.30 simulated vs 0.23 ms real: 73 µs, a
-//!   tick and a half of the simulation's 50 µs clock), conflict detection p50 at 10 and 50 users
-//!   (ratio 1.17–1.23, 80–100 µs), and its p95/p99 at 50 users (0.37–0.40 / 0.29–0.30 of real):
-//!   the real tail there is milliseconds long, the length of the kernel's time slices, and the
-//!   model runs every piece of work to its end once it has a core (no preemption).
+//! FIDELITY (2026-11-28, the quiet 2-core machine, committed default profile calibrated on it
+//! at 06:47 with a table per statement text; `validate --concurrency 1,10,50 --run-time 10s`):
+//! - 06:50: 16 of 18 judged quantiles in band. Every judged quantile at 1 user (room assignment
+//!   p50/p95 ratio 1.01/0.97, conflict detection 1.01/0.93, rules 1.05/0.87); at 10 users all
+//!   but room assignment p95 (0.72); at 50 users all but conflict detection p95 (0.33).
+//! - OUT OF BAND at 50 users: conflict detection's tail (p95 0.29–0.40, p99 0.22–0.30 of
+//!   real over the day's runs, before and after the per-text tables). The real tail is milliseconds long, the length of the kernel's
+//!   time slices; the model runs every piece of work to its end once it has a core (no
+//!   preemption). Room assignment's p95 at 10 and 50 users (0.72 and 0.81 at 06:50) is short
+//!   for the same reason.
 //! - The scheduler matters: with PCT's fixed per-session priorities instead of the random-order
 //!   pick (`model::io::sched`), conflict detection p95 was 0.17–0.18 of real at 10 and 50 users
-//!   and room assignment at 10 users 0.64 (one run against the other, minutes apart).
-//! - Run to run, the real side moves by 10–25 % (room assignment p50 at 10 users 8.6–11.0 ms
-//!   within an hour); a VM of this kind started on another day measured 20–25 % slower at one
-//!   user; a loaded machine is several times slower. Re-calibrate on the machine you validate.
+//!   and room assignment p50 at 10 users 0.64. With one table per statement KIND instead of per
+//!   text, the 1-user spread was too wide (conflict p95 1.3, room assignment p99 1.4–1.5).
+//! - Anomalies: `--strategy naive` at 50 users double-books 90.9 per 1,000 bookings on
+//!   PostgreSQL and 10.0 in the simulation: the bug shows on both sides, its incidence is 9×
+//!   lower simulated (the model's check-then-insert windows overlap less than the real ones).
+//! - DRIFT: the real side moves by 10–25 % between runs minutes apart, and more over an hour:
+//!   at 07:15 the same idle machine measured 1-user room assignment p50 2.6–3.0 ms (2.2 at
+//!   06:50), rules evaluation (pure CPU in the service) 28–36 µs instead of 19, so every
+//!   1-user quantile fell out of band while a profile calibrated at 07:20 put them all back in
+//!   band (0.89–1.11). A loaded machine is several times slower. Re-calibrate on the machine
+//!   you validate, when it is quiet.
 //!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
 //! by `roomsim calibrate`) or the committed default `model/profiles/default.toml`; the
