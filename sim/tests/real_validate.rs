@@ -230,6 +230,8 @@ fn check_run(html: &str, dir: &std::path::Path) {
     assert!(!html.contains("FAIL: "), "no anomaly or stopped-run failure");
     let (judged, _) = judgement(html);
     assert!(judged >= 6, "p50 and p95 of the three metrics must be judged, got {judged}");
+    let table = html.lines().filter(|l| l.contains("FAIL") || l.contains("pass")).count();
+    assert!(table >= 6, "the verdicts are in the report");
 }
 
 /// The verdict rows of the report, for the failure message.

@@ -101,12 +101,8 @@ impl StatementTimes {
     /// Files one statement under its kind and under its class.
     pub fn record_statement(&mut self, sql: &str, service_us: u64) {
         self.record(statement_kind(sql), service_us);
-        let class = statement_class(sql);
-        let histogram = match self.by_class.get_mut(class) {
-            Some(histogram) => histogram,
-            None => self.by_class.entry(class.to_string()).or_insert_with(latency_histogram),
-        };
-        histogram.saturating_record(service_us.max(1));
+        let class = self.by_class.entry(statement_class(sql).to_string());
+        class.or_insert_with(latency_histogram).saturating_record(service_us.max(1));
     }
 
     /// The classes written to a profile: those with at least [`SAMPLES_MIN`] samples, the most
