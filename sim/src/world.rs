@@ -121,6 +121,9 @@ pub enum BackendKind {
 pub struct RunResult {
     pub outcome: RunOutcome,
     pub events: Vec<Event>,
+    /// turmoil steps the run took (one per tick): what stepping alone costs, see
+    /// `benches/floor.rs`.
+    pub steps: u64,
 }
 
 /// The strategies a backend can run: (name, broken).
@@ -179,8 +182,9 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
     let rules_from_header = !matches!(config.backend, BackendKind::Model);
     add_clients(&mut sim, &scenario, plan.clone(), &shared, rules_from_header);
     drive(&mut sim, &scenario, &shared, &side)?;
+    let steps = (sim.elapsed().as_nanos() / TICK.as_nanos()) as u64;
     drop(sim);
-    finish(config, &plan, shared, &side)
+    finish(config, &plan, shared, &side, steps)
 }
 
 fn add_model_hosts(
@@ -217,7 +221,9 @@ fn add_model_hosts(
     Ok(DbSide::Model { engine, servers, deadlocks })
 }
 
-fn build_sim(scenario: &Scenario, seeds: &Seeds) -> turmoil::Sim<'static> {
+/// The turmoil world every run steps, before any host is added (public for `benches/floor.rs`,
+/// which steps it with idle hosts to measure turmoil's own cost per step).
+pub fn build_sim(scenario: &Scenario, seeds: &Seeds) -> turmoil::Sim<'static> {
     let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated by the scenarios crate");
     let network = &scenario.network;
     turmoil::Builder::new()
@@ -838,6 +844,7 @@ fn finish(
     plan: &[PlannedBooking],
     shared: Shared,
     side: &DbSide,
+    steps: u64,
 ) -> Result<RunResult, SimError> {
     let records: Vec<BookingRecord> = shared
         .records
@@ -876,7 +883,7 @@ fn finish(
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
     };
-    Ok(RunResult { outcome, events: trace.events().to_vec() })
+    Ok(RunResult { outcome, events: trace.events().to_vec(), steps })
 }
 
 fn unfinished(b: &PlannedBooking) -> BookingRecord {
