@@ -13,6 +13,7 @@
 //! NOT MODELLED: per-route or per-clinic labels; exemplars. Bucket bounds are fixed (µs) and
 //! chosen around the 50 ms booking budget.
 
+use crate::booking::body_cache::MemoCounts;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -164,8 +165,9 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition. `cache_hits` / `cache_misses` come from the policy cache.
-    pub fn render(&self, cache_hits: u64, cache_misses: u64) -> String {
+    /// Prometheus text exposition. `cache_hits` / `cache_misses` come from the policy cache,
+    /// `bodies` from the parsed-body cache (one entry per entity kind).
+    pub fn render(&self, cache_hits: u64, cache_misses: u64, bodies: &[MemoCounts]) -> String {
         let mut out = String::with_capacity(4096);
         let load = |counters: &[AtomicU64]| -> Vec<u64> {
             counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
@@ -188,6 +190,13 @@ impl Metrics {
         counter(&mut out, "roomsim_policy_cache_hits_total", "Policy cache hits.", cache_hits);
         let help = "Policy cache misses.";
         counter(&mut out, "roomsim_policy_cache_misses_total", help, cache_misses);
+        let kinds: Vec<&str> = bodies.iter().map(|memo| memo.kind).collect();
+        let hits: Vec<u64> = bodies.iter().map(|memo| memo.hits).collect();
+        let misses: Vec<u64> = bodies.iter().map(|memo| memo.misses).collect();
+        let (name, help) = ("roomsim_body_cache_hits_total", "Stored bodies found parsed already.");
+        labelled_counter(&mut out, (name, help, "kind"), &kinds, &hits);
+        let (name, help) = ("roomsim_body_cache_misses_total", "Stored bodies parsed.");
+        labelled_counter(&mut out, (name, help, "kind"), &kinds, &misses);
         self.rules_latency.render(
             &mut out,
             "roomsim_rules_duration_seconds",
@@ -257,7 +266,13 @@ mod tests {
         metrics.booking(BookingOutcome::Booked);
         metrics.booking(BookingOutcome::Booked);
         metrics.retry(RetryCause::Deadlock);
-        let text = metrics.render(7, 2);
+        let bodies = [
+            MemoCounts { kind: "clinic", hits: 5, misses: 1 },
+            MemoCounts { kind: "room", hits: 0, misses: 3 },
+        ];
+        let text = metrics.render(7, 2, &bodies);
+        assert!(text.contains("roomsim_body_cache_hits_total{kind=\"clinic\"} 5\n"), "{text}");
+        assert!(text.contains("roomsim_body_cache_misses_total{kind=\"room\"} 3\n"), "{text}");
         assert!(text.contains("roomsim_bookings_total{outcome=\"booked\"} 2\n"));
         assert!(text.contains("roomsim_retries_total{cause=\"deadlock\"} 1\n"));
         assert!(text.contains("roomsim_policy_cache_hits_total 7\n"));

@@ -250,6 +250,8 @@ async fn metrics_and_healthz_answer() {
     let text = String::from_utf8(bytes.to_vec()).unwrap();
     assert!(text.contains("roomsim_bookings_total{outcome=\"booked\"} 0"), "{text}");
     assert!(text.contains("roomsim_policy_cache_hits_total"), "{text}");
+    assert!(text.contains("roomsim_body_cache_hits_total{kind=\"clinic\"} 0\n"), "{text}");
+    assert!(text.contains("roomsim_body_cache_misses_total{kind=\"policy_json\"} 0\n"), "{text}");
     let (status, _, _) =
         call(app(FakeDb { down: true, ..FakeDb::default() }).0, "GET", "/healthz", &[], "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

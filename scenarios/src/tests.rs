@@ -22,7 +22,7 @@ fn every_builtin_loads_and_is_named_after_itself() {
     for (name, _) in BUILTIN {
         let loaded = Scenario::builtin(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&loaded.scenario.name, name);
-        assert!(loaded.scenario.clinic.rooms.len() >= 1);
+        assert!(!loaded.scenario.clinic.rooms.is_empty());
         assert!(loaded.scenario.clinic.generate.is_none(), "generator must be expanded");
     }
 }

@@ -242,10 +242,10 @@ fn validate_faults(s: &Scenario) -> Result<(), Problem> {
         if fault.end_ms() == fault.at_ms() {
             return fail(field, "has zero duration");
         }
-        if let Fault::Loss { rate, .. } = fault {
-            if !(*rate > 0.0 && *rate <= 1.0) {
-                return fail(format!("{field}.rate"), format!("{rate} is not in (0, 1]"));
-            }
+        if let Fault::Loss { rate, .. } = fault
+            && !(*rate > 0.0 && *rate <= 1.0)
+        {
+            return fail(format!("{field}.rate"), format!("{rate} is not in (0, 1]"));
         }
     }
     Ok(())

@@ -65,7 +65,7 @@ impl<C: Send + 'static> Pool<C> {
         connect: ConnectFn<C>,
         on_wait: WaitObserver,
     ) -> Self {
-        assert!(size >= 1 && size <= POOL_SIZE_MAX, "pool size {size} out of 1..={POOL_SIZE_MAX}");
+        assert!((1..=POOL_SIZE_MAX).contains(&size), "pool size {size} out of 1..={POOL_SIZE_MAX}");
         Pool {
             inner: Arc::new(Inner {
                 semaphore: Arc::new(Semaphore::new(size as usize)),

@@ -822,10 +822,10 @@ fn db_results(
                     let at_us = event.at_us / TIME_SCALE as u64;
                     if event.outcome == "blocked" {
                         blocked_at.insert(event.session, at_us);
-                    } else if event.outcome.starts_with("completed") {
-                        if let Some(since) = blocked_at.remove(&event.session) {
-                            histograms.record(Metric::LockWait, at_us - since);
-                        }
+                    } else if event.outcome.starts_with("completed")
+                        && let Some(since) = blocked_at.remove(&event.session)
+                    {
+                        histograms.record(Metric::LockWait, at_us - since);
                     }
                     trace.record_statement(event.session, event.kind, &event.outcome);
                     trace.record(at_us, "db", event.to_string());

@@ -55,7 +55,31 @@ impl Default for BodyCache {
     }
 }
 
+/// Hits and misses of one memo of the [`BodyCache`], by entity kind (for `/metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoCounts {
+    pub kind: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+}
+
 impl BodyCache {
+    /// Every memo's hits and misses, in a fixed order of kinds.
+    pub fn counts(&self) -> [MemoCounts; 7] {
+        fn of<T>(kind: &'static str, memo: &Memo<T>) -> MemoCounts {
+            MemoCounts { kind, hits: memo.hits(), misses: memo.misses() }
+        }
+        [
+            of("clinic", &self.clinics),
+            of("room", &self.rooms),
+            of("doctor", &self.doctors),
+            of("patient", &self.patients),
+            of("appointment_type", &self.appointment_types),
+            of("policy_toml", &self.policies_toml),
+            of("policy_json", &self.policies_json),
+        ]
+    }
+
     /// A cache whose every memo keeps at most `entries_max` entries and `text_bytes_max`
     /// bytes of key text.
     pub fn with_limits(entries_max: usize, text_bytes_max: usize) -> Self {
@@ -194,6 +218,26 @@ mod tests {
         let second = memo.get_or_parse("{\"a\":1}", parse_len(&parses)).unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!((parses.get(), memo.hits(), memo.misses(), memo.len()), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn counts_name_each_memo_by_its_kind() {
+        let cache = BodyCache::with_limits(8, 1024);
+        let policy = |_: &str| Ok::<_, String>(RuleSet::catalogue_defaults(1));
+        cache.policies_json.get_or_parse("{}", policy).unwrap();
+        cache.policies_json.get_or_parse("{}", policy).unwrap();
+        let bad = |_: &str| Err::<Room, _>("not a room");
+        assert!(cache.rooms.get_or_parse("!", bad).is_err());
+        let counts = cache.counts();
+        let kinds: Vec<&str> = counts.iter().map(|c| c.kind).collect();
+        let expected = ["clinic", "room", "doctor", "patient", "appointment_type"];
+        assert_eq!(kinds[..5], expected);
+        assert_eq!(kinds[5..], ["policy_toml", "policy_json"]);
+        let of = |kind: &str| counts.iter().find(|c| c.kind == kind).map(|c| (c.hits, c.misses));
+        assert_eq!(of("policy_json"), Some((1, 1)));
+        assert_eq!(of("room"), Some((0, 1)));
+        let untouched = ["clinic", "doctor", "patient", "appointment_type", "policy_toml"];
+        assert!(untouched.iter().all(|kind| of(kind) == Some((0, 0))), "{counts:?}");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! POST /v1/appointments/{id}/cancel     cancel (idempotent)                  appointments.rs
 //! GET  /v1/rooms/availability           free intervals per room              availability.rs
 //! GET  /healthz                         database reachable                   here
-//! GET  /metrics                         Prometheus text                      here
+//! GET  /metrics                         Prometheus text (outcomes, retries,  here
+//!                                       caches, latency histograms)
 //! ```
 //! Errors are `application/problem+json` with stable codes (`error.rs`). Every response of a
 //! booking or preview carries `Server-Timing: rules;dur=…, conflict;dur=…, db;dur=…` in
@@ -124,7 +125,8 @@ async fn healthz(State(ctx): State<ApiContext>) -> Response {
 }
 
 async fn metrics(State(ctx): State<ApiContext>) -> Response {
-    let text = ctx.metrics.render(ctx.policy_cache.hits(), ctx.policy_cache.misses());
+    let (hits, misses) = (ctx.policy_cache.hits(), ctx.policy_cache.misses());
+    let text = ctx.metrics.render(hits, misses, &ctx.bodies.counts());
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
 }

@@ -93,7 +93,8 @@ fn lost_acknowledgement_and_phantom_rows_are_found() {
     let mut b1 = created(1, &a2);
     b1.outcome = Outcome::Conflict { alternatives: 2, room_unavailable: true };
     let bookings = vec![created(0, &a1), b1.clone()];
-    let (results, _) = check_all(&storm(), &[a2.clone()], &bookings, &DbObservations::default());
+    let (results, _) =
+        check_all(&storm(), std::slice::from_ref(&a2), &bookings, &DbObservations::default());
     assert_eq!(violated(&results), vec!["acknowledged_exactly_once", "nothing_unacknowledged"]);
     // The same row is fine when its booking's outcome is unknown (a recorded timeout).
     b1.outcome = Outcome::Unanswered;
