@@ -71,8 +71,13 @@ pub enum Command {
         strategy: String,
         #[arg(long, value_enum, default_value = "model")]
         backend: BackendKind,
-        /// Seeds in parallel (results identical for any value).
-        #[arg(long, env = "ROOMSIM_JOBS", default_value_t = 1)]
+        /// Seeds in parallel, 1 to 64 (results identical for any value).
+        #[arg(
+            long,
+            env = "ROOMSIM_JOBS",
+            default_value_t = 1,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::explore::JOBS_MAX))
+        )]
         jobs: u32,
         /// `I/N`: run only seeds with seed % N == I.
         #[arg(long, value_parser = parse_shard)]
@@ -142,10 +147,17 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     match dispatch(command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            // A cause already quoted by the message (e.g. the io error in "cannot read
+            // scenario file: …") is not printed again.
+            let mut printed = e.to_string();
+            eprintln!("error: {printed}");
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
-                eprintln!("Caused by: {s}");
+                let text = s.to_string();
+                if !printed.contains(&text) {
+                    eprintln!("Caused by: {text}");
+                    printed.push_str(&text);
+                }
                 source = s.source();
             }
             ExitCode::from(e.exit_code())

@@ -1,0 +1,42 @@
+//! Bad command-line input: exit 2 and one clear message naming what is wrong, nothing run.
+
+use std::process::{Command, Output};
+
+fn roomsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roomsim"))
+        .args(args)
+        .env_remove("ROOMSIM_JOBS")
+        .output()
+        .unwrap()
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = roomsim(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed a result: {:?}", out.stdout);
+    stderr
+}
+
+#[test]
+fn jobs_outside_1_to_64_are_refused() {
+    for jobs in ["0", "65"] {
+        let args = ["explore", "--scenario", "conflict", "--seeds", "0..2", "--jobs", jobs];
+        let stderr = refused(&args);
+        assert!(stderr.contains("--jobs") && stderr.contains(jobs), "{stderr}");
+    }
+}
+
+#[test]
+fn an_unreadable_scenario_file_is_named_and_its_cause_said_once() {
+    let stderr = refused(&["run", "--scenario", "/nonexistent/storm.toml", "--seed", "1"]);
+    assert!(stderr.contains("/nonexistent/storm.toml"), "{stderr}");
+    let cause = "No such file or directory";
+    assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unknown_strategy_lists_the_known_ones() {
+    let stderr = refused(&["run", "--scenario", "conflict", "--strategy", "bogus", "--seed", "1"]);
+    assert!(stderr.contains("`bogus`") && stderr.contains("exclusion"), "{stderr}");
+}
