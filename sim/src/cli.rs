@@ -71,11 +71,12 @@ pub enum Command {
         strategy: String,
         #[arg(long, value_enum, default_value = "model")]
         backend: BackendKind,
-        /// Seeds in parallel, 1 to 64 (results identical for any value).
+        /// Seeds in parallel, 1 to 64 (results identical for any value); default: one per
+        /// available core.
         #[arg(
             long,
             env = "ROOMSIM_JOBS",
-            default_value_t = 1,
+            default_value_t = crate::explore::jobs_default(),
             value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::explore::JOBS_MAX))
         )]
         jobs: u32,

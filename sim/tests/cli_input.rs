@@ -1,4 +1,5 @@
-//! Bad command-line input: exit 2 and one clear message naming what is wrong, nothing run.
+//! The command line: bad input exits 2 with one clear message naming what is wrong (nothing
+//! run), and the `--jobs` default.
 
 use std::process::{Command, Output};
 
@@ -39,4 +40,19 @@ fn an_unreadable_scenario_file_is_named_and_its_cause_said_once() {
 fn an_unknown_strategy_lists_the_known_ones() {
     let stderr = refused(&["run", "--scenario", "conflict", "--strategy", "bogus", "--seed", "1"]);
     assert!(stderr.contains("`bogus`") && stderr.contains("exclusion"), "{stderr}");
+}
+
+/// Without `--jobs` explore uses one thread per core; the result is the `--jobs 1` result.
+#[test]
+fn explore_without_jobs_gives_the_one_thread_result() {
+    let hash = |extra: &[&str]| {
+        let mut args = vec!["explore", "--scenario", "conflict", "--seeds", "0..6"];
+        args.extend(extra);
+        let out = roomsim(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let line = stdout.lines().find(|l| l.starts_with("explore-hash: "));
+        line.expect("explore prints its hash").to_string()
+    };
+    assert_eq!(hash(&[]), hash(&["--jobs", "1"]));
 }
