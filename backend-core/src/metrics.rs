@@ -13,10 +13,11 @@
 //! NOT MODELLED: per-route or per-clinic labels; exemplars. Bucket bounds are fixed (µs) and
 //! chosen around the 50 ms booking budget.
 
-use crate::booking::body_cache::MemoCounts;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::booking::body_cache::MemoCounts;
 
 /// Upper bounds (µs) of the histogram buckets; the last bucket is `+Inf`.
 pub const BUCKET_BOUNDS_US: [u64; 14] = [

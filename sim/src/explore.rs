@@ -34,6 +34,7 @@ pub fn jobs_default() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     u32::try_from(cores).unwrap_or(JOBS_MAX).clamp(1, JOBS_MAX)
 }
+
 /// Violations kept per failing seed in explore output.
 pub const SEED_VIOLATIONS_KEPT_MAX: usize = 3;
 

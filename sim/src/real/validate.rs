@@ -41,8 +41,8 @@
 //! - OUT OF BAND at 50 users: conflict detection's tail (p95 0.29–0.40, p99 0.22–0.30 of
 //!   real over the day's runs, before and after the per-text tables). The real tail is
 //!   milliseconds long, the length of the kernel's time slices; the model runs every piece of
-//!   work to its end once it has a core (no preemption). Room assignment's p95 at 10 and 50 users (0.72 and 0.81 at 06:50) is short
-//!   for the same reason.
+//!   work to its end once it has a core (no preemption). Room assignment's p95 at 10 and 50
+//!   users (0.72 and 0.81 at 06:50) is short for the same reason.
 //! - The scheduler matters: with PCT's fixed per-session priorities instead of the random-order
 //!   pick (`model::io::sched`), conflict detection p95 was 0.17–0.18 of real at 10 and 50 users
 //!   and room assignment p50 at 10 users 0.64. With one table per statement KIND instead of per
