@@ -23,9 +23,11 @@
 //! 1-user room assignment p50 at 2.2 ms at 06:50 and 2.6–3.0 ms at 07:15 (rules evaluation, pure
 //! CPU in the service, 19 → 28–36 µs), with no load of ours running. When every attempt with
 //! the committed profile fails, the test calibrates a profile on the spot and validates with
-//! it ([`FRESH_ATTEMPTS_MAX`] attempts): a pass there means the MODEL holds and only the
-//! committed profile is stale for this machine, which the test prints as a NOTICE; a failure
-//! there fails the test.
+//! it, calibrating again right before each of [`FRESH_ATTEMPTS_MAX`] attempts (the speed can
+//! move between a calibration and a validate run minutes later: in one CI run a profile
+//! calibrated at a slow moment put room assignment p50 at 1.25–1.35 of the real side measured
+//! a minute later). A pass there means the MODEL holds and only the committed profile is stale
+//! for this machine, which the test prints as a NOTICE; a failure there fails the test.
 //!
 //! WHY ONE BOOKER: it is where the committed profile was measured and where the comparison is
 //! sharp (no queueing). At 10 and 50 users most quantiles are in band on a quiet machine, not
@@ -97,7 +99,8 @@ fn judgement(html: &str) -> (u64, u64) {
 /// Attempts at most: the real side's speed drifts by 10–25 % within minutes on this VM, so
 /// retries separate a model that is off (fails every time) from a moment of drift.
 const ATTEMPTS_MAX: usize = 3;
-/// Attempts with a profile calibrated on the spot, when the committed one failed.
+/// Attempts with a profile calibrated on the spot (anew for each), when the committed one
+/// failed.
 const FRESH_ATTEMPTS_MAX: usize = 2;
 /// Longest wait for a quiet second before an attempt.
 const SETTLE_MAX: Duration = Duration::from_secs(60);
@@ -123,15 +126,17 @@ fn validate_passes_on_the_committed_profile() {
     }
     // The committed profile no longer describes this machine (the VM's speed drifts): does the
     // MODEL still hold? Calibrate here and now and validate against that profile.
-    let fresh = calibrate_here(&url);
-    if passes(&url, &fresh, FRESH_ATTEMPTS_MAX, "fresh", &mut failures) {
-        eprintln!(
-            "NOTICE: the COMMITTED profile failed validate on this machine ({}); a profile \
-             calibrated on it now passes, so the model holds and the committed profile is \
-             stale for this machine: re-calibrate it (model/profiles/default.toml).",
-            failures.join("; ")
-        );
-        return;
+    for attempt in 1..=FRESH_ATTEMPTS_MAX {
+        let fresh = calibrate_here(&url);
+        if passes(&url, &fresh, 1, &format!("fresh{attempt}"), &mut failures) {
+            eprintln!(
+                "NOTICE: the COMMITTED profile failed validate on this machine ({}); a profile \
+                 calibrated on it now passes, so the model holds and the committed profile is \
+                 stale for this machine: re-calibrate it (model/profiles/default.toml).",
+                failures.join("; ")
+            );
+            return;
+        }
     }
     panic!("validate failed in every attempt: {}", failures.join("; "));
 }
