@@ -259,3 +259,54 @@ async fn the_seed_decides_which_of_two_racing_inserts_wins() {
         })
         .await;
 }
+
+/// A draw shorter than the caller's transport is owed: later replies outside a transaction
+/// block, and the block's COMMIT, leave that much earlier; replies inside the block do not
+/// pay, so the phases timed there keep their drawn length.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn short_draws_are_owed_and_paid_outside_transaction_blocks() {
+    let mut text = String::new();
+    for kind in model::profile::STATEMENT_KINDS {
+        let us = match kind {
+            "insert" => 200,
+            "commit" => 300,
+            _ => 20,
+        };
+        text.push_str(&format!("[kinds.{kind}]\nquantiles = [[0.0, {us}.0], [1.0, {us}.0]]\n"));
+    }
+    let config = ServerConfig {
+        seed: 1,
+        // 1 modelled µs = 1 ms of tokio time: tokio's timer has millisecond ticks.
+        time_scale: 1_000,
+        profile: LatencyProfile::from_toml_str(&text, "test").unwrap(),
+        // Each statement holds a core for its whole draw, past its early reply; with no real
+        // transport here, enough cores that no statement waits for one.
+        executors_max: 16,
+        transport_us: 75,
+        ..Default::default()
+    };
+    LocalSet::new()
+        .run_until(async {
+            let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+            let server = Server::start(Rc::clone(&engine), config);
+            let mut client = connect(&server);
+            let mut took_us = async |sql: &str| {
+                let t0 = Instant::now();
+                client.query(sql, &[]).await.unwrap().unwrap();
+                (t0.elapsed().as_millis()) as u64
+            };
+            // 20 µs draws: 0 reply delay each, 55 µs owed each.
+            assert_eq!(took_us("CREATE TABLE t (x int)").await, 0);
+            assert_eq!(took_us("SELECT 1").await, 0);
+            // Outside a block the INSERT pays: 200 − 75 − 110 owed.
+            assert_eq!(took_us("INSERT INTO t VALUES (1)").await, 15);
+            assert_eq!(took_us("SELECT 1").await, 0); // owes 55
+            assert_eq!(took_us("BEGIN").await, 0); // owes 110
+            // Inside the block nothing pays.
+            assert_eq!(took_us("INSERT INTO t VALUES (2)").await, 125);
+            // The COMMIT pays what it can: 300 − 75 − 110.
+            assert_eq!(took_us("COMMIT").await, 115);
+            assert_eq!(took_us("INSERT INTO t VALUES (3)").await, 125, "nothing owed now");
+        })
+        .await;
+}

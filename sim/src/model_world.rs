@@ -24,7 +24,7 @@
 //!
 //! Not modelled: preemption (processor sharing) on the shared cores.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -133,8 +133,16 @@ async fn spend_cpu(cores: Option<Arc<Cores>>, sleep_us: u64) {
     }
 }
 
-/// The backend's own CPU per HTTP request outside statements and rules (`[cpu] request_us`):
-/// a layer around the router that spends one draw before the handler runs. Without that
+/// Modelled µs the simulation's own transport adds to one HTTP exchange between a client and
+/// the backend on a link with no latency: a tick each way on average. `calibrate`'s
+/// `request_us` contains the real (loopback) exchange, so this much is taken off each draw,
+/// as [`DB_TRANSPORT_US`] is off each statement's (never below 0). Without it the exchange
+/// was counted twice: room assignment at 1 user came out ~0.1 ms longer than real.
+pub const HTTP_TRANSPORT_US: u64 = 2 * RESOLUTION_US;
+
+/// The backend's own CPU per HTTP request outside statements and rules (`[cpu] request_us`,
+/// less [`HTTP_TRANSPORT_US`]): a layer around the router that spends one draw before the
+/// handler runs. Without that
 /// table nothing is charged (the run's figures are the database's and the rules' alone).
 #[derive(Clone)]
 struct RequestCpu {
@@ -151,6 +159,7 @@ impl RequestCpu {
                 let cores = self.cores.clone();
                 async move {
                     if let Some(cost_us) = cost {
+                        let cost_us = (cost_us - HTTP_TRANSPORT_US as f64).max(0.0);
                         spend_cpu(cores, CostModel::sleep_us(cost_us)).await;
                     }
                     next.run(request).await
@@ -364,17 +373,25 @@ pub fn add_db_host(
     });
 }
 
+/// Where the backend host reports.
+pub struct BackendSinks {
+    pub histograms: Arc<Mutex<Histograms>>,
+    pub deadlocks: DeadlockLog,
+    /// Set once the backend listens (the clients start then: see `world::add_clients`).
+    pub listening: Rc<Cell<bool>>,
+}
+
 /// Registers the backend host: backend-core's router over the model pool.
 pub fn add_backend_host(
     sim: &mut turmoil::Sim<'static>,
     scenario: Arc<Scenario>,
     strategy: Strategy,
     seeds: &Seeds,
-    histograms: Arc<Mutex<Histograms>>,
-    deadlocks: DeadlockLog,
+    sinks: BackendSinks,
     machine: Machine,
 ) {
     let Machine { profile, cores } = machine;
+    let BackendSinks { histograms, deadlocks, listening } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
@@ -416,8 +433,10 @@ pub fn add_backend_host(
             cores: cores.clone(),
         };
         let router = request_cpu.layer(api_router(ctx));
+        let listening = listening.clone();
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+            listening.set(true);
             axum::serve(net::TurmoilListener(listener), router).await?;
             Ok(())
         }
