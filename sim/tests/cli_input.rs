@@ -56,3 +56,13 @@ fn explore_without_jobs_gives_the_one_thread_result() {
     };
     assert_eq!(hash(&[]), hash(&["--jobs", "1"]));
 }
+
+#[test]
+fn validate_profile_from_run_needs_one_user_first_and_no_profile_file() {
+    let url = "postgres://nobody@127.0.0.1:1/nothing";
+    let base = ["validate", "--database-url", url, "--profile-from-run"];
+    let stderr = refused(&[&base[..], &["--concurrency", "10,1"]].concat());
+    assert!(stderr.contains("--profile-from-run") && stderr.contains("got 10"), "{stderr}");
+    let stderr = refused(&[&base[..], &["--profile", "p.toml", "--concurrency", "1"]].concat());
+    assert!(stderr.contains("--profile"), "{stderr}");
+}

@@ -53,7 +53,7 @@ use tokio::time::Instant;
 use super::RealError;
 use super::compare::latency_histogram;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
-use super::load::{LoadConfig, run_load};
+use super::load::{LoadConfig, LoadOutcome, run_load};
 use super::report;
 use super::serve::{ServeConfig, Server};
 use super::setup::setup_for_run;
@@ -295,6 +295,18 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
     out
 }
 
+/// The profile TOML of `times` and `cpu`, and the profile it loads as.
+pub fn measured_profile(
+    times: &StatementTimes,
+    cpu: &CpuCosts,
+    description: &str,
+) -> Result<(String, LatencyProfile), RealError> {
+    let text = profile_toml(times, cpu, description);
+    let profile = LatencyProfile::from_toml_str(&text, "calibrated profile")
+        .map_err(|e| RealError::RunFailed(format!("the measured profile is invalid: {e}")))?;
+    Ok((text, profile))
+}
+
 fn quantile_line(histogram: &Histogram<u64>) -> String {
     let points: Vec<String> = PROFILE_QUANTILES
         .iter()
@@ -337,9 +349,7 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
         "scenario {}, {} bookings at concurrency 1, seed {}",
         config.scenario, config.bookings, config.seed
     );
-    let text = profile_toml(&times, &cpu, &description);
-    LatencyProfile::from_toml_str(&text, "calibrated profile")
-        .map_err(|e| RealError::RunFailed(format!("the measured profile is invalid: {e}")))?;
+    let (text, _) = measured_profile(&times, &cpu, &description)?;
     std::fs::write(&config.out, &text).map_err(|e| RealError::io(&config.out, e))?;
     print!("{}", summary(&times, &cpu));
     println!("profile written to {}", config.out.display());
@@ -352,33 +362,7 @@ async fn measure(
 ) -> Result<(StatementTimes, CpuCosts), RealError> {
     let fixture = setup_for_run(target, &config.scenario, SchemaVariant::Guarded).await?;
     let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, config.seed);
-    let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
-    let db_total_us = Arc::new(AtomicU64::new(0));
-    let requests = Arc::new(RequestTimer::new(db_total_us.clone()));
-    let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
-        let timing = TimingDb::with_total(db, db_total_us.clone());
-        *slot.lock().expect("timing slot") = Some(timing.clone());
-        Arc::new(timing)
-    };
-    let checks = Arc::new(CheckRecorder::default());
-    let observer = checks.clone();
-    let timer = requests.clone();
-    let layer = move |router: axum::Router| {
-        let observer = observer.clone();
-        let router = router.layer(axum::middleware::map_response(
-            move |response: axum::response::Response| {
-                let observer = observer.clone();
-                async move {
-                    observer.observe(&response);
-                    response
-                }
-            },
-        ));
-        timer.clone().layer(router)
-    };
-    let work = Some(checks.clone() as Arc<dyn WorkCharge>);
-    let server = Server::start_instrumented(&serve_config, &wrap, work, &layer).await?;
-    let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
+    let (server, meter) = Meter::start(&serve_config).await?;
     // The bookings the storm validates (auto-assigned rooms): the rules cost per check
     // depends on the request mix, so the mix must be the validated one.
     let tasks = vec![Task::Concurrent];
@@ -394,11 +378,9 @@ async fn measure(
         )
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
-    let _ = timing.take_times();
-    let _ = checks.take();
-    let _ = requests.take();
+    meter.reset();
     let outcome = run_load(load_config(u64::from(config.bookings)), fixture).await;
-    let times = timing.take_times();
+    let (times, cpu) = meter.measurements(&outcome);
     server.stop().await;
     for run in [&warmup, &outcome] {
         if let Some(reason) = &run.stopped_early {
@@ -413,17 +395,79 @@ async fn measure(
             )));
         }
     }
-    let p50 =
-        |metric: &str| outcome.recorder.server_timing.get(metric).map(|h| value_or_zero(h, 0.5));
-    let cpu = CpuCosts {
-        rules_p50_us: p50("rules"),
-        conflict_p50_us: p50("conflict"),
-        rules_ns_per_check: Some(checks.take_ns_per_check()),
-        rule_checks: Some(checks.take()),
-        request_us: Some(requests.request_us(&report::room_assignment(&outcome.recorder))),
-        cores: std::thread::available_parallelism().ok().and_then(|n| u32::try_from(n.get()).ok()),
-    };
     Ok((times, cpu))
+}
+
+/// The instruments of a backend server whose statements ([`TimingDb`]), rules evaluations
+/// ([`CheckRecorder`]) and requests ([`RequestTimer`]) are measured: what `calibrate` runs,
+/// and what `validate --profile-from-run` runs its 1-user level on. The measurements are
+/// valid at concurrency 1 only (one request in flight pairs each response with its
+/// evaluation and its statements).
+pub struct Meter {
+    timing: TimingDb,
+    requests: Arc<RequestTimer>,
+    checks: Arc<CheckRecorder>,
+}
+
+impl Meter {
+    /// Starts a server with the instruments in place.
+    pub async fn start(config: &ServeConfig) -> Result<(Server, Meter), RealError> {
+        let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
+        let db_total_us = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(RequestTimer::new(db_total_us.clone()));
+        let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
+            let timing = TimingDb::with_total(db, db_total_us.clone());
+            *slot.lock().expect("timing slot") = Some(timing.clone());
+            Arc::new(timing)
+        };
+        let checks = Arc::new(CheckRecorder::default());
+        let observer = checks.clone();
+        let timer = requests.clone();
+        let layer = move |router: axum::Router| {
+            let observer = observer.clone();
+            let router = router.layer(axum::middleware::map_response(
+                move |response: axum::response::Response| {
+                    let observer = observer.clone();
+                    async move {
+                        observer.observe(&response);
+                        response
+                    }
+                },
+            ));
+            timer.clone().layer(router)
+        };
+        let work = Some(checks.clone() as Arc<dyn WorkCharge>);
+        let server = Server::start_instrumented(config, &wrap, work, &layer).await?;
+        let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
+        Ok((server, Meter { timing, requests, checks }))
+    }
+
+    /// Forgets what was measured so far (the warm-up).
+    pub fn reset(&self) {
+        let _ = self.timing.take_times();
+        let _ = self.checks.take();
+        let _ = self.checks.take_ns_per_check();
+        let _ = self.requests.take();
+    }
+
+    /// What was measured since the start or the last [`Meter::reset`] (taken out);
+    /// `outcome` is the load run of those requests (client latencies, Server-Timing p50s).
+    pub fn measurements(&self, outcome: &LoadOutcome) -> (StatementTimes, CpuCosts) {
+        let times = self.timing.take_times();
+        let recorder = &outcome.recorder;
+        let p50 = |metric: &str| recorder.server_timing.get(metric).map(|h| value_or_zero(h, 0.5));
+        let cpu = CpuCosts {
+            rules_p50_us: p50("rules"),
+            conflict_p50_us: p50("conflict"),
+            rules_ns_per_check: Some(self.checks.take_ns_per_check()),
+            rule_checks: Some(self.checks.take()),
+            request_us: Some(self.requests.request_us(&report::room_assignment(recorder))),
+            cores: std::thread::available_parallelism()
+                .ok()
+                .and_then(|n| u32::try_from(n.get()).ok()),
+        };
+        (times, cpu)
+    }
 }
 
 /// Times each request inside the backend (valid at concurrency 1, one request in flight):

@@ -19,7 +19,7 @@ use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
 use super::throughput::{self, ThroughputConfig};
-use super::validate::ValidateConfig;
+use super::validate::{SimProfile, ValidateConfig};
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
 
@@ -226,6 +226,11 @@ pub struct ValidateArgs {
     /// Latency profile for the simulation (default: the committed one).
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Measure the simulation's profile during this run instead, at its first level (which
+    /// must be 1): `calibrate` on the very requests judged, so the machine cannot drift
+    /// between the two and the model itself is judged. Written beside the --html report.
+    #[arg(long, conflicts_with = "profile")]
+    pub profile_from_run: bool,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -234,15 +239,17 @@ pub struct ValidateArgs {
 
 impl ValidateArgs {
     pub fn config(&self) -> Result<ValidateConfig, RealError> {
-        let profile = crate::world::load_profile(self.profile.as_deref())
-            .map_err(|e| RealError::BadInput(e.to_string()))?;
-        let profile_source = match &self.profile {
-            Some(file) => file.display().to_string(),
-            None => "the committed default (model/profiles/default.toml)".to_string(),
+        let profile = match &self.profile {
+            _ if self.profile_from_run => SimProfile::FromRun,
+            Some(file) => SimProfile::Given {
+                profile: crate::world::load_profile(Some(file))
+                    .map_err(|e| RealError::BadInput(e.to_string()))?,
+                source: file.display().to_string(),
+            },
+            None => SimProfile::committed(),
         };
         Ok(ValidateConfig {
             profile,
-            profile_source,
             target: self.database.target()?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

@@ -33,33 +33,40 @@
 //! statements and the backend's CPU (`model::io::Cores`), so CPU contention emerges at 10 and
 //! 50 users as it does on the real 2-core host.
 //!
-//! FIDELITY (2026-11-28, the quiet 2-core machine, committed default profile calibrated on it
-//! at 06:47 with a table per statement text; `validate --concurrency 1,10,50 --run-time 10s`):
-//! - 06:50: 16 of 18 judged quantiles in band. Every judged quantile at 1 user (room assignment
-//!   p50/p95 ratio 1.01/0.97, conflict detection 1.01/0.93, rules 1.05/0.87); at 10 users all
-//!   but room assignment p95 (0.72); at 50 users all but conflict detection p95 (0.33).
-//! - OUT OF BAND at 50 users: conflict detection's tail (p95 0.29–0.40, p99 0.22–0.30 of
-//!   real over the day's runs, before and after the per-text tables). The real tail is
-//!   milliseconds long, the length of the kernel's time slices; the model runs every piece of
-//!   work to its end once it has a core (no preemption). Room assignment's p95 at 10 and 50
-//!   users (0.72 and 0.81 at 06:50) is short for the same reason.
+//! FIDELITY (2026-11-28 11:43, the quiet 2-core machine, committed default profile calibrated
+//! on it at 11:20; `validate --concurrency 1,10,50 --run-time 10s`): 16 of 18 judged
+//! quantiles in band. Ratios simulated/real, room assignment p50/p95: 1 user 1.00/1.06,
+//! 10 users 1.01/0.76, 50 users 1.07/0.82; conflict detection 0.85/1.01, 1.26/0.77,
+//! 1.10/0.39; rules evaluation 1.04/1.17, 1.08/0.97, 1.00/0.83.
+//! - OUT OF BAND: conflict detection's p50 at 10 users (1.26) and its tail at 50 users (p95
+//!   0.29–0.40 of real over the day's runs). The real tail is milliseconds long, the length
+//!   of the kernel's time slices; the model runs every piece of work to its end once it has a
+//!   core (no preemption).
+//! - TWO ARTEFACTS THAT HID EACH OTHER (found 2026-11-28): the real load generator waited
+//!   0.5–1 ms for tokio's timer before sends already due (`load::sleep_until_due`), counted
+//!   as latency; the simulation paid a 50 µs tick for every one-row statement that takes
+//!   ~20 µs on real loopback, and on loopback a client polled before the backend lost its
+//!   first attempt. Each added ~0.5–1 ms at 1 user, so the 1-user comparison looked right.
+//!   Both sides are fixed (transport debt in `model::io::server`, `HTTP_TRANSPORT_US`, clients
+//!   wait for the backend's listener); what is left of the tick floor keeps the simulated 1-user
+//!   p50 near 1.9 ms, so on a moment when the real side is 1.5 ms it is 1.3× real.
 //! - The scheduler matters: with PCT's fixed per-session priorities instead of the random-order
 //!   pick (`model::io::sched`), conflict detection p95 was 0.17–0.18 of real at 10 and 50 users
 //!   and room assignment p50 at 10 users 0.64. With one table per statement KIND instead of per
 //!   text, the 1-user spread was too wide (conflict p95 1.3, room assignment p99 1.4–1.5).
-//! - Anomalies: `--strategy naive` at 50 users double-books 90.9 per 1,000 bookings on
-//!   PostgreSQL and 10.0 in the simulation: the bug shows on both sides, its incidence is 9×
-//!   lower simulated (the model's check-then-insert windows overlap less than the real ones).
-//! - DRIFT: the real side moves by 10–25 % between runs minutes apart, and more over an hour:
-//!   at 07:15 the same idle machine measured 1-user room assignment p50 2.6–3.0 ms (2.2 at
-//!   06:50), rules evaluation (pure CPU in the service) 28–36 µs instead of 19, so every
-//!   1-user quantile fell out of band while a profile calibrated at 07:20 put them all back in
-//!   band (0.89–1.11). A loaded machine is several times slower. Re-calibrate on the machine
-//!   you validate, when it is quiet.
+//! - Anomalies: `--strategy naive` at 50 users double-books on PostgreSQL and in the
+//!   simulation; its incidence was 9× lower simulated (90.9 against 10.0 per 1,000 bookings,
+//!   before the changes above): the model's check-then-insert windows overlap less.
+//! - DRIFT: the real side moves by 10–25 % between runs minutes apart, and more over an hour
+//!   (the same idle machine measured 1-user rules evaluation, pure CPU in the service, at 19
+//!   and at 28–36 µs an hour apart). A profile describes its moment; `--profile-from-run`
+//!   measures it during the run and judges the model alone.
 //!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
-//! by `roomsim calibrate`) or the committed default `model/profiles/default.toml`; the
-//! output names which.
+//! by `roomsim calibrate`), the committed default `model/profiles/default.toml`, or, with
+//! `--profile-from-run`, from `calibrate`'s measurements taken during this run's own 1-user
+//! level ([`SimProfile::FromRun`]: no drift between calibration and measurement, so the
+//! MODEL is judged, not a profile's age); the output names which.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +80,7 @@ use model::profile::LatencyProfile;
 use scenarios::{Loaded, Scenario};
 
 use super::RealError;
+use super::calibrate::{CpuCosts, Meter, StatementTimes, measured_profile};
 use super::compare::{Comparison, compare_at_resolution};
 use super::database::{DbTarget, TempDatabase, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
@@ -105,10 +113,33 @@ pub struct ValidateConfig {
     pub strategy: Strategy,
     pub seed: u64,
     pub reports: ReportArgs,
-    /// The simulation's latency profile and where it came from (a path or "the committed
-    /// default").
-    pub profile: Arc<LatencyProfile>,
-    pub profile_source: String,
+    /// Where the simulation's latency profile comes from.
+    pub profile: SimProfile,
+}
+
+/// Where the simulation's latency profile comes from.
+#[derive(Clone, Debug)]
+pub enum SimProfile {
+    /// A profile file or the committed default; `source` names which in the output.
+    Given { profile: Arc<LatencyProfile>, source: String },
+    /// Measured on the real side DURING this run, at its first level, which must be 1 user:
+    /// `calibrate`'s method ([`Meter`]) on the very requests the simulation is then
+    /// judged against. The machine's speed cannot drift between calibration and measurement
+    /// (it does by 10–25 % within minutes on a VM, see DRIFT), so what is judged is the model:
+    /// how it composes a booking's statements, the backend's CPU and the scheduling into
+    /// room assignment, conflict detection and rules evaluation. It cannot check a committed
+    /// profile's numbers.
+    FromRun,
+}
+
+impl SimProfile {
+    /// The committed default profile.
+    pub fn committed() -> SimProfile {
+        SimProfile::Given {
+            profile: crate::world::default_profile(),
+            source: "the committed default (model/profiles/default.toml)".to_string(),
+        }
+    }
 }
 
 /// The metrics compared, real source and simulated source.
@@ -127,6 +158,8 @@ pub struct RealLevel {
     pub double_bookings: u64,
     /// Appointments created.
     pub bookings: u64,
+    /// Statement times and backend CPU measured during the level ([`SimProfile::FromRun`]).
+    pub measured: Option<(StatementTimes, CpuCosts)>,
 }
 
 /// What the simulated side of one level produced.
@@ -222,16 +255,24 @@ pub async fn count_double_bookings(
 }
 
 /// The real side of one level.
+/// `measure`: run it on a [`Meter`] (1 user only) and keep the measurements.
 async fn real_level(
     target: &DbTarget,
     config: &ValidateConfig,
     scenario: Arc<Scenario>,
     first_day: NaiveDate,
+    measure: bool,
 ) -> Result<RealLevel, RealError> {
     let level = scenario.workload.bookers;
+    assert!(!measure || level == 1, "measurements pair requests up at 1 user only");
     let pool = scenario.backend.pool_size;
     let serve_config = ServeConfig::ephemeral(target, pool, config.strategy, config.seed);
-    let server = Server::start(&serve_config).await?;
+    let (server, meter) = if measure {
+        let (server, meter) = Meter::start(&serve_config).await?;
+        (server, Some(meter))
+    } else {
+        (Server::start(&serve_config).await?, None)
+    };
     let monitor = Monitor::start(&target.url, None).await?;
     let mut rounds = ScenarioRounds {
         ids: ClinicIds::new(&scenario),
@@ -253,12 +294,13 @@ async fn real_level(
         )
     };
     let outcome = run_rounds(load_config, &mut rounds).await;
+    let measured = meter.as_ref().map(|m| m.measurements(&outcome));
     let (double_bookings, bookings) = count_double_bookings(&server.db).await?;
     server.stop().await;
     let monitor = monitor.finish().await;
     // The next level starts from an empty appointments table.
     super::database::cleanup(target).await?;
-    Ok(RealLevel { level, outcome, monitor, double_bookings, bookings })
+    Ok(RealLevel { level, outcome, monitor, double_bookings, bookings, measured })
 }
 
 /// Runs the real side of every level in a temporary database.
@@ -278,9 +320,11 @@ pub async fn real_side(
         setup_for_run(&temp.target, &config.scenario, variant).await?;
         let first_day = clinic_day(loaded)?;
         let mut levels = Vec::new();
-        for scenario in scenarios {
+        for (index, scenario) in scenarios.iter().enumerate() {
             eprintln!("validate: real PostgreSQL at {} users …", scenario.workload.bookers);
-            levels.push(real_level(&temp.target, config, scenario.clone(), first_day).await?);
+            let measure = index == 0 && matches!(config.profile, SimProfile::FromRun);
+            let level = real_level(&temp.target, config, scenario.clone(), first_day, measure);
+            levels.push(level.await?);
         }
         Ok(levels)
     }
@@ -413,19 +457,57 @@ pub fn compare_levels(real: &[RealLevel], sim: &[SimLevel]) -> (Vec<MetricRow>, 
 }
 
 /// Checks the flags before anything runs.
-pub fn check_levels(levels: &[u32]) -> Result<(), RealError> {
+pub fn check_levels(levels: &[u32], profile: &SimProfile) -> Result<(), RealError> {
     if levels.is_empty() || levels.len() > LEVELS_MAX {
         return Err(RealError::BadInput(format!("--concurrency: give 1..={LEVELS_MAX} levels")));
     }
     if let Some(bad) = levels.iter().find(|&&l| l == 0) {
         return Err(RealError::BadInput(format!("--concurrency {bad}: must be > 0")));
     }
+    if matches!(profile, SimProfile::FromRun) && levels[0] != 1 {
+        return Err(RealError::BadInput(format!(
+            "--profile-from-run: the first --concurrency level must be 1 (the profile is \
+             measured at one user, where each response pairs with its statements), got {}",
+            levels[0]
+        )));
+    }
     Ok(())
+}
+
+/// The profile of a [`SimProfile::FromRun`] run, from its first level's measurements, and
+/// the line naming it; written beside the HTML report (`<report>.profile.toml`) when there
+/// is one, so a verdict can be replayed with `--profile`.
+pub fn profile_from_run(
+    config: &ValidateConfig,
+    first: &RealLevel,
+) -> Result<(Arc<LatencyProfile>, String), RealError> {
+    let Some((times, cpu)) = &first.measured else {
+        return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
+    };
+    let requests = first.outcome.recorder.aggregated().request_count;
+    let description = format!(
+        "measured during `validate` at 1 user: scenario {}, {requests} requests, seed {}",
+        config.scenario, config.seed
+    );
+    let (text, profile) = measured_profile(times, cpu, &description)?;
+    let statements: u64 = times.by_kind.values().map(Histogram::len).sum();
+    let evaluations = cpu.rule_checks.as_ref().map_or(0, Histogram::len);
+    let mut source = format!(
+        "measured during this run's 1-user level ({statements} statements, {evaluations} rules \
+         evaluations, {requests} requests)"
+    );
+    if let Some(html) = &config.reports.html {
+        let file = html.with_extension("profile.toml");
+        std::fs::write(&file, &text).map_err(|e| RealError::io(&file, e))?;
+        source.push_str(&format!("; written to {}", file.display()));
+    }
+    Ok((Arc::new(profile), source))
 }
 
 /// Everything `validate` prints and writes, after both sides ran.
 pub fn judge(
     config: &ValidateConfig,
+    profile_source: &str,
     real: &[RealLevel],
     sim: &[SimLevel],
 ) -> Result<(), RealError> {
@@ -433,7 +515,7 @@ pub fn judge(
     let table = side_by_side(&rows);
     let mut notes = vec![
         format!("scenario {}, strategy {}, seed {}", config.scenario, config.strategy, config.seed),
-        format!("simulation profile: {}", config.profile_source),
+        format!("simulation profile: {profile_source}"),
     ];
     let mut failures: usize = rows.iter().filter(|r| !r.comparison.passed()).count();
     for (r, s) in real.iter().zip(sim) {
@@ -472,7 +554,7 @@ pub fn validate_command(
     config: ValidateConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), RealError> {
-    check_levels(&config.levels)?;
+    check_levels(&config.levels, &config.profile)?;
     let loaded = load_scenario(&config.scenario)?;
     let scenarios: Vec<Arc<Scenario>> = config
         .levels
@@ -480,15 +562,19 @@ pub fn validate_command(
         .map(|&level| scenario_at_level(&loaded, level))
         .collect::<Result<_, _>>()?;
     let real = runtime.block_on(real_side(&config, &loaded, &scenarios))?;
+    let (profile, profile_source) = match &config.profile {
+        SimProfile::Given { profile, source } => (profile.clone(), source.clone()),
+        SimProfile::FromRun => profile_from_run(&config, &real[0])?,
+    };
     let mut sim = Vec::with_capacity(real.len());
     for (scenario, r) in scenarios.iter().zip(&real) {
         let runs = r.outcome.recorder.aggregated().request_count / u64::from(r.level.max(1));
         eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
         let (strategy, seed) = (config.strategy, config.seed);
         let simulated = on_loopback(scenario);
-        sim.push(sim_side(simulated, strategy, &config.profile, seed, runs.max(1))?);
+        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1))?);
     }
-    judge(&config, &real, &sim)
+    judge(&config, &profile_source, &real, &sim)
 }
 
 /// The scenario as the real side runs it: every host on one machine, so no network latency
