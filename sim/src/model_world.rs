@@ -142,8 +142,8 @@ pub const HTTP_TRANSPORT_US: u64 = 2 * RESOLUTION_US;
 
 /// The backend's own CPU per HTTP request outside statements and rules (`[cpu] request_us`,
 /// less [`HTTP_TRANSPORT_US`]): a layer around the router that spends one draw before the
-/// handler runs. Without that
-/// table nothing is charged (the run's figures are the database's and the rules' alone).
+/// handler runs. Without that table nothing is charged (the run's figures are the database's
+/// and the rules' alone).
 #[derive(Clone)]
 struct RequestCpu {
     profile: Arc<LatencyProfile>,
