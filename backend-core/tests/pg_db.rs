@@ -84,7 +84,7 @@ async fn a_dropped_session_never_carries_its_transaction_into_reuse() {
     let options = PgDbOptions {
         connections_max: 1,
         acquire_timeout: Duration::from_secs(10),
-        search_path: None,
+        ..PgDbOptions::default()
     };
     let db = PgDb::connect(&url, &options).await.unwrap();
     let other = PgDb::connect(&url, &options).await.unwrap();

@@ -312,7 +312,11 @@ fn url_with_database(url: &str, database: &str) -> String {
 }
 
 fn pool_options(connections_max: u32) -> PgDbOptions {
-    PgDbOptions { connections_max, acquire_timeout: StdDuration::from_secs(120), search_path: None }
+    PgDbOptions {
+        connections_max,
+        acquire_timeout: StdDuration::from_secs(120),
+        ..PgDbOptions::default()
+    }
 }
 
 impl DedicatedDatabase {

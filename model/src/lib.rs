@@ -150,6 +150,29 @@ pub struct Engine {
     /// Parsed statements by text (skips sqlparser and planning on repeats); shared by the
     /// forks of one engine (plans depend only on text and schema version).
     plans: std::sync::Arc<std::sync::Mutex<plan_cache::PlanCache>>,
+    /// Warnings PostgreSQL would send as NOTICE messages (kept, not sent to the client).
+    warnings: Vec<Warning>,
+}
+
+/// A WARNING PostgreSQL sends to the client without failing the statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    pub session: SessionId,
+    /// Engine time when it was raised.
+    pub at: Duration,
+    /// SQLSTATE, e.g. "25001" (BEGIN inside a transaction block).
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// A session inside a transaction block, as `pg_stat_activity` would show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenTransaction {
+    pub session: SessionId,
+    /// `idle in transaction (aborted)` rather than `idle in transaction`.
+    pub aborted: bool,
+    /// A statement of the session is waiting (a lock): the state is `active`, not idle.
+    pub waiting: bool,
 }
 
 impl Engine {
@@ -172,6 +195,7 @@ impl Engine {
             wait_seq: 0,
             waking: false,
             plans: Default::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -198,6 +222,7 @@ impl Engine {
             wait_seq: self.wait_seq,
             waking: false,
             plans: std::sync::Arc::clone(&self.plans),
+            warnings: Vec::new(),
         })
     }
 
@@ -253,6 +278,25 @@ impl Engine {
     /// committed data survives.
     pub fn crash_restart(&mut self) {
         self.crash_impl();
+    }
+
+    /// Warnings raised since the last call (e.g. 25001 "there is already a transaction in
+    /// progress"), in the order they were raised.
+    pub fn take_warnings(&mut self) -> Vec<Warning> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Every open session inside an explicit transaction block, by session id.
+    pub fn open_transactions(&self) -> Vec<OpenTransaction> {
+        let open = self.sessions.iter().filter_map(|(id, s)| {
+            let txn = s.txn.as_ref().filter(|t| t.explicit)?;
+            Some(OpenTransaction {
+                session: *id,
+                aborted: txn.failed,
+                waiting: s.pending.is_some(),
+            })
+        });
+        open.collect()
     }
 
     /// Runs a SELECT on a fresh snapshot of committed data, outside every session, taking no

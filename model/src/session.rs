@@ -20,8 +20,9 @@
 //! the model does not detect an unsafe snapshot and retry).
 //!
 //! NOT MODELLED
-//! Prepared transactions, two-phase commit, notices/warnings (e.g. "there is no transaction
-//! in progress" still answers the command tag), idle-in-transaction timeouts.
+//! Prepared transactions, two-phase commit, notices/warnings sent to the client (e.g. "there
+//! is no transaction in progress" still answers the command tag; only 25001, BEGIN inside a
+//! block, is kept, for `Engine::take_warnings`), idle-in-transaction timeouts.
 
 use crate::deadlock;
 use crate::error::Error;
@@ -549,7 +550,16 @@ impl Engine {
         let tag = if start { "START TRANSACTION" } else { "BEGIN" };
         let s = self.sessions.get_mut(&session).expect("open session");
         match s.txn.as_mut() {
-            Some(t) if t.explicit => return ok(tag),
+            Some(t) if t.explicit => {
+                let at = self.now;
+                self.warnings.push(crate::Warning {
+                    session,
+                    at,
+                    code: "25001",
+                    message: "there is already a transaction in progress",
+                });
+                return ok(tag);
+            }
             Some(t) => t.explicit = true,
             None => self.begin_txn(session, true),
         }

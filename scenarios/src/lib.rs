@@ -36,6 +36,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("storm-backend-crash", include_str!("../data/storm-backend-crash.toml")),
     ("storm-db-crash", include_str!("../data/storm-db-crash.toml")),
     ("storm-no-idempotency", include_str!("../data/storm-no-idempotency.toml")),
+    ("storm-client-abort", include_str!("../data/storm-client-abort.toml")),
+    ("storm-slow-clients", include_str!("../data/storm-slow-clients.toml")),
 ];
 
 /// Where a rule set comes from.

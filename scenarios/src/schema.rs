@@ -296,6 +296,16 @@ pub enum Fault {
     /// The db host crashes (in-flight transactions abort, committed data survives) and
     /// restarts `restart_after_ms` later.
     DbCrash { at_ms: u64, restart_after_ms: u64 },
+    /// Clients that give up mid-request, as `curl -m` or a Locust stop does: from `at_ms` for
+    /// `duration_ms`, each attempt is abandoned with probability `rate` after a delay drawn
+    /// uniformly from 0..=`after_us_max` modelled µs (before the send, while the backend
+    /// works, between its statements, during COMMIT): the client closes the connection, then
+    /// retries as after a timeout (same Idempotency-Key).
+    ClientAbort { at_ms: u64, duration_ms: u64, rate: f64, after_us_max: u64 },
+    /// Slow clients: from `at_ms` for `duration_ms`, each attempt with probability `rate`
+    /// writes its request `chunk_bytes` at a time, `gap_us` modelled µs apart (slow headers
+    /// and a slow body; the backend's read timeouts bound them).
+    SlowClients { at_ms: u64, duration_ms: u64, rate: f64, chunk_bytes: u32, gap_us: u64 },
 }
 
 impl Fault {
@@ -306,6 +316,8 @@ impl Fault {
             Fault::Loss { at_ms, .. } => *at_ms,
             Fault::BackendCrash { at_ms, .. } => *at_ms,
             Fault::DbCrash { at_ms, .. } => *at_ms,
+            Fault::ClientAbort { at_ms, .. } => *at_ms,
+            Fault::SlowClients { at_ms, .. } => *at_ms,
         }
     }
 
@@ -316,6 +328,8 @@ impl Fault {
             Fault::Loss { at_ms, duration_ms, .. } => at_ms + duration_ms,
             Fault::BackendCrash { at_ms, restart_after_ms } => at_ms + restart_after_ms,
             Fault::DbCrash { at_ms, restart_after_ms } => at_ms + restart_after_ms,
+            Fault::ClientAbort { at_ms, duration_ms, .. } => at_ms + duration_ms,
+            Fault::SlowClients { at_ms, duration_ms, .. } => at_ms + duration_ms,
         }
     }
 }

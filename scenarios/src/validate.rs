@@ -242,14 +242,34 @@ fn validate_faults(s: &Scenario) -> Result<(), Problem> {
         if fault.end_ms() == fault.at_ms() {
             return fail(field, "has zero duration");
         }
-        if let Fault::Loss { rate, .. } = fault
-            && !(*rate > 0.0 && *rate <= 1.0)
+        let rate = match fault {
+            Fault::Loss { rate, .. }
+            | Fault::ClientAbort { rate, .. }
+            | Fault::SlowClients { rate, .. } => Some(*rate),
+            _ => None,
+        };
+        if let Some(rate) = rate
+            && !(rate > 0.0 && rate <= 1.0)
         {
             return fail(format!("{field}.rate"), format!("{rate} is not in (0, 1]"));
+        }
+        match fault {
+            Fault::ClientAbort { after_us_max, .. } => {
+                let name = format!("{field}.after_us_max");
+                check_range(&name, *after_us_max, 1, CLIENT_DELAY_US_MAX)?;
+            }
+            Fault::SlowClients { chunk_bytes, gap_us, .. } => {
+                check_range(&format!("{field}.chunk_bytes"), u64::from(*chunk_bytes), 1, 65_536)?;
+                check_range(&format!("{field}.gap_us"), *gap_us, 1, CLIENT_DELAY_US_MAX)?;
+            }
+            _ => {}
         }
     }
     Ok(())
 }
+
+/// Longest client-side delay a fault may draw: 10 s, modelled.
+pub const CLIENT_DELAY_US_MAX: u64 = 10_000_000;
 
 fn validate_criteria(s: &Scenario) -> Result<(), Problem> {
     let c = &s.criteria;

@@ -63,6 +63,7 @@ fn main() {
 /// One storm seed; returns the turmoil steps it took.
 fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> u64 {
     let config = RunConfig {
+        guard: Default::default(),
         scenario: scenario.clone(),
         seed,
         strategy: "exclusion".into(),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use backend_core::db::guard::GuardMode;
 use clap::{Parser, Subcommand, ValueEnum};
 use scenarios::Scenario;
 
@@ -44,6 +45,10 @@ pub enum Command {
         seed: u64,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
+        /// The backend's transaction guard; `late-begin` is a planted bug (it leaks a
+        /// transaction when a request is cancelled while its BEGIN is in flight).
+        #[arg(long, default_value = "safe", value_parser = parse_guard)]
+        guard: GuardMode,
         /// Which backend serves the bookings.
         #[arg(long, value_enum, default_value = "model")]
         backend: BackendKind,
@@ -69,6 +74,10 @@ pub enum Command {
         seeds: Range<u64>,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
+        /// The backend's transaction guard; `late-begin` is a planted bug (it leaks a
+        /// transaction when a request is cancelled while its BEGIN is in flight).
+        #[arg(long, default_value = "safe", value_parser = parse_guard)]
+        guard: GuardMode,
         #[arg(long, value_enum, default_value = "model")]
         backend: BackendKind,
         /// Seeds in parallel, 1 to 64 (results identical for any value); default: one per
@@ -108,6 +117,10 @@ pub enum Command {
     /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
     #[command(flatten)]
     Real(crate::real::RealCommand),
+}
+
+fn parse_guard(text: &str) -> Result<GuardMode, String> {
+    text.parse()
 }
 
 fn parse_range(text: &str) -> Result<Range<u64>, String> {
@@ -172,6 +185,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             scenario,
             seed,
             strategy,
+            guard,
             backend,
             profile,
             trace,
@@ -180,6 +194,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
         } => {
             let loaded = Scenario::resolve(&scenario)?;
             let config = RunConfig {
+                guard,
                 scenario: Arc::new(loaded.scenario),
                 seed,
                 strategy,
@@ -198,6 +213,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             scenario,
             seeds,
             strategy,
+            guard,
             backend,
             jobs,
             shard,
@@ -211,6 +227,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 scenario: Arc::new(loaded.scenario),
                 scenario_arg: scenario,
                 strategy,
+                guard,
                 backend,
                 seeds,
                 jobs,
@@ -229,6 +246,17 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             for (name, broken) in world::strategies(backend) {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };
                 println!("{name}{mark}");
+            }
+            if backend == BackendKind::Model {
+                println!("\ntransaction guards (--guard):");
+                for guard in GuardMode::ALL {
+                    let mark = if guard.is_broken() {
+                        "  BROKEN (planted bug, never default)"
+                    } else {
+                        ""
+                    };
+                    println!("{}{mark}", guard.name());
+                }
             }
             Ok(exit::OK)
         }

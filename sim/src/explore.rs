@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use backend_core::db::guard::GuardMode;
 use model::profile::LatencyProfile;
 use scenarios::Scenario;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,8 @@ pub struct ExploreConfig {
     /// How the user named the scenario (for replay commands).
     pub scenario_arg: String,
     pub strategy: String,
+    /// The backend's transaction guard (`late-begin` is a planted bug).
+    pub guard: GuardMode,
     pub backend: BackendKind,
     pub seeds: Range<u64>,
     pub jobs: u32,
@@ -157,6 +160,7 @@ fn worker(
             return;
         }
         let run = world::run(&RunConfig {
+            guard: cfg.guard,
             scenario: cfg.scenario.clone(),
             seed,
             strategy: cfg.strategy.clone(),
@@ -216,8 +220,13 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
         if !hash.passed {
-            let mut replay =
-                report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.backend, seed);
+            let mut replay = report::replay_command(
+                &cfg.scenario_arg,
+                &cfg.strategy,
+                cfg.guard,
+                cfg.backend,
+                seed,
+            );
             if let Some(profile) = &cfg.profile_arg {
                 replay.push_str(&format!(" --profile {profile}"));
             }

@@ -22,6 +22,8 @@
 //!    The offered visit's turnover is taken as the type's `turnover_min` (the backend's is
 //!    never shorter), so the check can miss an overlap but never invents one. Room-only
 //!    suggestions (the stand-in's) are checked for the room alone.
+//! 10. `session_hygiene` — no pooled session is handed out inside a transaction (no BEGIN
+//!     meets an open block, WARNING 25001) and none stays in one once the run is quiet.
 //!
 //! A violation names the rows (appointment ids), the transactions / bookings and the
 //! simulated (modelled) times involved. Pairwise checks sort by start and sweep, so they cost
@@ -125,6 +127,11 @@ pub struct OfferedAlternative {
 pub struct DbObservations {
     /// (modelled time, transaction / session) of every 40P01.
     pub deadlocks: Vec<(u64, String)>,
+    /// (modelled time, session) of every BEGIN that arrived inside an open transaction block
+    /// (PostgreSQL's WARNING 25001): the session came out of the pool in a transaction.
+    pub begin_in_transaction: Vec<(u64, String)>,
+    /// Sessions still inside a transaction once the run settled (`world::settle`).
+    pub open_at_end: Vec<String>,
 }
 
 /// Runs every invariant; returns results in a fixed order and the violations found.
@@ -165,8 +172,29 @@ pub fn check_all(
         no_deadlock(db, &mut violations),
         every_request_answered(bookings, &mut violations),
         alternatives_correct(scenario, bookings, &mut violations),
+        session_hygiene(db, &mut violations),
     ];
     (results, violations)
+}
+
+/// 10. `session_hygiene`: no session is handed out of the pool inside a transaction (no BEGIN
+/// meets an open block: PostgreSQL's WARNING 25001), and none is left in one when the run is
+/// quiet. Either means a transaction outlived the request that opened it: its locks are
+/// held, and the next user of the session runs inside it.
+fn session_hygiene(db: &DbObservations, violations: &mut Vec<Violation>) -> InvariantResult {
+    let name = "session_hygiene";
+    for (at_us, what) in &db.begin_in_transaction {
+        let detail =
+            format!("{what} at {at_us} us: a pooled session was handed out inside a transaction");
+        push(violations, name, detail);
+    }
+    for what in &db.open_at_end {
+        push(violations, name, format!("{what}: a transaction outlived its request"));
+    }
+    let bad = (db.begin_in_transaction.len() + db.open_at_end.len()) as u64;
+    // Checked: every BEGIN warning the engine could raise and every session at the end; the
+    // count of sessions is not known here, so count the findings' opportunities as 1 run.
+    InvariantResult { name: name.into(), checked: 1, violations: bad }
 }
 
 fn push(violations: &mut Vec<Violation>, invariant: &str, detail: String) {

@@ -12,6 +12,7 @@
 //! `stand_in` (the stand-in backend used until backend-core and the model land).
 
 pub mod cli;
+pub mod client_faults;
 pub mod clinic;
 pub mod erlang;
 pub mod error;

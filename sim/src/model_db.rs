@@ -6,13 +6,20 @@
 //! converted between backend-core's `SqlValue`/`Rows`/`DbError` and the model's
 //! `Value`/`QueryResult`/`SqlError`. A connection whose stream failed is marked broken and
 //! never reused (its SQLSTATE is 08006, which backend-core treats as "outcome unknown").
-//! A connection returned with a transaction still open is rolled back before its next use.
 //! Every 40P01 the database reports is recorded for the `no_deadlock` invariant.
 //!
-//! Not modelled: statement cancellation, TLS, prepared-statement caching.
+//! TRANSACTION SAFETY is not this adapter's: every session is handed out inside backend-core's
+//! `TxGuard` (the same code the sqlx adapter runs in production), whose `discard` here marks
+//! the pooled connection broken, so its stream is dropped and the model server aborts the
+//! session. Like sqlx, the pool does nothing else on release: a statement dropped in flight
+//! leaves its reply owed, which the next user drains (`model::io::Client`) — so a guard that
+//! fails to discard a session leaves it in its transaction, as it would on PostgreSQL.
+//!
+//! Not modelled: cancel requests, TLS, prepared-statement caching.
 
 use std::sync::{Arc, Mutex};
 
+use backend_core::db::guard::{GuardMode, RawConn, TxGuard};
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use model::io::Client;
 use model::{SqlError, Value};
@@ -32,7 +39,6 @@ pub const STATEMENT_TIMEOUT_MS: u64 = 500;
 /// One model session.
 pub struct ModelConn {
     client: Client<TcpStream>,
-    in_transaction: bool,
 }
 
 /// (modelled µs, description) of every deadlock error seen.
@@ -42,6 +48,7 @@ pub type DeadlockLog = Arc<Mutex<Vec<(u64, String)>>>;
 pub struct ModelDb {
     pool: Pool<ModelConn>,
     deadlocks: DeadlockLog,
+    guard: GuardMode,
 }
 
 impl ModelDb {
@@ -51,29 +58,26 @@ impl ModelDb {
         acquire_timeout: std::time::Duration,
         on_wait: WaitObserver,
         deadlocks: DeadlockLog,
+        guard: GuardMode,
     ) -> ModelDb {
         let connect: ConnectFn<ModelConn> = Arc::new(|| {
             Box::pin(async {
                 let stream = TcpStream::connect(("db", DB_PORT)).await.map_err(|e| {
                     DbError::new(DbError::CONNECTION_FAILURE, format!("connect to db: {e}"))
                 })?;
-                Ok(ModelConn { client: Client::new(stream), in_transaction: false })
+                Ok(ModelConn { client: Client::new(stream) })
             })
         });
-        ModelDb { pool: Pool::new(size, acquire_timeout, connect, on_wait), deadlocks }
+        ModelDb { pool: Pool::new(size, acquire_timeout, connect, on_wait), deadlocks, guard }
     }
 }
 
 impl Db for ModelDb {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
         Box::pin(async move {
-            let mut pooled = self.pool.acquire().await?;
-            if pooled.get_mut().in_transaction {
-                let mut conn = PooledConn { pooled, deadlocks: self.deadlocks.clone() };
-                conn.run("ROLLBACK", &[]).await?;
-                return Ok(Box::new(conn) as Box<dyn Conn>);
-            }
-            Ok(Box::new(PooledConn { pooled, deadlocks: self.deadlocks.clone() }) as Box<dyn Conn>)
+            let pooled = self.pool.acquire().await?;
+            let raw = PooledConn { pooled, deadlocks: self.deadlocks.clone() };
+            Ok(Box::new(TxGuard::new(raw, self.guard)) as Box<dyn Conn>)
         })
     }
 }
@@ -102,7 +106,6 @@ impl PooledConn {
                 return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
             }
         };
-        conn.in_transaction = transaction_state(sql, conn.in_transaction);
         match response {
             Ok(result) => Ok(to_rows(result)),
             Err(error) => {
@@ -117,7 +120,7 @@ impl PooledConn {
     }
 }
 
-impl Conn for PooledConn {
+impl RawConn for PooledConn {
     fn execute<'a>(
         &'a mut self,
         sql: &'a str,
@@ -125,31 +128,15 @@ impl Conn for PooledConn {
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
         Box::pin(self.run(sql, params))
     }
+
+    /// Never pooled again: the stream is dropped, so the server ends the session.
+    fn discard(&mut self) {
+        self.pooled.mark_broken();
+    }
 }
 
 fn first_line(sql: &str) -> &str {
     sql.lines().next().unwrap_or_default().trim()
-}
-
-/// Whether a session is inside a transaction after `sql` ran (whatever its outcome: a failed
-/// statement leaves PostgreSQL's transaction open but aborted, still needing ROLLBACK).
-pub fn transaction_state(sql: &str, before: bool) -> bool {
-    // Case-insensitive prefix tests, no upper-cased copy: this runs on every statement.
-    let text = sql.trim_start();
-    let starts = |word: &str| {
-        text.len() >= word.len()
-            && text.as_bytes()[..word.len()].eq_ignore_ascii_case(word.as_bytes())
-    };
-    if starts("BEGIN") || starts("START TRANSACTION") {
-        return true;
-    }
-    if starts("COMMIT") || starts("END") || starts("ABORT") {
-        return false;
-    }
-    if starts("ROLLBACK") && !text.to_ascii_uppercase().contains(" TO ") {
-        return false;
-    }
-    before
 }
 
 pub fn to_model(v: &SqlValue) -> Value {
@@ -207,7 +194,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_tags_and_transaction_state_convert() {
+    fn values_and_tags_convert() {
         let t = chrono::DateTime::from_timestamp(1_772_409_600, 0).unwrap();
         let u = uuid::Uuid::from_u128(42);
         for v in [SqlValue::Null, SqlValue::Int(-3), SqlValue::Uuid(u), SqlValue::Timestamp(t)] {
@@ -216,9 +203,5 @@ mod tests {
         assert_eq!(rows_affected("INSERT 0 1"), 1);
         assert_eq!(rows_affected("UPDATE 12"), 12);
         assert_eq!(rows_affected("BEGIN"), 0);
-        assert!(transaction_state("begin isolation level serializable", false));
-        assert!(transaction_state("ROLLBACK TO SAVEPOINT a", true));
-        assert!(!transaction_state("rollback", true));
-        assert!(transaction_state("SELECT 1", true));
     }
 }

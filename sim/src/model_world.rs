@@ -32,6 +32,7 @@ use backend_core::booking::body_cache::BodyCache;
 use backend_core::booking::strategy::Strategy;
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::config::ApiConfig;
+use backend_core::db::guard::GuardMode;
 use backend_core::db::schema::{SchemaVariant, migration_scripts_for};
 use backend_core::db::{BoxFuture, Conn, DbError, Rows, SqlValue};
 use backend_core::domain::{Clock, SequentialIds};
@@ -381,15 +382,23 @@ pub struct BackendSinks {
     pub listening: Rc<Cell<bool>>,
 }
 
+/// What the backend host runs.
+pub struct BackendSpec {
+    pub scenario: Arc<Scenario>,
+    pub strategy: Strategy,
+    /// The transaction guard around every pooled session (backend-core's, as in production).
+    pub guard: GuardMode,
+}
+
 /// Registers the backend host: backend-core's router over the model pool.
 pub fn add_backend_host(
     sim: &mut turmoil::Sim<'static>,
-    scenario: Arc<Scenario>,
-    strategy: Strategy,
+    backend: BackendSpec,
     seeds: &Seeds,
     sinks: BackendSinks,
     machine: Machine,
 ) {
+    let BackendSpec { scenario, strategy, guard } = backend;
     let Machine { profile, cores } = machine;
     let BackendSinks { histograms, deadlocks, listening } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
@@ -405,6 +414,7 @@ pub fn add_backend_host(
             scaled_ms(scenario.backend.acquire_timeout_ms),
             on_wait,
             deadlocks.clone(),
+            guard,
         );
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         config.retry.retries_max = scenario.backend.db_retries_max;

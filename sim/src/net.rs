@@ -8,12 +8,16 @@
 //!
 //! Not modelled: HTTP keep-alive and connection reuse between attempts.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use turmoil::net::{TcpListener, TcpStream};
 
 /// An accepted-connection source for `axum::serve`.
@@ -62,8 +66,27 @@ pub async fn send(
     port: u16,
     request: http::Request<Full<Bytes>>,
 ) -> Result<HttpAnswer, HttpFailure> {
+    send_paced(host, port, request, None).await
+}
+
+/// How a slow client writes: at most `chunk_bytes` per write, `gap` (simulated) between
+/// writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pace {
+    pub chunk_bytes: u32,
+    pub gap: Duration,
+}
+
+/// [`send`], writing the request at `pace` when given (a slow client).
+pub async fn send_paced(
+    host: &str,
+    port: u16,
+    request: http::Request<Full<Bytes>>,
+    pace: Option<Pace>,
+) -> Result<HttpAnswer, HttpFailure> {
     let stream =
         TcpStream::connect((host, port)).await.map_err(|e| HttpFailure::Connect(e.to_string()))?;
+    let stream = Paced { inner: stream, pace, sleep: None };
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| HttpFailure::Connect(e.to_string()))?;
@@ -76,6 +99,51 @@ pub async fn send(
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| HttpFailure::Broken(e.to_string()))?.to_bytes();
     Ok(HttpAnswer { status: parts.status.as_u16(), headers: parts.headers, body })
+}
+
+/// A stream whose writes are cut to `pace.chunk_bytes` and spaced `pace.gap` apart.
+struct Paced<S> {
+    inner: S,
+    pace: Option<Pace>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Paced<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Paced<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let Some(pace) = self.pace else {
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        };
+        if let Some(sleep) = self.sleep.as_mut() {
+            std::task::ready!(sleep.as_mut().poll(cx));
+            self.sleep = None;
+        }
+        let chunk = buf.len().min(pace.chunk_bytes as usize);
+        let written = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..chunk]))?;
+        self.sleep = Some(Box::pin(tokio::time::sleep(pace.gap)));
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A JSON POST request with extra headers.

@@ -98,6 +98,8 @@ pub struct RunOutcome {
     pub backend: crate::world::BackendKind,
     pub scenario: String,
     pub strategy: String,
+    /// The backend's transaction guard (`late-begin` is a planted bug).
+    pub guard: backend_core::db::guard::GuardMode,
     pub trace_hash: String,
     /// Interleaving signature (coverage).
     pub signature: String,

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use backend_core::db::guard::GuardMode;
 use scenarios::Scenario;
 use serde_json::{Value, json};
 
@@ -243,6 +244,7 @@ pub fn latency_json(h: &Histograms) -> Value {
 pub fn replay_command(
     scenario_arg: &str,
     strategy: &str,
+    guard: GuardMode,
     backend: BackendKind,
     seed: u64,
 ) -> String {
@@ -250,8 +252,12 @@ pub fn replay_command(
         BackendKind::Model => "",
         BackendKind::StandIn => " --backend stand-in",
     };
+    let guard = match guard {
+        GuardMode::Safe => String::new(),
+        other => format!(" --guard {other}"),
+    };
     format!(
-        "roomsim run --scenario {scenario_arg} --strategy {strategy}{backend} --seed {seed} --trace"
+        "roomsim run --scenario {scenario_arg} --strategy {strategy}{guard}{backend} --seed {seed} --trace"
     )
 }
 
@@ -276,7 +282,7 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "latency_us": latency_json(&o.histograms),
         "criteria": criteria(&f),
         "histograms": o.histograms.to_encoded(),
-        "replay": replay_command(scenario_arg, &o.strategy, o.backend, o.seed),
+        "replay": replay_command(scenario_arg, &o.strategy, o.guard, o.backend, o.seed),
     });
     // Only runs that caught something in-run carry these (passing reports are unchanged).
     if let Some(first) = o.first_violation_us {
@@ -310,7 +316,7 @@ pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Stri
         let _ = writeln!(
             out,
             "\nreplay: {}",
-            replay_command(scenario_arg, &o.strategy, o.backend, o.seed)
+            replay_command(scenario_arg, &o.strategy, o.guard, o.backend, o.seed)
         );
     }
     let _ = writeln!(out, "\ntrace-hash: {}", o.trace_hash);

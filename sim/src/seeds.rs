@@ -11,7 +11,8 @@
 //!                                      ├─ 3 faults
 //!                                      ├─ 4 backend (retry jitter, ids)
 //!                                      ├─ 5 backend CPU (rules evaluation cost)
-//!                                      └─ 6 backend CPU per HTTP request
+//!                                      ├─ 6 backend CPU per HTTP request
+//!                                      └─ 7 client faults (aborts, slow clients)
 //! ```
 //!
 //! Not modelled: turmoil's own per-host SmallRng children (derived by turmoil from its
@@ -32,6 +33,8 @@ pub enum Stream {
     BackendCpu = 5,
     /// The backend's modelled CPU per HTTP request (`model_world::RequestCpu`).
     BackendRequestCpu = 6,
+    /// Which attempts clients abandon or write slowly (`client_faults`).
+    ClientFaults = 7,
 }
 
 /// The master seed of one run.

@@ -38,10 +38,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use scenarios::{Fault, Link, Scenario, parse_day_unix_s};
 
 use backend_core::booking::strategy::Strategy;
+use backend_core::db::guard::GuardMode;
 use model::Engine;
 use model::io::Server;
 use model::profile::LatencyProfile;
 
+use crate::client_faults::ClientFaults;
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
@@ -71,6 +73,8 @@ pub struct RunConfig {
     pub scenario: Arc<Scenario>,
     pub seed: u64,
     pub strategy: String,
+    /// The backend's transaction guard: the production one, or a planted broken variant.
+    pub guard: GuardMode,
     /// Keep every trace event (for `--trace`); the hash is computed either way.
     pub keep_trace: bool,
     pub backend: BackendKind,
@@ -157,6 +161,9 @@ struct Shared {
     live: Rc<RefCell<LiveChecker>>,
     /// The backend listens (set by its host after binding; the clients wait for it).
     backend_listening: Rc<Cell<bool>>,
+    /// Sessions still inside a transaction once the run was quiet (see `settle`).
+    open_at_end: RefCell<Vec<String>>,
+    client_faults: Rc<ClientFaults>,
 }
 
 /// Runs one seed.
@@ -171,6 +178,8 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         records: Rc::new(RefCell::new(vec![None; plan.len()])),
         live: Rc::new(RefCell::new(LiveChecker::default())),
         backend_listening: Rc::new(Cell::new(false)),
+        open_at_end: RefCell::new(Vec::new()),
+        client_faults: Rc::new(ClientFaults::new(&scenario, seeds.rng(Stream::ClientFaults))),
     };
     let mut sim = build_sim(&scenario, &seeds);
     let side = match config.backend {
@@ -217,7 +226,12 @@ fn add_model_hosts(
         listening: shared.backend_listening.clone(),
     };
     let machine = model_world::Machine { profile: config.profile.clone(), cores };
-    model_world::add_backend_host(sim, config.scenario.clone(), strategy, seeds, sinks, machine);
+    let backend = model_world::BackendSpec {
+        scenario: config.scenario.clone(),
+        strategy,
+        guard: config.guard,
+    };
+    model_world::add_backend_host(sim, backend, seeds, sinks, machine);
     Ok(DbSide::Model { engine, servers, deadlocks })
 }
 
@@ -293,6 +307,7 @@ fn add_clients(
     let live = shared.live.clone();
     let ids = Arc::new(ClinicIds::new(&scenario));
     let listening = shared.backend_listening.clone();
+    let faults = shared.client_faults.clone();
     sim.client("clients", async move {
         // The workload starts once the backend listens, as a load test starts against a
         // service that is up: a client polled before the backend host in the first step
@@ -312,6 +327,7 @@ fn add_clients(
                 trace: trace.clone(),
                 histograms: histograms.clone(),
                 live: live.clone(),
+                faults: faults.clone(),
                 start,
                 rules_from_header,
             };
@@ -332,6 +348,7 @@ struct ClientCtx {
     trace: SharedTrace,
     histograms: Arc<Mutex<Histograms>>,
     live: Rc<RefCell<LiveChecker>>,
+    faults: Rc<ClientFaults>,
     start: tokio::time::Instant,
     /// Record `rules` from Server-Timing (false: the backend's cost model records it).
     rules_from_header: bool,
@@ -372,10 +389,18 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         attempts += 1;
         trace(ctx, format!("send #{} attempt {attempt}", b.index));
         let sent_at_us = now_us();
+        let faults = ctx.faults.draw(sent_at_us);
         let request = net::post_json("backend", "/v1/appointments", &headers, &body);
+        // A client that gives up closes its connection at a random moment of the request
+        // (`client_faults`); for the backend it is a disconnect, for the client a timeout.
+        let timeout = scaled_ms(w.request_timeout_ms);
+        let (limit, gives_up) = match faults.abort_after_us.map(scaled_us) {
+            Some(abort) if abort < timeout => (abort, true),
+            _ => (timeout, false),
+        };
         let sent = tokio::time::timeout(
-            scaled_ms(w.request_timeout_ms),
-            net::send("backend", BACKEND_PORT, request),
+            limit,
+            net::send_paced("backend", BACKEND_PORT, request, faults.pace),
         );
         let answer = match sent.await {
             Ok(Ok(answer)) => answer,
@@ -386,7 +411,8 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
             }
             Err(_) => {
                 timeouts += 1;
-                trace(ctx, format!("timeout #{} attempt {attempt}", b.index));
+                let what = if gives_up { "abort" } else { "timeout" };
+                trace(ctx, format!("{what} #{} attempt {attempt}", b.index));
                 if w.retry_lost_response { continue } else { break }
             }
         };
@@ -692,6 +718,8 @@ fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
                 out.push((at_us, Action::CrashDb));
                 out.push((end_us, Action::RestartDb));
             }
+            // Acted on by the clients themselves (`client_faults`).
+            Fault::ClientAbort { .. } | Fault::SlowClients { .. } => {}
         }
     }
     // Stable sort: equal times keep file order (for determinism).
@@ -802,10 +830,52 @@ fn drive(
             }
         }
         match stepped {
-            Ok(true) => return Ok(()),
+            Ok(true) => return settle(sim, shared, side),
             Ok(false) => {}
             Err(_) if sim.elapsed() >= limit => return Ok(()),
             Err(e) => return Err(SimError::HostFailed(e.to_string())),
+        }
+    }
+}
+
+/// Modelled time the world may take, after the last client finished, for every session to
+/// leave its transaction: twice the statement timeout, so a handler the client abandoned can
+/// finish or fail its statement and be dropped.
+pub const SETTLE_MS_MAX: u64 = 2 * crate::model_db::STATEMENT_TIMEOUT_MS;
+
+/// After the clients are done: steps on (only while some session is still inside a
+/// transaction, at most [`SETTLE_MS_MAX`]) and records the sessions still in one, which the
+/// `session_hygiene` invariant reports: a session idle in a transaction when nothing runs
+/// any more was leaked (`pg_stat_activity`'s `idle in transaction`). A run that settles at
+/// once takes no extra step, so its trace is what it was without this check.
+fn settle(sim: &mut turmoil::Sim<'static>, shared: &Shared, side: &DbSide) -> Result<(), SimError> {
+    let DbSide::Model { engine, .. } = side else { return Ok(()) };
+    let deadline = sim.elapsed() + scaled_ms(SETTLE_MS_MAX);
+    loop {
+        let open = engine.borrow().open_transactions();
+        if open.is_empty() || sim.elapsed() >= deadline {
+            let described = open.iter().map(|t| {
+                let state = match (t.waiting, t.aborted) {
+                    (true, _) => "active (waiting for a lock)",
+                    (false, true) => "idle in transaction (aborted)",
+                    (false, false) => "idle in transaction",
+                };
+                format!(
+                    "session {} {state} {} ms after the last client finished",
+                    t.session, SETTLE_MS_MAX
+                )
+            });
+            *shared.open_at_end.borrow_mut() = described.collect();
+            return Ok(());
+        }
+        if sim.step().is_err() {
+            // The simulation limit: report what is open now.
+            let open = engine.borrow().open_transactions();
+            let described = open.iter().map(|t| {
+                format!("session {} still in a transaction at the simulation limit", t.session)
+            });
+            *shared.open_at_end.borrow_mut() = described.collect();
+            return Ok(());
         }
     }
 }
@@ -814,6 +884,7 @@ fn drive(
 /// into the run's trace (hash and interleaving signature).
 fn db_results(
     side: &DbSide,
+    open_at_end: &[String],
     ids: &ClinicIds,
     trace: &SharedTrace,
     histograms: &Arc<Mutex<Histograms>>,
@@ -845,7 +916,13 @@ fn db_results(
             drop(trace);
             let rows = model_world::final_rows(&mut engine.borrow_mut(), ids)?;
             let deadlocks = deadlocks.lock().expect("deadlock log").clone();
-            Ok((rows, DbObservations { deadlocks }))
+            let warnings = engine.borrow_mut().take_warnings().into_iter().map(|w| {
+                let at_us = modelled_us(w.at);
+                (at_us, format!("session {}: WARNING {} {}", w.session, w.code, w.message))
+            });
+            let begin_in_transaction = warnings.collect();
+            let open_at_end = open_at_end.to_vec();
+            Ok((rows, DbObservations { deadlocks, begin_in_transaction, open_at_end }))
         }
     }
 }
@@ -865,7 +942,8 @@ fn finish(
         .map(|(record, b)| record.clone().unwrap_or_else(|| unfinished(b)))
         .collect();
     let ids = ClinicIds::new(&config.scenario);
-    let (rows, observed) = db_results(side, &ids, &shared.trace, &shared.histograms)?;
+    let open_at_end = shared.open_at_end.borrow().clone();
+    let (rows, observed) = db_results(side, &open_at_end, &ids, &shared.trace, &shared.histograms)?;
     let (invariants, mut violations) =
         invariants::check_all(&config.scenario, &rows, &records, &observed);
     violations.truncate(VIOLATIONS_KEPT_MAX);
@@ -882,6 +960,7 @@ fn finish(
         backend: config.backend,
         scenario: config.scenario.name.clone(),
         strategy: config.strategy.clone(),
+        guard: config.guard,
         trace_hash: trace.hash_hex(),
         signature: trace.signature_hex(),
         counts: counts(&records, &rows),

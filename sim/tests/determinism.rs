@@ -14,6 +14,7 @@ use sim::world::{self, BackendKind, RunConfig};
 fn config(scenario: &str, seed: u64) -> RunConfig {
     let scenario = Arc::new(Scenario::builtin(scenario).unwrap().scenario);
     RunConfig {
+        guard: Default::default(),
         scenario,
         seed,
         strategy: "exclusion".into(),
@@ -34,6 +35,7 @@ fn explore_on(
     shard: Option<(u64, u64)>,
 ) -> ExploreConfig {
     ExploreConfig {
+        guard: Default::default(),
         scenario: Arc::new(Scenario::builtin("conflict").unwrap().scenario),
         scenario_arg: "conflict".into(),
         strategy: "exclusion".into(),

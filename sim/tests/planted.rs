@@ -25,6 +25,7 @@ fn cfg_on(
     backend: BackendKind,
 ) -> ExploreConfig {
     ExploreConfig {
+        guard: Default::default(),
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         scenario_arg: scenario.into(),
         strategy: strategy.into(),
@@ -71,6 +72,7 @@ fn assert_found_and_replays_on(
         .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..10"));
     assert_eq!(found, invariant);
     let config = RunConfig {
+        guard: Default::default(),
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         seed,
         strategy: strategy.into(),
@@ -111,6 +113,7 @@ fn planted_bugs_are_caught_during_the_run() {
         let (seed, _) = first_failure(scenario, strategy, 0..10)
             .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..10"));
         let config = RunConfig {
+            guard: Default::default(),
             scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
             seed,
             strategy: strategy.into(),

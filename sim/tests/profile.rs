@@ -72,6 +72,7 @@ fn a_slower_profile_slows_the_same_seed_down() {
         let text = uniform_profile(median_us);
         let profile = LatencyProfile::from_toml_str(&text, "test").unwrap();
         let config = RunConfig {
+            guard: Default::default(),
             scenario: scenario.clone(),
             seed: 5,
             strategy: "exclusion".into(),

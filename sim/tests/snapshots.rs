@@ -18,6 +18,7 @@ fn reports_of_every_scenario() {
     for (name, _) in scenarios::BUILTIN {
         let scenario = Arc::new(Scenario::builtin(name).unwrap().scenario);
         let config = RunConfig {
+            guard: Default::default(),
             scenario: scenario.clone(),
             seed: SEED,
             strategy: "exclusion".into(),

@@ -9,6 +9,7 @@
 //! Transactions are plain `BEGIN` / `COMMIT` / `ROLLBACK` statements so both implementations
 //! see exactly the same statement stream.
 
+pub mod guard;
 pub mod pg;
 pub mod schema;
 pub mod testing;
@@ -100,8 +101,9 @@ pub trait Db: Send + Sync + 'static {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>>;
 }
 
-/// One database session. Dropping it returns it to the pool; an implementation must roll back
-/// an open transaction before the session is reused.
+/// One database session. Dropping it returns it to the pool. Implementations hand sessions out
+/// inside [`guard::TxGuard`], which closes a session dropped mid-transaction or mid-statement
+/// instead of pooling it (the same code for PostgreSQL and for the simulation's model).
 pub trait Conn: Send {
     fn execute<'a>(
         &'a mut self,

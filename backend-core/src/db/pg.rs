@@ -7,10 +7,12 @@
 //!
 //! WHY: the booking code speaks only the small textual [`Db`] seam so the very same statement
 //! stream runs on the in-memory model in the simulation. Transactions are plain `BEGIN` /
-//! `COMMIT` statements; sqlx therefore does not know a transaction is open, so [`PgConn`]
-//! tracks it itself and, if dropped mid-transaction (a cancelled request), closes the session
-//! instead of returning it to the pool: PostgreSQL rolls back on disconnect, so a pooled
-//! connection is never reused with a transaction (or its locks) still open.
+//! `COMMIT` statements; sqlx therefore does not know a transaction is open. Every session is
+//! handed out inside the shared [`TxGuard`] (`guard.rs`, the same code the simulation's model
+//! adapter runs), which tracks the transaction from the moment `BEGIN` is sent and, when a
+//! session is dropped mid-transaction (a cancelled request), calls [`RawConn::discard`]:
+//! here `close_on_drop`, so PostgreSQL rolls back on disconnect and a pooled connection is
+//! never reused with a transaction (or its locks) still open.
 //!
 //! NOT MODELLED: column types outside the booking subset (ranges, numeric, arrays, json) are
 //! rejected with a clear error rather than decoded; select them as text if ever needed.
@@ -25,6 +27,7 @@ use sqlx::query::Query;
 use sqlx::{Column, Executor, Postgres, Row, TypeInfo, ValueRef};
 use uuid::Uuid;
 
+use super::guard::{GuardMode, RawConn, TxGuard};
 use super::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 
 /// Pool settings, passed explicitly at the call site (no hidden defaults).
@@ -38,8 +41,11 @@ pub struct PgDbOptions {
     /// [`DbError::POOL_TIMEOUT`].
     pub acquire_timeout: Duration,
     /// When set, every new session runs `SET search_path TO <schema>, public` (test isolation:
-    /// one schema per test). Must be a plain identifier.
+    /// one schema per test). Checked by [`schema_identifier`] and quoted.
     pub search_path: Option<String>,
+    /// The transaction guard around every session ([`GuardMode::LateBegin`] is a planted bug,
+    /// for tests that show the leak).
+    pub guard: GuardMode,
 }
 
 impl Default for PgDbOptions {
@@ -48,6 +54,7 @@ impl Default for PgDbOptions {
             connections_max: 20,
             acquire_timeout: Duration::from_secs(5),
             search_path: None,
+            guard: GuardMode::default(),
         }
     }
 }
@@ -56,13 +63,14 @@ impl Default for PgDbOptions {
 #[derive(Clone, Debug)]
 pub struct PgDb {
     pool: sqlx::PgPool,
+    guard: GuardMode,
 }
 
 impl PgDb {
     /// Connects (eagerly: one session is opened to check the URL) with explicit options.
     pub async fn connect(url: &str, options: &PgDbOptions) -> Result<PgDb, DbError> {
         let search_path = match &options.search_path {
-            Some(schema) => Some(checked_identifier(schema)?),
+            Some(schema) => Some(schema_identifier(schema)?),
             None => None,
         };
         let pool = PgPoolOptions::new()
@@ -81,7 +89,7 @@ impl PgDb {
             .connect(url)
             .await
             .map_err(map_sqlx_error)?;
-        Ok(PgDb { pool })
+        Ok(PgDb { pool, guard: options.guard })
     }
 
     /// The underlying pool (for migrations and test set-up).
@@ -90,93 +98,61 @@ impl PgDb {
     }
 }
 
-/// A schema name used in `SET search_path`: letters, digits and `_` only, ≤ 63 bytes.
-fn checked_identifier(name: &str) -> Result<String, DbError> {
+/// A schema name, checked and returned quoted for use in SQL (`"all"`): lower-case letters,
+/// digits and `_`, not starting with a digit, at most 63 bytes (PostgreSQL's NAMEDATALEN).
+/// Quoted, so a reserved word such as `all` or `user` is a valid schema name rather than a
+/// syntax error; lower-case only, so the quoted name is the one an unquoted reference means.
+pub fn schema_identifier(name: &str) -> Result<String, DbError> {
     let valid = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if !valid {
         return Err(DbError::new(
             "42602",
-            format!("invalid schema name for search_path: {name:?}"),
+            format!(
+                "invalid schema name {name:?}: lower-case letters, digits and _ only, not \
+                 starting with a digit, at most 63 bytes"
+            ),
         ));
     }
-    Ok(name.to_string())
+    Ok(format!("\"{name}\""))
 }
 
 impl Db for PgDb {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
         Box::pin(async move {
             let conn = self.pool.acquire().await.map_err(map_sqlx_error)?;
-            Ok(Box::new(PgConn { conn: Some(conn), transaction_open: false }) as Box<dyn Conn>)
+            Ok(Box::new(TxGuard::new(PgConn { conn }, self.guard)) as Box<dyn Conn>)
         })
     }
 }
 
-/// One pooled session.
+/// One pooled session, unguarded: [`TxGuard`] decides when it must be discarded.
 pub struct PgConn {
-    conn: Option<PoolConnection<Postgres>>,
-    /// True between a `BEGIN`/`START TRANSACTION` and the `COMMIT`/`ROLLBACK` that ends it.
-    transaction_open: bool,
+    conn: PoolConnection<Postgres>,
 }
 
-impl Drop for PgConn {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.as_mut()
-            && self.transaction_open
-        {
-            // The transaction was abandoned (a cancelled future or an early return). Close
-            // the session: the server rolls back and releases every lock.
-            conn.close_on_drop();
-        }
-    }
-}
-
-/// How a statement changes the session's transaction state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TransactionEffect {
-    Begins,
-    Ends,
-    None,
-}
-
-fn transaction_effect(sql: &str) -> TransactionEffect {
-    let head: String = sql.trim_start().chars().take(24).collect::<String>().to_ascii_uppercase();
-    let first = head.split_whitespace().next().unwrap_or("");
-    let second = head.split_whitespace().nth(1).unwrap_or("");
-    match first {
-        "BEGIN" | "START" => TransactionEffect::Begins,
-        "COMMIT" | "END" | "ABORT" => TransactionEffect::Ends,
-        // `ROLLBACK TO [SAVEPOINT] x` keeps the transaction open.
-        "ROLLBACK" if second != "TO" => TransactionEffect::Ends,
-        _ => TransactionEffect::None,
-    }
-}
-
-impl Conn for PgConn {
+impl RawConn for PgConn {
     fn execute<'a>(
         &'a mut self,
         sql: &'a str,
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
         Box::pin(async move {
-            let conn = self.conn.as_mut().expect("PgConn used after its session was taken");
             // sqlx caches prepared statements by SQL text with the parameter types of the first
             // call. A NULL binds as text, so a statement with a NULL parameter is prepared
             // unnamed (not cached) to keep the cached version's types intact.
             let persistent = !params.contains(&SqlValue::Null);
             let query =
                 bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), params).persistent(persistent);
-            let result = run(conn, query).await;
-            match transaction_effect(sql) {
-                TransactionEffect::Begins if result.is_ok() => self.transaction_open = true,
-                // COMMIT of a failed transaction still ends it; so does a failed ROLLBACK.
-                TransactionEffect::Ends => self.transaction_open = false,
-                _ => {}
-            }
-            result
+            run(&mut self.conn, query).await
         })
+    }
+
+    /// Closes the session instead of pooling it: the server rolls back and releases every lock.
+    fn discard(&mut self) {
+        self.conn.close_on_drop();
     }
 }
 
@@ -282,23 +258,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transaction_effect_tracks_begin_commit_and_savepoints() {
-        assert_eq!(
-            transaction_effect("BEGIN ISOLATION LEVEL SERIALIZABLE"),
-            TransactionEffect::Begins
-        );
-        assert_eq!(transaction_effect("  commit"), TransactionEffect::Ends);
-        assert_eq!(transaction_effect("ROLLBACK"), TransactionEffect::Ends);
-        assert_eq!(transaction_effect("ROLLBACK TO SAVEPOINT s1"), TransactionEffect::None);
-        assert_eq!(transaction_effect("SAVEPOINT s1"), TransactionEffect::None);
-        assert_eq!(transaction_effect("SELECT 1"), TransactionEffect::None);
-    }
-
-    #[test]
     fn search_path_names_are_checked() {
-        assert!(checked_identifier("t_abc123").is_ok());
-        assert!(checked_identifier("t; DROP TABLE rooms").is_err());
-        assert!(checked_identifier("").is_err());
-        assert!(checked_identifier("1abc").is_err());
+        assert_eq!(schema_identifier("t_abc123").unwrap(), "\"t_abc123\"");
+        assert_eq!(schema_identifier("all").unwrap(), "\"all\"", "a reserved word, quoted");
+        assert!(schema_identifier("t; DROP TABLE rooms").is_err());
+        assert!(schema_identifier("a\"b").is_err());
+        assert!(schema_identifier("Upper").is_err());
+        assert!(schema_identifier("").is_err());
+        assert!(schema_identifier("1abc").is_err());
+        assert!(schema_identifier(&"x".repeat(64)).is_err());
     }
 }

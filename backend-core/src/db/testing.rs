@@ -88,5 +88,10 @@ impl PgTestSchema {
 }
 
 fn options(search_path: Option<String>, connections_max: u32) -> PgDbOptions {
-    PgDbOptions { connections_max, acquire_timeout: Duration::from_secs(60), search_path }
+    PgDbOptions {
+        connections_max,
+        acquire_timeout: Duration::from_secs(60),
+        search_path,
+        ..PgDbOptions::default()
+    }
 }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backend_core::db::pg::{PgDb, PgDbOptions};
+use backend_core::db::pg::{PgDb, PgDbOptions, schema_identifier};
 use backend_core::db::{Conn, Db, DbError, SqlValue};
 
 use super::RealError;
@@ -39,15 +39,8 @@ impl DbTarget {
             )));
         }
         if let Some(schema) = schema {
-            let valid = !schema.is_empty()
-                && schema.len() <= 63
-                && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !schema.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                return Err(RealError::BadInput(format!(
-                    "--schema `{schema}`: letters, digits and _ only, not starting with a digit"
-                )));
-            }
+            schema_identifier(schema)
+                .map_err(|e| RealError::BadInput(format!("--schema: {}", e.message)))?;
         }
         Ok(DbTarget { url: url.to_string(), schema: schema.map(str::to_string) })
     }
@@ -58,6 +51,7 @@ impl DbTarget {
             connections_max,
             acquire_timeout: Duration::from_secs(5),
             search_path: self.schema.clone(),
+            ..PgDbOptions::default()
         };
         let connecting = PgDb::connect(&self.url, &options);
         match tokio::time::timeout(Duration::from_secs(15), connecting).await {

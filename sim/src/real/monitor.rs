@@ -117,7 +117,9 @@ impl Monitor {
     pub async fn start(url: &str, schema: Option<&str>) -> Result<Monitor, RealError> {
         let mut connection = connect(url).await?;
         if let Some(schema) = schema {
-            let sql = format!("SET search_path TO {schema}, public");
+            let quoted = backend_core::db::pg::schema_identifier(schema)
+                .map_err(|e| RealError::BadInput(format!("--schema: {}", e.message)))?;
+            let sql = format!("SET search_path TO {quoted}, public");
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .execute(&mut connection)
                 .await

@@ -71,8 +71,9 @@ pub async fn setup(config: &SetupConfig) -> Result<SetupReport, RealError> {
         RealError::Database(format!("{what} on {}: {e}", config.target.describe()))
     };
     if let Some(schema) = &config.target.schema {
-        // The identifier was validated by DbTarget::new.
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+        let quoted = backend_core::db::pg::schema_identifier(schema)
+            .map_err(|e| RealError::BadInput(format!("--schema: {}", e.message)))?;
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {quoted}");
         conn.execute(&sql, &[]).await.map_err(|e| fail("creating the schema", e))?;
     }
     let present = tables_present(conn.as_mut()).await?;

@@ -345,6 +345,7 @@ pub fn sim_side(
         SimLevel { histograms: Histograms::default(), double_bookings: 0, bookings: 0, runs: 0 };
     for index in 0..runs {
         let config = RunConfig {
+            guard: Default::default(),
             scenario: scenario.clone(),
             seed: seed + index,
             strategy: strategy.name().to_string(),
