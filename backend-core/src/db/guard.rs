@@ -47,11 +47,11 @@ pub trait RawConn: Send {
 pub enum GuardMode {
     /// Marks the transaction open before `BEGIN` is sent; discards on drop when a transaction
     /// may be open or a statement is in flight, and on an unowned 25P02.
+    #[default]
     Safe,
     /// BROKEN (planted): marks the transaction open only after `BEGIN` returns, and discards
     /// only then — a `BEGIN` cancelled in flight leaves the session in a transaction and back
     /// in the pool. The behaviour of the first `PgConn`.
-    #[default]
     LateBegin,
 }
 

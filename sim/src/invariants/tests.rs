@@ -58,7 +58,7 @@ fn a_clean_state_passes_everything() {
     let bookings: Vec<_> = rows.iter().enumerate().map(|(i, a)| created(i as u32, a)).collect();
     let (results, violations) = check_all(&storm(), &rows, &bookings, &DbObservations::default());
     assert!(violations.is_empty(), "{violations:?}");
-    assert_eq!(results.len(), 10);
+    assert_eq!(results.len(), 11);
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn leaks_deadlocks_and_unfinished_bookings_are_found() {
     leaked.leaked = leaked_db_error("{\"detail\":\"ERROR: deadlock detected (SQLSTATE 40P01)\"}");
     let mut unfinished = created(1, &a1);
     unfinished.outcome = Outcome::Unfinished;
-    let db = DbObservations { deadlocks: vec![(1234, "session 7".into())] };
+    let db = DbObservations { deadlocks: vec![(1234, "session 7".into())], ..Default::default() };
     let (results, violations) = check_all(&storm(), &[], &[leaked, unfinished], &db);
     assert_eq!(
         violated(&results),
@@ -137,6 +137,24 @@ fn leaks_deadlocks_and_unfinished_bookings_are_found() {
     );
     assert!(violations.iter().any(|v| v.detail.contains("session 7") && v.detail.contains("1234")));
     assert_eq!(leaked_db_error("{\"code\":\"ROOM_UNAVAILABLE\"}"), None);
+}
+
+#[test]
+fn leaked_sessions_are_found() {
+    let clean = DbObservations::default();
+    let (results, _) = check_all(&storm(), &[], &[], &clean);
+    assert!(violated(&results).is_empty());
+    let db = DbObservations {
+        begin_in_transaction: vec![(777, "session 3: WARNING 25001".into())],
+        open_at_end: vec!["session 4 idle in transaction".into()],
+        ..Default::default()
+    };
+    let (results, violations) = check_all(&storm(), &[], &[], &db);
+    assert_eq!(violated(&results), vec!["session_hygiene"]);
+    let hygiene = results.iter().find(|r| r.name == "session_hygiene").unwrap();
+    assert_eq!(hygiene.violations, 2);
+    assert!(violations.iter().any(|v| v.detail.contains("session 3") && v.detail.contains("777")));
+    assert!(violations.iter().any(|v| v.detail.contains("session 4 idle in transaction")));
 }
 
 #[test]
