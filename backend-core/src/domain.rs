@@ -400,16 +400,37 @@ pub enum ValidationError {
     TooLong { field: &'static str, bytes: usize, max: usize },
     #[error("{field}: {count} entries, more than the {max} allowed")]
     TooMany { field: &'static str, count: usize, max: usize },
+    /// PostgreSQL rejects NUL in text (22021); other control characters are never a key.
+    #[error("{field}: contains the control character U+{code_point:04X}")]
+    ControlCharacter { field: &'static str, code_point: u32 },
+    #[error(
+        "start: {start} is outside the clinic's booking horizon {earliest} .. {latest} \
+         ({past_days} days back, {future_days} days ahead of now)"
+    )]
+    OutsideHorizon {
+        start: DateTime<Utc>,
+        earliest: DateTime<Utc>,
+        latest: DateTime<Utc>,
+        past_days: i64,
+        future_days: i64,
+    },
 }
+
+/// How far from now a booking may start: records are kept for 5 years back (bookings are
+/// entered late, fixtures replay past days), appointments are offered 2 years ahead.
+pub const BOOKING_HORIZON_PAST_DAYS: i64 = 5 * 365 + 1;
+pub const BOOKING_HORIZON_FUTURE_DAYS: i64 = 2 * 365 + 1;
 
 impl ValidationError {
     /// The request field at fault (JSON path).
     pub fn field(&self) -> &'static str {
         match self {
             Self::EndNotAfterStart { .. } | Self::DurationTooLong { .. } => "end",
-            Self::Empty { field } | Self::TooLong { field, .. } | Self::TooMany { field, .. } => {
-                field
-            }
+            Self::OutsideHorizon { .. } => "start",
+            Self::Empty { field }
+            | Self::TooLong { field, .. }
+            | Self::TooMany { field, .. }
+            | Self::ControlCharacter { field, .. } => field,
         }
     }
 
@@ -420,8 +441,12 @@ impl ValidationError {
             Self::EndNotAfterStart { .. } => "INVALID_TIME_RANGE",
             // A policy limit, not a malformed value.
             Self::DurationTooLong { .. } => "DURATION_TOO_LONG",
+            Self::OutsideHorizon { .. } => "OUTSIDE_BOOKING_HORIZON",
             // Malformed or oversized values.
-            Self::Empty { .. } | Self::TooLong { .. } | Self::TooMany { .. } => "INVALID_FIELD",
+            Self::Empty { .. }
+            | Self::TooLong { .. }
+            | Self::TooMany { .. }
+            | Self::ControlCharacter { .. } => "INVALID_FIELD",
         }
     }
 }
@@ -466,14 +491,36 @@ impl BookingRequest {
     pub fn duration_minutes(&self) -> i64 {
         (self.end - self.start).num_minutes()
     }
+
+    /// Checks that the booking starts within the booking horizon around `now`.
+    pub fn validate_horizon(&self, now: DateTime<Utc>) -> Result<(), ValidationError> {
+        let (past_days, future_days) = (BOOKING_HORIZON_PAST_DAYS, BOOKING_HORIZON_FUTURE_DAYS);
+        let earliest = now - chrono::Duration::days(past_days);
+        let latest = now + chrono::Duration::days(future_days);
+        if self.start < earliest || self.start > latest {
+            return Err(ValidationError::OutsideHorizon {
+                start: self.start,
+                earliest,
+                latest,
+                past_days,
+                future_days,
+            });
+        }
+        Ok(())
+    }
 }
 
-fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
+/// A key-like text field: not empty, at most [`KEY_BYTES_MAX`] bytes, no control characters
+/// (NUL in particular: PostgreSQL rejects it in text with 22021).
+pub fn check_key(field: &'static str, value: &str) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::Empty { field });
     }
     if value.len() > KEY_BYTES_MAX {
         return Err(ValidationError::TooLong { field, bytes: value.len(), max: KEY_BYTES_MAX });
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(ValidationError::ControlCharacter { field, code_point: u32::from(c) });
     }
     Ok(())
 }

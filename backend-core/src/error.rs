@@ -38,6 +38,15 @@ pub enum Error {
     /// The resource named by the URL does not exist.
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: String },
+    /// No route matches the path.
+    #[error("no route {method} {path} (see /openapi.json for the API)")]
+    RouteNotFound { method: String, path: String },
+    /// The path exists, but not with this method.
+    #[error("{path} does not accept {method}")]
+    MethodNotAllowed { method: String, path: String },
+    /// The client sent its request too slowly (body read timeout).
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    RequestTimeout { timeout_ms: u64 },
     /// No feasible room (fallback `reject` or `suggest`): 409 with alternatives.
     #[error("no feasible room: {detail}")]
     RoomUnavailable { detail: String, extensions: Box<ProblemExtensions> },
@@ -103,7 +112,9 @@ impl Error {
             Error::Validation(_) => 422,
             // The request is well-formed JSON but semantically wrong.
             Error::InvalidField { .. } | Error::UnknownReference { .. } => 422,
-            Error::NotFound { .. } => 404,
+            Error::NotFound { .. } | Error::RouteNotFound { .. } => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::RequestTimeout { .. } => 408,
             Error::RoomUnavailable { .. } | Error::ParticipantUnavailable { .. } => 409,
             Error::PinnedRoomInfeasible { .. } => 422,
             // IETF idempotency draft: mismatch → 422, outstanding request → 409.
@@ -124,6 +135,9 @@ impl Error {
             Error::InvalidField { .. } => "INVALID_FIELD",
             Error::UnknownReference { .. } => "UNKNOWN_REFERENCE",
             Error::NotFound { .. } => "NOT_FOUND",
+            Error::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
+            Error::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            Error::RequestTimeout { .. } => "REQUEST_TIMEOUT",
             Error::RoomUnavailable { .. } => "ROOM_UNAVAILABLE",
             Error::ParticipantUnavailable { field: "doctor_id", .. } => "DOCTOR_UNAVAILABLE",
             Error::ParticipantUnavailable { .. } => "PATIENT_UNAVAILABLE",
@@ -182,6 +196,13 @@ impl From<DbError> for Error {
         if error.is_connection_failure() {
             return Error::DatabaseUnavailable(error);
         }
+        if error.sqlstate == "22021" {
+            // Request validation rejects such text first; this is the net under it.
+            return Error::invalid(
+                "body",
+                "a text field holds a character PostgreSQL cannot store",
+            );
+        }
         match error.constraint.as_deref() {
             Some("no_doctor_overlap") => Error::participant_unavailable("doctor_id"),
             Some("no_patient_overlap") => Error::participant_unavailable("patient_id"),
@@ -206,6 +227,9 @@ mod tests {
         let mapped = Error::from(overlap);
         assert_eq!(mapped.code(), "DOCTOR_UNAVAILABLE");
         assert_eq!(mapped.field(), Some("doctor_id"));
+
+        let nul = Error::from(DbError::new("22021", "invalid byte sequence for encoding"));
+        assert_eq!(nul.status_code(), 422);
 
         let other = Error::from(DbError::new("42P01", "relation \"x\" does not exist"));
         assert_eq!(other.status_code(), 500);

@@ -5,8 +5,10 @@
 //! transaction is never reused with that transaction (or its locks) still open; statements
 //! with a NULL parameter do not poison the prepared-statement cache.
 
+use std::future::Future;
 use std::time::Duration;
 
+use backend_core::db::guard::GuardMode;
 use backend_core::db::pg::{PgDb, PgDbOptions};
 use backend_core::db::schema::SchemaVariant;
 use backend_core::db::testing::PgTestSchema;
@@ -139,4 +141,62 @@ async fn null_parameters_do_not_poison_the_statement_cache() {
     assert_eq!(null.rows[0][0], SqlValue::Null);
     drop(conn);
     schema.drop_schema().await;
+}
+
+/// Issue #12 bug 1 on real PostgreSQL: a `BEGIN` whose future is dropped after it was sent
+/// (hyper dropping a handler whose client disconnected). Under the planted `late-begin` guard
+/// (the code before the fix) the session goes back to the pool inside the transaction and the
+/// next borrower runs in it; under the safe guard the session is closed and the next borrower
+/// gets a clean one.
+#[tokio::test]
+async fn a_begin_cancelled_in_flight_leaks_only_under_the_late_begin_guard() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("notice: DATABASE_URL is not set; skipping");
+        return;
+    };
+    async fn next_borrower_in_transaction(url: &str, guard: GuardMode) -> bool {
+        let options = PgDbOptions {
+            connections_max: 1,
+            acquire_timeout: Duration::from_secs(10),
+            guard,
+            ..PgDbOptions::default()
+        };
+        let db = PgDb::connect(url, &options).await.unwrap();
+        // Poll a BEGIN once: its message is written and its reply awaited; then drop it, as
+        // hyper drops a handler. On loopback the reply can already be there at that poll: then
+        // the window was missed, so end that transaction and try again.
+        let mut cancelled_in_flight = false;
+        for _ in 0..200 {
+            let mut conn = db.acquire().await.unwrap();
+            // Prepared once first (sqlx caches it), so the poll below sends the BEGIN itself
+            // rather than stopping at its Parse/Describe round trip.
+            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED", &[]).await.unwrap();
+            conn.execute("ROLLBACK", &[]).await.unwrap();
+            let pending = {
+                let mut begin = conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED", &[]);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                begin.as_mut().poll(&mut cx).is_pending()
+            };
+            if pending {
+                cancelled_in_flight = true;
+                break;
+            }
+            conn.execute("ROLLBACK", &[]).await.unwrap();
+        }
+        assert!(cancelled_in_flight, "no BEGIN was still in flight at its first poll");
+        // The next request's session (the pool holds one). Two autocommit statements get two
+        // transaction ids; inside a (leaked) transaction block both see the same one.
+        let mut next = db.acquire().await.unwrap();
+        let xid = "SELECT txid_current() AS xid";
+        let first = next.execute(xid, &[]).await.unwrap().rows[0][0].clone();
+        let second = next.execute(xid, &[]).await.unwrap().rows[0][0].clone();
+        first == second
+    }
+    let leaked = next_borrower_in_transaction(&url, GuardMode::LateBegin).await;
+    assert!(
+        leaked,
+        "the planted guard must hand out a session inside the cancelled BEGIN's transaction"
+    );
+    let leaked = next_borrower_in_transaction(&url, GuardMode::Safe).await;
+    assert!(!leaked, "the safe guard must never hand out a session inside a transaction");
 }

@@ -36,6 +36,7 @@ use backend_core::db::guard::GuardMode;
 use backend_core::db::schema::{SchemaVariant, migration_scripts_for};
 use backend_core::db::{BoxFuture, Conn, DbError, Rows, SqlValue};
 use backend_core::domain::{Clock, SequentialIds};
+use backend_core::http::serve::{ServeLimits, serve};
 use backend_core::http::{ApiContext, api_router};
 use backend_core::seed::{ClinicSeed, PolicySeed, seed_clinic};
 use chrono::{DateTime, Utc};
@@ -190,6 +191,9 @@ pub struct Machine {
 /// the (loopback) transport. `tests/timescale.rs` checks that the mean round trip equals the
 /// mean draw.
 pub const DB_TRANSPORT_US: u64 = RESOLUTION_US + RESOLUTION_US / 2;
+
+/// The backend's header and body read timeouts, modelled ms (`roomsim serve`'s defaults).
+pub const SERVE_READ_TIMEOUT_MS: u64 = 10_000;
 
 /// The clinic day's midnight plus modelled time.
 struct SimClock {
@@ -417,6 +421,7 @@ pub fn add_backend_host(
             guard,
         );
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
+        let config_body_bytes_max = config.body_bytes_max;
         config.retry.retries_max = scenario.backend.db_retries_max;
         // Backoff is a modelled duration: stretch it like every other one.
         config.retry.backoff_base_ms *= TIME_SCALE as u64;
@@ -442,12 +447,19 @@ pub fn add_backend_host(
             rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(request_seed))),
             cores: cores.clone(),
         };
+        // The accept loop production runs, with its read limits in simulated time.
+        let limits = ServeLimits {
+            header_read_timeout: scaled_ms(SERVE_READ_TIMEOUT_MS),
+            body_read_timeout: scaled_ms(SERVE_READ_TIMEOUT_MS),
+            body_bytes_max: config_body_bytes_max,
+        };
         let router = request_cpu.layer(api_router(ctx));
         let listening = listening.clone();
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
             listening.set(true);
-            axum::serve(net::TurmoilListener(listener), router).await?;
+            let shutdown = std::future::pending();
+            serve(net::TurmoilListener(listener), router, limits, shutdown).await?;
             Ok(())
         }
     });

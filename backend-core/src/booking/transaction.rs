@@ -241,10 +241,12 @@ pub async fn run_booking(
             Err(failure) => failure,
         };
         // Best effort: the transaction is already aborted or the session is gone.
-        let _ = session.exec("ROLLBACK", &[]).await;
+        let rolled_back = session.exec("ROLLBACK", &[]).await;
+        tracing::info!(attempt, ok = rolled_back.is_ok(), "booking transaction rolled back");
         match failure {
             Failure::Final(error) => return Err(error),
             Failure::Retry(cause, error) => {
+                tracing::info!(attempt, ?cause, sqlstate = %error.sqlstate, "booking transaction retried");
                 if cause == RetryCause::RoomTaken {
                     room_conflicts += 1;
                 }

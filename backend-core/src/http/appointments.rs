@@ -94,10 +94,11 @@ struct Prepared {
     allocation: Allocation,
 }
 
-/// Step 1: parse and validate.
-fn parse_request(bytes: &[u8]) -> Result<(Value, BookingRequest)> {
+/// Step 1: parse and validate (the horizon against the backend's clock).
+fn parse_request(ctx: &ApiContext, bytes: &[u8]) -> Result<(Value, BookingRequest)> {
     let (body, request): (Value, BookingRequest) = parse_json(bytes)?;
     request.validate().map_err(Error::Validation)?;
+    request.validate_horizon(ctx.clock.now()).map_err(Error::Validation)?;
     Ok((body, request))
 }
 
@@ -172,7 +173,7 @@ async fn book(
 ) -> Result<Response> {
     let bytes = body.map_err(|rejection| body_rejection(rejection, ctx.config.body_bytes_max))?;
     let key = idempotency_key(headers, ctx.config.idempotency_key_chars_max)?;
-    let (body, request) = parse_request(&bytes)?;
+    let (body, request) = parse_request(ctx, &bytes)?;
     let claim = key.map(|key| IdempotencyClaim { key, request_hash: request_hash(&body) });
     let acquire_started = Instant::now();
     let conn = ctx.db.acquire().await;
@@ -526,7 +527,7 @@ async fn preview(State(ctx): State<ApiContext>, body: Result<Bytes, BytesRejecti
     let mut timing = Timing::default();
     let result = async {
         let bytes = body.map_err(|r| body_rejection(r, ctx.config.body_bytes_max))?;
-        let (_body, request) = parse_request(&bytes)?;
+        let (_body, request) = parse_request(&ctx, &bytes)?;
         let mut conn = ctx.db.acquire().await?;
         let allocator = &ctx.config.allocator;
         let prepared = prepare(&ctx, conn.as_mut(), request, allocator, &mut timing).await?;

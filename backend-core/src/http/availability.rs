@@ -61,6 +61,9 @@ async fn free_rooms(
     query: Result<Query<AvailabilityQuery>, QueryRejection>,
 ) -> Result<serde_json::Value> {
     let Query(query) = query.map_err(query_rejection)?;
+    if let Some(key) = &query.appointment_type {
+        crate::domain::check_key("appointment_type", key).map_err(Error::Validation)?;
+    }
     if query.to <= query.from {
         return Err(Error::invalid("to", "must be after `from`"));
     }

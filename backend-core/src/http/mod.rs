@@ -20,29 +20,39 @@
 //! checks) plus the charged CPU cost; conflict = in-transaction conflict resolution (locks,
 //! checks, INSERT attempts) plus the charged conflict-detection cost; db = all database time.
 //!
-//! NOT MODELLED: authentication, CORS, TLS, request tracing ids.
+//! Every response carries `x-request-id` (the client's, when sane, else a counter), and the
+//! handler runs in a `request` tracing span with that id; every 5xx is logged at error level.
+//! 404 (no route) and 405 (wrong method) are problem+json too. `serve.rs` is the accept loop
+//! with header and body read timeouts.
+//!
+//! NOT MODELLED: authentication, CORS, TLS.
 
 mod appointments;
 mod availability;
 mod bodies;
 pub mod error;
+pub mod serve;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use tracing::Instrument;
 
 use crate::booking::body_cache::BodyCache;
 use crate::booking::work::{NoCharge, WorkCharge};
 use crate::config::ApiConfig;
 use crate::db::Db;
 use crate::domain::{Clock, IdSource};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::rules::PolicyCache;
 
@@ -107,8 +117,58 @@ pub fn api_router(ctx: ApiContext) -> Router {
         .merge(availability::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(middleware::from_fn_with_state(Arc::new(AtomicU64::new(1)), request_id))
         .with_state(ctx)
+}
+
+/// The response header that carries the request id (taken from the request when it is a
+/// sane one: 1 to [`REQUEST_ID_CHARS_MAX`] visible ASCII characters).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const REQUEST_ID_CHARS_MAX: usize = 64;
+
+/// Tags every request with an id: a `request` tracing span around the handler (so its logs,
+/// retries and rollbacks name it), an error log for every 5xx, and the id in the response.
+/// Ids are a per-router counter, so a simulated run replays them exactly.
+async fn request_id(
+    State(counter): State<Arc<AtomicU64>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let given = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok());
+    let id = match given {
+        Some(id)
+            if (1..=REQUEST_ID_CHARS_MAX).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_string()
+        }
+        _ => format!("{:016x}", counter.fetch_add(1, Ordering::Relaxed)),
+    };
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    if status.is_server_error() {
+        span.in_scope(|| tracing::error!(status = status.as_u16(), "answered with a server error"));
+    }
+    let value = HeaderValue::from_str(&id).expect("visible ASCII is a valid header value");
+    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    response
+}
+
+/// 404 for a path no route matches, as problem+json like every other error.
+async fn route_not_found(method: Method, uri: Uri) -> Response {
+    let path = uri.path().to_string();
+    Error::RouteNotFound { method: method.to_string(), path }.into_response()
+}
+
+/// 405 for a known path with another method (axum adds the `Allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let path = uri.path().to_string();
+    Error::MethodNotAllowed { method: method.to_string(), path }.into_response()
 }
 
 async fn healthz(State(ctx): State<ApiContext>) -> Response {

@@ -22,6 +22,8 @@ use super::throughput::{self, ThroughputConfig};
 use super::validate::{SimProfile, ValidateConfig};
 use super::workload::{Fixture, Task};
 use super::{RealError, parse_duration, report};
+use backend_core::db::guard::GuardMode;
+use backend_core::http::serve::ServeLimits;
 
 /// The real-PostgreSQL subcommands of `roomsim`.
 #[derive(Debug, Subcommand)]
@@ -115,6 +117,20 @@ pub struct ServeArgs {
     /// Seed of the backend's retry jitter.
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
+    /// Longest wait for a request's headers (a slow or stalled client is disconnected).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_read_timeout: Duration,
+    /// Longest wait for a request's body after its headers (then 408).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_read_timeout: Duration,
+    /// The transaction guard around pooled sessions; `late-begin` is a planted bug, for
+    /// reproducing the leaked-transaction bug of issue #12.
+    #[arg(long, default_value = "safe", value_parser = parse_guard)]
+    pub guard: GuardMode,
+}
+
+fn parse_guard(text: &str) -> Result<GuardMode, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -278,12 +294,19 @@ impl RealCommand {
                 Ok(())
             }
             RealCommand::Serve(args) => {
+                let limits = ServeLimits {
+                    header_read_timeout: args.header_read_timeout,
+                    body_read_timeout: args.body_read_timeout,
+                    ..ServeLimits::default()
+                };
                 let config = ServeConfig {
                     target: args.database.target()?,
                     listen: args.listen.clone(),
                     pool_connections: args.pool,
                     strategy: serve::parse_strategy(&args.strategy)?,
                     seed: args.seed,
+                    limits,
+                    guard: args.guard,
                 };
                 serve::serve_command(config).await
             }

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backend_core::db::guard::GuardMode;
 use backend_core::db::pg::{PgDb, PgDbOptions, schema_identifier};
 use backend_core::db::{Conn, Db, DbError, SqlValue};
 
@@ -47,11 +48,20 @@ impl DbTarget {
 
     /// A pool of `connections_max` sessions.
     pub async fn pool(&self, connections_max: u32) -> Result<PgDb, RealError> {
+        self.pool_guarded(connections_max, GuardMode::default()).await
+    }
+
+    /// [`DbTarget::pool`] with a chosen transaction guard.
+    pub async fn pool_guarded(
+        &self,
+        connections_max: u32,
+        guard: GuardMode,
+    ) -> Result<PgDb, RealError> {
         let options = PgDbOptions {
             connections_max,
             acquire_timeout: Duration::from_secs(5),
             search_path: self.schema.clone(),
-            ..PgDbOptions::default()
+            guard,
         };
         let connecting = PgDb::connect(&self.url, &options);
         match tokio::time::timeout(Duration::from_secs(15), connecting).await {

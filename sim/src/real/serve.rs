@@ -15,8 +15,10 @@ use backend_core::booking::Strategy;
 use backend_core::booking::work::WorkCharge;
 use backend_core::config::ApiConfig;
 use backend_core::db::Db;
+use backend_core::db::guard::GuardMode;
 use backend_core::db::pg::PgDb;
 use backend_core::domain::{RandomIds, SystemClock};
+use backend_core::http::serve::{ServeLimits, serve};
 use backend_core::http::{ApiContext, api_router};
 use tokio::sync::oneshot;
 
@@ -35,6 +37,10 @@ pub struct ServeConfig {
     pub strategy: Strategy,
     /// Seeds the backend's retry jitter.
     pub seed: u64,
+    /// Header and body read timeouts.
+    pub limits: ServeLimits,
+    /// The transaction guard (`late-begin` only to reproduce issue #12's leak).
+    pub guard: GuardMode,
 }
 
 impl ServeConfig {
@@ -46,7 +52,15 @@ impl ServeConfig {
         seed: u64,
     ) -> Self {
         let listen = "127.0.0.1:0".to_string();
-        ServeConfig { target: target.clone(), listen, pool_connections, strategy, seed }
+        ServeConfig {
+            target: target.clone(),
+            listen,
+            pool_connections,
+            strategy,
+            seed,
+            limits: ServeLimits::default(),
+            guard: GuardMode::default(),
+        }
     }
 }
 
@@ -95,7 +109,7 @@ impl Server {
         let listen: SocketAddr = config.listen.parse().map_err(|e| {
             RealError::BadInput(format!("--listen `{}`: not an address ({e})", config.listen))
         })?;
-        let db = config.target.pool(pool).await?;
+        let db = config.target.pool_guarded(pool, config.guard).await?;
         check_schema(&db, &config.target).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -116,12 +130,12 @@ impl Server {
         };
         let router = layer(api_router(context.clone()));
         let (shutdown, stopped) = oneshot::channel::<()>();
+        let limits = ServeLimits { body_bytes_max: context.config.body_bytes_max, ..config.limits };
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            serve(listener, router, limits, shutdown).await
         });
         Ok(Server { address, db, context, shutdown: Some(shutdown), task })
     }
@@ -152,6 +166,12 @@ impl Server {
 
 /// `roomsim serve`: serves until killed.
 pub async fn serve_command(config: ServeConfig) -> Result<(), RealError> {
+    // Logs to stderr: every 5xx, retry and rollback, with the request id (RUST_LOG filters;
+    // default info).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let server = Server::start(&config).await?;
     eprintln!(
         "roomsim serve: listening on {} (strategy {}, pool {}, database {})",
