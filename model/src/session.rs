@@ -249,6 +249,15 @@ impl Engine {
         if s.txn.as_ref().is_some_and(|t| t.failed) {
             return Outcome::Done(Err(Error::InFailedTransaction));
         }
+        // PostgreSQL refuses NUL in a text parameter when binding it (22021), an error like any
+        // other: inside a block it aborts the transaction.
+        let params = s.pending.as_ref().map(|p| p.params.as_slice()).unwrap_or_default();
+        if params.iter().any(|v| matches!(v, Value::Text(t) if t.contains('\0'))) {
+            return Outcome::Done(Err(errinput!(
+                "22021",
+                "invalid byte sequence for encoding \"UTF8\": 0x00"
+            )));
+        }
         let plan = match cached_plan {
             Some(p) => p,
             None => match self.plan_uncached(text) {

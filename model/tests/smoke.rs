@@ -86,3 +86,32 @@ fn cached_plans_follow_schema_changes() {
     assert_eq!(h.tag(0, ins), "INSERT 0 1");
     assert_eq!(h.tag(0, ins), "INSERT 0 0");
 }
+
+/// NUL in a text parameter fails as PostgreSQL's bind does (22021), and inside a block the
+/// transaction is aborted (25P02 until ROLLBACK); the engine records a BEGIN inside an open
+/// block as PostgreSQL's WARNING 25001 and lists the open block.
+#[test]
+fn nul_in_text_parameters_and_nested_begin() {
+    let mut engine = model::Engine::new(model::EngineConfig::default());
+    let s = engine.open_session();
+    let run = |engine: &mut model::Engine, sql: &str, params: &[model::Value]| match engine
+        .submit(s, sql, params)
+    {
+        model::Step::Done(r) => r,
+        model::Step::Blocked => panic!("{sql} blocked"),
+    };
+    let nul = [model::Value::Text("x\0".into())];
+    assert_eq!(run(&mut engine, "select $1::text", &nul).unwrap_err().code, "22021");
+    assert!(run(&mut engine, "begin", &[]).is_ok());
+    assert!(run(&mut engine, "begin", &[]).is_ok(), "a nested BEGIN only warns");
+    let warnings = engine.take_warnings();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!((warnings[0].session, warnings[0].code), (s, "25001"));
+    assert_eq!(run(&mut engine, "select $1::text", &nul).unwrap_err().code, "22021");
+    let open = engine.open_transactions();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].aborted && open[0].session == s && !open[0].waiting);
+    assert_eq!(run(&mut engine, "select 1", &[]).unwrap_err().code, "25P02");
+    assert!(run(&mut engine, "rollback", &[]).is_ok());
+    assert!(engine.open_transactions().is_empty());
+}
