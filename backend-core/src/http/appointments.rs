@@ -228,8 +228,14 @@ async fn book_round(
         ..ctx.config.allocator.clone()
     });
     let allocator = searching.as_ref().unwrap_or(&ctx.config.allocator);
+    let before = *timing;
     let prepared = prepare(ctx, conn, round.request.clone(), allocator, timing).await?;
     let decided = decide(ctx, &prepared);
+    if found_in_snapshot(&decided) {
+        // The conflict was detected by reading the day and running the allocator: that is
+        // this request's conflict detection (Server-Timing `conflict`), not zero.
+        timing.conflict += (timing.db - before.db) + (timing.rules - before.rules);
+    }
     if !matches!(decided, Ok(Some(_))) {
         // A duplicate of this request may have committed since the first lookup: its own
         // booking then makes this one look infeasible. The booking and its key commit
@@ -284,6 +290,18 @@ async fn book_round(
         return Ok(RoundEnd::AllTaken);
     }
     finish_booking(ctx, Some(&prepared), report.outcome, &respond).map(RoundEnd::Answer)
+}
+
+/// Whether the decision is a conflict found in the snapshot (no transaction will run): a busy
+/// doctor or patient, no feasible room (409 or suggestions), a pinned room that is taken.
+fn found_in_snapshot(decided: &Result<Option<Vec<Candidate>>>) -> bool {
+    matches!(
+        decided,
+        Ok(None)
+            | Err(Error::RoomUnavailable { .. }
+                | Error::ParticipantUnavailable { .. }
+                | Error::PinnedRoomInfeasible { .. })
+    )
 }
 
 fn finish_booking(

@@ -18,7 +18,9 @@
 //! milliseconds with microsecond precision, measured with `tokio::time::Instant` (virtual
 //! time under turmoil): rules = allocator (rules evaluation, including its in-memory interval
 //! checks) plus the charged CPU cost; conflict = in-transaction conflict resolution (locks,
-//! checks, INSERT attempts) plus the charged conflict-detection cost; db = all database time.
+//! checks, INSERT attempts) plus the charged conflict-detection cost, or, when the conflict is
+//! found in the snapshot (busy participant, no free room: no transaction runs), that round's
+//! snapshot read and allocator time; db = all database time.
 //!
 //! Every response carries `x-request-id` (the client's, when sane, else a counter), and the
 //! handler runs in a `request` tracing span with that id; every 5xx is logged at error level.

@@ -527,6 +527,9 @@ async fn send_and_record(shared: &Shared, planned: PlannedRequest, measured_from
                 recorder.record_server_timing(metric, *duration_us);
             }
             let error = classify(planned.task, &answer, &mut outcomes);
+            if planned.task.books() && answer.status == 201 {
+                recorder.record_room_assigned(latency_us);
+            }
             let bytes = answer.body.len() as u64;
             recorder.record("POST", name, latency_us, bytes, error.as_deref());
         }

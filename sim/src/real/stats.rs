@@ -138,6 +138,9 @@ pub struct Recorder {
     aggregated: Entry,
     /// Server-Timing metrics by name ("rules", "conflict", "db"), µs.
     pub server_timing: BTreeMap<String, Histogram<u64>>,
+    /// Client-side latency of the booking requests that were assigned a room (201), µs: what
+    /// "room assignment" means. 409s and failures are counted elsewhere, not averaged in.
+    pub room_assigned: Histogram<u64>,
     /// (method, name, error) → occurrences.
     pub failures: BTreeMap<(String, String, String), u64>,
     pub history: Vec<HistoryRow>,
@@ -157,6 +160,7 @@ impl Recorder {
             entries: BTreeMap::new(),
             aggregated: Entry::new("", AGGREGATED),
             server_timing: BTreeMap::new(),
+            room_assigned: latency_histogram(),
             failures: BTreeMap::new(),
             history: Vec::new(),
             intervals: Vec::new(),
@@ -198,6 +202,11 @@ impl Recorder {
             .entry(metric.to_string())
             .or_insert_with(latency_histogram)
             .saturating_record(duration_us.max(1));
+    }
+
+    /// A booking request answered 201 (a room was assigned) after `latency_us`.
+    pub fn record_room_assigned(&mut self, latency_us: u64) {
+        self.room_assigned.saturating_record(latency_us.max(1));
     }
 
     /// All request names in order, then the aggregate.

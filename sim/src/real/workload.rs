@@ -7,8 +7,11 @@
 //!
 //! * `concurrent` — `POST /v1/appointments` spread over many days and slots: concurrent
 //!   bookings that rarely collide (throughput, room-assignment latency).
-//! * `conflict` — `POST /v1/appointments` aimed at a few hot slots of the first day, so most
-//!   requests race for the same rooms (conflict detection, 409 with alternatives).
+//! * `conflict` — `POST /v1/appointments` aimed at a few hot slots of one day, so most
+//!   requests race for the same rooms (conflict detection, 409 with alternatives). Each user
+//!   moves to the next business day after [`CONFLICT_REQUESTS_PER_DAY`] conflict requests, so
+//!   the hot slots keep producing real races instead of filling up after the first few
+//!   bookings and answering every later request with an instant 409.
 //! * `rules` — `POST /v1/room-assignments:preview`: the rules engine and allocator, no write.
 //!
 //! DETERMINISM
@@ -31,8 +34,10 @@ use super::RealError;
 
 /// Days the `concurrent` task spreads bookings over.
 pub const DAYS_SPREAD_MAX: i64 = 250;
-/// Hot slots of the `conflict` task (09:00, 09:15, … of the first day).
+/// Hot slots of the `conflict` task (09:00, 09:15, … of its current day).
 pub const HOT_SLOTS_MAX: i64 = 4;
+/// Conflict requests a user sends for one day's hot slots before moving to the next day.
+pub const CONFLICT_REQUESTS_PER_DAY: u64 = 20;
 /// The clinic's opening hours for generated slots, [open, close).
 pub const OPEN_HOUR: i64 = 8;
 pub const CLOSE_HOUR: i64 = 18;
@@ -196,6 +201,8 @@ pub struct UserWorkload<'a> {
     fixture: &'a Fixture,
     tasks: &'a [Task],
     rng: ChaCha8Rng,
+    /// Conflict requests sent so far (picks the hot slots' day).
+    conflict_requests: u64,
 }
 
 impl<'a> UserWorkload<'a> {
@@ -204,14 +211,17 @@ impl<'a> UserWorkload<'a> {
         // Spread users across the stream space: ChaCha's stream id is the user index.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(user);
-        UserWorkload { fixture, tasks, rng }
+        UserWorkload { fixture, tasks, rng, conflict_requests: 0 }
     }
 
     pub fn next_request(&mut self) -> PlannedRequest {
         let task = self.tasks[self.rng.random_range(0..self.tasks.len())];
         let (day, minute_of_day, length_min) = match task {
             Task::Conflict => {
-                (0, OPEN_HOUR * 60 + 60 + 15 * self.rng.random_range(0..HOT_SLOTS_MAX), 15)
+                let day = (self.conflict_requests / CONFLICT_REQUESTS_PER_DAY) as i64;
+                self.conflict_requests += 1;
+                let slot = 15 * self.rng.random_range(0..HOT_SLOTS_MAX);
+                (day % DAYS_SPREAD_MAX, OPEN_HOUR * 60 + 60 + slot, 15)
             }
             _ => {
                 let slots_per_day = (CLOSE_HOUR - OPEN_HOUR) * 4;
@@ -277,13 +287,26 @@ pub(crate) mod tests {
         let tasks = [Task::Conflict];
         let mut w = UserWorkload::new(&f, &tasks, 1, 0);
         let mut starts = std::collections::BTreeSet::new();
-        for _ in 0..200 {
+        for _ in 0..CONFLICT_REQUESTS_PER_DAY {
             let r = w.next_request();
             let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
             starts.insert(body["start"].as_str().unwrap().to_string());
         }
-        assert_eq!(starts.len() as i64, HOT_SLOTS_MAX);
-        assert!(starts.contains("2031-03-03T09:00:00Z"), "{starts:?}");
+        // One day, at most HOT_SLOTS_MAX distinct slots from 09:00 on (20 draws hit several).
+        assert!((2..=HOT_SLOTS_MAX as usize).contains(&starts.len()), "{starts:?}");
+        let hot: Vec<String> =
+            (0..HOT_SLOTS_MAX).map(|i| format!("2031-03-03T09:{:02}:00Z", 15 * i)).collect();
+        assert!(starts.iter().all(|s| hot.contains(s)), "{starts:?}");
+        // Then the next business day's hot slots: the slots never fill up for good.
+        let days: std::collections::BTreeSet<String> = (0..10 * CONFLICT_REQUESTS_PER_DAY)
+            .map(|_| {
+                let r = w.next_request();
+                let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                body["start"].as_str().unwrap()[..10].to_string()
+            })
+            .collect();
+        assert_eq!(days.len(), 10, "{days:?}");
+        assert!(days.contains("2031-03-04"), "{days:?}");
     }
 
     #[test]
