@@ -38,6 +38,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("storm-no-idempotency", include_str!("../data/storm-no-idempotency.toml")),
     ("storm-client-abort", include_str!("../data/storm-client-abort.toml")),
     ("storm-slow-clients", include_str!("../data/storm-slow-clients.toml")),
+    ("storm-db-drop", include_str!("../data/storm-db-drop.toml")),
 ];
 
 /// Where a rule set comes from.

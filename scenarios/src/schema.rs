@@ -306,6 +306,11 @@ pub enum Fault {
     /// writes its request `chunk_bytes` at a time, `gap_us` modelled µs apart (slow headers
     /// and a slow body; the backend's read timeouts bound them).
     SlowClients { at_ms: u64, duration_ms: u64, rate: f64, chunk_bytes: u32, gap_us: u64 },
+    /// The backend's database connections reset: from `at_ms` for `duration_ms`, each
+    /// statement, with probability `rate`, finds its connection dropped — half of them before
+    /// the statement is sent, half after it was sent and before its reply (the outcome of a
+    /// COMMIT is then unknown). The server sees the disconnect and aborts the session.
+    DbConnectionDrop { at_ms: u64, duration_ms: u64, rate: f64 },
 }
 
 impl Fault {
@@ -318,6 +323,7 @@ impl Fault {
             Fault::DbCrash { at_ms, .. } => *at_ms,
             Fault::ClientAbort { at_ms, .. } => *at_ms,
             Fault::SlowClients { at_ms, .. } => *at_ms,
+            Fault::DbConnectionDrop { at_ms, .. } => *at_ms,
         }
     }
 
@@ -330,6 +336,7 @@ impl Fault {
             Fault::DbCrash { at_ms, restart_after_ms } => at_ms + restart_after_ms,
             Fault::ClientAbort { at_ms, duration_ms, .. } => at_ms + duration_ms,
             Fault::SlowClients { at_ms, duration_ms, .. } => at_ms + duration_ms,
+            Fault::DbConnectionDrop { at_ms, duration_ms, .. } => at_ms + duration_ms,
         }
     }
 }

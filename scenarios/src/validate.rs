@@ -245,7 +245,8 @@ fn validate_faults(s: &Scenario) -> Result<(), Problem> {
         let rate = match fault {
             Fault::Loss { rate, .. }
             | Fault::ClientAbort { rate, .. }
-            | Fault::SlowClients { rate, .. } => Some(*rate),
+            | Fault::SlowClients { rate, .. }
+            | Fault::DbConnectionDrop { rate, .. } => Some(*rate),
             _ => None,
         };
         if let Some(rate) = rate

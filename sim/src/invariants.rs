@@ -6,7 +6,8 @@
 //!    (patient) never overlap.
 //! 3. `acknowledged_exactly_once` — every booking answered 201 exists exactly once, active.
 //! 4. `nothing_unacknowledged` — every active appointment was acknowledged with 201, or
-//!    belongs to a booking whose outcome the client never learnt (a recorded timeout).
+//!    belongs to a booking whose outcome the client never learnt (a recorded timeout, or a
+//!    final 503 after its retries: the service said a commit's outcome may be unknown).
 //! 5. `assigned_room_satisfies_hard_rules` — an independent oracle from scenario data: room
 //!    active (H01), room type allowed (H05), required equipment (H06), accessibility (H08),
 //!    airborne isolation (H09). It does not reuse backend-core's rules engine on purpose.
@@ -287,7 +288,11 @@ fn nothing_unacknowledged(
             Outcome::Created { id, .. } => {
                 acknowledged.insert(id.as_str(), ());
             }
-            Outcome::Unanswered | Outcome::Unfinished => *unknown.entry(&b.key).or_default() += 1,
+            // A final 503 says "retry later"; DATABASE_UNAVAILABLE during COMMIT means the
+            // outcome is unknown: like a timeout, it may have left one row.
+            Outcome::Unanswered | Outcome::Unfinished | Outcome::ServerError { status: 503 } => {
+                *unknown.entry(&b.key).or_default() += 1
+            }
             _ => {}
         }
     }

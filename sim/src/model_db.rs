@@ -25,6 +25,10 @@ use model::io::Client;
 use model::{SqlError, Value};
 use turmoil::net::TcpStream;
 
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use scenarios::{Fault, Scenario};
+
 use crate::pool::{ConnectFn, Pool, Pooled, WaitObserver};
 use crate::timescale::{modelled_us, scaled_ms};
 
@@ -35,6 +39,51 @@ pub const DB_PORT: u16 = 5432;
 /// otherwise hang the session (and its pool slot) forever — the role TCP keepalive and
 /// `statement_timeout` play in production. Lock waits in the scenarios are far shorter.
 pub const STATEMENT_TIMEOUT_MS: u64 = 500;
+
+/// Where a dropped connection breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropPoint {
+    /// Before the statement is sent: it never runs.
+    BeforeSend,
+    /// After it was sent, before its reply: it may have run (a COMMIT's outcome is unknown).
+    AfterSend,
+}
+
+/// The scenario's `db_connection_drop` windows and their random stream (`Stream::DbDrops`).
+pub struct DbDrops {
+    /// [from, to) modelled µs and the per-statement rate.
+    windows: Vec<(u64, u64, f64)>,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl DbDrops {
+    /// `None` when the scenario has no such fault (nothing is drawn then).
+    pub fn new(scenario: &Scenario, rng: ChaCha8Rng) -> Option<Arc<DbDrops>> {
+        let windows: Vec<_> = scenario
+            .faults
+            .iter()
+            .filter_map(|fault| match fault {
+                Fault::DbConnectionDrop { rate, .. } => {
+                    Some((fault.at_ms() * 1_000, fault.end_ms() * 1_000, *rate))
+                }
+                _ => None,
+            })
+            .collect();
+        (!windows.is_empty()).then(|| Arc::new(DbDrops { windows, rng: Mutex::new(rng) }))
+    }
+
+    /// Whether the statement starting at modelled `now_us` finds its connection dropped.
+    pub fn draw(&self, now_us: u64) -> Option<DropPoint> {
+        let mut rng = self.rng.lock().expect("drop rng");
+        for &(from, to, rate) in &self.windows {
+            if (from..to).contains(&now_us) && rng.random_bool(rate) {
+                let after = rng.random_bool(0.5);
+                return Some(if after { DropPoint::AfterSend } else { DropPoint::BeforeSend });
+            }
+        }
+        None
+    }
+}
 
 /// One model session.
 pub struct ModelConn {
@@ -49,6 +98,7 @@ pub struct ModelDb {
     pool: Pool<ModelConn>,
     deadlocks: DeadlockLog,
     guard: GuardMode,
+    drops: Option<Arc<DbDrops>>,
 }
 
 impl ModelDb {
@@ -59,6 +109,7 @@ impl ModelDb {
         on_wait: WaitObserver,
         deadlocks: DeadlockLog,
         guard: GuardMode,
+        drops: Option<Arc<DbDrops>>,
     ) -> ModelDb {
         let connect: ConnectFn<ModelConn> = Arc::new(|| {
             Box::pin(async {
@@ -68,7 +119,8 @@ impl ModelDb {
                 Ok(ModelConn { client: Client::new(stream) })
             })
         });
-        ModelDb { pool: Pool::new(size, acquire_timeout, connect, on_wait), deadlocks, guard }
+        let pool = Pool::new(size, acquire_timeout, connect, on_wait);
+        ModelDb { pool, deadlocks, guard, drops }
     }
 }
 
@@ -76,7 +128,8 @@ impl Db for ModelDb {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
         Box::pin(async move {
             let pooled = self.pool.acquire().await?;
-            let raw = PooledConn { pooled, deadlocks: self.deadlocks.clone() };
+            let raw =
+                PooledConn { pooled, deadlocks: self.deadlocks.clone(), drops: self.drops.clone() };
             Ok(Box::new(TxGuard::new(raw, self.guard)) as Box<dyn Conn>)
         })
     }
@@ -85,11 +138,27 @@ impl Db for ModelDb {
 struct PooledConn {
     pooled: Pooled<ModelConn>,
     deadlocks: DeadlockLog,
+    drops: Option<Arc<DbDrops>>,
 }
 
 impl PooledConn {
     async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
         let values: Vec<Value> = params.iter().map(to_model).collect();
+        let now_us = modelled_us(turmoil::sim_elapsed().unwrap_or_default());
+        if let Some(point) = self.drops.as_ref().and_then(|d| d.draw(now_us)) {
+            // A connection reset (`db_connection_drop`): the stream is dropped with the
+            // connection, so the server sees the disconnect and aborts the session.
+            self.pooled.mark_broken();
+            if point == DropPoint::AfterSend {
+                let _ = self.pooled.get_mut().client.send_only(sql, &values).await;
+            }
+            let when = match point {
+                DropPoint::BeforeSend => "before the statement was sent",
+                DropPoint::AfterSend => "after the statement was sent",
+            };
+            let message = format!("db connection reset {when}");
+            return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
+        }
         let conn = self.pooled.get_mut();
         let timeout = scaled_ms(STATEMENT_TIMEOUT_MS);
         let reply = tokio::time::timeout(timeout, conn.client.query(sql, &values)).await;

@@ -52,7 +52,7 @@ use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants::Appointment;
-use crate::model_db::{DB_PORT, DeadlockLog, ModelDb, from_model, to_model};
+use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb, from_model, to_model};
 use crate::net;
 use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
@@ -403,6 +403,7 @@ pub fn add_backend_host(
     machine: Machine,
 ) {
     let BackendSpec { scenario, strategy, guard } = backend;
+    let drops = DbDrops::new(&scenario, seeds.rng(Stream::DbDrops));
     let Machine { profile, cores } = machine;
     let BackendSinks { histograms, deadlocks, listening } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
@@ -419,6 +420,7 @@ pub fn add_backend_host(
             on_wait,
             deadlocks.clone(),
             guard,
+            drops.clone(),
         );
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         let config_body_bytes_max = config.body_bytes_max;

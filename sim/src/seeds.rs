@@ -12,7 +12,8 @@
 //!                                      ├─ 4 backend (retry jitter, ids)
 //!                                      ├─ 5 backend CPU (rules evaluation cost)
 //!                                      ├─ 6 backend CPU per HTTP request
-//!                                      └─ 7 client faults (aborts, slow clients)
+//!                                      ├─ 7 client faults (aborts, slow clients)
+//!                                      └─ 8 db connection drops
 //! ```
 //!
 //! Not modelled: turmoil's own per-host SmallRng children (derived by turmoil from its
@@ -35,6 +36,8 @@ pub enum Stream {
     BackendRequestCpu = 6,
     /// Which attempts clients abandon or write slowly (`client_faults`).
     ClientFaults = 7,
+    /// Which statements find their db connection reset (`model_db::DbDrops`).
+    DbDrops = 8,
 }
 
 /// The master seed of one run.

@@ -431,6 +431,13 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         let parsed: Answer = serde_json::from_str(&text).unwrap_or_default();
         outcome = classify(answer.status, &parsed, &ctx.ids);
         detail = answer_detail(sent_at_us, answer.status, &parsed, &text, b, ctx);
+        // A 503 carries Retry-After: the service asks for a retry (DATABASE_UNAVAILABLE: a
+        // COMMIT's outcome may be unknown). A client holding an Idempotency-Key retries.
+        let retry_asked = answer.status == 503 && b.idempotency_key.is_some();
+        if retry_asked && w.retry_lost_response && attempt < w.client_retries_max {
+            trace(ctx, format!("retry-after #{} attempt {attempt}", b.index));
+            continue;
+        }
         if let Outcome::Created { id, room } = &outcome {
             let turnover_min = parsed.turnover_minutes.unwrap_or(0);
             ctx.live.borrow_mut().created(Acknowledged {
@@ -720,8 +727,11 @@ fn schedule(scenario: &Scenario) -> Vec<(u64, Action)> {
                 out.push((at_us, Action::CrashDb));
                 out.push((end_us, Action::RestartDb));
             }
-            // Acted on by the clients themselves (`client_faults`).
-            Fault::ClientAbort { .. } | Fault::SlowClients { .. } => {}
+            // Acted on by the clients themselves (`client_faults`) and by the backend's db
+            // adapter (`model_db::DbDrops`).
+            Fault::ClientAbort { .. }
+            | Fault::SlowClients { .. }
+            | Fault::DbConnectionDrop { .. } => {}
         }
     }
     // Stable sort: equal times keep file order (for determinism).

@@ -94,3 +94,18 @@ fn the_planted_guard_bug_is_found_within_a_few_seeds() {
     let safe = explore::explore(&explore_cfg(GuardMode::Safe, 0..50)).unwrap();
     assert!(safe.seeds_failed.is_empty(), "{:?}", safe.seeds_failed.first());
 }
+
+/// Database connections that reset at any statement (`storm-db-drop`). Seed 0 failed
+/// `nothing_unacknowledged` when the simulated clients took a 503 as final: a COMMIT sent just
+/// before its connection reset committed, the backend rightly answered 503
+/// DATABASE_UNAVAILABLE (outcome unknown, Retry-After), and no client learnt of the booking.
+/// Clients now honour Retry-After with their Idempotency-Key, as the API asks.
+#[test]
+fn db_connection_resets_lose_and_duplicate_nothing() {
+    let mut config = config(0, GuardMode::Safe);
+    config.scenario = Arc::new(Scenario::builtin("storm-db-drop").unwrap().scenario);
+    let outcome = world::run(&config).unwrap().outcome;
+    assert!(outcome.passed(), "{:?}", outcome.violations);
+    assert!(outcome.counts.attempts > outcome.counts.bookings, "some attempts were retried");
+    assert_eq!(outcome.counts.created_201, outcome.counts.bookings, "{:?}", outcome.counts);
+}

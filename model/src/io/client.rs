@@ -51,6 +51,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(reply)
     }
 
+    /// Writes a query and returns without its reply (a connection that resets right after
+    /// sending: the caller drops the client, so the reply is never read).
+    pub async fn send_only(&mut self, sql: &str, params: &[Value]) -> Result<(), IoError> {
+        write_frame(&mut self.stream, &QueryRef { sql, params }).await?;
+        self.replies_owed += 1;
+        Ok(())
+    }
+
     /// Replies owed by dropped `query` calls (drained by the next call).
     pub fn replies_owed(&self) -> u32 {
         self.replies_owed
