@@ -163,6 +163,7 @@ pub enum RoomStatus {
 /// Transmission-based precautions a patient needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Isolation {
     #[default]
     None,
@@ -341,6 +342,7 @@ impl Appointment {
 /// What to do when no room is feasible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FallbackMode {
     /// 409 with alternatives.
     #[default]
@@ -352,7 +354,7 @@ pub enum FallbackMode {
 }
 
 /// Per-request needs on top of the patient record and appointment type.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Needs {
     pub equipment: Vec<String>,
@@ -366,7 +368,7 @@ pub struct Needs {
     pub nurse_pod: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
     pub clinic_id: Uuid,

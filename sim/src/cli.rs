@@ -1,5 +1,6 @@
 //! The `roomsim` command line: `run`, `explore`, `merge`, `strategies`, `spec` (the model's
-//! isolation-spec runner) and the real-PostgreSQL commands of `real`.
+//! isolation-spec runner), `openapi` (the HTTP API's document) and the real-PostgreSQL
+//! commands of `real`.
 //!
 //! `main() -> ExitCode` calls [`main_impl`], which parses, dispatches and maps every error to
 //! a documented exit code (see `exit`): 0 invariants held, 1 an invariant was violated
@@ -105,6 +106,8 @@ pub enum Command {
     },
     /// Run PostgreSQL isolation-tester spec files on the model (and/or PostgreSQL).
     Spec(model::spec::SpecArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `serve` answers at /openapi.json).
+    Openapi,
     /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
     #[command(flatten)]
     Real(crate::real::RealCommand),
@@ -225,6 +228,10 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
         }
         Command::Merge { files, format } => merge(files, format),
         Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
+        Command::Openapi => {
+            println!("{}", backend_core::http::openapi::document_json());
+            Ok(exit::OK)
+        }
         Command::Strategies { backend } => {
             for (name, broken) in world::strategies(backend) {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };

@@ -66,3 +66,30 @@ fn validate_profile_from_run_needs_one_user_first_and_no_profile_file() {
     let stderr = refused(&[&base[..], &["--profile", "p.toml", "--concurrency", "1"]].concat());
     assert!(stderr.contains("--profile"), "{stderr}");
 }
+
+/// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
+/// `serve --help` lists every documented path and points at /openapi.json.
+#[test]
+fn openapi_is_printed_and_serve_help_lists_every_endpoint() {
+    let out = roomsim(&["openapi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let expected: serde_json::Value =
+        serde_json::from_str(backend_core::http::openapi::document_json()).unwrap();
+    assert_eq!(document, expected);
+    let help = roomsim(&["serve", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("GET /openapi.json"), "{help}");
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let found = help.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.len() >= 2 && words[0] == method && words[1] == path
+            });
+            assert!(found, "serve --help does not list {method} {path}: {help}");
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! GET  /healthz                         database reachable                   here
 //! GET  /metrics                         Prometheus text (outcomes, retries,  here
 //!                                       caches, latency histograms)
+//! GET  /openapi.json                    the OpenAPI 3.1 document             openapi.rs
 //! ```
 //! Errors are `application/problem+json` with stable codes (`error.rs`). Every response of a
 //! booking or preview carries `Server-Timing: rules;dur=…, conflict;dur=…, db;dur=…` in
@@ -26,6 +27,7 @@ mod appointments;
 mod availability;
 mod bodies;
 pub mod error;
+pub mod openapi;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +109,7 @@ pub fn api_router(ctx: ApiContext) -> Router {
         .merge(availability::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(openapi::router())
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(ctx)
 }

@@ -32,6 +32,7 @@ pub enum RealCommand {
         command: DbCommand,
     },
     /// Serve backend-core over real HTTP with real PostgreSQL.
+    #[command(after_help = SERVE_ENDPOINTS)]
     Serve(ServeArgs),
     /// Send booking load to a running `roomsim serve`.
     Load(LoadArgs),
@@ -42,6 +43,18 @@ pub enum RealCommand {
     /// Booking throughput through `serve` vs pgbench running the same booking SQL.
     Throughput(ThroughputArgs),
 }
+
+/// The endpoints `serve --help` lists (a test compares them with the OpenAPI document).
+const SERVE_ENDPOINTS: &str = "\
+Endpoints (the full reference: GET /openapi.json, or `roomsim openapi`):
+  POST /v1/appointments                book a room (header Idempotency-Key honoured)
+  POST /v1/room-assignments:preview    rank the rooms for a request, no write
+  POST /v1/appointments/{id}/cancel    cancel an appointment (idempotent)
+  GET  /v1/rooms/availability          free intervals per room (clinic_id, from, to)
+  GET  /healthz                        database reachable
+  GET  /metrics                        Prometheus text
+  GET  /openapi.json                   the OpenAPI 3.1 document
+Errors are application/problem+json; responses carry Server-Timing and X-Request-Id.";
 
 #[derive(Debug, Args)]
 pub struct ThroughputArgs {
