@@ -357,14 +357,17 @@ pub enum FallbackMode {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Needs {
+    #[schema(max_items = 32)]
     pub equipment: Vec<String>,
     pub accessible: bool,
     pub isolation: Isolation,
+    #[schema(maximum = 20)]
     pub companions: u32,
     pub interpreter: bool,
     pub video: bool,
     pub private_room: bool,
     /// The pod of the assigned nurse or medical assistant (S20).
+    #[schema(min_length = 1, max_length = 64)]
     pub nurse_pod: Option<String>,
 }
 
@@ -374,8 +377,11 @@ pub struct BookingRequest {
     pub clinic_id: Uuid,
     pub doctor_id: Uuid,
     pub patient_id: Uuid,
+    /// The key of one of the clinic's appointment types (at most 64 bytes).
+    #[schema(min_length = 1, max_length = 64)]
     pub appointment_type: String,
     pub start: DateTime<Utc>,
+    /// After `start`, at most 12 hours later.
     pub end: DateTime<Utc>,
     /// A pinned room (H16): the engine only validates it.
     #[serde(default)]

@@ -351,8 +351,10 @@ fn retry_after_header() -> utoipa::openapi::header::Header {
     operation_id = "createAppointment",
     tag = "appointments",
     params(
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Optional. Visible ASCII, at most the configured length. A repeat \
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
+            description = "Optional. Visible ASCII, at most 255 characters by default \
+                (`ApiConfig::idempotency_key_chars_max`). A repeat \
                 with the same key and body replays the stored response (with \
                 `Idempotent-Replayed: true`); a different body is 422 IDEMPOTENCY_KEY_REUSED; \
                 while the first is in flight, 409 IDEMPOTENCY_IN_FLIGHT.")
@@ -611,6 +613,26 @@ mod tests {
         let additional =
             &document["components"]["schemas"]["BookingRequest"]["additionalProperties"];
         assert_eq!(additional, &json!(false), "unknown fields are rejected, so say so");
+    }
+
+    /// Goal: the limits the schema states are the ones the server enforces.
+    #[test]
+    fn documented_limits_are_the_code_limits() {
+        use crate::domain::{COMPANIONS_COUNT_MAX, KEY_BYTES_MAX, NEEDS_EQUIPMENT_COUNT_MAX};
+        let document = document_value();
+        let schemas = &document["components"]["schemas"];
+        let request = &schemas["BookingRequest"]["properties"];
+        assert_eq!(request["appointment_type"]["maxLength"], json!(KEY_BYTES_MAX));
+        assert_eq!(request["appointment_type"]["minLength"], json!(1));
+        let needs = &schemas["Needs"]["properties"];
+        assert_eq!(needs["equipment"]["maxItems"], json!(NEEDS_EQUIPMENT_COUNT_MAX));
+        assert_eq!(needs["companions"]["maximum"], json!(COMPANIONS_COUNT_MAX));
+        assert_eq!(needs["nurse_pod"]["maxLength"], json!(KEY_BYTES_MAX));
+        let booking = &document["paths"]["/v1/appointments"]["post"];
+        let key = &booking["parameters"][0];
+        assert_eq!(key["name"], "Idempotency-Key");
+        let chars_max = crate::config::ApiConfig::default().idempotency_key_chars_max;
+        assert_eq!(key["schema"]["maxLength"], json!(chars_max));
     }
 
     /// Goal: the availability operation lists exactly the query's fields.
