@@ -81,7 +81,10 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::explore::JOBS_MAX))
         )]
         jobs: u32,
-        /// `I/N`: run only seeds with seed % N == I.
+        /// `I/N`: run only seeds with seed % N == I. `auto`: I and N from the environment:
+        /// ROOMSIM_SHARD_INDEX and ROOMSIM_SHARD_COUNT (GitHub Actions: set them from
+        /// `strategy.job-index` / `strategy.job-total`), else Kubernetes Indexed Jobs'
+        /// JOB_COMPLETION_INDEX with ROOMSIM_SHARD_COUNT (the Job's `completions`).
         #[arg(long, value_parser = parse_shard)]
         shard: Option<(u64, u64)>,
         #[arg(long)]
@@ -124,13 +127,85 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 }
 
 fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let (i, n) = text.split_once('/').ok_or(format!("`{text}` is not I/N"))?;
+    if text == "auto" {
+        return shard_from_environment(|name| std::env::var(name).ok());
+    }
+    let (i, n) = text.split_once('/').ok_or(format!("`{text}` is not I/N or auto"))?;
     let i: u64 = i.parse().map_err(|_| format!("`{i}` is not a shard index"))?;
     let n: u64 = n.parse().map_err(|_| format!("`{n}` is not a shard count"))?;
     if n == 0 || i >= n {
         return Err(format!("shard `{text}` needs 0 <= I < N"));
     }
     Ok((i, n))
+}
+
+/// `--shard auto`: the shard from the environment of a CI matrix job or a Kubernetes Indexed
+/// Job (see the flag's help). Every failure names the variables it read.
+fn shard_from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(u64, u64), String> {
+    let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    let number = |name: &str, value: String| {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("--shard auto: {name}=`{value}` is not a number"))
+    };
+    let index = match (set("ROOMSIM_SHARD_INDEX"), set("JOB_COMPLETION_INDEX")) {
+        (Some(value), _) => number("ROOMSIM_SHARD_INDEX", value)?,
+        (None, Some(value)) => number("JOB_COMPLETION_INDEX", value)?,
+        (None, None) => {
+            return Err("--shard auto: neither ROOMSIM_SHARD_INDEX nor JOB_COMPLETION_INDEX is \
+                        set (give --shard I/N outside a CI matrix or an Indexed Job)"
+                .to_string());
+        }
+    };
+    let Some(count) = set("ROOMSIM_SHARD_COUNT") else {
+        return Err("--shard auto: ROOMSIM_SHARD_COUNT (the number of shards) is not set".into());
+    };
+    let count = number("ROOMSIM_SHARD_COUNT", count)?;
+    if count == 0 || index >= count {
+        return Err(format!("--shard auto: shard {index} of {count} needs 0 <= index < count"));
+    }
+    Ok((index, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn shard_auto_reads_a_ci_matrix_or_an_indexed_job() {
+        let matrix = env(&[("ROOMSIM_SHARD_INDEX", "2"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert_eq!(shard_from_environment(matrix), Ok((2, 4)));
+        let job = env(&[("JOB_COMPLETION_INDEX", "3"), ("ROOMSIM_SHARD_COUNT", "8")]);
+        assert_eq!(shard_from_environment(job), Ok((3, 8)));
+        // The explicit pair wins over the Job's index.
+        let both = env(&[
+            ("ROOMSIM_SHARD_INDEX", "1"),
+            ("JOB_COMPLETION_INDEX", "5"),
+            ("ROOMSIM_SHARD_COUNT", "8"),
+        ]);
+        assert_eq!(shard_from_environment(both), Ok((1, 8)));
+    }
+
+    #[test]
+    fn shard_auto_names_what_is_missing_or_wrong() {
+        let err = |pairs: &[(&str, &str)]| shard_from_environment(env(pairs)).unwrap_err();
+        assert!(err(&[]).contains("JOB_COMPLETION_INDEX"));
+        assert!(err(&[("JOB_COMPLETION_INDEX", "0")]).contains("ROOMSIM_SHARD_COUNT"));
+        let bad = err(&[("ROOMSIM_SHARD_INDEX", "x"), ("ROOMSIM_SHARD_COUNT", "2")]);
+        assert!(bad.contains("ROOMSIM_SHARD_INDEX=`x`"), "{bad}");
+        let out = err(&[("JOB_COMPLETION_INDEX", "4"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert!(out.contains("4 of 4"), "{out}");
+        assert!(
+            err(&[("ROOMSIM_SHARD_INDEX", "0"), ("ROOMSIM_SHARD_COUNT", "0")]).contains("0 of 0")
+        );
+    }
 }
 
 /// Parses arguments and runs; returns the process exit code.

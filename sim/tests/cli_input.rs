@@ -93,3 +93,35 @@ fn openapi_is_printed_and_serve_help_lists_every_endpoint() {
         }
     }
 }
+
+/// `explore --shard auto` takes the shard from a CI matrix's or an Indexed Job's environment
+/// and runs exactly the seeds `--shard I/N` runs; without that environment it is bad input.
+#[test]
+fn shard_auto_is_the_shard_named_by_the_environment() {
+    let explore = |shard: &str, env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roomsim"));
+        command.args(["explore", "--scenario", "conflict", "--seeds", "0..6", "--jobs", "1"]);
+        command.args(["--shard", shard, "--format", "json"]);
+        for name in ["ROOMSIM_SHARD_INDEX", "ROOMSIM_SHARD_COUNT", "JOB_COMPLETION_INDEX"] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied()).output().unwrap()
+    };
+    let json = |out: Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // What was run and found; not the wall-clock figures.
+        (report["shard"].clone(), report["per_seed"].clone(), report["explore_hash"].clone())
+    };
+    let named = json(explore("1/3", &[]));
+    let matrix =
+        json(explore("auto", &[("ROOMSIM_SHARD_INDEX", "1"), ("ROOMSIM_SHARD_COUNT", "3")]));
+    let job = json(explore("auto", &[("JOB_COMPLETION_INDEX", "1"), ("ROOMSIM_SHARD_COUNT", "3")]));
+    assert_eq!(matrix, named);
+    assert_eq!(job, named);
+    let other = json(explore("0/3", &[]));
+    assert_ne!(other, named, "different shards must differ for this test to mean anything");
+    let out = explore("auto", &[("JOB_COMPLETION_INDEX", "1")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ROOMSIM_SHARD_COUNT"));
+}
