@@ -1,6 +1,6 @@
 //! The `roomsim` command line: `run`, `explore`, `merge`, `strategies`, `spec` (the model's
-//! isolation-spec runner), `openapi` (the HTTP API's document) and the real-PostgreSQL
-//! commands of `real`.
+//! isolation-spec runner), `openapi` (the HTTP API's document), `compare` (two reports, a
+//! regression verdict: `regression`) and the real-PostgreSQL commands of `real`.
 //!
 //! `main() -> ExitCode` calls [`main_impl`], which parses, dispatches and maps every error to
 //! a documented exit code (see `exit`): 0 invariants held, 1 an invariant was violated
@@ -18,6 +18,7 @@ use scenarios::Scenario;
 use crate::error::SimError;
 use crate::exit;
 use crate::explore::{self, ExploreConfig, ExploreReport};
+use crate::regression;
 use crate::report;
 use crate::world::{self, BackendKind, RunConfig};
 
@@ -60,6 +61,10 @@ pub enum Command {
         check_determinism: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also write the report (JSON and text) into DIR, named by the UTC time of the run
+        /// (for `roomsim compare` later).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
     },
     /// Many seeds: merged histograms, failing seeds with replay commands, explore-hash.
     Explore {
@@ -95,6 +100,22 @@ pub enum Command {
         profile: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also write the report (JSON and text) into DIR, named by the UTC time of the run.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+    },
+    /// Compare two run or explore JSON reports: each latency side by side with its change and
+    /// a verdict; exit 1 on a regression (change over the threshold AND a KS test at the
+    /// recorded sample sizes says the distributions differ).
+    Compare {
+        old: PathBuf,
+        new: PathBuf,
+        /// A change smaller than this (percent of the old value) is never a regression.
+        #[arg(long, default_value_t = crate::regression::THRESHOLD_PERCENT_DEFAULT)]
+        threshold_percent: f64,
+        /// Significance level of the two-sample Kolmogorov–Smirnov test.
+        #[arg(long, default_value_t = crate::regression::ALPHA_DEFAULT)]
+        alpha: f64,
     },
     /// Combine `explore --format json` outputs (shards) into one report.
     Merge {
@@ -255,6 +276,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             trace,
             check_determinism,
             format,
+            archive,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
             let config = RunConfig {
@@ -270,7 +292,13 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 Some(file) => format!("{scenario} --profile {}", file.display()),
                 None => scenario,
             };
-            run(&scenario_arg, config, check_determinism, format)
+            let archive = archive.map(|dir| {
+                Archive::new(
+                    dir,
+                    &format!("run-{}-{}-seed{seed}", config.scenario.name, config.strategy),
+                )
+            });
+            run(&scenario_arg, config, check_determinism, format, archive.as_ref())
         }
         Command::Explore {
             scenario,
@@ -282,7 +310,13 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             stop_on_failure,
             profile,
             format,
+            archive,
         } => {
+            let archive = archive.map(|dir| {
+                let name =
+                    format!("explore-{scenario}-{strategy}-seeds{}-{}", seeds.start, seeds.end);
+                Archive::new(dir, &name)
+            });
             let loaded = Scenario::resolve(&scenario)?;
             let profile_loaded = world::load_profile(profile.as_deref())?;
             let cfg = ExploreConfig {
@@ -299,9 +333,27 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 profile_arg: profile.map(|file| file.display().to_string()),
             };
             let r = explore::explore(&cfg)?;
+            if let Some(archive) = &archive {
+                let json = serde_json::to_string_pretty(&r).expect("reports serialize");
+                archive.write(&json, &explore::text(&r, &cfg.scenario)?)?;
+            }
             print_explore(&r, &cfg.scenario, format)
         }
         Command::Merge { files, format } => merge(files, format),
+        Command::Compare { old, new, threshold_percent, alpha } => {
+            if !(threshold_percent >= 0.0 && threshold_percent.is_finite()) {
+                let why = format!("--threshold-percent {threshold_percent}: must be >= 0");
+                return Err(SimError::BadInput(why));
+            }
+            if !(alpha > 0.0 && alpha < 1.0) {
+                return Err(SimError::BadInput(format!("--alpha {alpha}: must be in (0, 1)")));
+            }
+            let (old, new) = (regression::load(&old)?, regression::load(&new)?);
+            let judgement =
+                regression::judge(&old.histograms, &new.histograms, threshold_percent, alpha);
+            print!("{}", regression::text(&old, &new, &judgement));
+            Ok(if judgement.regressed() { exit::INVARIANT_VIOLATED } else { exit::OK })
+        }
         Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
         Command::Openapi => {
             println!("{}", backend_core::http::openapi::document_json());
@@ -317,7 +369,54 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
     }
 }
 
-fn run(scenario_arg: &str, config: RunConfig, check: bool, format: Format) -> Result<u8, SimError> {
+/// Where `--archive` writes a report:
+/// `DIR/<UTC time>-<run|explore>-<scenario>-<strategy>-<seed(s)>[-N].{json,txt}`.
+struct Archive {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Archive {
+    /// `name` with every character but ASCII letters, digits, `_` and `.` made `-`.
+    fn new(dir: PathBuf, name: &str) -> Archive {
+        let keep = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+        let name = name.chars().map(|c| if keep(c) { c } else { '-' }).collect();
+        Archive { dir, name }
+    }
+
+    /// Writes both files (each to a temporary name first, then renamed: never half a file),
+    /// never over an earlier archive (a `-2`, `-3`, … suffix when the name is taken). The time
+    /// in the name is the wall clock's: it dates the archive, it is no input of the run.
+    fn write(&self, json: &str, text: &str) -> Result<(), SimError> {
+        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H-%M-%SZ");
+        let fail = |path: &std::path::Path, e: std::io::Error| {
+            SimError::BadInput(format!("--archive {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| fail(&self.dir, e))?;
+        let base = format!("{stamp}-{}", self.name);
+        let taken = |stem: &str| self.dir.join(format!("{stem}.json")).exists();
+        let stem = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .find(|stem| !taken(stem))
+            .expect("some suffix is free");
+        for (extension, content) in [("json", json), ("txt", text)] {
+            let path = self.dir.join(format!("{stem}.{extension}"));
+            let partial = self.dir.join(format!(".{stem}.{extension}.partial"));
+            std::fs::write(&partial, content).map_err(|e| fail(&partial, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
+            eprintln!("archived {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+fn run(
+    scenario_arg: &str,
+    config: RunConfig,
+    check: bool,
+    format: Format,
+    archive: Option<&Archive>,
+) -> Result<u8, SimError> {
     let (seed, trace) = (config.seed, config.keep_trace);
     let result = world::run(&config)?;
     if check {
@@ -337,6 +436,11 @@ fn run(scenario_arg: &str, config: RunConfig, check: bool, format: Format) -> Re
         }
     }
     let o = &result.outcome;
+    if let Some(archive) = archive {
+        let json = report::run_json(o, &config.scenario, scenario_arg);
+        let json = serde_json::to_string_pretty(&json).expect("JSON values serialize");
+        archive.write(&json, &report::run_text(o, &config.scenario, scenario_arg))?;
+    }
     match format {
         Format::Text => print!("{}", report::run_text(o, &config.scenario, scenario_arg)),
         Format::Json => {

@@ -125,3 +125,49 @@ fn shard_auto_is_the_shard_named_by_the_environment() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ROOMSIM_SHARD_COUNT"));
 }
+
+/// `run --archive DIR` writes dated JSON and text reports; `compare` judges two of them:
+/// the same run against itself is no regression (exit 0), the broken `naive` strategy's
+/// slower conflict detection is (exit 1), an unreadable report is bad input (exit 2).
+#[test]
+fn archive_and_compare_give_a_regression_verdict() {
+    let dir = std::env::temp_dir().join(format!("roomsim-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let archive = dir.to_str().unwrap();
+    for strategy in ["exclusion", "naive"] {
+        let args = ["run", "--scenario", "storm", "--seed", "1", "--strategy", strategy];
+        let out = roomsim(&[&args[..], &["--archive", archive]].concat());
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let json = |needle: &str| {
+        let file = files.iter().find(|f| {
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            name.contains("-run-storm-") && name.ends_with(".json") && {
+                let text = std::fs::read_to_string(f).unwrap();
+                text.contains(&format!("\"strategy\": \"{needle}\""))
+            }
+        });
+        file.unwrap_or_else(|| panic!("no archived {needle} run in {files:?}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (good, naive) = (json("exclusion"), json("naive"));
+    let same = roomsim(&["compare", &good, &good]);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("Verdict: no regression"));
+    let worse = roomsim(&["compare", &good, &naive]);
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert_eq!(worse.status.code(), Some(1), "{text}");
+    assert!(text.contains("REGRESSION") && text.contains("KS tests"), "{text}");
+    let stderr = refused(&["compare", &good, "/nonexistent/old.json"]);
+    assert!(stderr.contains("/nonexistent/old.json"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
