@@ -163,6 +163,7 @@ pub enum RoomStatus {
 /// Transmission-based precautions a patient needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Isolation {
     #[default]
     None,
@@ -341,6 +342,7 @@ impl Appointment {
 /// What to do when no room is feasible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum FallbackMode {
     /// 409 with alternatives.
     #[default]
@@ -352,28 +354,34 @@ pub enum FallbackMode {
 }
 
 /// Per-request needs on top of the patient record and appointment type.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Needs {
+    #[schema(max_items = 32)]
     pub equipment: Vec<String>,
     pub accessible: bool,
     pub isolation: Isolation,
+    #[schema(maximum = 20)]
     pub companions: u32,
     pub interpreter: bool,
     pub video: bool,
     pub private_room: bool,
     /// The pod of the assigned nurse or medical assistant (S20).
+    #[schema(min_length = 1, max_length = 64)]
     pub nurse_pod: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BookingRequest {
     pub clinic_id: Uuid,
     pub doctor_id: Uuid,
     pub patient_id: Uuid,
+    /// The key of one of the clinic's appointment types (at most 64 bytes).
+    #[schema(min_length = 1, max_length = 64)]
     pub appointment_type: String,
     pub start: DateTime<Utc>,
+    /// After `start`, at most 12 hours later.
     pub end: DateTime<Utc>,
     /// A pinned room (H16): the engine only validates it.
     #[serde(default)]

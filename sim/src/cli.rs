@@ -1,5 +1,6 @@
 //! The `roomsim` command line: `run`, `explore`, `merge`, `strategies`, `spec` (the model's
-//! isolation-spec runner) and the real-PostgreSQL commands of `real`.
+//! isolation-spec runner), `openapi` (the HTTP API's document), `compare` (two reports, a
+//! regression verdict: `regression`) and the real-PostgreSQL commands of `real`.
 //!
 //! `main() -> ExitCode` calls [`main_impl`], which parses, dispatches and maps every error to
 //! a documented exit code (see `exit`): 0 invariants held, 1 an invariant was violated
@@ -18,6 +19,7 @@ use scenarios::Scenario;
 use crate::error::SimError;
 use crate::exit;
 use crate::explore::{self, ExploreConfig, ExploreReport};
+use crate::regression;
 use crate::report;
 use crate::world::{self, BackendKind, RunConfig};
 
@@ -64,6 +66,10 @@ pub enum Command {
         check_determinism: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also write the report (JSON and text) into DIR, named by the UTC time of the run
+        /// (for `roomsim compare` later).
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
     },
     /// Many seeds: merged histograms, failing seeds with replay commands, explore-hash.
     Explore {
@@ -89,7 +95,10 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::explore::JOBS_MAX))
         )]
         jobs: u32,
-        /// `I/N`: run only seeds with seed % N == I.
+        /// `I/N`: run only seeds with seed % N == I. `auto`: I and N from the environment:
+        /// ROOMSIM_SHARD_INDEX and ROOMSIM_SHARD_COUNT (GitHub Actions: set them from
+        /// `strategy.job-index` / `strategy.job-total`), else Kubernetes Indexed Jobs'
+        /// JOB_COMPLETION_INDEX with ROOMSIM_SHARD_COUNT (the Job's `completions`).
         #[arg(long, value_parser = parse_shard)]
         shard: Option<(u64, u64)>,
         #[arg(long)]
@@ -100,6 +109,22 @@ pub enum Command {
         profile: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Also write the report (JSON and text) into DIR, named by the UTC time of the run.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+    },
+    /// Compare two run or explore JSON reports: each latency side by side with its change and
+    /// a verdict; exit 1 on a regression (change over the threshold AND a KS test at the
+    /// recorded sample sizes says the distributions differ).
+    Compare {
+        old: PathBuf,
+        new: PathBuf,
+        /// A change smaller than this (percent of the old value) is never a regression.
+        #[arg(long, default_value_t = crate::regression::THRESHOLD_PERCENT_DEFAULT)]
+        threshold_percent: f64,
+        /// Significance level of the two-sample Kolmogorov–Smirnov test.
+        #[arg(long, default_value_t = crate::regression::ALPHA_DEFAULT)]
+        alpha: f64,
     },
     /// Combine `explore --format json` outputs (shards) into one report.
     Merge {
@@ -114,6 +139,8 @@ pub enum Command {
     },
     /// Run PostgreSQL isolation-tester spec files on the model (and/or PostgreSQL).
     Spec(model::spec::SpecArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `serve` answers at /openapi.json).
+    Openapi,
     /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
     #[command(flatten)]
     Real(crate::real::RealCommand),
@@ -134,13 +161,85 @@ fn parse_range(text: &str) -> Result<Range<u64>, String> {
 }
 
 fn parse_shard(text: &str) -> Result<(u64, u64), String> {
-    let (i, n) = text.split_once('/').ok_or(format!("`{text}` is not I/N"))?;
+    if text == "auto" {
+        return shard_from_environment(|name| std::env::var(name).ok());
+    }
+    let (i, n) = text.split_once('/').ok_or(format!("`{text}` is not I/N or auto"))?;
     let i: u64 = i.parse().map_err(|_| format!("`{i}` is not a shard index"))?;
     let n: u64 = n.parse().map_err(|_| format!("`{n}` is not a shard count"))?;
     if n == 0 || i >= n {
         return Err(format!("shard `{text}` needs 0 <= I < N"));
     }
     Ok((i, n))
+}
+
+/// `--shard auto`: the shard from the environment of a CI matrix job or a Kubernetes Indexed
+/// Job (see the flag's help). Every failure names the variables it read.
+fn shard_from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(u64, u64), String> {
+    let set = |name: &str| var(name).filter(|value| !value.trim().is_empty());
+    let number = |name: &str, value: String| {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("--shard auto: {name}=`{value}` is not a number"))
+    };
+    let index = match (set("ROOMSIM_SHARD_INDEX"), set("JOB_COMPLETION_INDEX")) {
+        (Some(value), _) => number("ROOMSIM_SHARD_INDEX", value)?,
+        (None, Some(value)) => number("JOB_COMPLETION_INDEX", value)?,
+        (None, None) => {
+            return Err("--shard auto: neither ROOMSIM_SHARD_INDEX nor JOB_COMPLETION_INDEX is \
+                        set (give --shard I/N outside a CI matrix or an Indexed Job)"
+                .to_string());
+        }
+    };
+    let Some(count) = set("ROOMSIM_SHARD_COUNT") else {
+        return Err("--shard auto: ROOMSIM_SHARD_COUNT (the number of shards) is not set".into());
+    };
+    let count = number("ROOMSIM_SHARD_COUNT", count)?;
+    if count == 0 || index >= count {
+        return Err(format!("--shard auto: shard {index} of {count} needs 0 <= index < count"));
+    }
+    Ok((index, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn shard_auto_reads_a_ci_matrix_or_an_indexed_job() {
+        let matrix = env(&[("ROOMSIM_SHARD_INDEX", "2"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert_eq!(shard_from_environment(matrix), Ok((2, 4)));
+        let job = env(&[("JOB_COMPLETION_INDEX", "3"), ("ROOMSIM_SHARD_COUNT", "8")]);
+        assert_eq!(shard_from_environment(job), Ok((3, 8)));
+        // The explicit pair wins over the Job's index.
+        let both = env(&[
+            ("ROOMSIM_SHARD_INDEX", "1"),
+            ("JOB_COMPLETION_INDEX", "5"),
+            ("ROOMSIM_SHARD_COUNT", "8"),
+        ]);
+        assert_eq!(shard_from_environment(both), Ok((1, 8)));
+    }
+
+    #[test]
+    fn shard_auto_names_what_is_missing_or_wrong() {
+        let err = |pairs: &[(&str, &str)]| shard_from_environment(env(pairs)).unwrap_err();
+        assert!(err(&[]).contains("JOB_COMPLETION_INDEX"));
+        assert!(err(&[("JOB_COMPLETION_INDEX", "0")]).contains("ROOMSIM_SHARD_COUNT"));
+        let bad = err(&[("ROOMSIM_SHARD_INDEX", "x"), ("ROOMSIM_SHARD_COUNT", "2")]);
+        assert!(bad.contains("ROOMSIM_SHARD_INDEX=`x`"), "{bad}");
+        let out = err(&[("JOB_COMPLETION_INDEX", "4"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert!(out.contains("4 of 4"), "{out}");
+        assert!(
+            err(&[("ROOMSIM_SHARD_INDEX", "0"), ("ROOMSIM_SHARD_COUNT", "0")]).contains("0 of 0")
+        );
+    }
 }
 
 /// Parses arguments and runs; returns the process exit code.
@@ -191,6 +290,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             trace,
             check_determinism,
             format,
+            archive,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
             let config = RunConfig {
@@ -207,7 +307,13 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 Some(file) => format!("{scenario} --profile {}", file.display()),
                 None => scenario,
             };
-            run(&scenario_arg, config, check_determinism, format)
+            let archive = archive.map(|dir| {
+                Archive::new(
+                    dir,
+                    &format!("run-{}-{}-seed{seed}", config.scenario.name, config.strategy),
+                )
+            });
+            run(&scenario_arg, config, check_determinism, format, archive.as_ref())
         }
         Command::Explore {
             scenario,
@@ -220,7 +326,13 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             stop_on_failure,
             profile,
             format,
+            archive,
         } => {
+            let archive = archive.map(|dir| {
+                let name =
+                    format!("explore-{scenario}-{strategy}-seeds{}-{}", seeds.start, seeds.end);
+                Archive::new(dir, &name)
+            });
             let loaded = Scenario::resolve(&scenario)?;
             let profile_loaded = world::load_profile(profile.as_deref())?;
             let cfg = ExploreConfig {
@@ -238,10 +350,32 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 profile_arg: profile.map(|file| file.display().to_string()),
             };
             let r = explore::explore(&cfg)?;
+            if let Some(archive) = &archive {
+                let json = serde_json::to_string_pretty(&r).expect("reports serialize");
+                archive.write(&json, &explore::text(&r, &cfg.scenario)?)?;
+            }
             print_explore(&r, &cfg.scenario, format)
         }
         Command::Merge { files, format } => merge(files, format),
+        Command::Compare { old, new, threshold_percent, alpha } => {
+            if !(threshold_percent >= 0.0 && threshold_percent.is_finite()) {
+                let why = format!("--threshold-percent {threshold_percent}: must be >= 0");
+                return Err(SimError::BadInput(why));
+            }
+            if !(alpha > 0.0 && alpha < 1.0) {
+                return Err(SimError::BadInput(format!("--alpha {alpha}: must be in (0, 1)")));
+            }
+            let (old, new) = (regression::load(&old)?, regression::load(&new)?);
+            let judgement =
+                regression::judge(&old.histograms, &new.histograms, threshold_percent, alpha);
+            print!("{}", regression::text(&old, &new, &judgement));
+            Ok(if judgement.regressed() { exit::INVARIANT_VIOLATED } else { exit::OK })
+        }
         Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
+        Command::Openapi => {
+            println!("{}", backend_core::http::openapi::document_json());
+            Ok(exit::OK)
+        }
         Command::Strategies { backend } => {
             for (name, broken) in world::strategies(backend) {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };
@@ -263,7 +397,54 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
     }
 }
 
-fn run(scenario_arg: &str, config: RunConfig, check: bool, format: Format) -> Result<u8, SimError> {
+/// Where `--archive` writes a report:
+/// `DIR/<UTC time>-<run|explore>-<scenario>-<strategy>-<seed(s)>[-N].{json,txt}`.
+struct Archive {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Archive {
+    /// `name` with every character but ASCII letters, digits, `_` and `.` made `-`.
+    fn new(dir: PathBuf, name: &str) -> Archive {
+        let keep = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+        let name = name.chars().map(|c| if keep(c) { c } else { '-' }).collect();
+        Archive { dir, name }
+    }
+
+    /// Writes both files (each to a temporary name first, then renamed: never half a file),
+    /// never over an earlier archive (a `-2`, `-3`, … suffix when the name is taken). The time
+    /// in the name is the wall clock's: it dates the archive, it is no input of the run.
+    fn write(&self, json: &str, text: &str) -> Result<(), SimError> {
+        let stamp = chrono::Utc::now().format("%Y-%m-%dT%H-%M-%SZ");
+        let fail = |path: &std::path::Path, e: std::io::Error| {
+            SimError::BadInput(format!("--archive {}: {e}", path.display()))
+        };
+        std::fs::create_dir_all(&self.dir).map_err(|e| fail(&self.dir, e))?;
+        let base = format!("{stamp}-{}", self.name);
+        let taken = |stem: &str| self.dir.join(format!("{stem}.json")).exists();
+        let stem = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .find(|stem| !taken(stem))
+            .expect("some suffix is free");
+        for (extension, content) in [("json", json), ("txt", text)] {
+            let path = self.dir.join(format!("{stem}.{extension}"));
+            let partial = self.dir.join(format!(".{stem}.{extension}.partial"));
+            std::fs::write(&partial, content).map_err(|e| fail(&partial, e))?;
+            std::fs::rename(&partial, &path).map_err(|e| fail(&path, e))?;
+            eprintln!("archived {}", path.display());
+        }
+        Ok(())
+    }
+}
+
+fn run(
+    scenario_arg: &str,
+    config: RunConfig,
+    check: bool,
+    format: Format,
+    archive: Option<&Archive>,
+) -> Result<u8, SimError> {
     let (seed, trace) = (config.seed, config.keep_trace);
     let result = world::run(&config)?;
     if check {
@@ -283,6 +464,11 @@ fn run(scenario_arg: &str, config: RunConfig, check: bool, format: Format) -> Re
         }
     }
     let o = &result.outcome;
+    if let Some(archive) = archive {
+        let json = report::run_json(o, &config.scenario, scenario_arg);
+        let json = serde_json::to_string_pretty(&json).expect("JSON values serialize");
+        archive.write(&json, &report::run_text(o, &config.scenario, scenario_arg))?;
+    }
     match format {
         Format::Text => print!("{}", report::run_text(o, &config.scenario, scenario_arg)),
         Format::Json => {

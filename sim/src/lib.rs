@@ -28,6 +28,7 @@ pub mod net;
 pub mod outcome;
 pub mod pool;
 pub mod real;
+pub mod regression;
 pub mod report;
 pub mod seeds;
 pub mod stand_in;

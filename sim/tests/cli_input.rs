@@ -66,3 +66,108 @@ fn validate_profile_from_run_needs_one_user_first_and_no_profile_file() {
     let stderr = refused(&[&base[..], &["--profile", "p.toml", "--concurrency", "1"]].concat());
     assert!(stderr.contains("--profile"), "{stderr}");
 }
+
+/// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
+/// `serve --help` lists every documented path and points at /openapi.json.
+#[test]
+fn openapi_is_printed_and_serve_help_lists_every_endpoint() {
+    let out = roomsim(&["openapi"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let expected: serde_json::Value =
+        serde_json::from_str(backend_core::http::openapi::document_json()).unwrap();
+    assert_eq!(document, expected);
+    let help = roomsim(&["serve", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("GET /openapi.json"), "{help}");
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_uppercase();
+            let found = help.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.len() >= 2 && words[0] == method && words[1] == path
+            });
+            assert!(found, "serve --help does not list {method} {path}: {help}");
+        }
+    }
+}
+
+/// `explore --shard auto` takes the shard from a CI matrix's or an Indexed Job's environment
+/// and runs exactly the seeds `--shard I/N` runs; without that environment it is bad input.
+#[test]
+fn shard_auto_is_the_shard_named_by_the_environment() {
+    let explore = |shard: &str, env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roomsim"));
+        command.args(["explore", "--scenario", "conflict", "--seeds", "0..6", "--jobs", "1"]);
+        command.args(["--shard", shard, "--format", "json"]);
+        for name in ["ROOMSIM_SHARD_INDEX", "ROOMSIM_SHARD_COUNT", "JOB_COMPLETION_INDEX"] {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().copied()).output().unwrap()
+    };
+    let json = |out: Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // What was run and found; not the wall-clock figures.
+        (report["shard"].clone(), report["per_seed"].clone(), report["explore_hash"].clone())
+    };
+    let named = json(explore("1/3", &[]));
+    let matrix =
+        json(explore("auto", &[("ROOMSIM_SHARD_INDEX", "1"), ("ROOMSIM_SHARD_COUNT", "3")]));
+    let job = json(explore("auto", &[("JOB_COMPLETION_INDEX", "1"), ("ROOMSIM_SHARD_COUNT", "3")]));
+    assert_eq!(matrix, named);
+    assert_eq!(job, named);
+    let other = json(explore("0/3", &[]));
+    assert_ne!(other, named, "different shards must differ for this test to mean anything");
+    let out = explore("auto", &[("JOB_COMPLETION_INDEX", "1")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ROOMSIM_SHARD_COUNT"));
+}
+
+/// `run --archive DIR` writes dated JSON and text reports; `compare` judges two of them:
+/// the same run against itself is no regression (exit 0), the broken `naive` strategy's
+/// slower conflict detection is (exit 1), an unreadable report is bad input (exit 2).
+#[test]
+fn archive_and_compare_give_a_regression_verdict() {
+    let dir = std::env::temp_dir().join(format!("roomsim-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let archive = dir.to_str().unwrap();
+    for strategy in ["exclusion", "naive"] {
+        let args = ["run", "--scenario", "storm", "--seed", "1", "--strategy", strategy];
+        let out = roomsim(&[&args[..], &["--archive", archive]].concat());
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let json = |needle: &str| {
+        let file = files.iter().find(|f| {
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            name.contains("-run-storm-") && name.ends_with(".json") && {
+                let text = std::fs::read_to_string(f).unwrap();
+                text.contains(&format!("\"strategy\": \"{needle}\""))
+            }
+        });
+        file.unwrap_or_else(|| panic!("no archived {needle} run in {files:?}"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let (good, naive) = (json("exclusion"), json("naive"));
+    let same = roomsim(&["compare", &good, &good]);
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
+    assert!(String::from_utf8_lossy(&same.stdout).contains("Verdict: no regression"));
+    let worse = roomsim(&["compare", &good, &naive]);
+    let text = String::from_utf8_lossy(&worse.stdout);
+    assert_eq!(worse.status.code(), Some(1), "{text}");
+    assert!(text.contains("REGRESSION") && text.contains("KS tests"), "{text}");
+    let stderr = refused(&["compare", &good, "/nonexistent/old.json"]);
+    assert!(stderr.contains("/nonexistent/old.json"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

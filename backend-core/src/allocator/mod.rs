@@ -192,19 +192,31 @@ pub enum Outcome {
     ParticipantBusy { conflicts: Vec<ParticipantConflict> },
 }
 
-/// The allocator's full answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The allocator's full answer (also the body of a room-assignment preview; its OpenAPI
+/// schema keeps the nested allocator types as free-form objects).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = RoomAssignmentPreview)]
 pub struct Allocation {
     pub policy_version: u64,
+    /// `{"kind": "assigned" | "no_room" | "room_pending" | "pinned_room_rejected" |
+    /// "participant_busy", …}`.
+    #[schema(value_type = Object)]
     pub outcome: Outcome,
     /// Feasible rooms at the requested time, best first.
+    #[schema(value_type = Vec<Object>)]
     pub ranked: Vec<RankedRoom>,
     /// The chosen room's evaluation with per-rule contributions.
+    #[schema(value_type = Option<Object>)]
     pub explanation: Option<RoomEvaluation>,
     /// Every infeasible room with its first failing hard rule, in room-id order.
+    #[schema(value_type = Vec<Object>)]
     pub rejected: Vec<Rejection>,
+    #[schema(value_type = Object)]
     pub alternatives: Alternatives,
+    #[schema(value_type = Option<Object>)]
     pub least_infeasible: Option<LeastInfeasible>,
+    /// Counters of the work the allocator did.
+    #[schema(value_type = Object)]
     pub stats: EvalStats,
 }
 

@@ -30,9 +30,10 @@ pub fn router() -> Router<ApiContext> {
     Router::new().route("/v1/rooms/availability", get(availability))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct AvailabilityQuery {
+pub(super) struct AvailabilityQuery {
     clinic_id: Uuid,
     from: DateTime<Utc>,
     to: DateTime<Utc>,

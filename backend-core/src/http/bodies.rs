@@ -26,8 +26,11 @@ use crate::allocator::RankedRoom;
 use crate::rules::{Contribution, Rejection};
 
 /// The 201 body. Fields in alphabetical order (see the module doc).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BookingCreated)]
 pub struct CreatedBody<'a> {
+    /// Other rooms feasible at the same time, best first.
+    #[schema(value_type = Vec<Object>)]
     pub alternatives: &'a [RankedRoom],
     pub appointment_type: &'a str,
     pub assignment: Assignment<'a>,
@@ -38,25 +41,32 @@ pub struct CreatedBody<'a> {
     pub patient_id: Uuid,
     pub room: Option<BookedRoom<'a>>,
     pub start: DateTime<Utc>,
+    /// `booked`, or `room_pending` (fallback `book_without_room`, no room).
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub turnover_minutes: u32,
 }
 
 /// The booked room; `name` is null when the room is not in the snapshot.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BookedRoom<'a> {
     pub id: Uuid,
     pub name: Option<&'a str>,
 }
 
 /// How the room was chosen. Fields in alphabetical order.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Assignment<'a> {
+    /// The top-ranked room's rule contributions (null unless rank 0 was booked).
     #[serde(serialize_with = "contributions")]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub explanation: Option<&'a [Contribution]>,
     pub policy_version: u64,
+    /// Which ranked room was booked (0 = best); null when none was.
     pub rank: Option<usize>,
+    /// Rooms that failed a hard rule, with the rule and message.
     #[serde(serialize_with = "rejections")]
+    #[schema(value_type = Vec<Object>)]
     pub rejected: &'a [Rejection],
     pub score: &'a str,
 }

@@ -12,6 +12,7 @@
 //! GET  /healthz                         database reachable                   here
 //! GET  /metrics                         Prometheus text (outcomes, retries,  here
 //!                                       caches, latency histograms)
+//! GET  /openapi.json                    the OpenAPI 3.1 document             openapi.rs
 //! ```
 //! Errors are `application/problem+json` with stable codes (`error.rs`). Every response of a
 //! booking or preview carries `Server-Timing: rules;dur=…, conflict;dur=…, db;dur=…` in
@@ -33,6 +34,7 @@ mod appointments;
 mod availability;
 mod bodies;
 pub mod error;
+pub mod openapi;
 pub mod serve;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +121,7 @@ pub fn api_router(ctx: ApiContext) -> Router {
         .merge(availability::router())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(openapi::router())
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_bytes_max))

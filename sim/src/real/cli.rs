@@ -20,7 +20,7 @@ use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
 use super::throughput::{self, ThroughputConfig};
 use super::validate::{SimProfile, ValidateConfig};
-use super::workload::{Fixture, Task};
+use super::workload::{self, Fixture, Task};
 use super::{RealError, parse_duration, report};
 use backend_core::db::guard::GuardMode;
 use backend_core::http::serve::ServeLimits;
@@ -34,6 +34,7 @@ pub enum RealCommand {
         command: DbCommand,
     },
     /// Serve backend-core over real HTTP with real PostgreSQL.
+    #[command(after_help = SERVE_ENDPOINTS)]
     Serve(ServeArgs),
     /// Send booking load to a running `roomsim serve`.
     Load(LoadArgs),
@@ -44,6 +45,18 @@ pub enum RealCommand {
     /// Booking throughput through `serve` vs pgbench running the same booking SQL.
     Throughput(ThroughputArgs),
 }
+
+/// The endpoints `serve --help` lists (a test compares them with the OpenAPI document).
+const SERVE_ENDPOINTS: &str = "\
+Endpoints (the full reference: GET /openapi.json, or `roomsim openapi`):
+  POST /v1/appointments                book a room (header Idempotency-Key honoured)
+  POST /v1/room-assignments:preview    rank the rooms for a request, no write
+  POST /v1/appointments/{id}/cancel    cancel an appointment (idempotent)
+  GET  /v1/rooms/availability          free intervals per room (clinic_id, from, to)
+  GET  /healthz                        database reachable
+  GET  /metrics                        Prometheus text
+  GET  /openapi.json                   the OpenAPI 3.1 document
+Errors are application/problem+json; responses carry Server-Timing and X-Request-Id.";
 
 #[derive(Debug, Args)]
 pub struct ThroughputArgs {
@@ -93,9 +106,15 @@ pub struct SetupArgs {
     /// Scenario whose clinic is seeded.
     #[arg(long, default_value = "storm")]
     pub scenario: String,
-    /// Where the ids are written for `roomsim load`.
-    #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
-    pub fixture: PathBuf,
+    /// Where the ids are written for `roomsim load` and the Locust file; `-`: printed as
+    /// JSON on stdout. Default: $XDG_STATE_HOME/roomsim/fixture[-SCHEMA].json (else
+    /// ~/.local/state/roomsim/…), outside the working tree.
+    #[arg(long, env = "ROOMSIM_FIXTURE", value_name = "FILE")]
+    pub fixture: Option<PathBuf>,
+    /// Print `export TEST_CLINIC_ID=…` lines (the load-test plan's variables) on stdout, for
+    /// `eval "$(roomsim db setup --print-env)"`; the summary goes to stderr.
+    #[arg(long)]
+    pub print_env: bool,
     /// Create appointments without the no_room_overlap constraint (for BROKEN strategies).
     #[arg(long)]
     pub unguarded: bool,
@@ -168,9 +187,10 @@ pub struct LoadArgs {
     /// Stop after this many requests.
     #[arg(long, default_value_t = 10_000_000)]
     pub requests_max: u64,
-    /// Ids written by `roomsim db setup`.
-    #[arg(long, default_value = "roomsim-fixture.json", value_name = "FILE")]
-    pub fixture: PathBuf,
+    /// Ids written by `roomsim db setup`; default: where `db setup` writes them (for
+    /// `--schema`, that schema's file).
+    #[arg(long, env = "ROOMSIM_FIXTURE", value_name = "FILE")]
+    pub fixture: Option<PathBuf>,
     #[command(flatten)]
     pub reports: report::ReportArgs,
     /// Sample pg_stat_activity / pg_locks / deadlocks / index usage during the run.
@@ -346,20 +366,43 @@ impl RealCommand {
 
 async fn setup_command(args: SetupArgs) -> Result<(), RealError> {
     let variant = if args.unguarded { SchemaVariant::Unguarded } else { SchemaVariant::Guarded };
+    let target = args.database.target()?;
+    let path = match &args.fixture {
+        Some(path) => path.clone(),
+        None => workload::default_fixture_path(target.schema.as_deref()),
+    };
+    let to_stdout = path.as_os_str() == "-";
+    if to_stdout && args.print_env {
+        let why = "--fixture - and --print-env both write to stdout; choose one";
+        return Err(RealError::BadInput(why.to_string()));
+    }
     let config = SetupConfig {
-        target: args.database.target()?,
+        target,
         scenario: args.scenario.clone(),
         variant,
-        fixture_path: Some(args.fixture.clone()),
+        fixture_path: (!to_stdout).then(|| path.clone()),
     };
     let report = setup::setup(&config).await?;
-    print!("{}", setup::describe(&report, &config));
+    let summary = setup::describe(&report, &config);
+    if to_stdout {
+        eprint!("{summary}");
+        print!("{}", report.fixture.to_json());
+    } else if args.print_env {
+        eprint!("{summary}");
+        print!("{}", report.fixture.env_lines(config.fixture_path.as_deref()));
+    } else {
+        print!("{summary}");
+    }
     Ok(())
 }
 
 async fn run_load_command(args: LoadArgs) -> Result<(), RealError> {
     let config = args.config()?;
-    let fixture = Arc::new(Fixture::load(&args.fixture)?);
+    let fixture_path = match &args.fixture {
+        Some(path) => path.clone(),
+        None => workload::default_fixture_path(args.schema.as_deref()),
+    };
+    let fixture = Arc::new(Fixture::load(&fixture_path)?);
     let monitor_target = match &args.database_url {
         Some(url) => Some(DbTarget::new(url, args.schema.as_deref())?),
         None => None,

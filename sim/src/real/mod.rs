@@ -4,7 +4,7 @@
 //! COMMANDS (wired into `roomsim` by the sim crate's CLI via [`RealCommand`] and [`run`])
 //!
 //! ```text
-//! roomsim db setup    --database-url URL [--scenario S] [--fixture F]
+//! roomsim db setup    --database-url URL [--scenario S] [--fixture F|-] [--print-env]
 //! roomsim db cleanup  --database-url URL
 //! roomsim serve       --database-url URL --listen 127.0.0.1:8000 [--pool N]
 //! roomsim load        --target http://127.0.0.1:8000 --users 50 --spawn-rate 10 --run-time 2m

@@ -22,7 +22,7 @@
 //!
 //! NOT MODELLED: think-time distributions (a fixed `--wait-ms` only), cancellations.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
@@ -72,9 +72,44 @@ impl Fixture {
         Ok(fixture)
     }
 
+    /// Writes the fixture, creating its folder; a temporary file renamed into place, so a
+    /// reader never sees half a fixture.
     pub fn save(&self, path: &Path) -> Result<(), RealError> {
-        let text = serde_json::to_string_pretty(self).expect("a fixture always serialises");
-        std::fs::write(path, text + "\n").map_err(|e| RealError::io(path, e))
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|e| RealError::io(folder, e))?;
+        }
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        std::fs::write(&partial, self.to_json()).map_err(|e| RealError::io(&partial, e))?;
+        std::fs::rename(&partial, path).map_err(|e| RealError::io(path, e))
+    }
+
+    /// The fixture file's text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a fixture always serialises") + "\n"
+    }
+
+    /// `export NAME='value'` lines for `eval "$(roomsim db setup --print-env)"`, named as
+    /// in the clinic's load-test plan: TEST_CLINIC_ID, TEST_DOCTOR_ID, TEST_PATIENT_ID,
+    /// TEST_ROOM_1_ID … TEST_ROOM_N_ID, TEST_APPOINTMENT_TYPE, TEST_FIRST_DAY, and
+    /// ROOMSIM_FIXTURE when the fixture was written to a file.
+    pub fn env_lines(&self, written_to: Option<&Path>) -> String {
+        let mut vars = vec![
+            ("TEST_CLINIC_ID".to_string(), self.clinic_id.to_string()),
+            ("TEST_DOCTOR_ID".to_string(), self.doctor_ids[0].to_string()),
+            ("TEST_PATIENT_ID".to_string(), self.patient_ids[0].to_string()),
+        ];
+        for (index, room) in self.room_ids.iter().enumerate() {
+            vars.push((format!("TEST_ROOM_{}_ID", index + 1), room.to_string()));
+        }
+        vars.push(("TEST_APPOINTMENT_TYPE".to_string(), self.appointment_types[0].clone()));
+        vars.push(("TEST_FIRST_DAY".to_string(), self.first_day.to_string()));
+        if let Some(path) = written_to {
+            vars.push(("ROOMSIM_FIXTURE".to_string(), path.display().to_string()));
+        }
+        let quote = |value: &str| format!("'{}'", value.replace('\'', r"'\''"));
+        vars.iter().map(|(name, value)| format!("export {name}={}\n", quote(value))).collect()
     }
 
     /// Every list must be non-empty; the error names the field.
@@ -253,6 +288,25 @@ impl<'a> UserWorkload<'a> {
     }
 }
 
+/// Where `db setup` writes the fixture and `load` reads it when neither `--fixture` nor
+/// `ROOMSIM_FIXTURE` names a file: outside any working tree, in the user's state folder,
+/// `$XDG_STATE_HOME/roomsim/` (else `$HOME/.local/state/roomsim/`, else the temporary
+/// folder's `roomsim/`), one file per schema so several scenarios can sit side by side in
+/// one database: `fixture.json`, or `fixture-SCHEMA.json` with `--schema SCHEMA`.
+pub fn default_fixture_path(schema: Option<&str>) -> PathBuf {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let state = match (non_empty("XDG_STATE_HOME"), non_empty("HOME")) {
+        (Some(state), _) => PathBuf::from(state),
+        (None, Some(home)) => PathBuf::from(home).join(".local/state"),
+        (None, None) => std::env::temp_dir(),
+    };
+    let file = match schema {
+        Some(schema) => format!("fixture-{schema}.json"),
+        None => "fixture.json".to_string(),
+    };
+    state.join("roomsim").join(file)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -330,6 +384,32 @@ pub(crate) mod tests {
         assert_eq!(Task::parse_tags(&tags("rules,concurrent")).unwrap().len(), 2);
         let err = Task::parse_tags(&tags("rules,bogus")).unwrap_err().to_string();
         assert!(err.contains("bogus") && err.contains("concurrent"), "{err}");
+    }
+
+    #[test]
+    fn env_lines_name_the_plan_variables_and_quote_values() {
+        let mut f = fixture();
+        f.appointment_types = vec!["it's".to_string()];
+        let lines = f.env_lines(Some(Path::new("/state/roomsim/fixture.json")));
+        let expected_room = format!("export TEST_ROOM_10_ID='{}'\n", Uuid::from_u128(209));
+        assert!(lines.contains(&expected_room), "{lines}");
+        assert!(lines.starts_with(&format!("export TEST_CLINIC_ID='{}'\n", f.clinic_id)));
+        assert!(lines.contains(&format!("export TEST_DOCTOR_ID='{}'\n", f.doctor_ids[0])));
+        assert!(lines.contains(&format!("export TEST_PATIENT_ID='{}'\n", f.patient_ids[0])));
+        assert!(lines.contains("export TEST_APPOINTMENT_TYPE='it'\\''s'\n"), "{lines}");
+        assert!(lines.contains("export TEST_FIRST_DAY='2031-03-03'\n"));
+        assert!(lines.ends_with("export ROOMSIM_FIXTURE='/state/roomsim/fixture.json'\n"));
+        assert_eq!(lines.lines().count(), 3 + f.room_ids.len() + 3);
+    }
+
+    #[test]
+    fn the_default_fixture_is_per_schema_and_outside_the_working_tree() {
+        let plain = default_fixture_path(None);
+        let schema = default_fixture_path(Some("ward_b"));
+        assert!(plain.ends_with("roomsim/fixture.json"), "{}", plain.display());
+        assert!(schema.ends_with("roomsim/fixture-ward_b.json"), "{}", schema.display());
+        let here = std::env::current_dir().unwrap();
+        assert!(!plain.starts_with(&here), "{} is inside {}", plain.display(), here.display());
     }
 
     #[test]
