@@ -163,6 +163,7 @@ fn locust(args: &[&str], fixture: &Path) -> Command {
     let mut command = Command::new("python3");
     command.args(["-m", "locust", "-f"]).arg(repo().join("sim/load/locustfile.py"));
     command.args(args).env("ROOMSIM_FIXTURE", fixture).env_remove("TEST_CLINIC_ID");
+    command.env("PYTHONDONTWRITEBYTECODE", "1");
     // Anything a tool leaves in its working directory goes to the fixture's temporary folder.
     command.current_dir(fixture.parent().expect("the fixture is in a folder"));
     command
@@ -297,6 +298,7 @@ fn locust_and_schemathesis_against_serve() {
     // working directory, which must not land in the repository.
     schemathesis
         .current_dir(&dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("ROOMSIM_FIXTURE", &fixture)
         .env("PYTHONPATH", repo().join("sim/load"))
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks");
