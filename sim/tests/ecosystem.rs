@@ -251,6 +251,14 @@ fn locust_and_schemathesis_against_serve() {
     let bookings = check_locust_csv(&dir.join("local_stats.csv"), &out);
     assert!(room_assignment_samples(&stdout) >= bookings, "{bookings} in the CSV: {stdout}");
 
+    // --enforce-targets: a previews-only run books nothing, so the throughput target is
+    // missed and the run must exit 1 (without it, the same run exits 0).
+    let mut args = vec!["--headless", "-u", "2", "-r", "2", "-t", "1s", "--only-summary"];
+    args.extend(["--host", &host, "--tags", "rules", "--enforce-targets"]);
+    let out = run(locust(&args, &fixture), "locust --enforce-targets");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Target Met: ✗ NO"), "{}", text(&out));
+
     // Master and one worker: the master's report covers the worker's requests.
     let master_port = free_port().to_string();
     let csv = dir.join("distributed");
