@@ -101,6 +101,33 @@ impl Drop for Server {
     }
 }
 
+/// Drops the test's schema when the test ends, however it ends (declared before the server,
+/// so it is dropped after it).
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl SchemaGuard {
+    fn drop_schema(&self) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.map_err(|e| e.to_string())?;
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+            conn.execute(sqlx::AssertSqlSafe(sql)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.drop_schema() {
+            eprintln!("could not drop schema {}: {error}", self.schema);
+        }
+    }
+}
+
 fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
@@ -177,15 +204,8 @@ fn locust_and_schemathesis_against_serve() {
     }
     let url = std::env::var("DATABASE_URL").unwrap();
     let schema = format!("t_ecosystem_{}", std::process::id());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let drop_schema = |schema: &str| {
-        runtime.block_on(async {
-            let mut conn = PgConnection::connect(&url).await.unwrap();
-            let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-            conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-        })
-    };
-    drop_schema(&schema);
+    let schema_guard = SchemaGuard { url, schema: schema.clone() };
+    schema_guard.drop_schema().expect("dropping a leftover schema");
     let dir = std::env::temp_dir().join(format!("roomsim-ecosystem-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let fixture = dir.join("fixture.json");
@@ -316,6 +336,6 @@ fn locust_and_schemathesis_against_serve() {
     assert!(stdout.contains("passed"), "{stdout}");
 
     drop(_server);
-    drop_schema(&schema);
+    schema_guard.drop_schema().expect("dropping the test's schema");
     let _ = std::fs::remove_dir_all(&dir);
 }
