@@ -202,46 +202,6 @@ fn shard_from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(u64, 
     Ok((index, count))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    }
-
-    #[test]
-    fn shard_auto_reads_a_ci_matrix_or_an_indexed_job() {
-        let matrix = env(&[("ROOMSIM_SHARD_INDEX", "2"), ("ROOMSIM_SHARD_COUNT", "4")]);
-        assert_eq!(shard_from_environment(matrix), Ok((2, 4)));
-        let job = env(&[("JOB_COMPLETION_INDEX", "3"), ("ROOMSIM_SHARD_COUNT", "8")]);
-        assert_eq!(shard_from_environment(job), Ok((3, 8)));
-        // The explicit pair wins over the Job's index.
-        let both = env(&[
-            ("ROOMSIM_SHARD_INDEX", "1"),
-            ("JOB_COMPLETION_INDEX", "5"),
-            ("ROOMSIM_SHARD_COUNT", "8"),
-        ]);
-        assert_eq!(shard_from_environment(both), Ok((1, 8)));
-    }
-
-    #[test]
-    fn shard_auto_names_what_is_missing_or_wrong() {
-        let err = |pairs: &[(&str, &str)]| shard_from_environment(env(pairs)).unwrap_err();
-        assert!(err(&[]).contains("JOB_COMPLETION_INDEX"));
-        assert!(err(&[("JOB_COMPLETION_INDEX", "0")]).contains("ROOMSIM_SHARD_COUNT"));
-        let bad = err(&[("ROOMSIM_SHARD_INDEX", "x"), ("ROOMSIM_SHARD_COUNT", "2")]);
-        assert!(bad.contains("ROOMSIM_SHARD_INDEX=`x`"), "{bad}");
-        let out = err(&[("JOB_COMPLETION_INDEX", "4"), ("ROOMSIM_SHARD_COUNT", "4")]);
-        assert!(out.contains("4 of 4"), "{out}");
-        assert!(
-            err(&[("ROOMSIM_SHARD_INDEX", "0"), ("ROOMSIM_SHARD_COUNT", "0")]).contains("0 of 0")
-        );
-    }
-}
-
 /// Parses arguments and runs; returns the process exit code.
 pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
@@ -503,4 +463,44 @@ fn merge(files: Vec<PathBuf>, format: Format) -> Result<u8, SimError> {
     let scenario = Scenario::resolve(&first.scenario_arg)?.scenario;
     let merged = explore::merge(reports, &scenario)?;
     print_explore(&merged, &scenario, format)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn shard_auto_reads_a_ci_matrix_or_an_indexed_job() {
+        let matrix = env(&[("ROOMSIM_SHARD_INDEX", "2"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert_eq!(shard_from_environment(matrix), Ok((2, 4)));
+        let job = env(&[("JOB_COMPLETION_INDEX", "3"), ("ROOMSIM_SHARD_COUNT", "8")]);
+        assert_eq!(shard_from_environment(job), Ok((3, 8)));
+        // The explicit pair wins over the Job's index.
+        let both = env(&[
+            ("ROOMSIM_SHARD_INDEX", "1"),
+            ("JOB_COMPLETION_INDEX", "5"),
+            ("ROOMSIM_SHARD_COUNT", "8"),
+        ]);
+        assert_eq!(shard_from_environment(both), Ok((1, 8)));
+    }
+
+    #[test]
+    fn shard_auto_names_what_is_missing_or_wrong() {
+        let err = |pairs: &[(&str, &str)]| shard_from_environment(env(pairs)).unwrap_err();
+        assert!(err(&[]).contains("JOB_COMPLETION_INDEX"));
+        assert!(err(&[("JOB_COMPLETION_INDEX", "0")]).contains("ROOMSIM_SHARD_COUNT"));
+        let bad = err(&[("ROOMSIM_SHARD_INDEX", "x"), ("ROOMSIM_SHARD_COUNT", "2")]);
+        assert!(bad.contains("ROOMSIM_SHARD_INDEX=`x`"), "{bad}");
+        let out = err(&[("JOB_COMPLETION_INDEX", "4"), ("ROOMSIM_SHARD_COUNT", "4")]);
+        assert!(out.contains("4 of 4"), "{out}");
+        assert!(
+            err(&[("ROOMSIM_SHARD_INDEX", "0"), ("ROOMSIM_SHARD_COUNT", "0")]).contains("0 of 0")
+        );
+    }
 }

@@ -101,6 +101,33 @@ impl Drop for Server {
     }
 }
 
+/// Drops the test's schema when the test ends, however it ends (declared before the server,
+/// so it is dropped after it).
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl SchemaGuard {
+    fn drop_schema(&self) -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.map_err(|e| e.to_string())?;
+            let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+            conn.execute(sqlx::AssertSqlSafe(sql)).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.drop_schema() {
+            eprintln!("could not drop schema {}: {error}", self.schema);
+        }
+    }
+}
+
 fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
@@ -163,6 +190,7 @@ fn locust(args: &[&str], fixture: &Path) -> Command {
     let mut command = Command::new("python3");
     command.args(["-m", "locust", "-f"]).arg(repo().join("sim/load/locustfile.py"));
     command.args(args).env("ROOMSIM_FIXTURE", fixture).env_remove("TEST_CLINIC_ID");
+    command.env("PYTHONDONTWRITEBYTECODE", "1");
     // Anything a tool leaves in its working directory goes to the fixture's temporary folder.
     command.current_dir(fixture.parent().expect("the fixture is in a folder"));
     command
@@ -176,15 +204,8 @@ fn locust_and_schemathesis_against_serve() {
     }
     let url = std::env::var("DATABASE_URL").unwrap();
     let schema = format!("t_ecosystem_{}", std::process::id());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let drop_schema = |schema: &str| {
-        runtime.block_on(async {
-            let mut conn = PgConnection::connect(&url).await.unwrap();
-            let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-            conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-        })
-    };
-    drop_schema(&schema);
+    let schema_guard = SchemaGuard { url, schema: schema.clone() };
+    schema_guard.drop_schema().expect("dropping a leftover schema");
     let dir = std::env::temp_dir().join(format!("roomsim-ecosystem-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let fixture = dir.join("fixture.json");
@@ -250,6 +271,14 @@ fn locust_and_schemathesis_against_serve() {
     let bookings = check_locust_csv(&dir.join("local_stats.csv"), &out);
     assert!(room_assignment_samples(&stdout) >= bookings, "{bookings} in the CSV: {stdout}");
 
+    // --enforce-targets: a previews-only run books nothing, so the throughput target is
+    // missed and the run must exit 1 (without it, the same run exits 0).
+    let mut args = vec!["--headless", "-u", "2", "-r", "2", "-t", "1s", "--only-summary"];
+    args.extend(["--host", &host, "--tags", "rules", "--enforce-targets"]);
+    let out = run(locust(&args, &fixture), "locust --enforce-targets");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Target Met: ✗ NO"), "{}", text(&out));
+
     // Master and one worker: the master's report covers the worker's requests.
     let master_port = free_port().to_string();
     let csv = dir.join("distributed");
@@ -297,6 +326,7 @@ fn locust_and_schemathesis_against_serve() {
     // working directory, which must not land in the repository.
     schemathesis
         .current_dir(&dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("ROOMSIM_FIXTURE", &fixture)
         .env("PYTHONPATH", repo().join("sim/load"))
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks");
@@ -306,6 +336,6 @@ fn locust_and_schemathesis_against_serve() {
     assert!(stdout.contains("passed"), "{stdout}");
 
     drop(_server);
-    drop_schema(&schema);
+    schema_guard.drop_schema().expect("dropping the test's schema");
     let _ = std::fs::remove_dir_all(&dir);
 }

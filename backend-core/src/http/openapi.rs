@@ -329,8 +329,8 @@ impl Modify for CommonHeaders {
     }
 }
 
-const REQUEST_ID: &str = "Identifies this request in the server's logs; echoed from the \
-    request's X-Request-Id when it sent one, generated otherwise.";
+const REQUEST_ID: &str = "The id of this request, as the server logs it; quote it when \
+    reporting a problem.";
 
 const SERVER_TIMING: &str = "`rules;dur=…, conflict;dur=…, db;dur=…` in milliseconds with \
     microsecond precision: rules = allocator and rules evaluation, conflict = in-transaction \
