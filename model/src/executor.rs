@@ -36,7 +36,7 @@ use crate::sql::planner::{
     self, Delete, Insert, InsertSource, OrderKey, Plan, Select, Source, Update,
 };
 use crate::sql::{Isolation, LockStrength};
-use crate::ssi::Ssi;
+use crate::ssi::{Ssi, WriteTarget};
 use crate::value;
 use crate::{QueryResult, SessionId, Value, errinput};
 use rand::RngCore;
@@ -359,9 +359,9 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
-    fn ssi_write(&mut self, table: &str) -> Res<()> {
+    fn ssi_write(&mut self, target: WriteTarget<'_>) -> Res<()> {
         if self.me.ssi {
-            self.db.ssi.on_write(self.me.txn, table)?;
+            self.db.ssi.on_write(self.me.txn, target)?;
         }
         Ok(())
     }
@@ -378,31 +378,54 @@ impl<'a> Exec<'a> {
     // ---- scanning ----
 
     /// Tuple ids worth examining: a unique-index lookup when the filter pins a one-column
-    /// unique key with `col = constant`, else every version.
-    fn candidate_tids(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<TupleId>> {
+    /// unique key with `col = constant` (`Some` ids), else every version (`None`: a
+    /// sequential scan).
+    fn candidate_tids(&mut self, table: &str, filter: Option<&Expr>) -> Res<Option<Vec<TupleId>>> {
         let t = self.db.catalog.must_get(table)?;
         if let Some((index, key)) = point_key(t, filter, self.params) {
             let ty = t.columns[t.uniques[index].columns[0]].ty;
             if let Ok(key) = value::coerce(key, ty) {
                 let tids = t.heap.indexes[index].get(&vec![key]).cloned().unwrap_or_default();
-                return Ok(tids);
+                return Ok(Some(tids));
             }
         }
-        Ok((0..t.heap.tuples.len()).collect())
+        Ok(None)
     }
 
     /// Visible versions of one table matching `filter` (evaluated over the table's row), as
-    /// tuple ids: the values stay in the heap (callers that need a copy take one).
+    /// tuple ids: the values stay in the heap (callers that need a copy take one). Takes
+    /// the SIREAD locks of a key lookup or of a sequential scan (see `ssi.rs`).
     fn scan(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<TupleId>> {
-        let tids = self.candidate_tids(table, filter)?;
+        let lookup = self.candidate_tids(table, filter)?;
+        let is_lookup = lookup.is_some();
+        let tids = match lookup {
+            Some(tids) => tids,
+            None => (0..self.db.catalog.must_get(table)?.heap.tuples.len()).collect(),
+        };
         let params = self.params;
         let snap = self.snap;
+        let me = self.me.txn;
+        let track = self.me.ssi && is_lookup;
         let (catalog, xids, mut fx) = self.fx();
         let t = catalog.must_get(table)?;
         let mut out = Vec::new();
+        // For a key lookup: the versions fetched (visible) and the writers whose change of
+        // an examined version this snapshot cannot see (heap_hot_search_buffer's checks).
+        let mut fetched = Vec::new();
+        let mut examined = Vec::new();
         for tid in tids {
             let tuple = &t.heap.tuples[tid];
-            if !snap.visible(xids, tuple) {
+            let visible = snap.visible(xids, tuple);
+            if track && !tuple.dead {
+                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                if let Some(w) = writer.map(|x| xids.top(x)).filter(|&w| w != me) {
+                    examined.push(w);
+                }
+                if visible {
+                    fetched.push(tid);
+                }
+            }
+            if !visible {
                 continue;
             }
             let keep = match filter {
@@ -415,7 +438,11 @@ impl<'a> Exec<'a> {
                 out.push(tid);
             }
         }
-        self.ssi_read(table)?;
+        if !is_lookup {
+            self.ssi_read(table)?;
+        } else if self.me.ssi {
+            self.db.ssi.on_read_key(self.me.txn, table, &fetched, &examined)?;
+        }
         Ok(out)
     }
 
@@ -796,8 +823,14 @@ impl<'a> Exec<'a> {
     /// heap insert checks SSI first (a failure there comes before any wait); after a wait,
     /// a unique index re-checks SSI (so a doomed writer gets 40001 instead of 23505) while an
     /// exclusion constraint reports 23P01 without another SSI check.
-    fn write_checks(&mut self, table: &str, values: &[Value]) -> Res<()> {
-        let ssi = self.ssi_write(table);
+    fn write_checks(
+        &mut self,
+        table: &str,
+        values: &[Value],
+        replaces: Option<TupleId>,
+        index_insert: bool,
+    ) -> Res<()> {
+        let ssi = self.ssi_write(WriteTarget { table, replaces, index_insert });
         if ssi.is_err() && !self.resumed {
             return ssi;
         }
@@ -1213,7 +1246,11 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        self.write_checks(&ins.table, &values)?;
+        let indexed = {
+            let t = self.db.catalog.must_get(&ins.table)?;
+            !t.uniques.is_empty() || !t.exclusions.is_empty()
+        };
+        self.write_checks(&ins.table, &values, None, indexed)?;
         self.check_parents(&ins.table, &values, None)?;
         let row_id = self.db.next_row;
         self.db.next_row += 1;
@@ -1332,8 +1369,13 @@ impl<'a> Exec<'a> {
         }
         self.check_row(table, &new)?;
         let row_id = self.db.catalog.must_get(table)?.heap.tuples[tid].row_id;
+        // Not HOT when an indexed column changes: new entries go into every index.
+        let index_insert = {
+            let t = self.db.catalog.must_get(table)?;
+            (0..new.len()).any(|ci| t.is_indexed_column(ci) && old[ci] != new[ci])
+        };
         self.expire_version(table, tid, None)?;
-        self.write_checks(table, &new)?;
+        self.write_checks(table, &new, Some(tid), index_insert)?;
         self.check_parents(table, &new, Some(old))?;
         let new_tid = self.append_version(table, row_id, new.clone())?;
         self.set_next(table, tid, new_tid)?;
@@ -1363,7 +1405,9 @@ impl<'a> Exec<'a> {
             }
             self.expire_version(&d.table, target, None)?;
             self.check_children(&d.table, &old, None)?;
-            self.ssi_write(&d.table)?;
+            let target_write =
+                WriteTarget { table: &d.table, replaces: Some(target), index_insert: false };
+            self.ssi_write(target_write)?;
             count += 1;
             if !d.returning.is_empty() {
                 returned.push(self.returning(&d.returning, &old)?);

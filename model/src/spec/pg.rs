@@ -12,6 +12,11 @@
 //! through the small client in [`wire`], because sqlx does not expose command tags
 //! (`UPDATE 1`, and `ROLLBACK` answering a COMMIT in a failed transaction), which the report
 //! compares. Only trust authentication is supported on session connections.
+//!
+//! SETTLE WINDOW: after a step, while anything waits, the backend sleeps until the real
+//! time that corresponds to the model's virtual clock (previous steps' windows and
+//! `pg_sleep`s plus this [`SETTLE_WINDOW`]), so deadlock checks and timeouts fire at the
+//! same point of the schedule on both sides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,7 +25,9 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use super::parse::Spec;
-use super::runner::{BackendError, Outcome, PermutationResult, SpecBackend, Started, run_spec};
+use super::runner::{
+    BackendError, Outcome, PermutationResult, SETTLE_WINDOW, SpecBackend, Started, run_spec,
+};
 
 mod wire;
 
@@ -44,6 +51,11 @@ pub struct PgBackend {
     control: PgConnection,
     schema: Option<String>,
     sessions: Vec<wire::WireConn>,
+    /// The real instant that corresponds to virtual time zero of the model's clock; moved
+    /// forward whenever nothing waits, so the real side's per-step overheads never add up.
+    epoch: Instant,
+    /// The model's virtual clock for this permutation: settle windows plus `pg_sleep`s.
+    virtual_now: Duration,
 }
 
 impl PgBackend {
@@ -55,7 +67,14 @@ impl PgBackend {
         let _ = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public")
             .execute(&mut control)
             .await;
-        Ok(PgBackend { url: url.to_string(), control, schema: None, sessions: Vec::new() })
+        Ok(PgBackend {
+            url: url.to_string(),
+            control,
+            schema: None,
+            sessions: Vec::new(),
+            epoch: Instant::now(),
+            virtual_now: Duration::ZERO,
+        })
     }
 
     async fn control_sql(&mut self, sql: &str) -> Result<Outcome, BackendError> {
@@ -118,6 +137,8 @@ impl SpecBackend for PgBackend {
             self.sessions.push(wire::WireConn::connect(&self.url, &options).await?);
         }
         self.schema = Some(schema);
+        self.epoch = Instant::now();
+        self.virtual_now = Duration::ZERO;
         Ok(())
     }
 
@@ -141,10 +162,23 @@ impl SpecBackend for PgBackend {
         let deadline = Instant::now() + STEP_WAIT_MAX;
         while Instant::now() < deadline {
             if let Some(o) = self.sessions[session].try_finish(Duration::from_millis(50)).await? {
+                // The model's clock jumps to the timer that ended the wait; follow it.
+                self.virtual_now = self.virtual_now.max(Instant::now() - self.epoch);
                 return Ok(Some(o));
             }
         }
         Ok(None)
+    }
+
+    async fn after_step(&mut self, sql: &str, any_waiting: bool) -> Result<(), BackendError> {
+        self.virtual_now += Duration::from_secs(sleep_seconds(sql));
+        if any_waiting {
+            self.virtual_now += SETTLE_WINDOW;
+            tokio::time::sleep_until(self.epoch + self.virtual_now).await;
+        } else {
+            self.epoch = Instant::now() - self.virtual_now;
+        }
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), BackendError> {
@@ -166,5 +200,33 @@ impl SpecBackend for PgBackend {
             }
         }
         Ok(())
+    }
+}
+
+/// The whole seconds a step sleeps: the sum of its `pg_sleep(N)` calls (the model's virtual
+/// clock advances by exactly this; a fractional or non-literal argument counts as 0).
+fn sleep_seconds(sql: &str) -> u64 {
+    let lower = sql.to_ascii_lowercase();
+    lower
+        .match_indices("pg_sleep(")
+        .map(|(i, m)| {
+            let rest = lower[i + m.len()..].trim_start();
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let after = rest[digits.len()..].trim_start();
+            if after.starts_with(')') { digits.parse().unwrap_or(0) } else { 0 }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Sleeps are summed; fractional and non-literal arguments count as zero.
+    #[test]
+    fn sleep_seconds_reads_literal_whole_seconds() {
+        assert_eq!(super::sleep_seconds("SELECT pg_sleep(1);"), 1);
+        assert_eq!(super::sleep_seconds("select PG_SLEEP( 2 ), pg_sleep(3)"), 5);
+        assert_eq!(super::sleep_seconds("select pg_sleep(0.5)"), 0);
+        assert_eq!(super::sleep_seconds("select pg_sleep(x)"), 0);
+        assert_eq!(super::sleep_seconds("select 1"), 0);
     }
 }
