@@ -741,10 +741,15 @@ impl<'a> Exec<'a> {
         }
         let lock = RowLock { txn: self.me.txn, xid: self.me.xid, session: self.me.session, mode };
         self.db.locks.grant_row(table, row, lock);
-        self.follow_committed_update(table, tid)
+        self.follow_committed_update(table, tid, mode)
     }
 
-    fn follow_committed_update(&self, table: &str, tid: TupleId) -> Res<Option<TupleId>> {
+    fn follow_committed_update(
+        &self,
+        table: &str,
+        tid: TupleId,
+        mode: LockStrength,
+    ) -> Res<Option<TupleId>> {
         let t = self.db.catalog.must_get(table)?;
         let xids = &self.db.xids;
         let tuple = &t.heap.tuples[tid];
@@ -757,6 +762,17 @@ impl<'a> Exec<'a> {
         }
         if self.me.isolation >= Isolation::RepeatableRead {
             let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
+            // heap_lock_tuple: a KEY SHARE request on a version whose committed update kept
+            // every unique-key column (no HEAP_KEYS_UPDATED) locks that version, no error.
+            let key_kept = tuple.next.filter(|_| updated).is_some_and(|n| {
+                let newer = &t.heap.tuples[n].values;
+                (0..newer.len())
+                    .filter(|&c| t.is_key_column(c))
+                    .all(|c| newer[c] == tuple.values[c])
+            });
+            if mode == LockStrength::KeyShare && key_kept {
+                return Ok(Some(tid));
+            }
             return Err(if updated {
                 Error::concurrent_update()
             } else {
@@ -1008,11 +1024,27 @@ impl<'a> Exec<'a> {
                     constraint: Some(child.name.clone()),
                 })
             };
-            let Some(tid) = self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?
-            else {
+            // PostgreSQL's RI check is `SELECT … FOR KEY SHARE` with the statement's
+            // snapshot: at REPEATABLE READ and above that is the transaction snapshot, so a
+            // parent deleted or updated by a transaction that committed after it fails with
+            // 40001 (ExecLockRows says "concurrent update" for both), not 23503.
+            let snapshot_rules = self.me.isolation >= Isolation::RepeatableRead;
+            let found = if snapshot_rules {
+                self.visible_by_key(&fk.parent, &fk.parent_columns, &key, self.snap)?
+            } else {
+                self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?
+            };
+            let Some(tid) = found else {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             };
-            self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false)?;
+            match self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false) {
+                Err(Halt::Error(Error::Serialization { .. })) if snapshot_rules => {
+                    return Err(Error::concurrent_update().into());
+                }
+                other => {
+                    other?;
+                }
+            }
             if self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?.is_none() {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             }
@@ -1043,16 +1075,28 @@ impl<'a> Exec<'a> {
     }
 
     /// The version with `key` in `columns` visible to a fresh snapshot (what a foreign-key
-    /// check sees), using a unique index on exactly those columns.
+    /// check sees at READ COMMITTED), using a unique index on exactly those columns.
     fn latest_visible_by_key(
         &self,
         table: &str,
         columns: &[usize],
         key: &[Value],
     ) -> Res<Option<TupleId>> {
-        let t = self.db.catalog.must_get(table)?;
         let fresh =
             Snapshot { seq: self.db.xids.last_commit, txn: self.me.txn, cmd: self.snap.cmd + 1 };
+        self.visible_by_key(table, columns, key, fresh)
+    }
+
+    /// The version with `key` in `columns` visible to `fresh`, through a unique index on
+    /// exactly those columns.
+    fn visible_by_key(
+        &self,
+        table: &str,
+        columns: &[usize],
+        key: &[Value],
+        fresh: Snapshot,
+    ) -> Res<Option<TupleId>> {
+        let t = self.db.catalog.must_get(table)?;
         let Some(ui) = t.uniques.iter().position(|u| u.columns == columns) else {
             return Ok(None);
         };

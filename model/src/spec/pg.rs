@@ -31,7 +31,7 @@ use super::runner::{
 
 mod wire;
 
-/// A waiting step is given up (cancelled, reported stuck) after this long.
+/// A waiting step is given up (cancelled, reported stuck) after this long, by default.
 pub const STEP_WAIT_MAX: Duration = Duration::from_secs(60);
 /// How long one poll of a session connection waits for bytes before re-checking blocks.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -40,7 +40,18 @@ static SCHEMA_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Runs every permutation of `spec` on the PostgreSQL at `url`.
 pub async fn run_postgres(spec: &Spec, url: &str) -> Result<Vec<PermutationResult>, BackendError> {
+    run_postgres_with(spec, url, STEP_WAIT_MAX).await
+}
+
+/// [`run_postgres`] giving up on a waiting step after `step_wait_max` (the fuzzer's
+/// schedules never legitimately wait more than a few seconds).
+pub async fn run_postgres_with(
+    spec: &Spec,
+    url: &str,
+    step_wait_max: Duration,
+) -> Result<Vec<PermutationResult>, BackendError> {
     let mut backend = PgBackend::connect(url).await?;
+    backend.step_wait_max = step_wait_max;
     let results = run_spec(spec, &mut backend).await;
     let _ = backend.control.close().await;
     results
@@ -56,6 +67,8 @@ pub struct PgBackend {
     epoch: Instant,
     /// The model's virtual clock for this permutation: settle windows plus `pg_sleep`s.
     virtual_now: Duration,
+    /// A waiting step is given up after this long.
+    step_wait_max: Duration,
 }
 
 impl PgBackend {
@@ -63,6 +76,11 @@ impl PgBackend {
         let mut control = PgConnection::connect(url)
             .await
             .map_err(|e| BackendError(format!("cannot connect to {url}: {e}")))?;
+        // A teardown blocked by a transaction a spec left open fails instead of hanging.
+        sqlx::raw_sql("SET lock_timeout = '10s'")
+            .execute(&mut control)
+            .await
+            .map_err(|e| BackendError(format!("control connection failed: {e}")))?;
         // Concurrent runs may race to create it; whoever loses sees it exists next time.
         let _ = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS btree_gist SCHEMA public")
             .execute(&mut control)
@@ -74,6 +92,7 @@ impl PgBackend {
             sessions: Vec::new(),
             epoch: Instant::now(),
             virtual_now: Duration::ZERO,
+            step_wait_max: STEP_WAIT_MAX,
         })
     }
 
@@ -104,7 +123,7 @@ impl PgBackend {
 
     /// Polls a running step until it finishes (Some) or is blocked on a lock (None).
     async fn settle(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
-        let deadline = Instant::now() + STEP_WAIT_MAX;
+        let deadline = Instant::now() + self.step_wait_max;
         loop {
             if let Some(o) = self.sessions[session].try_finish(POLL_INTERVAL).await? {
                 return Ok(Some(o));
@@ -159,7 +178,7 @@ impl SpecBackend for PgBackend {
     }
 
     async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
-        let deadline = Instant::now() + STEP_WAIT_MAX;
+        let deadline = Instant::now() + self.step_wait_max;
         while Instant::now() < deadline {
             if let Some(o) = self.sessions[session].try_finish(Duration::from_millis(50)).await? {
                 // The model's clock jumps to the timer that ended the wait; follow it.
