@@ -1045,6 +1045,11 @@ impl<'a> Exec<'a> {
                     other?;
                 }
             }
+            // The RI query is a primary-key lookup: tuple + index-page SIREAD locks.
+            if self.me.ssi {
+                let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
+                self.db.ssi.on_read_key(self.me.txn, &fk.parent, &[tid], &examined)?;
+            }
             if self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?.is_none() {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             }
@@ -1087,6 +1092,28 @@ impl<'a> Exec<'a> {
         self.visible_by_key(table, columns, key, fresh)
     }
 
+    /// Writers of the versions with `key` in `columns` whose change this statement's
+    /// snapshot cannot see (a visible version's deleter, an invisible one's inserter).
+    fn key_writers(&self, table: &str, columns: &[usize], key: &[Value]) -> Vec<TxnId> {
+        let Ok(t) = self.db.catalog.must_get(table) else { return Vec::new() };
+        let Some(ui) = t.uniques.iter().position(|u| u.columns == columns) else {
+            return Vec::new();
+        };
+        let xids = &self.db.xids;
+        t.heap.indexes[ui]
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|&tid| &t.heap.tuples[tid])
+            .filter(|tuple| !tuple.dead)
+            .filter_map(|tuple| {
+                let visible = self.snap.visible(xids, tuple);
+                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                writer.map(|x| xids.top(x)).filter(|&w| w != self.me.txn)
+            })
+            .collect()
+    }
+
     /// The version with `key` in `columns` visible to `fresh`, through a unique index on
     /// exactly those columns.
     fn visible_by_key(
@@ -1123,6 +1150,11 @@ impl<'a> Exec<'a> {
                 fresh.visible(&self.db.xids, tuple)
                     && fk.columns.iter().zip(&key).all(|(&c, k)| tuple.values[c] == *k)
             });
+            // The RI query (`SELECT … FROM child WHERE fk = $1`, a sequential scan: the model
+            // has no index on foreign-key columns) takes a relation SIREAD lock.
+            if self.me.ssi {
+                self.db.ssi.on_read(self.me.txn, &child)?;
+            }
             if referenced {
                 let pt = self.db.catalog.must_get(table)?;
                 let text = key.iter().map(value::to_pg_text).collect::<Vec<_>>().join(", ");
@@ -1448,10 +1480,11 @@ impl<'a> Exec<'a> {
                 continue;
             }
             self.expire_version(&d.table, target, None)?;
-            self.check_children(&d.table, &old, None)?;
+            // heap_delete checks SSI at once; the RI check runs after the statement.
             let target_write =
                 WriteTarget { table: &d.table, replaces: Some(target), index_insert: false };
             self.ssi_write(target_write)?;
+            self.check_children(&d.table, &old, None)?;
             count += 1;
             if !d.returning.is_empty() {
                 returned.push(self.returning(&d.returning, &old)?);

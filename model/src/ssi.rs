@@ -5,6 +5,10 @@
 //! data that a concurrent W wrote, without seeing the write: detected when W writes after
 //! R's read (W hits R's SIREAD lock), or when R reads after W's still-invisible write.
 //!
+//! Foreign-key checks read too, as PostgreSQL's RI queries do: a child insert's parent
+//! lookup by primary key (tuple + index page), a parent delete's or key update's scan of the
+//! child table (relation).
+//!
 //! SIREAD GRANULARITY (as PostgreSQL 15 on small, single-page tables)
 //! - A sequential scan locks the RELATION: any insert, update or delete in it conflicts,
 //!   and the scan sees every version, so every concurrent writer of the table is an
@@ -46,8 +50,8 @@
 //! Physical layout: tables and indexes that span several pages (where PostgreSQL's page
 //! locks cover only neighbouring keys or rows), promotion from pages to the relation, index
 //! scans other than one-column unique equality (ranges, multi-column keys, IN lists, which
-//! the model runs as sequential scans, so it may report a 40001 PostgreSQL does not), SIREAD
-//! locks taken by foreign-key checks, summarised conflicts, prepared transactions, the "old
+//! the model runs as sequential scans, so it may report a 40001 PostgreSQL does not),
+//! summarised conflicts, prepared transactions, the "old
 //! committed transaction" cases. Records of committed transactions are dropped once no
 //! serializable transaction is running.
 
