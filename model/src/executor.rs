@@ -643,13 +643,18 @@ impl<'a> Exec<'a> {
                     continue;
                 };
                 let offset: usize = widths[..si].iter().sum();
-                match self.lock_row(
-                    table,
-                    tid,
-                    clause.strength,
-                    clause.nowait,
-                    clause.skip_locked,
-                )? {
+                let locked =
+                    self.lock_row(table, tid, clause.strength, clause.nowait, clause.skip_locked);
+                // ExecLockRows says "concurrent update" for a concurrently deleted row too.
+                let locked = match locked {
+                    Err(Halt::Error(Error::Serialization { message, .. }))
+                        if message.contains("concurrent delete") =>
+                    {
+                        Err(Error::concurrent_update().into())
+                    }
+                    other => other,
+                };
+                match locked? {
                     None => return Ok(false),
                     Some(newest) if newest != tid => {
                         let t = self.db.catalog.must_get(table)?;
@@ -1480,11 +1485,10 @@ impl<'a> Exec<'a> {
                 continue;
             }
             self.expire_version(&d.table, target, None)?;
-            // heap_delete checks SSI at once; the RI check runs after the statement.
+            self.check_children(&d.table, &old, None)?;
             let target_write =
                 WriteTarget { table: &d.table, replaces: Some(target), index_insert: false };
             self.ssi_write(target_write)?;
-            self.check_children(&d.table, &old, None)?;
             count += 1;
             if !d.returning.is_empty() {
                 returned.push(self.returning(&d.returning, &old)?);
