@@ -354,6 +354,9 @@ impl<'a> Exec<'a> {
 
     fn ssi_read(&mut self, table: &str) -> Res<()> {
         if self.me.ssi {
+            if !self.resumed {
+                self.db.ssi.fail_if_doomed(self.me.txn)?;
+            }
             self.db.ssi.on_read(self.me.txn, table)?;
         }
         Ok(())
@@ -441,6 +444,9 @@ impl<'a> Exec<'a> {
         if !is_lookup {
             self.ssi_read(table)?;
         } else if self.me.ssi {
+            if !self.resumed {
+                self.db.ssi.fail_if_doomed(self.me.txn)?;
+            }
             self.db.ssi.on_read_key(self.me.txn, table, &fetched, &examined)?;
         }
         Ok(out)
@@ -1457,7 +1463,13 @@ impl<'a> Exec<'a> {
         };
         self.expire_version(table, tid, None)?;
         self.write_checks(table, &new, Some(tid), index_insert)?;
-        self.check_parents(table, &new, Some(old))?;
+        // RI_FKey_fk_upd_check_required: a row version this transaction wrote is checked
+        // even when its key columns did not change.
+        let own_version = {
+            let t = self.db.catalog.must_get(table)?;
+            self.db.xids.top(t.heap.tuples[tid].xmin) == self.me.txn
+        };
+        self.check_parents(table, &new, if own_version { None } else { Some(old) })?;
         let new_tid = self.append_version(table, row_id, new.clone())?;
         self.set_next(table, tid, new_tid)?;
         self.check_children(table, old, Some(&new))?;

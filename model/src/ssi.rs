@@ -125,7 +125,6 @@ impl Ssi {
     /// `me` read `table`: take the SIREAD lock and add edges to concurrent writers whose
     /// writes it cannot see.
     pub fn on_read(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
-        Self::fail_if_doomed(self.sxacts.get(&me))?;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
         for writer in self.concurrent_writers(me, table) {
@@ -145,7 +144,6 @@ impl Ssi {
         fetched: &[TupleId],
         examined: &[TxnId],
     ) -> Result<(), Error> {
-        Self::fail_if_doomed(self.sxacts.get(&me))?;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.index_reads.insert(table.to_string());
         if !mine.page_reads.contains(table) && !mine.reads.contains(table) {
@@ -172,8 +170,10 @@ impl Ssi {
 
     /// CheckForSerializableConflictOutNeeded: a doomed transaction fails at its next read
     /// (PostgreSQL checks per tuple examined; the model per read, even of an empty table).
-    fn fail_if_doomed(mine: Option<&Sxact>) -> Result<(), Error> {
-        if mine.is_some_and(|m| m.doomed) {
+    /// The executor calls it before a statement's reads, not when it re-runs a statement
+    /// after a wait (PostgreSQL does not scan again then).
+    pub fn fail_if_doomed(&self, me: TxnId) -> Result<(), Error> {
+        if self.sxacts.get(&me).is_some_and(|m| m.doomed) {
             return Err(Error::rw_dependency(
                 "Canceled on identification as a pivot, during conflict out checking",
             ));
