@@ -86,6 +86,13 @@ impl Table {
         names.join(", ")
     }
 
+    /// Whether a column takes part in any index (unique or exclusion): an UPDATE changing
+    /// it cannot be HOT and inserts new index entries.
+    pub fn is_indexed_column(&self, column: usize) -> bool {
+        self.is_key_column(column)
+            || self.exclusions.iter().any(|x| x.elements.iter().any(|e| e.0 == column))
+    }
+
     /// Whether a column takes part in any unique index (an UPDATE of it takes FOR UPDATE).
     pub fn is_key_column(&self, column: usize) -> bool {
         self.uniques.iter().any(|u| u.columns.contains(&column))

@@ -36,7 +36,7 @@ use crate::sql::planner::{
     self, Delete, Insert, InsertSource, OrderKey, Plan, Select, Source, Update,
 };
 use crate::sql::{Isolation, LockStrength};
-use crate::ssi::Ssi;
+use crate::ssi::{Ssi, WriteTarget};
 use crate::value;
 use crate::{QueryResult, SessionId, Value, errinput};
 use rand::RngCore;
@@ -354,14 +354,17 @@ impl<'a> Exec<'a> {
 
     fn ssi_read(&mut self, table: &str) -> Res<()> {
         if self.me.ssi {
+            if !self.resumed {
+                self.db.ssi.fail_if_doomed(self.me.txn)?;
+            }
             self.db.ssi.on_read(self.me.txn, table)?;
         }
         Ok(())
     }
 
-    fn ssi_write(&mut self, table: &str) -> Res<()> {
+    fn ssi_write(&mut self, target: WriteTarget<'_>) -> Res<()> {
         if self.me.ssi {
-            self.db.ssi.on_write(self.me.txn, table)?;
+            self.db.ssi.on_write(self.me.txn, target)?;
         }
         Ok(())
     }
@@ -378,31 +381,54 @@ impl<'a> Exec<'a> {
     // ---- scanning ----
 
     /// Tuple ids worth examining: a unique-index lookup when the filter pins a one-column
-    /// unique key with `col = constant`, else every version.
-    fn candidate_tids(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<TupleId>> {
+    /// unique key with `col = constant` (`Some` ids), else every version (`None`: a
+    /// sequential scan).
+    fn candidate_tids(&mut self, table: &str, filter: Option<&Expr>) -> Res<Option<Vec<TupleId>>> {
         let t = self.db.catalog.must_get(table)?;
         if let Some((index, key)) = point_key(t, filter, self.params) {
             let ty = t.columns[t.uniques[index].columns[0]].ty;
             if let Ok(key) = value::coerce(key, ty) {
                 let tids = t.heap.indexes[index].get(&vec![key]).cloned().unwrap_or_default();
-                return Ok(tids);
+                return Ok(Some(tids));
             }
         }
-        Ok((0..t.heap.tuples.len()).collect())
+        Ok(None)
     }
 
     /// Visible versions of one table matching `filter` (evaluated over the table's row), as
-    /// tuple ids: the values stay in the heap (callers that need a copy take one).
+    /// tuple ids: the values stay in the heap (callers that need a copy take one). Takes
+    /// the SIREAD locks of a key lookup or of a sequential scan (see `ssi.rs`).
     fn scan(&mut self, table: &str, filter: Option<&Expr>) -> Res<Vec<TupleId>> {
-        let tids = self.candidate_tids(table, filter)?;
+        let lookup = self.candidate_tids(table, filter)?;
+        let is_lookup = lookup.is_some();
+        let tids = match lookup {
+            Some(tids) => tids,
+            None => (0..self.db.catalog.must_get(table)?.heap.tuples.len()).collect(),
+        };
         let params = self.params;
         let snap = self.snap;
+        let me = self.me.txn;
+        let track = self.me.ssi && is_lookup;
         let (catalog, xids, mut fx) = self.fx();
         let t = catalog.must_get(table)?;
         let mut out = Vec::new();
+        // For a key lookup: the versions fetched (visible) and the writers whose change of
+        // an examined version this snapshot cannot see (heap_hot_search_buffer's checks).
+        let mut fetched = Vec::new();
+        let mut examined = Vec::new();
         for tid in tids {
             let tuple = &t.heap.tuples[tid];
-            if !snap.visible(xids, tuple) {
+            let visible = snap.visible(xids, tuple);
+            if track && !tuple.dead {
+                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                if let Some(w) = writer.map(|x| xids.top(x)).filter(|&w| w != me) {
+                    examined.push(w);
+                }
+                if visible {
+                    fetched.push(tid);
+                }
+            }
+            if !visible {
                 continue;
             }
             let keep = match filter {
@@ -415,7 +441,14 @@ impl<'a> Exec<'a> {
                 out.push(tid);
             }
         }
-        self.ssi_read(table)?;
+        if !is_lookup {
+            self.ssi_read(table)?;
+        } else if self.me.ssi {
+            if !self.resumed {
+                self.db.ssi.fail_if_doomed(self.me.txn)?;
+            }
+            self.db.ssi.on_read_key(self.me.txn, table, &fetched, &examined)?;
+        }
         Ok(out)
     }
 
@@ -616,13 +649,18 @@ impl<'a> Exec<'a> {
                     continue;
                 };
                 let offset: usize = widths[..si].iter().sum();
-                match self.lock_row(
-                    table,
-                    tid,
-                    clause.strength,
-                    clause.nowait,
-                    clause.skip_locked,
-                )? {
+                let locked =
+                    self.lock_row(table, tid, clause.strength, clause.nowait, clause.skip_locked);
+                // ExecLockRows says "concurrent update" for a concurrently deleted row too.
+                let locked = match locked {
+                    Err(Halt::Error(Error::Serialization { message, .. }))
+                        if message.contains("concurrent delete") =>
+                    {
+                        Err(Error::concurrent_update().into())
+                    }
+                    other => other,
+                };
+                match locked? {
                     None => return Ok(false),
                     Some(newest) if newest != tid => {
                         let t = self.db.catalog.must_get(table)?;
@@ -714,10 +752,15 @@ impl<'a> Exec<'a> {
         }
         let lock = RowLock { txn: self.me.txn, xid: self.me.xid, session: self.me.session, mode };
         self.db.locks.grant_row(table, row, lock);
-        self.follow_committed_update(table, tid)
+        self.follow_committed_update(table, tid, mode)
     }
 
-    fn follow_committed_update(&self, table: &str, tid: TupleId) -> Res<Option<TupleId>> {
+    fn follow_committed_update(
+        &self,
+        table: &str,
+        tid: TupleId,
+        mode: LockStrength,
+    ) -> Res<Option<TupleId>> {
         let t = self.db.catalog.must_get(table)?;
         let xids = &self.db.xids;
         let tuple = &t.heap.tuples[tid];
@@ -730,6 +773,17 @@ impl<'a> Exec<'a> {
         }
         if self.me.isolation >= Isolation::RepeatableRead {
             let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
+            // heap_lock_tuple: a KEY SHARE request on a version whose committed update kept
+            // every unique-key column (no HEAP_KEYS_UPDATED) locks that version, no error.
+            let key_kept = tuple.next.filter(|_| updated).is_some_and(|n| {
+                let newer = &t.heap.tuples[n].values;
+                (0..newer.len())
+                    .filter(|&c| t.is_key_column(c))
+                    .all(|c| newer[c] == tuple.values[c])
+            });
+            if mode == LockStrength::KeyShare && key_kept {
+                return Ok(Some(tid));
+            }
             return Err(if updated {
                 Error::concurrent_update()
             } else {
@@ -796,8 +850,14 @@ impl<'a> Exec<'a> {
     /// heap insert checks SSI first (a failure there comes before any wait); after a wait,
     /// a unique index re-checks SSI (so a doomed writer gets 40001 instead of 23505) while an
     /// exclusion constraint reports 23P01 without another SSI check.
-    fn write_checks(&mut self, table: &str, values: &[Value]) -> Res<()> {
-        let ssi = self.ssi_write(table);
+    fn write_checks(
+        &mut self,
+        table: &str,
+        values: &[Value],
+        replaces: Option<TupleId>,
+        index_insert: bool,
+    ) -> Res<()> {
+        let ssi = self.ssi_write(WriteTarget { table, replaces, index_insert });
         if ssi.is_err() && !self.resumed {
             return ssi;
         }
@@ -975,11 +1035,32 @@ impl<'a> Exec<'a> {
                     constraint: Some(child.name.clone()),
                 })
             };
-            let Some(tid) = self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?
-            else {
+            // PostgreSQL's RI check is `SELECT … FOR KEY SHARE` with the statement's
+            // snapshot: at REPEATABLE READ and above that is the transaction snapshot, so a
+            // parent deleted or updated by a transaction that committed after it fails with
+            // 40001 (ExecLockRows says "concurrent update" for both), not 23503.
+            let snapshot_rules = self.me.isolation >= Isolation::RepeatableRead;
+            let found = if snapshot_rules {
+                self.visible_by_key(&fk.parent, &fk.parent_columns, &key, self.snap)?
+            } else {
+                self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?
+            };
+            let Some(tid) = found else {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             };
-            self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false)?;
+            match self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false) {
+                Err(Halt::Error(Error::Serialization { .. })) if snapshot_rules => {
+                    return Err(Error::concurrent_update().into());
+                }
+                other => {
+                    other?;
+                }
+            }
+            // The RI query is a primary-key lookup: tuple + index-page SIREAD locks.
+            if self.me.ssi {
+                let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
+                self.db.ssi.on_read_key(self.me.txn, &fk.parent, &[tid], &examined)?;
+            }
             if self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?.is_none() {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             }
@@ -1010,16 +1091,50 @@ impl<'a> Exec<'a> {
     }
 
     /// The version with `key` in `columns` visible to a fresh snapshot (what a foreign-key
-    /// check sees), using a unique index on exactly those columns.
+    /// check sees at READ COMMITTED), using a unique index on exactly those columns.
     fn latest_visible_by_key(
         &self,
         table: &str,
         columns: &[usize],
         key: &[Value],
     ) -> Res<Option<TupleId>> {
-        let t = self.db.catalog.must_get(table)?;
         let fresh =
             Snapshot { seq: self.db.xids.last_commit, txn: self.me.txn, cmd: self.snap.cmd + 1 };
+        self.visible_by_key(table, columns, key, fresh)
+    }
+
+    /// Writers of the versions with `key` in `columns` whose change this statement's
+    /// snapshot cannot see (a visible version's deleter, an invisible one's inserter).
+    fn key_writers(&self, table: &str, columns: &[usize], key: &[Value]) -> Vec<TxnId> {
+        let Ok(t) = self.db.catalog.must_get(table) else { return Vec::new() };
+        let Some(ui) = t.uniques.iter().position(|u| u.columns == columns) else {
+            return Vec::new();
+        };
+        let xids = &self.db.xids;
+        t.heap.indexes[ui]
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|&tid| &t.heap.tuples[tid])
+            .filter(|tuple| !tuple.dead)
+            .filter_map(|tuple| {
+                let visible = self.snap.visible(xids, tuple);
+                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                writer.map(|x| xids.top(x)).filter(|&w| w != self.me.txn)
+            })
+            .collect()
+    }
+
+    /// The version with `key` in `columns` visible to `fresh`, through a unique index on
+    /// exactly those columns.
+    fn visible_by_key(
+        &self,
+        table: &str,
+        columns: &[usize],
+        key: &[Value],
+        fresh: Snapshot,
+    ) -> Res<Option<TupleId>> {
+        let t = self.db.catalog.must_get(table)?;
         let Some(ui) = t.uniques.iter().position(|u| u.columns == columns) else {
             return Ok(None);
         };
@@ -1046,6 +1161,11 @@ impl<'a> Exec<'a> {
                 fresh.visible(&self.db.xids, tuple)
                     && fk.columns.iter().zip(&key).all(|(&c, k)| tuple.values[c] == *k)
             });
+            // The RI query (`SELECT … FROM child WHERE fk = $1`, a sequential scan: the model
+            // has no index on foreign-key columns) takes a relation SIREAD lock.
+            if self.me.ssi {
+                self.db.ssi.on_read(self.me.txn, &child)?;
+            }
             if referenced {
                 let pt = self.db.catalog.must_get(table)?;
                 let text = key.iter().map(value::to_pg_text).collect::<Vec<_>>().join(", ");
@@ -1213,7 +1333,11 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        self.write_checks(&ins.table, &values)?;
+        let indexed = {
+            let t = self.db.catalog.must_get(&ins.table)?;
+            !t.uniques.is_empty() || !t.exclusions.is_empty()
+        };
+        self.write_checks(&ins.table, &values, None, indexed)?;
         self.check_parents(&ins.table, &values, None)?;
         let row_id = self.db.next_row;
         self.db.next_row += 1;
@@ -1332,9 +1456,20 @@ impl<'a> Exec<'a> {
         }
         self.check_row(table, &new)?;
         let row_id = self.db.catalog.must_get(table)?.heap.tuples[tid].row_id;
+        // Not HOT when an indexed column changes: new entries go into every index.
+        let index_insert = {
+            let t = self.db.catalog.must_get(table)?;
+            (0..new.len()).any(|ci| t.is_indexed_column(ci) && old[ci] != new[ci])
+        };
         self.expire_version(table, tid, None)?;
-        self.write_checks(table, &new)?;
-        self.check_parents(table, &new, Some(old))?;
+        self.write_checks(table, &new, Some(tid), index_insert)?;
+        // RI_FKey_fk_upd_check_required: a row version this transaction wrote is checked
+        // even when its key columns did not change.
+        let own_version = {
+            let t = self.db.catalog.must_get(table)?;
+            self.db.xids.top(t.heap.tuples[tid].xmin) == self.me.txn
+        };
+        self.check_parents(table, &new, if own_version { None } else { Some(old) })?;
         let new_tid = self.append_version(table, row_id, new.clone())?;
         self.set_next(table, tid, new_tid)?;
         self.check_children(table, old, Some(&new))?;
@@ -1363,7 +1498,9 @@ impl<'a> Exec<'a> {
             }
             self.expire_version(&d.table, target, None)?;
             self.check_children(&d.table, &old, None)?;
-            self.ssi_write(&d.table)?;
+            let target_write =
+                WriteTarget { table: &d.table, replaces: Some(target), index_insert: false };
+            self.ssi_write(target_write)?;
             count += 1;
             if !d.returning.is_empty() {
                 returned.push(self.returning(&d.returning, &old)?);

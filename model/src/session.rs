@@ -104,6 +104,13 @@ pub struct Blocked {
     pub wait_start: Duration,
     pub wait_seq: u64,
     pub deadlock_checked: bool,
+    /// For a row wait: the holder PostgreSQL is sleeping on (the first conflicting one,
+    /// as MultiXactIdWait takes members in order).
+    pub waited_on: Option<TxnId>,
+    /// When the current sleep began: the deadlock timer's start. A row wait whose holder
+    /// ended while another conflicting holder remains starts a new sleep, and PostgreSQL
+    /// arms a new deadlock check for it (ProcSleep per lock wait).
+    pub sleep_start: Duration,
 }
 
 /// The rest of a submitted string.
@@ -397,6 +404,7 @@ impl Engine {
         wait: Wait,
     ) -> Outcome {
         self.wait_seq += 1;
+        let waited_on = self.first_row_blocker(session, &wait);
         let b = Blocked {
             plan,
             snap,
@@ -405,6 +413,8 @@ impl Engine {
             wait_start: self.now,
             wait_seq: self.wait_seq,
             deadlock_checked: false,
+            waited_on,
+            sleep_start: self.now,
         };
         self.set_blocked(session, b);
         Outcome::Blocked
@@ -792,12 +802,47 @@ impl Engine {
         order
     }
 
+    /// The first conflicting holder of the row a `Wait::Row` waits for.
+    fn first_row_blocker(&self, session: SessionId, wait: &Wait) -> Option<TxnId> {
+        let Wait::Row { table, row, mode } = wait else { return None };
+        let txn = self.txn_of(session).unwrap_or(0);
+        self.db.locks.row_blockers(table, *row, txn, *mode).first().map(|l| l.txn)
+    }
+
+    /// Row waiters whose holder ended while another conflicting holder remains begin a new
+    /// sleep: a new deadlock check, deadlock_timeout from now (see [`Blocked::sleep_start`]).
+    fn rearm_changed_row_waits(&mut self) {
+        let now = self.now;
+        for (_, _, s) in self.blocked_order() {
+            let Some(b) = self.blocked_of(s) else { continue };
+            let Some(previous) = b.waited_on else { continue };
+            let Wait::Row { table, row, mode } = &b.wait else { continue };
+            let txn = self.txn_of(s).unwrap_or(0);
+            let current: Vec<TxnId> =
+                self.db.locks.row_blockers(table, *row, txn, *mode).iter().map(|l| l.txn).collect();
+            if current.is_empty() || current.contains(&previous) {
+                continue;
+            }
+            if let Some(b) = self
+                .sessions
+                .get_mut(&s)
+                .and_then(|x| x.pending.as_mut())
+                .and_then(|p| p.blocked.as_mut())
+            {
+                b.waited_on = Some(current[0]);
+                b.sleep_start = now;
+                b.deadlock_checked = false;
+            }
+        }
+    }
+
     /// Re-runs blocked statements whose wait may be over, first waiter first, until none can
     /// make progress.
     pub(crate) fn wake(&mut self) {
         if self.waking {
             return;
         }
+        self.rearm_changed_row_waits();
         self.waking = true;
         for _ in 0..WAKE_ROUNDS_MAX {
             let mut progressed = false;
@@ -829,6 +874,7 @@ impl Engine {
                 break;
             }
         }
+        self.rearm_changed_row_waits();
         self.waking = false;
     }
 
@@ -932,7 +978,7 @@ impl Engine {
                 out.push(key(until, 0));
             }
             if b.wait.is_lock() && !b.deadlock_checked {
-                out.push(key(b.wait_start + Duration::from_millis(e.deadlock_timeout_ms), 1));
+                out.push(key(b.sleep_start + Duration::from_millis(e.deadlock_timeout_ms), 1));
             }
             if b.wait.is_lock() && e.lock_timeout_ms > 0 {
                 out.push(key(b.wait_start + Duration::from_millis(e.lock_timeout_ms), 2));

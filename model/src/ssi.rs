@@ -1,12 +1,31 @@
 //! SERIALIZABLE as Serializable Snapshot Isolation, after PostgreSQL's predicate.c.
 //!
 //! SSI RW-ANTIDEPENDENCIES
-//! Only SERIALIZABLE transactions are tracked. Each holds SIREAD locks on the relations it
-//! read (relation granularity: what PostgreSQL does for a sequential scan, the usual case
-//! on small test tables) and records the relations it wrote. An rw-antidependency R → W
-//! exists when R read a relation that a concurrent W wrote, without seeing the write:
-//! detected when W writes after R's read (W hits R's SIREAD lock), or when R reads after
-//! W's still-invisible write.
+//! Only SERIALIZABLE transactions are tracked. An rw-antidependency R → W exists when R read
+//! data that a concurrent W wrote, without seeing the write: detected when W writes after
+//! R's read (W hits R's SIREAD lock), or when R reads after W's still-invisible write.
+//!
+//! Foreign-key checks read too, as PostgreSQL's RI queries do: a child insert's parent
+//! lookup by primary key (tuple + index page), a parent delete's or key update's scan of the
+//! child table (relation).
+//!
+//! SIREAD GRANULARITY (as PostgreSQL 15 on small, single-page tables)
+//! - A sequential scan locks the RELATION: any insert, update or delete in it conflicts,
+//!   and the scan sees every version, so every concurrent writer of the table is an
+//!   out-conflict.
+//! - A lookup by equality on a one-column unique index (the executor's point lookups)
+//!   locks the TUPLES it fetched (visible candidates, before the rest of the WHERE) plus the
+//!   index LEAF PAGE. A small table's index has one leaf page, so the page lock is kept per
+//!   table: any index insertion into the table (an INSERT, or an UPDATE that changes an
+//!   indexed column and so cannot be HOT) conflicts with it, which is PostgreSQL's
+//!   "different key, same leaf page" false positive. An UPDATE or DELETE conflicts with a
+//!   lock on the very version it replaces (or with a heap page / relation lock).
+//!   Out-conflicts: only versions the lookup examined, as heap_hot_search_buffer does
+//!   (a visible version's deleter/updater, an invisible version's inserter).
+//! - More than [`PRED_LOCKS_PER_PAGE_MAX`] tuple locks of one transaction on one table are
+//!   promoted to a heap PAGE lock (max_pred_locks_per_page; every row of a small table is on
+//!   one page). A page lock conflicts with updates and deletes, not with inserts (heap
+//!   inserts check relation locks only; page locks do not lock gaps).
 //!
 //! ```text
 //!   Tin --rw--> Tpivot --rw--> Tout      dangerous when Tout commits first
@@ -28,16 +47,35 @@
 //! read-write serializable transaction is running (a simplification of "safe snapshot").
 //!
 //! NOT MODELLED
-//! Tuple- and page-level SIREAD locks and their promotion, summarised conflicts, prepared
-//! transactions, the "old committed transaction" cases. Records of committed transactions
-//! are dropped once no serializable transaction is running.
+//! Physical layout: tables and indexes that span several pages (where PostgreSQL's page
+//! locks cover only neighbouring keys or rows), promotion from pages to the relation, index
+//! scans other than one-column unique equality (ranges, multi-column keys, IN lists, which
+//! the model runs as sequential scans, so it may report a 40001 PostgreSQL does not),
+//! summarised conflicts, prepared transactions, the "old
+//! committed transaction" cases. Records of committed transactions are dropped once no
+//! serializable transaction is running.
 
 use crate::error::Error;
-use crate::mvcc::{CommitSeq, TxnId};
+use crate::mvcc::{CommitSeq, TupleId, TxnId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Limit on tracked serializable transactions (active plus retained committed ones).
 pub const SXACTS_MAX: usize = 1 << 16;
+
+/// PostgreSQL's max_pred_locks_per_page default: one more tuple lock of a transaction on a
+/// page promotes them to a page lock.
+pub const PRED_LOCKS_PER_PAGE_MAX: usize = 2;
+
+/// How a write touches the SIREAD locks of others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteTarget<'a> {
+    pub table: &'a str,
+    /// The version an UPDATE or DELETE replaces (None for an INSERT).
+    pub replaces: Option<TupleId>,
+    /// Whether the write inserts index entries (an INSERT into a table with an index, a
+    /// non-HOT UPDATE).
+    pub index_insert: bool,
+}
 
 /// A serializable transaction's SSI state.
 #[derive(Clone, Debug, Default)]
@@ -46,7 +84,14 @@ pub struct Sxact {
     pub snapshot_seq: CommitSeq,
     pub commit_seq: Option<CommitSeq>,
     pub doomed: bool,
+    /// Relation-level SIREAD locks (sequential scans).
     pub reads: BTreeSet<String>,
+    /// Heap page locks (promoted tuple locks), by table.
+    pub page_reads: BTreeSet<String>,
+    /// Index leaf-page locks (unique-index lookups), by table.
+    pub index_reads: BTreeSet<String>,
+    /// Tuple locks: (table, version) for versions fetched by a unique-index lookup.
+    pub tuple_reads: BTreeSet<(String, TupleId)>,
     pub writes: BTreeSet<String>,
     /// Transactions with an rw-edge into this one (they read what this one wrote).
     pub in_conflicts: BTreeSet<TxnId>,
@@ -82,31 +127,92 @@ impl Ssi {
     pub fn on_read(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
-        for writer in self.concurrent_on(me, table, true) {
+        for writer in self.concurrent_writers(me, table) {
             self.flag_conflict(me, writer, me)?;
         }
         Ok(())
     }
 
-    /// `me` wrote `table`: add edges from concurrent readers holding SIREAD locks on it.
-    pub fn on_write(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
+    /// `me` looked up `table` by a unique-index key: lock the index leaf page and the
+    /// `fetched` versions (promoting to a page lock past [`PRED_LOCKS_PER_PAGE_MAX`]), and
+    /// add edges to the concurrent writers of the `examined` versions (their deleters or
+    /// inserters whose change `me` cannot see).
+    pub fn on_read_key(
+        &mut self,
+        me: TxnId,
+        table: &str,
+        fetched: &[TupleId],
+        examined: &[TxnId],
+    ) -> Result<(), Error> {
+        let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
+        mine.index_reads.insert(table.to_string());
+        if !mine.page_reads.contains(table) && !mine.reads.contains(table) {
+            for &tid in fetched {
+                mine.tuple_reads.insert((table.to_string(), tid));
+            }
+            let on_table = mine.tuple_reads.iter().filter(|(t, _)| t == table).count();
+            if on_table > PRED_LOCKS_PER_PAGE_MAX {
+                mine.tuple_reads.retain(|(t, _)| t != table);
+                mine.page_reads.insert(table.to_string());
+            }
+        }
+        let mine = &self.sxacts[&me];
+        let writers: BTreeSet<TxnId> = examined
+            .iter()
+            .copied()
+            .filter(|w| *w != me && self.sxacts.get(w).is_some_and(|s| Self::concurrent(mine, s)))
+            .collect();
+        for writer in writers {
+            self.flag_conflict(me, writer, me)?;
+        }
+        Ok(())
+    }
+
+    /// CheckForSerializableConflictOutNeeded: a doomed transaction fails at its next read
+    /// (PostgreSQL checks per tuple examined; the model per read, even of an empty table).
+    /// The executor calls it before a statement's reads, not when it re-runs a statement
+    /// after a wait (PostgreSQL does not scan again then).
+    pub fn fail_if_doomed(&self, me: TxnId) -> Result<(), Error> {
+        if self.sxacts.get(&me).is_some_and(|m| m.doomed) {
+            return Err(Error::rw_dependency(
+                "Canceled on identification as a pivot, during conflict out checking",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `me` wrote: add edges from concurrent readers whose SIREAD locks the write hits.
+    pub fn on_write(&mut self, me: TxnId, target: WriteTarget<'_>) -> Result<(), Error> {
+        let table = target.table;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.writes.insert(table.to_string());
-        for reader in self.concurrent_on(me, table, false) {
+        let mine = &self.sxacts[&me];
+        let readers: Vec<TxnId> = self
+            .sxacts
+            .iter()
+            .filter(|(t, s)| {
+                let hit = s.reads.contains(table)
+                    || (target.index_insert && s.index_reads.contains(table))
+                    || target.replaces.is_some_and(|tid| {
+                        s.page_reads.contains(table)
+                            || s.tuple_reads.contains(&(table.to_string(), tid))
+                    });
+                **t != me && hit && Self::concurrent(mine, s)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for reader in readers {
             self.flag_conflict(reader, me, me)?;
         }
         Ok(())
     }
 
-    /// Transactions concurrent with `me` that wrote (`writers`) or read `table`.
-    fn concurrent_on(&self, me: TxnId, table: &str, writers: bool) -> Vec<TxnId> {
+    /// Transactions concurrent with `me` that wrote `table`.
+    fn concurrent_writers(&self, me: TxnId, table: &str) -> Vec<TxnId> {
         let mine = &self.sxacts[&me];
         self.sxacts
             .iter()
-            .filter(|(t, s)| {
-                let touched = if writers { &s.writes } else { &s.reads };
-                **t != me && touched.contains(table) && Self::concurrent(mine, s)
-            })
+            .filter(|(t, s)| **t != me && s.writes.contains(table) && Self::concurrent(mine, s))
             .map(|(t, _)| *t)
             .collect()
     }
@@ -118,7 +224,9 @@ impl Ssi {
 
     /// Whether `me` (serializable) had SIREAD-locked `table`.
     pub fn has_read(&self, me: TxnId, table: &str) -> bool {
-        self.sxacts.get(&me).is_some_and(|s| s.reads.contains(table))
+        self.sxacts
+            .get(&me)
+            .is_some_and(|s| s.reads.contains(table) || s.index_reads.contains(table))
     }
 
     /// Adds reader → writer and applies OnConflict_CheckForSerializationFailure.
@@ -243,6 +351,55 @@ impl Ssi {
 mod tests {
     use super::*;
 
+    fn ins(table: &str) -> WriteTarget<'_> {
+        WriteTarget { table, replaces: None, index_insert: true }
+    }
+
+    fn upd(table: &str, tid: TupleId) -> WriteTarget<'_> {
+        WriteTarget { table, replaces: Some(tid), index_insert: false }
+    }
+
+    /// Issue 14's example: T1 looks up key 1 (tuple 0); T2 updates tuple 0 and commits; T1
+    /// updates tuple 1. One rw-dependency only: both commit.
+    #[test]
+    fn key_lookups_lock_tuples_not_the_relation() {
+        let mut s = Ssi::default();
+        s.register(1, false, 0);
+        s.register(2, false, 0);
+        s.on_read_key(1, "t", &[0], &[]).unwrap();
+        s.on_read_key(2, "t", &[0], &[]).unwrap();
+        s.on_write(2, upd("t", 0)).unwrap();
+        s.pre_commit(2).unwrap();
+        s.committed(2, 1);
+        s.on_read_key(1, "t", &[1], &[]).unwrap();
+        s.on_write(1, upd("t", 1)).unwrap();
+        s.pre_commit(1).unwrap();
+        assert_eq!(s.sxacts[&1].out_conflicts.len(), 1);
+        assert!(s.sxacts[&1].in_conflicts.is_empty());
+    }
+
+    /// An insert hits a key lookup's leaf-page lock; three tuple locks become a page lock
+    /// that an update of any other tuple hits, while an insert does not hit a page lock.
+    #[test]
+    fn index_page_and_promoted_page_locks() {
+        let mut s = Ssi::default();
+        s.register(1, false, 0);
+        s.register(2, false, 0);
+        s.on_read_key(1, "t", &[0], &[]).unwrap();
+        s.on_write(2, upd("t", 5)).unwrap();
+        assert!(s.sxacts[&2].in_conflicts.is_empty());
+        s.on_write(2, ins("t")).unwrap();
+        assert!(s.sxacts[&2].in_conflicts.contains(&1));
+        s.register(3, false, 0);
+        s.register(4, false, 0);
+        s.on_read_key(3, "u", &[0, 1, 2], &[]).unwrap();
+        assert!(s.sxacts[&3].page_reads.contains("u"));
+        s.on_write(4, WriteTarget { table: "u", replaces: None, index_insert: false }).unwrap();
+        assert!(s.sxacts[&4].in_conflicts.is_empty());
+        s.on_write(4, upd("u", 9)).unwrap();
+        assert!(s.sxacts[&4].in_conflicts.contains(&3));
+    }
+
     /// Write skew: both read, both write; the first commit dooms the second.
     #[test]
     fn write_skew_dooms_second_committer() {
@@ -251,8 +408,8 @@ mod tests {
         s.register(2, false, 0);
         s.on_read(1, "t").unwrap();
         s.on_read(2, "t").unwrap();
-        s.on_write(1, "t").unwrap();
-        s.on_write(2, "t").unwrap();
+        s.on_write(1, ins("t")).unwrap();
+        s.on_write(2, ins("t")).unwrap();
         s.pre_commit(1).unwrap();
         s.committed(1, 1);
         let err = s.pre_commit(2).unwrap_err().into_sql_error();
@@ -268,10 +425,10 @@ mod tests {
         s.register(2, false, 0);
         s.on_read(1, "t").unwrap();
         s.on_read(2, "t").unwrap();
-        s.on_write(2, "t").unwrap();
+        s.on_write(2, ins("t")).unwrap();
         s.pre_commit(2).unwrap();
         s.committed(2, 1);
-        let err = s.on_write(1, "t").unwrap_err().into_sql_error();
+        let err = s.on_write(1, ins("t")).unwrap_err().into_sql_error();
         assert!(err.detail.unwrap().contains("during write"));
     }
 }

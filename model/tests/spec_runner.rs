@@ -55,14 +55,27 @@ fn step_marker_holds_the_report_until_the_other_step_completes() {
 
 #[test]
 fn a_step_on_a_waiting_session_first_waits_for_it() {
-    // u2 waits with a 50ms lock_timeout; u2b is on the same session, so the runner first
-    // advances virtual time until u2 fails, reports that, then runs u2b.
+    // u2 waits with a 500ms lock_timeout (longer than the settle window); u2b is on the same
+    // session, so the runner first advances virtual time until u2 fails, reports that, then
+    // runs u2b.
     let text = LOCKS.replace(
         "step u2 { UPDATE t SET v = 2 WHERE id = 1; }",
-        "step u2 { SET lock_timeout = '50ms'; UPDATE t SET v = 2 WHERE id = 1; }\n\
+        "step u2 { SET lock_timeout = '500ms'; UPDATE t SET v = 2 WHERE id = 1; }\n\
          step u2b { SELECT 2; }",
     ) + "permutation lock u2 u2b c1\n";
     assert_eq!(events(&text), ["lock", "u2*", "done:u2", "u2b", "c1"]);
+}
+
+#[test]
+fn a_timer_inside_the_settle_window_ends_the_step_before_the_next_one() {
+    // 50ms < SETTLE_WINDOW: u2's lock timeout fires while the runner lets u2 settle, so u2
+    // is reported finished (not waiting), as a harness that waits before moving on sees it.
+    assert!(model::spec::runner::SETTLE_WINDOW > std::time::Duration::from_millis(50));
+    let text = LOCKS.replace(
+        "step u2 { UPDATE t SET v = 2 WHERE id = 1; }",
+        "step u2 { SET lock_timeout = '50ms'; UPDATE t SET v = 2 WHERE id = 1; }",
+    ) + "permutation lock u2 x3 c1\n";
+    assert_eq!(events(&text), ["lock", "u2", "x3", "c1"]);
 }
 
 #[test]

@@ -1,4 +1,9 @@
-//! CLI: `roomsim spec FILE.spec... [--format text|json] [--database-url URL] [--diff]`.
+//! CLI: `roomsim spec FILE.spec... [--format text|json] [--database-url URL] [--diff]`,
+//! and the generator / differential fuzzer:
+//! `roomsim spec --generate N --seed S --out DIR` writes N generated schedules;
+//! `roomsim spec --generate N --seed S --database-url URL --diff [--regressions DIR]` runs
+//! them on the model and twice on PostgreSQL, prints agreement figures, and saves each
+//! disagreement, minimised, to DIR (default `model/specs/regressions`).
 //!
 //! Exit codes: 0 ran (and, with `--diff`, every spec agreed), 1 differences (with `--diff`),
 //! 2 bad input (unparsable spec: `file:line: what`), bad flags, or no database to talk to.
@@ -25,8 +30,26 @@ pub enum Format {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpecArgs {
     /// Spec files to run.
-    #[arg(required = true, value_name = "FILE.spec")]
+    #[arg(value_name = "FILE.spec", required_unless_present = "generate")]
     pub files: Vec<PathBuf>,
+    /// Generate this many random booking-shaped schedules (from --seed) instead of reading
+    /// files: written to --out, and/or run with --diff.
+    #[arg(long, value_name = "N", conflicts_with = "files")]
+    pub generate: Option<u64>,
+    /// With --generate: the folder to write the generated specs to (created if missing).
+    #[arg(long, value_name = "DIR", requires = "generate")]
+    pub out: Option<PathBuf>,
+    /// With --generate --diff: where minimised disagreements are saved.
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "generate",
+        default_value = "model/specs/regressions"
+    )]
+    pub regressions: PathBuf,
+    /// With --generate --diff: schedules run on PostgreSQL at the same time.
+    #[arg(long, value_name = "N", default_value_t = 6, requires = "generate")]
+    pub concurrency: usize,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -36,7 +59,7 @@ pub struct SpecArgs {
     /// Run on both the model and PostgreSQL and print the differences (exit 1 if any).
     #[arg(long, requires = "database_url")]
     pub diff: bool,
-    /// Seed of the model engine.
+    /// Seed of the model engine, and of --generate.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -67,7 +90,15 @@ pub fn parse_file(path: &std::path::Path) -> Result<Spec, String> {
     parse_spec(&text, &name).map_err(|e| e.to_string())
 }
 
+/// Upper bound on --generate (a guard against a typo costing hours of PostgreSQL time).
+pub const GENERATE_MAX: u64 = 1_000_000;
+/// Upper bound on --concurrency (each schedule holds up to 5 PostgreSQL connections).
+pub const CONCURRENCY_MAX: usize = 16;
+
 pub fn run(args: &SpecArgs) -> ExitCode {
+    if let Some(count) = args.generate {
+        return run_generate(args, count);
+    }
     let mut specs = Vec::new();
     let mut bad = false;
     for path in &args.files {
@@ -177,4 +208,96 @@ fn diff_with_postgres(_: &[Spec], _: &str, _: u64) -> Result<ExitCode, BackendEr
 #[cfg(not(feature = "postgres"))]
 fn no_postgres() -> BackendError {
     BackendError("--database-url needs a build with the `postgres` feature of `model`".into())
+}
+
+/// `--generate N`: write the schedules to --out, and/or fuzz them against PostgreSQL.
+fn run_generate(args: &SpecArgs, count: u64) -> ExitCode {
+    let bad = |what: String| {
+        eprintln!("error: {what}");
+        ExitCode::from(2)
+    };
+    if count == 0 || count > GENERATE_MAX {
+        return bad(format!("--generate: {count} is not between 1 and {GENERATE_MAX}"));
+    }
+    if args.concurrency == 0 || args.concurrency > CONCURRENCY_MAX {
+        return bad(format!(
+            "--concurrency: {} is not between 1 and {CONCURRENCY_MAX}",
+            args.concurrency
+        ));
+    }
+    if args.out.is_none() && !args.diff {
+        return bad(
+            "--generate needs --out DIR (to write the specs) or --diff (to run them)".into()
+        );
+    }
+    if args.database_url.is_some() && !args.diff {
+        return bad("--generate with --database-url needs --diff".into());
+    }
+    if let Some(dir) = &args.out {
+        if dir.exists() && !dir.is_dir() {
+            return bad(format!("--out {}: exists and is not a folder", dir.display()));
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            return bad(format!("--out {}: cannot create: {e}", dir.display()));
+        }
+        for index in 0..count {
+            let g = super::generate::generate_runnable(args.seed, index);
+            let path = dir.join(format!("{}.spec", g.name));
+            if let Err(e) = write_spec(&path, &g.text()) {
+                return bad(e);
+            }
+        }
+        println!("wrote {count} specs to {}", dir.display());
+    }
+    if !args.diff {
+        return ExitCode::SUCCESS;
+    }
+    if args.regressions.exists() && !args.regressions.is_dir() {
+        return bad(format!(
+            "--regressions {}: exists and is not a folder",
+            args.regressions.display()
+        ));
+    }
+    let url = args.database_url.as_deref().expect("clap: --diff requires --database-url");
+    match fuzz_with_postgres(count, args.seed, url, &args.regressions, args.concurrency) {
+        Ok(code) => code,
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+/// Writes a spec through a temporary file, so a failure leaves nothing half-written.
+pub(crate) fn write_spec(path: &std::path::Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("spec.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: cannot write: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("{}: cannot write: {e}", path.display())
+    })
+}
+
+#[cfg(feature = "postgres")]
+fn fuzz_with_postgres(
+    count: u64,
+    seed: u64,
+    url: &str,
+    regressions: &std::path::Path,
+    concurrency: usize,
+) -> Result<ExitCode, BackendError> {
+    let started = std::time::Instant::now();
+    let report =
+        runtime()?.block_on(super::fuzz::fuzz(count, seed, url, Some(regressions), concurrency))?;
+    print!("{}", report.summary());
+    println!("({:.0} s wall clock)", started.elapsed().as_secs_f64());
+    Ok(if report.disagreements.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(not(feature = "postgres"))]
+fn fuzz_with_postgres(
+    _: u64,
+    _: u64,
+    _: &str,
+    _: &std::path::Path,
+    _: usize,
+) -> Result<ExitCode, BackendError> {
+    Err(no_postgres())
 }

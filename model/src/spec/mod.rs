@@ -1,9 +1,13 @@
 //! The PostgreSQL isolation-tester spec format: parser ([`parse`]), a runner generic over a
 //! [`SpecBackend`] ([`runner`]) with the model ([`model_backend`]) and, with the `postgres`
 //! feature, real PostgreSQL ([`pg`]) as backends, text/JSON output and diffs ([`output`]),
-//! and the `roomsim spec` command ([`cli`]).
+//! the `roomsim spec` command ([`cli`]), and a schedule generator ([`generate`]) with a
+//! differential fuzzer against PostgreSQL ([`fuzz`]).
 
 pub mod cli;
+#[cfg(feature = "postgres")]
+pub mod fuzz;
+pub mod generate;
 pub mod model_backend;
 pub mod output;
 pub mod parse;

@@ -6,12 +6,13 @@
 //! which also fires other sessions' deadlock checks and timeouts on the way, exactly as the
 //! sleep lets them fire on PostgreSQL. `wait` advances through timers until the session
 //! finishes, or reports it stuck when no timer is left. Completions that arrive for other
-//! sessions are kept until the runner polls them.
+//! sessions are kept until the runner polls them. After a step, while anything waits,
+//! virtual time advances by the runner's settle window.
 
 use std::collections::BTreeMap;
 
 use super::output::value_json;
-use super::runner::{BackendError, Outcome, SpecBackend, Started};
+use super::runner::{BackendError, Outcome, SETTLE_WINDOW, SpecBackend, Started};
 use crate::{Engine, EngineConfig, Response, SessionId, Step};
 
 /// A wait gives up after this many timer firings (a guard against a timer that re-arms).
@@ -105,6 +106,14 @@ impl SpecBackend for ModelBackend {
 
     async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
         Ok(self.advance_until_done(session))
+    }
+
+    async fn after_step(&mut self, _sql: &str, any_waiting: bool) -> Result<(), BackendError> {
+        if any_waiting {
+            let until = self.engine.now() + SETTLE_WINDOW;
+            self.engine.advance_to(until);
+        }
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), BackendError> {

@@ -25,6 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use super::parse::{PermutationStep, Spec};
 
+/// How long both backends let a step run, when anything is waiting, before they declare it
+/// blocked and start the next step: PostgreSQL in real time, the model in virtual time. A
+/// deadlock check or lock/statement timeout due within it fires "during" the step, as it
+/// does under a harness that polls (isolationtester) or waits (the 150 ms of the recorder
+/// behind issue 14). Steps started while nothing waits take no virtual time.
+pub const SETTLE_WINDOW: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// What one step produced: R in the JSON format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -94,6 +101,10 @@ pub trait SpecBackend {
     async fn poll(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
     /// Waits for a waiting step to finish; `None` if it never can.
     async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
+    /// Called after each step has started (finished or blocked). If `any_waiting` (this
+    /// step or an earlier one is waiting) the clock advances by [`SETTLE_WINDOW`], firing
+    /// the timers due in it; otherwise timing cannot matter until the next wait.
+    async fn after_step(&mut self, sql: &str, any_waiting: bool) -> Result<(), BackendError>;
     /// Ends the permutation: drop connections and the database.
     async fn close(&mut self) -> Result<(), BackendError>;
 }
@@ -157,7 +168,17 @@ impl<B: SpecBackend> Run<'_, B> {
                 }
                 self.check_waiting().await?;
             }
-            let started = self.backend.start(session, &def.sql).await?;
+            let mut started = self.backend.start(session, &def.sql).await?;
+            // The settle window: while anything waits, each step gets SETTLE_WINDOW before
+            // it is declared blocked and the next one starts (timers due in it fire).
+            let any_waiting =
+                started == Started::Blocked || self.waiting.iter().any(|w| w.held.is_none());
+            self.backend.after_step(&def.sql, any_waiting).await?;
+            if started == Started::Blocked
+                && let Some(o) = self.backend.poll(session).await?
+            {
+                started = Started::Done(o);
+            }
             let once = ps.markers.iter().any(|m| m == "*");
             let blockers: Vec<String> = ps
                 .markers

@@ -638,7 +638,18 @@ impl<'a> Planner<'a> {
         };
         let source = match &i.source {
             None => InsertSource::Values(vec![Vec::new()]),
-            Some(q) => self.insert_source(q, columns.len())?,
+            Some(q) => self.insert_source(q, columns.len(), i.columns.is_empty())?,
+        };
+        // PostgreSQL: without a column list the targets are the first N columns, N being the
+        // width of the VALUES rows or the SELECT; the missing trailing ones get defaults.
+        let columns = match &source {
+            InsertSource::Values(rows) if i.columns.is_empty() && i.source.is_some() => {
+                columns[..rows.first().map_or(0, Vec::len)].to_vec()
+            }
+            InsertSource::Select(s) if i.columns.is_empty() => {
+                columns[..s.projection.len()].to_vec()
+            }
+            _ => columns,
         };
         let on_conflict = match &i.on {
             None => None,
@@ -649,18 +660,29 @@ impl<'a> Planner<'a> {
         Ok(Insert { table: table_name, columns, source, on_conflict, returning })
     }
 
-    fn insert_source(&mut self, q: &ast::Query, width: usize) -> Result<InsertSource> {
+    /// `width`: the number of target columns; `implicit`: no column list was written, so
+    /// fewer expressions than columns is allowed (the trailing columns get defaults).
+    fn insert_source(
+        &mut self,
+        q: &ast::Query,
+        width: usize,
+        implicit: bool,
+    ) -> Result<InsertSource> {
         if let ast::SetExpr::Values(values) = q.body.as_ref() {
             let mut rows = Vec::new();
             let mut none = AggContext { aggregates: Vec::new(), allowed: false };
+            let first_len = values.rows.first().map_or(0, |r| r.len());
             for row in &values.rows {
+                if row.len() != first_len {
+                    return Err(errinput!("42601", "VALUES lists must all be the same length"));
+                }
                 if row.len() > width {
                     return Err(errinput!(
                         "42601",
                         "INSERT has more expressions than target columns"
                     ));
                 }
-                if row.len() < width {
+                if row.len() < width && !implicit {
                     return Err(errinput!(
                         "42601",
                         "INSERT has more target columns than expressions"
@@ -683,7 +705,10 @@ impl<'a> Planner<'a> {
             return Ok(InsertSource::Values(rows));
         }
         let select = self.query(q)?;
-        if select.projection.len() != width {
+        if select.projection.len() > width {
+            return Err(errinput!("42601", "INSERT has more expressions than target columns"));
+        }
+        if select.projection.len() < width && !implicit {
             return Err(errinput!("42601", "INSERT has more target columns than expressions"));
         }
         Ok(InsertSource::Select(Box::new(select)))
