@@ -132,6 +132,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
+    /// Systematic exploration: every interleaving of N bookings' statements (small scopes).
+    Check {
+        #[arg(long, default_value = "exclusion")]
+        strategy: String,
+        #[arg(long, default_value_t = 2)]
+        bookings: u32,
+        #[arg(long, default_value_t = 1)]
+        rooms: u32,
+        /// CHESS-style preemption bound; unset = exhaustive.
+        #[arg(long)]
+        preemptions: Option<u32>,
+        #[arg(long, default_value_t = 1_000_000)]
+        max_schedules: u64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// List the concurrency-control strategies, marking the deliberately broken ones.
     Strategies {
         #[arg(long, value_enum, default_value = "model")]
@@ -335,6 +351,17 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
         Command::Openapi => {
             println!("{}", backend_core::http::openapi::document_json());
             Ok(exit::OK)
+        }
+        Command::Check { strategy, bookings, rooms, preemptions, max_schedules, format } => {
+            let config =
+                crate::check::CheckConfig { strategy, bookings, rooms, preemptions, max_schedules };
+            let report = crate::check::run_check(&config)?;
+            let text = match format {
+                Format::Json => crate::check::report::json(&config, &report),
+                Format::Text => crate::check::report::text(&config, &report),
+            };
+            println!("{text}");
+            Ok(if report.counterexample.is_some() { exit::INVARIANT_VIOLATED } else { exit::OK })
         }
         Command::Strategies { backend } => {
             for (name, broken) in world::strategies(backend) {

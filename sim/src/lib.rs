@@ -11,6 +11,7 @@
 //! `world`, `invariants`, `outcome`, `report`, `explore`, `cli`, `exit`, `error`, and
 //! `stand_in` (the stand-in backend used until backend-core and the model land).
 
+pub mod check;
 pub mod cli;
 pub mod client_faults;
 pub mod clinic;

@@ -1,0 +1,23 @@
+//! `roomsim check`: systematic exploration of the real booking path for a small scope.
+//!
+//! WHAT: N bookings (2–4) of one slot in a clinic of R rooms (1–3), each sent through
+//! backend-core's `api_router` with tower's `oneshot`, over a `Db` whose connections hand every
+//! statement to a controlled scheduler (`scheduler.rs`). The scheduler owns one model engine
+//! (sans-IO) and polls the booking futures on one thread; a step runs one session's pending
+//! statement atomically. The search (`search.rs`) is depth-first over those choices with
+//! replay from the start (as loom and shuttle do), optionally bounded by a CHESS-style
+//! preemption budget. At the end of each schedule the run's invariants (`crate::invariants`)
+//! are checked on the final engine state and the answers.
+//!
+//! WHY: random seeds cannot show the absence of a race; for a small scope this enumerates
+//! every interleaving of statements.
+//!
+//! NOT MODELLED (yet): crash points, visited-state caching and partial-order reduction, the
+//! choice of which waiter's deadlock check fires first (virtual time advances only when every
+//! session is blocked, so the earliest waiter's check fires first), isolation-spec export.
+
+pub mod report;
+pub mod scheduler;
+pub mod search;
+
+pub use search::{CheckConfig, CheckReport, run_check};

@@ -1,0 +1,87 @@
+//! The check report: verdict, rate, and the shortest counterexample as a side-by-side table
+//! (one column per session: statement, then its result, SQLSTATE or blocked/unblocked).
+
+use std::fmt::Write;
+
+use super::search::{CheckConfig, CheckReport};
+
+/// Width of one session's column in the table, in characters.
+const COLUMN_CHARS: usize = 58;
+
+fn rate(report: &CheckReport) -> f64 {
+    report.schedules as f64 / report.seconds.max(1e-9)
+}
+
+pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
+    let mut out = String::new();
+    let verdict = if report.counterexample.is_some() { "VIOLATION" } else { "OK" };
+    let _ = writeln!(out, "check: {verdict} — {}", report.verdict_line(config));
+    let _ = writeln!(
+        out,
+        "schedules {} ({} violating) in {:.2} s = {:.0} schedules/s",
+        report.schedules,
+        report.violating_schedules,
+        report.seconds,
+        rate(report)
+    );
+    let Some((violations, events)) = &report.counterexample else { return out };
+    let _ = writeln!(out, "shortest counterexample: {} steps", events.len());
+    for v in violations {
+        let _ = writeln!(out, "  invariant {}: {}", v.invariant, v.detail);
+    }
+    let _ = writeln!(out);
+    let header: Vec<String> = (0..config.bookings)
+        .map(|i| format!("{:<COLUMN_CHARS$}", format!("booking {}", i + 1)))
+        .collect();
+    let _ = writeln!(out, "{:>4}  {}", "step", header.join(" | "));
+    for (step, event) in events.iter().enumerate() {
+        let sql: String = event.sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        let cell = if sql.is_empty() {
+            event.outcome.clone()
+        } else {
+            format!("{sql} → {}", event.outcome)
+        };
+        let cell: String = if cell.chars().count() > COLUMN_CHARS {
+            cell.chars().take(COLUMN_CHARS - 1).chain(['…']).collect()
+        } else {
+            cell
+        };
+        let cells: Vec<String> = (0..config.bookings as usize)
+            .map(|i| {
+                let text = if i == event.session { cell.as_str() } else { "" };
+                format!("{text:<COLUMN_CHARS$}")
+            })
+            .collect();
+        let _ = writeln!(out, "{:>4}  {}", step + 1, cells.join(" | ").trim_end());
+    }
+    out
+}
+
+pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
+    let counterexample = report.counterexample.as_ref().map(|(violations, events)| {
+        serde_json::json!({
+            "violations": violations.iter().map(|v| serde_json::json!({"invariant": v.invariant, "detail": v.detail})).collect::<Vec<_>>(),
+            "steps": events.iter().map(|e| serde_json::json!({
+                "session": e.session + 1,
+                "sql": e.sql,
+                "params": e.params.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+                "outcome": e.outcome,
+            })).collect::<Vec<_>>(),
+        })
+    });
+    let value = serde_json::json!({
+        "strategy": config.strategy,
+        "bookings": config.bookings,
+        "rooms": config.rooms,
+        "preemptions": config.preemptions,
+        "verdict": if report.counterexample.is_some() { "violation" } else { "ok" },
+        "complete": report.complete,
+        "summary": report.verdict_line(config),
+        "schedules": report.schedules,
+        "violating_schedules": report.violating_schedules,
+        "seconds": report.seconds,
+        "schedules_per_s": rate(report),
+        "counterexample": counterexample,
+    });
+    serde_json::to_string_pretty(&value).expect("json")
+}
