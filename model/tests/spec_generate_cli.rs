@@ -23,6 +23,8 @@ fn bad_generate_flags_exit_2_and_write_nothing() {
     assert_eq!(cli(&["--generate", "3"]), ExitCode::from(2));
     assert_eq!(cli(&["--generate", "3", "--out", out, "--concurrency", "0"]), ExitCode::from(2));
     assert_eq!(cli(&["--generate", "x", "--out", out]), ExitCode::from(2));
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/nowait.spec");
+    assert_eq!(cli(&["--out", out, spec]), ExitCode::from(2));
     assert!(!dir.exists(), "a rejected command created {out}");
     assert_eq!(cli(&["--generate", "3", "--out", "/etc/hostname"]), ExitCode::from(2));
 }

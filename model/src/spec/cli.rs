@@ -99,6 +99,10 @@ pub fn run(args: &SpecArgs) -> ExitCode {
     if let Some(count) = args.generate {
         return run_generate(args, count);
     }
+    if args.out.is_some() {
+        eprintln!("error: --out needs --generate N");
+        return ExitCode::from(2);
+    }
     let mut specs = Vec::new();
     let mut bad = false;
     for path in &args.files {
