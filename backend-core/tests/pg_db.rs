@@ -5,7 +5,6 @@
 //! transaction is never reused with that transaction (or its locks) still open; statements
 //! with a NULL parameter do not poison the prepared-statement cache.
 
-use std::future::Future;
 use std::time::Duration;
 
 use backend_core::db::guard::GuardMode;

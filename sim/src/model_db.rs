@@ -254,6 +254,11 @@ pub fn from_model_owned(v: Value) -> SqlValue {
     }
 }
 
+/// A model response as backend-core's result: rows, or the error by SQLSTATE.
+pub fn from_response(response: model::Response) -> Result<Rows, DbError> {
+    response.map(to_rows).map_err(to_db_error)
+}
+
 fn to_db_error(e: SqlError) -> DbError {
     DbError { sqlstate: e.code, message: e.message, constraint: e.constraint }
 }

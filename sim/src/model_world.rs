@@ -221,14 +221,7 @@ impl Conn for EngineConn<'_> {
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
         let values: Vec<_> = params.iter().map(to_model).collect();
         let result = match self.engine.submit(self.session, sql, &values) {
-            Step::Done(Ok(r)) => Ok(Rows {
-                columns: r.columns,
-                rows: r.rows.iter().map(|row| row.iter().map(from_model).collect()).collect(),
-                rows_affected: crate::model_db::rows_affected(&r.tag),
-            }),
-            Step::Done(Err(e)) => {
-                Err(DbError { sqlstate: e.code, message: e.message, constraint: e.constraint })
-            }
+            Step::Done(response) => crate::model_db::from_response(response),
             Step::Blocked => Err(DbError::new("55000", "a setup statement blocked")),
         };
         Box::pin(std::future::ready(result))

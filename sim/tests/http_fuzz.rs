@@ -22,7 +22,7 @@ use model::{Engine, SessionId, Step};
 use proptest::prelude::*;
 use scenarios::Scenario;
 use sim::ids::ClinicIds;
-use sim::model_db::{from_model, rows_affected, to_model};
+use sim::model_db::{from_response, to_model};
 use tower::ServiceExt;
 
 struct EngineDb {
@@ -53,14 +53,7 @@ impl RawConn for EngineSession {
         let values: Vec<_> = params.iter().map(to_model).collect();
         let step = self.engine.lock().unwrap().submit(self.session, sql, &values);
         let result = match step {
-            Step::Done(Ok(r)) => Ok(Rows {
-                columns: r.columns,
-                rows: r.rows.iter().map(|row| row.iter().map(from_model).collect()).collect(),
-                rows_affected: rows_affected(&r.tag),
-            }),
-            Step::Done(Err(e)) => {
-                Err(DbError { sqlstate: e.code, message: e.message, constraint: e.constraint })
-            }
+            Step::Done(response) => from_response(response),
             Step::Blocked => Err(DbError::new("55000", "a statement blocked in a serial test")),
         };
         Box::pin(std::future::ready(result))

@@ -208,9 +208,8 @@ impl<C: RawConn> Drop for TxGuard<C> {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::sync::{Arc, Mutex};
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
 
     use super::*;
 
