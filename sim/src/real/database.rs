@@ -126,15 +126,20 @@ pub struct Cleaned {
 pub async fn cleanup(target: &DbTarget) -> Result<Cleaned, RealError> {
     let db = target.pool(1).await?;
     check_schema(&db, target).await?;
-    let mut conn = session(&db).await?;
+    let cleaned = delete_bookings(&db).await;
+    db.pool().close().await;
+    cleaned
+}
+
+/// Deletes every appointment and idempotency key through `db` (the test clinic stays).
+pub async fn delete_bookings(db: &PgDb) -> Result<Cleaned, RealError> {
+    let mut conn = session(db).await?;
     let mut removed = [0_u64; 2];
     let statements = ["DELETE FROM idempotency_keys", "DELETE FROM appointments"];
     for (slot, sql) in removed.iter_mut().zip(statements) {
         let rows = conn.execute(sql, &[]).await.map_err(|e| db_error(sql, e))?;
         *slot = rows.rows_affected;
     }
-    drop(conn);
-    db.pool().close().await;
     Ok(Cleaned { idempotency_keys: removed[0], appointments: removed[1] })
 }
 

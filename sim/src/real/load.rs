@@ -289,9 +289,19 @@ pub struct ScheduledRequest {
     pub request: PlannedRequest,
 }
 
+/// What [`RoundPlanner::before_round`] returns: done, or why the run must stop.
+pub type BeforeRound<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Hands out the requests of each round (`None`: no more rounds).
 pub trait RoundPlanner: Send {
     fn round(&mut self, index: u64) -> Option<Vec<ScheduledRequest>>;
+
+    /// Runs before round `index` is sent, while nothing is in flight (e.g. clearing the
+    /// tables when the planner starts reusing its days). An error stops the run with it.
+    fn before_round(&mut self, _index: u64) -> BeforeRound<'_> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Rounds of scheduled requests (the simulation's workload replayed for real): every request
@@ -308,6 +318,10 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
     let mut rounds = 0_u64;
     for index in 0_u64.. {
         if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Err(reason) = planner.before_round(index).await {
+            shared.stop_with(format!("before round {index}: {reason}"));
             break;
         }
         let Some(requests) = planner.round(index) else { break };

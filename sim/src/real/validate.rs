@@ -183,18 +183,67 @@ pub fn scenario_at_level(loaded: &Loaded, level: u32) -> Result<Arc<Scenario>, R
     Ok(Arc::new(again.scenario))
 }
 
+/// The days the real side's rounds are booked on: round `r` books day
+/// `first + (r mod window_days)`, each round on a day of its own, all within the real
+/// backend's booking horizon around today (a booking outside it is a fast 422, not a
+/// booking). When the rounds come back to `first`, the tables are emptied first
+/// ([`ScenarioRounds::before_round`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundDays {
+    pub first: NaiveDate,
+    pub window_days: u64,
+}
+
+/// Days kept clear of each edge of the horizon (the backend's "now" moves during a run).
+const HORIZON_MARGIN_DAYS: i64 = 7;
+
+impl RoundDays {
+    /// The scenario's clinic day, moved by whole weeks (its weekday stays) into the booking
+    /// horizon around `today` when it lies outside, and as many days on from it as the
+    /// horizon allows, in whole weeks.
+    pub fn within_horizon(scenario_day: NaiveDate, today: NaiveDate) -> RoundDays {
+        use backend_core::domain::{BOOKING_HORIZON_FUTURE_DAYS, BOOKING_HORIZON_PAST_DAYS};
+        let earliest = today - ChronoDuration::days(BOOKING_HORIZON_PAST_DAYS - HORIZON_MARGIN_DAYS);
+        let latest = today + ChronoDuration::days(BOOKING_HORIZON_FUTURE_DAYS - HORIZON_MARGIN_DAYS);
+        let weeks_to = |from: NaiveDate, to: NaiveDate| (to - from).num_days().div_euclid(7);
+        let first = if scenario_day < earliest || scenario_day > latest {
+            // The same weekday, one to two weeks from today.
+            scenario_day + ChronoDuration::weeks(weeks_to(scenario_day, today) + 1)
+        } else {
+            scenario_day
+        };
+        let window_days = (weeks_to(first, latest) * 7).max(7) as u64;
+        debug_assert!(first >= earliest, "{first} before {earliest}");
+        RoundDays { first, window_days }
+    }
+
+    pub fn day(&self, round: u64) -> NaiveDate {
+        self.first + ChronoDuration::days((round % self.window_days) as i64)
+    }
+
+    /// Whether round `round` books a day an earlier round booked.
+    pub fn reuses_days(&self, round: u64) -> bool {
+        round > 0 && round.is_multiple_of(self.window_days)
+    }
+}
+
 /// Replays the simulation's plans over real HTTP, one round per seed.
 pub struct ScenarioRounds {
     pub scenario: Arc<Scenario>,
     pub ids: ClinicIds,
-    pub first_day: NaiveDate,
+    pub days: RoundDays,
     pub seed: u64,
     pub fallback: serde_json::Value,
+    /// The server's database: emptied (after counting its double bookings) when the rounds
+    /// come back to the first day.
+    pub db: backend_core::db::pg::PgDb,
+    /// Double-booked pairs and bookings counted in the windows emptied so far.
+    pub counted: (u64, u64),
 }
 
 impl ScenarioRounds {
     fn request(&self, round: u64, booking: &PlannedBooking) -> ScheduledRequest {
-        let date = self.first_day + ChronoDuration::days(round as i64);
+        let date = self.days.day(round);
         let midnight = Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"));
         let start = midnight + ChronoDuration::minutes(i64::from(booking.start_min));
         let end = start + ChronoDuration::minutes(i64::from(booking.duration_min));
@@ -228,6 +277,19 @@ impl RoundPlanner for ScenarioRounds {
         let mut rng = Seeds::new(self.seed + index).rng(Stream::Workload);
         let bookings = plan(&self.scenario, &mut rng);
         Some(bookings.iter().map(|b| self.request(index, b)).collect())
+    }
+
+    fn before_round(&mut self, index: u64) -> super::load::BeforeRound<'_> {
+        Box::pin(async move {
+            if !self.days.reuses_days(index) {
+                return Ok(());
+            }
+            let (pairs, bookings) =
+                count_double_bookings(&self.db).await.map_err(|e| e.to_string())?;
+            self.counted = (self.counted.0 + pairs, self.counted.1 + bookings);
+            super::database::delete_bookings(&self.db).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
     }
 }
 
@@ -274,12 +336,16 @@ async fn real_level(
         (Server::start(&serve_config).await?, None)
     };
     let monitor = Monitor::start(&target.url, None).await?;
+    // The real backend judges booking times against the wall clock.
+    let today = Utc::now().date_naive();
     let mut rounds = ScenarioRounds {
         ids: ClinicIds::new(&scenario),
         fallback: serde_json::to_value(scenario.workload.fallback).expect("enums serialise"),
         scenario: scenario.clone(),
-        first_day,
+        days: RoundDays::within_horizon(first_day, today),
         seed: config.seed,
+        db: server.db.clone(),
+        counted: (0, 0),
     };
     let timeout_ms = scenario.workload.request_timeout_ms.max(1_000);
     let load_config = LoadConfig {
@@ -295,7 +361,8 @@ async fn real_level(
     };
     let outcome = run_rounds(load_config, &mut rounds).await;
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
-    let (double_bookings, bookings) = count_double_bookings(&server.db).await?;
+    let (pairs, booked) = count_double_bookings(&server.db).await?;
+    let (double_bookings, bookings) = (rounds.counted.0 + pairs, rounds.counted.1 + booked);
     server.stop().await;
     let monitor = monitor.finish().await;
     // The next level starts from an empty appointments table.
@@ -585,4 +652,40 @@ pub fn on_loopback(scenario: &Scenario) -> Arc<Scenario> {
     scenario.network.latency_us_min = 0;
     scenario.network.latency_us_max = 0;
     Arc::new(scenario)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn rounds_book_days_within_the_horizon_and_come_back_to_the_first() {
+        let days = RoundDays::within_horizon(date("2026-03-02"), date("2026-12-04"));
+        assert_eq!(days.first, date("2026-03-02"), "inside the horizon: kept");
+        assert_eq!(days.window_days % 7, 0, "whole weeks keep each round's weekday cycle");
+        let last = days.day(days.window_days - 1);
+        let latest = date("2026-12-04")
+            + ChronoDuration::days(backend_core::domain::BOOKING_HORIZON_FUTURE_DAYS);
+        assert!(last <= latest, "{last} after the horizon's end {latest}");
+        assert!(last + ChronoDuration::days(14) > latest, "{last}: the window is not cut short");
+        assert_eq!(days.day(days.window_days), days.first);
+        assert!(!days.reuses_days(0) && !days.reuses_days(days.window_days - 1));
+        assert!(days.reuses_days(days.window_days) && days.reuses_days(2 * days.window_days));
+    }
+
+    #[test]
+    fn a_clinic_day_outside_the_horizon_moves_by_whole_weeks() {
+        use chrono::Datelike;
+        for (scenario_day, today) in [("2020-01-06", "2026-12-04"), ("2031-03-03", "2026-12-04")] {
+            let days = RoundDays::within_horizon(date(scenario_day), date(today));
+            assert_eq!(days.first.weekday(), date(scenario_day).weekday());
+            let ahead = (days.first - date(today)).num_days();
+            assert!((1..=7).contains(&ahead), "{scenario_day}: first {} ", days.first);
+            assert!(days.window_days >= 700, "{days:?}");
+        }
+    }
 }
