@@ -18,6 +18,19 @@ fn database_url() -> Option<String> {
     }
 }
 
+/// The timing test runs alone: the other tests of this binary (pgbench, a 50-user storm,
+/// lock waits) share the two cores with it otherwise, and a profile measured beside them is
+/// a profile of that contention. They take the read side, the timing test the write side.
+static TIMING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn beside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    TIMING.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    TIMING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A fresh, empty schema; dropped (with everything in it) by `drop_schema`.
 async fn fresh_schema(url: &str, name: &str) -> String {
     let schema = format!("t_validate_{}_{name}", std::process::id());
@@ -43,6 +56,7 @@ async fn session_in(url: &str, schema: &str) -> PgConnection {
 /// Runs in its own database: the deadlock it provokes must not show in other tests' counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
+    let _others = beside_others();
     let Some(admin_url) = database_url() else { return };
     let admin = DbTarget::new(&admin_url, None).unwrap();
     let name = database::unique_database_name("roomsim_test_monitor");
@@ -85,6 +99,7 @@ async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
 
 #[tokio::test]
 async fn cleanup_demands_the_schema_then_empties_appointments() {
+    let _others = beside_others();
     let Some(url) = database_url() else { return };
     let schema = fresh_schema(&url, "cleanup").await;
     let target = DbTarget::new(&url, Some(&schema)).unwrap();
@@ -117,6 +132,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate
 /// booking count per round), the simulation runs as many seeds, and every metric is compared.
 #[test]
 fn validate_replays_the_simulated_workload_on_postgres() {
+    let _others = beside_others();
     use sim::real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
     let Some(url) = database_url() else { return };
     let config = validate_config(&url, "exclusion", 10);
@@ -146,6 +162,7 @@ fn validate_replays_the_simulated_workload_on_postgres() {
 /// The BROKEN naive strategy must double-book on real PostgreSQL under the storm.
 #[test]
 fn naive_double_books_on_postgres_under_the_storm() {
+    let _others = beside_others();
     let Some(url) = database_url() else { return };
     let config = validate_config(&url, "naive", 50);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
@@ -161,6 +178,7 @@ fn naive_double_books_on_postgres_under_the_storm() {
 /// test skips with a notice otherwise).
 #[test]
 fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
+    let _others = beside_others();
     use sim::real::throughput::{ThroughputConfig, measure};
     let Some(url) = database_url() else { return };
     if std::process::Command::new("pgbench").arg("--version").output().is_err() {
@@ -192,6 +210,7 @@ fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
 /// CI gate (`tests/real_validate.rs`) runs on a quiet machine; these tests run beside others.
 #[test]
 fn a_profile_measured_during_the_run_judges_the_model() {
+    let _alone = alone();
     use sim::real::validate::{
         SimProfile, compare_levels, on_loopback, profile_from_run, real_side, scenario_at_level,
         sim_side,

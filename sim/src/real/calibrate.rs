@@ -513,15 +513,19 @@ impl RequestTimer {
         ))
     }
 
-    /// Own µs per request plus (mean client latency − mean handler wall time), as a histogram.
+    /// Own µs per request plus (median client latency − median handler wall time), as a
+    /// histogram. Medians, not means: a few long stalls of the load generator (other tests,
+    /// other processes on the cores) would otherwise be added to every simulated request.
     fn request_us(&self, client: &Histogram<u64>) -> Histogram<u64> {
         let samples = self.take();
         let mut histogram = latency_histogram();
         if samples.is_empty() {
             return histogram;
         }
-        let wall_mean = samples.iter().map(|s| s.0 as f64).sum::<f64>() / samples.len() as f64;
-        let outside_us = (client.mean() - wall_mean).max(0.0).round() as u64;
+        let mut walls: Vec<u64> = samples.iter().map(|s| s.0).collect();
+        walls.sort_unstable();
+        let wall_median = walls[walls.len() / 2];
+        let outside_us = client.value_at_quantile(0.5).saturating_sub(wall_median);
         for (_, own_us) in samples {
             histogram.saturating_record((own_us + outside_us).max(1));
         }
