@@ -15,7 +15,7 @@
 //!    (`session.rs`); everything else is parsed by sqlparser and planned once into a closed
 //!    `Plan` (`sql/planner.rs`), resolving names against the catalog (`catalog.rs`).
 //! 3. The session picks the snapshot (per statement at READ COMMITTED, at the first statement
-//!    at REPEATABLE READ / SERIALIZABLE) and the executor (`executor.rs`) runs the plan over
+//!    at REPEATABLE READ / SERIALIZABLE) and the executor (`executor/`) runs the plan over
 //!    the MVCC heap (`mvcc.rs`), taking row and advisory locks (`locks.rs`), checking
 //!    constraints, and reporting SIREAD reads and writes to SSI (`ssi.rs`).
 //! 4. If a lock or another transaction is in the way, the statement's changes are undone and
@@ -141,7 +141,7 @@ pub struct Engine {
     next_session: SessionId,
     /// Open sessions. BTreeMap for determinism of every scan (wake order ties, timers).
     sessions: BTreeMap<SessionId, session::Session>,
-    db: executor::Db,
+    db: executor::Database,
     completions: Vec<Completion>,
     /// Orders waits that began at the same virtual time.
     wait_seq: u64,
@@ -177,7 +177,7 @@ pub struct OpenTransaction {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        let db = executor::Db {
+        let db = executor::Database {
             catalog: catalog::Catalog::default(),
             xids: mvcc::Xids::default(),
             locks: locks::Locks::default(),

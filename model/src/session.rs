@@ -26,7 +26,7 @@
 
 use crate::deadlock;
 use crate::error::Error;
-use crate::executor::{Exec, Halt, Me, Replay};
+use crate::executor::{Executor, Halt, Replay, TransactionContext};
 use crate::locks::{Wait, row_conflicts};
 use crate::mvcc::{Snapshot, TxnId, Xid, XidStatus};
 use crate::plan_cache::Parsed;
@@ -69,7 +69,7 @@ impl Default for Settings {
 
 /// An open transaction.
 #[derive(Clone, Debug)]
-pub struct Txn {
+pub struct Transaction {
     pub id: TxnId,
     /// The xid for new writes and locks (the innermost subtransaction's).
     pub xid: Xid,
@@ -127,7 +127,7 @@ pub struct Pending {
 #[derive(Clone, Debug, Default)]
 pub struct Session {
     pub settings: Settings,
-    pub txn: Option<Txn>,
+    pub txn: Option<Transaction>,
     pub pending: Option<Pending>,
 }
 
@@ -338,10 +338,10 @@ impl Engine {
         self.attempt(session, plan, b.snap, b.replay.clone(), Some(b))
     }
 
-    fn me(&self, session: SessionId) -> Me {
+    fn transaction_context(&self, session: SessionId) -> TransactionContext {
         let s = &self.sessions[&session];
         let t = s.txn.as_ref().expect("statement runs in a transaction");
-        Me {
+        TransactionContext {
             session,
             txn: t.id,
             xid: t.xid,
@@ -360,18 +360,19 @@ impl Engine {
         mut replay: Replay,
         prior: Option<Blocked>,
     ) -> Outcome {
-        let me = self.me(session);
+        let context = self.transaction_context(session);
         // Borrowed from the session (a field apart from `db`), not copied per attempt.
         let params: &[Value] = self
             .sessions
             .get(&session)
             .and_then(|s| s.pending.as_ref())
             .map_or(&[], |p| p.params.as_slice());
-        let mut exec = Exec::new(&mut self.db, me, snap, params, &mut replay, self.now);
-        exec.resumed = prior.is_some();
-        let result = exec.run(&plan);
+        let mut executor =
+            Executor::new(&mut self.db, context, snap, params, &mut replay, self.now);
+        executor.resumed = prior.is_some();
+        let result = executor.run(&plan);
         if result.is_err() {
-            exec.undo();
+            executor.undo();
         }
         match result {
             Ok(r) => {
@@ -440,7 +441,7 @@ impl Engine {
         let id = self.db.xids.allocate(None);
         let start_us = self.config.epoch_us + self.now.as_micros() as i64;
         let s = self.sessions.get_mut(&session).expect("open session");
-        s.txn = Some(Txn {
+        s.txn = Some(Transaction {
             id,
             xid: id,
             xids: vec![id],
@@ -621,7 +622,7 @@ impl Engine {
         ok("SET")
     }
 
-    fn explicit_txn(&mut self, session: SessionId, what: &str) -> Result<&mut Txn, Error> {
+    fn explicit_txn(&mut self, session: SessionId, what: &str) -> Result<&mut Transaction, Error> {
         match self.sessions.get_mut(&session).and_then(|s| s.txn.as_mut()) {
             Some(t) if t.explicit => Ok(t),
             _ => Err(errinput!("25P01", "{what} can only be used in transaction blocks")),
@@ -1138,7 +1139,7 @@ impl Engine {
                 errinput!("0A000", "query_committed runs only plain reads").into_sql_error()
             );
         }
-        let me = Me {
+        let context = TransactionContext {
             session: 0,
             txn: 0,
             xid: 0,
@@ -1149,8 +1150,8 @@ impl Engine {
         };
         let snap = Snapshot { seq: self.db.xids.last_commit, txn: 0, cmd: 0 };
         let mut replay = Replay::default();
-        let mut exec = Exec::new(&mut self.db, me, snap, &[], &mut replay, self.now);
-        match exec.run(&plan) {
+        let mut executor = Executor::new(&mut self.db, context, snap, &[], &mut replay, self.now);
+        match executor.run(&plan) {
             Ok(r) => Ok(r),
             Err(Halt::Error(e)) => Err(e.into_sql_error()),
             Err(Halt::Block(_)) => {
