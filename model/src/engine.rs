@@ -1,6 +1,6 @@
 //! The [`Engine`] facade: the sans-IO engine's public methods, over the state it owns
 //! (sessions, the database, virtual time, completions). The statement machinery behind
-//! the methods is in `session.rs` (`impl Engine` continued) and `executor/`.
+//! the methods is in `session/` (`impl Engine` continued) and `executor/`.
 
 use crate::{Completion, EngineConfig, OpenTransaction, Response, SessionId, Step, Value, Warning};
 use crate::{catalog, executor, locks, mvcc, plan_cache, session, ssi};

@@ -14,7 +14,7 @@
 //! LIFE OF A STATEMENT
 //! 1. [`Engine::submit`] splits the string at top-level `;` (`sql::split_statements`).
 //! 2. Control statements (BEGIN, COMMIT, SAVEPOINT, SET, …) are handled by the session layer
-//!    (`session.rs`); everything else is parsed by sqlparser and planned once into a closed
+//!    (`session/`); everything else is parsed by sqlparser and planned once into a closed
 //!    `Plan` (`sql/planner/`), resolving names against the catalog (`catalog.rs`).
 //! 3. The session picks the snapshot (per statement at READ COMMITTED, at the first statement
 //!    at REPEATABLE READ / SERIALIZABLE) and the executor (`executor/`) runs the plan over
