@@ -2,7 +2,7 @@
 //! in-progress conflicting writer, with the SSI write check in PostgreSQL's order), and
 //! FOREIGN KEY from the child side (FOR KEY SHARE on the parent) and the parent side.
 
-use super::{Conflict, ExecResult, Executor, Halt, row_text};
+use super::{Conflict, ExecutionResult, Executor, Halt, row_text};
 use crate::Value;
 use crate::error::Error;
 use crate::locks::Wait;
@@ -24,7 +24,7 @@ impl<'a> Executor<'a> {
         values: &[Value],
         replaces: Option<TupleId>,
         index_insert: bool,
-    ) -> ExecResult<()> {
+    ) -> ExecutionResult<()> {
         let ssi = self.ssi_write(WriteTarget { table, replaces, index_insert });
         if ssi.is_err() && !self.resumed {
             return ssi;
@@ -40,7 +40,7 @@ impl<'a> Executor<'a> {
     }
 
     /// NOT NULL and CHECK constraints of a proposed row.
-    pub(super) fn check_row(&mut self, table: &str, values: &[Value]) -> ExecResult<()> {
+    pub(super) fn check_row(&mut self, table: &str, values: &[Value]) -> ExecutionResult<()> {
         // The definition is read in place (the checks' evaluation only needs the effects).
         let params = self.params;
         let (catalog, _, mut effects) = self.side_effects();
@@ -81,7 +81,7 @@ impl<'a> Executor<'a> {
         table: &str,
         values: &[Value],
         only: Option<(bool, usize)>,
-    ) -> ExecResult<Option<Conflict>> {
+    ) -> ExecutionResult<Option<Conflict>> {
         let t = self.db.catalog.must_get(table)?;
         let xids = &self.db.xids;
         let own_txn = self.context.txn;
@@ -184,7 +184,7 @@ impl<'a> Executor<'a> {
         table: &str,
         values: &[Value],
         old: Option<&[Value]>,
-    ) -> ExecResult<()> {
+    ) -> ExecutionResult<()> {
         let fks = self.db.catalog.must_get(table)?.foreign_keys.clone();
         for fk in fks {
             let key: Vec<Value> = fk.columns.iter().map(|&c| values[c].clone()).collect();
@@ -270,7 +270,7 @@ impl<'a> Executor<'a> {
         table: &str,
         columns: &[usize],
         key: &[Value],
-    ) -> ExecResult<Option<TupleId>> {
+    ) -> ExecutionResult<Option<TupleId>> {
         let fresh = Snapshot {
             seq: self.db.xids.last_commit,
             txn: self.context.txn,
@@ -309,7 +309,7 @@ impl<'a> Executor<'a> {
         columns: &[usize],
         key: &[Value],
         fresh: Snapshot,
-    ) -> ExecResult<Option<TupleId>> {
+    ) -> ExecutionResult<Option<TupleId>> {
         let t = self.db.catalog.must_get(table)?;
         let Some(ui) = t.uniques.iter().position(|u| u.columns == columns) else {
             return Ok(None);
@@ -329,7 +329,7 @@ impl<'a> Executor<'a> {
         table: &str,
         old: &[Value],
         new: Option<&[Value]>,
-    ) -> ExecResult<()> {
+    ) -> ExecutionResult<()> {
         let fresh = Snapshot {
             seq: self.db.xids.last_commit,
             txn: self.context.txn,

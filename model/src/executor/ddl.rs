@@ -1,6 +1,6 @@
 //! DDL: CREATE TABLE, CREATE UNIQUE INDEX (checking existing rows), DROP TABLE and TRUNCATE.
 
-use super::{ExecResult, Executor, row_text};
+use super::{ExecutionResult, Executor, row_text};
 use crate::catalog::Table;
 use crate::error::Error;
 use crate::mvcc::{self, Liveness, TupleId};
@@ -12,7 +12,7 @@ impl<'a> Executor<'a> {
         &mut self,
         t: &Table,
         if_not_exists: bool,
-    ) -> ExecResult<QueryResult> {
+    ) -> ExecutionResult<QueryResult> {
         if self.db.catalog.tables.contains_key(&t.name) {
             if if_not_exists {
                 return Ok(tag("CREATE TABLE", 0).retag("CREATE TABLE"));
@@ -29,7 +29,7 @@ impl<'a> Executor<'a> {
         table: &str,
         index: crate::catalog::UniqueIndex,
         if_not_exists: bool,
-    ) -> ExecResult<QueryResult> {
+    ) -> ExecutionResult<QueryResult> {
         let xids = &self.db.xids;
         let t = self.db.catalog.must_get_mut(table)?;
         if t.uniques.iter().any(|u| u.name == index.name) {
@@ -75,7 +75,7 @@ impl<'a> Executor<'a> {
         &mut self,
         names: &[String],
         if_exists: bool,
-    ) -> ExecResult<QueryResult> {
+    ) -> ExecutionResult<QueryResult> {
         for n in names {
             if !self.db.catalog.tables.contains_key(n) && !if_exists {
                 return Err(crate::catalog::undefined_table(n).into());
@@ -88,7 +88,7 @@ impl<'a> Executor<'a> {
         Ok(tag("DROP TABLE", 0).retag("DROP TABLE"))
     }
 
-    pub(super) fn truncate(&mut self, names: &[String]) -> ExecResult<QueryResult> {
+    pub(super) fn truncate(&mut self, names: &[String]) -> ExecutionResult<QueryResult> {
         for n in names {
             self.db.catalog.must_get(n)?;
         }

@@ -2,7 +2,7 @@
 //! pg_sleep and the advisory-lock functions, recorded in the statement's `Replay` log so a
 //! re-run after a wait returns the same results; and EXISTS subqueries.
 
-use super::{ExecResult, Halt, SideEffects};
+use super::{ExecutionResult, Halt, SideEffects};
 use crate::error::Error;
 use crate::locks::{AdvisoryHold, Wait};
 use crate::sql::expr::{self, Effects, ExistsPlan, Func, Row};
@@ -15,7 +15,7 @@ impl Effects<Halt> for SideEffects<'_> {
         self.context.now_us
     }
 
-    fn call(&mut self, func: Func, args: &[Value]) -> ExecResult<Value> {
+    fn call(&mut self, func: Func, args: &[Value]) -> ExecutionResult<Value> {
         if let Some(done) = self.replay.results.get(*self.call_index) {
             *self.call_index += 1;
             return Ok(done.clone());
@@ -41,7 +41,7 @@ impl Effects<Halt> for SideEffects<'_> {
         Ok(result)
     }
 
-    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> ExecResult<bool> {
+    fn exists(&mut self, plan: &ExistsPlan, outer: &[Value]) -> ExecutionResult<bool> {
         let (catalog, xids, snap, params) = (self.catalog, self.xids, self.snap, self.params);
         let t = catalog.must_get(&plan.table)?;
         if self.context.ssi {
@@ -68,7 +68,7 @@ impl Effects<Halt> for SideEffects<'_> {
 }
 
 impl SideEffects<'_> {
-    fn sleep(&mut self, args: &[Value]) -> ExecResult<Value> {
+    fn sleep(&mut self, args: &[Value]) -> ExecutionResult<Value> {
         let seconds_us: i64 = match args.first() {
             Some(Value::Int(i)) => i.saturating_mul(1_000_000),
             Some(Value::Text(t)) => match t.trim().parse::<f64>() {
@@ -98,7 +98,7 @@ impl SideEffects<'_> {
         Ok(Value::Text(String::new()))
     }
 
-    fn advisory(&mut self, a: expr::AdvisoryFn, args: &[Value]) -> ExecResult<Value> {
+    fn advisory(&mut self, a: expr::AdvisoryFn, args: &[Value]) -> ExecutionResult<Value> {
         if a.unlock_all {
             self.locks.release_session(self.context.session);
             return Ok(Value::Text(String::new()));

@@ -2,7 +2,7 @@
 //! candidate row (ROW LOCKS AND VERSION CHECKS in the `executor` module doc), following a
 //! committed update to the newest version under READ COMMITTED.
 
-use super::{Candidate, ExecResult, Executor, Halt};
+use super::{Candidate, ExecutionResult, Executor, Halt};
 use crate::error::Error;
 use crate::locks::{RowLock, Wait};
 use crate::mvcc::{TupleId, XidStatus};
@@ -11,7 +11,11 @@ use crate::sql::{Isolation, LockStrength};
 
 impl<'a> Executor<'a> {
     /// Applies the FOR … clauses to one output row; false when the row is skipped.
-    pub(super) fn lock_select_row(&mut self, s: &Select, cand: &mut Candidate) -> ExecResult<bool> {
+    pub(super) fn lock_select_row(
+        &mut self,
+        s: &Select,
+        cand: &mut Candidate,
+    ) -> ExecutionResult<bool> {
         let widths = &s.widths;
         for clause in &s.locks {
             for &si in &clause.sources {
@@ -58,7 +62,7 @@ impl<'a> Executor<'a> {
         mode: LockStrength,
         nowait: bool,
         skip_locked: bool,
-    ) -> ExecResult<Option<TupleId>> {
+    ) -> ExecutionResult<Option<TupleId>> {
         let t = self.db.catalog.must_get(table)?;
         let row = t.heap.tuples[tid].row_id;
         if !self.db.locks.row_blockers(table, row, self.context.txn, mode).is_empty() {
@@ -88,7 +92,7 @@ impl<'a> Executor<'a> {
         table: &str,
         tid: TupleId,
         mode: LockStrength,
-    ) -> ExecResult<Option<TupleId>> {
+    ) -> ExecutionResult<Option<TupleId>> {
         let t = self.db.catalog.must_get(table)?;
         let xids = &self.db.xids;
         let tuple = &t.heap.tuples[tid];

@@ -85,7 +85,7 @@ impl From<Error> for Halt {
     }
 }
 
-type ExecResult<T> = std::result::Result<T, Halt>;
+type ExecutionResult<T> = std::result::Result<T, Halt>;
 
 /// The session and transaction running a statement.
 #[derive(Clone, Debug)]
@@ -189,7 +189,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs the plan.
-    pub fn run(&mut self, plan: &Plan) -> ExecResult<QueryResult> {
+    pub fn run(&mut self, plan: &Plan) -> ExecutionResult<QueryResult> {
         match plan {
             Plan::Select(s) => self.select(s),
             Plan::Insert(i) => self.insert(i),
@@ -227,21 +227,21 @@ impl<'a> Executor<'a> {
         e: &Expr,
         values: &[Value],
         excluded: Option<&[Value]>,
-    ) -> ExecResult<Value> {
+    ) -> ExecutionResult<Value> {
         let params = self.params;
         let (_, _, mut effects) = self.side_effects();
         let row = Row { values, params, excluded, aggregates: &[] };
         expr::eval(e, &row, &mut effects)
     }
 
-    fn eval_filter(&mut self, filter: Option<&Expr>, values: &[Value]) -> ExecResult<bool> {
+    fn eval_filter(&mut self, filter: Option<&Expr>, values: &[Value]) -> ExecutionResult<bool> {
         match filter {
             None => Ok(true),
             Some(f) => Ok(expr::is_true(&self.eval(f, values, None)?)),
         }
     }
 
-    fn ssi_read(&mut self, table: &str) -> ExecResult<()> {
+    fn ssi_read(&mut self, table: &str) -> ExecutionResult<()> {
         if self.context.ssi {
             if !self.resumed {
                 self.db.ssi.fail_if_doomed(self.context.txn)?;
@@ -251,14 +251,14 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    fn ssi_write(&mut self, target: WriteTarget<'_>) -> ExecResult<()> {
+    fn ssi_write(&mut self, target: WriteTarget<'_>) -> ExecutionResult<()> {
         if self.context.ssi {
             self.db.ssi.on_write(self.context.txn, target)?;
         }
         Ok(())
     }
 
-    fn check_writable(&self, verb: &str) -> ExecResult<()> {
+    fn check_writable(&self, verb: &str) -> ExecutionResult<()> {
         if self.context.read_only {
             return Err(
                 errinput!("25006", "cannot execute {verb} in a read-only transaction").into()

@@ -2,7 +2,7 @@
 //! pins a key, else a sequential scan) with the SIREAD locks SSI needs, and the rows of a
 //! FROM source.
 
-use super::{ExecResult, Executor, SERIES_ROWS_MAX};
+use super::{ExecutionResult, Executor, SERIES_ROWS_MAX};
 use crate::catalog::Table;
 use crate::mvcc::TupleId;
 use crate::sql::expr::{self, BinOp, Expr, Row};
@@ -18,7 +18,7 @@ impl<'a> Executor<'a> {
         &mut self,
         table: &str,
         filter: Option<&Expr>,
-    ) -> ExecResult<Option<Vec<TupleId>>> {
+    ) -> ExecutionResult<Option<Vec<TupleId>>> {
         let t = self.db.catalog.must_get(table)?;
         if let Some((index, key)) = point_key(t, filter, self.params) {
             let ty = t.columns[t.uniques[index].columns[0]].ty;
@@ -33,7 +33,11 @@ impl<'a> Executor<'a> {
     /// Visible versions of one table matching `filter` (evaluated over the table's row), as
     /// tuple ids: the values stay in the heap (callers that need a copy take one). Takes
     /// the SIREAD locks of a key lookup or of a sequential scan (see `ssi.rs`).
-    pub(super) fn scan(&mut self, table: &str, filter: Option<&Expr>) -> ExecResult<Vec<TupleId>> {
+    pub(super) fn scan(
+        &mut self,
+        table: &str,
+        filter: Option<&Expr>,
+    ) -> ExecutionResult<Vec<TupleId>> {
         let lookup = self.candidate_tids(table, filter)?;
         let is_lookup = lookup.is_some();
         let tids = match lookup {
@@ -92,7 +96,7 @@ impl<'a> Executor<'a> {
         &mut self,
         table: &str,
         filter: Option<&Expr>,
-    ) -> ExecResult<Vec<(TupleId, Vec<Value>)>> {
+    ) -> ExecutionResult<Vec<(TupleId, Vec<Value>)>> {
         let tids = self.scan(table, filter)?;
         let t = self.db.catalog.must_get(table)?;
         Ok(tids.into_iter().map(|tid| (tid, t.heap.tuples[tid].values.clone())).collect())
@@ -102,7 +106,7 @@ impl<'a> Executor<'a> {
         &mut self,
         source: &Source,
         filter: Option<&Expr>,
-    ) -> ExecResult<Vec<(Option<TupleId>, Vec<Value>)>> {
+    ) -> ExecutionResult<Vec<(Option<TupleId>, Vec<Value>)>> {
         match source {
             Source::Table { table, .. } => Ok(self
                 .scan_values(table, filter)?

@@ -1,7 +1,7 @@
 //! SELECT: candidate rows from the FROM sources, grouping and aggregates, ORDER BY,
 //! OFFSET / LIMIT and projection.
 
-use super::{Candidate, ExecResult, Executor, SideEffects};
+use super::{Candidate, ExecutionResult, Executor, SideEffects};
 use crate::error::Error;
 use crate::sql::expr::{self, AggKind, Expr, Row};
 use crate::sql::planner::{OrderKey, Select, Source};
@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 impl<'a> Executor<'a> {
-    fn select_candidates(&mut self, s: &Select) -> ExecResult<Vec<Candidate>> {
+    fn select_candidates(&mut self, s: &Select) -> ExecutionResult<Vec<Candidate>> {
         match s.sources.as_slice() {
             [] => {
                 let values = Vec::new();
@@ -41,14 +41,14 @@ impl<'a> Executor<'a> {
         }
     }
 
-    pub(super) fn select(&mut self, s: &Select) -> ExecResult<QueryResult> {
+    pub(super) fn select(&mut self, s: &Select) -> ExecutionResult<QueryResult> {
         let rows = self.select_rows(s)?;
         let columns = s.projection.iter().map(|(n, _)| n.clone()).collect();
         Ok(QueryResult { tag: format!("SELECT {}", rows.len()), columns, rows })
     }
 
     /// The projected rows of a SELECT (also the source of INSERT … SELECT).
-    pub(super) fn select_rows(&mut self, s: &Select) -> ExecResult<Vec<Vec<Value>>> {
+    pub(super) fn select_rows(&mut self, s: &Select) -> ExecutionResult<Vec<Vec<Value>>> {
         if let [Source::Table { table, .. }] = s.sources.as_slice()
             && !s.grouped
             && s.locks.is_empty()
@@ -91,7 +91,11 @@ impl<'a> Executor<'a> {
     /// straight from the heap's versions instead of copying every matching row first. Same
     /// evaluation order as the general path (filter over every version, the SIREAD, then the
     /// projection of each match in heap order, sort, OFFSET/LIMIT).
-    fn select_rows_in_place(&mut self, s: &Select, table: &str) -> ExecResult<Vec<Vec<Value>>> {
+    fn select_rows_in_place(
+        &mut self,
+        s: &Select,
+        table: &str,
+    ) -> ExecutionResult<Vec<Vec<Value>>> {
         let tids = self.scan(table, s.filter.as_ref())?;
         let params = self.params;
         let mut keyed = Vec::with_capacity(tids.len());
@@ -112,7 +116,7 @@ impl<'a> Executor<'a> {
         &mut self,
         mut keyed: Vec<(Vec<Value>, C, Vec<Value>)>,
         s: &Select,
-    ) -> ExecResult<Vec<Vec<Value>>> {
+    ) -> ExecutionResult<Vec<Vec<Value>>> {
         sort_keyed(&mut keyed, s);
         let (offset, limit) = self.offset_limit(s)?;
         let rows = keyed.into_iter().map(|k| k.2).skip(offset);
@@ -122,8 +126,8 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn offset_limit(&mut self, s: &Select) -> ExecResult<(usize, Option<usize>)> {
-        let mut num = |e: &Option<Expr>, what: &str| -> ExecResult<Option<usize>> {
+    fn offset_limit(&mut self, s: &Select) -> ExecutionResult<(usize, Option<usize>)> {
+        let mut num = |e: &Option<Expr>, what: &str| -> ExecutionResult<Option<usize>> {
             match e {
                 None => Ok(None),
                 Some(e) => match self.eval(e, &[], None)? {
@@ -150,14 +154,14 @@ impl<'a> Executor<'a> {
         s: &Select,
         values: &[Value],
         aggs: &[Value],
-    ) -> ExecResult<(Vec<Value>, Vec<Value>)> {
+    ) -> ExecutionResult<(Vec<Value>, Vec<Value>)> {
         let params = self.params;
         let (_, _, mut effects) = self.side_effects();
         let row = Row { values, params, excluded: None, aggregates: aggs };
         project_row(s, &row, &mut effects)
     }
 
-    fn grouped(&mut self, s: &Select, cands: Vec<Candidate>) -> ExecResult<Vec<Vec<Value>>> {
+    fn grouped(&mut self, s: &Select, cands: Vec<Candidate>) -> ExecutionResult<Vec<Vec<Value>>> {
         // BTreeMap keyed by group values, for determinism (and PostgreSQL-like sorted output
         // is not promised: ORDER BY is applied below).
         let mut groups: BTreeMap<Vec<Value>, (Vec<Value>, Vec<AggState>)> = BTreeMap::new();
@@ -209,7 +213,7 @@ fn project_row(
     s: &Select,
     row: &Row<'_>,
     effects: &mut SideEffects<'_>,
-) -> ExecResult<(Vec<Value>, Vec<Value>)> {
+) -> ExecutionResult<(Vec<Value>, Vec<Value>)> {
     let mut out = Vec::with_capacity(s.projection.len());
     for (_, e) in &s.projection {
         out.push(expr::eval(e, row, effects)?);

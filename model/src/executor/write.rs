@@ -1,7 +1,7 @@
 //! Writes: INSERT (defaults, serials, ON CONFLICT), UPDATE and DELETE with RETURNING, and the
 //! heap version changes they make (each recorded for `Executor::undo`).
 
-use super::{Conflict, ExecResult, Executor, ON_CONFLICT_RETRIES_MAX};
+use super::{Conflict, ExecutionResult, Executor, ON_CONFLICT_RETRIES_MAX};
 use crate::catalog::Table;
 use crate::error::Error;
 use crate::mvcc::{RowId, Tuple, TupleId, Undo};
@@ -27,7 +27,7 @@ impl<'a> Executor<'a> {
         table: &str,
         row_id: RowId,
         values: Vec<Value>,
-    ) -> ExecResult<TupleId> {
+    ) -> ExecutionResult<TupleId> {
         let (xid, cmd) = (self.context.xid, self.snap.cmd);
         let t = self.db.catalog.must_get_mut(table)?;
         let keys = Self::index_keys(t, &values);
@@ -51,7 +51,7 @@ impl<'a> Executor<'a> {
         table: &str,
         tid: TupleId,
         next: Option<TupleId>,
-    ) -> ExecResult<()> {
+    ) -> ExecutionResult<()> {
         let (xid, cmd) = (self.context.xid, self.snap.cmd);
         let t = self.db.catalog.must_get_mut(table)?;
         let tuple = &mut t.heap.tuples[tid];
@@ -68,7 +68,7 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    pub(super) fn insert(&mut self, ins: &Insert) -> ExecResult<QueryResult> {
+    pub(super) fn insert(&mut self, ins: &Insert) -> ExecutionResult<QueryResult> {
         self.check_writable("INSERT")?;
         let rows: Vec<Vec<Option<Value>>> = match &ins.source {
             InsertSource::Values(rows) => {
@@ -114,7 +114,11 @@ impl<'a> Executor<'a> {
         QueryResult { tag, columns: returning.iter().map(|(n, _)| n.clone()).collect(), rows }
     }
 
-    fn returning(&mut self, items: &[(String, Expr)], values: &[Value]) -> ExecResult<Vec<Value>> {
+    fn returning(
+        &mut self,
+        items: &[(String, Expr)],
+        values: &[Value],
+    ) -> ExecutionResult<Vec<Value>> {
         let mut out = Vec::with_capacity(items.len());
         for (_, e) in items {
             out.push(self.eval(e, values, None)?);
@@ -125,7 +129,11 @@ impl<'a> Executor<'a> {
     /// The full row for an INSERT: provided values, defaults, serials, generated columns.
     /// The table's definition is read in place, never copied (serials are its only part a
     /// row changes, through [`Executor::default_value`]).
-    fn build_row(&mut self, ins: &Insert, provided: Vec<Option<Value>>) -> ExecResult<Vec<Value>> {
+    fn build_row(
+        &mut self,
+        ins: &Insert,
+        provided: Vec<Option<Value>>,
+    ) -> ExecutionResult<Vec<Value>> {
         let width = {
             let t = self.db.catalog.must_get(&ins.table)?;
             for (&ci, v) in ins.columns.iter().zip(&provided) {
@@ -167,7 +175,7 @@ impl<'a> Executor<'a> {
         Ok(row)
     }
 
-    fn default_value(&mut self, table: &str, ci: usize) -> ExecResult<Value> {
+    fn default_value(&mut self, table: &str, ci: usize) -> ExecutionResult<Value> {
         if self.db.catalog.must_get(table)?.columns[ci].serial_next.is_some() {
             return Ok(Value::Int(self.next_serial(table, ci)?));
         }
@@ -183,7 +191,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn next_serial(&mut self, table: &str, ci: usize) -> ExecResult<i64> {
+    fn next_serial(&mut self, table: &str, ci: usize) -> ExecutionResult<i64> {
         if let Some(v) = self.replay.serials.get(self.serial_index) {
             self.serial_index += 1;
             return Ok(*v);
@@ -199,7 +207,11 @@ impl<'a> Executor<'a> {
 
     /// Inserts one row with ON CONFLICT handling. Returns the row as stored (or as updated by
     /// DO UPDATE), None when nothing was written.
-    fn insert_row(&mut self, ins: &Insert, values: Vec<Value>) -> ExecResult<Option<Vec<Value>>> {
+    fn insert_row(
+        &mut self,
+        ins: &Insert,
+        values: Vec<Value>,
+    ) -> ExecutionResult<Option<Vec<Value>>> {
         self.check_row(&ins.table, &values)?;
         let arbiter = ins.on_conflict.as_ref().map(|oc| oc.arbiter);
         if let Some(only) = arbiter {
@@ -232,7 +244,7 @@ impl<'a> Executor<'a> {
         ins: &Insert,
         proposed: &[Value],
         c: Conflict,
-    ) -> ExecResult<Option<Option<Vec<Value>>>> {
+    ) -> ExecutionResult<Option<Option<Vec<Value>>>> {
         let oc = ins.on_conflict.as_ref().expect("called with ON CONFLICT");
         let table = ins.table.as_str();
         let visible = {
@@ -279,7 +291,7 @@ impl<'a> Executor<'a> {
         self.write_update(table, tid, &existing, new).map(|v| Some(Some(v)))
     }
 
-    pub(super) fn update(&mut self, u: &Update) -> ExecResult<QueryResult> {
+    pub(super) fn update(&mut self, u: &Update) -> ExecutionResult<QueryResult> {
         self.check_writable("UPDATE")?;
         let key_update = {
             let t = self.db.catalog.must_get(&u.table)?;
@@ -320,7 +332,7 @@ impl<'a> Executor<'a> {
         tid: TupleId,
         old: &[Value],
         mut new: Vec<Value>,
-    ) -> ExecResult<Vec<Value>> {
+    ) -> ExecutionResult<Vec<Value>> {
         {
             let params = self.params;
             let (catalog, _, mut effects) = self.side_effects();
@@ -354,13 +366,13 @@ impl<'a> Executor<'a> {
         Ok(new)
     }
 
-    fn set_next(&mut self, table: &str, tid: TupleId, next: TupleId) -> ExecResult<()> {
+    fn set_next(&mut self, table: &str, tid: TupleId, next: TupleId) -> ExecutionResult<()> {
         let t = self.db.catalog.must_get_mut(table)?;
         t.heap.tuples[tid].next = Some(next);
         Ok(())
     }
 
-    pub(super) fn delete(&mut self, d: &Delete) -> ExecResult<QueryResult> {
+    pub(super) fn delete(&mut self, d: &Delete) -> ExecutionResult<QueryResult> {
         self.check_writable("DELETE")?;
         let tids = self.scan(&d.table, d.filter.as_ref())?;
         let mut count = 0;
