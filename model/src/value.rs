@@ -1,7 +1,7 @@
 //! Values: column types, parsing of text input, PostgreSQL text output, comparison and ranges.
 //!
 //! WHAT THIS DOES
-//! The engine stores every datum as a [`Value`] (defined in `lib.rs`). This module knows the
+//! The engine stores every datum as a [`Value`] (defined in `api.rs`). This module knows the
 //! SQL column types the model accepts ([`ColumnType`]), turns text input into typed values the
 //! way PostgreSQL's input functions do (`'2025-03-10 09:00:00+00'`, `'[1,5)'`, uuids), prints
 //! values the way PostgreSQL's output functions do (`2025-03-10 09:00:00+00`, `t`, ranges with

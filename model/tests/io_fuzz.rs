@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use model::io::frame::read_frame;
-use model::io::{Client, Request, Server, ServerConfig};
+use model::io::{Client, Incoming, Server, ServerConfig};
 use model::spec::parse_spec;
 use model::{Engine, EngineConfig};
 use proptest::prelude::*;
@@ -32,12 +32,12 @@ proptest! {
                 a.write_all(&len).await.unwrap();
                 a.write_all(&payload).await.unwrap();
                 drop(a);
-                let _ = read_frame::<_, Request>(&mut b).await;
+                let _ = read_frame::<_, Incoming>(&mut b).await;
                 // Raw bytes with no length prefix at all.
                 let (mut a, mut b) = tokio::io::duplex(256);
                 a.write_all(&payload).await.unwrap();
                 drop(a);
-                let _ = read_frame::<_, Request>(&mut b).await;
+                let _ = read_frame::<_, Incoming>(&mut b).await;
             }
         });
     }

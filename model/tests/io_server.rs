@@ -5,9 +5,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use model::io::frame::{read_frame, write_frame};
-use model::io::{Client, Request, Server, ServerConfig, WireResponse, WireValue};
+use model::io::{Client, Incoming, QueryRef, Server, ServerConfig};
 use model::profile::LatencyProfile;
-use model::{Engine, EngineConfig, QueryResult, Range, SqlError, Step, Value};
+use model::{Engine, EngineConfig, QueryResult, Range, Response, SqlError, Step, Value};
 use tokio::io::DuplexStream;
 use tokio::task::LocalSet;
 use tokio::time::Instant;
@@ -56,16 +56,9 @@ async fn frames_round_trip_every_value() {
         })),
     ];
     let (mut a, mut b) = tokio::io::duplex(1024);
-    let request = Request::Query {
-        sql: "SELECT $1".into(),
-        params: values.iter().map(WireValue::from).collect(),
-    };
-    write_frame(&mut a, &request).await.unwrap();
-    let got: Request = read_frame(&mut b).await.unwrap().unwrap();
-    assert_eq!(got, request);
-    let Request::Query { params, .. } = got else { unreachable!() };
-    let back: Vec<Value> = params.iter().map(|w| w.to_value().unwrap()).collect();
-    assert_eq!(back, values);
+    write_frame(&mut a, &QueryRef { sql: "SELECT $1", params: &values }).await.unwrap();
+    let got: Incoming = read_frame(&mut b).await.unwrap().unwrap();
+    assert_eq!(got, Incoming::Query { sql: "SELECT $1".into(), params: values.clone() });
 
     for response in [
         Ok(QueryResult { tag: "SELECT 1".into(), columns: vec!["v".into()], rows: vec![values] }),
@@ -76,19 +69,19 @@ async fn frames_round_trip_every_value() {
             constraint: Some("x".into()),
         }),
     ] {
-        write_frame(&mut b, &WireResponse::from(&response)).await.unwrap();
-        let got: WireResponse = read_frame(&mut a).await.unwrap().unwrap();
-        assert_eq!(got.to_response().unwrap(), response);
+        write_frame(&mut b, &response).await.unwrap();
+        let got: Response = read_frame(&mut a).await.unwrap().unwrap();
+        assert_eq!(got, response);
     }
     drop(b);
-    assert!(read_frame::<_, Request>(&mut a).await.unwrap().is_none(), "clean EOF is None");
+    assert!(read_frame::<_, Incoming>(&mut a).await.unwrap().is_none(), "clean EOF is None");
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn oversized_frame_is_refused() {
     let (mut a, mut b) = tokio::io::duplex(64);
     tokio::io::AsyncWriteExt::write_all(&mut a, &u32::MAX.to_be_bytes()).await.unwrap();
-    let err = read_frame::<_, Request>(&mut b).await.unwrap_err();
+    let err = read_frame::<_, Incoming>(&mut b).await.unwrap_err();
     assert!(matches!(err, model::io::IoError::FrameTooLarge { .. }), "{err}");
 }
 

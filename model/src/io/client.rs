@@ -14,7 +14,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use super::frame::{Decode, FRAME_BYTES_MAX, IoError, QueryRef, Request, write_frame};
+use super::frame::{Decode, FRAME_BYTES_MAX, Incoming, IoError, QueryRef, write_frame};
 use crate::{Response, Value};
 
 /// Bytes asked of the stream per read.
@@ -90,6 +90,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Ends the session politely.
     pub async fn close(mut self) -> Result<(), IoError> {
-        write_frame(&mut self.stream, &Request::Close).await
+        write_frame(&mut self.stream, &Incoming::Close).await
     }
 }

@@ -2,23 +2,19 @@
 //!
 //! Every message is one frame: a 4-byte big-endian payload length, then a compact binary
 //! payload ([`Codec`]: a tag byte per enum, little-endian integers, u32-length-prefixed
-//! UTF-8 strings and sequences). The client sends [`Request`]s; the server answers each
-//! `Query` with exactly one [`WireResponse`], in order. `Close` (or EOF) ends the session.
+//! UTF-8 strings and sequences). The client sends requests ([`QueryRef`], [`Incoming`]); the
+//! server answers each `Query` with exactly one [`Response`], in order. `Close` (or EOF) ends the session.
 //! The payload was JSON once; profiling showed serde_json escaping and parsing among the
-//! top costs of a simulated run, so the codec is now hand-written (the types keep their
-//! serde derives for traces and tests). Frames larger than [`FRAME_BYTES_MAX`] are refused
-//! rather than allocated; a decoder never allocates more elements than bytes remain, and
-//! nested range bounds are limited to [`WIRE_DEPTH_MAX`].
+//! top costs of a simulated run, so the codec is now hand-written. Frames larger than
+//! [`FRAME_BYTES_MAX`] are refused rather than allocated; a decoder never allocates more
+//! elements than bytes remain, and nested range bounds are limited to [`WIRE_DEPTH_MAX`].
 //!
-//! The public API types in `lib.rs` carry no serde derives, so this module mirrors them
-//! ([`WireValue`], [`WireResponse`]) and converts both ways. The client and server do not go
-//! through the mirrors on the hot path: [`QueryRef`] encodes a query straight from borrowed
-//! engine values, [`Incoming`] decodes it straight into them, and [`Response`] has its own
-//! codec; the byte layout is the same either way (a uuid travels as 16 raw bytes, tag 7;
-//! the older tag 4, 32 hex digits, is still accepted). Not modelled: pipelining several
-//! queries before reading replies (the client does not do it), cancellation requests.
+//! The codecs work on the engine's own types: [`QueryRef`] encodes a query straight from
+//! borrowed engine values, [`Incoming`] decodes it straight into them (and encodes `Close`),
+//! and [`Response`] has its own codec. A uuid travels as 16 raw bytes (tag 7); the older tag
+//! 4, 32 hex digits, is still accepted. Not modelled: pipelining several queries before
+//! reading replies (the client does not do it), cancellation requests.
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{QueryResult, Range, Response, SqlError, Value};
@@ -48,124 +44,6 @@ impl IoError {
     /// partition); oversized or undecodable frames are bugs on one side.
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, IoError::Io(_) | IoError::Closed)
-    }
-}
-
-/// Client → server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Request {
-    Query { sql: String, params: Vec<WireValue> },
-    Close,
-}
-
-/// A [`Value`] on the wire. Uuids travel as 32 hex digits (JSON has no 128-bit integers).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum WireValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Text(String),
-    Uuid(String),
-    Timestamp(i64),
-    Range {
-        lower: Option<Box<WireValue>>,
-        upper: Option<Box<WireValue>>,
-        lower_inclusive: bool,
-        upper_inclusive: bool,
-        empty: bool,
-    },
-}
-
-/// A [`Response`] on the wire.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum WireResponse {
-    Ok { tag: String, columns: Vec<String>, rows: Vec<Vec<WireValue>> },
-    Err { code: String, message: String, detail: Option<String>, constraint: Option<String> },
-}
-
-impl From<&Value> for WireValue {
-    fn from(v: &Value) -> WireValue {
-        match v {
-            Value::Null => WireValue::Null,
-            Value::Bool(b) => WireValue::Bool(*b),
-            Value::Int(i) => WireValue::Int(*i),
-            Value::Text(s) => WireValue::Text(s.clone()),
-            Value::Uuid(u) => WireValue::Uuid(format!("{u:032x}")),
-            Value::Timestamp(t) => WireValue::Timestamp(*t),
-            Value::Range(r) => WireValue::Range {
-                lower: r.lower.as_ref().map(|b| Box::new(WireValue::from(b))),
-                upper: r.upper.as_ref().map(|b| Box::new(WireValue::from(b))),
-                lower_inclusive: r.lower_inclusive,
-                upper_inclusive: r.upper_inclusive,
-                empty: r.empty,
-            },
-        }
-    }
-}
-
-impl WireValue {
-    /// Back to an engine value; a malformed uuid is a decode error.
-    pub fn to_value(&self) -> Result<Value, IoError> {
-        let bound = |b: &Option<Box<WireValue>>| b.as_ref().map(|v| v.to_value()).transpose();
-        Ok(match self {
-            WireValue::Null => Value::Null,
-            WireValue::Bool(b) => Value::Bool(*b),
-            WireValue::Int(i) => Value::Int(*i),
-            WireValue::Text(s) => Value::Text(s.clone()),
-            WireValue::Uuid(s) => Value::Uuid(
-                u128::from_str_radix(s, 16)
-                    .map_err(|e| IoError::Decode(format!("uuid {s:?}: {e}")))?,
-            ),
-            WireValue::Timestamp(t) => Value::Timestamp(*t),
-            WireValue::Range { lower, upper, lower_inclusive, upper_inclusive, empty } => {
-                Value::Range(Box::new(Range {
-                    lower: bound(lower)?,
-                    upper: bound(upper)?,
-                    lower_inclusive: *lower_inclusive,
-                    upper_inclusive: *upper_inclusive,
-                    empty: *empty,
-                }))
-            }
-        })
-    }
-}
-
-impl From<&Response> for WireResponse {
-    fn from(r: &Response) -> WireResponse {
-        match r {
-            Ok(q) => WireResponse::Ok {
-                tag: q.tag.clone(),
-                columns: q.columns.clone(),
-                rows: q.rows.iter().map(|row| row.iter().map(WireValue::from).collect()).collect(),
-            },
-            Err(e) => WireResponse::Err {
-                code: e.code.clone(),
-                message: e.message.clone(),
-                detail: e.detail.clone(),
-                constraint: e.constraint.clone(),
-            },
-        }
-    }
-}
-
-impl WireResponse {
-    pub fn to_response(&self) -> Result<Response, IoError> {
-        Ok(match self {
-            WireResponse::Ok { tag, columns, rows } => Ok(QueryResult {
-                tag: tag.clone(),
-                columns: columns.clone(),
-                rows: rows
-                    .iter()
-                    .map(|row| row.iter().map(WireValue::to_value).collect())
-                    .collect::<Result<_, _>>()?,
-            }),
-            WireResponse::Err { code, message, detail, constraint } => Err(SqlError {
-                code: code.clone(),
-                message: message.clone(),
-                detail: detail.clone(),
-                constraint: constraint.clone(),
-            }),
-        })
     }
 }
 
@@ -342,160 +220,16 @@ fn put_opt_str(out: &mut Vec<u8>, s: &Option<String>) {
     }
 }
 
-fn put_values(out: &mut Vec<u8>, values: &[WireValue]) {
-    put_len(out, values.len());
-    values.iter().for_each(|v| v.encode(out));
-}
-
-impl WireValue {
-    fn decode_at(r: &mut Reader<'_>, depth: usize) -> Result<WireValue, IoError> {
-        Ok(match r.u8()? {
-            0 => WireValue::Null,
-            1 => WireValue::Bool(r.u8()? != 0),
-            2 => WireValue::Int(r.i64()?),
-            3 => WireValue::Text(r.string()?),
-            4 => WireValue::Uuid(r.string()?),
-            7 => WireValue::Uuid(format!("{:032x}", r.u128()?)),
-            5 => WireValue::Timestamp(r.i64()?),
-            6 => {
-                if depth >= WIRE_DEPTH_MAX {
-                    return Err(r.error("range bounds nested too deeply"));
-                }
-                let flags = r.u8()?;
-                let mut bound = |bit: u8| -> Result<Option<Box<WireValue>>, IoError> {
-                    if flags & bit == 0 {
-                        return Ok(None);
-                    }
-                    WireValue::decode_at(r, depth + 1).map(|v| Some(Box::new(v)))
-                };
-                let (lower, upper) = (bound(1)?, bound(2)?);
-                WireValue::Range {
-                    lower,
-                    upper,
-                    lower_inclusive: flags & 4 != 0,
-                    upper_inclusive: flags & 8 != 0,
-                    empty: flags & 16 != 0,
-                }
-            }
-            _ => return Err(r.error("bad value tag")),
-        })
-    }
-}
-
-impl Encode for WireValue {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            WireValue::Null => out.push(0),
-            WireValue::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
-            WireValue::Int(i) => {
-                out.push(2);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            WireValue::Text(s) => {
-                out.push(3);
-                put_str(out, s);
-            }
-            WireValue::Uuid(s) => {
-                out.push(4);
-                put_str(out, s);
-            }
-            WireValue::Timestamp(t) => {
-                out.push(5);
-                out.extend_from_slice(&t.to_le_bytes());
-            }
-            WireValue::Range { lower, upper, lower_inclusive, upper_inclusive, empty } => {
-                let flags = u8::from(lower.is_some())
-                    | u8::from(upper.is_some()) << 1
-                    | u8::from(*lower_inclusive) << 2
-                    | u8::from(*upper_inclusive) << 3
-                    | u8::from(*empty) << 4;
-                out.extend_from_slice(&[6, flags]);
-                lower.iter().chain(upper.iter()).for_each(|b| b.encode(out));
-            }
-        }
-    }
-}
-
-impl Decode for WireValue {
-    fn decode(r: &mut Reader<'_>) -> Result<WireValue, IoError> {
-        WireValue::decode_at(r, 0)
-    }
-}
-
-impl Encode for Request {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Request::Query { sql, params } => {
-                out.push(0);
-                put_str(out, sql);
-                put_values(out, params);
-            }
-            Request::Close => out.push(1),
-        }
-    }
-}
-
-impl Decode for Request {
-    fn decode(r: &mut Reader<'_>) -> Result<Request, IoError> {
-        match r.u8()? {
-            0 => Ok(Request::Query { sql: r.string()?, params: r.seq(WireValue::decode)? }),
-            1 => Ok(Request::Close),
-            _ => Err(r.error("bad request tag")),
-        }
-    }
-}
-
-impl Encode for WireResponse {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            WireResponse::Ok { tag, columns, rows } => {
-                out.push(0);
-                put_str(out, tag);
-                put_len(out, columns.len());
-                columns.iter().for_each(|c| put_str(out, c));
-                put_len(out, rows.len());
-                rows.iter().for_each(|row| put_values(out, row));
-            }
-            WireResponse::Err { code, message, detail, constraint } => {
-                out.push(1);
-                put_str(out, code);
-                put_str(out, message);
-                put_opt_str(out, detail);
-                put_opt_str(out, constraint);
-            }
-        }
-    }
-}
-
-impl Decode for WireResponse {
-    fn decode(r: &mut Reader<'_>) -> Result<WireResponse, IoError> {
-        match r.u8()? {
-            0 => Ok(WireResponse::Ok {
-                tag: r.string()?,
-                columns: r.seq(Reader::string)?,
-                rows: r.seq(|r| r.seq(WireValue::decode))?,
-            }),
-            1 => Ok(WireResponse::Err {
-                code: r.string()?,
-                message: r.string()?,
-                detail: r.opt_string()?,
-                constraint: r.opt_string()?,
-            }),
-            _ => Err(r.error("bad response tag")),
-        }
-    }
-}
-
 /// A query as the client sends it, borrowing the statement and the engine values (same bytes
-/// as [`Request::Query`]).
+/// as [`Incoming::Query`]).
 #[derive(Debug, Clone, Copy)]
 pub struct QueryRef<'a> {
     pub sql: &'a str,
     pub params: &'a [Value],
 }
 
-/// A request as the server decodes it, straight into engine values (same bytes as
-/// [`Request`]).
+/// A request: the server decodes it straight into engine values; the client encodes `Close`
+/// with it (a query goes out as a [`QueryRef`], borrowing its values).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
     Query { sql: String, params: Vec<Value> },
@@ -513,6 +247,22 @@ impl Encode for QueryRef<'_> {
         put_str(out, self.sql);
         put_len(out, self.params.len());
         self.params.iter().for_each(|v| v.encode(out));
+    }
+}
+
+impl Encode for Incoming {
+    fn encoded_len_hint(&self) -> usize {
+        match self {
+            Incoming::Query { sql, params } => QueryRef { sql, params }.encoded_len_hint(),
+            Incoming::Close => 1,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Incoming::Query { sql, params } => QueryRef { sql, params }.encode(out),
+            Incoming::Close => out.push(1),
+        }
     }
 }
 
@@ -672,68 +422,31 @@ impl Decode for Response {
 mod tests {
     use super::*;
 
-    fn range(depth: usize) -> WireValue {
-        let mut v = WireValue::Int(1);
+    fn range(depth: usize) -> Value {
+        let mut v = Value::Int(1);
         for _ in 0..depth {
-            v = WireValue::Range {
-                lower: Some(Box::new(v)),
+            v = Value::Range(Box::new(Range {
+                lower: Some(v),
                 upper: None,
                 lower_inclusive: true,
                 upper_inclusive: false,
                 empty: false,
-            };
+            }));
         }
         v
     }
 
-    /// Every variant round-trips; bad payloads are decode errors, never panics.
+    /// Every variant round-trips with exact length hints; bad payloads are decode errors,
+    /// never panics.
     #[test]
-    fn codec_round_trips_and_rejects_bad_payloads() {
-        let resp = WireResponse::Ok {
-            tag: "SELECT 1".into(),
-            columns: vec!["a".into(), "é".into()],
-            rows: vec![vec![
-                WireValue::Null,
-                WireValue::Bool(true),
-                WireValue::Int(-5),
-                WireValue::Text("x\"y".into()),
-                WireValue::Uuid("00ff".into()),
-                WireValue::Timestamp(i64::MIN),
-                range(2),
-            ]],
-        };
-        let err = WireResponse::Err {
-            code: "40001".into(),
-            message: "m".into(),
-            detail: None,
-            constraint: Some("c".into()),
-        };
-        for r in [resp, err] {
-            let mut out = Vec::new();
-            r.encode(&mut out);
-            assert_eq!(WireResponse::decode_all(&out).unwrap(), r);
-            assert!(WireResponse::decode_all(&out[..out.len() - 1]).is_err(), "truncated");
-            out.push(0);
-            assert!(WireResponse::decode_all(&out).is_err(), "trailing byte");
-        }
-        let mut deep = Vec::new();
-        range(WIRE_DEPTH_MAX + 1).encode(&mut deep);
-        assert!(WireValue::decode_all(&deep).is_err(), "too deep");
-        let huge_claim = [0u8, 0xff, 0xff, 0xff, 0x7f];
-        let e = Request::decode_all(&huge_claim).unwrap_err();
-        assert!(e.to_string().contains("length exceeds the payload"), "{e}");
-    }
-
-    /// The direct codecs write the mirrors' bytes (uuid aside: 16 raw bytes) and read both.
-    #[test]
-    fn direct_codecs_match_the_mirrors() {
+    fn codecs_round_trip_and_reject_bad_payloads() {
         let values = vec![
             Value::Null,
             Value::Bool(false),
-            Value::Int(7),
-            Value::Text("t".into()),
+            Value::Int(-5),
+            Value::Text("x\"y é".into()),
             Value::Uuid(0xabcdef),
-            Value::Timestamp(-1),
+            Value::Timestamp(i64::MIN),
             Value::Range(Box::new(Range {
                 lower: Some(Value::Uuid(1)),
                 upper: Some(Value::Int(2)),
@@ -741,26 +454,25 @@ mod tests {
                 upper_inclusive: false,
                 empty: false,
             })),
+            range(2),
         ];
         let mut direct = Vec::new();
         let query = QueryRef { sql: "select $1", params: &values };
         query.encode(&mut direct);
         assert_eq!(direct.len(), query.encoded_len_hint(), "the hint is exact");
-        let mirror = Request::decode_all(&direct).unwrap();
-        let Request::Query { sql, params } = &mirror else { panic!("not a query: {mirror:?}") };
-        assert_eq!(sql, "select $1");
-        let back: Vec<Value> = params.iter().map(|w| w.to_value().unwrap()).collect();
-        assert_eq!(back, values);
-        // The mirror's hex uuids (tag 4) still decode into engine values.
-        let mut old = Vec::new();
-        mirror.encode(&mut old);
-        assert_eq!(
-            Incoming::decode_all(&old).unwrap(),
-            Incoming::Query { sql: "select $1".into(), params: values.clone() }
-        );
+        let incoming = Incoming::decode_all(&direct).unwrap();
+        assert_eq!(incoming, Incoming::Query { sql: "select $1".into(), params: values.clone() });
+        let mut again = Vec::new();
+        incoming.encode(&mut again);
+        assert_eq!(again, direct, "an owned query encodes like the borrowed one");
+        let mut close = Vec::new();
+        Incoming::Close.encode(&mut close);
+        assert_eq!(close, [1]);
+        assert_eq!(Incoming::decode_all(&close).unwrap(), Incoming::Close);
+
         let ok: Response = Ok(QueryResult {
             tag: "SELECT 1".into(),
-            columns: vec!["c".into()],
+            columns: vec!["c".into(), "é".into()],
             rows: vec![values],
         });
         let err: Response = Err(SqlError {
@@ -774,11 +486,38 @@ mod tests {
             response.encode(&mut out);
             assert_eq!(out.len(), response.encoded_len_hint(), "the hint is exact");
             assert_eq!(Response::decode_all(&out).unwrap(), response);
-            let mirror = WireResponse::decode_all(&out).unwrap();
-            assert_eq!(mirror.to_response().unwrap(), response);
             assert!(Response::decode_all(&out[..out.len() - 1]).is_err(), "truncated");
+            out.push(0);
+            assert!(Response::decode_all(&out).is_err(), "trailing byte");
         }
-        let bad_uuid = [0u8, 0, 0, 0, 0, 1, 0, 0, 0, 4, 2, 0, 0, 0, b'z', b'z'];
-        assert!(Incoming::decode_all(&bad_uuid).is_err(), "a malformed hex uuid is an error");
+
+        let mut deep = Vec::new();
+        range(WIRE_DEPTH_MAX + 1).encode(&mut deep);
+        assert!(Value::decode_all(&deep).is_err(), "too deep");
+        let huge_claim = [0u8, 0xff, 0xff, 0xff, 0x7f];
+        let e = Incoming::decode_all(&huge_claim).unwrap_err();
+        assert!(e.to_string().contains("length exceeds the payload"), "{e}");
+    }
+
+    /// The older uuid encoding (tag 4, 32 hex digits) still decodes; a malformed one is an
+    /// error.
+    #[test]
+    fn hex_uuids_still_decode() {
+        let query = |uuid: &[u8]| {
+            let mut out = vec![0u8];
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.push(b'q');
+            out.extend_from_slice(&1u32.to_le_bytes());
+            out.push(4);
+            out.extend_from_slice(&(uuid.len() as u32).to_le_bytes());
+            out.extend_from_slice(uuid);
+            out
+        };
+        let hex = format!("{:032x}", 0xabcdefu128);
+        assert_eq!(
+            Incoming::decode_all(&query(hex.as_bytes())).unwrap(),
+            Incoming::Query { sql: "q".into(), params: vec![Value::Uuid(0xabcdef)] }
+        );
+        assert!(Incoming::decode_all(&query(b"zz")).is_err(), "a malformed hex uuid is an error");
     }
 }

@@ -13,7 +13,7 @@ pub mod trace;
 
 pub use client::Client;
 pub use cores::{CoreGuard, Cores};
-pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef, Request, WireResponse, WireValue};
+pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef};
 pub use sched::Scheduler;
 pub use server::{Server, ServerConfig};
 pub use trace::TraceEvent;

@@ -1,0 +1,132 @@
+//! Row locks: a SELECT's FOR UPDATE / FOR SHARE clauses, and the lock-then-recheck of one
+//! candidate row (ROW LOCKS AND VERSION CHECKS in the `executor` module doc), following a
+//! committed update to the newest version under READ COMMITTED.
+
+use super::{Candidate, ExecutionResult, Executor, Halt};
+use crate::error::Error;
+use crate::locks::{RowLock, Wait};
+use crate::mvcc::{TupleId, XidStatus};
+use crate::sql::planner::{Select, Source};
+use crate::sql::{Isolation, LockStrength};
+
+impl<'a> Executor<'a> {
+    /// Applies the FOR … clauses to one output row; false when the row is skipped.
+    pub(super) fn lock_select_row(
+        &mut self,
+        s: &Select,
+        cand: &mut Candidate,
+    ) -> ExecutionResult<bool> {
+        let widths = &s.widths;
+        for clause in &s.locks {
+            for &si in &clause.sources {
+                let (Some(tid), Source::Table { table, .. }) = (cand.tids[si], &s.sources[si])
+                else {
+                    continue;
+                };
+                let offset: usize = widths[..si].iter().sum();
+                let locked =
+                    self.lock_row(table, tid, clause.strength, clause.nowait, clause.skip_locked);
+                // ExecLockRows says "concurrent update" for a concurrently deleted row too.
+                let locked = match locked {
+                    Err(Halt::Error(Error::Serialization { message, .. }))
+                        if message.contains("concurrent delete") =>
+                    {
+                        Err(Error::concurrent_update().into())
+                    }
+                    other => other,
+                };
+                match locked? {
+                    None => return Ok(false),
+                    Some(newest) if newest != tid => {
+                        let t = self.db.catalog.must_get(table)?;
+                        let fresh = t.heap.tuples[newest].values.clone();
+                        cand.values.splice(offset..offset + widths[si], fresh);
+                        cand.tids[si] = Some(newest);
+                        if !self.eval_filter(s.filter.as_ref(), &cand.values.clone())? {
+                            return Ok(false);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Locks a candidate row (see the module doc). Returns the version to operate on, or
+    /// None when the row is skipped (SKIP LOCKED, or deleted under READ COMMITTED).
+    pub(super) fn lock_row(
+        &mut self,
+        table: &str,
+        tid: TupleId,
+        mode: LockStrength,
+        nowait: bool,
+        skip_locked: bool,
+    ) -> ExecutionResult<Option<TupleId>> {
+        let t = self.db.catalog.must_get(table)?;
+        let row = t.heap.tuples[tid].row_id;
+        if !self.db.locks.row_blockers(table, row, self.context.txn, mode).is_empty() {
+            if skip_locked {
+                return Ok(None);
+            }
+            if nowait {
+                return Err(Error::LockNotAvailable(format!(
+                    "could not obtain lock on row in relation \"{table}\""
+                ))
+                .into());
+            }
+            return Err(Halt::Block(Wait::Row { table: table.to_string(), row, mode }));
+        }
+        let lock = RowLock {
+            txn: self.context.txn,
+            xid: self.context.xid,
+            session: self.context.session,
+            mode,
+        };
+        self.db.locks.grant_row(table, row, lock);
+        self.follow_committed_update(table, tid, mode)
+    }
+
+    fn follow_committed_update(
+        &self,
+        table: &str,
+        tid: TupleId,
+        mode: LockStrength,
+    ) -> ExecutionResult<Option<TupleId>> {
+        let t = self.db.catalog.must_get(table)?;
+        let xids = &self.db.xids;
+        let tuple = &t.heap.tuples[tid];
+        let committed_by_other = match tuple.xmax.map(|x| (x, xids.status(x))) {
+            Some((x, XidStatus::Committed(_))) => xids.top(x) != self.context.txn,
+            _ => false,
+        };
+        if !committed_by_other {
+            return Ok(Some(tid));
+        }
+        if self.context.isolation >= Isolation::RepeatableRead {
+            let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
+            // heap_lock_tuple: a KEY SHARE request on a version whose committed update kept
+            // every unique-key column (no HEAP_KEYS_UPDATED) locks that version, no error.
+            let key_kept = tuple.next.filter(|_| updated).is_some_and(|n| {
+                let newer = &t.heap.tuples[n].values;
+                (0..newer.len())
+                    .filter(|&c| t.is_key_column(c))
+                    .all(|c| newer[c] == tuple.values[c])
+            });
+            if mode == LockStrength::KeyShare && key_kept {
+                return Ok(Some(tid));
+            }
+            return Err(if updated {
+                Error::concurrent_update()
+            } else {
+                Error::concurrent_delete()
+            }
+            .into());
+        }
+        let newest = t.heap.newest(xids, tid);
+        let deleted = t.heap.tuples[newest]
+            .xmax
+            .is_some_and(|x| matches!(xids.status(x), XidStatus::Committed(_)));
+        Ok(if deleted { None } else { Some(newest) })
+    }
+}

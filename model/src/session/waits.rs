@@ -1,0 +1,299 @@
+//! Blocked statements: re-running them when a wait may be over (FIFO among conflicting
+//! waiters), the waits-for graph and deadlock checks, and the timers virtual time fires
+//! (deadlock_timeout, lock_timeout, statement_timeout, pg_sleep).
+
+use super::{Blocked, TIMER_FIRINGS_MAX, WAKE_ROUNDS_MAX};
+use crate::deadlock;
+use crate::error::Error;
+use crate::locks::{Wait, row_conflicts};
+use crate::mvcc::{TxnId, XidStatus};
+use crate::sql::LockStrength;
+use crate::{Completion, Engine, SessionId};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+impl Engine {
+    fn blocked_order(&self) -> Vec<(Duration, u64, SessionId)> {
+        let mut order: Vec<(Duration, u64, SessionId)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                s.pending.as_ref()?.blocked.as_ref().map(|b| (b.wait_start, b.wait_seq, *id))
+            })
+            .collect();
+        order.sort();
+        order
+    }
+
+    /// The first conflicting holder of the row a `Wait::Row` waits for.
+    pub(super) fn first_row_blocker(&self, session: SessionId, wait: &Wait) -> Option<TxnId> {
+        let Wait::Row { table, row, mode } = wait else { return None };
+        let txn = self.txn_of(session).unwrap_or(0);
+        self.db.locks.row_blockers(table, *row, txn, *mode).first().map(|l| l.txn)
+    }
+
+    /// Row waiters whose holder ended while another conflicting holder remains begin a new
+    /// sleep: a new deadlock check, deadlock_timeout from now (see [`Blocked::sleep_start`]).
+    fn rearm_changed_row_waits(&mut self) {
+        let now = self.now;
+        for (_, _, s) in self.blocked_order() {
+            let Some(b) = self.blocked_of(s) else { continue };
+            let Some(previous) = b.waited_on else { continue };
+            let Wait::Row { table, row, mode } = &b.wait else { continue };
+            let txn = self.txn_of(s).unwrap_or(0);
+            let current: Vec<TxnId> =
+                self.db.locks.row_blockers(table, *row, txn, *mode).iter().map(|l| l.txn).collect();
+            if current.is_empty() || current.contains(&previous) {
+                continue;
+            }
+            if let Some(b) = self
+                .sessions
+                .get_mut(&s)
+                .and_then(|x| x.pending.as_mut())
+                .and_then(|p| p.blocked.as_mut())
+            {
+                b.waited_on = Some(current[0]);
+                b.sleep_start = now;
+                b.deadlock_checked = false;
+            }
+        }
+    }
+
+    /// Re-runs blocked statements whose wait may be over, first waiter first, until none can
+    /// make progress.
+    pub(crate) fn wake(&mut self) {
+        if self.waking {
+            return;
+        }
+        self.rearm_changed_row_waits();
+        self.waking = true;
+        for _ in 0..WAKE_ROUNDS_MAX {
+            let mut progressed = false;
+            for (_, _, s) in self.blocked_order() {
+                if !self.wait_over(s) {
+                    continue;
+                }
+                let before = self.sessions[&s]
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.blocked.as_ref())
+                    .map(|b| b.wait.clone());
+                if let Some(response) = self.drive(s) {
+                    self.completions.push(Completion { session: s, response });
+                    progressed = true;
+                    break;
+                }
+                let after = self.sessions[&s]
+                    .pending
+                    .as_ref()
+                    .and_then(|p| p.blocked.as_ref())
+                    .map(|b| b.wait.clone());
+                if before != after {
+                    progressed = true;
+                    break;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.rearm_changed_row_waits();
+        self.waking = false;
+    }
+
+    pub(super) fn blocked_of(&self, s: SessionId) -> Option<&Blocked> {
+        self.sessions.get(&s)?.pending.as_ref()?.blocked.as_ref()
+    }
+
+    fn txn_of(&self, s: SessionId) -> Option<TxnId> {
+        self.sessions.get(&s)?.txn.as_ref().map(|t| t.id)
+    }
+
+    /// Whether a blocked session's wait may be over (FIFO among conflicting waiters).
+    fn wait_over(&self, s: SessionId) -> bool {
+        let Some(b) = self.blocked_of(s) else { return false };
+        let txn = self.txn_of(s).unwrap_or(0);
+        match &b.wait {
+            Wait::Txn(t) => self.db.xids.status(*t) != XidStatus::InProgress,
+            Wait::Sleep(until) => self.now >= *until,
+            Wait::SafeSnapshot => !self.db.ssi.has_active_writer(),
+            Wait::Row { table, row, mode } => {
+                if !self.db.locks.row_blockers(table, *row, txn, *mode).is_empty() {
+                    return false;
+                }
+                // PostgreSQL's heap_lock_tuple skips the tuple lock (and so the queue) when the
+                // transaction already holds a weaker lock on the row, to avoid deadlocking with
+                // waiters queued behind it (spec tuplelock-upgrade-no-deadlock). Such an
+                // upgrade waits for conflicting holders only.
+                if self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare) {
+                    return true;
+                }
+                !self.earlier_waiters(b).any(|(_, w)| match w {
+                    Wait::Row { table: t2, row: r2, mode: m2 } => {
+                        t2 == table
+                            && r2 == row
+                            && (row_conflicts(*m2, *mode) || row_conflicts(*mode, *m2))
+                    }
+                    _ => false,
+                })
+            }
+            Wait::Advisory { key, shared } => {
+                if !self.db.locks.advisory_blockers(*key, s, *shared).is_empty() {
+                    return false;
+                }
+                !self.earlier_waiters(b).any(|(other, w)| {
+                    matches!(w, Wait::Advisory { key: k2, shared: s2 } if k2 == key && other != s && !(*s2 && *shared))
+                })
+            }
+        }
+    }
+
+    fn earlier_waiters<'a>(
+        &'a self,
+        b: &'a Blocked,
+    ) -> impl Iterator<Item = (SessionId, &'a Wait)> + 'a {
+        self.sessions.iter().filter_map(move |(id, s)| {
+            let o = s.pending.as_ref()?.blocked.as_ref()?;
+            ((o.wait_start, o.wait_seq) < (b.wait_start, b.wait_seq)).then_some((*id, &o.wait))
+        })
+    }
+
+    /// Waits-for edges between sessions.
+    fn waits_for(&self) -> BTreeMap<SessionId, Vec<SessionId>> {
+        let owner: BTreeMap<TxnId, SessionId> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| s.txn.as_ref().map(|t| (t.id, *id)))
+            .collect();
+        let mut edges = BTreeMap::new();
+        for (&id, s) in &self.sessions {
+            let Some(b) = s.pending.as_ref().and_then(|p| p.blocked.as_ref()) else { continue };
+            let txn = self.txn_of(id).unwrap_or(0);
+            let targets: Vec<SessionId> = match &b.wait {
+                Wait::Txn(x) => owner.get(&self.db.xids.top(*x)).copied().into_iter().collect(),
+                Wait::Row { table, row, mode } => self
+                    .db
+                    .locks
+                    .row_blockers(table, *row, txn, *mode)
+                    .iter()
+                    .map(|l| l.session)
+                    .collect(),
+                Wait::Advisory { key, shared } => {
+                    self.db.locks.advisory_blockers(*key, id, *shared)
+                }
+                Wait::Sleep(_) | Wait::SafeSnapshot => Vec::new(),
+            };
+            edges.insert(id, targets);
+        }
+        edges
+    }
+
+    /// Every pending timer: (due, wait start, wait seq, kind, session). Kinds: 0 sleep end,
+    /// 1 deadlock check, 2 lock_timeout, 3 statement_timeout.
+    fn timers(&self) -> Vec<(Duration, Duration, u64, u8, SessionId)> {
+        let mut out = Vec::new();
+        for (&id, s) in &self.sessions {
+            let Some(p) = &s.pending else { continue };
+            let Some(b) = &p.blocked else { continue };
+            let e = s.effective();
+            let key = |due: Duration, kind: u8| (due, b.wait_start, b.wait_seq, kind, id);
+            if let Wait::Sleep(until) = b.wait {
+                out.push(key(until, 0));
+            }
+            if b.wait.is_lock() && !b.deadlock_checked {
+                out.push(key(b.sleep_start + Duration::from_millis(e.deadlock_timeout_ms), 1));
+            }
+            if b.wait.is_lock() && e.lock_timeout_ms > 0 {
+                out.push(key(b.wait_start + Duration::from_millis(e.lock_timeout_ms), 2));
+            }
+            if e.statement_timeout_ms > 0 {
+                out.push(key(p.started + Duration::from_millis(e.statement_timeout_ms), 3));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub(crate) fn next_timer_impl(&self) -> Option<Duration> {
+        self.timers().first().map(|t| t.0.max(self.now))
+    }
+
+    /// Fires every timer due at or before `until`, in time order, then sets the clock.
+    pub(crate) fn advance_impl(&mut self, until: Duration) {
+        // Each firing ends a wait or marks its one deadlock check done, so the number of
+        // firings is bounded by the pending timers; the limit guards against a bug.
+        for _ in 0..TIMER_FIRINGS_MAX {
+            let Some(&(due, _, _, kind, s)) = self.timers().first() else { break };
+            if due > until {
+                break;
+            }
+            self.now = self.now.max(due);
+            self.fire(kind, s);
+            self.wake();
+        }
+        if until > self.now {
+            self.now = until;
+        }
+        self.wake();
+    }
+
+    fn fire(&mut self, kind: u8, s: SessionId) {
+        match kind {
+            1 => {
+                if let Some(b) = self
+                    .sessions
+                    .get_mut(&s)
+                    .and_then(|x| x.pending.as_mut())
+                    .and_then(|p| p.blocked.as_mut())
+                {
+                    b.deadlock_checked = true;
+                }
+                let edges = self.waits_for();
+                if let Some(cycle) = deadlock::find_cycle(s, &edges) {
+                    let detail = self.deadlock_detail(&cycle);
+                    self.cancel_blocked(s, Error::Deadlock { detail });
+                }
+            }
+            2 => self.cancel_blocked(
+                s,
+                Error::LockNotAvailable("canceling statement due to lock timeout".into()),
+            ),
+            3 => self.cancel_blocked(
+                s,
+                Error::QueryCanceled("canceling statement due to statement timeout".into()),
+            ),
+            _ => {}
+        }
+    }
+
+    fn deadlock_detail(&self, cycle: &[SessionId]) -> String {
+        let mut lines = Vec::new();
+        for (i, &a) in cycle.iter().enumerate() {
+            let b = cycle[(i + 1) % cycle.len()];
+            let what = match self.blocked_of(a).map(|x| &x.wait) {
+                Some(Wait::Advisory { key, shared }) => {
+                    let mode = if *shared { "ShareLock" } else { "ExclusiveLock" };
+                    format!("{mode} on advisory lock [0,0,{key},1]")
+                }
+                Some(Wait::Txn(x)) => format!("ShareLock on transaction {x}"),
+                _ => format!("ShareLock on transaction {}", self.txn_of(b).unwrap_or(0)),
+            };
+            lines.push(format!("Process {a} waits for {what}; blocked by process {b}."));
+        }
+        lines.join("\n")
+    }
+
+    /// Fails a blocked statement (deadlock victim, timeout) and reports it.
+    fn cancel_blocked(&mut self, s: SessionId, e: Error) {
+        let Some(p) = self.sessions.get_mut(&s).and_then(|x| x.pending.as_mut()) else { return };
+        if p.blocked.take().is_none() {
+            return;
+        }
+        if let Some(x) = self.sessions.get_mut(&s) {
+            x.pending = None;
+        }
+        // The failure is reported before anything it releases.
+        self.completions.push(Completion { session: s, response: Err(e.clone().into_sql_error()) });
+        self.handle_error(s, &e);
+    }
+}
