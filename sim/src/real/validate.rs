@@ -203,8 +203,10 @@ impl RoundDays {
     /// horizon allows, in whole weeks.
     pub fn within_horizon(scenario_day: NaiveDate, today: NaiveDate) -> RoundDays {
         use backend_core::domain::{BOOKING_HORIZON_FUTURE_DAYS, BOOKING_HORIZON_PAST_DAYS};
-        let earliest = today - ChronoDuration::days(BOOKING_HORIZON_PAST_DAYS - HORIZON_MARGIN_DAYS);
-        let latest = today + ChronoDuration::days(BOOKING_HORIZON_FUTURE_DAYS - HORIZON_MARGIN_DAYS);
+        let earliest =
+            today - ChronoDuration::days(BOOKING_HORIZON_PAST_DAYS - HORIZON_MARGIN_DAYS);
+        let latest =
+            today + ChronoDuration::days(BOOKING_HORIZON_FUTURE_DAYS - HORIZON_MARGIN_DAYS);
         let weeks_to = |from: NaiveDate, to: NaiveDate| (to - from).num_days().div_euclid(7);
         let first = if scenario_day < earliest || scenario_day > latest {
             // The same weekday, one to two weeks from today.
