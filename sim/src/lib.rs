@@ -34,6 +34,7 @@ pub mod report;
 pub mod seeds;
 pub mod stand_in;
 pub mod timescale;
+pub mod topology;
 pub mod trace;
 pub mod workload;
 pub mod world;

@@ -57,7 +57,7 @@ use crate::net;
 use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
 use crate::timescale::{RESOLUTION_US, TIME_SCALE, modelled_us, scaled_ms, scaled_us};
-use crate::world::BACKEND_PORT;
+use crate::topology::BACKEND_PORT;
 
 /// Modelled CPU cost of the backend's pure work, charged as a (scaled) sleep.
 ///

@@ -59,11 +59,10 @@ use crate::pool::{ConnectFn, Pool, WaitObserver};
 use crate::seeds::{Seeds, Stream};
 use crate::stand_in;
 use crate::timescale::{TICK, TIME_SCALE, modelled_us, scaled_ms, scaled_us};
+pub use crate::topology::{BACKEND_PORT, BackendKind};
 use crate::trace::{Event, SharedTrace, Trace};
 use crate::workload::{self, PlannedBooking};
 
-/// The backend's HTTP port.
-pub const BACKEND_PORT: u16 = 8080;
 /// Client backoff between attempts, modelled µs per attempt number.
 pub const CLIENT_BACKOFF_US: u64 = 500;
 
@@ -97,27 +96,6 @@ pub fn load_profile(path: Option<&std::path::Path>) -> Result<Arc<LatencyProfile
             .map(Arc::new)
             .map_err(|e| SimError::BadInput(format!("--profile: {e}"))),
     }
-}
-
-/// Which backend serves the bookings.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum BackendKind {
-    /// backend-core's api_router over the model engine (the system under test).
-    #[default]
-    Model,
-    /// The small stand-in of `stand_in.rs` (harness self-test; no SQL).
-    StandIn,
 }
 
 /// A finished run.
