@@ -26,6 +26,7 @@ pub mod live;
 pub mod model_db;
 pub mod model_world;
 pub mod net;
+pub mod observations;
 pub mod outcome;
 pub mod pool;
 pub mod real;

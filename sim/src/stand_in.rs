@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use scenarios::Scenario;
 use serde::Deserialize;
 
-use crate::invariants::Appointment;
+use crate::observations::Appointment;
 use crate::pool::Pool;
 use crate::timescale::{modelled_us, scaled_us};
 use crate::trace::SharedTrace;

@@ -47,13 +47,15 @@ use crate::client_faults::ClientFaults;
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
-use crate::invariants::{
-    self, AnswerDetail, BookingKey, BookingRecord, DbObservations, OfferedAlternative, Outcome,
-};
+use crate::invariants;
 use crate::live::{Acknowledged, LiveChecker};
 use crate::model_db::DeadlockLog;
 use crate::model_world;
 use crate::net;
+use crate::observations::{
+    AnswerDetail, Appointment, BookingKey, BookingRecord, DbObservations, OfferedAlternative,
+    Outcome,
+};
 use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
 use crate::pool::{ConnectFn, Pool, WaitObserver};
 use crate::seeds::{Seeds, Stream};
@@ -878,7 +880,7 @@ fn db_results(
     ids: &ClinicIds,
     trace: &SharedTrace,
     histograms: &Arc<Mutex<Histograms>>,
-) -> Result<(Vec<invariants::Appointment>, DbObservations), SimError> {
+) -> Result<(Vec<Appointment>, DbObservations), SimError> {
     match side {
         DbSide::StandIn(store) => {
             Ok((store.lock().expect("store").rows.clone(), DbObservations::default()))
@@ -987,7 +989,7 @@ fn unfinished(b: &PlannedBooking) -> BookingRecord {
     }
 }
 
-fn counts(records: &[BookingRecord], rows: &[invariants::Appointment]) -> Counts {
+fn counts(records: &[BookingRecord], rows: &[Appointment]) -> Counts {
     let mut c = Counts { bookings: records.len() as u64, ..Counts::default() };
     for r in records {
         c.attempts += r.attempts as u64;

@@ -13,8 +13,9 @@ use tower::ServiceExt;
 use super::scheduler::{BookingFuture, BookingIds, Event, FixedClock, Hub, Slot, run_schedule};
 use crate::SimError;
 use crate::ids::ClinicIds;
-use crate::invariants::{self, AnswerDetail, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::invariants;
 use crate::model_world::{prepare_engine, strategy};
+use crate::observations::{AnswerDetail, BookingKey, BookingRecord, DbObservations, Outcome};
 use crate::outcome::Violation;
 
 /// Bookings and rooms a scope may have.
