@@ -24,7 +24,6 @@ pub mod ids;
 pub mod invariants;
 pub mod live;
 pub mod model_db;
-pub mod model_world;
 pub mod net;
 pub mod observations;
 pub mod outcome;

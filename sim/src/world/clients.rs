@@ -403,7 +403,7 @@ fn answer_detail(
 
 /// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs. `rules`
 /// only with `rules_from_header`: the model backend's cost model records the charged rules
-/// cost at µs precision itself (`model_world::ChargeSleep`), which the 50 µs clock cannot show.
+/// cost at µs precision itself (`cpu::ChargeSleep`), which the 50 µs clock cannot show.
 fn record_server_timing(
     headers: &http::HeaderMap,
     histograms: &Arc<Mutex<Histograms>>,

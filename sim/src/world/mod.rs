@@ -6,7 +6,7 @@
 //! - `clients` runs every booker as a task on one host (turmoil's per-step cost grows with the
 //!   host count); each attempt is a fresh HTTP/1 connection (`net`).
 //! - `backend` serves backend-core's `api_router` over a pool of model sessions
-//!   (`model_world`, `model_db`); `db` runs the model engine's server (`model::io::Server`)
+//!   (`hosts`, `model_db`); `db` runs the model engine's server (`model::io::Server`)
 //!   on an engine owned by the run, so a db crash keeps committed data. `--backend stand-in`
 //!   swaps backend and db for the harness self-test of `stand_in` (no db host).
 //!
@@ -26,21 +26,25 @@
 //! arrival, each stamped with its modelled time), and AFTER it from the final database state
 //! read on the database side (`invariants`), which stay authoritative.
 //!
-//! Not modelled: CPU time of the backend beyond its charged work (`model_world::CostModel`),
+//! Not modelled: CPU time of the backend beyond its charged work (`cpu::CostModel`),
 //! HTTP keep-alive, clock skew between hosts.
 //!
 //! One file per job; [`run`] below calls them in this order:
 //! - `config` — [`RunConfig`] (what to run), the latency profile, the strategy names.
 //! - `shared` — what the hosts, the clients, the driver and the results share during a run.
-//! - `hosts` — registers the backend and db hosts (model or stand-in).
+//! - `hosts` — registers the backend and db hosts (model or stand-in), with `engine` (the
+//!   model engine, migrated and seeded before the run, read after it) and `cpu` (the
+//!   backend's modelled CPU).
 //! - `clients` — the clients host: every booker, its requests and retries, reading answers.
 //! - `driver` — steps the world, applying the scenario's faults on time, then settles it.
 //! - `results` — the final rows, the invariants and the [`RunOutcome`](crate::outcome::RunOutcome).
 
 mod clients;
 mod config;
+pub mod cpu;
 mod driver;
-mod hosts;
+pub mod engine;
+pub mod hosts;
 mod results;
 mod shared;
 

@@ -9,7 +9,6 @@ use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants;
-use crate::model_world;
 use crate::observations::{
     AnswerDetail, Appointment, BookingKey, BookingRecord, DbObservations, Outcome,
 };
@@ -19,6 +18,7 @@ use crate::trace::{Event, SharedTrace};
 use crate::workload::PlannedBooking;
 
 use super::config::RunConfig;
+use super::engine;
 use super::shared::{DbSide, Shared};
 
 /// A finished run.
@@ -65,7 +65,7 @@ fn db_results(
                 }
             }
             drop(trace);
-            let rows = model_world::final_rows(&mut engine.borrow_mut(), ids)?;
+            let rows = engine::final_rows(&mut engine.borrow_mut(), ids)?;
             let deadlocks = deadlocks.lock().expect("deadlock log").clone();
             let warnings = engine.borrow_mut().take_warnings().into_iter().map(|w| {
                 let at_us = modelled_us(w.at);
