@@ -1,6 +1,6 @@
 //! The backend's modelled CPU: the cost of its pure work (rules evaluation, conflict
-//! detection; [`CostModel`], charged by [`ChargeSleep`] through backend-core's `WorkCharge`)
-//! and of every HTTP request outside statements and rules ([`RequestCpu`], with a profile that
+//! detection; [`CostModel`], charged by `ChargeSleep` through backend-core's `WorkCharge`)
+//! and of every HTTP request outside statements and rules (`RequestCpu`, with a profile that
 //! has `[cpu] request_us`). With `[cpu] cores`, that CPU, the rules charge and every statement
 //! run on one shared pool of cores (`model::io::Cores`, [`Machine`]).
 //!
