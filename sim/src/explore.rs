@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
-use crate::outcome::{Counts, Criterion, InvariantResult, Violation, add_invariants};
+use crate::outcome::{
+    Counts, Criterion, InvariantResult, Violation, add_invariants, throughput_per_s,
+};
 use crate::report::{self, Figures};
 use crate::trace::combine_hashes;
 use crate::world::{self, BackendKind, RunConfig};
@@ -276,7 +278,7 @@ pub fn finish_report(
     shard: Option<String>,
     a: Aggregate,
 ) -> ExploreReport {
-    let throughput = report::throughput_per_s(a.counts.created_201, a.workload_us_total);
+    let throughput = throughput_per_s(a.counts.created_201, a.workload_us_total);
     let figures = Figures {
         scenario,
         strategy,
@@ -369,7 +371,7 @@ pub fn merge(
 /// The explore text report.
 pub fn text(r: &ExploreReport, scenario: &Scenario) -> Result<String, SimError> {
     let histograms = Histograms::from_encoded(&r.histograms).map_err(SimError::BadInput)?;
-    let throughput = report::throughput_per_s(r.counts.created_201, r.workload_us_total);
+    let throughput = throughput_per_s(r.counts.created_201, r.workload_us_total);
     let figures = Figures {
         scenario,
         strategy: &r.strategy,

@@ -5,11 +5,35 @@
 //! from the database side at the end. `explore` runs many seeds; reports render the clinic
 //! plan's text format or JSON; `merge` combines sharded explore outputs.
 //!
-//! Modules: `seeds` (one master seed → streams), `timescale` (50 µs resolution),
-//! `trace` (trace-hash, interleaving signature), `histograms`, `pool` (bounded pool in
-//! virtual time), `erlang` (M/M/c oracle), `net` (HTTP over turmoil TCP), `workload`,
-//! `world`, `invariants`, `outcome`, `report`, `explore`, `cli`, `exit`, `error`, and
-//! `stand_in` (the stand-in backend used until backend-core and the model land).
+//! Modules, one line each (the simulation, then its checks and reports, then the commands):
+//! - `world` — one run: builds the turmoil world, runs the clients, drives faults, assembles
+//!   the outcome (`world::{config, shared, hosts, engine, cpu, clients, driver, results}`).
+//! - `topology` — which backend serves ([`topology::BackendKind`]) and its port (a leaf).
+//! - `seeds` — one master seed → independent random streams.
+//! - `timescale` — the time-scale factor that gives modelled durations 50 µs resolution.
+//! - `workload` — the bookings of a run and when they are sent.
+//! - `client_faults` — clients that give up mid-request, and slow clients.
+//! - `net` — HTTP over turmoil's simulated TCP.
+//! - `pool` — a bounded connection pool in virtual time.
+//! - `model_db` — backend-core's `Db` over the model server (the backend's pool, db drops).
+//! - `clinic` — the scenario's clinic as backend-core domain values (what gets seeded).
+//! - `ids` — deterministic ids for the clinic: names ↔ UUIDs.
+//! - `stand_in` — the stand-in backend of `--backend stand-in` (harness self-test, no SQL).
+//! - `trace` — the event trace of a run, its hash and interleaving signature.
+//! - `histograms` — latency histograms in modelled µs.
+//! - `observations` — what a run observed: final rows, the clients' records, the db's events.
+//! - `live` — the in-run invariant checks, stamped with when a violation became visible.
+//! - `invariants` — the end-of-run invariant checks (authoritative).
+//! - `outcome` — a run's counts, invariant results, violations and throughput.
+//! - `report` — the text and JSON reports of a run or an explored seed range.
+//! - `explore` — many seeds in parallel, independent of `--jobs`, and `merge` of shards.
+//! - `erlang` — the M/M/c (Erlang-C) oracle for the pool model.
+//! - `check` — `roomsim check`: systematic exploration of the booking path in a small scope.
+//! - `regression` — `roomsim compare`: two reports side by side and a regression verdict.
+//! - `real` — the same backend on real PostgreSQL: load, calibration, validation.
+//! - `cli` — the `roomsim` command line.
+//! - `exit` — the documented exit codes.
+//! - `error` — the crate's error type and its exit-code policy.
 
 pub mod check;
 pub mod cli;
@@ -24,8 +48,8 @@ pub mod ids;
 pub mod invariants;
 pub mod live;
 pub mod model_db;
-pub mod model_world;
 pub mod net;
+pub mod observations;
 pub mod outcome;
 pub mod pool;
 pub mod real;
@@ -34,6 +58,7 @@ pub mod report;
 pub mod seeds;
 pub mod stand_in;
 pub mod timescale;
+pub mod topology;
 pub mod trace;
 pub mod workload;
 pub mod world;

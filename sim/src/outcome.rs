@@ -95,7 +95,7 @@ pub struct Criterion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOutcome {
     pub seed: u64,
-    pub backend: crate::world::BackendKind,
+    pub backend: crate::topology::BackendKind,
     pub scenario: String,
     pub strategy: String,
     /// The backend's transaction guard (`late-begin` is a planted bug).
@@ -132,6 +132,11 @@ impl RunOutcome {
 
     /// Bookings per second of modelled time.
     pub fn throughput_per_s(&self) -> f64 {
-        crate::report::throughput_per_s(self.counts.created_201, self.workload_us)
+        throughput_per_s(self.counts.created_201, self.workload_us)
     }
+}
+
+/// Created bookings per second of modelled workload time (0 for an empty workload).
+pub fn throughput_per_s(created: u64, workload_us: u64) -> f64 {
+    if workload_us == 0 { 0.0 } else { created as f64 * 1e6 / workload_us as f64 }
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::histograms::{Histograms, Metric, Summary};
 use crate::outcome::{Counts, Criterion, InvariantResult, RunOutcome};
-use crate::world::BackendKind;
+use crate::topology::BackendKind;
 
 /// The figures a report is made of (one run, or many seeds merged).
 pub struct Figures<'a> {
@@ -41,11 +41,6 @@ impl<'a> Figures<'a> {
             throughput_per_s: o.throughput_per_s(),
         }
     }
-}
-
-/// Created bookings per second of modelled workload time (0 for an empty workload).
-pub fn throughput_per_s(created: u64, workload_us: u64) -> f64 {
-    if workload_us == 0 { 0.0 } else { created as f64 * 1e6 / workload_us as f64 }
 }
 
 fn ms(us: u64) -> String {

@@ -30,9 +30,9 @@ pub enum Stream {
     DbScheduler = 2,
     Faults = 3,
     Backend = 4,
-    /// The backend's modelled CPU costs (`model_world::CostModel`).
+    /// The backend's modelled CPU costs (`world::cpu::CostModel`).
     BackendCpu = 5,
-    /// The backend's modelled CPU per HTTP request (`model_world::RequestCpu`).
+    /// The backend's modelled CPU per HTTP request (`world::cpu::RequestCpu`).
     BackendRequestCpu = 6,
     /// Which attempts clients abandon or write slowly (`client_faults`).
     ClientFaults = 7,

@@ -1,11 +1,11 @@
-//! A stand-in booking backend, used until backend-core's `api_router` and the model's server
-//! land on `main`.
+//! A stand-in booking backend: the harness self-test of `--backend stand-in` (the system under
+//! test is backend-core's `api_router` over the model engine, `world::hosts`).
 //!
 //! It is deliberately small and NOT the system under test: an axum router with one route,
 //! `POST /v1/appointments`, over an in-memory store that survives backend crashes (it plays
 //! the database). It exists so the world, workload, faults, invariants, histograms, reports,
-//! explore, merge and determinism can be built and tested end to end now; `world.rs` talks to
-//! it only over HTTP, exactly as it will talk to backend-core.
+//! explore, merge and determinism can be tested end to end on their own; the world's clients
+//! talk to it only over HTTP, exactly as they talk to backend-core.
 //!
 //! Strategies: `exclusion` (safe: the insert re-checks the room atomically, like an EXCLUDE
 //! constraint, and tries the next-ranked room on conflict) and `naive` (BROKEN: checks when it
@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use scenarios::Scenario;
 use serde::Deserialize;
 
-use crate::invariants::Appointment;
+use crate::observations::Appointment;
 use crate::pool::Pool;
 use crate::timescale::{modelled_us, scaled_us};
 use crate::trace::SharedTrace;

@@ -90,7 +90,7 @@ fn world() -> World {
     let scenario = Arc::new(Scenario::builtin("storm").unwrap().scenario);
     let ids = ClinicIds::new(&scenario);
     let engine =
-        sim::model_world::prepare_engine(&scenario, &ids, BookingStrategy::Exclusion, 1).unwrap();
+        sim::world::engine::prepare_engine(&scenario, &ids, BookingStrategy::Exclusion, 1).unwrap();
     let engine = Arc::new(Mutex::new(engine));
     let day = chrono::DateTime::parse_from_rfc3339(&format!("{}T08:00:00Z", scenario.clinic.day))
         .unwrap()

@@ -75,8 +75,8 @@ fn round_trips(quantiles: &str, count: usize) -> Vec<u64> {
     use model::profile::LatencyProfile;
     use model::{Engine, EngineConfig};
     use sim::model_db::DB_PORT;
-    use sim::model_world::add_db_host;
     use sim::seeds::Seeds;
+    use sim::world::hosts::add_db_host;
 
     let mut text = format!("[kinds.select]\nquantiles = {quantiles}\n");
     for kind in ["insert", "update", "delete", "begin", "commit", "rollback", "ddl", "other"] {

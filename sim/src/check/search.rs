@@ -13,9 +13,10 @@ use tower::ServiceExt;
 use super::scheduler::{BookingFuture, BookingIds, Event, FixedClock, Hub, Slot, run_schedule};
 use crate::SimError;
 use crate::ids::ClinicIds;
-use crate::invariants::{self, AnswerDetail, BookingKey, BookingRecord, DbObservations, Outcome};
-use crate::model_world::{prepare_engine, strategy};
+use crate::invariants;
+use crate::observations::{AnswerDetail, BookingKey, BookingRecord, DbObservations, Outcome};
 use crate::outcome::Violation;
+use crate::world::engine::{prepare_engine, strategy};
 
 /// Bookings and rooms a scope may have.
 pub const BOOKINGS_MAX: u32 = 4;
@@ -206,7 +207,7 @@ fn verdict(
     engine: &mut model::Engine,
     outcome: &super::scheduler::Outcome,
 ) -> Result<Vec<Violation>, SimError> {
-    let rows = crate::model_world::final_rows(engine, ids)?;
+    let rows = crate::world::engine::final_rows(engine, ids)?;
     let kind = &scenario.clinic.appointment_types[0];
     let records: Vec<BookingRecord> = outcome
         .answers

@@ -1,6 +1,7 @@
 //! Each invariant is shown to fire on a hand-built bad state and to stay quiet on a good one.
 
 use super::*;
+use crate::observations::{AnswerDetail, OfferedAlternative};
 
 fn storm() -> Scenario {
     Scenario::builtin("storm").unwrap().scenario

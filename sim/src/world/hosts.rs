@@ -1,0 +1,279 @@
+//! The hosts of the world besides the clients: the backend and the db.
+//!
+//! ```text
+//!  clients ──HTTP──▶ backend (api_router, ModelDb pool) ──model protocol──▶ db (model::io::Server)
+//! ```
+//! - The db host serves the model engine of the run (`engine`) with the profile's service
+//!   times; a restarted db host starts a fresh `Server` on the same engine.
+//! - The backend host runs backend-core's `api_router` behind production's accept loop, over
+//!   a pool of model sessions (`model_db`), with a seeded id source, a clock at the clinic
+//!   day's midnight plus modelled time, and the modelled CPU of `cpu`.
+//! - Every backend a thread starts shares that thread's parsed-body cache
+//!   (`backend_core::booking::body_cache`): the stored bodies are the same for every seed of
+//!   a scenario, so they are parsed once per thread instead of once per run. The cache is
+//!   keyed by the full text and changes no answer, so sharing it is unobservable.
+//! - With `--backend stand-in`, the stand-in backend alone (`stand_in`; no db host).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use backend_core::booking::body_cache::BodyCache;
+use backend_core::booking::strategy::Strategy;
+use backend_core::config::ApiConfig;
+use backend_core::db::guard::GuardMode;
+use backend_core::domain::{Clock, SequentialIds};
+use backend_core::http::serve::{ServeLimits, serve};
+use backend_core::http::{ApiContext, api_router};
+use chrono::{DateTime, Utc};
+use model::Engine;
+use model::io::{Cores, Scheduler, Server, ServerConfig};
+use model::profile::LatencyProfile;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use scenarios::{Scenario, parse_day_unix_s};
+
+use crate::error::SimError;
+use crate::histograms::{Histograms, Metric};
+use crate::ids::ClinicIds;
+use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb};
+use crate::net;
+use crate::pool::{ConnectFn, Pool, WaitObserver};
+use crate::seeds::{Seeds, Stream};
+use crate::stand_in;
+use crate::timescale::{RESOLUTION_US, TIME_SCALE, modelled_us, scaled_ms};
+use crate::topology::BACKEND_PORT;
+
+use super::config::RunConfig;
+use super::cpu::{self, ChargeSleep, Machine, RequestCpu};
+use super::engine;
+use super::shared::{DbSide, Shared};
+
+/// Registers the model backend and the db host; the db side the driver and results use.
+pub(super) fn add_model_hosts(
+    sim: &mut turmoil::Sim<'static>,
+    config: &RunConfig,
+    seeds: &Seeds,
+    shared: &Shared,
+) -> Result<DbSide, SimError> {
+    let strategy = engine::strategy(&config.strategy)?;
+    let ids = ClinicIds::new(&config.scenario);
+    let engine = engine::prepared_engine(&config.scenario, &ids, strategy, config.seed)?;
+    let engine = Rc::new(RefCell::new(engine));
+    let servers = Rc::new(RefCell::new(Vec::new()));
+    let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
+    let cores = cpu::shared_cores(&config.profile);
+    add_db_host(sim, engine.clone(), seeds, &config.profile, servers.clone(), cores.clone());
+    let sinks = BackendSinks {
+        histograms: shared.histograms.clone(),
+        deadlocks: deadlocks.clone(),
+        listening: shared.backend_listening.clone(),
+    };
+    let machine = Machine { profile: config.profile.clone(), cores };
+    let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
+    add_backend_host(sim, backend, seeds, sinks, machine);
+    Ok(DbSide::Model { engine, servers, deadlocks })
+}
+
+/// Registers the stand-in backend (its store is the whole database side).
+pub(super) fn add_stand_in_backend(
+    sim: &mut turmoil::Sim<'static>,
+    config: &RunConfig,
+    seeds: &Seeds,
+    shared: &Shared,
+    store: Arc<Mutex<stand_in::Store>>,
+) {
+    let scenario = config.scenario.clone();
+    let naive = config.strategy == "naive";
+    let trace = shared.trace.clone();
+    let histograms = shared.histograms.clone();
+    let db_rng = Arc::new(Mutex::new(seeds.rng(Stream::DbScheduler)));
+    let listening = shared.backend_listening.clone();
+    sim.host("backend", move || {
+        let listening = listening.clone();
+        let connect: ConnectFn<()> = Arc::new(|| Box::pin(async { Ok(()) }));
+        let sink = histograms.clone();
+        let on_wait: WaitObserver =
+            Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
+        let backend = stand_in::Backend {
+            scenario: scenario.clone(),
+            store: store.clone(),
+            pool: Pool::new(
+                scenario.backend.pool_size,
+                scaled_ms(scenario.backend.acquire_timeout_ms),
+                connect,
+                on_wait,
+            ),
+            rng: db_rng.clone(),
+            trace: trace.clone(),
+            naive,
+            ids: Arc::new(ClinicIds::new(&scenario)),
+        };
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+            listening.set(true);
+            axum::serve(net::TurmoilListener(listener), stand_in::router(backend)).await?;
+            Ok(())
+        }
+    });
+}
+
+/// Modelled µs the simulation's transport adds to one statement's round trip over a link
+/// with no latency: 0 to 2 ticks depending on the (random) order turmoil polls the hosts in,
+/// one tick on average, plus half a tick because tokio rounds every sleep UP to a whole tick
+/// (taking half a tick off turns that into rounding to the nearest). Taken off every drawn
+/// service time, because the profile's times are client-side round trips that already contain
+/// the (loopback) transport. `tests/timescale.rs` checks that the mean round trip equals the
+/// mean draw.
+pub const DB_TRANSPORT_US: u64 = RESOLUTION_US + RESOLUTION_US / 2;
+
+/// The backend's header and body read timeouts, modelled ms (`roomsim serve`'s defaults).
+pub const SERVE_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// The clinic day's midnight plus modelled time.
+struct SimClock {
+    day_start_s: i64,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        let us = modelled_us(turmoil::sim_elapsed().unwrap_or_default()) as i64;
+        DateTime::from_timestamp_micros(self.day_start_s * 1_000_000 + us).expect("a valid day")
+    }
+}
+
+/// Per memo (entity kind) of a thread's shared body cache: entries and bytes of text kept.
+const BODY_CACHE_ENTRIES_MAX: usize = 1024;
+const BODY_CACHE_TEXT_BYTES_MAX: usize = 1024 * 1024;
+
+thread_local! {
+    /// The parsed-body cache every backend started on this thread uses (see the module doc).
+    static BODIES: Arc<BodyCache> =
+        Arc::new(BodyCache::with_limits(BODY_CACHE_ENTRIES_MAX, BODY_CACHE_TEXT_BYTES_MAX));
+}
+
+/// Registers the db host: a model server on the shared engine, with `profile`'s service times.
+pub fn add_db_host(
+    sim: &mut turmoil::Sim<'static>,
+    engine: Rc<RefCell<Engine>>,
+    seeds: &Seeds,
+    profile: &LatencyProfile,
+    trace_sink: Rc<RefCell<Vec<Server>>>,
+    cores: Option<Arc<Cores>>,
+) {
+    let config = ServerConfig {
+        seed: seeds.u64(Stream::DbScheduler),
+        time_scale: TIME_SCALE,
+        profile: profile.clone(),
+        // One machine shared with the backend: the kernel's pick among runnable work, not
+        // PCT's favoured sessions (`model::io::sched`).
+        scheduler: if cores.is_some() { Scheduler::RandomOrder } else { Scheduler::Pct },
+        cores,
+        transport_us: DB_TRANSPORT_US,
+        ..ServerConfig::default()
+    };
+    sim.host("db", move || {
+        let (engine, config, servers) = (engine.clone(), config.clone(), trace_sink.clone());
+        async move {
+            let server = Server::start(engine, config);
+            servers.borrow_mut().push(server.clone());
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", DB_PORT)).await?;
+            loop {
+                let (stream, _) = listener.accept().await?;
+                let server = server.clone();
+                tokio::task::spawn_local(async move {
+                    let _ = server.serve_connection(stream).await;
+                });
+            }
+        }
+    });
+}
+
+/// Where the backend host reports.
+pub struct BackendSinks {
+    pub histograms: Arc<Mutex<Histograms>>,
+    pub deadlocks: DeadlockLog,
+    /// Set once the backend listens (the clients start then: see `clients::add_clients`).
+    pub listening: Rc<Cell<bool>>,
+}
+
+/// What the backend host runs.
+pub struct BackendSpec {
+    pub scenario: Arc<Scenario>,
+    pub strategy: Strategy,
+    /// The transaction guard around every pooled session (backend-core's, as in production).
+    pub guard: GuardMode,
+}
+
+/// Registers the backend host: backend-core's router over the model pool.
+pub fn add_backend_host(
+    sim: &mut turmoil::Sim<'static>,
+    backend: BackendSpec,
+    seeds: &Seeds,
+    sinks: BackendSinks,
+    machine: Machine,
+) {
+    let BackendSpec { scenario, strategy, guard } = backend;
+    let drops = DbDrops::new(&scenario, seeds.rng(Stream::DbDrops));
+    let Machine { profile, cores } = machine;
+    let BackendSinks { histograms, deadlocks, listening } = sinks;
+    let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
+    let backend_seed = seeds.u64(Stream::Backend);
+    let cpu_seed = seeds.u64(Stream::BackendCpu);
+    let request_seed = seeds.u64(Stream::BackendRequestCpu);
+    sim.host("backend", move || {
+        let sink = histograms.clone();
+        let on_wait: WaitObserver =
+            Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
+        let db = ModelDb::new(
+            scenario.backend.pool_size,
+            scaled_ms(scenario.backend.acquire_timeout_ms),
+            on_wait,
+            deadlocks.clone(),
+            guard,
+            drops.clone(),
+        );
+        let mut config = ApiConfig { strategy, ..ApiConfig::default() };
+        let config_body_bytes_max = config.body_bytes_max;
+        config.retry.retries_max = scenario.backend.db_retries_max;
+        // Backoff is a modelled duration: stretch it like every other one.
+        config.retry.backoff_base_ms *= TIME_SCALE as u64;
+        config.retry.backoff_cap_ms *= TIME_SCALE as u64;
+        let ctx = ApiContext::new(
+            Arc::new(db),
+            Arc::new(SimClock { day_start_s }),
+            Arc::new(SequentialIds::new(backend_seed)),
+            config,
+            backend_seed,
+        )
+        .with_work_charge(Arc::new(ChargeSleep {
+            profile: profile.clone(),
+            // A restarted backend starts its cost stream over, like every other seeded part.
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(cpu_seed)),
+            histograms: histograms.clone(),
+            cores: cores.clone(),
+        }))
+        .with_body_cache(BODIES.with(Arc::clone));
+        let request_cpu = RequestCpu {
+            profile: profile.clone(),
+            // Its own stream: charging requests must not shift the rules-cost draws.
+            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(request_seed))),
+            cores: cores.clone(),
+        };
+        // The accept loop production runs, with its read limits in simulated time.
+        let limits = ServeLimits {
+            header_read_timeout: scaled_ms(SERVE_READ_TIMEOUT_MS),
+            body_read_timeout: scaled_ms(SERVE_READ_TIMEOUT_MS),
+            body_bytes_max: config_body_bytes_max,
+        };
+        let router = request_cpu.layer(api_router(ctx));
+        let listening = listening.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
+            listening.set(true);
+            let shutdown = std::future::pending();
+            serve(net::TurmoilListener(listener), router, limits, shutdown).await?;
+            Ok(())
+        }
+    });
+}

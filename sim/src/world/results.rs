@@ -1,0 +1,174 @@
+//! The results of a finished run: the final rows and the database's observations (folding
+//! the db server's statement trace into the run's trace), the end-of-run invariants, the
+//! counts, and the [`RunOutcome`] with its trace hash.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::SimError;
+use crate::histograms::{Histograms, Metric};
+use crate::ids::ClinicIds;
+use crate::invariants;
+use crate::observations::{
+    AnswerDetail, Appointment, BookingKey, BookingRecord, DbObservations, Outcome,
+};
+use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
+use crate::timescale::{TIME_SCALE, modelled_us};
+use crate::trace::{Event, SharedTrace};
+use crate::workload::PlannedBooking;
+
+use super::config::RunConfig;
+use super::engine;
+use super::shared::{DbSide, Shared};
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub events: Vec<Event>,
+    /// turmoil steps the run took (one per tick): what stepping alone costs, see
+    /// `benches/floor.rs`.
+    pub steps: u64,
+}
+
+/// The final rows and what the database observed; folds the db server's statement trace
+/// into the run's trace (hash and interleaving signature).
+fn db_results(
+    side: &DbSide,
+    open_at_end: &[String],
+    ids: &ClinicIds,
+    trace: &SharedTrace,
+    histograms: &Arc<Mutex<Histograms>>,
+) -> Result<(Vec<Appointment>, DbObservations), SimError> {
+    match side {
+        DbSide::StandIn(store) => {
+            Ok((store.lock().expect("store").rows.clone(), DbObservations::default()))
+        }
+        DbSide::Model { engine, servers, deadlocks } => {
+            let mut trace = trace.lock().expect("trace");
+            let mut histograms = histograms.lock().expect("histograms");
+            for server in servers.borrow().iter() {
+                // Lock wait: a statement's "blocked" event to its session's "completed" event.
+                // BTreeMap: looked up by session only (for determinism anyway).
+                let mut blocked_at: BTreeMap<u32, u64> = BTreeMap::new();
+                for event in server.trace() {
+                    let at_us = event.at_us / TIME_SCALE as u64;
+                    if event.outcome == "blocked" {
+                        blocked_at.insert(event.session, at_us);
+                    } else if event.outcome.starts_with("completed")
+                        && let Some(since) = blocked_at.remove(&event.session)
+                    {
+                        histograms.record(Metric::LockWait, at_us - since);
+                    }
+                    trace.record_statement(event.session, event.kind, &event.outcome);
+                    trace.record(at_us, "db", event.to_string());
+                }
+            }
+            drop(trace);
+            let rows = engine::final_rows(&mut engine.borrow_mut(), ids)?;
+            let deadlocks = deadlocks.lock().expect("deadlock log").clone();
+            let warnings = engine.borrow_mut().take_warnings().into_iter().map(|w| {
+                let at_us = modelled_us(w.at);
+                (at_us, format!("session {}: WARNING {} {}", w.session, w.code, w.message))
+            });
+            let begin_in_transaction = warnings.collect();
+            let open_at_end = open_at_end.to_vec();
+            Ok((rows, DbObservations { deadlocks, begin_in_transaction, open_at_end }))
+        }
+    }
+}
+
+pub(super) fn finish(
+    config: &RunConfig,
+    plan: &[PlannedBooking],
+    shared: Shared,
+    side: &DbSide,
+    steps: u64,
+) -> Result<RunResult, SimError> {
+    let records: Vec<BookingRecord> = shared
+        .records
+        .borrow()
+        .iter()
+        .zip(plan)
+        .map(|(record, b)| record.clone().unwrap_or_else(|| unfinished(b)))
+        .collect();
+    let ids = ClinicIds::new(&config.scenario);
+    let open_at_end = shared.open_at_end.borrow().clone();
+    let (rows, observed) = db_results(side, &open_at_end, &ids, &shared.trace, &shared.histograms)?;
+    let (invariants, mut violations) =
+        invariants::check_all(&config.scenario, &rows, &records, &observed);
+    violations.truncate(VIOLATIONS_KEPT_MAX);
+    let trace = shared.trace.lock().expect("trace");
+    // The hosts (and their handles on the histograms) went with the sim: take them whole
+    // rather than copy five HdrHistograms; copy only if something still holds them.
+    let histograms = match Arc::try_unwrap(shared.histograms) {
+        Ok(only) => only.into_inner().expect("histograms"),
+        Err(still_shared) => still_shared.lock().expect("histograms").clone(),
+    };
+    let live = shared.live.borrow();
+    let outcome = RunOutcome {
+        seed: config.seed,
+        backend: config.backend,
+        scenario: config.scenario.name.clone(),
+        strategy: config.strategy.clone(),
+        guard: config.guard,
+        trace_hash: trace.hash_hex(),
+        signature: trace.signature_hex(),
+        counts: counts(&records, &rows),
+        invariants,
+        violations,
+        histograms,
+        workload_us: records.iter().map(|r| r.answered_at_us).max().unwrap_or(0),
+        events_count: trace.events_count(),
+        in_run: live.violations().to_vec(),
+        in_run_count: live.count(),
+        first_violation_us: live.first_violation_us(),
+    };
+    Ok(RunResult { outcome, events: trace.events().to_vec(), steps })
+}
+
+fn unfinished(b: &PlannedBooking) -> BookingRecord {
+    let key = BookingKey {
+        doctor: b.doctor.clone(),
+        patient: b.patient.clone(),
+        appointment_type: b.appointment_type.clone(),
+        start_min: b.start_min,
+    };
+    let outcome = Outcome::Unfinished;
+    BookingRecord {
+        index: b.index,
+        key,
+        outcome,
+        answered_at_us: 0,
+        leaked: None,
+        attempts: 0,
+        timeouts: 0,
+        lost: 0,
+        answer: AnswerDetail::default(),
+    }
+}
+
+fn counts(records: &[BookingRecord], rows: &[Appointment]) -> Counts {
+    let mut c = Counts { bookings: records.len() as u64, ..Counts::default() };
+    for r in records {
+        c.attempts += r.attempts as u64;
+        c.timeouts += r.timeouts as u64;
+        c.connection_failures += r.lost as u64;
+        match &r.outcome {
+            Outcome::Created { room, .. } => {
+                c.created_201 += 1;
+                c.room_pending += room.is_none() as u64;
+            }
+            Outcome::Conflict { alternatives, room_unavailable } => {
+                c.conflicts_409 += 1;
+                c.room_unavailable += *room_unavailable as u64;
+                c.conflicts_with_alternatives += (*room_unavailable && *alternatives > 0) as u64;
+            }
+            Outcome::Rejected { .. } => c.other_4xx += 1,
+            Outcome::ServerError { .. } => c.errors_5xx += 1,
+            Outcome::Unanswered | Outcome::Unfinished => c.unanswered += 1,
+        }
+    }
+    c.appointments_final = rows.iter().filter(|a| a.active).count() as u64;
+    c
+}

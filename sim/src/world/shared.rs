@@ -1,0 +1,37 @@
+//! The state of one run that the hosts, the clients, the driver and the results share: the
+//! trace, the histograms, the clients' records, the in-run checks ([`Shared`]), and the
+//! database side the driver acts on and the results read ([`DbSide`]).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use model::Engine;
+use model::io::Server;
+
+use crate::client_faults::ClientFaults;
+use crate::histograms::Histograms;
+use crate::live::LiveChecker;
+use crate::model_db::DeadlockLog;
+use crate::observations::BookingRecord;
+use crate::stand_in;
+use crate::trace::SharedTrace;
+
+/// The database side of one run.
+pub(super) enum DbSide {
+    StandIn(Arc<Mutex<stand_in::Store>>),
+    Model { engine: Rc<RefCell<Engine>>, servers: Rc<RefCell<Vec<Server>>>, deadlocks: DeadlockLog },
+}
+
+pub(super) struct Shared {
+    pub(super) trace: SharedTrace,
+    pub(super) histograms: Arc<Mutex<Histograms>>,
+    pub(super) records: Rc<RefCell<Vec<Option<BookingRecord>>>>,
+    /// In-run invariant checks (clients and the driver feed it; all on this thread).
+    pub(super) live: Rc<RefCell<LiveChecker>>,
+    /// The backend listens (set by its host after binding; the clients wait for it).
+    pub(super) backend_listening: Rc<Cell<bool>>,
+    /// Sessions still inside a transaction once the run was quiet (see `driver::settle`).
+    pub(super) open_at_end: RefCell<Vec<String>>,
+    pub(super) client_faults: Rc<ClientFaults>,
+}
