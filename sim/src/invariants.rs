@@ -83,7 +83,7 @@ pub fn check_all(
     (results, violations)
 }
 
-/// 10. `session_hygiene`: no session is handed out of the pool inside a transaction (no BEGIN
+/// Invariant 10, `session_hygiene`: no session is handed out of the pool inside a transaction (no BEGIN
 /// meets an open block: PostgreSQL's WARNING 25001), and none is left in one when the run is
 /// quiet. Either means a transaction outlived the request that opened it: its locks are
 /// held, and the next user of the session runs inside it.

@@ -1,6 +1,10 @@
 //! The real-PostgreSQL commands against a live database (`DATABASE_URL`; each test skips with
 //! a notice without it). Every test works in its own schema (`t_validate_<pid>_<name>`), so
-//! tests run in parallel with each other and with other crates' PostgreSQL tests.
+//! tests run in parallel with each other and with other crates' PostgreSQL tests — except the
+//! timing test, which runs alone (see [`TIMING`]).
+
+// The TIMING guards are held across awaits on purpose: they order whole tests, not data.
+#![allow(clippy::await_holding_lock)]
 
 use std::time::Duration;
 
