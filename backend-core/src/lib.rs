@@ -7,4 +7,5 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod rules;
+pub mod schedule;
 pub mod seed;

@@ -433,7 +433,7 @@ enum Contention {
 /// (`hold_best_room`); asserts PostgreSQL counted no deadlock there.
 async fn assert_no_deadlocks(strategy: Strategy, rounds: usize, contention: Contention) {
     let tag = format!("{}_{contention:?}", strategy.name().replace('-', "_")).to_lowercase();
-    let variant = SchemaVariant::for_strategy(strategy);
+    let variant = strategy.schema_variant();
     let Some(dedicated) = DedicatedDatabase::create(&tag, variant).await else { return };
     let db: Arc<dyn Db> = Arc::new(dedicated.db.clone());
     let mut fixture = seed(db.as_ref()).await;

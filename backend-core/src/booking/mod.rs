@@ -9,6 +9,7 @@
 
 pub mod body_cache;
 pub mod idempotency;
+pub mod retry;
 pub mod snapshot;
 pub mod strategy;
 pub mod transaction;

@@ -5,8 +5,8 @@
 //! computation already took real time); the simulation implements it as a virtual-time sleep
 //! from a CPU cost model, because under turmoil pure computation takes zero simulated time.
 
-use crate::allocator::EvalStats;
 use crate::db::BoxFuture;
+use crate::schedule::EvalStats;
 
 /// A unit of pure work the backend just did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

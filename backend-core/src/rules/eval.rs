@@ -38,10 +38,10 @@ use uuid::Uuid;
 use super::catalogue::*;
 use super::ruleset::{Rule, RuleSet};
 use super::score::Score;
-use crate::allocator::{
+use crate::domain::{Appointment, Gender, GenderPolicy, Isolation, Room};
+use crate::schedule::{
     Block, ClinicSnapshot, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
 };
-use crate::domain::{Appointment, Gender, GenderPolicy, Isolation, Room};
 
 /// A candidate time, half-open `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -1208,9 +1208,9 @@ mod tests {
     /// patients; every infeasible room compared both ways.
     #[test]
     fn explained_violations_match_a_full_explained_evaluation() {
-        use crate::allocator::fixture::{Fixture, at};
         use crate::domain::Isolation;
         use crate::rules::default_rule_set;
+        use crate::schedule::fixture::{Fixture, at};
 
         let rules = default_rule_set();
         let mut compared = 0;
