@@ -144,8 +144,16 @@ pub struct BookingPlan<'a> {
     /// Fallback `book_without_room`: when every candidate is taken, insert `room_pending`.
     pub book_without_room: bool,
     pub idempotency: Option<&'a IdempotencyClaim>,
-    /// Builds the response stored with the idempotency key: `(status, body)`.
-    pub respond: &'a (dyn Fn(&Placement) -> (u16, String) + Send + Sync),
+    /// Renders the answer to store with the idempotency key, called before COMMIT so a replay
+    /// returns the very bytes of the first answer (the booking service injects it).
+    pub render_created: &'a (dyn Fn(&Placement) -> StoredAnswer + Send + Sync),
+}
+
+/// An answer as stored with an Idempotency-Key: the status and the exact body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status_code: u16,
+    pub body: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -595,7 +603,7 @@ async fn finish(
     placement: Placement,
 ) -> Result<TxnOutcome, Failure> {
     if let Some(claim) = plan.idempotency {
-        let (status_code, body) = (plan.respond)(&placement);
+        let StoredAnswer { status_code, body } = (plan.render_created)(&placement);
         session
             .exec(
                 "INSERT INTO idempotency_keys (key, request_hash, status_code, body, \
@@ -698,14 +706,14 @@ mod tests {
         let row = row();
         let candidates =
             [Candidate { room_id: Uuid::from_u128(9), turnover_minutes: 5, score: "s".into() }];
-        let respond = |_: &Placement| (201, String::new());
+        let render_created = |_: &Placement| StoredAnswer { status_code: 201, body: String::new() };
         let plan = BookingPlan {
             strategy,
             row: &row,
             candidates: &candidates,
             book_without_room: false,
             idempotency: None,
-            respond: &respond,
+            render_created: &render_created,
         };
         let retry = RetryPolicy { retries_max, backoff_base_ms: 1, backoff_cap_ms: 2 };
         let rng = Mutex::new(ChaCha8Rng::seed_from_u64(5));
