@@ -8,27 +8,8 @@
 
 use crate::allocator::AllocatorConfig;
 use crate::booking::Strategy;
-
-/// Retry budget for serialization failures (40001), deadlocks (40P01) and the races that are
-/// resolved by re-running the whole transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt; `attempts = retries_max + 1`.
-    pub retries_max: u32,
-    /// Backoff before retry n is uniform in `[0, min(cap, base · 2^(n-1))]` ms ("full jitter").
-    pub backoff_base_ms: u64,
-    pub backoff_cap_ms: u64,
-}
-
-impl Default for RetryPolicy {
-    /// Ten retries: under SERIALIZABLE, 50 simultaneous bookings of one table abort each other
-    /// until they have run one after another, and five retries left 7.8 % of the storm's
-    /// bookings answered 5xx in the simulation (`explore --strategy serializable`, 100 seeds;
-    /// 0.04 % with ten). `scenarios`' `[backend] db_retries_max` defaults to the same.
-    fn default() -> Self {
-        RetryPolicy { retries_max: 10, backoff_base_ms: 2, backoff_cap_ms: 50 }
-    }
-}
+// Defined with the retry loop it bounds (`booking::retry`); re-exported where it always was.
+pub use crate::booking::retry::RetryPolicy;
 
 #[derive(Clone, Debug)]
 pub struct ApiConfig {

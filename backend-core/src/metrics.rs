@@ -17,7 +17,14 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::booking::body_cache::MemoCounts;
+/// Hits and misses of one memo of the parsed-body cache (`booking::body_cache::BodyCache`),
+/// by entity kind. Defined here, with its renderer, so `metrics` needs nothing from `booking`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoCounts {
+    pub kind: &'static str,
+    pub hits: u64,
+    pub misses: u64,
+}
 
 /// Upper bounds (µs) of the histogram buckets; the last bucket is `+Inf`.
 pub const BUCKET_BOUNDS_US: [u64; 14] = [

@@ -16,7 +16,7 @@ use std::time::Duration as StdDuration;
 
 use backend_core::booking::Strategy;
 use backend_core::booking::transaction::{
-    AppointmentRow, BookingPlan, Candidate, IdempotencyClaim, Placement, TxnOutcome,
+    AppointmentRow, BookingPlan, Candidate, IdempotencyClaim, Placement, StoredAnswer, TxnOutcome,
     idempotency_lock_key, run_booking,
 };
 use backend_core::config::RetryPolicy;
@@ -139,8 +139,9 @@ fn candidates(fixture: &Fixture, n: usize, ranking: Ranking) -> Vec<Candidate> {
         .collect()
 }
 
-fn respond(placement: &Placement) -> (u16, String) {
-    (201, format!("{{\"room\":{:?}}}", placement.room_id.map(|r| r.to_string())))
+fn render_created(placement: &Placement) -> StoredAnswer {
+    let body = format!("{{\"room\":{:?}}}", placement.room_id.map(|r| r.to_string()));
+    StoredAnswer { status_code: 201, body }
 }
 
 struct RoundResult {
@@ -175,7 +176,7 @@ async fn concurrent_round(
                 candidates: &candidates,
                 book_without_room: false,
                 idempotency: None,
-                respond: &respond,
+                render_created: &render_created,
             };
             let mut conn = db.acquire().await.expect("acquire");
             run_booking(conn.as_mut(), &plan, &retry, &rng, &metrics).await
@@ -433,7 +434,7 @@ enum Contention {
 /// (`hold_best_room`); asserts PostgreSQL counted no deadlock there.
 async fn assert_no_deadlocks(strategy: Strategy, rounds: usize, contention: Contention) {
     let tag = format!("{}_{contention:?}", strategy.name().replace('-', "_")).to_lowercase();
-    let variant = SchemaVariant::for_strategy(strategy);
+    let variant = strategy.schema_variant();
     let Some(dedicated) = DedicatedDatabase::create(&tag, variant).await else { return };
     let db: Arc<dyn Db> = Arc::new(dedicated.db.clone());
     let mut fixture = seed(db.as_ref()).await;
@@ -595,7 +596,7 @@ async fn book_with_key(
         candidates: &candidates,
         book_without_room: false,
         idempotency: Some(claim),
-        respond: &respond,
+        render_created: &render_created,
     };
     let rng = Mutex::new(ChaCha8Rng::seed_from_u64(1));
     let mut conn = db.acquire().await.unwrap();
@@ -614,7 +615,7 @@ async fn idempotency_replays_rejects_other_bodies_and_reports_in_flight() {
 
     let first = book_with_key(&db, &fixture, 0, &claim).await.unwrap();
     let TxnOutcome::Committed(placement) = first else { panic!("first booking: {first:?}") };
-    let (status, body) = respond(&placement);
+    let StoredAnswer { status_code: status, body } = render_created(&placement);
     // Same key, same body: the stored response, and no second appointment.
     let replay = book_with_key(&db, &fixture, 1, &claim).await.unwrap();
     assert_eq!(replay, TxnOutcome::Replay { status_code: status, body });

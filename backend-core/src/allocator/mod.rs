@@ -28,9 +28,7 @@
 //! Searching earlier times than requested (there is no "now" here), multi-room bookings,
 //! and re-optimising existing appointments.
 
-pub mod fixture;
 mod participants;
-mod timeline;
 
 use std::cmp::Reverse;
 
@@ -39,14 +37,14 @@ use serde::Serialize;
 use uuid::Uuid;
 
 pub use participants::{Participant, ParticipantConflict, participant_conflicts};
-pub use timeline::{
-    Block, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
+// The allocator's input and the interval index it shares with the rules engine live in
+// `crate::schedule` (below both); re-exported here for the allocator's users.
+pub use crate::schedule::fixture;
+pub use crate::schedule::{
+    Block, ClinicSnapshot, EpochMicros, EvalStats, MINUTE_US, RoomTimeline, epoch_us, from_epoch_us,
 };
 
-use crate::domain::{
-    Appointment, AppointmentType, BookingRequest, Clinic, Doctor, FallbackMode, Patient, Room,
-    TimeWindow, ValidationError,
-};
+use crate::domain::{BookingRequest, FallbackMode, TimeWindow, ValidationError};
 use crate::rules::{
     EvalContext, Rejection, RoomEvaluation, RuleId, RuleParams, RuleSet, Score, Slot, Violation,
 };
@@ -57,22 +55,6 @@ pub const ROOMS_COUNT_MAX: usize = 1024;
 pub const APPOINTMENTS_COUNT_MAX: usize = 1_000_000;
 /// Upper bound of `AllocatorConfig::search_steps_max`.
 pub const SEARCH_STEPS_MAX: u32 = 1024;
-
-/// Everything the allocator needs, read in one go by the booking layer.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ClinicSnapshot {
-    pub clinic: Clinic,
-    /// The clinic's rooms.
-    pub rooms: Vec<Room>,
-    pub doctor: Doctor,
-    pub patient: Patient,
-    pub appointment_type: AppointmentType,
-    /// The relevant day's appointments (any status; inactive ones are ignored), all rooms.
-    pub appointments: Vec<Appointment>,
-    /// The patient's room at their previous visit in a series (S14).
-    #[serde(default)]
-    pub patient_last_room_id: Option<Uuid>,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AllocatorConfig {

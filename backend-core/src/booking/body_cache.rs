@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::domain::{AppointmentType, Clinic, Doctor, Patient, Room};
 use crate::rules::RuleSet;
+// Defined next to its renderer in `metrics`; re-exported where it always was.
+pub use crate::metrics::MemoCounts;
 
 /// Most entries one memo (one entity kind) keeps.
 pub const BODY_CACHE_ENTRIES_MAX: usize = 4096;
@@ -53,14 +55,6 @@ impl Default for BodyCache {
     fn default() -> Self {
         BodyCache::with_limits(BODY_CACHE_ENTRIES_MAX, BODY_CACHE_TEXT_BYTES_MAX)
     }
-}
-
-/// Hits and misses of one memo of the [`BodyCache`], by entity kind (for `/metrics`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemoCounts {
-    pub kind: &'static str,
-    pub hits: u64,
-    pub misses: u64,
 }
 
 impl BodyCache {

@@ -22,7 +22,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::allocator::ClinicSnapshot;
 use crate::booking::body_cache::{BodyCache, Memo};
 use crate::db::{Conn, Rows, SqlValue};
 use crate::domain::{
@@ -31,6 +30,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::rules::{PolicyCache, RuleSet};
+use crate::schedule::ClinicSnapshot;
 
 /// The clinic's current policy, from the cache when the stored version is unchanged.
 pub async fn load_policy(

@@ -9,12 +9,15 @@
 //!
 //! SCHEMA VARIANTS: `exclusion` relies on the `no_room_overlap` EXCLUDE constraint. The other
 //! safe strategies must be correct without it, and the broken ones must not be rescued by it,
-//! so the schema comes in two variants (`crate::db::schema::SchemaVariant`): `Guarded` (the
+//! so the schema comes in two variants (`crate::db::schema::SchemaVariant`, chosen per strategy
+//! by [`Strategy::schema_variant`]): `Guarded` (the
 //! constraint present: production) and `Unguarded` (the same tables without `no_room_overlap`:
 //! tests and simulation runs of every strategy except `exclusion`).
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::db::schema::SchemaVariant;
 
 /// A booking concurrency-control strategy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,6 +99,17 @@ impl Strategy {
         self == Strategy::Exclusion
     }
 
+    /// The schema variant that tests this strategy honestly: `Guarded` for `exclusion` (it
+    /// relies on the constraint), `Unguarded` for every other strategy (so the constraint
+    /// neither helps the lock-based ones nor rescues the broken ones).
+    pub fn schema_variant(self) -> SchemaVariant {
+        if self.needs_exclusion_constraint() {
+            SchemaVariant::Guarded
+        } else {
+            SchemaVariant::Unguarded
+        }
+    }
+
     /// The `name — description` listing used by CLIs and error messages.
     pub fn listing() -> String {
         let lines: Vec<String> =
@@ -152,6 +166,14 @@ mod tests {
         assert_eq!(Strategy::default(), Strategy::Exclusion);
         assert!(!Strategy::default().is_broken());
         assert_eq!(Strategy::ALL.iter().filter(|s| s.is_broken()).count(), 3);
+    }
+
+    #[test]
+    fn each_strategy_gets_the_variant_that_tests_it() {
+        assert_eq!(Strategy::Exclusion.schema_variant(), SchemaVariant::Guarded);
+        for strategy in Strategy::ALL.into_iter().filter(|s| *s != Strategy::Exclusion) {
+            assert_eq!(strategy.schema_variant(), SchemaVariant::Unguarded);
+        }
     }
 
     #[test]

@@ -75,14 +75,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::Strategy;
-use crate::config::RetryPolicy;
+use super::retry::{RetryPolicy, backoff};
 use crate::db::{Conn, DbError, Rows, SqlValue};
 use crate::error::Error;
 use crate::metrics::{Metrics, RetryCause};
@@ -145,8 +144,16 @@ pub struct BookingPlan<'a> {
     /// Fallback `book_without_room`: when every candidate is taken, insert `room_pending`.
     pub book_without_room: bool,
     pub idempotency: Option<&'a IdempotencyClaim>,
-    /// Builds the response stored with the idempotency key: `(status, body)`.
-    pub respond: &'a (dyn Fn(&Placement) -> (u16, String) + Send + Sync),
+    /// Renders the answer to store with the idempotency key, called before COMMIT so a replay
+    /// returns the very bytes of the first answer (the booking service injects it).
+    pub render_created: &'a (dyn Fn(&Placement) -> StoredAnswer + Send + Sync),
+}
+
+/// An answer as stored with an Idempotency-Key: the status and the exact body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status_code: u16,
+    pub body: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,15 +270,6 @@ pub async fn run_booking(
         }
     }
     unreachable!("the loop returns on its last attempt")
-}
-
-/// Full-jitter backoff before retry number `attempt` (1-based).
-fn backoff(retry: &RetryPolicy, attempt: u32, rng: &Mutex<ChaCha8Rng>) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let ceiling_ms = retry.backoff_base_ms.saturating_mul(1 << exponent).min(retry.backoff_cap_ms);
-    let mut rng = rng.lock().expect("retry rng lock poisoned");
-    // Microsecond resolution so small budgets still jitter.
-    Duration::from_micros(rng.random_range(0..=ceiling_ms * 1_000))
 }
 
 async fn attempt_once(
@@ -605,7 +603,7 @@ async fn finish(
     placement: Placement,
 ) -> Result<TxnOutcome, Failure> {
     if let Some(claim) = plan.idempotency {
-        let (status_code, body) = (plan.respond)(&placement);
+        let StoredAnswer { status_code, body } = (plan.render_created)(&placement);
         session
             .exec(
                 "INSERT INTO idempotency_keys (key, request_hash, status_code, body, \
@@ -708,14 +706,14 @@ mod tests {
         let row = row();
         let candidates =
             [Candidate { room_id: Uuid::from_u128(9), turnover_minutes: 5, score: "s".into() }];
-        let respond = |_: &Placement| (201, String::new());
+        let render_created = |_: &Placement| StoredAnswer { status_code: 201, body: String::new() };
         let plan = BookingPlan {
             strategy,
             row: &row,
             candidates: &candidates,
             book_without_room: false,
             idempotency: None,
-            respond: &respond,
+            render_created: &render_created,
         };
         let retry = RetryPolicy { retries_max, backoff_base_ms: 1, backoff_cap_ms: 2 };
         let rng = Mutex::new(ChaCha8Rng::seed_from_u64(5));
@@ -758,22 +756,6 @@ mod tests {
         let (result, log, _) = run(Strategy::Exclusion, vec![("COMMIT", lost)], 5).await;
         assert!(matches!(result, Err(Error::DatabaseUnavailable(_))), "{result:?}");
         assert_eq!(log.iter().filter(|s| s.starts_with("BEGIN")).count(), 1);
-    }
-
-    #[test]
-    fn backoff_is_seeded_and_bounded() {
-        let retry = RetryPolicy { retries_max: 5, backoff_base_ms: 2, backoff_cap_ms: 10 };
-        let draw = || {
-            let rng = Mutex::new(ChaCha8Rng::seed_from_u64(9));
-            (1..=6).map(|attempt| backoff(&retry, attempt, &rng)).collect::<Vec<_>>()
-        };
-        let (first, second) = (draw(), draw());
-        assert_eq!(first, second, "same seed, same jitter");
-        for (index, delay) in first.iter().enumerate() {
-            let ceiling_ms = (2u64 << index).min(10);
-            assert!(*delay <= Duration::from_millis(ceiling_ms), "{index}: {delay:?}");
-        }
-        assert!(first.iter().any(|d| !d.is_zero()));
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! The CPU-cost hook: lets the simulation charge virtual time for pure computation.
 //!
-//! WHAT: the HTTP layer calls [`WorkCharge::charge`] after rules evaluation and after conflict
+//! WHAT: the booking service calls [`WorkCharge::charge`] after rules evaluation and after conflict
 //! detection with the allocator's statistics. In production [`NoCharge`] does nothing (the
 //! computation already took real time); the simulation implements it as a virtual-time sleep
 //! from a CPU cost model, because under turmoil pure computation takes zero simulated time.
 
-use crate::allocator::EvalStats;
 use crate::db::BoxFuture;
+use crate::schedule::EvalStats;
 
 /// A unit of pure work the backend just did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,8 @@
 //! two variants cannot drift apart). It exists so that tests and simulations can show (a)
 //! that `room-lock`, `advisory` and `serializable` prevent double booking by themselves and
 //! (b) that the BROKEN strategies really double-book instead of being rescued by the constraint. Production uses
-//! `Guarded` (and only `Guarded` is reachable through `sqlx::migrate!`).
+//! `Guarded` (and only `Guarded` is reachable through `sqlx::migrate!`). Which variant tests
+//! which strategy is the strategy's to say (`booking::Strategy::schema_variant`).
 //!
 //! NOT MODELLED: down-migrations; pruning of old idempotency keys is a query
 //! (`booking::idempotency::prune`), not a scheduled job.
@@ -21,7 +22,6 @@ use sqlx::PgPool;
 
 use super::DbError;
 use super::pg::map_sqlx_error;
-use crate::booking::Strategy;
 
 /// Which appointments table to create.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,17 +34,6 @@ pub enum SchemaVariant {
 }
 
 impl SchemaVariant {
-    /// The variant that tests `strategy` honestly: `Guarded` for `exclusion` (it relies on the
-    /// constraint), `Unguarded` for every other strategy (so the constraint neither helps the
-    /// lock-based ones nor rescues the broken ones).
-    pub fn for_strategy(strategy: Strategy) -> SchemaVariant {
-        if strategy.needs_exclusion_constraint() {
-            SchemaVariant::Guarded
-        } else {
-            SchemaVariant::Unguarded
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             SchemaVariant::Guarded => "guarded",
@@ -116,14 +105,6 @@ pub async fn migrate_pg_variant(pool: &PgPool, variant: SchemaVariant) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_strategy_gets_the_variant_that_tests_it() {
-        assert_eq!(SchemaVariant::for_strategy(Strategy::Exclusion), SchemaVariant::Guarded);
-        for strategy in Strategy::ALL.into_iter().filter(|s| *s != Strategy::Exclusion) {
-            assert_eq!(SchemaVariant::for_strategy(strategy), SchemaVariant::Unguarded);
-        }
-    }
 
     #[test]
     fn variants_differ_only_in_the_room_constraint() {

@@ -196,13 +196,9 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
-/// Per-request phase durations for the Server-Timing header.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Timing {
-    pub rules: Duration,
-    pub conflict: Duration,
-    pub db: Duration,
-}
+// The phase durations are measured by the booking service (`booking::timing`); rendering them
+// as a header is this layer's (an inherent impl may live anywhere in the defining crate).
+pub use crate::booking::timing::Timing;
 
 impl Timing {
     /// `rules;dur=0.123, conflict;dur=0.000, db;dur=1.500` (ms, µs precision).
@@ -218,13 +214,6 @@ impl Timing {
             ms(self.db)
         );
         HeaderValue::from_str(&text).expect("ASCII header value")
-    }
-
-    /// Records the phases into the latency histograms (bookings and previews only).
-    fn record(&self, metrics: &Metrics) {
-        metrics.rules_latency.record(self.rules);
-        metrics.conflict_latency.record(self.conflict);
-        metrics.db_latency.record(self.db);
     }
 }
 

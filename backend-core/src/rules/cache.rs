@@ -3,8 +3,8 @@
 //! WHY
 //!
 //! Loading and parsing a clinic's rule set costs a database round trip plus a parse; the
-//! version check is one cheap indexed `SELECT version`. The HTTP layer runs that query, then
-//! asks the cache for `(clinic, version)`: a hit skips the load, a miss calls the loader once
+//! version check is one cheap indexed `SELECT version`. The booking layer runs that query
+//! (`booking::snapshot::load_policy`), then asks the cache for `(clinic, version)`: a hit skips the load, a miss calls the loader once
 //! and stores the result. Because the key includes the version, a new policy version is simply
 //! a miss; no invalidation message is needed for correctness.
 //!

@@ -5,7 +5,8 @@
 //! rule cannot exist in one without the other. Parameters are plain structs with serde defaults
 //! and `deny_unknown_fields`: a misspelt parameter is an error, not a silent default.
 //! The meaning of each rule and its magnitude is documented where it is evaluated
-//! (`rules/eval.rs`), and in `../shared/reference/room-rules.md` §1.3–1.4.
+//! (`rules/evaluation/`: `hard.rs`, `soft.rs`), and in
+//! `../shared/reference/room-rules.md` §1.3–1.4.
 
 use std::collections::BTreeMap;
 

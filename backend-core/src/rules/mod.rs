@@ -17,13 +17,13 @@
 
 pub mod cache;
 pub mod catalogue;
-mod eval;
+mod evaluation;
 pub mod ruleset;
 pub mod score;
 
 pub use cache::{CacheStats, POLICY_CACHE_CLINICS_MAX, PolicyCache};
 pub use catalogue::*;
-pub use eval::{Contribution, EvalContext, Rejection, RoomEvaluation, Slot, Violation};
+pub use evaluation::{Contribution, EvalContext, Rejection, RoomEvaluation, Slot, Violation};
 pub use ruleset::{
     RULE_MESSAGE_BYTES_MAX, RULE_WEIGHT_MAX, RULES_COUNT_MAX, Rule, RuleSet, RuleSetError,
 };
