@@ -160,12 +160,15 @@ async fn a_begin_cancelled_in_flight_leaks_only_under_the_late_begin_guard() {
             guard,
             ..PgDbOptions::default()
         };
-        let db = PgDb::connect(url, &options).await.unwrap();
+        // Through a proxy that holds every reply for REPLY_DELAY: the BEGIN's reply cannot be
+        // there yet at its first poll. (Straight to the server on loopback it sometimes was,
+        // 200 times in a row on a busy CI machine.)
+        let db = PgDb::connect(&slow_replies(url).await, &options).await.unwrap();
         // Poll a BEGIN once: its message is written and its reply awaited; then drop it, as
-        // hyper drops a handler. On loopback the reply can already be there at that poll: then
-        // the window was missed, so end that transaction and try again.
+        // hyper drops a handler. Should the reply be there at that poll anyway, the window
+        // was missed: end that transaction and try again.
         let mut cancelled_in_flight = false;
-        for _ in 0..200 {
+        for _ in 0..20 {
             let mut conn = db.acquire().await.unwrap();
             // Prepared once first (sqlx caches it), so the poll below sends the BEGIN itself
             // rather than stopping at its Parse/Describe round trip.
@@ -198,4 +201,46 @@ async fn a_begin_cancelled_in_flight_leaks_only_under_the_late_begin_guard() {
     );
     let leaked = next_borrower_in_transaction(&url, GuardMode::Safe).await;
     assert!(!leaked, "the safe guard must never hand out a session inside a transaction");
+}
+
+/// How long the proxy of [`slow_replies`] holds each chunk the server sends.
+const REPLY_DELAY: Duration = Duration::from_millis(30);
+
+/// `url` with its host and port replaced by a loopback proxy to the same server that passes
+/// the client's bytes at once and holds each chunk of the server's for [`REPLY_DELAY`].
+async fn slow_replies(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut proxied = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    let server = format!(
+        "{}:{}",
+        proxied.host_str().unwrap_or("127.0.0.1"),
+        proxied.port().unwrap_or(5432)
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(&server).await else { return };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+            });
+            tokio::spawn(async move {
+                let mut chunk = vec![0_u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(REPLY_DELAY).await;
+                    if client_write.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    proxied.set_host(Some("127.0.0.1")).expect("a host");
+    proxied.set_port(Some(port)).expect("a port");
+    proxied.to_string()
 }
