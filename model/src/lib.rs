@@ -26,6 +26,13 @@
 //!    statement_timeout).
 //! 5. Errors abort the transaction at once (locks released); the outcome is a [`Response`]
 //!    with PostgreSQL's SQLSTATE and message (`error.rs`).
+//!
+//! AROUND THE ENGINE (not part of its state machine): `io/` runs it behind a framed protocol
+//! (server with seeded scheduling and service times, client, frames, trace) on any byte
+//! stream; `profile.rs` holds the latency profiles the server draws service times from;
+//! `spec/` runs PostgreSQL isolation-tester specs on the model and on PostgreSQL. Also
+//! `plan_cache.rs` (statement text → plan) and `value.rs` (column types, text input and
+//! output, range operators).
 
 pub mod io;
 pub mod profile;

@@ -1,10 +1,12 @@
 //! HTTP over turmoil's simulated TCP: an axum listener and a minimal hyper 1 client.
 //!
-//! The backend host serves backend-core's axum router with `axum::serve(TurmoilListener, ..)`;
-//! the clients host sends each booking attempt on a fresh connection with hyper's low-level
-//! `client::conn::http1` (one request per connection), so a connection broken by message loss
-//! or a crash fails exactly one attempt and the client's retry policy decides what happens
-//! next. No real sockets, threads or wall clock are involved.
+//! The backend host serves backend-core's axum router on a [`TurmoilListener`] with
+//! backend-core's own accept loop (`backend_core::http::serve::serve`, as `roomsim serve`
+//! does; the `--backend stand-in` router with `axum::serve`); the clients host sends each
+//! booking attempt on a fresh connection with hyper's low-level `client::conn::http1` (one
+//! request per connection), so a connection broken by message loss or a crash fails exactly
+//! one attempt and the client's retry policy decides what happens next. No real sockets,
+//! threads or wall clock are involved.
 //!
 //! Not modelled: HTTP keep-alive and connection reuse between attempts.
 

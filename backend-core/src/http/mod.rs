@@ -113,7 +113,8 @@ impl ApiContext {
     }
 }
 
-/// The whole API. Serve it with `axum::serve` on any listener (tokio or turmoil TCP).
+/// The whole API. Serve it on any listener (tokio or turmoil TCP) with [`serve::serve`], the
+/// accept loop with read limits that `roomsim serve` and the simulation both run.
 pub fn api_router(ctx: ApiContext) -> Router {
     let body_bytes_max = ctx.config.body_bytes_max;
     Router::new()
