@@ -211,11 +211,8 @@ const REPLY_DELAY: Duration = Duration::from_millis(30);
 async fn slow_replies(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut proxied = url::Url::parse(url).expect("DATABASE_URL is a URL");
-    let server = format!(
-        "{}:{}",
-        proxied.host_str().unwrap_or("127.0.0.1"),
-        proxied.port().unwrap_or(5432)
-    );
+    let server =
+        format!("{}:{}", proxied.host_str().unwrap_or("127.0.0.1"), proxied.port().unwrap_or(5432));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

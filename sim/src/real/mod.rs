@@ -28,6 +28,7 @@ pub mod clinic;
 pub mod compare;
 pub mod database;
 pub mod load;
+pub mod load_run;
 pub mod monitor;
 pub mod report;
 pub mod serve;

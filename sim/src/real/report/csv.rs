@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::{ms, percentile_label};
 use crate::real::RealError;
-use crate::real::load::LoadOutcome;
+use crate::real::load_run::LoadOutcome;
 use crate::real::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
 
 /// Writes the three files; returns the first error after attempting all of them.

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use super::svg::{self, Chart, Series, escape};
 use super::{ReportExtras, ms, percentile_label, room_assignment, server_timing};
-use crate::real::load::LoadOutcome;
+use crate::real::load_run::LoadOutcome;
 use crate::real::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\

@@ -16,17 +16,16 @@ pub mod html;
 pub mod svg;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use clap::Args;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use super::RealError;
 use super::compare::{Comparison, latency_histogram};
-use super::load::LoadOutcome;
+use super::load_run::LoadOutcome;
 use super::monitor::MonitorSummary;
 use super::stats::{PERCENTILES_TO_REPORT, Recorder, value_or_zero};
 
@@ -35,50 +34,7 @@ pub const ROOM_ASSIGNMENT_P95_TARGET_US: u64 = 100_000;
 /// The throughput target, bookings per second.
 pub const THROUGHPUT_TARGET_PER_S: f64 = 20.0;
 
-/// Report flags shared by `load` and `validate`.
-#[derive(Clone, Debug, Default, Args)]
-pub struct ReportArgs {
-    /// Write one self-contained HTML report.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
-    /// Write Locust-compatible PREFIX_stats.csv, _stats_history.csv and _failures.csv.
-    #[arg(long, value_name = "PREFIX")]
-    pub csv: Option<String>,
-    /// Also write per-request-name rows to the history CSV (Locust's --csv-full-history).
-    #[arg(long)]
-    pub csv_full_history: bool,
-    /// Write an HdrHistogram interval log (HistogramLogAnalyzer-compatible).
-    #[arg(long, value_name = "FILE")]
-    pub hlog: Option<PathBuf>,
-}
-
-impl ReportArgs {
-    /// The files to checkpoint during a run (CSV and interval log), if any was asked for.
-    pub fn checkpoint(&self) -> Option<ReportArgs> {
-        (self.csv.is_some() || self.hlog.is_some())
-            .then(|| ReportArgs { html: None, ..self.clone() })
-    }
-
-    /// The CSV / interval-log names of one `validate` level: `PREFIX-50u_stats.csv`,
-    /// `run-50u.hlog` (each level is its own Locust-style run); the HTML name is unchanged.
-    pub fn for_level(&self, level: u32) -> ReportArgs {
-        let hlog = self.hlog.as_ref().map(|path| {
-            let stem =
-                path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            let name = match path.extension() {
-                Some(ext) => format!("{stem}-{level}u.{}", ext.to_string_lossy()),
-                None => format!("{stem}-{level}u"),
-            };
-            path.with_file_name(name)
-        });
-        ReportArgs {
-            html: self.html.clone(),
-            csv: self.csv.as_ref().map(|prefix| format!("{prefix}-{level}u")),
-            csv_full_history: self.csv_full_history,
-            hlog,
-        }
-    }
-}
+pub use super::load_run::ReportArgs;
 
 /// A simulated histogram drawn against its real counterpart.
 #[derive(Clone, Debug)]
