@@ -230,10 +230,13 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     };
     let command = match cli.command {
         Command::Spec(args) => return model::spec::run(&args),
-        Command::Real(cmd) => return crate::real::run(cmd),
         other => other,
     };
-    match dispatch(command) {
+    let result = match command {
+        Command::Real(cmd) => crate::real::run(cmd).map(|()| exit::OK).map_err(SimError::from),
+        other => dispatch(other),
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // A cause already quoted by the message (e.g. the io error in "cannot read
@@ -345,7 +348,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             let judgement =
                 regression::judge(&old.histograms, &new.histograms, threshold_percent, alpha);
             print!("{}", regression::text(&old, &new, &judgement));
-            Ok(if judgement.regressed() { exit::INVARIANT_VIOLATED } else { exit::OK })
+            Ok(if judgement.regressed() { exit::FAILED } else { exit::OK })
         }
         Command::Spec(_) | Command::Real(_) => unreachable!("handled by main_impl"),
         Command::Openapi => {
@@ -361,7 +364,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 Format::Text => crate::check::report::text(&config, &report),
             };
             println!("{text}");
-            Ok(if report.counterexample.is_some() { exit::INVARIANT_VIOLATED } else { exit::OK })
+            Ok(if report.counterexample.is_some() { exit::FAILED } else { exit::OK })
         }
         Command::Strategies { backend } => {
             for (name, broken) in world::strategies(backend) {
@@ -441,7 +444,7 @@ fn run(
                 "NON-DETERMINISM: seed {seed} gave trace hashes {} and {}",
                 result.outcome.trace_hash, again.outcome.trace_hash
             );
-            return Ok(exit::INVARIANT_VIOLATED);
+            return Ok(exit::FAILED);
         }
         eprintln!("determinism check passed: both runs gave {}", result.outcome.trace_hash);
     }
@@ -463,7 +466,7 @@ fn run(
             println!("{}", serde_json::to_string_pretty(&json).expect("JSON values serialize"));
         }
     }
-    Ok(if o.passed() { exit::OK } else { exit::INVARIANT_VIOLATED })
+    Ok(if o.passed() { exit::OK } else { exit::FAILED })
 }
 
 fn print_explore(r: &ExploreReport, scenario: &Scenario, format: Format) -> Result<u8, SimError> {
@@ -471,7 +474,7 @@ fn print_explore(r: &ExploreReport, scenario: &Scenario, format: Format) -> Resu
         Format::Text => print!("{}", explore::text(r, scenario)?),
         Format::Json => println!("{}", serde_json::to_string_pretty(r).expect("reports serialize")),
     }
-    Ok(if r.seeds_failed.is_empty() { exit::OK } else { exit::INVARIANT_VIOLATED })
+    Ok(if r.seeds_failed.is_empty() { exit::OK } else { exit::FAILED })
 }
 
 fn merge(files: Vec<PathBuf>, format: Format) -> Result<u8, SimError> {

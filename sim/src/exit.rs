@@ -1,12 +1,16 @@
-//! Documented process exit codes of `roomsim` (same for `run`, `explore`, `merge`).
+//! The documented process exit codes of `roomsim`, the same for every command (`run`,
+//! `explore`, `check`, `compare`, `serve`, `load`, `validate`, …). The mapping from errors to
+//! these codes is in one place: `crate::error`.
 //!
-//! Scripts and CI can tell "found a bug" from "could not run". Unmet latency or throughput
+//! Scripts and CI can tell "found a problem" from "could not run". Unmet latency or throughput
 //! targets are shown ✗ in reports but do not change the exit code.
 
-/// Every invariant held on every seed.
+/// Success: every invariant held on every seed, the judgement passed, the command did its work.
 pub const OK: u8 = 0;
-/// An invariant was violated on at least one seed (each failing seed is printed with its exact
-/// replay command).
-pub const INVARIANT_VIOLATED: u8 = 1;
-/// Bad input: flags, scenario file, rule set, JSON to merge.
+/// A finding or a failed run: an invariant violated on some seed (each failing seed is printed
+/// with its exact replay command), a counterexample, a regression, a comparison with real
+/// PostgreSQL out of band, a real run that could not complete or write its reports.
+pub const FAILED: u8 = 1;
+/// Bad input: flags, scenario or profile files, rule sets, JSON to merge, an unreachable
+/// database or target, missing migrations.
 pub const BAD_INPUT: u8 = 2;

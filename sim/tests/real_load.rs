@@ -336,7 +336,8 @@ fn bad_input_exits_2() {
     for args in cases {
         let cli = Cli::try_parse_from(std::iter::once("roomsim").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let code = sim::real::run(cli.command);
-        assert_eq!(code, std::process::ExitCode::from(2), "{args:?}");
+        let error = sim::real::run(cli.command).expect_err("bad input must fail");
+        let code = sim::error::SimError::from(error).exit_code();
+        assert_eq!(code, sim::exit::BAD_INPUT, "{args:?}");
     }
 }

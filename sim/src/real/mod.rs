@@ -19,8 +19,8 @@
 //! (`tokio::time::Instant`, which is the OS monotonic clock outside turmoil) and reads
 //! `SystemTime` only for report timestamps. Its request *streams* are still seeded.
 //!
-//! EXIT CODES: 0 success; 1 a failed run (out of band, server down mid-run, failures);
-//! 2 bad input (flags, files, unreachable database or target, missing migrations).
+//! EXIT CODES: those of every `roomsim` command ([`crate::exit`]); which error gives which
+//! code is decided in `crate::error` (`RealError::exit_code`).
 
 pub mod calibrate;
 mod cli;
@@ -45,13 +45,7 @@ pub use cli::{
 };
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
-
-/// Exit code of a run that completed but failed its judgement.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code of bad input: flags, files, URLs, an unreachable database or target.
-pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// The one error type of the real-PostgreSQL commands.
 #[derive(Debug, thiserror::Error)]
@@ -75,22 +69,6 @@ pub enum RealError {
 impl RealError {
     pub fn io(path: &Path, error: std::io::Error) -> RealError {
         RealError::Io { path: path.display().to_string(), message: error.to_string() }
-    }
-
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            // Nothing ran: the user must fix a flag, a file or the environment.
-            RealError::BadInput(_) => EXIT_BAD_INPUT,
-            // Unreachable database, wrong URL, missing migrations: also fixed by the user.
-            RealError::Database(_) => EXIT_BAD_INPUT,
-            // The run itself failed; partial results were written.
-            RealError::RunFailed(_) => EXIT_FAILED,
-            // The judgement failed: this is the "found a problem" code.
-            RealError::OutOfBand(_) => EXIT_FAILED,
-            // A report could not be written: the run's results are incomplete.
-            RealError::Io { .. } => EXIT_FAILED,
-        }
     }
 }
 
@@ -126,30 +104,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Runs one real-PostgreSQL command and maps its outcome to an exit code.
-pub fn run(cmd: RealCommand) -> ExitCode {
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("error: cannot start the tokio runtime: {e}");
-                return ExitCode::from(EXIT_FAILED);
-            }
-        };
-    let result = match cmd {
+/// Runs one real-PostgreSQL command (the CLI prints the error and maps it to the exit code).
+pub fn run(cmd: RealCommand) -> Result<(), RealError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RealError::RunFailed(format!("cannot start the tokio runtime: {e}")))?;
+    match cmd {
         // The simulation builds its own runtimes: validate drives the real side on this one
         // and runs the simulation outside it.
         RealCommand::Validate(args) => {
             args.config().and_then(|config| validate::validate_command(config, &runtime))
         }
         cmd => runtime.block_on(cmd.execute()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(error.exit_code())
-        }
     }
 }
 
