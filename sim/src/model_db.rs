@@ -254,6 +254,23 @@ pub fn from_model_owned(v: Value) -> SqlValue {
     }
 }
 
+/// Runs one statement straight on `engine` and answers at once, where nothing else runs and
+/// nothing may block (the world's setup, serial tests): a statement that would block is a
+/// 55000 error naming `where_`.
+pub fn execute_at_once(
+    engine: &mut model::Engine,
+    session: model::SessionId,
+    sql: &str,
+    params: &[SqlValue],
+    where_: &str,
+) -> Result<Rows, DbError> {
+    let values: Vec<_> = params.iter().map(to_model).collect();
+    match engine.submit(session, sql, &values) {
+        model::Step::Done(response) => from_response(response),
+        model::Step::Blocked => Err(DbError::new("55000", format!("a statement blocked {where_}"))),
+    }
+}
+
 /// A model response as backend-core's result: rows, or the error by SQLSTATE.
 pub fn from_response(response: model::Response) -> Result<Rows, DbError> {
     response.map(to_rows).map_err(to_db_error)

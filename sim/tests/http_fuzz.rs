@@ -18,11 +18,11 @@ use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use backend_core::domain::{ManualClock, SequentialIds};
 use backend_core::http::{ApiContext, api_router};
 use http_body_util::BodyExt;
-use model::{Engine, SessionId, Step};
+use model::{Engine, SessionId};
 use proptest::prelude::*;
 use scenarios::Scenario;
 use sim::ids::ClinicIds;
-use sim::model_db::{from_response, to_model};
+use sim::model_db::execute_at_once;
 use tower::ServiceExt;
 
 struct EngineDb {
@@ -50,12 +50,8 @@ impl RawConn for EngineSession {
         sql: &'a str,
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
-        let values: Vec<_> = params.iter().map(to_model).collect();
-        let step = self.engine.lock().unwrap().submit(self.session, sql, &values);
-        let result = match step {
-            Step::Done(response) => from_response(response),
-            Step::Blocked => Err(DbError::new("55000", "a statement blocked in a serial test")),
-        };
+        let mut engine = self.engine.lock().unwrap();
+        let result = execute_at_once(&mut engine, self.session, sql, params, "in a serial test");
         Box::pin(std::future::ready(result))
     }
 

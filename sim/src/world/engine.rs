@@ -22,7 +22,7 @@ use scenarios::{Scenario, parse_day_unix_s};
 use crate::clinic::clinic_data;
 use crate::error::SimError;
 use crate::ids::ClinicIds;
-use crate::model_db::{from_model, to_model};
+use crate::model_db::{execute_at_once, from_model};
 use crate::observations::Appointment;
 
 /// A synchronous session straight on the engine (setup only: nothing may block).
@@ -37,11 +37,7 @@ impl Conn for EngineConn<'_> {
         sql: &'a str,
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
-        let values: Vec<_> = params.iter().map(to_model).collect();
-        let result = match self.engine.submit(self.session, sql, &values) {
-            Step::Done(response) => crate::model_db::from_response(response),
-            Step::Blocked => Err(DbError::new("55000", "a setup statement blocked")),
-        };
+        let result = execute_at_once(self.engine, self.session, sql, params, "in setup");
         Box::pin(std::future::ready(result))
     }
 }
