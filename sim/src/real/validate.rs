@@ -237,7 +237,7 @@ pub struct ScenarioRounds {
     pub seed: u64,
     pub fallback: serde_json::Value,
     /// The server's database: emptied (after counting its double bookings) when the rounds
-    /// come back to the first day.
+    /// come back to the first day and at the end of the level ([`ScenarioRounds::close_window`]).
     pub db: backend_core::db::pg::PgDb,
     /// Double-booked pairs and bookings counted in the windows emptied so far.
     pub counted: (u64, u64),
@@ -283,15 +283,23 @@ impl RoundPlanner for ScenarioRounds {
 
     fn before_round(&mut self, index: u64) -> super::load::BeforeRound<'_> {
         Box::pin(async move {
-            if !self.days.reuses_days(index) {
-                return Ok(());
+            if self.days.reuses_days(index) {
+                self.close_window().await.map_err(|e| e.to_string())?;
             }
-            let (pairs, bookings) =
-                count_double_bookings(&self.db).await.map_err(|e| e.to_string())?;
-            self.counted = (self.counted.0 + pairs, self.counted.1 + bookings);
-            super::database::delete_bookings(&self.db).await.map_err(|e| e.to_string())?;
             Ok(())
         })
+    }
+}
+
+impl ScenarioRounds {
+    /// Adds the double bookings of the days booked so far to `counted`, then empties the
+    /// tables: before the rounds reuse their days, and once more at the end of the level (so
+    /// the next level starts from empty tables).
+    async fn close_window(&mut self) -> Result<(), RealError> {
+        let (pairs, bookings) = count_double_bookings(&self.db).await?;
+        self.counted = (self.counted.0 + pairs, self.counted.1 + bookings);
+        super::database::delete_bookings(&self.db).await?;
+        Ok(())
     }
 }
 
@@ -363,12 +371,10 @@ async fn real_level(
     };
     let outcome = run_rounds(load_config, &mut rounds).await;
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
-    let (pairs, booked) = count_double_bookings(&server.db).await?;
-    let (double_bookings, bookings) = (rounds.counted.0 + pairs, rounds.counted.1 + booked);
-    server.stop().await;
     let monitor = monitor.finish().await;
-    // The next level starts from an empty appointments table.
-    super::database::cleanup(target).await?;
+    rounds.close_window().await?;
+    let (double_bookings, bookings) = rounds.counted;
+    server.stop().await;
     Ok(RealLevel { level, outcome, monitor, double_bookings, bookings, measured })
 }
 
