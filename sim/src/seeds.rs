@@ -13,7 +13,8 @@
 //!                                      ├─ 5 backend CPU (rules evaluation cost)
 //!                                      ├─ 6 backend CPU per HTTP request
 //!                                      ├─ 7 client faults (aborts, slow clients)
-//!                                      └─ 8 db connection drops
+//!                                      ├─ 8 db connection drops
+//!                                      └─ 9 model engine (gen_random_uuid)
 //! ```
 //!
 //! Not modelled: turmoil's own per-host SmallRng children (derived by turmoil from its
@@ -38,6 +39,8 @@ pub enum Stream {
     ClientFaults = 7,
     /// Which statements find their db connection reset (`model_db::DbDrops`).
     DbDrops = 8,
+    /// The model engine's own generator (`model::EngineConfig::seed`: `gen_random_uuid()`).
+    Engine = 9,
 }
 
 /// The master seed of one run.

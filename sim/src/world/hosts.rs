@@ -58,7 +58,8 @@ pub(super) fn add_model_hosts(
 ) -> Result<DbSide, SimError> {
     let strategy = engine::strategy(&config.strategy)?;
     let ids = ClinicIds::new(&config.scenario);
-    let engine = engine::prepared_engine(&config.scenario, &ids, strategy, config.seed)?;
+    let engine =
+        engine::prepared_engine(&config.scenario, &ids, strategy, seeds.u64(Stream::Engine))?;
     let engine = Rc::new(RefCell::new(engine));
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
