@@ -20,16 +20,11 @@
 //!   with the quoted prefix (the longest matching prefix wins) takes this distribution instead
 //!   of its kind's — one kind can hide very different costs (an appointment INSERT checks three
 //!   exclusion constraints, an idempotency-key INSERT one b-tree).
-//! - BACKEND CPU `[cpu] rules_ns_per_check = [[q, ns], …]`: the cost of the backend's rules
-//!   evaluation (the allocator, with its in-memory interval checks) per rule check, an
-//!   empirical table; the simulation charges `checks × sample` (see [`LatencyProfile::
-//!   sample_rules_us`]). `roomsim calibrate` measures both.
-//!   `[cpu] request_us = [[q, us], …]` (optional): the backend's own CPU per HTTP request
-//!   outside its database statements and rules evaluation (HTTP, JSON, the handler, the
-//!   client's side of the request), and `[cpu] cores = N` (optional): the CPU cores the
-//!   database and the backend SHARE on the measured machine. With `cores`, the simulation
-//!   runs statements and the backend's per-request CPU on one pool of N cores, so CPU
-//!   contention emerges under load (see `model::io::Cores`).
+//! - `[cpu]`: the BACKEND's costs on the measured machine (rules evaluation per check, CPU per
+//!   HTTP request, the cores it shares with the database). They describe the service, not
+//!   PostgreSQL, so this crate only accepts the table and leaves it to the simulation's cost
+//!   model (`sim::world::cpu_profile`), which reads the same file. [`validate_quantile_table`]
+//!   and [`inverse_cdf`] are shared with it, so one file has one set of rules.
 //!
 //! Not modelled: load dependence of a single statement (contention comes from the shared
 //! cores and the locks, not from the table), correlation between consecutive statements.
@@ -41,8 +36,6 @@ use std::time::Duration;
 use rand::Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 use serde::Deserialize;
-
-use crate::io::cores::CORES_MAX;
 
 /// Every statement kind a profile must describe, in the order they are validated.
 pub const STATEMENT_KINDS: [&str; 9] =
@@ -94,12 +87,6 @@ pub struct LatencyProfile {
     kinds: BTreeMap<&'static str, ServiceTime>,
     /// Statement-text prefix → service time, longest prefix first.
     classes: Vec<(String, ServiceTime)>,
-    /// Backend rules-evaluation CPU, ns per rule check.
-    rules_ns_per_check: Option<ServiceTime>,
-    /// Backend CPU per HTTP request outside statements and rules, µs.
-    request_us: Option<ServiceTime>,
-    /// Cores shared by the database and the backend.
-    cores: Option<u32>,
 }
 
 /// Longest statement-class prefix accepted.
@@ -113,15 +100,9 @@ struct RawProfile {
     kinds: BTreeMap<String, RawKind>,
     #[serde(default)]
     classes: BTreeMap<String, RawKind>,
-    cpu: Option<RawCpu>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCpu {
-    rules_ns_per_check: Vec<(f64, f64)>,
-    request_us: Option<Vec<(f64, f64)>>,
-    cores: Option<u32>,
+    /// The backend's costs: read and validated by the simulation's cost model, not here.
+    #[serde(rename = "cpu")]
+    _backend_cpu: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -197,23 +178,7 @@ impl LatencyProfile {
         }
         // Longest prefix first, so the most specific class matches.
         classes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        let (mut rules_ns_per_check, mut request_us, mut cores) = (None, None, None);
-        if let Some(cpu) = raw.cpu {
-            validate_quantiles(&cpu.rules_ns_per_check)
-                .map_err(|(_, r)| err("cpu.rules_ns_per_check".into(), r))?;
-            rules_ns_per_check = Some(ServiceTime::Empirical { quantiles: cpu.rules_ns_per_check });
-            if let Some(quantiles) = cpu.request_us {
-                validate_quantiles(&quantiles).map_err(|(_, r)| err("cpu.request_us".into(), r))?;
-                request_us = Some(ServiceTime::Empirical { quantiles });
-            }
-            if let Some(n) = cpu.cores {
-                if !(1..=CORES_MAX).contains(&(n as usize)) {
-                    return Err(err("cpu.cores".into(), format!("must be 1..={CORES_MAX}")));
-                }
-                cores = Some(n);
-            }
-        }
-        Ok(LatencyProfile { kinds, classes, rules_ns_per_check, request_us, cores })
+        Ok(LatencyProfile { kinds, classes })
     }
 
     /// The distribution for one statement: its class (longest matching prefix of the text),
@@ -241,35 +206,6 @@ impl LatencyProfile {
     /// The statement classes (prefix, distribution), longest prefix first.
     pub fn classes(&self) -> &[(String, ServiceTime)] {
         &self.classes
-    }
-
-    /// Whether the profile measures backend rules-evaluation CPU.
-    pub fn has_cpu(&self) -> bool {
-        self.rules_ns_per_check.is_some()
-    }
-
-    /// Draws the CPU cost of one rules evaluation of `rule_checks` checks, in µs (fractional:
-    /// the caller decides how to spend it on a coarser clock). `None` without a `[cpu]` table.
-    pub fn sample_rules_us<R: Rng + ?Sized>(&self, rule_checks: u64, rng: &mut R) -> Option<f64> {
-        let ServiceTime::Empirical { quantiles } = self.rules_ns_per_check.as_ref()? else {
-            unreachable!("cpu tables are empirical")
-        };
-        let ns = inverse_cdf(quantiles, rng.random::<f64>());
-        Some((ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64))
-    }
-
-    /// Draws the backend's CPU for one HTTP request outside statements and rules, in µs.
-    /// `None` without `[cpu] request_us`.
-    pub fn sample_request_us<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<f64> {
-        let ServiceTime::Empirical { quantiles } = self.request_us.as_ref()? else {
-            unreachable!("cpu tables are empirical")
-        };
-        Some(inverse_cdf(quantiles, rng.random::<f64>()).min(SERVICE_US_MAX as f64))
-    }
-
-    /// Cores shared by the database and the backend (`[cpu] cores`), if the profile says.
-    pub fn shared_cores(&self) -> Option<u32> {
-        self.cores
     }
 
     /// The distribution for `kind` (unknown kinds use `other`).
@@ -337,7 +273,14 @@ fn validate_kind(raw: &RawKind) -> Result<ServiceTime, (String, String)> {
 }
 
 fn validate_quantiles(q: &[(f64, f64)]) -> Result<(), (String, String)> {
-    let bad = |r: String| Err(("quantiles".to_string(), r));
+    validate_quantile_table(q).map_err(|reason| ("quantiles".to_string(), reason))
+}
+
+/// Checks an empirical `[[q, value], …]` table: at least two points, quantiles from 0 to 1
+/// strictly rising, values non-decreasing and within 0..=[`SERVICE_US_MAX`]. The reason when
+/// not.
+pub fn validate_quantile_table(q: &[(f64, f64)]) -> Result<(), String> {
+    let bad = |r: String| Err(r);
     if q.len() < 2 {
         return bad("needs at least two points".into());
     }
@@ -358,8 +301,9 @@ fn validate_quantiles(q: &[(f64, f64)]) -> Result<(), (String, String)> {
     Ok(())
 }
 
-/// Linear interpolation between the quantile points around `u`.
-fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
+/// Linear interpolation between the quantile points around `u` (a validated table, `u` in
+/// 0..=1): how an empirical table is sampled.
+pub fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
     let i = q.partition_point(|&(qq, _)| qq <= u).clamp(1, q.len() - 1);
     let ((q0, v0), (q1, v1)) = (q[i - 1], q[i]);
     v0 + (v1 - v0) * ((u - q0) / (q1 - q0)).clamp(0.0, 1.0)
@@ -403,12 +347,11 @@ mod tests {
     }
 
     #[test]
-    fn classes_override_kinds_by_longest_prefix_and_cpu_scales_with_checks() {
+    fn classes_override_kinds_by_longest_prefix() {
         let text = format!(
             "{DEFAULT_KINDS}\n\
              [classes.\"INSERT INTO appointments\"]\nquantiles = [[0.0, 400.0], [1.0, 400.0]]\n\
-             [classes.\"INSERT\"]\nquantiles = [[0.0, 7.0], [1.0, 7.0]]\n\
-             [cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 3000.0]]\n"
+             [classes.\"INSERT\"]\nquantiles = [[0.0, 7.0], [1.0, 7.0]]\n"
         );
         let p = LatencyProfile::from_toml_str(&text, "t").unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -418,38 +361,11 @@ mod tests {
         assert_eq!(p.sample_statement("insert", key, &mut rng), Duration::from_micros(7));
         let default = LatencyProfile::from_toml_str(DEFAULT_KINDS, "k").unwrap();
         assert_eq!(p.statement_service_time("select", "SELECT 1"), default.service_time("select"));
-        let us = p.sample_rules_us(100, &mut rng).unwrap();
-        assert!((100.0..=300.0).contains(&us), "100 checks × 1–3 µs: {us}");
-        assert_eq!(default.sample_rules_us(100, &mut rng), None, "no [cpu] table");
-        let bad = format!("{DEFAULT_KINDS}\n[cpu]\nrules_ns_per_check = [[0.5, 1.0]]\n");
-        let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
-        assert_eq!(e.field, "cpu.rules_ns_per_check", "{e}");
+        let with_cpu = format!("{DEFAULT_KINDS}\n[cpu]\nanything = [[0.5, 1.0]]\n");
+        assert!(LatencyProfile::from_toml_str(&with_cpu, "c").is_ok(), "[cpu] is the sim's");
         let bad = format!("{DEFAULT_KINDS}\n[classes.\"X\"]\nsigma = 1.0\n");
         let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
         assert_eq!(e.field, "classes.\"X\".median_us", "{e}");
-    }
-
-    #[test]
-    fn cpu_request_cost_and_shared_cores_are_optional_and_validated() {
-        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
-        let text =
-            format!("{DEFAULT_KINDS}\n{cpu}request_us = [[0.0, 300.0], [1.0, 500.0]]\ncores = 2\n");
-        let p = LatencyProfile::from_toml_str(&text, "t").unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for _ in 0..100 {
-            let us = p.sample_request_us(&mut rng).unwrap();
-            assert!((300.0..=500.0).contains(&us), "{us}");
-        }
-        assert_eq!(p.shared_cores(), Some(2));
-        let without =
-            LatencyProfile::from_toml_str(&format!("{DEFAULT_KINDS}\n{cpu}"), "t").unwrap();
-        assert_eq!(without.sample_request_us(&mut rng), None);
-        assert_eq!(without.shared_cores(), None);
-        let bad = format!("{DEFAULT_KINDS}\n{cpu}cores = 0\n");
-        assert_eq!(LatencyProfile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
-        let bad =
-            format!("{DEFAULT_KINDS}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
-        assert_eq!(LatencyProfile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
     }
 
     /// The default profile's `[kinds]` tables alone (no `[classes]`, no `[cpu]`).

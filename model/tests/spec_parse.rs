@@ -1,8 +1,6 @@
 //! The spec parser on bad input: every error names the file and line; nothing panics.
 
-use std::process::ExitCode;
-
-use model::spec::{parse_spec, run_cli};
+use model::spec::{SpecError, SpecVerdict, parse_spec, run_cli};
 
 fn err(text: &str) -> String {
     parse_spec(text, "bad.spec").expect_err("must not parse").to_string()
@@ -99,14 +97,14 @@ fn cli_exit_codes() {
     let good = dir.join("good.spec");
     std::fs::write(&good, "session s1\nstep a { SELECT 1; }\n").unwrap();
     let s = |p: &std::path::Path| p.display().to_string();
-    assert_eq!(run_cli(&[s(&bad)]), ExitCode::from(2), "unparsable spec");
-    assert_eq!(
-        run_cli(&[s(&good), "--format".into(), "yaml".into()]),
-        ExitCode::from(2),
-        "bad flag"
-    );
-    assert_eq!(run_cli(&[s(&good), "--diff".into()]), ExitCode::from(2), "--diff needs a URL");
-    assert_eq!(run_cli(&[s(&good), "--format".into(), "json".into()]), ExitCode::SUCCESS);
-    assert_eq!(run_cli(&[s(&dir.join("missing.spec"))]), ExitCode::from(2), "missing file");
+    let refused = |args: &[String]| matches!(run_cli(args), Err(SpecError::BadInput(_)));
+    match run_cli(&[s(&bad)]) {
+        Err(SpecError::BadInput(message)) => assert!(message.contains("bad.spec:"), "{message}"),
+        other => panic!("unparsable spec: {other:?}"),
+    }
+    assert!(refused(&[s(&good), "--format".into(), "yaml".into()]), "bad flag");
+    assert!(refused(&[s(&good), "--diff".into()]), "--diff needs a URL");
+    assert_eq!(run_cli(&[s(&good), "--format".into(), "json".into()]), Ok(SpecVerdict::Passed));
+    assert!(refused(&[s(&dir.join("missing.spec"))]), "missing file");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,7 @@
 """The clinic load-test plan's Locust file, against `roomsim serve`.
 
 WHAT: one HttpUser with the plan's three tagged tasks, shaped like `roomsim load`'s
-(sim/src/real/workload.rs):
+(sim/real/src/workload.rs):
 
 * `concurrent` - POST /v1/appointments spread over 250 business days: bookings that rarely
   collide (throughput, room-assignment latency);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Every scenario × every safe strategy over a seed range: invariant violations, seeds/s.
-# Usage: cargo build --release -p sim &&
+# Usage: cargo build --release -p roomsim &&
 #   SEEDS=0..10000 JOBS=2 ROOMSIM=target/release/roomsim sim/scripts/explore-matrix.sh [OUT_DIR]
 # Writes OUT_DIR/<scenario>.<strategy>.json (explore --format json) and prints one line each:
 #   scenario strategy seeds violations(seeds failed) seeds/s wall-s.

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Median seeds-to-first-failure of each planted bug over 20 disjoint ranges of 50 seeds.
-# Usage: cargo build --release -p sim && ROOMSIM=$CARGO_TARGET_DIR/release/roomsim sim/scripts/median-seeds-to-failure.sh
+# Usage: cargo build --release -p roomsim && ROOMSIM=$CARGO_TARGET_DIR/release/roomsim sim/scripts/median-seeds-to-failure.sh
 R=${ROOMSIM:-target/release/roomsim}
 for bug in "storm naive" "conflict naive" "storm rr-room-lock" "conflict rr-room-lock" "storm room-lock-unordered" "storm-no-idempotency exclusion"; do
   set -- $bug

@@ -1,9 +1,5 @@
-//! The sim crate's error types and the one mapping from errors to exit codes
-//! ([`crate::exit`]): the simulation's [`SimError`] and the real-PostgreSQL side's
-//! [`RealError`], which a `SimError` carries when a real command fails.
-
-use crate::exit;
-use crate::real::RealError;
+//! The simulation's one error type. Which exit code each variant gives is decided by the
+//! `roomsim` binary (sim/roomsim/src/error.rs), in the one place it maps every command's.
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -17,40 +13,4 @@ pub enum SimError {
     /// in the harness, reported with the seed.
     #[error("a simulated host failed: {0}")]
     HostFailed(String),
-    /// A real-PostgreSQL command failed (`serve`, `load`, `validate`, …).
-    #[error(transparent)]
-    Real(#[from] RealError),
-}
-
-impl SimError {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            // The user's scenario file.
-            SimError::Scenario(_) => exit::BAD_INPUT,
-            // The user's flags or files.
-            SimError::BadInput(_) => exit::BAD_INPUT,
-            // Something in the simulated world broke: a finding, like a violated invariant.
-            SimError::HostFailed(_) => exit::FAILED,
-            SimError::Real(error) => error.exit_code(),
-        }
-    }
-}
-
-impl RealError {
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            // Nothing ran: the user must fix a flag, a file or the environment.
-            RealError::BadInput(_) => exit::BAD_INPUT,
-            // Unreachable database, wrong URL, missing migrations: also fixed by the user.
-            RealError::Database(_) => exit::BAD_INPUT,
-            // The run itself failed; partial results were written.
-            RealError::RunFailed(_) => exit::FAILED,
-            // The judgement failed: this is the "found a problem" code.
-            RealError::OutOfBand(_) => exit::FAILED,
-            // A report could not be written: the run's results are incomplete.
-            RealError::Io { .. } => exit::FAILED,
-        }
-    }
 }

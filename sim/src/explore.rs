@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backend_core::db::guard::GuardMode;
-use model::profile::LatencyProfile;
 use scenarios::Scenario;
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +56,7 @@ pub struct ExploreConfig {
     pub stop_on_failure: bool,
     pub progress: bool,
     /// The model database's service times (see `world::RunConfig::profile`).
-    pub profile: Arc<LatencyProfile>,
+    pub profile: Arc<crate::world::Profile>,
     /// `--profile FILE` as given (for replay commands); `None`: the committed default.
     pub profile_arg: Option<String>,
 }

@@ -1,4 +1,9 @@
-//! `sim`: the roomsim deterministic simulation.
+//! `sim`: the roomsim deterministic simulation (a library).
+//!
+//! Two crates sit on top of it, never below: `real` (sim/real: the same backend on real
+//! PostgreSQL, and `validate`, which runs this simulation beside it) and `roomsim`
+//! (sim/roomsim: the binary — the one command line, the one set of exit codes, the one
+//! error-to-exit mapping). Nothing here imports either.
 //!
 //! A run is a pure function of (scenario, strategy, seed): a turmoil world with a clients
 //! host, the backend and the database, a seeded workload, timed faults, and invariants checked
@@ -29,19 +34,16 @@
 //! - `explore` — many seeds in parallel, independent of `--jobs`, and `merge` of shards.
 //! - `erlang` — the M/M/c (Erlang-C) oracle for the pool model.
 //! - `check` — `roomsim check`: systematic exploration of the booking path in a small scope.
+//! - `compare` — two latency distributions quantile by quantile, with bands and a KS test.
 //! - `regression` — `roomsim compare`: two reports side by side and a regression verdict.
-//! - `real` — the same backend on real PostgreSQL: load, calibration, validation.
-//! - `cli` — the `roomsim` command line.
-//! - `exit` — the documented exit codes.
-//! - `error` — the crate's error type and its exit-code policy.
+//! - `error` — the crate's error type.
 
 pub mod check;
-pub mod cli;
 pub mod client_faults;
 pub mod clinic;
+pub mod compare;
 pub mod erlang;
 pub mod error;
-pub mod exit;
 pub mod explore;
 pub mod histograms;
 pub mod ids;
@@ -52,7 +54,6 @@ pub mod net;
 pub mod observations;
 pub mod outcome;
 pub mod pool;
-pub mod real;
 pub mod regression;
 pub mod report;
 pub mod seeds;

@@ -29,9 +29,9 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
 
+use crate::compare;
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
-use crate::real::compare;
 
 pub const THRESHOLD_PERCENT_DEFAULT: f64 = 10.0;
 pub const ALPHA_DEFAULT: f64 = 0.01;

@@ -5,12 +5,12 @@
 //! them on the model and twice on PostgreSQL, prints agreement figures, and saves each
 //! disagreement, minimised, to DIR (default `model/specs/regressions`).
 //!
-//! Exit codes: 0 ran (and, with `--diff`, every spec agreed), 1 differences (with `--diff`),
-//! 2 bad input (unparsable spec: `file:line: what`), bad flags, or no database to talk to.
-//! The `sim` crate wires [`SpecArgs`] as its `spec` subcommand and calls [`run`].
+//! [`run`] returns what it found ([`SpecVerdict`]) or why it could not run ([`SpecError`]);
+//! the `roomsim` binary (sim/roomsim) wires [`SpecArgs`] as its `spec` subcommand and maps
+//! both to its exit codes, in the one place it maps every command's (differences: 1; bad
+//! input — an unparsable spec `file:line: what`, bad flags — or no database: 2).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Parser as _;
 
@@ -64,6 +64,26 @@ pub struct SpecArgs {
     pub seed: u64,
 }
 
+/// What a spec command found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpecVerdict {
+    /// It ran (and, with `--diff`, the model agreed with PostgreSQL on every spec).
+    Passed,
+    /// With `--diff`: the model and PostgreSQL differ on some spec or generated schedule.
+    Differs,
+}
+
+/// Why a spec command could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A flag or a spec file is wrong (each message names the file and line, or the flag).
+    #[error("{0}")]
+    BadInput(String),
+    /// The database could not be reached or could not run the spec.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
 #[derive(clap::Parser, Debug)]
 #[command(name = "roomsim spec")]
 struct Cli {
@@ -71,16 +91,12 @@ struct Cli {
     args: SpecArgs,
 }
 
-/// Parses `argv` (without the program name) and runs; bad flags exit 2.
-pub fn run_cli(argv: &[String]) -> ExitCode {
+/// Parses `argv` (without the program name) and runs (for tests of the flags; the binary
+/// parses `SpecArgs` as part of its own command line).
+pub fn run_cli(argv: &[String]) -> Result<SpecVerdict, SpecError> {
     let full = std::iter::once("roomsim-spec".to_string()).chain(argv.iter().cloned());
-    match Cli::try_parse_from(full) {
-        Ok(cli) => run(&cli.args),
-        Err(e) => {
-            let _ = e.print();
-            if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS }
-        }
-    }
+    let cli = Cli::try_parse_from(full).map_err(|e| SpecError::BadInput(e.to_string()))?;
+    run(&cli.args)
 }
 
 /// Reads and parses one spec file.
@@ -95,42 +111,34 @@ pub const GENERATE_MAX: u64 = 1_000_000;
 /// Upper bound on --concurrency (each schedule holds up to 5 PostgreSQL connections).
 pub const CONCURRENCY_MAX: usize = 16;
 
-pub fn run(args: &SpecArgs) -> ExitCode {
+pub fn run(args: &SpecArgs) -> Result<SpecVerdict, SpecError> {
     if let Some(count) = args.generate {
         return run_generate(args, count);
     }
     if args.out.is_some() {
-        eprintln!("error: --out needs --generate N");
-        return ExitCode::from(2);
+        return Err(SpecError::BadInput("--out needs --generate N".into()));
     }
     let mut specs = Vec::new();
-    let mut bad = false;
+    let mut bad = Vec::new();
     for path in &args.files {
         match parse_file(path) {
             Ok(spec) => specs.push(spec),
-            Err(e) => {
-                eprintln!("error: {e}");
-                bad = true;
-            }
+            Err(e) => bad.push(e),
         }
     }
-    if bad {
-        return ExitCode::from(2);
+    if !bad.is_empty() {
+        return Err(SpecError::BadInput(bad.join("\n")));
     }
-    let result = match (&args.database_url, args.diff) {
+    match (&args.database_url, args.diff) {
         (None, _) => {
             for spec in &specs {
                 print_results(spec, &run_model(spec, args.seed), args.format);
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(SpecVerdict::Passed)
         }
         (Some(url), false) => run_on_postgres(&specs, url, args.format),
         (Some(url), true) => diff_with_postgres(&specs, url, args.seed),
-    };
-    result.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
+    }
 }
 
 fn print_results(spec: &Spec, results: &[PermutationResult], format: Format) {
@@ -178,35 +186,35 @@ fn runtime() -> Result<tokio::runtime::Runtime, BackendError> {
 }
 
 #[cfg(feature = "postgres")]
-fn run_on_postgres(specs: &[Spec], url: &str, format: Format) -> Result<ExitCode, BackendError> {
+fn run_on_postgres(specs: &[Spec], url: &str, format: Format) -> Result<SpecVerdict, SpecError> {
     let runtime = runtime()?;
     for spec in specs {
         let results = runtime.block_on(super::pg::run_postgres(spec, url))?;
         print_results(spec, &results, format);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(SpecVerdict::Passed)
 }
 
 #[cfg(feature = "postgres")]
-fn diff_with_postgres(specs: &[Spec], url: &str, seed: u64) -> Result<ExitCode, BackendError> {
+fn diff_with_postgres(specs: &[Spec], url: &str, seed: u64) -> Result<SpecVerdict, SpecError> {
     let diffs = diff_specs(specs, url, seed)?;
     let differing = diffs.iter().filter(|d| !d.is_empty()).count();
     for d in diffs.iter().flatten() {
         println!("{d}");
     }
     println!("{} of {} specs agree with PostgreSQL", specs.len() - differing, specs.len());
-    Ok(if differing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if differing == 0 { SpecVerdict::Passed } else { SpecVerdict::Differs })
 }
 
 #[cfg(not(feature = "postgres"))]
-fn run_on_postgres(_: &[Spec], _: &str, _: Format) -> Result<ExitCode, BackendError> {
-    Err(no_postgres())
+fn run_on_postgres(_: &[Spec], _: &str, _: Format) -> Result<SpecVerdict, SpecError> {
+    Err(no_postgres().into())
 }
 
 #[cfg(not(feature = "postgres"))]
-fn diff_with_postgres(_: &[Spec], _: &str, _: u64) -> Result<ExitCode, BackendError> {
+fn diff_with_postgres(_: &[Spec], _: &str, _: u64) -> Result<SpecVerdict, SpecError> {
     let _ = diff; // Used by the postgres build.
-    Err(no_postgres())
+    Err(no_postgres().into())
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -215,11 +223,8 @@ fn no_postgres() -> BackendError {
 }
 
 /// `--generate N`: write the schedules to --out, and/or fuzz them against PostgreSQL.
-fn run_generate(args: &SpecArgs, count: u64) -> ExitCode {
-    let bad = |what: String| {
-        eprintln!("error: {what}");
-        ExitCode::from(2)
-    };
+fn run_generate(args: &SpecArgs, count: u64) -> Result<SpecVerdict, SpecError> {
+    let bad = |what: String| Err(SpecError::BadInput(what));
     if count == 0 || count > GENERATE_MAX {
         return bad(format!("--generate: {count} is not between 1 and {GENERATE_MAX}"));
     }
@@ -254,7 +259,7 @@ fn run_generate(args: &SpecArgs, count: u64) -> ExitCode {
         println!("wrote {count} specs to {}", dir.display());
     }
     if !args.diff {
-        return ExitCode::SUCCESS;
+        return Ok(SpecVerdict::Passed);
     }
     if args.regressions.exists() && !args.regressions.is_dir() {
         return bad(format!(
@@ -263,10 +268,7 @@ fn run_generate(args: &SpecArgs, count: u64) -> ExitCode {
         ));
     }
     let url = args.database_url.as_deref().expect("clap: --diff requires --database-url");
-    match fuzz_with_postgres(count, args.seed, url, &args.regressions, args.concurrency) {
-        Ok(code) => code,
-        Err(e) => bad(e.to_string()),
-    }
+    fuzz_with_postgres(count, args.seed, url, &args.regressions, args.concurrency)
 }
 
 /// Writes a spec through a temporary file, so a failure leaves nothing half-written.
@@ -286,13 +288,13 @@ fn fuzz_with_postgres(
     url: &str,
     regressions: &std::path::Path,
     concurrency: usize,
-) -> Result<ExitCode, BackendError> {
+) -> Result<SpecVerdict, SpecError> {
     let started = std::time::Instant::now();
     let report =
         runtime()?.block_on(super::fuzz::fuzz(count, seed, url, Some(regressions), concurrency))?;
     print!("{}", report.summary());
     println!("({:.0} s wall clock)", started.elapsed().as_secs_f64());
-    Ok(if report.disagreements.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.disagreements.is_empty() { SpecVerdict::Passed } else { SpecVerdict::Differs })
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -302,6 +304,6 @@ fn fuzz_with_postgres(
     _: &str,
     _: &std::path::Path,
     _: usize,
-) -> Result<ExitCode, BackendError> {
-    Err(no_postgres())
+) -> Result<SpecVerdict, SpecError> {
+    Err(no_postgres().into())
 }

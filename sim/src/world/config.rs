@@ -5,12 +5,13 @@ use std::sync::{Arc, OnceLock};
 
 use backend_core::booking::strategy::Strategy;
 use backend_core::db::guard::GuardMode;
-use model::profile::LatencyProfile;
 use scenarios::Scenario;
 
 use crate::error::SimError;
 use crate::stand_in;
 use crate::topology::BackendKind;
+
+use super::profile::Profile;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -23,22 +24,22 @@ pub struct RunConfig {
     /// Keep every trace event (for `--trace`); the hash is computed either way.
     pub keep_trace: bool,
     pub backend: BackendKind,
-    /// Service times of the model database (`--profile FILE`; default
-    /// `model/profiles/default.toml`). Ignored by the stand-in backend.
-    pub profile: Arc<LatencyProfile>,
+    /// Service times of the model database and the backend's CPU costs (`--profile FILE`;
+    /// default `model/profiles/default.toml`). Ignored by the stand-in backend.
+    pub profile: Arc<Profile>,
 }
 
-/// The committed default latency profile, parsed once per process.
-pub fn default_profile() -> Arc<LatencyProfile> {
-    static DEFAULT: OnceLock<Arc<LatencyProfile>> = OnceLock::new();
-    DEFAULT.get_or_init(|| Arc::new(LatencyProfile::default_profile())).clone()
+/// The committed default profile, parsed once per process.
+pub fn default_profile() -> Arc<Profile> {
+    static DEFAULT: OnceLock<Arc<Profile>> = OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Profile::default_profile())).clone()
 }
 
 /// `--profile FILE`, or the committed default; the error names the file and the field.
-pub fn load_profile(path: Option<&std::path::Path>) -> Result<Arc<LatencyProfile>, SimError> {
+pub fn load_profile(path: Option<&std::path::Path>) -> Result<Arc<Profile>, SimError> {
     match path {
         None => Ok(default_profile()),
-        Some(path) => LatencyProfile::load(path)
+        Some(path) => Profile::load(path)
             .map(Arc::new)
             .map_err(|e| SimError::BadInput(format!("--profile: {e}"))),
     }

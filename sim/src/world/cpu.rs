@@ -1,7 +1,7 @@
 //! The backend's modelled CPU: the cost of its pure work (rules evaluation, conflict
 //! detection; [`CostModel`], charged by `ChargeSleep` through backend-core's `WorkCharge`)
 //! and of every HTTP request outside statements and rules (`RequestCpu`, with a profile that
-//! has `[cpu] request_us`). With `[cpu] cores`, that CPU, the rules charge and every statement
+//! has `[cpu] request_us`), drawn from the profile's `[cpu]` table (`profile.rs`). With `[cpu] cores`, that CPU, the rules charge and every statement
 //! run on one shared pool of cores (`model::io::Cores`, [`Machine`]).
 //!
 //! Not modelled: preemption (processor sharing) on the shared cores.
@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::db::BoxFuture;
 use model::io::Cores;
-use model::profile::LatencyProfile;
 use rand_chacha::ChaCha8Rng;
 
 use crate::histograms::{Histograms, Metric};
 use crate::timescale::{RESOLUTION_US, scaled_us};
+
+use super::profile::{BackendCpu, Profile};
 
 /// Modelled CPU cost of the backend's pure work, charged as a (scaled) sleep.
 ///
@@ -42,13 +43,16 @@ impl CostModel {
     pub const FIXED_US: u64 = 2;
 
     /// The cost of `work` in µs (fractional), drawing from `rng` when the profile measures it.
-    pub fn cost_us(work: &Work, profile: &LatencyProfile, rng: &mut ChaCha8Rng) -> f64 {
-        match work {
-            Work::RulesEvaluation(s) => profile.sample_rules_us(s.rule_checks, rng).unwrap_or(
-                (Self::FIXED_US * 1_000 + s.rule_checks * Self::RULE_CHECK_NS) as f64 / 1_000.0,
-            ),
-            Work::ConflictDetection(_) if profile.has_cpu() => 0.0,
-            Work::ConflictDetection(s) => {
+    pub fn cost_us(work: &Work, backend: Option<&BackendCpu>, rng: &mut ChaCha8Rng) -> f64 {
+        match (work, backend) {
+            (Work::RulesEvaluation(s), Some(backend)) => {
+                backend.sample_rules_us(s.rule_checks, rng)
+            }
+            (Work::RulesEvaluation(s), None) => {
+                (Self::FIXED_US * 1_000 + s.rule_checks * Self::RULE_CHECK_NS) as f64 / 1_000.0
+            }
+            (Work::ConflictDetection(_), Some(_)) => 0.0,
+            (Work::ConflictDetection(s), None) => {
                 (Self::FIXED_US * 1_000 + s.intervals_examined * Self::INTERVAL_NS) as f64 / 1_000.0
             }
         }
@@ -64,7 +68,7 @@ impl CostModel {
 /// The simulation's [`WorkCharge`]: draws the cost, records rules evaluation exactly, sleeps
 /// (holding a core when the profile's cores are shared with the database).
 pub(super) struct ChargeSleep {
-    pub(super) profile: Arc<LatencyProfile>,
+    pub(super) profile: Arc<Profile>,
     pub(super) rng: Mutex<ChaCha8Rng>,
     pub(super) histograms: Arc<Mutex<Histograms>>,
     pub(super) cores: Option<Arc<Cores>>,
@@ -72,7 +76,11 @@ pub(super) struct ChargeSleep {
 
 impl WorkCharge for ChargeSleep {
     fn charge(&self, work: Work) -> BoxFuture<'static, ()> {
-        let cost_us = CostModel::cost_us(&work, &self.profile, &mut self.rng.lock().expect("rng"));
+        let cost_us = CostModel::cost_us(
+            &work,
+            self.profile.backend_cpu.as_ref(),
+            &mut self.rng.lock().expect("rng"),
+        );
         if matches!(work, Work::RulesEvaluation(_)) {
             let exact_us = cost_us.round() as u64;
             self.histograms.lock().expect("histograms").record(Metric::RulesEvaluation, exact_us);
@@ -106,7 +114,7 @@ pub const HTTP_TRANSPORT_US: u64 = 2 * RESOLUTION_US;
 /// and the rules' alone).
 #[derive(Clone)]
 pub(super) struct RequestCpu {
-    pub(super) profile: Arc<LatencyProfile>,
+    pub(super) profile: Arc<Profile>,
     pub(super) rng: Arc<Mutex<ChaCha8Rng>>,
     pub(super) cores: Option<Arc<Cores>>,
 }
@@ -115,7 +123,9 @@ impl RequestCpu {
     pub(super) fn layer(self, router: axum::Router) -> axum::Router {
         router.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let cost = self.profile.sample_request_us(&mut *self.rng.lock().expect("rng"));
+                let cost = self.profile.backend_cpu.as_ref().and_then(|backend| {
+                    backend.sample_request_us(&mut *self.rng.lock().expect("rng"))
+                });
                 let cores = self.cores.clone();
                 async move {
                     if let Some(cost_us) = cost {
@@ -130,13 +140,14 @@ impl RequestCpu {
 }
 
 /// The cores the database and the backend share, when the profile models one machine.
-pub fn shared_cores(profile: &LatencyProfile) -> Option<Arc<Cores>> {
-    profile.shared_cores().map(|n| Cores::new(n as usize))
+pub fn shared_cores(profile: &Profile) -> Option<Arc<Cores>> {
+    let cores = profile.backend_cpu.as_ref()?.shared_cores()?;
+    Some(Cores::new(cores as usize))
 }
 
 /// What the backend's CPU costs are drawn from and spent on.
 pub struct Machine {
-    pub profile: Arc<LatencyProfile>,
+    pub profile: Arc<Profile>,
     /// Shared with the db host (`[cpu] cores`), or `None`: the backend's CPU is its own.
     pub cores: Option<Arc<Cores>>,
 }

@@ -64,7 +64,14 @@ pub(super) fn add_model_hosts(
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
     let cores = cpu::shared_cores(&config.profile);
-    add_db_host(sim, engine.clone(), seeds, &config.profile, servers.clone(), cores.clone());
+    add_db_host(
+        sim,
+        engine.clone(),
+        seeds,
+        &config.profile.statements,
+        servers.clone(),
+        cores.clone(),
+    );
     let sinks = BackendSinks {
         histograms: shared.histograms.clone(),
         deadlocks: deadlocks.clone(),

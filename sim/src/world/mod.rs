@@ -45,6 +45,7 @@ pub mod cpu;
 mod driver;
 pub mod engine;
 pub mod hosts;
+pub mod profile;
 mod results;
 mod shared;
 
@@ -69,6 +70,7 @@ pub use crate::topology::{BACKEND_PORT, BackendKind};
 pub use clients::CLIENT_BACKOFF_US;
 pub use config::{RunConfig, check_strategy, default_profile, load_profile, strategies};
 pub use driver::SETTLE_MS_MAX;
+pub use profile::{BackendCpu, Profile};
 pub use results::RunResult;
 use shared::{DbSide, Shared};
 

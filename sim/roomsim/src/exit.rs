@@ -1,6 +1,6 @@
 //! The documented process exit codes of `roomsim`, the same for every command (`run`,
 //! `explore`, `check`, `compare`, `serve`, `load`, `validate`, …). The mapping from errors to
-//! these codes is in one place: `crate::error`.
+//! these codes is in one place: `crate::error` (`Error::exit_code`).
 //!
 //! Scripts and CI can tell "found a problem" from "could not run". Unmet latency or throughput
 //! targets are shown ✗ in reports but do not change the exit code.

@@ -171,3 +171,22 @@ fn archive_and_compare_give_a_regression_verdict() {
     assert!(stderr.contains("/nonexistent/old.json"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The real-PostgreSQL commands: bad flags, an unknown scenario or strategy, a database that
+/// does not answer and an unreachable load target all exit 2 with a message, nothing run.
+#[test]
+fn real_side_bad_input_exits_2() {
+    let dead = "postgres://root@127.0.0.1:1/test";
+    let cases: [&[&str]; 6] = [
+        &["validate", "--database-url", dead, "--concurrency", "0"],
+        &["validate", "--database-url", dead, "--scenario", "no-such-scenario"],
+        &["validate", "--database-url", "mysql://x/y"],
+        &["validate", "--database-url", dead, "--strategy", "bogus"],
+        &["db", "cleanup", "--database-url", dead],
+        &["load", "--target", "http://10.1.2.3:80"],
+    ];
+    for args in cases {
+        let stderr = refused(args);
+        assert!(!stderr.trim().is_empty(), "{args:?}: no message");
+    }
+}

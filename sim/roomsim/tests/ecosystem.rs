@@ -18,7 +18,11 @@ use sqlx::{Connection, Executor, PgConnection};
 const TOOL_SECONDS_MAX: u64 = 120;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("the repository root")
+        .to_path_buf()
 }
 
 fn roomsim() -> Command {

@@ -12,7 +12,7 @@
 //! table per statement kind the simulation's spread was too wide (conflict p95 1.3× real).
 //! With a table per statement text (`calibrate`'s classes), five quiet 1-user runs on
 //! 2026-11-28 put every quantile in band (worst ratios: rules p95 0.84, conflict p95 0.90).
-//! After the timing artefacts were fixed (see sim/src/real/validate.rs, FIDELITY) and the
+//! After the timing artefacts were fixed (see sim/real/src/validate.rs, FIDELITY) and the
 //! profile re-calibrated at 11:20, four 1-user runs passed with the committed profile (worst:
 //! conflict p50 0.83–0.90, rules p95 1.10–1.21) and three with `--profile-from-run` (room
 //! assignment p50 1.10–1.12, the simulation's tick floor).
@@ -34,20 +34,20 @@
 //! profile calibrated at one moment put rules evaluation p50 at 0.83 of the real side measured
 //! a minute later.) A pass there means the MODEL holds and only the committed profile is stale
 //! for this machine, which the test prints as a NOTICE; a failure there fails the test.
-//! `sim/tests/real_pg.rs` shows that this judgement can fail: a model with 1 ms of network
+//! `sim/real/tests/real_pg.rs` shows that this judgement can fail: a model with 1 ms of network
 //! latency it should not have is out of band against a profile from the same run.
 //!
 //! WHY ONE BOOKER: it is where the committed profile was measured and where the comparison is
 //! sharp (no queueing). At 10 and 50 users most quantiles are in band on a quiet machine, not
-//! all (see sim/src/real/validate.rs, "FIDELITY"), and the real side moves by 10–25 % from run
+//! all (see sim/real/src/validate.rs, "FIDELITY"), and the real side moves by 10–25 % from run
 //! to run there. Calibrate your own profile with `roomsim calibrate` and pass it with
 //! `--profile` to validate elsewhere.
 
 use std::time::Duration;
 
-use sim::real::database::DbTarget;
-use sim::real::report::ReportArgs;
-use sim::real::validate::{SimProfile, ValidateConfig, validate_command};
+use real::database::DbTarget;
+use real::report::ReportArgs;
+use real::validate::{SimProfile, ValidateConfig, validate_command};
 
 fn database_url() -> Option<String> {
     match std::env::var("DATABASE_URL") {
@@ -64,7 +64,7 @@ fn run_validate(
     url: &str,
     name: &str,
     profile: &SimProfile,
-) -> (Result<(), sim::real::RealError>, String, std::path::PathBuf) {
+) -> (Result<(), real::RealError>, String, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("roomsim-ci-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = ValidateConfig {

@@ -16,12 +16,14 @@ use backend_core::db::guard::GuardMode;
 use clap::{Parser, Subcommand, ValueEnum};
 use scenarios::Scenario;
 
-use crate::error::SimError;
+use sim::SimError;
+use sim::explore::{self, ExploreConfig, ExploreReport};
+use sim::regression;
+use sim::report;
+use sim::world::{self, BackendKind, RunConfig};
+
+use crate::error::Error;
 use crate::exit;
-use crate::explore::{self, ExploreConfig, ExploreReport};
-use crate::regression;
-use crate::report;
-use crate::world::{self, BackendKind, RunConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "roomsim", about = "Deterministic simulation of the clinic room-booking backend")]
@@ -91,8 +93,8 @@ pub enum Command {
         #[arg(
             long,
             env = "ROOMSIM_JOBS",
-            default_value_t = crate::explore::jobs_default(),
-            value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::explore::JOBS_MAX))
+            default_value_t = sim::explore::jobs_default(),
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(sim::explore::JOBS_MAX))
         )]
         jobs: u32,
         /// `I/N`: run only seeds with seed % N == I. `auto`: I and N from the environment:
@@ -120,10 +122,10 @@ pub enum Command {
         old: PathBuf,
         new: PathBuf,
         /// A change smaller than this (percent of the old value) is never a regression.
-        #[arg(long, default_value_t = crate::regression::THRESHOLD_PERCENT_DEFAULT)]
+        #[arg(long, default_value_t = sim::regression::THRESHOLD_PERCENT_DEFAULT)]
         threshold_percent: f64,
         /// Significance level of the two-sample Kolmogorov–Smirnov test.
-        #[arg(long, default_value_t = crate::regression::ALPHA_DEFAULT)]
+        #[arg(long, default_value_t = sim::regression::ALPHA_DEFAULT)]
         alpha: f64,
     },
     /// Combine `explore --format json` outputs (shards) into one report.
@@ -159,7 +161,7 @@ pub enum Command {
     Openapi,
     /// Real PostgreSQL: serve, load, calibrate, validate, db setup.
     #[command(flatten)]
-    Real(crate::real::RealCommand),
+    Real(real::RealCommand),
 }
 
 fn parse_guard(text: &str) -> Result<GuardMode, String> {
@@ -228,13 +230,15 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
             return ExitCode::from(code);
         }
     };
-    let command = match cli.command {
-        Command::Spec(args) => return model::spec::run(&args),
-        other => other,
-    };
-    let result = match command {
-        Command::Real(cmd) => crate::real::run(cmd).map(|()| exit::OK).map_err(SimError::from),
-        other => dispatch(other),
+    let result: Result<u8, Error> = match cli.command {
+        Command::Spec(args) => {
+            model::spec::run(&args).map_err(Error::from).map(|verdict| match verdict {
+                model::spec::SpecVerdict::Passed => exit::OK,
+                model::spec::SpecVerdict::Differs => exit::FAILED,
+            })
+        }
+        Command::Real(cmd) => real::run(cmd).map(|()| exit::OK).map_err(Error::from),
+        other => dispatch(other).map_err(Error::from),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -357,11 +361,11 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
         }
         Command::Check { strategy, bookings, rooms, preemptions, max_schedules, format } => {
             let config =
-                crate::check::CheckConfig { strategy, bookings, rooms, preemptions, max_schedules };
-            let report = crate::check::run_check(&config)?;
+                sim::check::CheckConfig { strategy, bookings, rooms, preemptions, max_schedules };
+            let report = sim::check::run_check(&config)?;
             let text = match format {
-                Format::Json => crate::check::report::json(&config, &report),
-                Format::Text => crate::check::report::text(&config, &report),
+                Format::Json => sim::check::report::json(&config, &report),
+                Format::Text => sim::check::report::text(&config, &report),
             };
             println!("{text}");
             Ok(if report.counterexample.is_some() { exit::FAILED } else { exit::OK })

@@ -24,10 +24,10 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 
 use super::RealError;
-use super::compare::{Comparison, latency_histogram};
 use super::load_run::LoadOutcome;
 use super::monitor::MonitorSummary;
 use super::stats::{PERCENTILES_TO_REPORT, Recorder, value_or_zero};
+use sim::compare::{Comparison, latency_histogram};
 
 /// The room-assignment p95 target, µs.
 pub const ROOM_ASSIGNMENT_P95_TARGET_US: u64 = 100_000;
@@ -288,8 +288,8 @@ pub fn write_interval_log(path: &Path, outcome: &LoadOutcome) -> Result<(), Real
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::real::load::{LoadConfig, Outcomes, Target};
-    use crate::real::workload::Task;
+    use crate::load::{LoadConfig, Outcomes, Target};
+    use crate::workload::Task;
 
     /// A small outcome with two request names, failures and three intervals.
     pub(crate) fn outcome() -> LoadOutcome {

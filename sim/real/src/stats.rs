@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, VecDeque};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 
-use super::compare::latency_histogram;
+use sim::compare::latency_histogram;
 
 /// Length of one time-series interval.
 pub const INTERVAL_MS: u64 = 1_000;

@@ -17,9 +17,9 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use chrono::NaiveDate;
-use sim::real::load::{LoadConfig, LoadOutcome, Target, preflight, run_load};
-use sim::real::report::{self, ReportArgs, ReportExtras};
-use sim::real::workload::{Fixture, Task};
+use real::load::{LoadConfig, LoadOutcome, Target, preflight, run_load};
+use real::report::{self, ReportArgs, ReportExtras};
+use real::workload::{Fixture, Task};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -237,7 +237,7 @@ async fn generated_report(dir: &Path) -> PathBuf {
     let real = report::room_assignment(&outcome.recorder);
     let overlay = report::Overlay {
         label: "room_assignment".to_string(),
-        comparison: sim::real::compare::compare(&real, &real),
+        comparison: sim::compare::compare(&real, &real),
         sim: real.clone(),
         real,
     };
@@ -284,15 +284,15 @@ async fn html_report_renders_in_headless_chromium() {
 /// Three rounds of ten bookings, each sent 1 ms apart.
 struct ThreeRounds(Arc<Fixture>);
 
-impl sim::real::load::RoundPlanner for ThreeRounds {
-    fn round(&mut self, index: u64) -> Option<Vec<sim::real::load::ScheduledRequest>> {
+impl real::load::RoundPlanner for ThreeRounds {
+    fn round(&mut self, index: u64) -> Option<Vec<real::load::ScheduledRequest>> {
         if index >= 3 {
             return None;
         }
         let tasks = [Task::Concurrent];
-        let mut workload = sim::real::workload::UserWorkload::new(&self.0, &tasks, 3, index);
+        let mut workload = real::workload::UserWorkload::new(&self.0, &tasks, 3, index);
         let requests = (0..10_u64)
-            .map(|i| sim::real::load::ScheduledRequest {
+            .map(|i| real::load::ScheduledRequest {
                 send_at_us: i * 1_000,
                 request: workload.next_request(),
             })
@@ -306,38 +306,11 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     let (address, stub) = serve_stub(u64::MAX).await;
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(30);
-    let outcome = sim::real::load::run_rounds(config, &mut ThreeRounds(fixture())).await;
+    let outcome = real::load::run_rounds(config, &mut ThreeRounds(fixture())).await;
     assert_eq!(outcome.stopped_early, None);
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
     assert_eq!(outcome.users_max, 10);
     assert_eq!(outcome.rounds, Some(3));
     assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
-}
-
-/// Bad input through the command surface exits 2 with a message naming what is wrong.
-#[test]
-fn bad_input_exits_2() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(subcommand)]
-        command: sim::real::RealCommand,
-    }
-    let dead = "postgres://root@127.0.0.1:1/test";
-    let cases: [&[&str]; 6] = [
-        &["validate", "--database-url", dead, "--concurrency", "0"],
-        &["validate", "--database-url", dead, "--scenario", "no-such-scenario"],
-        &["validate", "--database-url", "mysql://x/y"],
-        &["validate", "--database-url", dead, "--strategy", "bogus"],
-        &["db", "cleanup", "--database-url", dead],
-        &["load", "--target", "http://10.1.2.3:80"],
-    ];
-    for args in cases {
-        let cli = Cli::try_parse_from(std::iter::once("roomsim").chain(args.iter().copied()))
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        let error = sim::real::run(cli.command).expect_err("bad input must fail");
-        let code = sim::error::SimError::from(error).exit_code();
-        assert_eq!(code, sim::exit::BAD_INPUT, "{args:?}");
-    }
 }

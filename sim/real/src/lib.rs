@@ -1,7 +1,8 @@
 //! The real-PostgreSQL side of roomsim: the same backend over real sockets and a real database,
 //! a load generator, calibration, and the side-by-side judgement of the simulation.
 //!
-//! COMMANDS (wired into `roomsim` by the sim crate's CLI via [`RealCommand`] and [`run`])
+//! COMMANDS (wired into `roomsim` by the binary's CLI, sim/roomsim, via [`RealCommand`] and
+//! [`run`])
 //!
 //! ```text
 //! roomsim db setup    --database-url URL [--scenario S] [--fixture F|-] [--print-env]
@@ -15,17 +16,19 @@
 //!
 //! WALL CLOCK
 //!
-//! Unlike the rest of `sim`, this module talks to real processes: it measures real time
+//! Unlike the simulation (`sim`), this crate talks to real processes: it measures real time
 //! (`tokio::time::Instant`, which is the OS monotonic clock outside turmoil) and reads
 //! `SystemTime` only for report timestamps. Its request *streams* are still seeded.
 //!
-//! EXIT CODES: those of every `roomsim` command ([`crate::exit`]); which error gives which
-//! code is decided in `crate::error` (`RealError::exit_code`).
+//! DEPENDENCIES: this crate uses the simulation (`sim`: the workload, the clinic's ids, the
+//! world that `validate` runs, the distribution comparison); the simulation never uses it.
+//!
+//! EXIT CODES: those of every `roomsim` command (sim/roomsim/roomsim/src/exit.rs); which error gives
+//! which code is decided in one place, sim/roomsim/src/error.rs.
 
 pub mod calibrate;
 mod cli;
 pub mod clinic;
-pub mod compare;
 pub mod database;
 pub mod load;
 pub mod load_run;
@@ -134,13 +137,5 @@ mod tests {
         assert!(parse_duration("2x").unwrap_err().contains("unknown unit `x`"));
         assert!(parse_duration("m").unwrap_err().contains("expected a number"));
         assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn exit_codes_follow_the_policy() {
-        assert_eq!(RealError::BadInput("x".into()).exit_code(), 2);
-        assert_eq!(RealError::Database("x".into()).exit_code(), 2);
-        assert_eq!(RealError::RunFailed("x".into()).exit_code(), 1);
-        assert_eq!(RealError::OutOfBand("x".into()).exit_code(), 1);
     }
 }

@@ -1,4 +1,4 @@
-//! The `roomsim` binary: a thin bootstrap over `sim::cli`.
+//! The `roomsim` binary: a thin bootstrap over `roomsim::cli`.
 //!
 //! mimalloc is the global allocator: a simulated run is allocation-bound (futures, frames,
 //! rows, JSON), and glibc's malloc/free were about a quarter of its profile. Allocation
@@ -8,5 +8,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    sim::cli::main_impl(std::env::args_os())
+    roomsim::cli::main_impl(std::env::args_os())
 }

@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 
 use super::svg::{self, Chart, Series, escape};
 use super::{ReportExtras, ms, percentile_label, room_assignment, server_timing};
-use crate::real::load_run::LoadOutcome;
-use crate::real::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
+use crate::load_run::LoadOutcome;
+use crate::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 20px}\
@@ -345,8 +345,8 @@ fn figure(page: &mut String, chart: &Chart) {
 mod tests {
     use super::super::tests::outcome;
     use super::*;
-    use crate::real::compare::compare;
-    use crate::real::report::Overlay;
+    use crate::report::Overlay;
+    use sim::compare::compare;
 
     #[test]
     fn report_is_self_contained_with_tables_and_charts() {

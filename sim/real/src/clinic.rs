@@ -1,5 +1,5 @@
 //! The seed `roomsim db setup` writes: the simulation's own clinic mapping
-//! (`crate::clinic::clinic_data` with the ids of `crate::ids`), so PostgreSQL holds exactly the
+//! (`sim::clinic::clinic_data` with the ids of `sim::ids`), so PostgreSQL holds exactly the
 //! rows the model holds in a simulated run, plus the scenario's rule policy.
 //!
 //! RULES: a built-in rule-set name (`default`) is stored as backend-core's default TOML policy;
@@ -10,8 +10,8 @@ use backend_core::seed::{ClinicSeed, PolicySeed};
 use scenarios::{Loaded, RulesSource};
 
 use super::RealError;
-use crate::clinic::clinic_data;
-use crate::ids::ClinicIds;
+use sim::clinic::clinic_data;
+use sim::ids::ClinicIds;
 
 /// The seed of a loaded scenario's clinic.
 pub fn clinic_seed(loaded: &Loaded) -> Result<ClinicSeed, RealError> {

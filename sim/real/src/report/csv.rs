@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::{ms, percentile_label};
-use crate::real::RealError;
-use crate::real::load_run::LoadOutcome;
-use crate::real::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
+use crate::RealError;
+use crate::load_run::LoadOutcome;
+use crate::stats::{AGGREGATED, PERCENTILES_TO_REPORT, value_or_zero};
 
 /// Writes the three files; returns the first error after attempting all of them.
 pub fn write_all(prefix: &str, outcome: &LoadOutcome, full_history: bool) -> Result<(), RealError> {

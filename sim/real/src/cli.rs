@@ -278,7 +278,7 @@ impl ValidateArgs {
         let profile = match &self.profile {
             _ if self.profile_from_run => SimProfile::FromRun,
             Some(file) => SimProfile::Given {
-                profile: crate::world::load_profile(Some(file))
+                profile: sim::world::load_profile(Some(file))
                     .map_err(|e| RealError::BadInput(e.to_string()))?,
                 source: file.display().to_string(),
             },
@@ -358,7 +358,7 @@ impl RealCommand {
                 Ok(())
             }
             RealCommand::Validate(args) => Err(RealError::BadInput(format!(
-                "validate must be run through sim::real::run ({args:?})"
+                "validate must be run through real::run ({args:?})"
             ))),
         }
     }

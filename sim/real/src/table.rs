@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::compare::{Comparison, Verdict};
+use sim::compare::{Comparison, Verdict};
 
 /// One compared metric at one concurrency level.
 #[derive(Clone, Debug)]
@@ -75,7 +75,7 @@ pub fn side_by_side(rows: &[MetricRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::real::compare::{compare, latency_histogram};
+    use sim::compare::{compare, latency_histogram};
 
     #[test]
     fn table_lists_every_quantile_and_counts_failures() {

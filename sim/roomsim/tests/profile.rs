@@ -5,9 +5,10 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use model::profile::{DEFAULT_PROFILE_TOML, LatencyProfile};
+use model::profile::DEFAULT_PROFILE_TOML;
 use scenarios::Scenario;
 use sim::histograms::Metric;
+use sim::world::Profile;
 use sim::world::{self, BackendKind, RunConfig};
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
@@ -70,7 +71,7 @@ fn a_slower_profile_slows_the_same_seed_down() {
     let scenario = Arc::new(Scenario::builtin("storm").unwrap().scenario);
     let p50 = |median_us: u32| {
         let text = uniform_profile(median_us);
-        let profile = LatencyProfile::from_toml_str(&text, "test").unwrap();
+        let profile = Profile::from_toml_str(&text, "test").unwrap();
         let config = RunConfig {
             guard: Default::default(),
             scenario: scenario.clone(),

@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use sim::real::database::{self, DbTarget};
-use sim::real::monitor::Monitor;
+use real::database::{self, DbTarget};
+use real::monitor::Monitor;
 use sqlx::{Connection, Executor, PgConnection};
 
 fn database_url() -> Option<String> {
@@ -109,7 +109,10 @@ async fn cleanup_demands_the_schema_then_empties_appointments() {
     let target = DbTarget::new(&url, Some(&schema)).unwrap();
     let err = database::cleanup(&target).await.unwrap_err();
     assert!(err.to_string().contains("run `roomsim db setup` first"), "{err}");
-    assert_eq!(err.exit_code(), 2);
+    assert!(
+        matches!(err, real::RealError::Database(_)),
+        "a missing schema is a database error (exit 2): {err:?}"
+    );
     let db = target.pool(2).await.unwrap();
     let variant = backend_core::db::schema::SchemaVariant::Guarded;
     backend_core::db::schema::migrate_pg_variant(db.pool(), variant).await.unwrap();
@@ -119,8 +122,8 @@ async fn cleanup_demands_the_schema_then_empties_appointments() {
     drop_schema(&url, &schema).await;
 }
 
-fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate::ValidateConfig {
-    sim::real::validate::ValidateConfig {
+fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::ValidateConfig {
+    real::validate::ValidateConfig {
         target: DbTarget::new(url, None).unwrap(),
         scenario: "storm".to_string(),
         levels: vec![level],
@@ -128,7 +131,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate
         strategy: strategy.parse().unwrap(),
         seed: 11,
         reports: Default::default(),
-        profile: sim::real::validate::SimProfile::committed(),
+        profile: real::validate::SimProfile::committed(),
     }
 }
 
@@ -137,7 +140,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> sim::real::validate
 #[test]
 fn validate_replays_the_simulated_workload_on_postgres() {
     let _others = beside_others();
-    use sim::real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
+    use real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
     let Some(url) = database_url() else { return };
     let config = validate_config(&url, "exclusion", 10);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
@@ -170,9 +173,9 @@ fn naive_double_books_on_postgres_under_the_storm() {
     let Some(url) = database_url() else { return };
     let config = validate_config(&url, "naive", 50);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
-    let scenario = sim::real::validate::scenario_at_level(&loaded, 50).unwrap();
+    let scenario = real::validate::scenario_at_level(&loaded, 50).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let real = runtime.block_on(sim::real::validate::real_side(&config, &loaded, &[scenario]));
+    let real = runtime.block_on(real::validate::real_side(&config, &loaded, &[scenario]));
     let level = &real.unwrap()[0];
     assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
 }
@@ -183,7 +186,7 @@ fn naive_double_books_on_postgres_under_the_storm() {
 #[test]
 fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
     let _others = beside_others();
-    use sim::real::throughput::{ThroughputConfig, measure};
+    use real::throughput::{ThroughputConfig, measure};
     let Some(url) = database_url() else { return };
     if std::process::Command::new("pgbench").arg("--version").output().is_err() {
         eprintln!("NOTICE: pgbench is not installed; skipping the throughput test");
@@ -215,7 +218,7 @@ fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
 #[test]
 fn a_profile_measured_during_the_run_judges_the_model() {
     let _alone = alone();
-    use sim::real::validate::{
+    use real::validate::{
         SimProfile, compare_levels, on_loopback, profile_from_run, real_side, scenario_at_level,
         sim_side,
     };
@@ -230,7 +233,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
         runtime.block_on(real_side(&config, &loaded, std::slice::from_ref(&scenario))).unwrap();
     let (profile, source) = profile_from_run(&config, &real[0]).unwrap();
     assert!(source.starts_with("measured during this run's 1-user level"), "{source}");
-    assert!(!profile.classes().is_empty(), "a table per statement text");
+    assert!(!profile.statements.classes().is_empty(), "a table per statement text");
     let runs = real[0].outcome.recorder.aggregated().request_count;
     assert!(runs >= 200, "enough bookings to judge a p50: {runs}");
     // Every round books a day of its own inside the backend's booking horizon: no 422s (a
@@ -251,7 +254,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     off.network.latency_us_min = 1_000;
     off.network.latency_us_max = 1_000;
     let skewed = judged(std::sync::Arc::new(off));
-    let fail = sim::real::compare::Verdict::Fail;
+    let fail = sim::compare::Verdict::Fail;
     assert_eq!(skewed.verdict, fail, "1 ms per hop must be out of band: {skewed:?}");
     assert!(skewed.ratio > faithful.ratio + 0.5, "{skewed:?} against {faithful:?}");
 }

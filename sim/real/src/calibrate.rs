@@ -47,17 +47,18 @@ use backend_core::db::schema::SchemaVariant;
 
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use hdrhistogram::Histogram;
-use model::profile::{DEFAULT_PROFILE_TOML, LatencyProfile, STATEMENT_KINDS, statement_kind};
+use model::profile::{DEFAULT_PROFILE_TOML, STATEMENT_KINDS, statement_kind};
+use sim::world::Profile;
 use tokio::time::Instant;
 
 use super::RealError;
-use super::compare::latency_histogram;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, run_load};
 use super::serve::{ServeConfig, Server};
 use super::setup::setup_for_run;
 use super::stats::{parse_server_timing, value_or_zero};
 use super::workload::Task;
+use sim::compare::latency_histogram;
 
 /// A kind needs this many samples to be written from measurements.
 pub const SAMPLES_MIN: u64 = 20;
@@ -219,7 +220,7 @@ impl CpuCosts {
     }
 }
 
-/// Writes the profile TOML; the result always passes `LatencyProfile::from_toml_str`.
+/// Writes the profile TOML; the result always passes `Profile::from_toml_str`.
 pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -> String {
     let defaults: toml::Table = toml::from_str(DEFAULT_PROFILE_TOML).expect("default is TOML");
     let default_kinds = defaults["kinds"].as_table().expect("default has [kinds]");
@@ -290,7 +291,7 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
             let _ = writeln!(out, "cores = {cores}");
         }
     }
-    debug_assert!(LatencyProfile::from_toml_str(&out, "calibrated").is_ok(), "{out}");
+    debug_assert!(Profile::from_toml_str(&out, "calibrated").is_ok(), "{out}");
     out
 }
 
@@ -299,9 +300,9 @@ pub fn measured_profile(
     times: &StatementTimes,
     cpu: &CpuCosts,
     description: &str,
-) -> Result<(String, LatencyProfile), RealError> {
+) -> Result<(String, Profile), RealError> {
     let text = profile_toml(times, cpu, description);
-    let profile = LatencyProfile::from_toml_str(&text, "calibrated profile")
+    let profile = Profile::from_toml_str(&text, "calibrated profile")
         .map_err(|e| RealError::RunFailed(format!("the measured profile is invalid: {e}")))?;
     Ok((text, profile))
 }
@@ -649,15 +650,23 @@ mod tests {
             cores: Some(2),
         };
         let text = profile_toml(&times, &cpu, "test");
-        let profile = LatencyProfile::from_toml_str(&text, "t").expect(&text);
-        assert_eq!(profile.shared_cores(), Some(2), "{text}");
+        let profile = Profile::from_toml_str(&text, "t").expect(&text);
+        assert_eq!(
+            profile.backend_cpu.as_ref().and_then(|cpu| cpu.shared_cores()),
+            Some(2),
+            "{text}"
+        );
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        let drawn = profile.sample_request_us(&mut rng).expect("request_us written");
+        let drawn = profile
+            .backend_cpu
+            .as_ref()
+            .and_then(|cpu| cpu.sample_request_us(&mut rng))
+            .expect("request_us written");
         assert!((500.0..=700.0).contains(&drawn), "{drawn}");
         assert!(text.contains("# measured: 1000 samples"), "{text}");
         assert!(text.contains("rules evaluation, Server-Timing p50): 420 us"), "{text}");
         assert!(text.contains("# not measured (1 samples)"), "{text}");
-        match profile.service_time("select") {
+        match profile.statements.service_time("select") {
             model::profile::ServiceTime::Empirical { quantiles } => {
                 assert_eq!(quantiles.first().unwrap(), &(0.0, 100.0));
                 assert_eq!(quantiles.last().unwrap(), &(1.0, 299.0));
@@ -665,13 +674,13 @@ mod tests {
             other => panic!("select must be empirical, got {other:?}"),
         }
         assert!(matches!(
-            profile.service_time("delete"),
+            profile.statements.service_time("delete"),
             model::profile::ServiceTime::LogNormal { .. }
         ));
         // Each statement text is its own class; the kind holds both INSERTs.
         assert_eq!(times.count("insert"), 200);
         assert!(text.contains("[classes.\"INSERT INTO appointments (id) VALUES ($1)\"]"), "{text}");
-        let first = |sql: &str| match profile.statement_service_time("insert", sql) {
+        let first = |sql: &str| match profile.statements.statement_service_time("insert", sql) {
             model::profile::ServiceTime::Empirical { quantiles } => quantiles[0].1,
             other => panic!("the class must be empirical, got {other:?}"),
         };
@@ -681,7 +690,7 @@ mod tests {
         assert!(text.contains("rules_ns_per_check = [[0.0, 2000.0]"), "{text}");
         // 20 checks × 2000..=3980 ns.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
-        let us = profile.sample_rules_us(20, &mut rng).unwrap();
+        let us = profile.backend_cpu.as_ref().expect("[cpu] written").sample_rules_us(20, &mut rng);
         assert!((40.0..=80.0).contains(&us), "{us}");
     }
 
@@ -708,8 +717,8 @@ mod tests {
         assert!(written.windows(2).all(|w| w[0] < w[1]), "class order");
         let cpu = CpuCosts::default();
         let text = profile_toml(&times, &cpu, "t");
-        let profile = LatencyProfile::from_toml_str(&text, "t").expect(&text);
-        assert_eq!(profile.classes().len(), classes_max);
+        let profile = Profile::from_toml_str(&text, "t").expect(&text);
+        assert_eq!(profile.statements.classes().len(), classes_max);
     }
 
     /// A Db whose statements take a fixed (virtual) time.
@@ -759,6 +768,6 @@ mod committed_profile {
     #[test]
     fn measured_profile_loads() {
         let text = include_str!("profiles/measured.toml");
-        model::profile::LatencyProfile::from_toml_str(text, "profiles/measured.toml").unwrap();
+        sim::world::Profile::from_toml_str(text, "profiles/measured.toml").unwrap();
     }
 }

@@ -4,8 +4,8 @@
 //! SAME WORKLOAD
 //!
 //! Round r of a concurrency level c is the simulation's own plan for master seed
-//! `seed + r` with the scenario's bookers set to c (`crate::workload::plan`): same bookings,
-//! same intended send offsets, same doctors and patients (names → ids by `crate::ids`).
+//! `seed + r` with the scenario's bookers set to c (`sim::workload::plan`): same bookings,
+//! same intended send offsets, same doctors and patients (names → ids by `sim::ids`).
 //! On PostgreSQL the rounds run one after another through the real HTTP service (`serve`
 //! in-process), round r booking day `clinic.day + r` so rounds never collide; latency is
 //! measured from each request's intended send time, as in the simulation. In the simulation
@@ -76,12 +76,11 @@ use backend_core::db::SqlValue;
 use backend_core::db::schema::SchemaVariant;
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use hdrhistogram::Histogram;
-use model::profile::LatencyProfile;
 use scenarios::{Loaded, Scenario};
+use sim::world::Profile;
 
 use super::RealError;
 use super::calibrate::{CpuCosts, Meter, StatementTimes, measured_profile};
-use super::compare::{Comparison, compare_at_resolution};
 use super::database::{DbTarget, TempDatabase, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
@@ -90,11 +89,12 @@ use super::serve::{ServeConfig, Server};
 use super::setup::{clinic_day, load_scenario, setup_for_run};
 use super::table::{MetricRow, side_by_side};
 use super::workload::{PlannedRequest, Task};
-use crate::histograms::{Histograms, Metric};
-use crate::ids::ClinicIds;
-use crate::seeds::{Seeds, Stream};
-use crate::workload::{PlannedBooking, plan};
-use crate::world::{BackendKind, RunConfig};
+use sim::compare::{Comparison, compare_at_resolution};
+use sim::histograms::{Histograms, Metric};
+use sim::ids::ClinicIds;
+use sim::seeds::{Seeds, Stream};
+use sim::workload::{PlannedBooking, plan};
+use sim::world::{BackendKind, RunConfig};
 
 /// Rounds per level at most (a bound on the loop; run time normally ends it first).
 pub const ROUNDS_MAX: u64 = 100_000;
@@ -121,7 +121,7 @@ pub struct ValidateConfig {
 #[derive(Clone, Debug)]
 pub enum SimProfile {
     /// A profile file or the committed default; `source` names which in the output.
-    Given { profile: Arc<LatencyProfile>, source: String },
+    Given { profile: Arc<Profile>, source: String },
     /// Measured on the real side DURING this run, at its first level, which must be 1 user:
     /// `calibrate`'s method ([`Meter`]) on the very requests the simulation is then
     /// judged against. The machine's speed cannot drift between calibration and measurement
@@ -136,7 +136,7 @@ impl SimProfile {
     /// The committed default profile.
     pub fn committed() -> SimProfile {
         SimProfile::Given {
-            profile: crate::world::default_profile(),
+            profile: sim::world::default_profile(),
             source: "the committed default (model/profiles/default.toml)".to_string(),
         }
     }
@@ -412,7 +412,7 @@ pub async fn real_side(
 pub fn sim_side(
     scenario: Arc<Scenario>,
     strategy: Strategy,
-    profile: &Arc<LatencyProfile>,
+    profile: &Arc<Profile>,
     seed: u64,
     runs: u64,
 ) -> Result<SimLevel, RealError> {
@@ -428,7 +428,7 @@ pub fn sim_side(
             backend: BackendKind::Model,
             profile: profile.clone(),
         };
-        let result = crate::world::run(&config)
+        let result = sim::world::run(&config)
             .map_err(|e| RealError::RunFailed(format!("simulation seed {}: {e}", seed + index)))?;
         let outcome = result.outcome;
         level.histograms.merge(&outcome.histograms);
@@ -457,7 +457,7 @@ fn real_histogram(real: &RealLevel, metric: Metric) -> Histogram<u64> {
 fn resolution_us(metric: Metric) -> u64 {
     match metric {
         Metric::RulesEvaluation => 1,
-        _ => crate::timescale::RESOLUTION_US,
+        _ => sim::timescale::RESOLUTION_US,
     }
 }
 
@@ -556,7 +556,7 @@ pub fn check_levels(levels: &[u32], profile: &SimProfile) -> Result<(), RealErro
 pub fn profile_from_run(
     config: &ValidateConfig,
     first: &RealLevel,
-) -> Result<(Arc<LatencyProfile>, String), RealError> {
+) -> Result<(Arc<Profile>, String), RealError> {
     let Some((times, cpu)) = &first.measured else {
         return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
     };

@@ -1,0 +1,194 @@
+//! The profile a run draws its costs from: one TOML file (`--profile FILE`, default
+//! `model/profiles/default.toml`, written by `roomsim calibrate`) read twice —
+//!
+//! - its statement tables (`[kinds]`, `[classes]`) by the model (`model::profile::
+//!   LatencyProfile`): what PostgreSQL takes per statement;
+//! - its `[cpu]` table here ([`BackendCpu`]): what the BACKEND takes, charged by the cost model
+//!   next door (`cpu.rs`).
+//!
+//! `[cpu]` holds `rules_ns_per_check = [[q, ns], …]` (the rules evaluation's CPU per rule
+//! check; a run charges `checks × draw`), optionally `request_us = [[q, us], …]` (the backend's
+//! CPU per HTTP request outside statements and rules: HTTP, JSON, the handler, the client's
+//! side) and `cores = N` (the cores the database and the backend SHARE on the measured
+//! machine; with it statements and the backend's CPU run on one pool of N cores, so CPU
+//! contention emerges under load — `model::io::Cores`). Tables follow the model's rules for
+//! empirical tables (`model::profile::validate_quantile_table`); errors name the field
+//! (`cpu.request_us: …`).
+
+use std::path::Path;
+
+use model::io::cores::CORES_MAX;
+use model::profile::{
+    LatencyProfile, ProfileError, SERVICE_US_MAX, inverse_cdf, validate_quantile_table,
+};
+use rand::Rng;
+use serde::Deserialize;
+
+/// A run's costs: the database's statements and the backend's CPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Per statement kind and class (the model's part of the file).
+    pub statements: LatencyProfile,
+    /// The backend's costs (`[cpu]`), when the profile measured them.
+    pub backend_cpu: Option<BackendCpu>,
+}
+
+/// The backend's measured costs (`[cpu]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendCpu {
+    /// ns per rule check.
+    rules_ns_per_check: Vec<(f64, f64)>,
+    /// µs per HTTP request outside statements and rules.
+    request_us: Option<Vec<(f64, f64)>>,
+    /// Cores shared by the database and the backend.
+    cores: Option<u32>,
+}
+
+/// The file as this module reads it: only `[cpu]` (the model reads and checks the rest).
+#[derive(Deserialize)]
+struct RawFile {
+    cpu: Option<RawCpu>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCpu {
+    rules_ns_per_check: Vec<(f64, f64)>,
+    request_us: Option<Vec<(f64, f64)>>,
+    cores: Option<u32>,
+}
+
+impl Profile {
+    /// The committed default profile (`model/profiles/default.toml`).
+    pub fn default_profile() -> Profile {
+        Profile::from_toml_str(model::profile::DEFAULT_PROFILE_TOML, "profiles/default.toml")
+            .expect("the committed default profile must be valid")
+    }
+
+    /// Reads and validates a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ProfileError {
+            source_name: name.clone(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Profile::from_toml_str(&text, &name)
+    }
+
+    /// Parses and validates both parts; `source_name` is used in error messages.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Profile, ProfileError> {
+        let statements = LatencyProfile::from_toml_str(text, source_name)?;
+        let backend_cpu = BackendCpu::from_toml_str(text, source_name)?;
+        Ok(Profile { statements, backend_cpu })
+    }
+}
+
+impl BackendCpu {
+    /// The `[cpu]` table of a profile file, if it has one.
+    fn from_toml_str(text: &str, source_name: &str) -> Result<Option<BackendCpu>, ProfileError> {
+        let err = |field: &str, reason: String| ProfileError {
+            source_name: source_name.to_string(),
+            field: field.to_string(),
+            reason,
+        };
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| err("(toml)", e.message().to_string()))?;
+        let Some(cpu) = raw.cpu else { return Ok(None) };
+        validate_quantile_table(&cpu.rules_ns_per_check)
+            .map_err(|r| err("cpu.rules_ns_per_check", r))?;
+        if let Some(quantiles) = &cpu.request_us {
+            validate_quantile_table(quantiles).map_err(|r| err("cpu.request_us", r))?;
+        }
+        if let Some(n) = cpu.cores
+            && !(1..=CORES_MAX).contains(&(n as usize))
+        {
+            return Err(err("cpu.cores", format!("must be 1..={CORES_MAX}")));
+        }
+        Ok(Some(BackendCpu {
+            rules_ns_per_check: cpu.rules_ns_per_check,
+            request_us: cpu.request_us,
+            cores: cpu.cores,
+        }))
+    }
+
+    /// Draws the CPU cost of one rules evaluation of `rule_checks` checks, in µs (fractional:
+    /// the caller decides how to spend it on a coarser clock).
+    pub fn sample_rules_us<R: Rng + ?Sized>(&self, rule_checks: u64, rng: &mut R) -> f64 {
+        let ns = inverse_cdf(&self.rules_ns_per_check, rng.random::<f64>());
+        (ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64)
+    }
+
+    /// Draws the backend's CPU for one HTTP request outside statements and rules, in µs.
+    /// `None` without `request_us`.
+    pub fn sample_request_us<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<f64> {
+        let quantiles = self.request_us.as_ref()?;
+        Some(inverse_cdf(quantiles, rng.random::<f64>()).min(SERVICE_US_MAX as f64))
+    }
+
+    /// Cores shared by the database and the backend (`cores`), if the profile says.
+    pub fn shared_cores(&self) -> Option<u32> {
+        self.cores
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// The default profile's statement tables, without its `[cpu]`.
+    fn statements_only() -> String {
+        let text = model::profile::DEFAULT_PROFILE_TOML;
+        text[..text.find("\n[cpu]").expect("the default profile has [cpu]")].to_string()
+    }
+
+    #[test]
+    fn rules_cost_scales_with_checks_and_tables_are_validated() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 3000.0]]\n";
+        let profile =
+            Profile::from_toml_str(&format!("{}\n{cpu}", statements_only()), "t").unwrap();
+        let backend = profile.backend_cpu.expect("[cpu] read");
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let us = backend.sample_rules_us(100, &mut rng);
+        assert!((100.0..=300.0).contains(&us), "100 checks × 1–3 µs: {us}");
+        let none = Profile::from_toml_str(&statements_only(), "k").unwrap();
+        assert_eq!(none.backend_cpu, None, "no [cpu] table");
+        let bad = format!("{}\n[cpu]\nrules_ns_per_check = [[0.5, 1.0]]\n", statements_only());
+        let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+        assert_eq!(e.field, "cpu.rules_ns_per_check", "{e}");
+        let bad = format!("{}\n{cpu}unknown = 1\n", statements_only());
+        assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "(toml)");
+    }
+
+    #[test]
+    fn request_cost_and_shared_cores_are_optional_and_validated() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}request_us = [[0.0, 300.0], [1.0, 500.0]]\ncores = 2\n");
+        let backend = Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            let us = backend.sample_request_us(&mut rng).unwrap();
+            assert!((300.0..=500.0).contains(&us), "{us}");
+        }
+        assert_eq!(backend.shared_cores(), Some(2));
+        let without = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        let without = without.backend_cpu.unwrap();
+        assert_eq!(without.sample_request_us(&mut rng), None);
+        assert_eq!(without.shared_cores(), None);
+        let bad = format!("{base}\n{cpu}cores = 0\n");
+        assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
+        let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
+        assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
+    }
+
+    #[test]
+    fn the_committed_default_measures_the_backend() {
+        let profile = Profile::default_profile();
+        let backend = profile.backend_cpu.expect("the default profile has [cpu]");
+        assert_eq!(backend.shared_cores(), Some(2));
+        assert!(backend.request_us.is_some());
+    }
+}
