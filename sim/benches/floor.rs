@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use scenarios::Scenario;
 use sim::seeds::Seeds;
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -68,7 +68,6 @@ fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> u64 {
         seed,
         strategy: "exclusion".into(),
         keep_trace: false,
-        backend: BackendKind::Model,
         profile: world::default_profile(),
     };
     let result = world::run(&config).expect("storm runs");

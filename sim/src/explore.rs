@@ -26,7 +26,7 @@ use crate::outcome::{
 };
 use crate::report::{self, Figures};
 use crate::trace::combine_hashes;
-use crate::world::{self, BackendKind, RunConfig};
+use crate::world::{self, RunConfig};
 
 /// Threads `--jobs` accepts.
 pub const JOBS_MAX: u32 = 64;
@@ -48,7 +48,6 @@ pub struct ExploreConfig {
     pub strategy: String,
     /// The backend's transaction guard (`late-begin` is a planted bug).
     pub guard: GuardMode,
-    pub backend: BackendKind,
     pub seeds: Range<u64>,
     pub jobs: u32,
     /// (index, count).
@@ -85,7 +84,6 @@ pub struct ExploreReport {
     pub scenario: String,
     pub scenario_arg: String,
     pub strategy: String,
-    pub backend: BackendKind,
     pub seeds: String,
     pub shard: Option<String>,
     pub seeds_run: u64,
@@ -120,7 +118,7 @@ pub fn seed_list(seeds: &Range<u64>, shard: Option<(u64, u64)>) -> Vec<u64> {
 
 /// Runs the seeds.
 pub fn explore(cfg: &ExploreConfig) -> Result<ExploreReport, SimError> {
-    world::check_strategy(&cfg.strategy, cfg.backend)?;
+    world::check_strategy(&cfg.strategy)?;
     let seeds = seed_list(&cfg.seeds, cfg.shard);
     let bar = progress_bar(cfg.progress, seeds.len() as u64);
     let next = AtomicU64::new(0);
@@ -166,7 +164,6 @@ fn worker(
             seed,
             strategy: cfg.strategy.clone(),
             keep_trace: false,
-            backend: cfg.backend,
             profile: cfg.profile.clone(),
         });
         let o = match run {
@@ -221,13 +218,8 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
         if !hash.passed {
-            let mut replay = report::replay_command(
-                &cfg.scenario_arg,
-                &cfg.strategy,
-                cfg.guard,
-                cfg.backend,
-                seed,
-            );
+            let mut replay =
+                report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.guard, seed);
             if let Some(profile) = &cfg.profile_arg {
                 replay.push_str(&format!(" --profile {profile}"));
             }
@@ -242,7 +234,6 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         &cfg.scenario,
         &cfg.scenario_arg,
         &cfg.strategy,
-        cfg.backend,
         seeds,
         shard,
         Aggregate {
@@ -272,7 +263,6 @@ pub fn finish_report(
     scenario: &Scenario,
     scenario_arg: &str,
     strategy: &str,
-    backend: BackendKind,
     seeds: String,
     shard: Option<String>,
     a: Aggregate,
@@ -295,7 +285,6 @@ pub fn finish_report(
         scenario: scenario.name.clone(),
         scenario_arg: scenario_arg.into(),
         strategy: strategy.into(),
-        backend,
         seeds,
         shard,
         seeds_run,
@@ -328,7 +317,6 @@ pub fn merge(
     };
     let (scenario_arg, strategy, seeds) =
         (first.scenario_arg.clone(), first.strategy.clone(), first.seeds.clone());
-    let backend = first.backend;
     let mut a = Aggregate {
         counts: Counts::default(),
         invariants: Vec::new(),
@@ -339,7 +327,7 @@ pub fn merge(
         wall_s: 0.0,
     };
     for (file, r) in &reports {
-        if r.scenario != first.scenario || r.strategy != strategy || r.backend != backend {
+        if r.scenario != first.scenario || r.strategy != strategy {
             let problem = format!(
                 "{file}: scenario/strategy {}/{} differs from {}/{}",
                 r.scenario, r.strategy, first.scenario, strategy
@@ -364,7 +352,7 @@ pub fn merge(
             w[0].seed
         )));
     }
-    Ok(finish_report(scenario, &scenario_arg, &strategy, backend, seeds, None, a))
+    Ok(finish_report(scenario, &scenario_arg, &strategy, seeds, None, a))
 }
 
 /// The explore text report.

@@ -22,7 +22,7 @@
 //!    committed before the backend read its snapshot, so a correct backend never offers it.
 //!    The offered visit's turnover is taken as the type's `turnover_min` (the backend's is
 //!    never shorter), so the check can miss an overlap but never invents one. Room-only
-//!    suggestions (the stand-in's) are checked for the room alone.
+//!    suggestions without a time are checked for the room alone.
 //! 10. `session_hygiene` — no pooled session is handed out inside a transaction (no BEGIN
 //!     meets an open block, WARNING 25001) and none stays in one once the run is quiet.
 //!

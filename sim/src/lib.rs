@@ -13,7 +13,7 @@
 //! Modules, one line each (the simulation, then its checks and reports, then the commands):
 //! - `world` — one run: builds the turmoil world, runs the clients, drives faults, assembles
 //!   the outcome (`world::{config, shared, hosts, engine, cpu, clients, driver, results}`).
-//! - `topology` — which backend serves ([`topology::BackendKind`]) and its port (a leaf).
+//! - `topology` — the backend's port (a leaf).
 //! - `seeds` — one master seed → independent random streams.
 //! - `timescale` — the time-scale factor that gives modelled durations 50 µs resolution.
 //! - `workload` — the bookings of a run and when they are sent.
@@ -23,7 +23,6 @@
 //! - `model_db` — backend-core's `Db` over the model server (the backend's pool, db drops).
 //! - `clinic` — the scenario's clinic as backend-core domain values (what gets seeded).
 //! - `ids` — deterministic ids for the clinic: names ↔ UUIDs.
-//! - `stand_in` — the stand-in backend of `--backend stand-in` (harness self-test, no SQL).
 //! - `trace` — the event trace of a run, its hash and interleaving signature.
 //! - `histograms` — latency histograms in modelled µs.
 //! - `observations` — what a run observed: final rows, the clients' records, the db's events.
@@ -57,7 +56,6 @@ pub mod pool;
 pub mod regression;
 pub mod report;
 pub mod seeds;
-pub mod stand_in;
 pub mod timescale;
 pub mod topology;
 pub mod trace;

@@ -2,7 +2,7 @@
 //!
 //! The backend host serves backend-core's axum router on a [`TurmoilListener`] with
 //! backend-core's own accept loop (`backend_core::http::serve::serve`, as `roomsim serve`
-//! does; the `--backend stand-in` router with `axum::serve`); the clients host sends each
+//! does); the clients host sends each
 //! booking attempt on a fresh connection with hyper's low-level `client::conn::http1` (one
 //! request per connection), so a connection broken by message loss or a crash fails exactly
 //! one attempt and the client's retry policy decides what happens next. No real sockets,

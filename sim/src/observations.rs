@@ -2,7 +2,7 @@
 //! appointment rows ([`Appointment`], read from the database side), the clients' records of
 //! their bookings ([`BookingRecord`] and its parts) and what the database saw
 //! ([`DbObservations`]). Produced by the world (`world::clients`, `world::results`), the db
-//! hosts (`world::engine::final_rows`, `stand_in`) and `check`; data only, a leaf module.
+//! hosts (`world::engine::final_rows`) and `check`; data only, a leaf module.
 
 /// One appointment row of the final state. Times are minutes of the clinic day.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -95,7 +95,6 @@ pub struct Criterion {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOutcome {
     pub seed: u64,
-    pub backend: crate::topology::BackendKind,
     pub scenario: String,
     pub strategy: String,
     /// The backend's transaction guard (`late-begin` is a planted bug).

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use crate::histograms::{Histograms, Metric, Summary};
 use crate::outcome::{Counts, Criterion, InvariantResult, RunOutcome};
-use crate::topology::BackendKind;
 
 /// The figures a report is made of (one run, or many seeds merged).
 pub struct Figures<'a> {
@@ -258,23 +257,13 @@ pub fn latency_json(h: &Histograms) -> Value {
 }
 
 /// The replay command for one seed.
-pub fn replay_command(
-    scenario_arg: &str,
-    strategy: &str,
-    guard: GuardMode,
-    backend: BackendKind,
-    seed: u64,
-) -> String {
-    let backend = match backend {
-        BackendKind::Model => "",
-        BackendKind::StandIn => " --backend stand-in",
-    };
+pub fn replay_command(scenario_arg: &str, strategy: &str, guard: GuardMode, seed: u64) -> String {
     let guard = match guard {
         GuardMode::Safe => String::new(),
         other => format!(" --guard {other}"),
     };
     format!(
-        "roomsim run --scenario {scenario_arg} --strategy {strategy}{guard}{backend} --seed {seed} --trace"
+        "roomsim run --scenario {scenario_arg} --strategy {strategy}{guard} --seed {seed} --trace"
     )
 }
 
@@ -285,7 +274,6 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "seed": o.seed,
         "scenario": o.scenario,
         "strategy": o.strategy,
-        "backend": o.backend,
         "trace_hash": o.trace_hash,
         "interleaving_signature": o.signature,
         "passed": o.passed(),
@@ -299,7 +287,7 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "latency_us": latency_json(&o.histograms),
         "criteria": criteria(&f),
         "histograms": o.histograms.to_encoded(),
-        "replay": replay_command(scenario_arg, &o.strategy, o.guard, o.backend, o.seed),
+        "replay": replay_command(scenario_arg, &o.strategy, o.guard, o.seed),
     });
     // Only runs that caught something in-run carry these (passing reports are unchanged).
     if let Some(first) = o.first_violation_us {
@@ -333,7 +321,7 @@ pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Stri
         let _ = writeln!(
             out,
             "\nreplay: {}",
-            replay_command(scenario_arg, &o.strategy, o.guard, o.backend, o.seed)
+            replay_command(scenario_arg, &o.strategy, o.guard, o.seed)
         );
     }
     let _ = writeln!(out, "\ntrace-hash: {}", o.trace_hash);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use backend_core::db::guard::GuardMode;
 use scenarios::Scenario;
 use sim::explore::{self, ExploreConfig};
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 const SCENARIO: &str = "storm-client-abort";
 /// The first seed at which the broken guard leaks (found with
@@ -27,7 +27,6 @@ fn config(seed: u64, guard: GuardMode) -> RunConfig {
         strategy: "exclusion".into(),
         guard,
         keep_trace: false,
-        backend: BackendKind::Model,
         profile: world::default_profile(),
     }
 }
@@ -62,7 +61,6 @@ fn explore_cfg(guard: GuardMode, seeds: std::ops::Range<u64>) -> ExploreConfig {
         scenario_arg: SCENARIO.into(),
         strategy: "exclusion".into(),
         guard,
-        backend: BackendKind::Model,
         seeds,
         jobs: 2,
         shard: None,

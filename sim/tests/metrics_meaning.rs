@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::histograms::Metric;
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 #[test]
 fn room_assignment_and_conflict_detection_count_what_their_names_say() {
@@ -18,7 +18,6 @@ fn room_assignment_and_conflict_detection_count_what_their_names_say() {
         strategy: "exclusion".into(),
         guard: Default::default(),
         keep_trace: false,
-        backend: BackendKind::Model,
         profile: world::default_profile(),
     };
     let o = world::run(&config).unwrap().outcome;

@@ -5,31 +5,20 @@
 //! 20 disjoint ranges is printed by the ignored test `median_seeds_to_first_failure`:
 //! `cargo test -p sim --release --test planted -- --ignored --nocapture`.
 //!
-//! Everything runs backend-core on the model engine (the system under test), except one
-//! harness self-test on the stand-in backend.
+//! Everything runs backend-core on the model engine (the system under test).
 
 use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::explore::{self, ExploreConfig};
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 fn cfg(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) -> ExploreConfig {
-    cfg_on(scenario, strategy, seeds, BackendKind::Model)
-}
-
-fn cfg_on(
-    scenario: &str,
-    strategy: &str,
-    seeds: std::ops::Range<u64>,
-    backend: BackendKind,
-) -> ExploreConfig {
     ExploreConfig {
         guard: Default::default(),
         scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
         scenario_arg: scenario.into(),
         strategy: strategy.into(),
-        backend,
         seeds,
         jobs: 2,
         shard: None,
@@ -45,30 +34,12 @@ fn first_failure(
     strategy: &str,
     seeds: std::ops::Range<u64>,
 ) -> Option<(u64, String)> {
-    first_failure_on(scenario, strategy, seeds, BackendKind::Model)
-}
-
-fn first_failure_on(
-    scenario: &str,
-    strategy: &str,
-    seeds: std::ops::Range<u64>,
-    backend: BackendKind,
-) -> Option<(u64, String)> {
-    let r = explore::explore(&cfg_on(scenario, strategy, seeds, backend)).unwrap();
+    let r = explore::explore(&cfg(scenario, strategy, seeds)).unwrap();
     r.seeds_failed.first().map(|f| (f.seed, f.violations[0].invariant.clone()))
 }
 
 fn assert_found_and_replays(scenario: &str, strategy: &str, invariant: &str) {
-    assert_found_and_replays_on(scenario, strategy, invariant, BackendKind::Model)
-}
-
-fn assert_found_and_replays_on(
-    scenario: &str,
-    strategy: &str,
-    invariant: &str,
-    backend: BackendKind,
-) {
-    let (seed, found) = first_failure_on(scenario, strategy, 0..10, backend)
+    let (seed, found) = first_failure(scenario, strategy, 0..10)
         .unwrap_or_else(|| panic!("{strategy} on {scenario}: no failure in seeds 0..10"));
     assert_eq!(found, invariant);
     let config = RunConfig {
@@ -77,7 +48,6 @@ fn assert_found_and_replays_on(
         seed,
         strategy: strategy.into(),
         keep_trace: false,
-        backend,
         profile: world::default_profile(),
     };
     let a = world::run(&config).unwrap().outcome;
@@ -118,7 +88,6 @@ fn planted_bugs_are_caught_during_the_run() {
             seed,
             strategy: strategy.into(),
             keep_trace: false,
-            backend: BackendKind::Model,
             profile: world::default_profile(),
         };
         let o = world::run(&config).unwrap().outcome;
@@ -146,11 +115,6 @@ fn planted_bugs_are_caught_during_the_run() {
 #[test]
 fn retry_without_idempotency_key_leaves_unacknowledged_bookings() {
     assert_found_and_replays("storm-no-idempotency", "exclusion", "nothing_unacknowledged");
-}
-
-#[test]
-fn stand_in_harness_finds_its_planted_bug() {
-    assert_found_and_replays_on("storm", "naive", "no_room_overlap", BackendKind::StandIn);
 }
 
 fn assert_clean(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use scenarios::{Fault, Scenario};
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 fn scenario(
     rooms: u32,
@@ -54,7 +54,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let s = Arc::new(scenario(rooms, bookers, slots, step_min, window_ms, crash));
-        let config = RunConfig { guard: Default::default(), scenario: s.clone(), seed, strategy: "exclusion".into(), keep_trace: false, backend: BackendKind::Model, profile: world::default_profile() };
+        let config = RunConfig { guard: Default::default(), scenario: s.clone(), seed, strategy: "exclusion".into(), keep_trace: false, profile: world::default_profile() };
         let o = world::run(&config).unwrap().outcome;
         prop_assert!(
             o.passed(),

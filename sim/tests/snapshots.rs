@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::report;
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 const SEED: u64 = 1;
 
@@ -23,7 +23,6 @@ fn reports_of_every_scenario() {
             seed: SEED,
             strategy: "exclusion".into(),
             keep_trace: false,
-            backend: BackendKind::Model,
             profile: world::default_profile(),
         };
         let o = world::run(&config).unwrap().outcome;

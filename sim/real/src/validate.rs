@@ -94,7 +94,7 @@ use sim::histograms::{Histograms, Metric};
 use sim::ids::ClinicIds;
 use sim::seeds::{Seeds, Stream};
 use sim::workload::{PlannedBooking, plan};
-use sim::world::{BackendKind, RunConfig};
+use sim::world::RunConfig;
 
 /// Rounds per level at most (a bound on the loop; run time normally ends it first).
 pub const ROUNDS_MAX: u64 = 100_000;
@@ -425,7 +425,6 @@ pub fn sim_side(
             seed: seed + index,
             strategy: strategy.name().to_string(),
             keep_trace: false,
-            backend: BackendKind::Model,
             profile: profile.clone(),
         };
         let result = sim::world::run(&config)

@@ -20,7 +20,7 @@ use sim::SimError;
 use sim::explore::{self, ExploreConfig, ExploreReport};
 use sim::regression;
 use sim::report;
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 use crate::error::Error;
 use crate::exit;
@@ -53,9 +53,6 @@ pub enum Command {
         /// transaction when a request is cancelled while its BEGIN is in flight).
         #[arg(long, default_value = "safe", value_parser = parse_guard)]
         guard: GuardMode,
-        /// Which backend serves the bookings.
-        #[arg(long, value_enum, default_value = "model")]
-        backend: BackendKind,
         /// Print every trace event (the events the hash covers).
         #[arg(long)]
         trace: bool,
@@ -86,8 +83,6 @@ pub enum Command {
         /// transaction when a request is cancelled while its BEGIN is in flight).
         #[arg(long, default_value = "safe", value_parser = parse_guard)]
         guard: GuardMode,
-        #[arg(long, value_enum, default_value = "model")]
-        backend: BackendKind,
         /// Seeds in parallel, 1 to 64 (results identical for any value); default: one per
         /// available core.
         #[arg(
@@ -151,10 +146,7 @@ pub enum Command {
         format: Format,
     },
     /// List the concurrency-control strategies, marking the deliberately broken ones.
-    Strategies {
-        #[arg(long, value_enum, default_value = "model")]
-        backend: BackendKind,
-    },
+    Strategies,
     /// Run PostgreSQL isolation-tester spec files on the model (and/or PostgreSQL).
     Spec(model::spec::SpecArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (what `serve` answers at /openapi.json).
@@ -268,7 +260,6 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             seed,
             strategy,
             guard,
-            backend,
             profile,
             trace,
             check_determinism,
@@ -282,7 +273,6 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 seed,
                 strategy,
                 keep_trace: trace,
-                backend,
                 profile: world::load_profile(profile.as_deref())?,
             };
             // The replay command names the profile too (after the scenario argument).
@@ -303,7 +293,6 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             seeds,
             strategy,
             guard,
-            backend,
             jobs,
             shard,
             stop_on_failure,
@@ -323,7 +312,6 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 scenario_arg: scenario,
                 strategy,
                 guard,
-                backend,
                 seeds,
                 jobs,
                 shard,
@@ -370,21 +358,16 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             println!("{text}");
             Ok(if report.counterexample.is_some() { exit::FAILED } else { exit::OK })
         }
-        Command::Strategies { backend } => {
-            for (name, broken) in world::strategies(backend) {
+        Command::Strategies => {
+            for (name, broken) in world::strategies() {
                 let mark = if broken { "  BROKEN (planted bug, never default)" } else { "" };
                 println!("{name}{mark}");
             }
-            if backend == BackendKind::Model {
-                println!("\ntransaction guards (--guard):");
-                for guard in GuardMode::ALL {
-                    let mark = if guard.is_broken() {
-                        "  BROKEN (planted bug, never default)"
-                    } else {
-                        ""
-                    };
-                    println!("{}{mark}", guard.name());
-                }
+            println!("\ntransaction guards (--guard):");
+            for guard in GuardMode::ALL {
+                let mark =
+                    if guard.is_broken() { "  BROKEN (planted bug, never default)" } else { "" };
+                println!("{}{mark}", guard.name());
             }
             Ok(exit::OK)
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::explore::{self, ExploreConfig};
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 fn config(scenario: &str, seed: u64) -> RunConfig {
     let scenario = Arc::new(Scenario::builtin(scenario).unwrap().scenario);
@@ -19,28 +19,17 @@ fn config(scenario: &str, seed: u64) -> RunConfig {
         seed,
         strategy: "exclusion".into(),
         keep_trace: false,
-        backend: BackendKind::Model,
         profile: world::default_profile(),
     }
 }
 
 fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
-    explore_on(BackendKind::Model, 0..100, jobs, shard)
-}
-
-fn explore_on(
-    backend: BackendKind,
-    seeds: std::ops::Range<u64>,
-    jobs: u32,
-    shard: Option<(u64, u64)>,
-) -> ExploreConfig {
     ExploreConfig {
         guard: Default::default(),
         scenario: Arc::new(Scenario::builtin("conflict").unwrap().scenario),
         scenario_arg: "conflict".into(),
         strategy: "exclusion".into(),
-        backend,
-        seeds,
+        seeds: 0..100,
         jobs,
         shard,
         stop_on_failure: false,
@@ -81,22 +70,12 @@ fn same_seed_same_hash_in_a_separate_process() {
     assert!(String::from_utf8_lossy(&check.stderr).contains("determinism check passed"));
 }
 
-/// The stand-in harness keeps its jobs-independence too (a cheap self-test of the harness).
-#[test]
-fn stand_in_explore_hash_is_the_same_for_any_jobs() {
-    let one = explore::explore(&explore_on(BackendKind::StandIn, 0..20, 1, None)).unwrap();
-    let two = explore::explore(&explore_on(BackendKind::StandIn, 0..20, 2, None)).unwrap();
-    assert_eq!(one.explore_hash, two.explore_hash);
-    assert_eq!(one.histograms, two.histograms);
-}
-
 /// The system under test over 100 seeds: --jobs 1, --jobs 2 and two merged shards agree.
 #[test]
 fn explore_hash_is_the_same_for_any_jobs_and_for_merged_shards() {
     let one = explore::explore(&explore_cfg(1, None)).unwrap();
     let two = explore::explore(&explore_cfg(2, None)).unwrap();
     assert_eq!(one.seeds_run, 100);
-    assert_eq!(one.backend, BackendKind::Model);
     assert_eq!(one.explore_hash, two.explore_hash);
     assert_eq!(one.histograms, two.histograms);
     assert_eq!(one.counts, two.counts);

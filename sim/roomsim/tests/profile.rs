@@ -9,7 +9,7 @@ use model::profile::DEFAULT_PROFILE_TOML;
 use scenarios::Scenario;
 use sim::histograms::Metric;
 use sim::world::Profile;
-use sim::world::{self, BackendKind, RunConfig};
+use sim::world::{self, RunConfig};
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("roomsim-profile-{}", std::process::id()));
@@ -78,7 +78,6 @@ fn a_slower_profile_slows_the_same_seed_down() {
             seed: 5,
             strategy: "exclusion".into(),
             keep_trace: false,
-            backend: BackendKind::Model,
             profile: Arc::new(profile),
         };
         let o = world::run(&config).unwrap().outcome;

@@ -30,7 +30,6 @@ pub(super) fn add_clients(
     scenario: &Arc<Scenario>,
     plan: Vec<PlannedBooking>,
     shared: &Shared,
-    rules_from_header: bool,
 ) {
     let scenario = scenario.clone();
     let records = shared.records.clone();
@@ -61,7 +60,6 @@ pub(super) fn add_clients(
                 live: live.clone(),
                 faults: faults.clone(),
                 start,
-                rules_from_header,
             };
             tasks.push(tokio::task::spawn_local(run_booker(mine, ctx)));
         }
@@ -82,8 +80,6 @@ struct ClientCtx {
     live: Rc<RefCell<LiveChecker>>,
     faults: Rc<ClientFaults>,
     start: tokio::time::Instant,
-    /// Record `rules` from Server-Timing (false: the backend's cost model records it).
-    rules_from_header: bool,
 }
 
 fn now_us() -> u64 {
@@ -156,7 +152,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
             ctx.live.borrow_mut().raw_db_error(now_us(), b.index, attempt, &what);
             leaked = leaked.or(Some(what));
         }
-        record_server_timing(&answer.headers, &ctx.histograms, ctx.rules_from_header);
+        record_server_timing(&answer.headers, &ctx.histograms);
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
@@ -379,7 +375,7 @@ fn answer_detail(
     let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let requested = (b.start_min, b.start_min + b.duration_min);
     let offered = |item: &serde_json::Value, visit: Option<(u32, u32)>| {
-        // The stand-in names rooms only; backend-core gives ids and times.
+        // A bare room name (no ids, no times) is read too.
         let name = item.as_str().map(str::to_string).or_else(|| room(item["room_id"].as_str()))?;
         let visit =
             visit.or_else(|| Some((minute(item["start"].as_str()), minute(item["end"].as_str()))));
@@ -401,20 +397,15 @@ fn answer_detail(
     detail
 }
 
-/// `Server-Timing: rules;dur=0.120, conflict;dur=0.080` (simulated ms) → modelled µs. `rules`
-/// only with `rules_from_header`: the model backend's cost model records the charged rules
-/// cost at µs precision itself (`cpu::ChargeSleep`), which the 50 µs clock cannot show.
-fn record_server_timing(
-    headers: &http::HeaderMap,
-    histograms: &Arc<Mutex<Histograms>>,
-    rules_from_header: bool,
-) {
+/// `Server-Timing: conflict;dur=0.080, lock;dur=…` (simulated ms) → modelled µs. Not
+/// `rules`: the backend's cost model records the charged rules cost at µs precision itself
+/// (`cpu::ChargeSleep`), which the 50 µs clock cannot show.
+fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histograms>>) {
     let Some(value) = headers.get("server-timing").and_then(|v| v.to_str().ok()) else { return };
     for part in value.split(',') {
         let mut fields = part.trim().split(';');
         let name = fields.next().unwrap_or_default();
         let metric = match name {
-            "rules" if rules_from_header => Metric::RulesEvaluation,
             "conflict" => Metric::ConflictDetection,
             "lock" => Metric::LockWait,
             _ => continue,

@@ -1,5 +1,5 @@
 //! What to run: [`RunConfig`], the model database's latency profile (`--profile`), and the
-//! strategy names each backend accepts.
+//! strategy names the backend accepts.
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,8 +8,6 @@ use backend_core::db::guard::GuardMode;
 use scenarios::Scenario;
 
 use crate::error::SimError;
-use crate::stand_in;
-use crate::topology::BackendKind;
 
 use super::profile::Profile;
 
@@ -23,9 +21,8 @@ pub struct RunConfig {
     pub guard: GuardMode,
     /// Keep every trace event (for `--trace`); the hash is computed either way.
     pub keep_trace: bool,
-    pub backend: BackendKind,
     /// Service times of the model database and the backend's CPU costs (`--profile FILE`;
-    /// default `model/profiles/default.toml`). Ignored by the stand-in backend.
+    /// default `model/profiles/default.toml`).
     pub profile: Arc<Profile>,
 }
 
@@ -45,19 +42,16 @@ pub fn load_profile(path: Option<&std::path::Path>) -> Result<Arc<Profile>, SimE
     }
 }
 
-/// The strategies a backend can run: (name, broken).
-pub fn strategies(backend: BackendKind) -> Vec<(&'static str, bool)> {
-    match backend {
-        BackendKind::Model => Strategy::ALL.iter().map(|s| (s.name(), s.is_broken())).collect(),
-        BackendKind::StandIn => stand_in::STRATEGIES.to_vec(),
-    }
+/// The strategies the backend can run: (name, broken).
+pub fn strategies() -> Vec<(&'static str, bool)> {
+    Strategy::ALL.iter().map(|s| (s.name(), s.is_broken())).collect()
 }
 
 /// Checks a strategy name; the error lists the valid names.
-pub fn check_strategy(name: &str, backend: BackendKind) -> Result<(), SimError> {
-    if strategies(backend).iter().any(|(n, _)| *n == name) {
+pub fn check_strategy(name: &str) -> Result<(), SimError> {
+    if strategies().iter().any(|(n, _)| *n == name) {
         return Ok(());
     }
-    let known: Vec<_> = strategies(backend).iter().map(|(n, _)| *n).collect();
+    let known: Vec<_> = strategies().iter().map(|(n, _)| *n).collect();
     Err(SimError::BadInput(format!("unknown strategy `{name}` (known: {})", known.join(", "))))
 }

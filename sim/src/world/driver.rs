@@ -61,28 +61,15 @@ fn apply(
     at_us: u64,
     side: &DbSide,
 ) {
-    let engine = match side {
-        DbSide::Model { engine, .. } => Some(engine),
-        DbSide::StandIn(_) => None,
-    };
-    let no_db = "skipped: the stand-in world has no db host";
+    let engine = &side.engine;
     let text = match action {
         Action::LinkFailRate(link, rate) => {
             let (a, b) = match link {
                 Link::ClientsBackend => ("clients", "backend"),
                 Link::BackendDb => ("backend", "db"),
             };
-            if *link == Link::ClientsBackend || engine.is_some() {
-                sim.set_link_fail_rate(a, b, *rate);
-                format!("fault loss {a}<->{b} rate {rate}")
-            } else {
-                format!("fault loss {a}<->{b} {no_db}")
-            }
-        }
-        Action::Partition | Action::Repair | Action::CrashDb | Action::RestartDb
-            if engine.is_none() =>
-        {
-            format!("fault {} {no_db}", action_name(action))
+            sim.set_link_fail_rate(a, b, *rate);
+            format!("fault loss {a}<->{b} rate {rate}")
         }
         Action::Partition => {
             sim.partition("backend", "db");
@@ -95,7 +82,7 @@ fn apply(
         Action::CrashDb => {
             sim.crash("db");
             // In-flight transactions abort; committed data survives.
-            engine.expect("guarded above").borrow_mut().crash_restart();
+            engine.borrow_mut().crash_restart();
             "fault crash db".to_string()
         }
         Action::RestartDb => {
@@ -114,18 +101,6 @@ fn apply(
     trace.lock().expect("trace").record(at_us, "driver", text);
 }
 
-fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::LinkFailRate(..) => "loss",
-        Action::CrashBackend => "crash backend",
-        Action::RestartBackend => "restart backend",
-        Action::Partition => "partition",
-        Action::Repair => "repair",
-        Action::CrashDb => "crash db",
-        Action::RestartDb => "restart db",
-    }
-}
-
 /// Steps the world, applying faults on time. A run that hits the simulation limit is not an
 /// error: its unfinished bookings become `every_request_answered` violations.
 pub(super) fn drive(
@@ -135,10 +110,6 @@ pub(super) fn drive(
     side: &DbSide,
 ) -> Result<(), SimError> {
     let trace = &shared.trace;
-    let deadlocks = match side {
-        DbSide::Model { deadlocks, .. } => Some(deadlocks),
-        DbSide::StandIn(_) => None,
-    };
     let actions = schedule(scenario);
     let mut next = 0;
     let limit = scaled_ms(scenario.limits.simulation_ms_max);
@@ -150,12 +121,11 @@ pub(super) fn drive(
         }
         let stepped = sim.step();
         // A 40P01 is an in-run violation from the moment the backend received it.
-        if let Some(log) = deadlocks {
-            let log = log.lock().expect("deadlock log");
-            if !log.is_empty() {
-                shared.live.borrow_mut().deadlocks(&log);
-            }
+        let log = side.deadlocks.lock().expect("deadlock log");
+        if !log.is_empty() {
+            shared.live.borrow_mut().deadlocks(&log);
         }
+        drop(log);
         match stepped {
             Ok(true) => return settle(sim, shared, side),
             Ok(false) => {}
@@ -176,7 +146,7 @@ pub const SETTLE_MS_MAX: u64 = 2 * crate::model_db::STATEMENT_TIMEOUT_MS;
 /// any more was leaked (`pg_stat_activity`'s `idle in transaction`). A run that settles at
 /// once takes no extra step, so its trace is what it was without this check.
 fn settle(sim: &mut turmoil::Sim<'static>, shared: &Shared, side: &DbSide) -> Result<(), SimError> {
-    let DbSide::Model { engine, .. } = side else { return Ok(()) };
+    let engine = &side.engine;
     let deadline = sim.elapsed() + scaled_ms(SETTLE_MS_MAX);
     loop {
         let open = engine.borrow().open_transactions();

@@ -12,7 +12,6 @@
 //!   (`backend_core::booking::body_cache`): the stored bodies are the same for every seed of
 //!   a scenario, so they are parsed once per thread instead of once per run. The cache is
 //!   keyed by the full text and changes no answer, so sharing it is unobservable.
-//! - With `--backend stand-in`, the stand-in backend alone (`stand_in`; no db host).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -38,9 +37,8 @@ use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb};
 use crate::net;
-use crate::pool::{ConnectFn, Pool, WaitObserver};
+use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
-use crate::stand_in;
 use crate::timescale::{RESOLUTION_US, TIME_SCALE, modelled_us, scaled_ms};
 use crate::topology::BACKEND_PORT;
 
@@ -80,50 +78,7 @@ pub(super) fn add_model_hosts(
     let machine = Machine { profile: config.profile.clone(), cores };
     let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
     add_backend_host(sim, backend, seeds, sinks, machine);
-    Ok(DbSide::Model { engine, servers, deadlocks })
-}
-
-/// Registers the stand-in backend (its store is the whole database side).
-pub(super) fn add_stand_in_backend(
-    sim: &mut turmoil::Sim<'static>,
-    config: &RunConfig,
-    seeds: &Seeds,
-    shared: &Shared,
-    store: Arc<Mutex<stand_in::Store>>,
-) {
-    let scenario = config.scenario.clone();
-    let naive = config.strategy == "naive";
-    let trace = shared.trace.clone();
-    let histograms = shared.histograms.clone();
-    let db_rng = Arc::new(Mutex::new(seeds.rng(Stream::DbScheduler)));
-    let listening = shared.backend_listening.clone();
-    sim.host("backend", move || {
-        let listening = listening.clone();
-        let connect: ConnectFn<()> = Arc::new(|| Box::pin(async { Ok(()) }));
-        let sink = histograms.clone();
-        let on_wait: WaitObserver =
-            Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
-        let backend = stand_in::Backend {
-            scenario: scenario.clone(),
-            store: store.clone(),
-            pool: Pool::new(
-                scenario.backend.pool_size,
-                scaled_ms(scenario.backend.acquire_timeout_ms),
-                connect,
-                on_wait,
-            ),
-            rng: db_rng.clone(),
-            trace: trace.clone(),
-            naive,
-            ids: Arc::new(ClinicIds::new(&scenario)),
-        };
-        async move {
-            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
-            listening.set(true);
-            axum::serve(net::TurmoilListener(listener), stand_in::router(backend)).await?;
-            Ok(())
-        }
-    });
+    Ok(DbSide { engine, servers, deadlocks })
 }
 
 /// Modelled µs the simulation's transport adds to one statement's round trip over a link

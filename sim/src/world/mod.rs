@@ -7,8 +7,7 @@
 //!   host count); each attempt is a fresh HTTP/1 connection (`net`).
 //! - `backend` serves backend-core's `api_router` over a pool of model sessions
 //!   (`hosts`, `model_db`); `db` runs the model engine's server (`model::io::Server`)
-//!   on an engine owned by the run, so a db crash keeps committed data. `--backend stand-in`
-//!   swaps backend and db for the harness self-test of `stand_in` (no db host).
+//!   on an engine owned by the run, so a db crash keeps committed data.
 //!
 //! The master seed gives turmoil's `rng_seed` and every other stream (see `seeds`); the epoch
 //! is fixed at the scenario's clinic day. Every modelled duration is stretched by
@@ -18,8 +17,7 @@
 //! message loss sets turmoil's link fail rate on clients↔backend or backend↔db (a failed send
 //! breaks that TCP connection); a backend crash is `sim.crash` then `sim.bounce` (its pool
 //! starts empty); a partition cuts backend↔db; a db crash aborts every open transaction
-//! (`Engine::crash_restart`) and restarts the db host on the same engine. On the stand-in
-//! backend the db faults are recorded in the trace but act on nothing.
+//! (`Engine::crash_restart`) and restarts the db host on the same engine.
 //!
 //! Invariants are checked twice: DURING the run where cheap (`live`: raw db errors at
 //! response time, 40P01s as the backend receives them, overlapping 201s at the second 201's
@@ -32,7 +30,7 @@
 //! One file per job; [`run`] below calls them in this order:
 //! - `config` — [`RunConfig`] (what to run), the latency profile, the strategy names.
 //! - `shared` — what the hosts, the clients, the driver and the results share during a run.
-//! - `hosts` — registers the backend and db hosts (model or stand-in), with `engine` (the
+//! - `hosts` — registers the backend and db hosts, with `engine` (the
 //!   model engine, migrated and seeded before the run, read after it) and `cpu` (the
 //!   backend's modelled CPU).
 //! - `clients` — the clients host: every booker, its requests and retries, reading answers.
@@ -61,22 +59,21 @@ use crate::error::SimError;
 use crate::histograms::Histograms;
 use crate::live::LiveChecker;
 use crate::seeds::{Seeds, Stream};
-use crate::stand_in;
 use crate::timescale::{TICK, scaled_ms, scaled_us};
 use crate::trace::Trace;
 use crate::workload;
 
-pub use crate::topology::{BACKEND_PORT, BackendKind};
+pub use crate::topology::BACKEND_PORT;
 pub use clients::CLIENT_BACKOFF_US;
 pub use config::{RunConfig, check_strategy, default_profile, load_profile, strategies};
 pub use driver::SETTLE_MS_MAX;
 pub use profile::{BackendCpu, Profile};
 pub use results::RunResult;
-use shared::{DbSide, Shared};
+use shared::Shared;
 
 /// Runs one seed.
 pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
-    check_strategy(&config.strategy, config.backend)?;
+    check_strategy(&config.strategy)?;
     let scenario = config.scenario.clone();
     let seeds = Seeds::new(config.seed);
     let plan = workload::plan(&scenario, &mut seeds.rng(Stream::Workload));
@@ -90,17 +87,8 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         client_faults: Rc::new(ClientFaults::new(&scenario, seeds.rng(Stream::ClientFaults))),
     };
     let mut sim = build_sim(&scenario, &seeds);
-    let side = match config.backend {
-        BackendKind::StandIn => {
-            let store = Arc::new(Mutex::new(stand_in::Store::default()));
-            hosts::add_stand_in_backend(&mut sim, config, &seeds, &shared, store.clone());
-            DbSide::StandIn(store)
-        }
-        BackendKind::Model => hosts::add_model_hosts(&mut sim, config, &seeds, &shared)?,
-    };
-    // The model backend's cost model records rules evaluation itself, at µs precision.
-    let rules_from_header = !matches!(config.backend, BackendKind::Model);
-    clients::add_clients(&mut sim, &scenario, plan.clone(), &shared, rules_from_header);
+    let side = hosts::add_model_hosts(&mut sim, config, &seeds, &shared)?;
+    clients::add_clients(&mut sim, &scenario, plan.clone(), &shared);
     driver::drive(&mut sim, &scenario, &shared, &side)?;
     let steps = (sim.elapsed().as_nanos() / TICK.as_nanos()) as u64;
     drop(sim);

@@ -40,11 +40,9 @@ fn db_results(
     trace: &SharedTrace,
     histograms: &Arc<Mutex<Histograms>>,
 ) -> Result<(Vec<Appointment>, DbObservations), SimError> {
-    match side {
-        DbSide::StandIn(store) => {
-            Ok((store.lock().expect("store").rows.clone(), DbObservations::default()))
-        }
-        DbSide::Model { engine, servers, deadlocks } => {
+    let DbSide { engine, servers, deadlocks } = side;
+    {
+        {
             let mut trace = trace.lock().expect("trace");
             let mut histograms = histograms.lock().expect("histograms");
             for server in servers.borrow().iter() {
@@ -108,7 +106,6 @@ pub(super) fn finish(
     let live = shared.live.borrow();
     let outcome = RunOutcome {
         seed: config.seed,
-        backend: config.backend,
         scenario: config.scenario.name.clone(),
         strategy: config.strategy.clone(),
         guard: config.guard,

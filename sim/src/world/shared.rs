@@ -14,13 +14,13 @@ use crate::histograms::Histograms;
 use crate::live::LiveChecker;
 use crate::model_db::DeadlockLog;
 use crate::observations::BookingRecord;
-use crate::stand_in;
 use crate::trace::SharedTrace;
 
-/// The database side of one run.
-pub(super) enum DbSide {
-    StandIn(Arc<Mutex<stand_in::Store>>),
-    Model { engine: Rc<RefCell<Engine>>, servers: Rc<RefCell<Vec<Server>>>, deadlocks: DeadlockLog },
+/// The database side of one run: the model engine, its servers, the backend's deadlock log.
+pub(super) struct DbSide {
+    pub(super) engine: Rc<RefCell<Engine>>,
+    pub(super) servers: Rc<RefCell<Vec<Server>>>,
+    pub(super) deadlocks: DeadlockLog,
 }
 
 pub(super) struct Shared {
