@@ -14,6 +14,7 @@ use backend_core::db::schema::SchemaVariant;
 use super::calibrate::{self, CalibrateConfig};
 use super::database::{self, DbTarget};
 use super::load::{self, LoadConfig, Target};
+use super::locust::LocustConfig;
 use super::monitor::Monitor;
 use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
@@ -248,8 +249,18 @@ pub struct CalibrateArgs {
 pub struct ValidateArgs {
     #[arg(long, default_value = "storm")]
     pub scenario: String,
-    #[command(flatten)]
-    pub database: DatabaseArgs,
+    /// PostgreSQL URL, e.g. postgres://root@127.0.0.1:5432/test (not used with
+    /// --locust-stats).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Work in this schema (SET search_path TO schema, public).
+    #[arg(long, value_name = "NAME")]
+    pub schema: Option<String>,
+    /// Judge the simulation against a Locust run instead of running the real side: the
+    /// `PREFIX_stats.csv` of `locust --csv PREFIX` (the user count is read from
+    /// `PREFIX_stats_history.csv` beside it). Room assignment only; no database needed.
+    #[arg(long, value_name = "FILE", conflicts_with = "profile_from_run")]
+    pub locust_stats: Option<PathBuf>,
     /// Concurrency levels (closed-loop users).
     #[arg(long, value_delimiter = ',', default_value = "10,25,50")]
     pub concurrency: Vec<u32>,
@@ -274,7 +285,36 @@ pub struct ValidateArgs {
 }
 
 impl ValidateArgs {
+    /// `--locust-stats`: what to compare against the Locust run.
+    pub fn locust_config(&self, stats: &std::path::Path) -> Result<LocustConfig, RealError> {
+        let (profile, profile_source) = match &self.profile {
+            Some(file) => (
+                sim::world::load_profile(Some(file))
+                    .map_err(|e| RealError::BadInput(e.to_string()))?,
+                file.display().to_string(),
+            ),
+            None => (
+                sim::world::default_profile(),
+                "the committed default (model/profiles/default.toml)".to_string(),
+            ),
+        };
+        Ok(LocustConfig {
+            stats: stats.to_path_buf(),
+            scenario: self.scenario.clone(),
+            strategy: serve::parse_strategy(&self.strategy)?,
+            profile,
+            profile_source,
+            seed: self.seed,
+        })
+    }
+
     pub fn config(&self) -> Result<ValidateConfig, RealError> {
+        let Some(url) = &self.database_url else {
+            return Err(RealError::BadInput(
+                "validate needs --database-url URL (or DATABASE_URL), or --locust-stats FILE"
+                    .to_string(),
+            ));
+        };
         let profile = match &self.profile {
             _ if self.profile_from_run => SimProfile::FromRun,
             Some(file) => SimProfile::Given {
@@ -286,7 +326,7 @@ impl ValidateArgs {
         };
         Ok(ValidateConfig {
             profile,
-            target: self.database.target()?,
+            target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),
             run_time: self.run_time,

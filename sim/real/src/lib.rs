@@ -32,6 +32,7 @@ pub mod clinic;
 pub mod database;
 pub mod load;
 pub mod load_run;
+pub mod locust;
 pub mod monitor;
 pub mod report;
 pub mod serve;
@@ -117,9 +118,10 @@ pub fn run(cmd: RealCommand) -> Result<(), RealError> {
     match cmd {
         // The simulation builds its own runtimes: validate drives the real side on this one
         // and runs the simulation outside it.
-        RealCommand::Validate(args) => {
-            args.config().and_then(|config| validate::validate_command(config, &runtime))
-        }
+        RealCommand::Validate(args) => match &args.locust_stats {
+            Some(stats) => args.locust_config(stats).and_then(|c| locust::locust_command(&c)),
+            None => args.config().and_then(|config| validate::validate_command(config, &runtime)),
+        },
         cmd => runtime.block_on(cmd.execute()),
     }
 }

@@ -275,6 +275,17 @@ fn locust_and_schemathesis_against_serve() {
     let bookings = check_locust_csv(&dir.join("local_stats.csv"), &out);
     assert!(room_assignment_samples(&stdout) >= bookings, "{bookings} in the CSV: {stdout}");
 
+    // The simulation judged against that Locust run (issue #16): a verdict (0 in band, 1 out
+    // of band), never bad input, with the room-assignment row at the run's 8 users.
+    let mut judge = roomsim();
+    judge.args(["validate", "--scenario", "storm", "--locust-stats"]);
+    judge.arg(dir.join("local_stats.csv"));
+    let out = run(judge, "roomsim validate --locust-stats");
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("room_assignment") && table.contains(" 8 "), "{table}");
+    assert!(table.contains(&format!("{bookings} bookings at 8 users")), "{table}");
+
     // --enforce-targets: a previews-only run books nothing, so the throughput target is
     // missed and the run must exit 1 (without it, the same run exits 0).
     let mut args = vec!["--headless", "-u", "2", "-r", "2", "-t", "1s", "--only-summary"];
