@@ -5,7 +5,8 @@
 //! [`SEED_CELLS_MAX`] seeds one cell stands for a run of consecutive seeds and is red when any
 //! of them failed. Everything comes from the [`ExploreReport`] (so `merge`d shards could be
 //! drawn the same way); wall-clock figures (seeds/s) are left out, so the page is a pure
-//! function of the seeds.
+//! function of the seeds. At most [`FAILING_SEEDS_SHOWN_MAX`] failing seeds are listed (each
+//! with its replay command and the command that draws it); the JSON report has every one.
 //! NOT MODELLED: per-seed latency distributions (explore keeps only the merged histograms).
 
 use std::fmt::Write as _;
@@ -17,6 +18,8 @@ use crate::svg::escape;
 
 /// Cells of the per-seed strip at most (about 60 bytes each).
 pub const SEED_CELLS_MAX: usize = 1_000;
+/// Failing seeds listed at most (about 1.5 KB each); the JSON report has them all.
+pub const FAILING_SEEDS_SHOWN_MAX: usize = 100;
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 16.0;
 const RIGHT: f64 = 16.0;
@@ -169,7 +172,7 @@ fn failing_seeds(body: &mut String, r: &ExploreReport) {
         "<table id=\"failing-seeds\"><tr><th>Seed</th><th>First violation (ms)</th>\
          <th class=\"l\">Violations (first kept)</th><th class=\"l\">Replay</th></tr>",
     );
-    for f in &r.seeds_failed {
+    for f in r.seeds_failed.iter().take(FAILING_SEEDS_SHOWN_MAX) {
         let first = f
             .first_violation_us
             .map_or_else(|| "after the run".to_string(), |us| format!("{:.3}", us as f64 / 1e3));
@@ -178,14 +181,26 @@ fn failing_seeds(body: &mut String, r: &ExploreReport) {
             let _ =
                 write!(violations, "<b>{}</b>: {}<br>", escape(&v.invariant), escape(&v.detail));
         }
+        // The same run drawn: the replay command without the event dump, with `--html`.
+        let picture = format!("{} --html seed-{}.html", f.replay.replace(" --trace", ""), f.seed);
         let _ = write!(
             body,
             "<tr class=\"failing-seed\"><td>{}</td><td>{}</td><td class=\"l\">{violations}</td>\
-             <td class=\"l\"><code class=\"replay\">{}</code></td></tr>",
+             <td class=\"l\"><code class=\"replay\">{}</code><br>its picture: \
+             <code class=\"picture\">{}</code></td></tr>",
             f.seed,
             escape(&first),
-            escape(&f.replay)
+            escape(&f.replay),
+            escape(&picture)
         );
     }
     body.push_str("</table>");
+    let hidden = r.seeds_failed.len().saturating_sub(FAILING_SEEDS_SHOWN_MAX);
+    if hidden > 0 {
+        let _ = write!(
+            body,
+            "<p id=\"failing-seeds-more\">{hidden} more failing seeds: see the JSON report \
+             (<code>--format json</code>).</p>"
+        );
+    }
 }

@@ -110,20 +110,20 @@ fn lane(svg: &mut String, events: &[&StatementEvent], axis: &Axis, y: f64) -> (u
         let x = axis.x(event.at_us as f64);
         if event.outcome == "blocked" {
             blocked_since = Some(event.at_us);
-        } else if event.outcome.starts_with("completed") {
-            if let Some(since) = blocked_since.take() {
-                waits += 1;
-                let x0 = axis.x(since as f64);
-                let _ = write!(
-                    marks,
-                    "<rect class=\"lock-wait\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" \
+        } else if event.outcome.starts_with("completed")
+            && let Some(since) = blocked_since.take()
+        {
+            waits += 1;
+            let x0 = axis.x(since as f64);
+            let _ = write!(
+                marks,
+                "<rect class=\"lock-wait\" x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" \
                      height=\"6\"><title>lock wait {:.3} ms: {}</title></rect>",
-                    y + 5.0,
-                    (x - x0).max(1.0),
-                    (event.at_us - since) as f64 / 1_000.0,
-                    escape(&event.fingerprint)
-                );
-            }
+                y + 5.0,
+                (x - x0).max(1.0),
+                (event.at_us - since) as f64 / 1_000.0,
+                escape(&event.fingerprint)
+            );
         }
         if !event.outcome.starts_with("completed") {
             let class = if failed(&event.outcome) { "statement error" } else { "statement" };
