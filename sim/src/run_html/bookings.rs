@@ -27,7 +27,10 @@ const WIDTH: f64 = 960.0;
 const LEFT: f64 = 120.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 24.0;
+/// A lane's height when no rows of it overlap; a lane with overlaps grows so each of its
+/// levels keeps at least `LEVEL_HEIGHT_MIN`.
 const LANE_HEIGHT: f64 = 22.0;
+const LEVEL_HEIGHT_MIN: f64 = 9.0;
 const NO_ROOM: &str = "(no room)";
 
 fn minutes_of(hhmm: &str) -> Option<u32> {
@@ -59,7 +62,26 @@ pub fn render(timeline: &Timeline, scenario: &Scenario) -> String {
         rows.iter().map(|r| r.blocked_until_min).max().map_or(closes, |m| m.div_ceil(30) * 30);
     let axis = Axis::new(f64::from(first), f64::from(last), LEFT, WIDTH - RIGHT);
     let levels = levels(rows);
-    let bottom = TOP + LANE_HEIGHT * lanes.len() as f64;
+    let lane_of = |row: &Appointment| {
+        let name = row.room.as_deref().unwrap_or(NO_ROOM);
+        lanes.iter().position(|l| l == name).unwrap_or(0)
+    };
+    // Each lane's top and height (taller where rows overlap).
+    let mut lane_levels = vec![1_u32; lanes.len()];
+    for (row, (_, of_levels)) in rows.iter().zip(&levels) {
+        let lane = lane_of(row);
+        lane_levels[lane] = lane_levels[lane].max(*of_levels);
+    }
+    let mut lane_top = Vec::with_capacity(lanes.len());
+    let mut lane_height = Vec::with_capacity(lanes.len());
+    let mut y = TOP;
+    for of_levels in &lane_levels {
+        let height = LANE_HEIGHT.max(f64::from(*of_levels) * LEVEL_HEIGHT_MIN + 4.0);
+        lane_top.push(y);
+        lane_height.push(height);
+        y += height;
+    }
+    let bottom = y;
     let height = bottom + 48.0;
     let mut svg = format!(
         "<svg id=\"bookings\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" \
@@ -69,13 +91,13 @@ pub fn render(timeline: &Timeline, scenario: &Scenario) -> String {
     let step_min = if last - first > 6 * 60 { 60.0 } else { 30.0 };
     axis.ticks_every(&mut svg, TOP, bottom, step_min, hhmm);
     for (index, lane) in lanes.iter().enumerate() {
-        let y = TOP + LANE_HEIGHT * index as f64;
+        let (y, lane_h) = (lane_top[index], lane_height[index]);
         let _ = write!(
             svg,
             "<text x=\"{}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>\
              <line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/>",
             LEFT - 6.0,
-            y + LANE_HEIGHT / 2.0 + 4.0,
+            y + lane_h / 2.0 + 4.0,
             escape(lane),
             WIDTH - RIGHT
         );
@@ -84,15 +106,15 @@ pub fn render(timeline: &Timeline, scenario: &Scenario) -> String {
     // stacked (each lane split into as many levels as it needs), so both stay visible.
     for (row, (level, of_levels)) in rows.iter().zip(&levels) {
         let lane_name = row.room.as_deref().unwrap_or(NO_ROOM);
-        let lane = lanes.iter().position(|l| l == lane_name).unwrap_or(0);
+        let lane = lane_of(row);
         let is_violating = violating.contains(&row.id);
         let state = match (is_violating, row.active) {
             (true, _) => " violating",
             (false, false) => " inactive",
             (false, true) => "",
         };
-        let h = (LANE_HEIGHT - 4.0) / f64::from(*of_levels);
-        let y = TOP + LANE_HEIGHT * lane as f64 + 2.0 + h * f64::from(*level);
+        let h = (lane_height[lane] - 4.0) / f64::from(*of_levels);
+        let y = lane_top[lane] + 2.0 + h * f64::from(*level);
         let (x0, x1) = (axis.x(f64::from(row.start_min)), axis.x(f64::from(row.end_min)));
         let x2 = axis.x(f64::from(row.blocked_until_min));
         let _ = write!(
