@@ -25,7 +25,7 @@ use crate::timeline::Timeline;
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 120.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 24.0;
 /// A lane's height when no rows of it overlap; a lane with overlaps grows so each of its
 /// levels keeps at least `LEVEL_HEIGHT_MIN`.

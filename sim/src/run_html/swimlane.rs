@@ -20,7 +20,7 @@ use crate::timeline::{StatementEvent, Timeline};
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 16.0;
 const LANE_HEIGHT: f64 = 16.0;
 const MARK_WIDTH: f64 = 2.0;
