@@ -204,3 +204,68 @@ fn failing_seeds(body: &mut String, r: &ExploreReport) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::{Aggregate, FailedSeed, SeedHash, finish_report};
+    use crate::world::BackendKind;
+
+    fn report(seeds: u64, failing_every: u64) -> ExploreReport {
+        let scenario = scenarios::Scenario::resolve("storm").unwrap().scenario;
+        let passed = |seed: u64| !seed.is_multiple_of(failing_every);
+        let per_seed = (0..seeds)
+            .map(|seed| SeedHash {
+                seed,
+                trace_hash: format!("{seed:032x}"),
+                signature: "s".into(),
+                passed: passed(seed),
+            })
+            .collect();
+        let failed = (0..seeds)
+            .filter(|seed| !passed(*seed))
+            .map(|seed| FailedSeed {
+                seed,
+                first_violation_us: Some(1_000),
+                violations: vec![],
+                replay: format!(
+                    "roomsim run --scenario storm --strategy naive --seed {seed} --trace"
+                ),
+            })
+            .collect();
+        let aggregate = Aggregate {
+            counts: Default::default(),
+            invariants: vec![],
+            workload_us_total: 0,
+            histograms: Histograms::default(),
+            per_seed,
+            failed,
+            wall_s: 1.0,
+        };
+        let range = format!("0..{seeds}");
+        finish_report(&scenario, "storm", "naive", BackendKind::Model, range, None, aggregate)
+    }
+
+    #[test]
+    fn many_seeds_share_cells_and_the_failing_list_is_cut() {
+        // 2,500 seeds: 3 a cell, 834 cells; every 10th fails, so every cell holding a
+        // multiple of 10 is red. 250 failing seeds: 100 listed.
+        let html = render_explore(&report(2_500, 10));
+        assert_eq!(html.matches("<rect class=\"seed ").count(), 834);
+        let red =
+            (0..834_u64).filter(|cell| (cell * 3..(cell * 3 + 3).min(2_500)).any(|s| s % 10 == 0));
+        assert_eq!(html.matches("<rect class=\"seed fail\"").count(), red.count());
+        assert_eq!(html.matches("<tr class=\"failing-seed\">").count(), FAILING_SEEDS_SHOWN_MAX);
+        assert!(html.contains("150 more failing seeds"), "the rest is pointed to");
+        assert!(html.contains("--seed 990 --trace") && !html.contains("--seed 1000 --trace"));
+        assert!(html.contains("--seed 10 --html seed-10.html"), "the command that draws a seed");
+    }
+
+    #[test]
+    fn few_seeds_get_a_cell_each() {
+        let html = render_explore(&report(7, 3));
+        assert_eq!(html.matches("<rect class=\"seed ").count(), 7);
+        assert_eq!(html.matches("<rect class=\"seed fail\"").count(), 3, "seeds 0, 3, 6");
+        assert!(html.contains("data-seed=\"6\""));
+    }
+}
