@@ -141,16 +141,51 @@ fn overlap(
     }
     let mut bad = 0;
     for list in groups.values_mut() {
-        list.sort_by(|x, y| (x.start_min, &x.id).cmp(&(y.start_min, &y.id)));
-        for (i, a) in list.iter().enumerate() {
-            // Sorted by start: only later rows starting before `a` ends can overlap it.
-            for b in list[i + 1..].iter().take_while(|b| b.start_min < end(a)) {
-                bad += 1;
-                push(violations, name, format!("{} overlaps {}", describe(a), describe(b)));
-            }
-        }
+        sweep_overlaps(list, &end, |a, b| {
+            bad += 1;
+            push(violations, name, format!("{} overlaps {}", describe(a), describe(b)));
+        });
     }
     InvariantResult { name: name.into(), checked: active.len() as u64, violations: bad }
+}
+
+/// Sorts one group by start and calls `found` for every pair whose [start, end(a)) ranges
+/// intersect.
+fn sweep_overlaps<'a>(
+    list: &mut [&'a Appointment],
+    end: impl Fn(&Appointment) -> u32,
+    mut found: impl FnMut(&'a Appointment, &'a Appointment),
+) {
+    list.sort_by(|x, y| (x.start_min, &x.id).cmp(&(y.start_min, &y.id)));
+    for (i, a) in list.iter().enumerate() {
+        // Sorted by start: only later rows starting before `a` ends can overlap it.
+        for b in list[i + 1..].iter().take_while(|b| b.start_min < end(a)) {
+            found(a, b);
+        }
+    }
+}
+
+/// The ids of the active rows that take part in a room overlap (turnover included): what
+/// `no_room_overlap` reports, by row (the run's picture, `run_html`, draws them in red).
+pub fn room_overlap_ids(rows: &[Appointment]) -> std::collections::BTreeSet<String> {
+    let mut by_room: BTreeMap<&str, Vec<&Appointment>> = BTreeMap::new();
+    for a in rows.iter().filter(|a| a.active) {
+        if let Some(room) = &a.room {
+            by_room.entry(room.as_str()).or_default().push(a);
+        }
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for list in by_room.values_mut() {
+        sweep_overlaps(
+            list,
+            |a| a.blocked_until_min,
+            |a, b| {
+                ids.insert(a.id.clone());
+                ids.insert(b.id.clone());
+            },
+        );
+    }
+    ids
 }
 
 fn acknowledged_exactly_once(

@@ -30,6 +30,10 @@
 //! - `invariants` — the end-of-run invariant checks (authoritative).
 //! - `outcome` — a run's counts, invariant results, violations and throughput.
 //! - `report` — the text and JSON reports of a run or an explored seed range.
+//! - `run_html` — `--html`: a self-contained page of a run (bookings, sessions, latencies) or
+//!   of an explore (per-seed outcomes, failing seeds' replay commands).
+//! - `svg` — inline SVG line charts and escaping, shared by every HTML report.
+//! - `timeline` — what a run's picture reads: final rows and the db's statements (kept on request).
 //! - `explore` — many seeds in parallel, independent of `--jobs`, and `merge` of shards.
 //! - `erlang` — the M/M/c (Erlang-C) oracle for the pool model.
 //! - `check` — `roomsim check`: systematic exploration of the booking path in a small scope.
@@ -55,7 +59,10 @@ pub mod outcome;
 pub mod pool;
 pub mod regression;
 pub mod report;
+pub mod run_html;
 pub mod seeds;
+pub mod svg;
+pub mod timeline;
 pub mod timescale;
 pub mod topology;
 pub mod trace;

@@ -69,6 +69,10 @@ pub enum Command {
         /// (for `roomsim compare` later).
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
+        /// Also write a self-contained HTML page of the run: bookings by room (overlaps in
+        /// red), the database sessions' statements with lock waits and deadlocks, latencies.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Many seeds: merged histograms, failing seeds with replay commands, explore-hash.
     Explore {
@@ -109,6 +113,10 @@ pub enum Command {
         /// Also write the report (JSON and text) into DIR, named by the UTC time of the run.
         #[arg(long, value_name = "DIR")]
         archive: Option<PathBuf>,
+        /// Also write a self-contained HTML page: every seed's outcome, the failing seeds with
+        /// their replay commands, the merged latencies.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
     /// Compare two run or explore JSON reports: each latency side by side with its change and
     /// a verdict; exit 1 on a regression (change over the threshold AND a KS test at the
@@ -265,6 +273,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             check_determinism,
             format,
             archive,
+            html,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
             let config = RunConfig {
@@ -272,7 +281,8 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 scenario: Arc::new(loaded.scenario),
                 seed,
                 strategy,
-                keep_trace: trace,
+                // The page needs the kept statements; the trace hash is the same either way.
+                keep_trace: trace || html.is_some(),
                 profile: world::load_profile(profile.as_deref())?,
             };
             // The replay command names the profile too (after the scenario argument).
@@ -286,7 +296,8 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                     &format!("run-{}-{}-seed{seed}", config.scenario.name, config.strategy),
                 )
             });
-            run(&scenario_arg, config, check_determinism, format, archive.as_ref())
+            let outputs = RunOutputs { print_trace: trace, archive: archive.as_ref(), html };
+            run(&scenario_arg, config, check_determinism, format, outputs)
         }
         Command::Explore {
             scenario,
@@ -299,6 +310,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             profile,
             format,
             archive,
+            html,
         } => {
             let archive = archive.map(|dir| {
                 let name =
@@ -324,6 +336,9 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             if let Some(archive) = &archive {
                 let json = serde_json::to_string_pretty(&r).expect("reports serialize");
                 archive.write(&json, &explore::text(&r, &cfg.scenario)?)?;
+            }
+            if let Some(path) = &html {
+                sim::run_html::write_page(path, &sim::run_html::render_explore(&r))?;
             }
             print_explore(&r, &cfg.scenario, format)
         }
@@ -415,14 +430,24 @@ impl Archive {
     }
 }
 
+/// What `run` writes besides its report.
+struct RunOutputs<'a> {
+    /// `--trace`: print every event.
+    print_trace: bool,
+    archive: Option<&'a Archive>,
+    /// `--html FILE`.
+    html: Option<PathBuf>,
+}
+
 fn run(
     scenario_arg: &str,
     config: RunConfig,
     check: bool,
     format: Format,
-    archive: Option<&Archive>,
+    outputs: RunOutputs,
 ) -> Result<u8, SimError> {
-    let (seed, trace) = (config.seed, config.keep_trace);
+    let RunOutputs { print_trace: trace, archive, html } = outputs;
+    let seed = config.seed;
     let result = world::run(&config)?;
     if check {
         let again = world::run(&config)?;
@@ -441,6 +466,10 @@ fn run(
         }
     }
     let o = &result.outcome;
+    if let (Some(path), Some(timeline)) = (&html, &result.timeline) {
+        let page = sim::run_html::render_run(o, timeline, &config.scenario, scenario_arg);
+        sim::run_html::write_page(path, &page)?;
+    }
     if let Some(archive) = archive {
         let json = report::run_json(o, &config.scenario, scenario_arg);
         let json = serde_json::to_string_pretty(&json).expect("JSON values serialize");

@@ -13,6 +13,7 @@ use crate::observations::{
     AnswerDetail, Appointment, BookingKey, BookingRecord, DbObservations, Outcome,
 };
 use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
+use crate::timeline::{StatementEvent, Timeline};
 use crate::timescale::{TIME_SCALE, modelled_us};
 use crate::trace::{Event, SharedTrace};
 use crate::workload::PlannedBooking;
@@ -29,23 +30,28 @@ pub struct RunResult {
     /// turmoil steps the run took (one per tick): what stepping alone costs, see
     /// `benches/floor.rs`.
     pub steps: u64,
+    /// The final rows and the db's statements, for `--html` (kept only with the trace:
+    /// `RunConfig::keep_trace`; the hash is the same either way).
+    pub timeline: Option<Timeline>,
 }
 
 /// The final rows and what the database observed; folds the db server's statement trace
-/// into the run's trace (hash and interleaving signature).
+/// into the run's trace (hash and interleaving signature), and into `statements` when given
+/// (for `--html`; the hash does not see it).
 fn db_results(
     side: &DbSide,
     open_at_end: &[String],
     ids: &ClinicIds,
     trace: &SharedTrace,
     histograms: &Arc<Mutex<Histograms>>,
+    mut statements: Option<&mut Vec<StatementEvent>>,
 ) -> Result<(Vec<Appointment>, DbObservations), SimError> {
     let DbSide { engine, servers, deadlocks } = side;
     {
         {
             let mut trace = trace.lock().expect("trace");
             let mut histograms = histograms.lock().expect("histograms");
-            for server in servers.borrow().iter() {
+            for (server_index, server) in servers.borrow().iter().enumerate() {
                 // Lock wait: a statement's "blocked" event to its session's "completed" event.
                 // BTreeMap: looked up by session only (for determinism anyway).
                 let mut blocked_at: BTreeMap<u32, u64> = BTreeMap::new();
@@ -60,6 +66,16 @@ fn db_results(
                     }
                     trace.record_statement(event.session, event.kind, &event.outcome);
                     trace.record(at_us, "db", event.to_string());
+                    if let Some(statements) = statements.as_deref_mut() {
+                        statements.push(StatementEvent {
+                            at_us,
+                            server: server_index,
+                            session: event.session,
+                            kind: event.kind,
+                            fingerprint: event.fingerprint.clone(),
+                            outcome: event.outcome.clone(),
+                        });
+                    }
                 }
             }
             drop(trace);
@@ -92,7 +108,15 @@ pub(super) fn finish(
         .collect();
     let ids = ClinicIds::new(&config.scenario);
     let open_at_end = shared.open_at_end.borrow().clone();
-    let (rows, observed) = db_results(side, &open_at_end, &ids, &shared.trace, &shared.histograms)?;
+    let mut statements = config.keep_trace.then(Vec::new);
+    let (rows, observed) = db_results(
+        side,
+        &open_at_end,
+        &ids,
+        &shared.trace,
+        &shared.histograms,
+        statements.as_mut(),
+    )?;
     let (invariants, mut violations) =
         invariants::check_all(&config.scenario, &rows, &records, &observed);
     violations.truncate(VIOLATIONS_KEPT_MAX);
@@ -121,7 +145,12 @@ pub(super) fn finish(
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
     };
-    Ok(RunResult { outcome, events: trace.events().to_vec(), steps })
+    let timeline = statements.map(|statements| Timeline {
+        rows,
+        statements,
+        deadlocks: observed.deadlocks.clone(),
+    });
+    Ok(RunResult { outcome, events: trace.events().to_vec(), steps, timeline })
 }
 
 fn unfinished(b: &PlannedBooking) -> BookingRecord {

@@ -13,7 +13,8 @@
 
 pub mod csv;
 pub mod html;
-pub mod svg;
+/// The generic SVG helpers live in the simulation's `svg` (its run pictures use them too).
+pub use sim::svg;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,6 +1,7 @@
-//! Minimal inline SVG line charts for the HTML report: axes with ticks, polylines, a legend.
+//! Minimal inline SVG line charts for the HTML reports (the real side's load report and the
+//! simulation's run pictures, `run_html`): axes with ticks, polylines, a legend, escaping.
 //!
-//! Hand-written rather than plotters because the report must be one self-contained file with
+//! Hand-written rather than plotters because a report must be one self-contained file with
 //! no fonts or scripts fetched, and these charts need nothing beyond lines and text.
 //! NOT MODELLED: interactivity, stacked or bar charts.
 
