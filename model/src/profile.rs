@@ -103,6 +103,9 @@ struct RawProfile {
     /// The backend's costs: read and validated by the simulation's cost model, not here.
     #[serde(rename = "cpu")]
     _backend_cpu: Option<toml::Table>,
+    /// The machine-speed probe taken at calibration: read by the simulation's profile.
+    #[serde(rename = "machine")]
+    _machine: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +211,30 @@ impl LatencyProfile {
         &self.classes
     }
 
+    /// The same profile with every service time multiplied by `factor` (a machine `factor`
+    /// times slower; `validate` scales the committed profile by its machine-speed probe).
+    /// Values stay within [`SERVICE_US_MAX`]; the shape (sigma, tail probability) is kept.
+    pub fn scaled(&self, factor: f64) -> LatencyProfile {
+        assert!(factor.is_finite() && factor > 0.0, "scale factor {factor}");
+        let scale = |service: &ServiceTime| match service {
+            ServiceTime::LogNormal { median_us, sigma, tail } => ServiceTime::LogNormal {
+                median_us: (median_us * factor).min(SERVICE_US_MAX as f64),
+                sigma: *sigma,
+                tail: tail.map(|t| Tail {
+                    scale_us: (t.scale_us * factor).min(SERVICE_US_MAX as f64),
+                    ..t
+                }),
+            },
+            ServiceTime::Empirical { quantiles } => {
+                ServiceTime::Empirical { quantiles: scale_table(quantiles, factor) }
+            }
+        };
+        LatencyProfile {
+            kinds: self.kinds.iter().map(|(kind, service)| (*kind, scale(service))).collect(),
+            classes: self.classes.iter().map(|(prefix, s)| (prefix.clone(), scale(s))).collect(),
+        }
+    }
+
     /// The distribution for `kind` (unknown kinds use `other`).
     pub fn service_time(&self, kind: &str) -> &ServiceTime {
         self.kinds.get(kind).or_else(|| self.kinds.get("other")).expect("validated: has other")
@@ -301,6 +328,11 @@ pub fn validate_quantile_table(q: &[(f64, f64)]) -> Result<(), String> {
     Ok(())
 }
 
+/// An empirical table with every value multiplied by `factor` (within [`SERVICE_US_MAX`]).
+pub fn scale_table(quantiles: &[(f64, f64)], factor: f64) -> Vec<(f64, f64)> {
+    quantiles.iter().map(|&(q, v)| (q, (v * factor).min(SERVICE_US_MAX as f64))).collect()
+}
+
 /// Linear interpolation between the quantile points around `u` (a validated table, `u` in
 /// 0..=1): how an empirical table is sampled.
 pub fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
@@ -374,6 +406,22 @@ mod tests {
         [kinds.delete]\nmedian_us = 120\nsigma = 0.3\n[kinds.begin]\nmedian_us = 60\nsigma = 0.3\n\
         [kinds.commit]\nmedian_us = 260\nsigma = 0.3\n[kinds.rollback]\nmedian_us = 60\nsigma = 0.3\n\
         [kinds.ddl]\nmedian_us = 2000\nsigma = 0.5\n[kinds.other]\nmedian_us = 60\nsigma = 0.3\n";
+
+    #[test]
+    fn scaling_multiplies_every_service_time_and_keeps_the_shape() {
+        let p = LatencyProfile::default_profile();
+        let doubled = p.scaled(2.0);
+        let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(9), ChaCha8Rng::seed_from_u64(9));
+        for kind in STATEMENT_KINDS {
+            for _ in 0..50 {
+                let (one, two) = (p.sample(kind, &mut a), doubled.sample(kind, &mut b));
+                let expected = one.as_micros() as i128 * 2;
+                assert!((two.as_micros() as i128 - expected).abs() <= 1, "{kind}: {one:?} {two:?}");
+            }
+        }
+        assert_eq!(p.scaled(1.0), p);
+        assert_eq!(doubled.classes().len(), p.classes().len());
+    }
 
     #[test]
     fn empirical_table_interpolates() {

@@ -343,13 +343,20 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     let name = unique_database_name("roomsim_calibrate");
     let temp = TempDatabase::create(&config.target, &name).await?;
     let measured = measure(&temp.target, &config).await;
+    // The machine-speed probe, beside the measurements (`[machine]`; see probe.rs).
+    let speed = match &measured {
+        Ok(_) => Some(super::probe::measure(&temp.target).await),
+        Err(_) => None,
+    };
     temp.drop_database().await;
     let (times, cpu) = measured?;
+    let speed = speed.expect("probed after a measurement")?;
     let description = format!(
         "scenario {}, {} bookings at concurrency 1, seed {}",
         config.scenario, config.bookings, config.seed
     );
-    let (text, _) = measured_profile(&times, &cpu, &description)?;
+    let (mut text, _) = measured_profile(&times, &cpu, &description)?;
+    text.push_str(&super::probe::toml_section(&speed));
     std::fs::write(&config.out, &text).map_err(|e| RealError::io(&config.out, e))?;
     print!("{}", summary(&times, &cpu));
     println!("profile written to {}", config.out.display());

@@ -278,6 +278,11 @@ pub struct ValidateArgs {
     /// between the two and the model itself is judged. Written beside the --html report.
     #[arg(long, conflicts_with = "profile")]
     pub profile_from_run: bool,
+    /// Use the profile as recorded: do not scale it by the machine-speed probe (by default a
+    /// profile that recorded a probe, `[machine]`, is scaled by this machine's speed ÷ the
+    /// recorded one, and the factors are printed).
+    #[arg(long)]
+    pub no_machine_scaling: bool,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -326,6 +331,7 @@ impl ValidateArgs {
         };
         Ok(ValidateConfig {
             profile,
+            machine_scaling: !self.no_machine_scaling,
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

@@ -34,6 +34,7 @@ pub mod load;
 pub mod load_run;
 pub mod locust;
 pub mod monitor;
+pub mod probe;
 pub mod report;
 pub mod serve;
 pub mod setup;

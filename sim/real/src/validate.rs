@@ -115,6 +115,8 @@ pub struct ValidateConfig {
     pub reports: ReportArgs,
     /// Where the simulation's latency profile comes from.
     pub profile: SimProfile,
+    /// Scale a given profile by the machine-speed probe (`probe.rs`) when it recorded one.
+    pub machine_scaling: bool,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -636,9 +638,23 @@ pub fn validate_command(
         .iter()
         .map(|&level| scenario_at_level(&loaded, level))
         .collect::<Result<_, _>>()?;
+    // The machine-speed probe first, before the real side loads the machine.
+    let speed = match &config.profile {
+        SimProfile::Given { .. } if config.machine_scaling => {
+            Some(runtime.block_on(super::probe::measure(&config.target))?)
+        }
+        _ => None,
+    };
     let real = runtime.block_on(real_side(&config, &loaded, &scenarios))?;
     let (profile, profile_source) = match &config.profile {
-        SimProfile::Given { profile, source } => (profile.clone(), source.clone()),
+        SimProfile::Given { profile, source } => match &speed {
+            Some(now) => {
+                let (scaled, line) = super::probe::scale_to_this_machine(profile, now);
+                eprintln!("validate: {line}");
+                (Arc::new(scaled), format!("{source}; {line}"))
+            }
+            None => (profile.clone(), format!("{source}; not scaled (--no-machine-scaling)")),
+        },
         SimProfile::FromRun => profile_from_run(&config, &real[0])?,
     };
     let mut sim = Vec::with_capacity(real.len());

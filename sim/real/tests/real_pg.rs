@@ -132,6 +132,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         seed: 11,
         reports: Default::default(),
         profile: real::validate::SimProfile::committed(),
+        machine_scaling: false,
     }
 }
 
@@ -257,4 +258,33 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     let fail = sim::compare::Verdict::Fail;
     assert_eq!(skewed.verdict, fail, "1 ms per hop must be out of band: {skewed:?}");
     assert!(skewed.ratio > faithful.ratio + 0.5, "{skewed:?} against {faithful:?}");
+}
+
+/// The machine-speed probe on PostgreSQL: positive medians, written as a `[machine]` table a
+/// profile loads, and a profile scaled from a machine twice as fast as this one comes out
+/// slower by the measured ratio (statements ×2 within the clamp).
+#[tokio::test]
+async fn the_machine_probe_measures_and_scales_a_profile() {
+    let _others = beside_others();
+    let Some(url) = database_url() else { return };
+    let target = DbTarget::new(&url, None).unwrap();
+    let now = real::probe::measure(&target).await.unwrap();
+    assert!(now.select_one_us > 1.0 && now.select_one_us < 100_000.0, "{now:?}");
+    assert!(now.allocation_ns > 100.0, "{now:?}");
+    let twice_as_fast = sim::world::MachineSpeed {
+        allocation_ns: now.allocation_ns / 2.0,
+        select_one_us: now.select_one_us / 2.0,
+    };
+    let text = format!(
+        "{}{}",
+        model::profile::DEFAULT_PROFILE_TOML,
+        real::probe::toml_section(&twice_as_fast)
+    );
+    let recorded = sim::world::Profile::from_toml_str(&text, "probe").unwrap();
+    let (scaled, line) = real::probe::scale_to_this_machine(&recorded, &now);
+    assert!(line.contains("statements x2.0") || line.contains("statements x1.9"), "{line}");
+    // The recorded probe is written to 0.1 µs/ns, so the ratio is 2 to within that rounding.
+    let (statements, cpu) = now.ratios_to(&recorded.machine.expect("[machine] read"));
+    assert!((statements - 2.0).abs() < 0.05 && (cpu - 2.0).abs() < 0.05, "{statements} {cpu}");
+    assert!(scaled.statements == recorded.statements.scaled(statements), "statements scaled");
 }

@@ -81,6 +81,8 @@ fn run_validate(
             hlog: Some(dir.join("validate.hlog")),
         },
         profile: profile.clone(),
+        // The committed profile records no probe yet: the probe runs and says "NOT scaled".
+        machine_scaling: true,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -14,12 +14,18 @@
 //! contention emerges under load — `model::io::Cores`). Tables follow the model's rules for
 //! empirical tables (`model::profile::validate_quantile_table`); errors name the field
 //! (`cpu.request_us: …`).
+//!
+//! `[machine]` (optional, [`MachineSpeed`]) is the machine-speed probe `roomsim calibrate`
+//! took beside its measurements (`real::probe`): the backend's allocation of a fixed clinic
+//! (ns) and a `SELECT 1` round trip (µs). `validate` takes the same probe and scales the
+//! profile by the ratios ([`Profile::scaled`]), so a profile measured on one machine (or day)
+//! can be judged on another.
 
 use std::path::Path;
 
 use model::io::cores::CORES_MAX;
 use model::profile::{
-    LatencyProfile, ProfileError, SERVICE_US_MAX, inverse_cdf, validate_quantile_table,
+    LatencyProfile, ProfileError, SERVICE_US_MAX, inverse_cdf, scale_table, validate_quantile_table,
 };
 use rand::Rng;
 use serde::Deserialize;
@@ -31,6 +37,47 @@ pub struct Profile {
     pub statements: LatencyProfile,
     /// The backend's costs (`[cpu]`), when the profile measured them.
     pub backend_cpu: Option<BackendCpu>,
+    /// The machine-speed probe taken when the profile was measured (`[machine]`).
+    pub machine: Option<MachineSpeed>,
+}
+
+/// A machine's speed by a short probe (`[machine]` of a profile; measured by `real::probe`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSpeed {
+    /// backend-core's `allocate` on a fixed 60-room clinic, median ns per call: the backend's
+    /// CPU speed.
+    pub allocation_ns: f64,
+    /// `SELECT 1` round trip to PostgreSQL over loopback, median µs: the database's speed
+    /// per statement, network stack included.
+    pub select_one_us: f64,
+}
+
+impl MachineSpeed {
+    /// Largest speed ratio a profile is scaled by (either way): beyond it the machines are too
+    /// different for a linear scale to mean anything.
+    pub const RATIO_MAX: f64 = 4.0;
+
+    fn check(&self) -> Result<(), String> {
+        for (name, value) in
+            [("allocation_ns", self.allocation_ns), ("select_one_us", self.select_one_us)]
+        {
+            if !(value.is_finite() && value > 0.0 && value <= SERVICE_US_MAX as f64 * 1_000.0) {
+                return Err(format!("{name}: {value} is not a positive time"));
+            }
+        }
+        Ok(())
+    }
+
+    /// (statements, backend CPU): how much slower `self` (now) is than `recorded`, each ratio
+    /// clamped to 1/[`Self::RATIO_MAX`]..=[`Self::RATIO_MAX`].
+    pub fn ratios_to(&self, recorded: &MachineSpeed) -> (f64, f64) {
+        let clamp = |r: f64| r.clamp(1.0 / Self::RATIO_MAX, Self::RATIO_MAX);
+        (
+            clamp(self.select_one_us / recorded.select_one_us),
+            clamp(self.allocation_ns / recorded.allocation_ns),
+        )
+    }
 }
 
 /// The backend's measured costs (`[cpu]`).
@@ -48,6 +95,7 @@ pub struct BackendCpu {
 #[derive(Deserialize)]
 struct RawFile {
     cpu: Option<RawCpu>,
+    machine: Option<MachineSpeed>,
 }
 
 #[derive(Deserialize)]
@@ -80,8 +128,35 @@ impl Profile {
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Profile, ProfileError> {
         let statements = LatencyProfile::from_toml_str(text, source_name)?;
         let backend_cpu = BackendCpu::from_toml_str(text, source_name)?;
-        Ok(Profile { statements, backend_cpu })
+        let machine = machine_from_toml_str(text, source_name)?;
+        Ok(Profile { statements, backend_cpu, machine })
     }
+
+    /// The profile of a machine `statements` times slower per statement and `backend_cpu`
+    /// times slower in the backend's CPU; the probe becomes the one it was scaled to.
+    pub fn scaled(&self, statements: f64, backend_cpu: f64, now: Option<MachineSpeed>) -> Profile {
+        Profile {
+            statements: self.statements.scaled(statements),
+            backend_cpu: self.backend_cpu.as_ref().map(|cpu| cpu.scaled(backend_cpu)),
+            machine: now.or(self.machine),
+        }
+    }
+}
+
+/// The `[machine]` table of a profile file, if it has one.
+fn machine_from_toml_str(
+    text: &str,
+    source_name: &str,
+) -> Result<Option<MachineSpeed>, ProfileError> {
+    let err = |field: &str, reason: String| ProfileError {
+        source_name: source_name.to_string(),
+        field: field.to_string(),
+        reason,
+    };
+    let raw: RawFile = toml::from_str(text).map_err(|e| err("(toml)", e.message().to_string()))?;
+    let Some(machine) = raw.machine else { return Ok(None) };
+    machine.check().map_err(|reason| err("machine", reason))?;
+    Ok(Some(machine))
 }
 
 impl BackendCpu {
@@ -129,6 +204,15 @@ impl BackendCpu {
     /// Cores shared by the database and the backend (`cores`), if the profile says.
     pub fn shared_cores(&self) -> Option<u32> {
         self.cores
+    }
+
+    /// The same costs `factor` times larger (a slower backend).
+    pub fn scaled(&self, factor: f64) -> BackendCpu {
+        BackendCpu {
+            rules_ns_per_check: scale_table(&self.rules_ns_per_check, factor),
+            request_us: self.request_us.as_ref().map(|table| scale_table(table, factor)),
+            cores: self.cores,
+        }
     }
 }
 
@@ -182,6 +266,38 @@ mod tests {
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
         let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
+    }
+
+    #[test]
+    fn a_machine_probe_is_read_checked_and_scales_both_parts() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 1000.0]]\nrequest_us = [[0.0, 300.0], [1.0, 300.0]]\n";
+        let machine = "[machine]\nallocation_ns = 40000.0\nselect_one_us = 50.0\n";
+        let text = format!("{}\n{cpu}{machine}", statements_only());
+        let profile = Profile::from_toml_str(&text, "m").unwrap();
+        let recorded = profile.machine.expect("[machine] read");
+        assert_eq!(recorded, MachineSpeed { allocation_ns: 40_000.0, select_one_us: 50.0 });
+        let now = MachineSpeed { allocation_ns: 60_000.0, select_one_us: 100.0 };
+        assert_eq!(now.ratios_to(&recorded), (2.0, 1.5));
+        let far = MachineSpeed { allocation_ns: 4.0e6, select_one_us: 1.0 };
+        assert_eq!(
+            far.ratios_to(&recorded),
+            (1.0 / MachineSpeed::RATIO_MAX, MachineSpeed::RATIO_MAX)
+        );
+        let (statements, cpu_factor) = now.ratios_to(&recorded);
+        let scaled = profile.scaled(statements, cpu_factor, Some(now));
+        assert_eq!(scaled.machine, Some(now));
+        assert_eq!(scaled.statements, profile.statements.scaled(2.0));
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let backend = scaled.backend_cpu.unwrap();
+        assert_eq!(backend.sample_rules_us(10, &mut rng), 15.0, "1 µs × 10 checks × 1.5");
+        assert_eq!(backend.sample_request_us(&mut rng), Some(450.0));
+        let bad = format!(
+            "{}\n[machine]\nallocation_ns = -1.0\nselect_one_us = 50.0\n",
+            statements_only()
+        );
+        assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "machine");
+        let none = Profile::from_toml_str(&statements_only(), "n").unwrap();
+        assert_eq!(none.machine, None);
     }
 
     #[test]
