@@ -341,8 +341,8 @@ fn no_raw_db_error(bookings: &[BookingRecord], violations: &mut Vec<Violation>) 
 }
 
 fn no_deadlock(db: &DbObservations, violations: &mut Vec<Violation>) -> InvariantResult {
-    for (at_us, txn) in &db.deadlocks {
-        push(violations, "no_deadlock", format!("40P01 deadlock detected in {txn} at {at_us} us"));
+    for (at_us, text) in &db.deadlocks {
+        push(violations, "no_deadlock", format!("40P01 at {at_us} us: {text}"));
     }
     InvariantResult {
         name: "no_deadlock".into(),
