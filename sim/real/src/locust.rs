@@ -36,7 +36,7 @@ use sim::world::Profile;
 use crate::RealError;
 use crate::setup::load_scenario;
 use crate::table::{MetricRow, side_by_side};
-use crate::validate::{on_loopback, scenario_at_level, sim_side};
+use crate::validate::{on_loopback, round_days, scenario_at_level, sim_side};
 
 /// Request names that are bookings (room assignment), as `sim/load/locustfile.py` names them.
 pub const BOOKING_NAME_PREFIX: &str = "POST /v1/appointments";
@@ -239,11 +239,19 @@ pub fn judge_locust(config: &LocustConfig) -> Result<LocustJudgement, RealError>
     let loaded = load_scenario(&config.scenario)?;
     let scenario = scenario_at_level(&loaded, users)?;
     let rounds = (bookings / u64::from(users)).clamp(1, SIM_RUNS_MAX);
+    // A day per round, within the backend's horizon, as validate's real side books.
+    let days = round_days(&loaded)?;
     eprintln!(
         "validate: simulating {rounds} rounds of {users} users against Locust's {bookings} bookings …"
     );
-    let simulated =
-        sim_side(on_loopback(&scenario), config.strategy, &config.profile, config.seed, rounds)?;
+    let simulated = sim_side(
+        on_loopback(&scenario),
+        config.strategy,
+        &config.profile,
+        config.seed,
+        rounds,
+        &days,
+    )?;
     let comparison = compare_at_resolution(
         &real,
         simulated.histograms.get(Metric::RoomAssignment),
@@ -383,7 +391,8 @@ mod tests {
         let loaded = load_scenario("storm").unwrap();
         let scenario = on_loopback(&scenario_at_level(&loaded, users).unwrap());
         let profile = sim::world::default_profile();
-        let simulated = sim_side(scenario, strategy, &profile, seed, rounds).unwrap();
+        let days = round_days(&loaded).unwrap();
+        let simulated = sim_side(scenario, strategy, &profile, seed, rounds, &days).unwrap();
         let h = simulated.histograms.get(Metric::RoomAssignment);
         let points = [0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
         let ms = |q: f64, factor: u64| (h.value_at_quantile(q) * factor).div_ceil(1_000);

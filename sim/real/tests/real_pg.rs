@@ -141,14 +141,15 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
 #[test]
 fn validate_replays_the_simulated_workload_on_postgres() {
     let _others = beside_others();
-    use real::validate::{compare_levels, real_side, scenario_at_level, sim_side};
+    use real::validate::{compare_levels, real_side, round_days, scenario_at_level, sim_side};
     let Some(url) = database_url() else { return };
     let config = validate_config(&url, "exclusion", 10);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 10).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let real =
-        runtime.block_on(real_side(&config, &loaded, std::slice::from_ref(&scenario))).unwrap();
+    let real = runtime
+        .block_on(real_side(&config, std::slice::from_ref(&scenario), round_days(&loaded).unwrap()))
+        .unwrap();
     let level = &real[0];
     let requests = level.outcome.recorder.aggregated().request_count;
     assert!(requests >= 10 && requests.is_multiple_of(10), "whole rounds of 10: {requests}");
@@ -157,7 +158,15 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
     assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
     let profile = sim::world::default_profile();
-    let sim = sim_side(scenario, config.strategy, &profile, config.seed, requests / 10).unwrap();
+    let sim = sim_side(
+        scenario,
+        config.strategy,
+        &profile,
+        config.seed,
+        requests / 10,
+        &round_days(&loaded).unwrap(),
+    )
+    .unwrap();
     assert_eq!(sim.runs, requests / 10);
     let (rows, overlays) = compare_levels(&real, &[sim]);
     assert_eq!(rows.len(), 3, "room assignment, conflict detection, rules evaluation");
@@ -176,7 +185,11 @@ fn naive_double_books_on_postgres_under_the_storm() {
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = real::validate::scenario_at_level(&loaded, 50).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let real = runtime.block_on(real::validate::real_side(&config, &loaded, &[scenario]));
+    let real = runtime.block_on(real::validate::real_side(
+        &config,
+        &[scenario],
+        real::validate::round_days(&loaded).unwrap(),
+    ));
     let level = &real.unwrap()[0];
     assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
 }
@@ -220,8 +233,8 @@ fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
 fn a_profile_measured_during_the_run_judges_the_model() {
     let _alone = alone();
     use real::validate::{
-        SimProfile, compare_levels, on_loopback, profile_from_run, real_side, scenario_at_level,
-        sim_side,
+        SimProfile, compare_levels, on_loopback, profile_from_run, real_side, round_days,
+        scenario_at_level, sim_side,
     };
     let Some(url) = database_url() else { return };
     let mut config = validate_config(&url, "exclusion", 1);
@@ -230,8 +243,9 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 1).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let real =
-        runtime.block_on(real_side(&config, &loaded, std::slice::from_ref(&scenario))).unwrap();
+    let real = runtime
+        .block_on(real_side(&config, std::slice::from_ref(&scenario), round_days(&loaded).unwrap()))
+        .unwrap();
     let (profile, source) = profile_from_run(&config, &real[0]).unwrap();
     assert!(source.starts_with("measured during this run's 1-user level"), "{source}");
     assert!(!profile.statements.classes().is_empty(), "a table per statement text");
@@ -244,7 +258,15 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     let booked = real[0].outcome.recorder.room_assigned.len();
     assert!(booked * 10 >= runs * 9, "{booked} of {runs} requests booked a room");
     let judged = |scenario| {
-        let sim = sim_side(scenario, config.strategy, &profile, config.seed, runs).unwrap();
+        let sim = sim_side(
+            scenario,
+            config.strategy,
+            &profile,
+            config.seed,
+            runs,
+            &round_days(&loaded).unwrap(),
+        )
+        .unwrap();
         let (rows, _) = compare_levels(&real, &[sim]);
         rows[0].comparison.rows.iter().find(|r| r.quantile == 0.5).unwrap().clone()
     };
