@@ -323,32 +323,72 @@ impl<'a> Executor<'a> {
         Ok(found)
     }
 
-    /// NO ACTION foreign keys pointing at a deleted (or re-keyed) parent row.
+    /// The commit sequence of the next foreign-key check's fresh snapshot: taken on the
+    /// statement's first attempt and replayed after a wait, as PostgreSQL's RI query keeps
+    /// the snapshot it took before waiting for a referencing row's locker.
+    fn check_snapshot_seq(&mut self) -> crate::mvcc::CommitSeq {
+        let index = self.check_snapshot_index;
+        self.check_snapshot_index += 1;
+        if let Some(&seq) = self.replay.check_snapshots.get(index) {
+            return seq;
+        }
+        let seq = self.db.xids.last_commit;
+        self.replay.check_snapshots.push(seq);
+        seq
+    }
+
+    /// NO ACTION foreign keys pointing at a deleted (or re-keyed) parent row: PostgreSQL's
+    /// `SELECT 1 FROM child WHERE fk = $1 FOR KEY SHARE` with a fresh snapshot. A referencing
+    /// row locked or deleted by an in-progress transaction is waited for; after the wait a
+    /// committed delete removes it at READ COMMITTED and fails 40001 "concurrent update" at
+    /// REPEATABLE READ and above (ExecLockRows), an abort leaves it referencing (23503).
     pub(super) fn check_children(
         &mut self,
         table: &str,
         old: &[Value],
         new: Option<&[Value]>,
     ) -> ExecutionResult<()> {
-        let fresh = Snapshot {
-            seq: self.db.xids.last_commit,
-            txn: self.context.txn,
-            cmd: self.snap.cmd + 1,
-        };
         for (child, fk) in self.db.catalog.referencing(table) {
             let key: Vec<Value> = fk.parent_columns.iter().map(|&c| old[c].clone()).collect();
             if new.is_some_and(|n| fk.parent_columns.iter().all(|&c| n[c] == old[c])) {
                 continue;
             }
-            let ct = self.db.catalog.must_get(&child)?;
-            let referenced = ct.heap.tuples.iter().any(|tuple| {
-                fresh.visible(&self.db.xids, tuple)
-                    && fk.columns.iter().zip(&key).all(|(&c, k)| tuple.values[c] == *k)
-            });
+            let fresh = Snapshot {
+                seq: self.check_snapshot_seq(),
+                txn: self.context.txn,
+                cmd: self.snap.cmd + 1,
+            };
+            let matches =
+                |values: &[Value]| fk.columns.iter().zip(&key).all(|(&c, k)| values[c] == *k);
+            let candidates: Vec<TupleId> = {
+                let ct = self.db.catalog.must_get(&child)?;
+                (0..ct.heap.tuples.len())
+                    .filter(|&tid| {
+                        let tuple = &ct.heap.tuples[tid];
+                        fresh.visible(&self.db.xids, tuple) && matches(&tuple.values)
+                    })
+                    .collect()
+            };
             // The RI query (`SELECT … FROM child WHERE fk = $1`, a sequential scan: the model
             // has no index on foreign-key columns) takes a relation SIREAD lock.
             if self.context.ssi {
                 self.db.ssi.on_read(self.context.txn, &child)?;
+            }
+            let mut referenced = false;
+            for tid in candidates {
+                let locked = match self.lock_row(&child, tid, LockStrength::KeyShare, false, false)
+                {
+                    Err(Halt::Error(Error::Serialization { .. })) => {
+                        return Err(Error::concurrent_update().into());
+                    }
+                    other => other?,
+                };
+                let Some(newest) = locked else { continue };
+                let values = &self.db.catalog.must_get(&child)?.heap.tuples[newest].values;
+                if matches(values) {
+                    referenced = true;
+                    break;
+                }
             }
             if referenced {
                 let pt = self.db.catalog.must_get(table)?;

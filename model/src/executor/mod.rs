@@ -109,6 +109,9 @@ pub struct Replay {
     pub results: Vec<Value>,
     pub serials: Vec<i64>,
     pub sleep_until: Option<Duration>,
+    /// The commit sequence of each foreign-key check's fresh snapshot, in order: PostgreSQL
+    /// takes it once, before any wait for a referencing row's locker.
+    pub check_snapshots: Vec<crate::mvcc::CommitSeq>,
 }
 
 /// One attempt at one statement.
@@ -124,6 +127,7 @@ pub struct Executor<'a> {
     pub resumed: bool,
     call_index: usize,
     serial_index: usize,
+    check_snapshot_index: usize,
 }
 
 /// Side effects of function calls, borrowing the parts of [`Executor`] they need.
@@ -176,6 +180,7 @@ impl<'a> Executor<'a> {
             resumed: false,
             call_index: 0,
             serial_index: 0,
+            check_snapshot_index: 0,
         }
     }
 
