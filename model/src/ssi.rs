@@ -56,7 +56,7 @@
 //! serializable transaction is running.
 
 use crate::error::Error;
-use crate::mvcc::{CommitSeq, TupleId, TxnId};
+use crate::mvcc::{CommitSeq, TupleId, TxnId, Xid};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Limit on tracked serializable transactions (active plus retained committed ones).
@@ -92,7 +92,9 @@ pub struct Sxact {
     pub index_reads: BTreeSet<String>,
     /// Tuple locks: (table, version) for versions fetched by a unique-index lookup.
     pub tuple_reads: BTreeSet<(String, TupleId)>,
-    pub writes: BTreeSet<String>,
+    /// Tables written, with the (sub)transaction xid that wrote them: a ROLLBACK TO
+    /// SAVEPOINT forgets the undone xids' writes ([`Ssi::subtransactions_aborted`]).
+    pub writes: BTreeSet<(String, Xid)>,
     /// Transactions with an rw-edge into this one (they read what this one wrote).
     pub in_conflicts: BTreeSet<TxnId>,
     /// Transactions this one has an rw-edge to (this one read what they wrote).
@@ -181,11 +183,12 @@ impl Ssi {
         Ok(())
     }
 
-    /// `me` wrote: add edges from concurrent readers whose SIREAD locks the write hits.
-    pub fn on_write(&mut self, me: TxnId, target: WriteTarget<'_>) -> Result<(), Error> {
+    /// `me` wrote (under the subtransaction `xid`): add edges from concurrent readers whose
+    /// SIREAD locks the write hits.
+    pub fn on_write(&mut self, me: TxnId, xid: Xid, target: WriteTarget<'_>) -> Result<(), Error> {
         let table = target.table;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
-        mine.writes.insert(table.to_string());
+        mine.writes.insert((table.to_string(), xid));
         let mine = &self.sxacts[&me];
         let readers: Vec<TxnId> = self
             .sxacts
@@ -212,7 +215,11 @@ impl Ssi {
         let mine = &self.sxacts[&me];
         self.sxacts
             .iter()
-            .filter(|(t, s)| **t != me && s.writes.contains(table) && Self::concurrent(mine, s))
+            .filter(|(t, s)| {
+                **t != me
+                    && s.writes.iter().any(|(written, _)| written == table)
+                    && Self::concurrent(mine, s)
+            })
             .map(|(t, _)| *t)
             .collect()
     }
@@ -326,6 +333,17 @@ impl Ssi {
         self.cleanup();
     }
 
+    /// Subtransactions rolled back (ROLLBACK TO SAVEPOINT, or an error inside a savepoint):
+    /// their writes no longer make their transaction an out-conflict of a later reader, as
+    /// PostgreSQL's HeapCheckForSerializableConflictOut ignores a version whose inserting
+    /// subtransaction aborted (DEAD) or whose deleter aborted (LIVE). The rw-edges their
+    /// writes already created stay, as PostgreSQL keeps them.
+    pub fn subtransactions_aborted(&mut self, xids: &[Xid]) {
+        for s in self.sxacts.values_mut() {
+            s.writes.retain(|(_, xid)| !xids.contains(xid));
+        }
+    }
+
     /// Forgets an aborted transaction and its edges.
     pub fn aborted(&mut self, me: TxnId) {
         if self.sxacts.remove(&me).is_none() {
@@ -368,11 +386,11 @@ mod tests {
         s.register(2, false, 0);
         s.on_read_key(1, "t", &[0], &[]).unwrap();
         s.on_read_key(2, "t", &[0], &[]).unwrap();
-        s.on_write(2, upd("t", 0)).unwrap();
+        s.on_write(2, 2, upd("t", 0)).unwrap();
         s.pre_commit(2).unwrap();
         s.committed(2, 1);
         s.on_read_key(1, "t", &[1], &[]).unwrap();
-        s.on_write(1, upd("t", 1)).unwrap();
+        s.on_write(1, 1, upd("t", 1)).unwrap();
         s.pre_commit(1).unwrap();
         assert_eq!(s.sxacts[&1].out_conflicts.len(), 1);
         assert!(s.sxacts[&1].in_conflicts.is_empty());
@@ -386,17 +404,17 @@ mod tests {
         s.register(1, false, 0);
         s.register(2, false, 0);
         s.on_read_key(1, "t", &[0], &[]).unwrap();
-        s.on_write(2, upd("t", 5)).unwrap();
+        s.on_write(2, 2, upd("t", 5)).unwrap();
         assert!(s.sxacts[&2].in_conflicts.is_empty());
-        s.on_write(2, ins("t")).unwrap();
+        s.on_write(2, 2, ins("t")).unwrap();
         assert!(s.sxacts[&2].in_conflicts.contains(&1));
         s.register(3, false, 0);
         s.register(4, false, 0);
         s.on_read_key(3, "u", &[0, 1, 2], &[]).unwrap();
         assert!(s.sxacts[&3].page_reads.contains("u"));
-        s.on_write(4, WriteTarget { table: "u", replaces: None, index_insert: false }).unwrap();
+        s.on_write(4, 4, WriteTarget { table: "u", replaces: None, index_insert: false }).unwrap();
         assert!(s.sxacts[&4].in_conflicts.is_empty());
-        s.on_write(4, upd("u", 9)).unwrap();
+        s.on_write(4, 4, upd("u", 9)).unwrap();
         assert!(s.sxacts[&4].in_conflicts.contains(&3));
     }
 
@@ -408,8 +426,8 @@ mod tests {
         s.register(2, false, 0);
         s.on_read(1, "t").unwrap();
         s.on_read(2, "t").unwrap();
-        s.on_write(1, ins("t")).unwrap();
-        s.on_write(2, ins("t")).unwrap();
+        s.on_write(1, 1, ins("t")).unwrap();
+        s.on_write(2, 2, ins("t")).unwrap();
         s.pre_commit(1).unwrap();
         s.committed(1, 1);
         let err = s.pre_commit(2).unwrap_err().into_sql_error();
@@ -425,10 +443,26 @@ mod tests {
         s.register(2, false, 0);
         s.on_read(1, "t").unwrap();
         s.on_read(2, "t").unwrap();
-        s.on_write(2, ins("t")).unwrap();
+        s.on_write(2, 2, ins("t")).unwrap();
         s.pre_commit(2).unwrap();
         s.committed(2, 1);
-        let err = s.on_write(1, ins("t")).unwrap_err().into_sql_error();
+        let err = s.on_write(1, 1, ins("t")).unwrap_err().into_sql_error();
         assert!(err.detail.unwrap().contains("during write"));
+    }
+
+    /// A write undone by ROLLBACK TO SAVEPOINT no longer makes its transaction an
+    /// out-conflict of a later reader; a write of the surviving xid still does.
+    #[test]
+    fn rolled_back_subtransaction_write_is_not_read() {
+        let mut s = Ssi::default();
+        s.register(1, false, 0);
+        s.register(2, false, 0);
+        s.on_write(1, 10, ins("t")).unwrap();
+        s.subtransactions_aborted(&[10]);
+        s.on_read(2, "t").unwrap();
+        assert!(s.sxacts[&2].out_conflicts.is_empty());
+        s.on_write(1, 11, ins("t")).unwrap();
+        s.on_read(2, "t").unwrap();
+        assert!(s.sxacts[&2].out_conflicts.contains(&1));
     }
 }

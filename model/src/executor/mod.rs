@@ -258,7 +258,7 @@ impl<'a> Executor<'a> {
 
     fn ssi_write(&mut self, target: WriteTarget<'_>) -> ExecutionResult<()> {
         if self.context.ssi {
-            self.db.ssi.on_write(self.context.txn, target)?;
+            self.db.ssi.on_write(self.context.txn, self.context.xid, target)?;
         }
         Ok(())
     }

@@ -71,6 +71,7 @@ impl Engine {
             .collect();
         self.db.xids.abort(&live);
         self.db.locks.release_xids(xids);
+        self.db.ssi.subtransactions_aborted(xids);
     }
 
     /// Rolls back and closes the session's transaction.
