@@ -1,49 +1,137 @@
 //! `roomsim check`: the systematic explorer must catch every planted bug with 2 bookings and
-//! find none in a safe strategy within the same bound (a check that can fail both ways).
+//! find none in a safe strategy within the same bound (a check that can fail both ways); the
+//! partial-order reduction must keep every end state while running fewer schedules; crash
+//! points must find what a retry without an Idempotency-Key loses; a counterexample must
+//! read back as an isolation spec that shows the anomaly on the model.
 
-use sim::check::{CheckConfig, run_check};
+use sim::check::{CheckConfig, CheckReport, Shape, run_check};
 
-fn config(strategy: &str, rooms: u32, preemptions: u32) -> CheckConfig {
-    CheckConfig {
-        strategy: strategy.into(),
-        bookings: 2,
-        rooms,
-        preemptions: Some(preemptions),
-        max_schedules: 100_000,
-    }
+fn config(strategy: &str, rooms: u32, preemptions: Option<u32>) -> CheckConfig {
+    CheckConfig { preemptions, max_schedules: 200_000, ..CheckConfig::new(strategy, 2, rooms) }
 }
 
-fn violated(strategy: &str, rooms: u32) -> Vec<String> {
-    let report = run_check(&config(strategy, rooms, 1)).expect("runs");
-    assert!(report.complete, "{strategy}: the bounded search finished");
-    let (violations, events) = report.counterexample.expect("a counterexample");
-    assert!(!events.is_empty());
-    violations.into_iter().map(|v| v.invariant).collect()
+fn violated(report: CheckReport) -> Vec<String> {
+    assert!(report.complete, "{}: the search finished", report.scope);
+    let counterexample = report.counterexample.expect("a counterexample");
+    assert!(counterexample.events.iter().any(|e| e.is_statement()));
+    counterexample.violations.into_iter().map(|v| v.invariant).collect()
 }
 
 #[test]
 fn broken_strategies_yield_counterexamples_with_two_bookings() {
-    assert!(violated("naive", 1).contains(&"no_room_overlap".to_string()));
-    assert!(violated("rr-room-lock", 1).contains(&"no_room_overlap".to_string()));
-    assert!(violated("room-lock-unordered", 2).contains(&"no_deadlock".to_string()));
+    let exhaustive = |strategy: &str, rooms| run_check(&config(strategy, rooms, None)).unwrap();
+    let naive = exhaustive("naive", 1);
+    assert!(naive.verdict_line(&config("naive", 1, None)).starts_with("exhaustive for 2 bookings"));
+    assert!(violated(naive).contains(&"no_room_overlap".to_string()));
+    assert!(violated(exhaustive("rr-room-lock", 1)).contains(&"no_room_overlap".to_string()));
+    let unordered = run_check(&config("room-lock-unordered", 2, Some(1))).unwrap();
+    assert!(violated(unordered).contains(&"no_deadlock".to_string()));
 }
 
 #[test]
-fn safe_strategies_pass_every_schedule_within_two_preemptions() {
+fn safe_strategies_pass_every_schedule_of_two_bookings_in_two_rooms() {
     for strategy in ["exclusion", "room-lock", "serializable", "advisory"] {
-        let report = run_check(&config(strategy, 2, 2)).expect("runs");
-        assert!(report.complete, "{strategy}");
+        let report = run_check(&config(strategy, 2, None)).expect("runs");
+        assert!(report.complete, "{strategy}: exhaustive");
         assert!(report.schedules > 100, "{strategy}: {} schedules", report.schedules);
-        let found = report.counterexample.map(|(v, _)| v);
+        let found = report.counterexample.map(|c| c.violations);
         assert!(found.is_none(), "{strategy}: {found:?}");
     }
 }
 
+/// The reduction skips only reorders of independent steps: on a scope where the plain
+/// enumeration also finishes, both reach the same end states and the same verdict, and the
+/// reduction runs fewer schedules.
+#[test]
+fn the_partial_order_reduction_keeps_every_end_state_with_fewer_schedules() {
+    for strategy in ["naive", "exclusion"] {
+        let reduced = run_check(&config(strategy, 1, Some(3))).unwrap();
+        let plain =
+            run_check(&CheckConfig { reduction: false, ..config(strategy, 1, Some(3)) }).unwrap();
+        assert!(reduced.complete && plain.complete, "{strategy}: both finish");
+        assert_eq!(reduced.distinct_end_states, plain.distinct_end_states, "{strategy}");
+        assert_eq!(reduced.counterexample.is_some(), plain.counterexample.is_some(), "{strategy}");
+        assert!(
+            reduced.schedules * 3 < plain.schedules,
+            "{strategy}: reduced {} vs plain {} schedules",
+            reduced.schedules,
+            plain.schedules
+        );
+    }
+}
+
+/// A backend crash after COMMIT loses the 201; the retry without a key is a new booking of
+/// the same patient and slot, refused, so the appointment is never acknowledged. With the
+/// key the retry gets the stored answer.
+#[test]
+fn crash_points_find_the_lost_answer_of_a_retry_without_idempotency_key() {
+    let one = |key: bool| CheckConfig {
+        crash_points: true,
+        idempotency_key: key,
+        ..CheckConfig::new("exclusion", 1, 1)
+    };
+    let without = run_check(&one(false)).unwrap();
+    assert!(violated(without).contains(&"nothing_unacknowledged".to_string()));
+    let with = run_check(&one(true)).unwrap();
+    assert!(with.complete && with.counterexample.is_none(), "{:?}", with.counterexample);
+    // Without crash points there is nothing to lose.
+    let calm =
+        run_check(&CheckConfig { idempotency_key: false, ..CheckConfig::new("exclusion", 1, 1) });
+    assert!(calm.unwrap().counterexample.is_none());
+}
+
+#[test]
+fn shapes_change_who_competes() {
+    // Two bookings of one doctor at one time: at most one may be booked, in any strategy.
+    let same_doctor = CheckConfig { shape: Shape::SameDoctor, ..config("naive", 2, None) };
+    let report = run_check(&same_doctor).unwrap();
+    assert!(report.complete);
+    // Back-to-back in one room: the room's turnover makes them conflict; after the turnover
+    // they do not, so even the naive strategy books both without a violation.
+    let after = CheckConfig { shape: Shape::AfterTurnover, ..config("naive", 1, None) };
+    let report = run_check(&after).unwrap();
+    assert!(report.complete && report.counterexample.is_none(), "{:?}", report.counterexample);
+    let adjacent = CheckConfig { shape: Shape::Adjacent, ..config("naive", 1, None) };
+    assert!(violated(run_check(&adjacent).unwrap()).contains(&"no_room_overlap".to_string()));
+}
+
+#[test]
+fn a_counterexample_reads_back_as_a_spec_that_shows_the_double_booking() {
+    let config = config("naive", 1, None);
+    let report = run_check(&config).unwrap();
+    let counterexample = report.counterexample.expect("naive double-books");
+    let text = sim::check::spec_out::render(&config, &counterexample).unwrap();
+    let spec = model::spec::parse_spec(&text, "counterexample.spec").expect("a valid spec");
+    assert_eq!(spec.permutations.len(), 1);
+    let results = model::spec::run_model(&spec, 0);
+    let events = &results[0].events;
+    let failed_control = events.iter().find(|e| matches!(e, model::spec::Event::Control { .. }));
+    assert!(failed_control.is_none(), "setup ran on the model: {failed_control:?}");
+    let overlaps = events.iter().find_map(|e| match e {
+        model::spec::Event::Step {
+            step,
+            result: Some(model::spec::Outcome::Rows { rows, .. }),
+            ..
+        } if step == "room_overlaps" => Some(rows.len()),
+        _ => None,
+    });
+    assert_eq!(overlaps, Some(1), "one overlapping pair on the model:\n{text}");
+    let doctors = events.iter().any(|e| {
+        matches!(e, model::spec::Event::Step { step, result: Some(model::spec::Outcome::Rows { rows, .. }), .. }
+            if step == "doctor_overlaps" && rows.is_empty())
+    });
+    assert!(doctors, "own doctors: no doctor overlap");
+}
+
 #[test]
 fn bad_scope_is_bad_input() {
-    let mut bad = config("naive", 4, 1);
+    let mut bad = config("naive", 4, Some(1));
     assert!(matches!(run_check(&bad), Err(sim::SimError::BadInput(_))));
     bad.rooms = 1;
     bad.strategy = "nope".into();
     assert!(matches!(run_check(&bad), Err(sim::SimError::BadInput(_))));
+    bad.strategy = "naive".into();
+    bad.fallback = "maybe".into();
+    assert!(matches!(run_check(&bad), Err(sim::SimError::BadInput(_))));
+    assert!("diagonal".parse::<Shape>().is_err());
 }

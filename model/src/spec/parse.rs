@@ -135,14 +135,21 @@ impl Lexer<'_> {
         Ok(Some((tok, line)))
     }
 
+    /// The SQL up to the block's closing `}`: the first one outside a '…' string literal and
+    /// a `--` comment (so a literal may hold braces, e.g. a JSON document).
     fn sql_block(&mut self, line: usize) -> Result<String, (usize, String)> {
         let mut sql = String::new();
-        for c in self.chars.by_ref() {
-            if c == '}' {
-                return Ok(sql.trim().to_string());
-            }
-            if c == '\n' {
-                self.line += 1;
+        let (mut quoted, mut comment) = (false, false);
+        while let Some(c) = self.chars.next() {
+            match c {
+                '}' if !quoted && !comment => return Ok(sql.trim().to_string()),
+                '\'' if !comment => quoted = !quoted,
+                '-' if !quoted && !comment && self.chars.peek() == Some(&'-') => comment = true,
+                '\n' => {
+                    self.line += 1;
+                    comment = false;
+                }
+                _ => {}
             }
             sql.push(c);
         }

@@ -141,15 +141,39 @@ pub enum Command {
     Check {
         #[arg(long, default_value = "exclusion")]
         strategy: String,
+        /// Concurrent bookings, 1 to 4.
         #[arg(long, default_value_t = 2)]
         bookings: u32,
+        /// Rooms of the clinic, 1 to 3.
         #[arg(long, default_value_t = 1)]
         rooms: u32,
+        /// How the bookings relate: same-slot (own doctor and patient, 09:00), same-doctor,
+        /// same-patient, overlapping (10 minutes apart), adjacent (back to back, inside the
+        /// room's turnover), after-turnover (no conflict).
+        #[arg(long, default_value = "same-slot")]
+        shape: String,
+        /// The bookings' fallback when no room is free: reject, suggest, book_without_room.
+        #[arg(long, default_value = "reject")]
+        fallback: String,
+        /// Each booking's backend may crash once between any two of its statements (or before
+        /// its answer arrives); the client then sends the same request again.
+        #[arg(long)]
+        crash_points: bool,
+        /// Send the bookings (and their retries) without an Idempotency-Key.
+        #[arg(long)]
+        no_idempotency_key: bool,
         /// CHESS-style preemption bound; unset = exhaustive.
         #[arg(long)]
         preemptions: Option<u32>,
+        /// Turn off the partial-order reduction (sleep sets): every order is run.
+        #[arg(long)]
+        no_reduction: bool,
         #[arg(long, default_value_t = 1_000_000)]
         max_schedules: u64,
+        /// Write the shortest counterexample as an isolation spec, for
+        /// `roomsim spec FILE --database-url URL --diff` (written only on a violation).
+        #[arg(long, value_name = "FILE")]
+        spec_out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -362,10 +386,37 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             println!("{}", backend_core::http::openapi::document_json());
             Ok(exit::OK)
         }
-        Command::Check { strategy, bookings, rooms, preemptions, max_schedules, format } => {
-            let config =
-                sim::check::CheckConfig { strategy, bookings, rooms, preemptions, max_schedules };
+        Command::Check {
+            strategy,
+            bookings,
+            rooms,
+            shape,
+            fallback,
+            crash_points,
+            no_idempotency_key,
+            preemptions,
+            no_reduction,
+            max_schedules,
+            spec_out,
+            format,
+        } => {
+            let config = sim::check::CheckConfig {
+                strategy,
+                bookings,
+                rooms,
+                shape: shape.parse()?,
+                fallback,
+                crash_points,
+                idempotency_key: !no_idempotency_key,
+                preemptions,
+                reduction: !no_reduction,
+                max_schedules,
+            };
             let report = sim::check::run_check(&config)?;
+            if let (Some(path), Some(counterexample)) = (&spec_out, &report.counterexample) {
+                let text = sim::check::spec_out::render(&config, counterexample)?;
+                sim::check::spec_out::write(path, &text)?;
+            }
             let text = match format {
                 Format::Json => sim::check::report::json(&config, &report),
                 Format::Text => sim::check::report::text(&config, &report),

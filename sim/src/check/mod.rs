@@ -18,6 +18,9 @@
 
 pub mod report;
 pub mod scheduler;
+pub mod scope;
 pub mod search;
+pub mod spec_out;
 
-pub use search::{CheckConfig, CheckReport, run_check};
+pub use scope::Shape;
+pub use search::{CheckConfig, CheckReport, Counterexample, run_check};

@@ -18,15 +18,20 @@ pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
     let _ = writeln!(out, "check: {verdict} — {}", report.verdict_line(config));
     let _ = writeln!(
         out,
-        "schedules {} ({} violating) in {:.2} s = {:.0} schedules/s",
+        "schedules {} ({} violating, {} distinct end states; {} more cut short by the \
+         partial-order reduction) in {:.2} s = {:.0} schedules/s",
         report.schedules,
         report.violating_schedules,
+        report.distinct_end_states,
+        report.pruned,
         report.seconds,
         rate(report)
     );
-    let Some((violations, events)) = &report.counterexample else { return out };
-    let _ = writeln!(out, "shortest counterexample: {} steps", events.len());
-    for v in violations {
+    let Some(counterexample) = &report.counterexample else { return out };
+    let events = &counterexample.events;
+    let steps = events.iter().filter(|e| e.is_statement()).count();
+    let _ = writeln!(out, "shortest counterexample: {steps} statements");
+    for v in &counterexample.violations {
         let _ = writeln!(out, "  invariant {}: {}", v.invariant, v.detail);
     }
     let _ = writeln!(out);
@@ -58,11 +63,12 @@ pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
 }
 
 pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
-    let counterexample = report.counterexample.as_ref().map(|(violations, events)| {
+    let counterexample = report.counterexample.as_ref().map(|c| {
         serde_json::json!({
-            "violations": violations.iter().map(|v| serde_json::json!({"invariant": v.invariant, "detail": v.detail})).collect::<Vec<_>>(),
-            "steps": events.iter().map(|e| serde_json::json!({
+            "violations": c.violations.iter().map(|v| serde_json::json!({"invariant": v.invariant, "detail": v.detail})).collect::<Vec<_>>(),
+            "steps": c.events.iter().map(|e| serde_json::json!({
                 "session": e.session + 1,
+                "connection": e.connection + 1,
                 "sql": e.sql,
                 "params": e.params.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
                 "outcome": e.outcome,
@@ -73,6 +79,10 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
         "strategy": config.strategy,
         "bookings": config.bookings,
         "rooms": config.rooms,
+        "shape": config.shape.name(),
+        "fallback": config.fallback,
+        "crash_points": config.crash_points,
+        "idempotency_key": config.idempotency_key,
         "preemptions": config.preemptions,
         "verdict": if report.counterexample.is_some() { "violation" } else { "ok" },
         "complete": report.complete,
@@ -81,6 +91,10 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
         "violating_schedules": report.violating_schedules,
         "seconds": report.seconds,
         "schedules_per_s": rate(report),
+        "pruned": report.pruned,
+        "reduction": config.reduction,
+        "distinct_end_states": report.distinct_end_states,
+        "steps_max": report.steps_max,
         "counterexample": counterexample,
     });
     serde_json::to_string_pretty(&value).expect("json")

@@ -115,16 +115,19 @@ impl Clock for FixedClock {
     }
 }
 
-/// Ids `(booking + 1) << 64 | n`: distinct across bookings, independent of the schedule.
+/// Ids `(booking + 1) << 64 | attempt << 32 | n`: distinct across bookings and their
+/// attempts, independent of the schedule.
 pub struct BookingIds {
     pub booking: u64,
+    pub attempt: u32,
     pub next: AtomicU64,
 }
 
 impl IdSource for BookingIds {
     fn next_id(&self) -> Uuid {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        Uuid::from_u128((u128::from(self.booking + 1) << 64) | u128::from(n))
+        let high = (u128::from(self.booking + 1) << 64) | (u128::from(self.attempt) << 32);
+        Uuid::from_u128(high | u128::from(n))
     }
 }
 
@@ -140,96 +143,307 @@ enum State {
     Done,
 }
 
+/// One scheduling decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Submit this booking's posted statement.
+    Run(usize),
+    /// Let modelled time pass to the next timer (nothing to run), or end the schedule once
+    /// every booking is answered. Offered as a choice only beside crash options.
+    Continue,
+    /// The backend serving this booking crashes between two statements (its connection
+    /// closes, so the engine rolls its transaction back; an answer not yet delivered is
+    /// lost), and the client sends the same request again. Offered once the attempt has run
+    /// a statement other than a pure read, while its next statement is posted or its answer
+    /// is on the way; not while a statement waits for a lock (a crash there differs from the
+    /// crash just before that statement only by the waiter's place in the lock queue).
+    Crash(usize),
+}
+
 /// One executed step, for the counterexample table.
 #[derive(Clone, Debug)]
 pub struct Event {
+    /// The booking (0-based).
     pub session: usize,
+    /// The database connection (engine session) it ran on, numbered from 0 in the order
+    /// they were opened in this schedule: a crash or a new `acquire` opens another.
+    pub connection: usize,
     pub sql: String,
     pub params: Vec<SqlValue>,
-    /// "SELECT 1", "INSERT 0 1", "ERROR 40P01", "blocked", "unblocked: …".
+    /// "SELECT 1", "INSERT 0 1", "ERROR 40P01", "blocked", "unblocked: …", "CRASH …".
     pub outcome: String,
 }
 
+impl Event {
+    /// A statement the engine ran (not an unblocking or a crash).
+    pub fn is_statement(&self) -> bool {
+        !self.sql.is_empty()
+    }
+}
+
+/// The limits of one schedule's choices.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// CHESS-style bound on switches away from a session that could go on; `None` = none.
+    pub preemptions_max: Option<u32>,
+    /// Crashes each booking may suffer (0 = no crash points).
+    pub crashes_per_booking: u32,
+    /// Sleep sets (partial-order reduction): skip orders that only swap independent steps.
+    pub reduction: bool,
+}
+
+/// What a posted statement can do to other sessions, for the partial-order reduction. A
+/// PURE READ (a plain SELECT outside a transaction block or inside a READ COMMITTED one:
+/// no row locks, no SIREAD locks, no side-effect functions, a fresh snapshot) depends only on
+/// committed state and changes nothing another session can see; it commutes with every step
+/// of another session that does not change committed state either (anything but COMMIT and
+/// statements run outside a transaction block). Everything else is treated as dependent on
+/// everything (conservative: fewer orders are skipped, none wrongly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    PureRead,
+    /// Changes nothing committed: a statement inside a transaction block (not COMMIT).
+    Private,
+    /// May change what other sessions' next snapshot sees.
+    Visible,
+}
+
+fn effect(sql: &str, in_transaction: bool, read_committed: bool) -> Effect {
+    let upper = sql.to_ascii_uppercase();
+    let kind = model::statement_kind(sql);
+    let single = !upper.trim_end().trim_end_matches(';').contains(';');
+    let plain_select = kind == "select"
+        && single
+        && !upper.contains(" FOR ")
+        && !upper.contains("PG_")
+        && !upper.contains("NEXTVAL")
+        && !upper.contains("SET_CONFIG");
+    if plain_select && (!in_transaction || read_committed) {
+        return Effect::PureRead;
+    }
+    // ROLLBACK releases locks, so a waiting statement of a third session may complete: it
+    // stays private unless that statement runs outside a transaction block, which the
+    // caller rules out (`autocommit_waiting`).
+    if in_transaction && kind != "commit" && single {
+        return Effect::Private;
+    }
+    Effect::Visible
+}
+
+fn independent(a: Effect, b: Effect) -> bool {
+    (a == Effect::PureRead && b != Effect::Visible)
+        || (b == Effect::PureRead && a != Effect::Visible)
+}
+
+/// Makes booking `index`'s request future for attempt `attempt` (1 = the first send).
+pub type MakeBooking<'a> = &'a dyn Fn(usize, u32) -> BookingFuture;
+
 /// What one schedule produced.
-pub struct Outcome {
+pub struct ScheduleOutcome {
     pub answers: Vec<Option<Answer>>,
-    /// (chosen index among enabled, enabled count, chosen session) per choice.
-    pub choices: Vec<(usize, usize, usize)>,
+    /// Requests sent per booking (1 + its crashes).
+    pub attempts: Vec<u32>,
+    /// (chosen index among the options, option count, the choice) per decision.
+    pub choices: Vec<(usize, usize, Choice)>,
     pub events: Vec<Event>,
     pub deadlocks: Vec<String>,
     /// A session still waited with no timer pending, or the step cap hit.
     pub stuck: Option<String>,
     pub preemptions: u32,
+    /// Every posted statement was asleep: the schedule only reorders independent steps of
+    /// one already explored, so it stopped early and has no verdict.
+    pub pruned: bool,
+    /// Each booking's current connection number, and how many were opened.
+    connection_of: Vec<usize>,
+    connections_opened: usize,
 }
 
-/// Chooses among enabled sessions: `prefix` first, then index 0; a choice that would exceed
-/// `preemptions_max` is not offered.
+/// Runs `bookings` requests to the end, choosing among the options at each decision: `prefix`
+/// first, then index 0. Options in order: the last session's statement (continuing is free),
+/// the other posted statements (each a preemption while the last could go on; not offered
+/// past `preemptions_max`), `Continue` when nothing is posted, then the crash options.
 pub async fn run_schedule(
     engine: &mut Engine,
     hub: &SharedHub,
-    mut futures: Vec<BookingFuture>,
+    make: MakeBooking<'_>,
+    bookings: usize,
     prefix: &[usize],
-    preemptions_max: Option<u32>,
-) -> Outcome {
-    let n = futures.len();
+    limits: Limits,
+) -> ScheduleOutcome {
+    let n = bookings;
+    let mut futures: Vec<BookingFuture> = (0..n).map(|i| make(i, 1)).collect();
     let mut states = vec![State::Running; n];
     let mut sessions: Vec<Option<SessionId>> = vec![None; n];
-    let mut out = Outcome {
+    // Whether the booking's current attempt has run a statement other than a pure read. A
+    // crash before that changes nothing anyone can see: the retry behaves as the first
+    // attempt with its reads delayed, a schedule explored without the crash, so such crashes
+    // are not offered.
+    let mut executed = vec![false; n];
+    let mut crashes_left = vec![limits.crashes_per_booking; n];
+    let mut out = ScheduleOutcome {
         answers: vec![None; n],
+        attempts: vec![1; n],
         choices: Vec::new(),
         events: Vec::new(),
         deadlocks: Vec::new(),
         stuck: None,
         preemptions: 0,
+        pruned: false,
+        connection_of: vec![0; n],
+        connections_opened: 0,
     };
     let mut last: Option<usize> = None;
+    // Sessions whose posted statement need not run next (sleep sets, Godefroid 1996): an
+    // order starting with it was explored from an earlier option with only independent
+    // steps in between.
+    let mut asleep: Vec<usize> = Vec::new();
+    // Whether each session's current transaction is READ COMMITTED (from its BEGIN).
+    let mut read_committed = vec![true; n];
+    // The effect of each session's last submitted statement.
+    let mut submitted = vec![Effect::Visible; n];
     loop {
         settle(engine, hub, &mut futures, &mut states, &mut sessions, &mut out).await;
-        let enabled: Vec<usize> = (0..n).filter(|&i| states[i] == State::Posted).collect();
-        if enabled.is_empty() {
-            if states.iter().all(|s| *s == State::Done) {
-                return out;
-            }
-            match engine.next_timer() {
-                Some(at) => {
-                    engine.advance_to(at);
-                    deliver(engine, hub, &mut states, &sessions, &mut out);
-                    continue;
-                }
-                None => {
-                    out.stuck = Some("a session waits with no timer pending".into());
-                    return out;
-                }
-            }
-        }
         if out.events.len() >= STEPS_MAX {
             out.stuck = Some(format!("step cap of {STEPS_MAX} statements reached"));
             return out;
         }
-        // Options in order: continuing the last session is free, a switch away from an
-        // enabled last session is a preemption.
-        let mut options = enabled.clone();
+        let enabled: Vec<usize> = (0..n).filter(|&i| states[i] == State::Posted).collect();
+        let mut options: Vec<Choice> = enabled.iter().map(|&i| Choice::Run(i)).collect();
         if let Some(l) = last
-            && let Some(pos) = options.iter().position(|&s| s == l)
+            && let Some(pos) = enabled.iter().position(|&s| s == l)
         {
             options.remove(pos);
-            options.insert(0, l);
-            if preemptions_max.is_some_and(|max| out.preemptions >= max) {
+            options.insert(0, Choice::Run(l));
+            if limits.preemptions_max.is_some_and(|max| out.preemptions >= max) {
                 options.truncate(1);
             }
         }
-        let index = prefix.get(out.choices.len()).copied().unwrap_or(0).min(options.len() - 1);
-        let chosen = options[index];
-        if let Some(l) = last
-            && l != chosen
-            && enabled.contains(&l)
-        {
-            out.preemptions += 1;
+        // A statement that fails inside a transaction releases its locks too (PostgreSQL
+        // aborts the transaction at the error): while a statement run outside a transaction
+        // block waits, any step may make it commit, so nothing is independent.
+        let autocommit_waiting =
+            (0..n).any(|i| states[i] == State::Blocked && submitted[i] == Effect::Visible);
+        let effects: Vec<Effect> = {
+            let open = engine.open_transactions();
+            let hub = hub.lock().expect("hub");
+            (0..n)
+                .map(|i| match (&hub.slots[i].pending, sessions[i]) {
+                    _ if autocommit_waiting => Effect::Visible,
+                    (Some((sql, _)), session) => {
+                        let in_transaction =
+                            session.is_some_and(|s| open.iter().any(|t| t.session == s));
+                        effect(sql, in_transaction, read_committed[i])
+                    }
+                    _ => Effect::Visible,
+                })
+                .collect()
+        };
+        if limits.reduction {
+            let awake = options.len();
+            options.retain(|o| !matches!(o, Choice::Run(i) if asleep.contains(i)));
+            if awake > 0 && options.is_empty() {
+                out.pruned = true;
+                return out;
+            }
         }
-        out.choices.push((index, options.len(), chosen));
-        last = Some(chosen);
-        submit(engine, hub, chosen, &mut states, &mut sessions, &mut out);
-        deliver(engine, hub, &mut states, &sessions, &mut out);
+        if enabled.is_empty() {
+            options.push(Choice::Continue);
+        }
+        options.extend(
+            (0..n)
+                .filter(|&i| {
+                    crashes_left[i] > 0
+                        && executed[i]
+                        && matches!(states[i], State::Posted | State::Done)
+                })
+                .map(Choice::Crash),
+        );
+        let (choice, index) = if options.len() == 1 {
+            (options[0], 0)
+        } else {
+            let index = prefix.get(out.choices.len()).copied().unwrap_or(0).min(options.len() - 1);
+            out.choices.push((index, options.len(), options[index]));
+            (options[index], index)
+        };
+        if limits.reduction {
+            match choice {
+                Choice::Run(chosen) => {
+                    // The earlier options were explored before this one: they sleep while
+                    // only steps independent of theirs run.
+                    for option in &options[..index] {
+                        if let Choice::Run(j) = option
+                            && !asleep.contains(j)
+                        {
+                            asleep.push(*j);
+                        }
+                    }
+                    asleep.retain(|&j| j != chosen && independent(effects[chosen], effects[j]));
+                }
+                // A crash rolls back (private, as a ROLLBACK); time passing may fire
+                // anything.
+                Choice::Crash(_) => {
+                    asleep.retain(|&j| independent(Effect::Private, effects[j]));
+                }
+                Choice::Continue => asleep.clear(),
+            }
+        }
+        match choice {
+            Choice::Run(chosen) => {
+                if let Some(l) = last
+                    && l != chosen
+                    && enabled.contains(&l)
+                {
+                    out.preemptions += 1;
+                }
+                last = Some(chosen);
+                executed[chosen] |= effects[chosen] != Effect::PureRead;
+                submitted[chosen] = effects[chosen];
+                if let Some((sql, _)) = &hub.lock().expect("hub").slots[chosen].pending {
+                    let upper = sql.trim_start().to_ascii_uppercase();
+                    if upper.starts_with("BEGIN") || upper.starts_with("START TRANSACTION") {
+                        read_committed[chosen] =
+                            !upper.contains("REPEATABLE READ") && !upper.contains("SERIALIZABLE");
+                    }
+                }
+                submit(engine, hub, chosen, &mut states, &mut sessions, &mut out);
+                deliver(engine, hub, &mut states, &sessions, &mut out);
+            }
+            Choice::Continue => {
+                if states.iter().all(|s| *s == State::Done) {
+                    return out;
+                }
+                let Some(at) = engine.next_timer() else {
+                    out.stuck = Some("a session waits with no timer pending".into());
+                    return out;
+                };
+                engine.advance_to(at);
+                deliver(engine, hub, &mut states, &sessions, &mut out);
+            }
+            Choice::Crash(i) => {
+                crashes_left[i] -= 1;
+                out.attempts[i] += 1;
+                out.answers[i] = None;
+                executed[i] = false;
+                // The old request's future (and its connection) goes; a fresh one is sent.
+                futures[i] = make(i, out.attempts[i]);
+                hub.lock().expect("hub").slots[i] = Slot::default();
+                if let Some(session) = sessions[i].take() {
+                    engine.close_session(session);
+                }
+                states[i] = State::Running;
+                out.events.push(Event {
+                    session: i,
+                    connection: out.connection_of[i],
+                    sql: String::new(),
+                    params: Vec::new(),
+                    outcome: format!(
+                        "CRASH: the backend dies, the client sends it again (attempt {})",
+                        out.attempts[i]
+                    ),
+                });
+                deliver(engine, hub, &mut states, &sessions, &mut out);
+            }
+        }
     }
 }
 
@@ -239,10 +453,17 @@ fn submit(
     index: usize,
     states: &mut [State],
     sessions: &mut [Option<SessionId>],
-    out: &mut Outcome,
+    out: &mut ScheduleOutcome,
 ) {
     let (sql, params) = hub.lock().expect("hub").slots[index].pending.take().expect("posted");
-    let session = *sessions[index].get_or_insert_with(|| engine.open_session());
+    let session = match sessions[index] {
+        Some(session) => session,
+        None => {
+            out.connection_of[index] = out.connections_opened;
+            out.connections_opened += 1;
+            *sessions[index].insert(engine.open_session())
+        }
+    };
     let values: Vec<model::Value> = params.iter().map(to_model).collect();
     let step = engine.submit(session, &sql, &values);
     let outcome = match step {
@@ -257,13 +478,14 @@ fn submit(
             "blocked".to_string()
         }
     };
-    out.events.push(Event { session: index, sql, params, outcome });
+    let connection = out.connection_of[index];
+    out.events.push(Event { session: index, connection, sql, params, outcome });
 }
 
 fn convert(
     response: model::Response,
     sql: &str,
-    out: &mut Outcome,
+    out: &mut ScheduleOutcome,
 ) -> (String, Result<Rows, DbError>) {
     match response {
         Ok(result) => {
@@ -309,7 +531,7 @@ fn deliver(
     hub: &SharedHub,
     states: &mut [State],
     sessions: &[Option<SessionId>],
-    out: &mut Outcome,
+    out: &mut ScheduleOutcome,
 ) {
     for completion in engine.take_completions() {
         let Some(index) = sessions.iter().position(|s| *s == Some(completion.session)) else {
@@ -320,6 +542,7 @@ fn deliver(
         states[index] = State::Running;
         out.events.push(Event {
             session: index,
+            connection: out.connection_of[index],
             sql: String::new(),
             params: Vec::new(),
             outcome: format!("unblocked: {text}"),
@@ -335,7 +558,7 @@ async fn settle(
     futures: &mut [BookingFuture],
     states: &mut [State],
     sessions: &mut [Option<SessionId>],
-    out: &mut Outcome,
+    out: &mut ScheduleOutcome,
 ) {
     std::future::poll_fn(|cx| {
         loop {

@@ -1,16 +1,22 @@
 //! The search: depth-first over scheduling choices with replay from the start, an optional
 //! preemption bound, the invariants at the end of each schedule, and the report.
 
+use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use backend_core::booking::strategy::Strategy;
 use backend_core::config::ApiConfig;
 use backend_core::http::{ApiContext, api_router};
 use scenarios::Scenario;
 use tower::ServiceExt;
 
-use super::scheduler::{BookingFuture, BookingIds, Event, FixedClock, Hub, Slot, run_schedule};
+use super::scheduler::{
+    BookingFuture, BookingIds, Event, FixedClock, Hub, Limits, ScheduleOutcome, Slot, run_schedule,
+};
+use super::scope::{ScopeBooking, Shape, scope_bookings, scope_scenario};
 use crate::SimError;
 use crate::ids::ClinicIds;
 use crate::invariants;
@@ -18,18 +24,69 @@ use crate::observations::{AnswerDetail, BookingKey, BookingRecord, DbObservation
 use crate::outcome::Violation;
 use crate::world::engine::{prepare_engine, strategy};
 
-/// Bookings and rooms a scope may have.
-pub const BOOKINGS_MAX: u32 = 4;
-pub const ROOMS_MAX: u32 = 3;
-
 #[derive(Clone, Debug)]
 pub struct CheckConfig {
     pub strategy: String,
     pub bookings: u32,
     pub rooms: u32,
+    pub shape: Shape,
+    /// The bookings' `fallback` field (`reject`, `suggest`, `book_without_room`).
+    pub fallback: String,
+    /// Each booking's backend may crash once between any two of its statements (or after
+    /// its last, before the answer arrives); the client then sends the request again.
+    pub crash_points: bool,
+    /// Whether the bookings carry an Idempotency-Key (their retries reuse it).
+    pub idempotency_key: bool,
     /// CHESS-style preemption bound; `None` = unbounded (exhaustive).
     pub preemptions: Option<u32>,
+    /// Partial-order reduction by sleep sets (`--no-reduction` turns it off, to measure it).
+    pub reduction: bool,
     pub max_schedules: u64,
+}
+
+impl CheckConfig {
+    /// A scope of `bookings` same-slot bookings in `rooms` rooms, rejecting on conflict, with
+    /// keys, no crash points, unbounded.
+    pub fn new(strategy: &str, bookings: u32, rooms: u32) -> CheckConfig {
+        CheckConfig {
+            strategy: strategy.to_string(),
+            bookings,
+            rooms,
+            shape: Shape::SameSlot,
+            fallback: "reject".into(),
+            crash_points: false,
+            idempotency_key: true,
+            preemptions: None,
+            reduction: true,
+            max_schedules: 1_000_000,
+        }
+    }
+
+    /// "2 bookings x 1 room, same-slot, strategy naive, crash points, no Idempotency-Key".
+    pub fn scope(&self) -> String {
+        let mut scope = format!(
+            "{} bookings x {} rooms, {}, fallback {}, strategy {}",
+            self.bookings,
+            self.rooms,
+            self.shape.name(),
+            self.fallback,
+            self.strategy
+        );
+        if self.crash_points {
+            scope.push_str(", crash points");
+        }
+        if !self.idempotency_key {
+            scope.push_str(", no Idempotency-Key");
+        }
+        scope
+    }
+}
+
+/// The violating schedule with the fewest steps.
+#[derive(Debug)]
+pub struct Counterexample {
+    pub violations: Vec<Violation>,
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug)]
@@ -39,9 +96,14 @@ pub struct CheckReport {
     /// True when every schedule within the bound was run (no cap hit).
     pub complete: bool,
     pub seconds: f64,
-    /// The violating schedule with the fewest steps: its violations and events.
-    pub counterexample: Option<(Vec<Violation>, Vec<Event>)>,
+    pub counterexample: Option<Counterexample>,
     pub violating_schedules: u64,
+    /// Schedules cut short by the partial-order reduction (reorders of explored ones).
+    pub pruned: u64,
+    /// Distinct end states (committed appointments and the answers) over the schedules.
+    pub distinct_end_states: usize,
+    /// The longest schedule, in statements run.
+    pub steps_max: usize,
 }
 
 impl CheckReport {
@@ -57,127 +119,133 @@ impl CheckReport {
     }
 }
 
-/// The clinic of the scope: the `conflict` scenario cut to `rooms` rooms.
-fn scope_scenario(rooms: u32) -> Result<Scenario, SimError> {
-    let mut scenario = Scenario::builtin("conflict")?.scenario;
-    scenario.clinic.rooms.truncate(rooms as usize);
-    Ok(scenario)
+/// Everything a schedule is built from, made once per check.
+struct Prepared {
+    scenario: Scenario,
+    ids: ClinicIds,
+    strategy: Strategy,
+    bookings: Vec<ScopeBooking>,
+    template: model::Engine,
+    now: chrono::DateTime<chrono::Utc>,
 }
 
-/// The booking bodies: every booking at 09:00 for 30 minutes, its own doctor and patient.
-fn bodies(scenario: &Scenario, ids: &ClinicIds, bookings: u32) -> Vec<String> {
-    let day = scenario.clinic.day.clone();
-    (0..bookings as usize)
-        .map(|i| {
-            let kind = &scenario.clinic.appointment_types[0];
-            let end_min = 9 * 60 + kind.duration_min;
-            serde_json::json!({
-                "clinic_id": ids.clinic,
-                "doctor_id": ids.doctor(&scenario.clinic.doctors[i].name),
-                "patient_id": ids.patient(&scenario.clinic.patients[i].name),
-                "appointment_type": kind.name,
-                "start": format!("{day}T09:00:00Z"),
-                "end": format!("{day}T{:02}:{:02}:00Z", end_min / 60, end_min % 60),
-                "room_id": null,
-                "needs": {"accessible": false, "isolation": "none"},
-                "fallback": "reject",
-            })
-            .to_string()
-        })
-        .collect()
-}
-
-pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
-    if !(2..=BOOKINGS_MAX).contains(&config.bookings) && config.bookings != 1 {
-        return Err(SimError::BadInput(format!(
-            "--bookings {}: must be 1 to {BOOKINGS_MAX}",
-            config.bookings
-        )));
-    }
-    if !(1..=ROOMS_MAX).contains(&config.rooms) {
-        return Err(SimError::BadInput(format!(
-            "--rooms {}: must be 1 to {ROOMS_MAX}",
-            config.rooms
-        )));
-    }
+fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
     let strategy = strategy(&config.strategy)?;
     let scenario = scope_scenario(config.rooms)?;
     let ids = ClinicIds::new(&scenario);
+    let bookings =
+        scope_bookings(&scenario, &ids, config.bookings, config.shape, &config.fallback)?;
     let template = prepare_engine(&scenario, &ids, strategy, 0)?;
-    let bodies = bodies(&scenario, &ids, config.bookings);
     let day_s = scenarios::parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let now = chrono::DateTime::from_timestamp(day_s + 60, 0).expect("a valid day");
+    Ok(Prepared { scenario, ids, strategy, bookings, template, now })
+}
+
+/// Booking `index`'s request, attempt `attempt`, through backend-core's router as `serve`
+/// runs it (a fresh router and id source per attempt: a crashed backend restarts).
+fn booking_future(
+    prepared: &Prepared,
+    config: &CheckConfig,
+    hub: &super::scheduler::SharedHub,
+    index: usize,
+    attempt: u32,
+) -> BookingFuture {
+    let db = super::scheduler::CheckDb { hub: hub.clone(), slot: index };
+    let mut api = ApiConfig { strategy: prepared.strategy, ..ApiConfig::default() };
+    api.retry.backoff_base_ms = 1;
+    api.retry.backoff_cap_ms = 1;
+    let ids = BookingIds { booking: index as u64, attempt, next: AtomicU64::new(0) };
+    let ctx = ApiContext::new(
+        Arc::new(db),
+        Arc::new(FixedClock(prepared.now)),
+        Arc::new(ids),
+        api,
+        index as u64,
+    );
+    let mut request =
+        http::Request::post("/v1/appointments").header("content-type", "application/json");
+    if config.idempotency_key {
+        request = request.header("idempotency-key", format!("check-key-{index}"));
+    }
+    let request = request
+        .body(axum::body::Body::from(prepared.bookings[index].body.clone()))
+        .expect("a valid request");
+    let router = api_router(ctx);
+    Box::pin(async move {
+        let response = router.oneshot(request).await.expect("infallible");
+        let status = response.status().as_u16();
+        let bytes =
+            axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
+    let prepared = prepare(config)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
         .map_err(|e| SimError::HostFailed(format!("tokio runtime: {e}")))?;
-    let scope = format!(
-        "{} bookings x {} rooms, strategy {}",
-        config.bookings, config.rooms, config.strategy
-    );
+    let limits = Limits {
+        preemptions_max: config.preemptions,
+        crashes_per_booking: u32::from(config.crash_points),
+        reduction: config.reduction,
+    };
+    let mut end_states: BTreeSet<u64> = BTreeSet::new();
     let started = Instant::now();
     let mut prefix: Vec<usize> = Vec::new();
     let mut report = CheckReport {
-        scope,
+        scope: config.scope(),
         schedules: 0,
         complete: false,
         seconds: 0.0,
         counterexample: None,
         violating_schedules: 0,
+        pruned: 0,
+        distinct_end_states: 0,
+        steps_max: 0,
     };
     loop {
-        if report.schedules >= config.max_schedules {
+        if report.schedules + report.pruned >= config.max_schedules {
             break;
         }
-        let mut engine = template.fork(0).expect("a prepared engine forks");
+        let mut engine = prepared.template.fork(0).expect("a prepared engine forks");
         let hub = Arc::new(Mutex::new(Hub {
-            slots: (0..bodies.len()).map(|_| Slot::default()).collect(),
+            slots: (0..prepared.bookings.len()).map(|_| Slot::default()).collect(),
         }));
-        let futures: Vec<BookingFuture> = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
-                let db = super::scheduler::CheckDb { hub: hub.clone(), slot: i };
-                let mut api = ApiConfig { strategy, ..ApiConfig::default() };
-                api.retry.backoff_base_ms = 1;
-                api.retry.backoff_cap_ms = 1;
-                let ctx = ApiContext::new(
-                    Arc::new(db),
-                    Arc::new(FixedClock(now)),
-                    Arc::new(BookingIds { booking: i as u64, next: AtomicU64::new(0) }),
-                    api,
-                    i as u64,
-                );
-                let request = http::Request::post("/v1/appointments")
-                    .header("content-type", "application/json")
-                    .header("idempotency-key", format!("check-key-{i}"))
-                    .body(axum::body::Body::from(body.clone()))
-                    .expect("a valid request");
-                let router = api_router(ctx);
-                let future: BookingFuture = Box::pin(async move {
-                    let response = router.oneshot(request).await.expect("infallible");
-                    let status = response.status().as_u16();
-                    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                        .await
-                        .unwrap_or_default();
-                    (status, String::from_utf8_lossy(&bytes).into_owned())
-                });
-                future
-            })
-            .collect();
-        let outcome =
-            runtime.block_on(run_schedule(&mut engine, &hub, futures, &prefix, config.preemptions));
-        report.schedules += 1;
-        let violations = verdict(&scenario, &ids, &mut engine, &outcome)?;
+        let make =
+            |index: usize, attempt: u32| booking_future(&prepared, config, &hub, index, attempt);
+        let outcome = runtime.block_on(run_schedule(
+            &mut engine,
+            &hub,
+            &make,
+            prepared.bookings.len(),
+            &prefix,
+            limits,
+        ));
+        let steps = outcome.events.iter().filter(|e| e.is_statement()).count();
+        if outcome.pruned {
+            report.pruned += 1;
+        } else {
+            report.schedules += 1;
+            report.steps_max = report.steps_max.max(steps);
+        }
+        let (violations, end_state) = if outcome.pruned {
+            (Vec::new(), None)
+        } else {
+            let (violations, end_state) = verdict(&prepared, &mut engine, &outcome)?;
+            (violations, Some(end_state))
+        };
+        end_states.extend(end_state);
         if !violations.is_empty() {
             report.violating_schedules += 1;
             let shorter = report
                 .counterexample
                 .as_ref()
-                .is_none_or(|(_, events)| outcome.events.len() < events.len());
+                .is_none_or(|c| steps < c.events.iter().filter(|e| e.is_statement()).count());
             if shorter {
-                report.counterexample = Some((violations, outcome.events.clone()));
+                report.counterexample = Some(Counterexample { violations, events: outcome.events });
             }
         }
         // Next prefix: the deepest choice with an untried alternative, incremented.
@@ -197,24 +265,33 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
         prefix = choices.iter().map(|&(index, _)| index).collect();
     }
     report.seconds = started.elapsed().as_secs_f64();
+    report.distinct_end_states = end_states.len();
     Ok(report)
 }
 
-/// The run's invariants on the final state and the answers.
+/// The run's invariants on the final state and the answers, and a hash of that end state.
 fn verdict(
-    scenario: &Scenario,
-    ids: &ClinicIds,
+    prepared: &Prepared,
     engine: &mut model::Engine,
-    outcome: &super::scheduler::Outcome,
-) -> Result<Vec<Violation>, SimError> {
+    outcome: &ScheduleOutcome,
+) -> Result<(Vec<Violation>, u64), SimError> {
+    let ids = &prepared.ids;
     let rows = crate::world::engine::final_rows(engine, ids)?;
-    let kind = &scenario.clinic.appointment_types[0];
+    let end_state = {
+        let mut hasher = std::hash::DefaultHasher::new();
+        for row in &rows {
+            (&row.id, &row.room, row.start_min, row.active).hash(&mut hasher);
+        }
+        outcome.answers.hash(&mut hasher);
+        hasher.finish()
+    };
     let records: Vec<BookingRecord> = outcome
         .answers
         .iter()
+        .zip(&prepared.bookings)
         .enumerate()
-        .map(|(i, answer)| {
-            let (outcome, leaked) = match answer {
+        .map(|(i, (answer, booking))| {
+            let (outcome_of, leaked) = match answer {
                 None => (Outcome::Unfinished, None),
                 Some((status, text)) => {
                     (classify(*status, text, ids), invariants::leaked_db_error(text))
@@ -223,17 +300,17 @@ fn verdict(
             BookingRecord {
                 index: i as u32,
                 key: BookingKey {
-                    doctor: scenario.clinic.doctors[i].name.clone(),
-                    patient: scenario.clinic.patients[i].name.clone(),
-                    appointment_type: kind.name.clone(),
-                    start_min: 9 * 60,
+                    doctor: booking.doctor.clone(),
+                    patient: booking.patient.clone(),
+                    appointment_type: booking.appointment_type.clone(),
+                    start_min: booking.start_min,
                 },
-                outcome,
+                outcome: outcome_of,
                 answered_at_us: 0,
                 leaked,
-                attempts: 1,
+                attempts: outcome.attempts[i],
                 timeouts: 0,
-                lost: 0,
+                lost: outcome.attempts[i] - 1,
                 answer: AnswerDetail::default(),
             }
         })
@@ -243,12 +320,13 @@ fn verdict(
         deadlocks: outcome.deadlocks.iter().map(|d| (0, d.clone())).collect(),
         ..DbObservations::default()
     };
-    let (_, mut violations) = invariants::check_all(scenario, &rows, &records, &observations);
+    let (_, mut violations) =
+        invariants::check_all(&prepared.scenario, &rows, &records, &observations);
     if let Some(stuck) = &outcome.stuck {
         violations
             .push(Violation { invariant: "every_request_answered".into(), detail: stuck.clone() });
     }
-    Ok(violations)
+    Ok((violations, end_state))
 }
 
 fn classify(status: u16, text: &str, ids: &ClinicIds) -> Outcome {

@@ -29,6 +29,8 @@ use crate::observations::Appointment;
 struct EngineConn<'e> {
     engine: &'e mut Engine,
     session: model::SessionId,
+    /// Every statement run, with its parameters, when recording (`setup_statements`).
+    recorded: Option<&'e mut Vec<(String, Vec<SqlValue>)>>,
 }
 
 impl Conn for EngineConn<'_> {
@@ -37,6 +39,9 @@ impl Conn for EngineConn<'_> {
         sql: &'a str,
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
+        if let Some(recorded) = self.recorded.as_deref_mut() {
+            recorded.push((sql.to_string(), params.to_vec()));
+        }
         let result = execute_at_once(self.engine, self.session, sql, params, "in setup");
         Box::pin(std::future::ready(result))
     }
@@ -92,6 +97,28 @@ pub fn prepare_engine(
     strategy: Strategy,
     seed: u64,
 ) -> Result<Engine, SimError> {
+    prepare(scenario, ids, strategy, seed, None)
+}
+
+/// The statements [`prepare_engine`] runs (migrations, then the clinic seed with its
+/// parameters), in order: what an isolation spec's setup needs to rebuild the same database.
+pub fn setup_statements(
+    scenario: &Scenario,
+    ids: &ClinicIds,
+    strategy: Strategy,
+) -> Result<Vec<(String, Vec<SqlValue>)>, SimError> {
+    let mut recorded = Vec::new();
+    prepare(scenario, ids, strategy, 0, Some(&mut recorded))?;
+    Ok(recorded)
+}
+
+fn prepare(
+    scenario: &Scenario,
+    ids: &ClinicIds,
+    strategy: Strategy,
+    seed: u64,
+    mut recorded: Option<&mut Vec<(String, Vec<SqlValue>)>>,
+) -> Result<Engine, SimError> {
     let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let mut engine = Engine::new(EngineConfig { seed, epoch_us: day_s * 1_000_000 });
     let session = engine.open_session();
@@ -101,6 +128,9 @@ pub fn prepare_engine(
         SchemaVariant::Unguarded
     };
     for (name, sql) in migration_scripts_for(variant) {
+        if let Some(recorded) = recorded.as_deref_mut() {
+            recorded.push((sql.to_string(), Vec::new()));
+        }
         if let Step::Done(Err(e)) = engine.submit(session, sql, &[]) {
             return Err(SimError::HostFailed(format!(
                 "migration {name} failed on the model: {} ({})",
@@ -119,7 +149,7 @@ pub fn prepare_engine(
         policy: Some(policy),
     };
     let now = DateTime::from_timestamp(day_s, 0).expect("a valid day");
-    let mut conn = EngineConn { engine: &mut engine, session };
+    let mut conn = EngineConn { engine: &mut engine, session, recorded };
     futures::executor::block_on(seed_clinic(&mut conn, &seed_data, now))
         .map_err(|e| SimError::HostFailed(format!("seeding the model failed: {e}")))?;
     engine.close_session(session);
