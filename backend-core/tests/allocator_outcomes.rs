@@ -3,7 +3,7 @@
 
 use backend_core::allocator::fixture::{Fixture, at, fixture_id};
 use backend_core::allocator::{
-    AllocateError, AllocatorConfig, Outcome, Participant, allocate, room_free_intervals,
+    AllocateError, AllocatorConfig, Decision, Participant, allocate, room_free_intervals,
 };
 use backend_core::domain::{
     Appointment, AppointmentStatus, FallbackMode, RoomStatus, ValidationError,
@@ -51,7 +51,7 @@ fn assigns_the_best_room_ranks_the_rest_and_explains() {
     let f = three_rooms();
     let allocation = run(&f);
     let rooms = &f.snapshot.rooms;
-    assert_eq!(allocation.outcome, Outcome::Assigned { room_id: rooms[0].id, score: Score::ZERO });
+    assert_eq!(allocation.outcome, Decision::Assigned { room_id: rooms[0].id, score: Score::ZERO });
     let ranked: Vec<_> = allocation.ranked.iter().map(|r| (r.room_id, r.score.soft)).collect();
     assert_eq!(ranked, vec![(rooms[0].id, 0), (rooms[1].id, -15)]);
     assert_eq!(allocation.ranked[0].turnover_minutes, 5);
@@ -76,7 +76,7 @@ fn a_time_conflict_drops_the_room_and_the_next_ranked_wins() {
     let allocation = run(&f);
     let rooms = &f.snapshot.rooms;
     assert!(
-        matches!(allocation.outcome, Outcome::Assigned { room_id, .. } if room_id == rooms[1].id)
+        matches!(allocation.outcome, Decision::Assigned { room_id, .. } if room_id == rooms[1].id)
     );
     let rejected: Vec<_> = allocation.rejected.iter().map(|r| (r.room_id, r.rule)).collect();
     let mut expected =
@@ -91,7 +91,7 @@ fn reject_mode_names_least_infeasible_and_suggests_later_times() {
     block_room(&mut f, 0, 1, 9, 10);
     block_room(&mut f, 1, 2, 8, 11);
     let allocation = run(&f);
-    assert_eq!(allocation.outcome, Outcome::NoRoom { fallback: FallbackMode::Reject });
+    assert_eq!(allocation.outcome, Decision::NoRoom { fallback: FallbackMode::Reject });
     assert!(allocation.ranked.is_empty() && allocation.explanation.is_none());
     assert_eq!(allocation.rejected.len(), 3);
     // Room 2 only lacks equipment (−50) — less infeasible than a time conflict (−1000).
@@ -115,7 +115,7 @@ fn suggest_and_book_without_room_modes() {
     block_room(&mut f, 0, 1, 8, 12);
     f.request.fallback = FallbackMode::Suggest;
     let allocation = run(&f);
-    assert_eq!(allocation.outcome, Outcome::NoRoom { fallback: FallbackMode::Suggest });
+    assert_eq!(allocation.outcome, Decision::NoRoom { fallback: FallbackMode::Suggest });
     let same_room = &allocation.alternatives.same_room_other_times;
     assert_eq!(
         same_room.iter().map(|s| s.start).collect::<Vec<_>>(),
@@ -125,7 +125,7 @@ fn suggest_and_book_without_room_modes() {
     let allocation = run(&f);
     assert_eq!(
         allocation.outcome,
-        Outcome::RoomPending { score: Score { hard: 0, medium: -1, soft: 0 } }
+        Decision::RoomPending { score: Score { hard: 0, medium: -1, soft: 0 } }
     );
 }
 
@@ -134,7 +134,7 @@ fn a_failing_pinned_room_is_rejected_even_if_others_fit() {
     let mut f = three_rooms();
     f.request.room_id = Some(f.snapshot.rooms[2].id);
     let allocation = run(&f);
-    let Outcome::PinnedRoomRejected { rejection } = &allocation.outcome else {
+    let Decision::PinnedRoomRejected { rejection } = &allocation.outcome else {
         panic!("{:?}", allocation.outcome)
     };
     assert_eq!(rejection.rule, RuleId::RequiredEquipment);
@@ -142,7 +142,7 @@ fn a_failing_pinned_room_is_rejected_even_if_others_fit() {
     f.request.room_id = Some(f.snapshot.rooms[1].id);
     let allocation = run(&f);
     let room = f.snapshot.rooms[1].id;
-    assert!(matches!(allocation.outcome, Outcome::Assigned { room_id, .. } if room_id == room));
+    assert!(matches!(allocation.outcome, Decision::Assigned { room_id, .. } if room_id == room));
     f.request.room_id = Some(fixture_id(2, 999));
     let err = allocate(&default_rule_set(), &f.snapshot, &f.request, &AllocatorConfig::default());
     assert!(matches!(err, Err(AllocateError::PinnedRoomNotInClinic { .. })));
@@ -154,7 +154,7 @@ fn a_busy_doctor_is_a_participant_conflict_not_a_room_problem() {
     block_room(&mut f, 1, 1, 9, 10);
     f.snapshot.appointments[0].doctor_id = f.request.doctor_id;
     let allocation = run(&f);
-    let Outcome::ParticipantBusy { conflicts } = &allocation.outcome else {
+    let Decision::ParticipantBusy { conflicts } = &allocation.outcome else {
         panic!("{:?}", allocation.outcome)
     };
     assert_eq!(conflicts.len(), 1);
@@ -193,7 +193,7 @@ fn conflict_detection_is_logarithmic_in_appointments_per_room() {
     let allocation = run(&f);
     // All rooms once, then the chosen and every rejected room again with explanations.
     let explained = 1 + allocation.rejected.len() as u64;
-    assert!(matches!(allocation.outcome, Outcome::Assigned { .. }));
+    assert!(matches!(allocation.outcome, Decision::Assigned { .. }));
     assert_eq!(allocation.stats.rooms_evaluated, 60 + explained);
     // 60 rooms × a few rules that look at timelines × (log2(1000) ≈ 10 + a few neighbours).
     assert!(

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use backend_core::allocator::fixture::{Fixture, at, fixture_id};
 use backend_core::allocator::{
-    Allocation, AllocatorConfig, Block, ClinicSnapshot, EvalStats, Outcome, RoomTimeline, allocate,
-    epoch_us,
+    Allocation, AllocatorConfig, Block, ClinicSnapshot, Decision, EvalStats, RoomTimeline,
+    allocate, epoch_us,
 };
 use backend_core::domain::{
     Appointment, AppointmentStatus, BookingRequest, FallbackMode, Gender, GenderPolicy, Isolation,
@@ -249,18 +249,18 @@ proptest! {
         let rules = default_rule_set();
         let allocation = allocation_of(&rules, &case);
         let slot = Slot::new(case.request.start, case.request.end);
-        if let Outcome::Assigned { room_id, score } = allocation.outcome {
+        if let Decision::Assigned { room_id, score } = allocation.outcome {
             prop_assert!(score.is_feasible());
             let evaluation = evaluate_at(&rules, &case, room_id, slot);
             prop_assert!(evaluation.violations.is_empty(), "{:?}", evaluation.violations);
             assert_room_really_feasible(&case, room_id, slot, evaluation.turnover_minutes);
             prop_assert_eq!(allocation.explanation.as_ref().unwrap().room_id, room_id);
         }
-        if matches!(allocation.outcome, Outcome::NoRoom { .. } | Outcome::RoomPending { .. }) {
+        if matches!(allocation.outcome, Decision::NoRoom { .. } | Decision::RoomPending { .. }) {
             prop_assert!(allocation.ranked.is_empty(), "a fallback despite a feasible room");
         }
         if allocation.ranked.is_empty() && !case.snapshot.rooms.is_empty() {
-            let busy = matches!(allocation.outcome, Outcome::ParticipantBusy { .. });
+            let busy = matches!(allocation.outcome, Decision::ParticipantBusy { .. });
             if !busy {
                 prop_assert!(allocation.least_infeasible.is_some());
             }
@@ -276,7 +276,7 @@ proptest! {
         let slot = Slot::new(case.request.start, case.request.end);
         let ordered = allocation.ranked.windows(2).all(|w| w[0].score >= w[1].score);
         prop_assert!(ordered, "ranked order");
-        let participants_free = !matches!(allocation.outcome, Outcome::ParticipantBusy { .. });
+        let participants_free = !matches!(allocation.outcome, Decision::ParticipantBusy { .. });
         for ranked in &allocation.ranked {
             prop_assert!(ranked.score.is_feasible());
             if participants_free {

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 
 use scenarios::Scenario;
 
-use crate::observations::{Appointment, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::observations::{Appointment, BookingKey, BookingRecord, ClientOutcome, DbObservations};
 use crate::outcome::{InvariantResult, Violation};
 
 /// Runs every invariant; returns results in a fixed order and the violations found.
@@ -199,7 +199,7 @@ fn acknowledged_exactly_once(
     }
     let (mut checked, mut bad) = (0, 0);
     for b in bookings {
-        if let Outcome::Created { id, .. } = &b.outcome {
+        if let ClientOutcome::Created { id, .. } = &b.outcome {
             checked += 1;
             let found = by_id.get(id.as_str()).copied().unwrap_or(0);
             if found != 1 {
@@ -225,12 +225,14 @@ fn nothing_unacknowledged(
     let mut unknown: BTreeMap<&BookingKey, u32> = BTreeMap::new();
     for b in bookings {
         match &b.outcome {
-            Outcome::Created { id, .. } => {
+            ClientOutcome::Created { id, .. } => {
                 acknowledged.insert(id.as_str(), ());
             }
             // A final 503 says "retry later"; DATABASE_UNAVAILABLE during COMMIT means the
             // outcome is unknown: like a timeout, it may have left one row.
-            Outcome::Unanswered | Outcome::Unfinished | Outcome::ServerError { status: 503 } => {
+            ClientOutcome::Unanswered
+            | ClientOutcome::Unfinished
+            | ClientOutcome::ServerError { status: 503 } => {
                 *unknown.entry(&b.key).or_default() += 1
             }
             _ => {}
@@ -356,7 +358,7 @@ fn every_request_answered(
     violations: &mut Vec<Violation>,
 ) -> InvariantResult {
     let mut bad = 0;
-    for b in bookings.iter().filter(|b| b.outcome == Outcome::Unfinished) {
+    for b in bookings.iter().filter(|b| b.outcome == ClientOutcome::Unfinished) {
         bad += 1;
         let detail = format!(
             "booking #{} ({:?}) never ended: no answer and no recorded timeout",
@@ -380,7 +382,7 @@ fn alternatives_correct(
     // Acknowledged bookings in acknowledgement order: (ack time, booking, room, start, blocked).
     let mut acknowledged: Vec<(u64, u32, &str, u32, u32)> = bookings
         .iter()
-        .filter(|b| matches!(b.outcome, Outcome::Created { .. }))
+        .filter(|b| matches!(b.outcome, ClientOutcome::Created { .. }))
         .filter_map(|b| {
             let (room, start, blocked) = b.answer.booked.as_ref()?;
             Some((b.answered_at_us, b.index, room.as_str(), *start, *blocked))

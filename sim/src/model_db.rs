@@ -142,7 +142,7 @@ struct PooledConn {
 }
 
 impl PooledConn {
-    async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
+    async fn execute_statement(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
         let values: Vec<Value> = params.iter().map(to_model).collect();
         let now_us = modelled_us(turmoil::sim_elapsed().unwrap_or_default());
         if let Some(point) = self.drops.as_ref().and_then(|d| d.draw(now_us)) {
@@ -195,7 +195,7 @@ impl RawConn for PooledConn {
         sql: &'a str,
         params: &'a [SqlValue],
     ) -> BoxFuture<'a, Result<Rows, DbError>> {
-        Box::pin(self.run(sql, params))
+        Box::pin(self.execute_statement(sql, params))
     }
 
     /// Never pooled again: the stream is dropped, so the server ends the session.

@@ -33,7 +33,7 @@ pub struct BookingKey {
 
 /// How one booking (after all its attempts) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ClientOutcome {
     Created {
         id: String,
         room: Option<String>,
@@ -60,7 +60,7 @@ pub enum Outcome {
 pub struct BookingRecord {
     pub index: u32,
     pub key: BookingKey,
-    pub outcome: Outcome,
+    pub outcome: ClientOutcome,
     pub answered_at_us: u64,
     /// The first leaked database error seen in any answer of this booking.
     pub leaked: Option<String>,

@@ -66,7 +66,7 @@ fn the_partial_order_reduction_keeps_every_end_state_with_fewer_schedules() {
 #[test]
 fn crash_points_find_the_lost_answer_of_a_retry_without_idempotency_key() {
     let one = |key: bool| CheckConfig {
-        crash_points: true,
+        crash_points: 1,
         idempotency_key: key,
         ..CheckConfig::new("exclusion", 1, 1)
     };
@@ -110,14 +110,14 @@ fn a_counterexample_reads_back_as_a_spec_that_shows_the_double_booking() {
     let overlaps = events.iter().find_map(|e| match e {
         model::spec::Event::Step {
             step,
-            result: Some(model::spec::Outcome::Rows { rows, .. }),
+            result: Some(model::spec::StepResult::Rows { rows, .. }),
             ..
         } if step == "room_overlaps" => Some(rows.len()),
         _ => None,
     });
     assert_eq!(overlaps, Some(1), "one overlapping pair on the model:\n{text}");
     let doctors = events.iter().any(|e| {
-        matches!(e, model::spec::Event::Step { step, result: Some(model::spec::Outcome::Rows { rows, .. }), .. }
+        matches!(e, model::spec::Event::Step { step, result: Some(model::spec::StepResult::Rows { rows, .. }), .. }
             if step == "doctor_overlaps" && rows.is_empty())
     });
     assert!(doctors, "own doctors: no doctor overlap");

@@ -17,7 +17,7 @@
 //! 5. Alternatives: top-k other rooms at the same time; when the request cannot be served as
 //!    asked (or when configured), the same room at later times and the next feasible times
 //!    in any room (bounded search: `search_steps_max` steps of `search_step_minutes`).
-//! 6. Outcome by fallback mode: `Assigned`, `NoRoom` (reject / suggest), `RoomPending`
+//! 6. The decision by fallback mode: `Assigned`, `NoRoom` (reject / suggest), `RoomPending`
 //!    (book_without_room, medium −1), `PinnedRoomRejected` (422), `ParticipantBusy` (409).
 //!
 //! Pure: no I/O, no clock, no randomness. [`EvalStats`] counts rooms evaluated, rule checks
@@ -159,9 +159,10 @@ pub struct LeastInfeasible {
     pub violations: Vec<Violation>,
 }
 
+/// What the allocator decided for one request (`Allocation::outcome`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Decision {
     /// Book `ranked[0]`; on an exclusion violation try the next ranked room.
     Assigned { room_id: Uuid, score: Score },
     /// No feasible room; fallback `reject` (409) or `suggest` (answer with alternatives).
@@ -183,7 +184,7 @@ pub struct Allocation {
     /// `{"kind": "assigned" | "no_room" | "room_pending" | "pinned_room_rejected" |
     /// "participant_busy", …}`.
     #[schema(value_type = Object)]
-    pub outcome: Outcome,
+    pub outcome: Decision,
     /// Feasible rooms at the requested time, best first.
     #[schema(value_type = Vec<Object>)]
     pub ranked: Vec<RankedRoom>,
@@ -305,7 +306,7 @@ pub fn allocate(
             .collect(),
         ..Alternatives::default()
     };
-    let assigned = matches!(outcome, Outcome::Assigned { .. });
+    let assigned = matches!(outcome, Decision::Assigned { .. });
     if !assigned || config.suggest_times_when_assigned {
         let focus = focus_room(&ctx, pinned_index, &feasible, &explained);
         search_times(&ctx, config, focus, &mut alternatives, &mut stats);
@@ -388,25 +389,25 @@ fn decide(
     explained: &[RoomEvaluation],
     pinned_index: Option<usize>,
     conflicts: Vec<ParticipantConflict>,
-) -> Outcome {
+) -> Decision {
     if !conflicts.is_empty() {
-        return Outcome::ParticipantBusy { conflicts };
+        return Decision::ParticipantBusy { conflicts };
     }
     if let Some(pinned) = pinned_index
         && let Some(failed) = explained.iter().find(|e| e.room_index == pinned)
     {
         let rejection = failed.rejection(&ctx.snapshot.rooms[pinned]);
-        return Outcome::PinnedRoomRejected { rejection: rejection.expect("a violation") };
+        return Decision::PinnedRoomRejected { rejection: rejection.expect("a violation") };
     }
     if let Some(best) = feasible.first() {
-        return Outcome::Assigned { room_id: best.room_id, score: best.score };
+        return Decision::Assigned { room_id: best.room_id, score: best.score };
     }
     match request.fallback {
         FallbackMode::Reject | FallbackMode::Suggest => {
-            Outcome::NoRoom { fallback: request.fallback }
+            Decision::NoRoom { fallback: request.fallback }
         }
         FallbackMode::BookWithoutRoom => {
-            Outcome::RoomPending { score: Score { hard: 0, medium: -1, soft: 0 } }
+            Decision::RoomPending { score: Score { hard: 0, medium: -1, soft: 0 } }
         }
     }
 }

@@ -50,7 +50,7 @@ use super::transaction::{
 };
 use super::work::{Work, WorkCharge};
 use crate::allocator::{
-    AllocateError, Allocation, AllocatorConfig, Outcome, Participant, allocate,
+    AllocateError, Allocation, AllocatorConfig, Decision, Participant, allocate,
 };
 use crate::db::Conn;
 use crate::domain::{BookingRequest, Clock, FallbackMode, IdSource, Isolation};
@@ -358,7 +358,7 @@ async fn stored_replay(
 fn decide(ctx: &BookingContext<'_>, prepared: &Prepared) -> Result<Option<Vec<Candidate>>> {
     let allocation = &prepared.allocation;
     match &allocation.outcome {
-        Outcome::ParticipantBusy { conflicts } => {
+        Decision::ParticipantBusy { conflicts } => {
             let doctor = conflicts.iter().any(|c| c.participant == Participant::Doctor);
             let field = if doctor { "doctor_id" } else { "patient_id" };
             let mut extensions = ProblemExtensions::new();
@@ -366,7 +366,7 @@ fn decide(ctx: &BookingContext<'_>, prepared: &Prepared) -> Result<Option<Vec<Ca
             extensions.insert("alternatives".into(), alternatives_json(allocation));
             Err(Error::ParticipantUnavailable { field, extensions: Box::new(extensions) })
         }
-        Outcome::PinnedRoomRejected { rejection } => {
+        Decision::PinnedRoomRejected { rejection } => {
             let mut extensions = ProblemExtensions::new();
             extensions.insert("rejection".into(), json!(rejection));
             extensions.insert("alternatives".into(), alternatives_json(allocation));
@@ -376,12 +376,12 @@ fn decide(ctx: &BookingContext<'_>, prepared: &Prepared) -> Result<Option<Vec<Ca
                 extensions: Box::new(extensions),
             })
         }
-        Outcome::NoRoom { fallback: FallbackMode::Suggest } => Ok(None),
-        Outcome::NoRoom { .. } => {
+        Decision::NoRoom { fallback: FallbackMode::Suggest } => Ok(None),
+        Decision::NoRoom { .. } => {
             Err(room_unavailable(allocation, "no room satisfies every hard rule".into()))
         }
-        Outcome::RoomPending { .. } => Ok(Some(Vec::new())),
-        Outcome::Assigned { .. } => Ok(Some(candidates(ctx, prepared))),
+        Decision::RoomPending { .. } => Ok(Some(Vec::new())),
+        Decision::Assigned { .. } => Ok(Some(candidates(ctx, prepared))),
     }
 }
 

@@ -194,7 +194,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Runs the plan.
-    pub fn run(&mut self, plan: &Plan) -> ExecutionResult<QueryResult> {
+    pub fn execute_plan(&mut self, plan: &Plan) -> ExecutionResult<QueryResult> {
         match plan {
             Plan::Select(s) => self.select(s),
             Plan::Insert(i) => self.insert(i),

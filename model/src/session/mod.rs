@@ -145,7 +145,7 @@ impl Session {
 }
 
 /// What running one statement produced.
-enum Outcome {
+enum StatementProgress {
     Done(Result<QueryResult, Error>),
     Blocked,
 }
@@ -210,15 +210,15 @@ impl Engine {
                 return Some(self.finish_submit(session));
             };
             match outcome {
-                Outcome::Blocked => return None,
-                Outcome::Done(Ok(r)) => {
+                StatementProgress::Blocked => return None,
+                StatementProgress::Done(Ok(r)) => {
                     if let Some(p) =
                         self.sessions.get_mut(&session).and_then(|s| s.pending.as_mut())
                     {
                         p.last = Some(r);
                     }
                 }
-                Outcome::Done(Err(e)) => {
+                StatementProgress::Done(Err(e)) => {
                     self.handle_error(session, &e);
                     if let Some(s) = self.sessions.get_mut(&session) {
                         s.pending = None;
@@ -239,11 +239,13 @@ impl Engine {
         Ok(last)
     }
 
-    fn exec_statement(&mut self, session: SessionId, text: &str) -> Outcome {
+    fn exec_statement(&mut self, session: SessionId, text: &str) -> StatementProgress {
         let version = self.db.catalog.schema_version;
         let cached = self.plans.lock().expect("plan cache").get(text, version);
         let cached_plan = match cached {
-            Some(Parsed::Control(c)) => return Outcome::Done(self.exec_control(session, c)),
+            Some(Parsed::Control(c)) => {
+                return StatementProgress::Done(self.exec_control(session, c));
+            }
             Some(Parsed::Plan(p)) => Some(p),
             None => None,
         };
@@ -257,17 +259,17 @@ impl Engine {
                     Parsed::Control(c.clone()),
                 );
             }
-            return Outcome::Done(control.and_then(|c| self.exec_control(session, c)));
+            return StatementProgress::Done(control.and_then(|c| self.exec_control(session, c)));
         }
         let s = &self.sessions[&session];
         if s.txn.as_ref().is_some_and(|t| t.failed) {
-            return Outcome::Done(Err(Error::InFailedTransaction));
+            return StatementProgress::Done(Err(Error::InFailedTransaction));
         }
         // PostgreSQL refuses NUL in a text parameter when binding it (22021), an error like any
         // other: inside a block it aborts the transaction.
         let params = s.pending.as_ref().map(|p| p.params.as_slice()).unwrap_or_default();
         if params.iter().any(|v| matches!(v, Value::Text(t) if t.contains('\0'))) {
-            return Outcome::Done(Err(errinput!(
+            return StatementProgress::Done(Err(errinput!(
                 "22021",
                 "invalid byte sequence for encoding \"UTF8\": 0x00"
             )));
@@ -276,7 +278,7 @@ impl Engine {
             Some(p) => p,
             None => match self.plan_uncached(text) {
                 Ok(p) => p,
-                Err(e) => return Outcome::Done(Err(e)),
+                Err(e) => return StatementProgress::Done(Err(e)),
             },
         };
         self.ensure_txn(session);
@@ -293,7 +295,11 @@ impl Engine {
     }
 
     /// Takes the statement snapshot (waiting for a safe one if DEFERRABLE) and runs it.
-    fn start_statement(&mut self, session: SessionId, plan: Option<Arc<Plan>>) -> Outcome {
+    fn start_statement(
+        &mut self,
+        session: SessionId,
+        plan: Option<Arc<Plan>>,
+    ) -> StatementProgress {
         self.start_statement_at(session, plan, None)
     }
 
@@ -304,7 +310,7 @@ impl Engine {
         session: SessionId,
         plan: Option<Arc<Plan>>,
         deferred: Option<u64>,
-    ) -> Outcome {
+    ) -> StatementProgress {
         let last_commit = self.db.xids.last_commit;
         let has_writer = self.db.ssi.has_active_writer();
         let s = self.sessions.get_mut(&session).expect("open session");
@@ -333,11 +339,11 @@ impl Engine {
         };
         match plan {
             Some(p) => self.attempt(session, p, snap, Replay::default(), None),
-            None => Outcome::Done(ok("")),
+            None => StatementProgress::Done(ok("")),
         }
     }
 
-    fn resume_blocked(&mut self, session: SessionId, b: Blocked) -> Outcome {
+    fn resume_blocked(&mut self, session: SessionId, b: Blocked) -> StatementProgress {
         if b.wait == Wait::SafeSnapshot {
             return self.start_statement_at(session, b.plan, Some(b.snap.seq));
         }
@@ -366,7 +372,7 @@ impl Engine {
         snap: Snapshot,
         mut replay: Replay,
         prior: Option<Blocked>,
-    ) -> Outcome {
+    ) -> StatementProgress {
         let context = self.transaction_context(session);
         // Borrowed from the session (a field apart from `db`), not copied per attempt.
         let params: &[Value] = self
@@ -377,7 +383,7 @@ impl Engine {
         let mut executor =
             Executor::new(&mut self.db, context, snap, params, &mut replay, self.now);
         executor.resumed = prior.is_some();
-        let result = executor.run(&plan);
+        let result = executor.execute_plan(&plan);
         if result.is_err() {
             executor.undo();
         }
@@ -386,16 +392,16 @@ impl Engine {
                 if let Some(t) = self.sessions.get_mut(&session).and_then(|s| s.txn.as_mut()) {
                     t.cmd += 1;
                 }
-                Outcome::Done(Ok(r))
+                StatementProgress::Done(Ok(r))
             }
-            Err(Halt::Error(e)) => Outcome::Done(Err(e)),
+            Err(Halt::Error(e)) => StatementProgress::Done(Err(e)),
             Err(Halt::Block(wait)) => {
                 let same = prior.filter(|p| p.wait == wait);
                 match same {
                     Some(mut p) => {
                         p.replay = replay;
                         self.set_blocked(session, p);
-                        Outcome::Blocked
+                        StatementProgress::Blocked
                     }
                     None => self.block(session, Some(plan), snap, replay, wait),
                 }
@@ -410,7 +416,7 @@ impl Engine {
         snap: Snapshot,
         replay: Replay,
         wait: Wait,
-    ) -> Outcome {
+    ) -> StatementProgress {
         self.wait_seq += 1;
         let waited_on = self.first_row_blocker(session, &wait);
         let b = Blocked {
@@ -425,7 +431,7 @@ impl Engine {
             sleep_start: self.now,
         };
         self.set_blocked(session, b);
-        Outcome::Blocked
+        StatementProgress::Blocked
     }
 
     fn set_blocked(&mut self, session: SessionId, b: Blocked) {
@@ -513,7 +519,7 @@ impl Engine {
         let snap = Snapshot { seq: self.db.xids.last_commit, txn: 0, cmd: 0 };
         let mut replay = Replay::default();
         let mut executor = Executor::new(&mut self.db, context, snap, &[], &mut replay, self.now);
-        match executor.run(&plan) {
+        match executor.execute_plan(&plan) {
             Ok(r) => Ok(r),
             Err(Halt::Error(e)) => Err(e.into_sql_error()),
             Err(Halt::Block(_)) => {

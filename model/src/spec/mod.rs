@@ -18,4 +18,6 @@ pub mod runner;
 pub use cli::{Format, SpecArgs, SpecError, SpecVerdict, parse_file, run, run_cli, run_model};
 pub use output::{diff, to_json_lines, to_text};
 pub use parse::{ParseError, Spec, parse_spec};
-pub use runner::{BackendError, Event, Outcome, PermutationResult, SpecBackend, Started, run_spec};
+pub use runner::{
+    BackendError, Event, PermutationResult, SpecBackend, Started, StepResult, run_spec,
+};

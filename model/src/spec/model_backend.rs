@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::output::value_json;
-use super::runner::{BackendError, Outcome, SETTLE_WINDOW, SpecBackend, Started};
+use super::runner::{BackendError, SETTLE_WINDOW, SpecBackend, Started, StepResult};
 use crate::{Engine, EngineConfig, Response, SessionId, Step};
 
 /// A wait gives up after this many timer firings (a guard against a timer that re-arms).
@@ -24,7 +24,7 @@ pub struct ModelBackend {
     control: SessionId,
     sessions: Vec<SessionId>,
     /// Finished statements not yet reported, by spec session index; BTreeMap for determinism.
-    done: BTreeMap<usize, Outcome>,
+    done: BTreeMap<usize, StepResult>,
 }
 
 impl ModelBackend {
@@ -43,7 +43,7 @@ impl ModelBackend {
     }
 
     /// Advances through timers until `session` finishes; None if it never can.
-    fn advance_until_done(&mut self, session: usize) -> Option<Outcome> {
+    fn advance_until_done(&mut self, session: usize) -> Option<StepResult> {
         for _ in 0..TIMER_ADVANCES_MAX {
             self.collect();
             if let Some(o) = self.done.remove(&session) {
@@ -57,14 +57,14 @@ impl ModelBackend {
 }
 
 /// A response in the runner's terms: rows if the statement returns columns, else its tag.
-pub fn outcome(response: Response) -> Outcome {
+pub fn outcome(response: Response) -> StepResult {
     match response {
-        Ok(q) if q.columns.is_empty() => Outcome::Tag { tag: q.tag },
-        Ok(q) => Outcome::Rows {
+        Ok(q) if q.columns.is_empty() => StepResult::Tag { tag: q.tag },
+        Ok(q) => StepResult::Rows {
             cols: q.columns,
             rows: q.rows.iter().map(|r| r.iter().map(value_json).collect()).collect(),
         },
-        Err(e) => Outcome::Error { error: e.code, message: e.message },
+        Err(e) => StepResult::Error { error: e.code, message: e.message },
     }
 }
 
@@ -75,10 +75,10 @@ impl SpecBackend for ModelBackend {
         Ok(())
     }
 
-    async fn control(&mut self, sql: &str) -> Result<Outcome, BackendError> {
+    async fn control(&mut self, sql: &str) -> Result<StepResult, BackendError> {
         match self.engine.submit(self.control, sql, &[]) {
             Step::Done(r) => Ok(outcome(r)),
-            Step::Blocked => Ok(Outcome::Error {
+            Step::Blocked => Ok(StepResult::Error {
                 error: "blocked".into(),
                 message: "a setup or teardown block waited on a lock".into(),
             }),
@@ -99,12 +99,12 @@ impl SpecBackend for ModelBackend {
         }
     }
 
-    async fn poll(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
+    async fn poll(&mut self, session: usize) -> Result<Option<StepResult>, BackendError> {
         self.collect();
         Ok(self.done.remove(&session))
     }
 
-    async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
+    async fn wait(&mut self, session: usize) -> Result<Option<StepResult>, BackendError> {
         Ok(self.advance_until_done(session))
     }
 

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use super::parse::Spec;
-use super::runner::{Event, Outcome, PermutationResult};
+use super::runner::{Event, PermutationResult, StepResult};
 use crate::{Range, Value};
 
 /// A model value as the JSON report shows it.
@@ -146,13 +146,13 @@ fn text_event(spec: &Spec, event: &Event, out: &mut String) {
     }
 }
 
-fn text_outcome(o: &Outcome, out: &mut String) {
+fn text_outcome(o: &StepResult, out: &mut String) {
     match o {
-        Outcome::Tag { .. } => {}
-        Outcome::Error { message, .. } => {
+        StepResult::Tag { .. } => {}
+        StepResult::Error { message, .. } => {
             let _ = writeln!(out, "ERROR:  {message}");
         }
-        Outcome::Rows { cols, rows } => text_table(cols, rows, out),
+        StepResult::Rows { cols, rows } => text_table(cols, rows, out),
     }
 }
 

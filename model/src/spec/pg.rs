@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::parse::Spec;
 use super::runner::{
-    BackendError, Outcome, PermutationResult, SETTLE_WINDOW, SpecBackend, Started, run_spec,
+    BackendError, PermutationResult, SETTLE_WINDOW, SpecBackend, Started, StepResult, run_spec,
 };
 
 mod wire;
@@ -96,11 +96,11 @@ impl PgBackend {
         })
     }
 
-    async fn control_sql(&mut self, sql: &str) -> Result<Outcome, BackendError> {
+    async fn control_sql(&mut self, sql: &str) -> Result<StepResult, BackendError> {
         let q = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()));
         match q.execute(&mut self.control).await {
-            Ok(_) => Ok(Outcome::Tag { tag: "OK".into() }),
-            Err(sqlx::Error::Database(e)) => Ok(Outcome::Error {
+            Ok(_) => Ok(StepResult::Tag { tag: "OK".into() }),
+            Err(sqlx::Error::Database(e)) => Ok(StepResult::Error {
                 error: e.code().map(|c| c.to_string()).unwrap_or_default(),
                 message: e.message().to_string(),
             }),
@@ -122,7 +122,7 @@ impl PgBackend {
     }
 
     /// Polls a running step until it finishes (Some) or is blocked on a lock (None).
-    async fn settle(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
+    async fn settle(&mut self, session: usize) -> Result<Option<StepResult>, BackendError> {
         let deadline = Instant::now() + self.step_wait_max;
         loop {
             if let Some(o) = self.sessions[session].try_finish(POLL_INTERVAL).await? {
@@ -147,7 +147,7 @@ impl SpecBackend for PgBackend {
             "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
              SET search_path TO {schema}, public; SET TimeZone TO 'UTC'"
         );
-        if let Outcome::Error { message, .. } = self.control_sql(&create).await? {
+        if let StepResult::Error { message, .. } = self.control_sql(&create).await? {
             return Err(BackendError(format!("cannot create schema {schema}: {message}")));
         }
         let options = format!("-c search_path={schema},public -c TimeZone=UTC");
@@ -161,7 +161,7 @@ impl SpecBackend for PgBackend {
         Ok(())
     }
 
-    async fn control(&mut self, sql: &str) -> Result<Outcome, BackendError> {
+    async fn control(&mut self, sql: &str) -> Result<StepResult, BackendError> {
         self.control_sql(sql).await
     }
 
@@ -173,11 +173,11 @@ impl SpecBackend for PgBackend {
         })
     }
 
-    async fn poll(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
+    async fn poll(&mut self, session: usize) -> Result<Option<StepResult>, BackendError> {
         self.settle(session).await
     }
 
-    async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError> {
+    async fn wait(&mut self, session: usize) -> Result<Option<StepResult>, BackendError> {
         let deadline = Instant::now() + self.step_wait_max;
         while Instant::now() < deadline {
             if let Some(o) = self.sessions[session].try_finish(Duration::from_millis(50)).await? {
@@ -214,7 +214,7 @@ impl SpecBackend for PgBackend {
         }
         if let Some(schema) = self.schema.take() {
             let drop = format!("SET search_path TO public; DROP SCHEMA IF EXISTS {schema} CASCADE");
-            if let Outcome::Error { message, .. } = self.control_sql(&drop).await? {
+            if let StepResult::Error { message, .. } = self.control_sql(&drop).await? {
                 return Err(BackendError(format!("cannot drop schema {schema}: {message}")));
             }
         }

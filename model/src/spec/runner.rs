@@ -35,15 +35,15 @@ pub const SETTLE_WINDOW: std::time::Duration = std::time::Duration::from_millis(
 /// What one step produced: R in the JSON format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Outcome {
+pub enum StepResult {
     Tag { tag: String },
     Rows { cols: Vec<String>, rows: Vec<Vec<serde_json::Value>> },
     Error { error: String, message: String },
 }
 
-impl Outcome {
+impl StepResult {
     pub fn is_error(&self) -> bool {
-        matches!(self, Outcome::Error { .. })
+        matches!(self, StepResult::Error { .. })
     }
 }
 
@@ -57,14 +57,14 @@ pub enum Event {
         session: String,
         blocked: bool,
         #[serde(skip_serializing_if = "Option::is_none", default)]
-        result: Option<Outcome>,
+        result: Option<StepResult>,
     },
     /// A waiting step finished.
-    Completed { completed: String, session: String, result: Outcome },
+    Completed { completed: String, session: String, result: StepResult },
     /// A waiting step that can never finish (no pending timer; or the step timeout passed).
     Stuck { stuck: String, session: String },
     /// A failed setup or teardown block (`where`: "setup", "teardown", "s1 setup", …).
-    Control { control: String, result: Outcome },
+    Control { control: String, result: StepResult },
 }
 
 /// One permutation's report: a line of the JSON output.
@@ -77,7 +77,7 @@ pub struct PermutationResult {
 /// What starting a step gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Started {
-    Done(Outcome),
+    Done(StepResult),
     Blocked,
 }
 
@@ -94,13 +94,13 @@ pub trait SpecBackend {
     /// A fresh database with one connection per session, plus a control connection.
     async fn open(&mut self, sessions: usize) -> Result<(), BackendError>;
     /// Runs a setup/teardown block on the control connection.
-    async fn control(&mut self, sql: &str) -> Result<Outcome, BackendError>;
+    async fn control(&mut self, sql: &str) -> Result<StepResult, BackendError>;
     /// Starts a step on a session: finished, or blocked on a lock.
     async fn start(&mut self, session: usize, sql: &str) -> Result<Started, BackendError>;
     /// Whether a waiting step has finished, without waiting for locks.
-    async fn poll(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
+    async fn poll(&mut self, session: usize) -> Result<Option<StepResult>, BackendError>;
     /// Waits for a waiting step to finish; `None` if it never can.
-    async fn wait(&mut self, session: usize) -> Result<Option<Outcome>, BackendError>;
+    async fn wait(&mut self, session: usize) -> Result<Option<StepResult>, BackendError>;
     /// Called after each step has started (finished or blocked). If `any_waiting` (this
     /// step or an earlier one is waiting) the clock advances by [`SETTLE_WINDOW`], firing
     /// the timers due in it; otherwise timing cannot matter until the next wait.
@@ -134,7 +134,7 @@ struct Waiter {
     session: usize,
     step: String,
     /// Its result, once it finished but may not be reported yet (blocker markers).
-    held: Option<Outcome>,
+    held: Option<StepResult>,
     /// Steps that must not be running when this one is reported complete (`step(other)`).
     blockers: Vec<String>,
 }
@@ -280,17 +280,19 @@ impl<B: SpecBackend> Run<'_, B> {
     }
 
     /// A session setup/teardown block: run it and wait for it.
-    async fn run_to_end(&mut self, session: usize, sql: &str) -> Result<Outcome, BackendError> {
+    async fn run_to_end(&mut self, session: usize, sql: &str) -> Result<StepResult, BackendError> {
         match self.backend.start(session, sql).await? {
             Started::Done(o) => Ok(o),
-            Started::Blocked => Ok(self.backend.wait(session).await?.unwrap_or(Outcome::Error {
-                error: "stuck".into(),
-                message: "session setup/teardown never finished".into(),
-            })),
+            Started::Blocked => {
+                Ok(self.backend.wait(session).await?.unwrap_or(StepResult::Error {
+                    error: "stuck".into(),
+                    message: "session setup/teardown never finished".into(),
+                }))
+            }
         }
     }
 
-    fn report_control(&mut self, place: &str, result: Outcome) {
+    fn report_control(&mut self, place: &str, result: StepResult) {
         if result.is_error() {
             self.events.push(Event::Control { control: place.to_string(), result });
         }

@@ -155,10 +155,11 @@ pub enum Command {
         /// The bookings' fallback when no room is free: reject, suggest, book_without_room.
         #[arg(long, default_value = "reject")]
         fallback: String,
-        /// Each booking's backend may crash once between any two of its statements (or before
-        /// its answer arrives); the client then sends the same request again.
-        #[arg(long)]
-        crash_points: bool,
+        /// Backend crashes per schedule (bare flag = 1): a booking's backend may crash between
+        /// any two of its statements (or before its answer arrives), at most once per booking;
+        /// the client then sends the same request again.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_value_t = 0, default_missing_value = "1")]
+        crash_points: u32,
         /// Send the bookings (and their retries) without an Idempotency-Key.
         #[arg(long)]
         no_idempotency_key: bool,
@@ -321,7 +322,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 )
             });
             let outputs = RunOutputs { print_trace: trace, archive: archive.as_ref(), html };
-            run(&scenario_arg, config, check_determinism, format, outputs)
+            run_scenario(&scenario_arg, config, check_determinism, format, outputs)
         }
         Command::Explore {
             scenario,
@@ -490,7 +491,7 @@ struct RunOutputs<'a> {
     html: Option<PathBuf>,
 }
 
-fn run(
+fn run_scenario(
     scenario_arg: &str,
     config: RunConfig,
     check: bool,

@@ -186,8 +186,8 @@ impl Event {
 pub struct Limits {
     /// CHESS-style bound on switches away from a session that could go on; `None` = none.
     pub preemptions_max: Option<u32>,
-    /// Crashes each booking may suffer (0 = no crash points).
-    pub crashes_per_booking: u32,
+    /// Crashes one schedule may have in all (0 = no crash points); each booking at most one.
+    pub crashes_max: u32,
     /// Sleep sets (partial-order reduction): skip orders that only swap independent steps.
     pub reduction: bool,
 }
@@ -279,7 +279,8 @@ pub async fn run_schedule(
     // attempt with its reads delayed, a schedule explored without the crash, so such crashes
     // are not offered.
     let mut executed = vec![false; n];
-    let mut crashes_left = vec![limits.crashes_per_booking; n];
+    let mut crashes_left = vec![u32::from(limits.crashes_max > 0); n];
+    let mut crashes_total = 0;
     let mut out = ScheduleOutcome {
         answers: vec![None; n],
         attempts: vec![1; n],
@@ -353,6 +354,7 @@ pub async fn run_schedule(
             (0..n)
                 .filter(|&i| {
                     crashes_left[i] > 0
+                        && crashes_total < limits.crashes_max
                         && executed[i]
                         && matches!(states[i], State::Posted | State::Done)
                 })
@@ -421,6 +423,7 @@ pub async fn run_schedule(
             }
             Choice::Crash(i) => {
                 crashes_left[i] -= 1;
+                crashes_total += 1;
                 out.attempts[i] += 1;
                 out.answers[i] = None;
                 executed[i] = false;

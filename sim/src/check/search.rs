@@ -20,7 +20,7 @@ use super::scope::{ScopeBooking, Shape, scope_bookings, scope_scenario};
 use crate::SimError;
 use crate::ids::ClinicIds;
 use crate::invariants;
-use crate::observations::{AnswerDetail, BookingKey, BookingRecord, DbObservations, Outcome};
+use crate::observations::{AnswerDetail, BookingKey, BookingRecord, ClientOutcome, DbObservations};
 use crate::outcome::Violation;
 use crate::world::engine::{prepare_engine, strategy};
 
@@ -32,9 +32,10 @@ pub struct CheckConfig {
     pub shape: Shape,
     /// The bookings' `fallback` field (`reject`, `suggest`, `book_without_room`).
     pub fallback: String,
-    /// Each booking's backend may crash once between any two of its statements (or after
-    /// its last, before the answer arrives); the client then sends the request again.
-    pub crash_points: bool,
+    /// Backend crashes per schedule (0 = none): a booking's backend may crash between any
+    /// two of its statements (or after its last, before the answer arrives), at most once
+    /// per booking; the client then sends the request again.
+    pub crash_points: u32,
     /// Whether the bookings carry an Idempotency-Key (their retries reuse it).
     pub idempotency_key: bool,
     /// CHESS-style preemption bound; `None` = unbounded (exhaustive).
@@ -54,7 +55,7 @@ impl CheckConfig {
             rooms,
             shape: Shape::SameSlot,
             fallback: "reject".into(),
-            crash_points: false,
+            crash_points: 0,
             idempotency_key: true,
             preemptions: None,
             reduction: true,
@@ -72,8 +73,10 @@ impl CheckConfig {
             self.fallback,
             self.strategy
         );
-        if self.crash_points {
-            scope.push_str(", crash points");
+        match self.crash_points {
+            0 => {}
+            1 => scope.push_str(", 1 crash point"),
+            n => scope.push_str(&format!(", {n} crash points")),
         }
         if !self.idempotency_key {
             scope.push_str(", no Idempotency-Key");
@@ -189,7 +192,7 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
         .map_err(|e| SimError::HostFailed(format!("tokio runtime: {e}")))?;
     let limits = Limits {
         preemptions_max: config.preemptions,
-        crashes_per_booking: u32::from(config.crash_points),
+        crashes_max: config.crash_points,
         reduction: config.reduction,
     };
     let mut end_states: BTreeSet<u64> = BTreeSet::new();
@@ -292,7 +295,7 @@ fn verdict(
         .enumerate()
         .map(|(i, (answer, booking))| {
             let (outcome_of, leaked) = match answer {
-                None => (Outcome::Unfinished, None),
+                None => (ClientOutcome::Unfinished, None),
                 Some((status, text)) => {
                     (classify(*status, text, ids), invariants::leaked_db_error(text))
                 }
@@ -329,21 +332,21 @@ fn verdict(
     Ok((violations, end_state))
 }
 
-fn classify(status: u16, text: &str, ids: &ClinicIds) -> Outcome {
+fn classify(status: u16, text: &str, ids: &ClinicIds) -> ClientOutcome {
     let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
     let alternatives = json["alternatives"].as_array().map_or(0, |a| a.len() as u32);
     match status {
-        201 => Outcome::Created {
+        201 => ClientOutcome::Created {
             id: json["id"].as_str().unwrap_or_default().to_string(),
             room: json["room"]["id"]
                 .as_str()
                 .map(|r| ids.name_of_text(r).unwrap_or_else(|| r.to_string())),
         },
-        409 => Outcome::Conflict {
+        409 => ClientOutcome::Conflict {
             alternatives,
             room_unavailable: json["code"].as_str() == Some("ROOM_UNAVAILABLE"),
         },
-        400..=499 => Outcome::Rejected { status },
-        _ => Outcome::ServerError { status },
+        400..=499 => ClientOutcome::Rejected { status },
+        _ => ClientOutcome::ServerError { status },
     }
 }

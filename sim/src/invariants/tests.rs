@@ -32,7 +32,7 @@ fn created(index: u32, a: &Appointment) -> BookingRecord {
             appointment_type: a.appointment_type.clone(),
             start_min: a.start_min,
         },
-        outcome: Outcome::Created { id: a.id.clone(), room: a.room.clone() },
+        outcome: ClientOutcome::Created { id: a.id.clone(), room: a.room.clone() },
         answered_at_us: 500,
         leaked: None,
         attempts: 1,
@@ -92,13 +92,13 @@ fn lost_acknowledgement_and_phantom_rows_are_found() {
     let a2 = appt("a2", "room-02", "doctor-02", "patient-002", 540);
     // Booking 0 was told 201 a1, but a1 is gone; a2 exists but its booking got a 409.
     let mut b1 = created(1, &a2);
-    b1.outcome = Outcome::Conflict { alternatives: 2, room_unavailable: true };
+    b1.outcome = ClientOutcome::Conflict { alternatives: 2, room_unavailable: true };
     let bookings = vec![created(0, &a1), b1.clone()];
     let (results, _) =
         check_all(&storm(), std::slice::from_ref(&a2), &bookings, &DbObservations::default());
     assert_eq!(violated(&results), vec!["acknowledged_exactly_once", "nothing_unacknowledged"]);
     // The same row is fine when its booking's outcome is unknown (a recorded timeout).
-    b1.outcome = Outcome::Unanswered;
+    b1.outcome = ClientOutcome::Unanswered;
     let (results, _) = check_all(&storm(), &[a2], &[b1], &DbObservations::default());
     assert!(violated(&results).is_empty());
 }
@@ -126,10 +126,10 @@ fn hard_rules_are_checked_from_scenario_data() {
 fn leaks_deadlocks_and_unfinished_bookings_are_found() {
     let a1 = appt("a1", "room-01", "doctor-01", "patient-001", 540);
     let mut leaked = created(0, &a1);
-    leaked.outcome = Outcome::ServerError { status: 500 };
+    leaked.outcome = ClientOutcome::ServerError { status: 500 };
     leaked.leaked = leaked_db_error("{\"detail\":\"ERROR: deadlock detected (SQLSTATE 40P01)\"}");
     let mut unfinished = created(1, &a1);
-    unfinished.outcome = Outcome::Unfinished;
+    unfinished.outcome = ClientOutcome::Unfinished;
     let db = DbObservations { deadlocks: vec![(1234, "session 7".into())], ..Default::default() };
     let (results, violations) = check_all(&storm(), &[], &[leaked, unfinished], &db);
     assert_eq!(
@@ -168,7 +168,7 @@ fn wrong_alternatives_are_found_and_right_ones_pass() {
         visit_min: Some((start, start + 30)),
     };
     let mut refused = created(1, &appt("a2", "room-02", "doctor-02", "patient-002", 540));
-    refused.outcome = Outcome::Conflict { alternatives: 4, room_unavailable: true };
+    refused.outcome = ClientOutcome::Conflict { alternatives: 4, room_unavailable: true };
     refused.answer = AnswerDetail {
         sent_at_us: 600,
         booked: None,
@@ -206,7 +206,7 @@ fn wrong_alternatives_are_found_and_right_ones_pass() {
 fn alternatives_must_pass_the_hard_rule_oracle() {
     let rules = Scenario::builtin("rules").unwrap().scenario;
     let mut refused = created(0, &appt("a1", "exam-1", "dr-cardio", "patient-001", 540));
-    refused.outcome = Outcome::Conflict { alternatives: 1, room_unavailable: true };
+    refused.outcome = ClientOutcome::Conflict { alternatives: 1, room_unavailable: true };
     // exam-6 is in maintenance (H01).
     let alternatives = vec![OfferedAlternative { room: "exam-6".into(), visit_min: None }];
     refused.answer = AnswerDetail { sent_at_us: 10, booked: None, alternatives };

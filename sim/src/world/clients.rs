@@ -1,5 +1,5 @@
 //! The clients host: one task per booker, each booking sent over HTTP with its retries,
-//! client-side faults and timeouts; the answer classified into an [`Outcome`] and a
+//! client-side faults and timeouts; the answer classified into a [`ClientOutcome`] and a
 //! [`BookingRecord`], Server-Timing folded into the histograms, and the in-run checks fed.
 
 use std::cell::RefCell;
@@ -14,7 +14,9 @@ use crate::ids::ClinicIds;
 use crate::invariants;
 use crate::live::{Acknowledged, LiveChecker};
 use crate::net;
-use crate::observations::{AnswerDetail, BookingKey, BookingRecord, OfferedAlternative, Outcome};
+use crate::observations::{
+    AnswerDetail, BookingKey, BookingRecord, ClientOutcome, OfferedAlternative,
+};
 use crate::timescale::{TICK, TIME_SCALE, modelled_us, scaled_ms, scaled_us};
 use crate::topology::BACKEND_PORT;
 use crate::trace::SharedTrace;
@@ -93,7 +95,7 @@ async fn run_booker(bookings: Vec<PlannedBooking>, ctx: ClientCtx) {
         let record = book_with_retries(&booking, &ctx).await;
         // Room assignment is the latency of bookings that were assigned a room; 409s and
         // room_pending bookings are counted in the report, not averaged in.
-        if matches!(record.outcome, Outcome::Created { room: Some(_), .. }) {
+        if matches!(record.outcome, ClientOutcome::Created { room: Some(_), .. }) {
             let latency_us = modelled_us(intended.elapsed());
             ctx.histograms.lock().expect("histograms").record(Metric::RoomAssignment, latency_us);
         }
@@ -109,7 +111,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         headers.push(("idempotency-key", key.clone()));
     }
     let mut leaked = None;
-    let mut outcome = Outcome::Unanswered;
+    let mut outcome = ClientOutcome::Unanswered;
     let mut detail = AnswerDetail::default();
     let (mut attempts, mut timeouts, mut lost) = (0, 0, 0);
     for attempt in 0..=w.client_retries_max {
@@ -166,7 +168,7 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
             trace(ctx, format!("retry-after #{} attempt {attempt}", b.index));
             continue;
         }
-        if let Outcome::Created { id, room } = &outcome {
+        if let ClientOutcome::Created { id, room } = &outcome {
             let turnover_min = parsed.turnover_minutes.unwrap_or(0);
             ctx.live.borrow_mut().created(Acknowledged {
                 booking: b.index,
@@ -319,9 +321,9 @@ impl<'de> serde::Deserialize<'de> for AlternativesCount {
     }
 }
 
-fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> Outcome {
+fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> ClientOutcome {
     match status {
-        201 => Outcome::Created {
+        201 => ClientOutcome::Created {
             id: answer.id.clone().unwrap_or_default(),
             room: answer
                 .room
@@ -331,14 +333,14 @@ fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> Outcome {
         },
         // The `suggest` fallback: no booking, alternatives offered.
         200 if answer.booked == Some(false) => {
-            Outcome::Conflict { alternatives: answer.alternatives.0, room_unavailable: true }
+            ClientOutcome::Conflict { alternatives: answer.alternatives.0, room_unavailable: true }
         }
-        409 => Outcome::Conflict {
+        409 => ClientOutcome::Conflict {
             alternatives: answer.alternatives.0,
             room_unavailable: answer.code.as_deref() == Some("ROOM_UNAVAILABLE"),
         },
-        400..=499 => Outcome::Rejected { status },
-        _ => Outcome::ServerError { status },
+        400..=499 => ClientOutcome::Rejected { status },
+        _ => ClientOutcome::ServerError { status },
     }
 }
 
@@ -427,7 +429,7 @@ mod tests {
     }
 
     /// What the client takes from an answer text: the outcome and a 201's turnover.
-    fn classify_text(status: u16, body: &str, ids: &ClinicIds) -> (Outcome, u32) {
+    fn classify_text(status: u16, body: &str, ids: &ClinicIds) -> (ClientOutcome, u32) {
         let answer: Answer = serde_json::from_str(body).unwrap_or_default();
         (classify(status, &answer, ids), answer.turnover_minutes.unwrap_or(0))
     }
@@ -443,29 +445,35 @@ mod tests {
                "assignment":{{"explanation":[{{"rule":"S01","weight":10}}]}}}}"#
         );
         let (outcome, turnover) = classify_text(201, &body, &ids);
-        assert_eq!(outcome, Outcome::Created { id: "a1".into(), room: Some("room-03".into()) });
+        assert_eq!(
+            outcome,
+            ClientOutcome::Created { id: "a1".into(), room: Some("room-03".into()) }
+        );
         assert_eq!(turnover, 5);
         let pending = classify_text(201, r#"{"id":"a2","room":null}"#, &ids);
-        assert_eq!(pending, (Outcome::Created { id: "a2".into(), room: None }, 0));
+        assert_eq!(pending, (ClientOutcome::Created { id: "a2".into(), room: None }, 0));
         let list = r#"{"code":"ROOM_UNAVAILABLE","alternatives":[{"a":1},{"b":[2]}]}"#;
         assert_eq!(
             classify_text(409, list, &ids).0,
-            Outcome::Conflict { alternatives: 2, room_unavailable: true }
+            ClientOutcome::Conflict { alternatives: 2, room_unavailable: true }
         );
         let object = r#"{"code":"DOCTOR_BUSY","alternatives":{"x":[1,2],"y":[3],"z":null}}"#;
         assert_eq!(
             classify_text(409, object, &ids).0,
-            Outcome::Conflict { alternatives: 3, room_unavailable: false }
+            ClientOutcome::Conflict { alternatives: 3, room_unavailable: false }
         );
         let suggest = r#"{"booked":false,"alternatives":[1]}"#;
         assert_eq!(
             classify_text(200, suggest, &ids).0,
-            Outcome::Conflict { alternatives: 1, room_unavailable: true }
+            ClientOutcome::Conflict { alternatives: 1, room_unavailable: true }
         );
-        assert_eq!(classify_text(500, "not json", &ids).0, Outcome::ServerError { status: 500 });
+        assert_eq!(
+            classify_text(500, "not json", &ids).0,
+            ClientOutcome::ServerError { status: 500 }
+        );
         assert_eq!(
             classify_text(201, "not json", &ids).0,
-            Outcome::Created { id: "".into(), room: None }
+            ClientOutcome::Created { id: "".into(), room: None }
         );
     }
 }

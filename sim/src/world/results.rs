@@ -10,7 +10,7 @@ use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants;
 use crate::observations::{
-    AnswerDetail, Appointment, BookingKey, BookingRecord, DbObservations, Outcome,
+    AnswerDetail, Appointment, BookingKey, BookingRecord, ClientOutcome, DbObservations,
 };
 use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
 use crate::timeline::{StatementEvent, Timeline};
@@ -160,7 +160,7 @@ fn unfinished(b: &PlannedBooking) -> BookingRecord {
         appointment_type: b.appointment_type.clone(),
         start_min: b.start_min,
     };
-    let outcome = Outcome::Unfinished;
+    let outcome = ClientOutcome::Unfinished;
     BookingRecord {
         index: b.index,
         key,
@@ -181,18 +181,18 @@ fn counts(records: &[BookingRecord], rows: &[Appointment]) -> Counts {
         c.timeouts += r.timeouts as u64;
         c.connection_failures += r.lost as u64;
         match &r.outcome {
-            Outcome::Created { room, .. } => {
+            ClientOutcome::Created { room, .. } => {
                 c.created_201 += 1;
                 c.room_pending += room.is_none() as u64;
             }
-            Outcome::Conflict { alternatives, room_unavailable } => {
+            ClientOutcome::Conflict { alternatives, room_unavailable } => {
                 c.conflicts_409 += 1;
                 c.room_unavailable += *room_unavailable as u64;
                 c.conflicts_with_alternatives += (*room_unavailable && *alternatives > 0) as u64;
             }
-            Outcome::Rejected { .. } => c.other_4xx += 1,
-            Outcome::ServerError { .. } => c.errors_5xx += 1,
-            Outcome::Unanswered | Outcome::Unfinished => c.unanswered += 1,
+            ClientOutcome::Rejected { .. } => c.other_4xx += 1,
+            ClientOutcome::ServerError { .. } => c.errors_5xx += 1,
+            ClientOutcome::Unanswered | ClientOutcome::Unfinished => c.unanswered += 1,
         }
     }
     c.appointments_final = rows.iter().filter(|a| a.active).count() as u64;

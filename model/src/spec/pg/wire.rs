@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::super::runner::{BackendError, Outcome};
+use super::super::runner::{BackendError, StepResult};
 
 /// A backend message may not exceed this many bytes.
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -29,7 +29,7 @@ pub struct WireConn {
     busy: bool,
     cols: Option<(Vec<String>, Vec<u32>)>,
     rows: Vec<Vec<serde_json::Value>>,
-    last: Option<Outcome>,
+    last: Option<StepResult>,
 }
 
 fn err(what: impl std::fmt::Display) -> BackendError {
@@ -66,7 +66,7 @@ impl WireConn {
         msg.extend_from_slice(&body);
         conn.stream.write_all(&msg).await.map_err(err)?;
         match conn.try_finish(Duration::from_secs(10)).await? {
-            Some(Outcome::Error { message, .. }) => Err(err(format!("startup: {message}"))),
+            Some(StepResult::Error { message, .. }) => Err(err(format!("startup: {message}"))),
             Some(_) => Ok(conn),
             None => Err(err("startup timed out")),
         }
@@ -92,7 +92,7 @@ impl WireConn {
     }
 
     /// Reads for up to `wait`; the step's outcome once the server is ready for a new query.
-    pub async fn try_finish(&mut self, wait: Duration) -> Result<Option<Outcome>, BackendError> {
+    pub async fn try_finish(&mut self, wait: Duration) -> Result<Option<StepResult>, BackendError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             while let Some((kind, body)) = self.next_message()? {
@@ -129,7 +129,7 @@ impl WireConn {
     }
 
     /// Applies one message; the outcome when it is ReadyForQuery.
-    fn handle(&mut self, kind: u8, body: &[u8]) -> Result<Option<Outcome>, BackendError> {
+    fn handle(&mut self, kind: u8, body: &[u8]) -> Result<Option<StepResult>, BackendError> {
         match kind {
             b'R' => {
                 let code = read_i32(body, 0)?;
@@ -148,14 +148,18 @@ impl WireConn {
             b'C' => {
                 let tag = cstr(body, 0)?.0;
                 self.last = Some(match self.cols.take() {
-                    Some((cols, _)) => Outcome::Rows { cols, rows: std::mem::take(&mut self.rows) },
-                    None => Outcome::Tag { tag },
+                    Some((cols, _)) => {
+                        StepResult::Rows { cols, rows: std::mem::take(&mut self.rows) }
+                    }
+                    None => StepResult::Tag { tag },
                 });
             }
             b'E' => self.last = Some(error_fields(body)?),
             b'Z' => {
                 self.busy = false;
-                return Ok(Some(self.last.take().unwrap_or(Outcome::Tag { tag: String::new() })));
+                return Ok(Some(
+                    self.last.take().unwrap_or(StepResult::Tag { tag: String::new() }),
+                ));
             }
             _ => {} // ParameterStatus, NoticeResponse, EmptyQueryResponse, …
         }
@@ -223,7 +227,7 @@ fn data_row(b: &[u8], types: &[u32]) -> Result<Vec<serde_json::Value>, BackendEr
     Ok(row)
 }
 
-fn error_fields(b: &[u8]) -> Result<Outcome, BackendError> {
+fn error_fields(b: &[u8]) -> Result<StepResult, BackendError> {
     let (mut code, mut message, mut at) = (String::new(), String::new(), 0);
     while at < b.len() && b[at] != 0 {
         let field = b[at];
@@ -235,5 +239,5 @@ fn error_fields(b: &[u8]) -> Result<Outcome, BackendError> {
         }
         at = next;
     }
-    Ok(Outcome::Error { error: code, message })
+    Ok(StepResult::Error { error: code, message })
 }
