@@ -48,6 +48,7 @@ pub mod compare;
 pub mod erlang;
 pub mod error;
 pub mod explore;
+pub mod files;
 pub mod histograms;
 pub mod ids;
 pub mod invariants;

@@ -146,21 +146,7 @@ pub fn render_run(
 /// Writes `content` to `path` through a temporary file in the same directory and a rename,
 /// so a failure never leaves half a page. Any failure is bad input naming the path (exit 2).
 pub fn write_page(path: &Path, content: &str) -> Result<(), SimError> {
-    let fail = |what: &Path, e: std::io::Error| {
-        SimError::BadInput(format!("--html {}: {e}", what.display()))
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| SimError::BadInput(format!("--html {}: not a file name", path.display())))?;
-    let mut partial_name = std::ffi::OsString::from(".");
-    partial_name.push(name);
-    partial_name.push(".partial");
-    let partial = path.with_file_name(partial_name);
-    std::fs::write(&partial, content).map_err(|e| fail(path, e))?;
-    std::fs::rename(&partial, path).map_err(|e| {
-        let _ = std::fs::remove_file(&partial);
-        fail(path, e)
-    })
+    crate::files::write_whole("--html", path, content)
 }
 
 /// Horizontal scale of a chart: maps [min, max] to [left, right] pixels.

@@ -22,6 +22,7 @@ use crate::ids::ClinicIds;
 use crate::invariants;
 use crate::observations::{AnswerDetail, BookingKey, BookingRecord, ClientOutcome, DbObservations};
 use crate::outcome::Violation;
+use crate::world::clients::classify_body;
 use crate::world::engine::{prepare_engine, strategy};
 
 #[derive(Clone, Debug)]
@@ -297,7 +298,7 @@ fn verdict(
             let (outcome_of, leaked) = match answer {
                 None => (ClientOutcome::Unfinished, None),
                 Some((status, text)) => {
-                    (classify(*status, text, ids), invariants::leaked_db_error(text))
+                    (classify_body(*status, text, ids), invariants::leaked_db_error(text))
                 }
             };
             BookingRecord {
@@ -330,23 +331,4 @@ fn verdict(
             .push(Violation { invariant: "every_request_answered".into(), detail: stuck.clone() });
     }
     Ok((violations, end_state))
-}
-
-fn classify(status: u16, text: &str, ids: &ClinicIds) -> ClientOutcome {
-    let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    let alternatives = json["alternatives"].as_array().map_or(0, |a| a.len() as u32);
-    match status {
-        201 => ClientOutcome::Created {
-            id: json["id"].as_str().unwrap_or_default().to_string(),
-            room: json["room"]["id"]
-                .as_str()
-                .map(|r| ids.name_of_text(r).unwrap_or_else(|| r.to_string())),
-        },
-        409 => ClientOutcome::Conflict {
-            alternatives,
-            room_unavailable: json["code"].as_str() == Some("ROOM_UNAVAILABLE"),
-        },
-        400..=499 => ClientOutcome::Rejected { status },
-        _ => ClientOutcome::ServerError { status },
-    }
 }

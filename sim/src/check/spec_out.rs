@@ -202,14 +202,7 @@ pub fn render(config: &CheckConfig, counterexample: &Counterexample) -> Result<S
     Ok(out)
 }
 
-/// Writes the spec to `path` whole or not at all (a temporary file renamed into place).
+/// Writes the spec to `path` whole or not at all.
 pub fn write(path: &Path, text: &str) -> Result<(), SimError> {
-    let fail =
-        |e: std::io::Error| SimError::BadInput(format!("--spec-out {}: {e}", path.display()));
-    let temp = path.with_extension("spec.partial");
-    std::fs::write(&temp, text).map_err(fail)?;
-    std::fs::rename(&temp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        fail(e)
-    })
+    crate::files::write_whole("--spec-out", path, text)
 }

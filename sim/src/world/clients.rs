@@ -321,6 +321,11 @@ impl<'de> serde::Deserialize<'de> for AlternativesCount {
     }
 }
 
+/// [`classify`] of an answer's body text (a malformed body reads as an empty answer).
+pub(crate) fn classify_body(status: u16, body: &str, ids: &ClinicIds) -> ClientOutcome {
+    classify(status, &serde_json::from_str(body).unwrap_or_default(), ids)
+}
+
 fn classify(status: u16, answer: &Answer, ids: &ClinicIds) -> ClientOutcome {
     match status {
         201 => ClientOutcome::Created {

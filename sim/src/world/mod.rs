@@ -37,7 +37,7 @@
 //! - `driver` — steps the world, applying the scenario's faults on time, then settles it.
 //! - `results` — the final rows, the invariants and the [`RunOutcome`](crate::outcome::RunOutcome).
 
-mod clients;
+pub(crate) mod clients;
 mod config;
 pub mod cpu;
 mod driver;
