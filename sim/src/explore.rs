@@ -76,6 +76,10 @@ pub struct FailedSeed {
     pub first_violation_us: Option<u64>,
     pub violations: Vec<Violation>,
     pub replay: String,
+    /// `roomsim shrink` for the seed (its smallest reproduction); empty under a planted
+    /// transaction guard, which `shrink` does not take.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub shrink: String,
 }
 
 /// The explore report (also the input of `roomsim merge`).
@@ -223,8 +227,15 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
             if let Some(profile) = &cfg.profile_arg {
                 replay.push_str(&format!(" --profile {profile}"));
             }
+            let mut shrink = String::new();
+            if cfg.guard == GuardMode::Safe {
+                shrink = report::shrink_command(&cfg.scenario_arg, &cfg.strategy, seed);
+                if let Some(profile) = &cfg.profile_arg {
+                    shrink.push_str(&format!(" --profile {profile}"));
+                }
+            }
             let violations = violations.into_iter().take(SEED_VIOLATIONS_KEPT_MAX).collect();
-            failed.push(FailedSeed { seed, first_violation_us, violations, replay });
+            failed.push(FailedSeed { seed, first_violation_us, violations, replay, shrink });
         }
         per_seed.push(hash);
     }
@@ -381,6 +392,9 @@ pub fn text(r: &ExploreReport, scenario: &Scenario) -> Result<String, SimError> 
             out.push_str(&format!("  {}: {}\n", v.invariant, v.detail));
         }
         out.push_str(&format!("  replay: {}\n", f.replay));
+        if !f.shrink.is_empty() {
+            out.push_str(&format!("  shrink: {}\n", f.shrink));
+        }
     }
     out.push_str(&format!("\ncoverage: {} distinct interleaving signatures\n", r.coverage));
     out.push_str(&format!("seeds_per_second: {}\n", r.seeds_per_second));

@@ -267,6 +267,11 @@ pub fn replay_command(scenario_arg: &str, strategy: &str, guard: GuardMode, seed
     )
 }
 
+/// The shrink command for one failing seed (`roomsim shrink`: its smallest reproduction).
+pub fn shrink_command(scenario_arg: &str, strategy: &str, seed: u64) -> String {
+    format!("roomsim shrink --scenario {scenario_arg} --strategy {strategy} --seed {seed}")
+}
+
 /// One run as JSON.
 pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Value {
     let f = Figures::of_run(o, scenario);

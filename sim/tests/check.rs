@@ -135,3 +135,29 @@ fn bad_scope_is_bad_input() {
     assert!(matches!(run_check(&bad), Err(sim::SimError::BadInput(_))));
     assert!("diagonal".parse::<Shape>().is_err());
 }
+
+/// shrink finds the pair behind a storm double booking under naive, and the bound can make it
+/// come out empty: with no pairs allowed, only single bookings are tried and none double-books.
+#[test]
+fn shrink_reduces_a_failing_seed_to_two_bookings_and_can_come_out_empty() {
+    use sim::check::shrink::{ShrinkLimits, shrink};
+    let scenario = scenarios::Scenario::builtin("storm").unwrap().scenario;
+    let run = sim::world::RunConfig {
+        scenario: std::sync::Arc::new(scenario),
+        seed: 0,
+        strategy: "naive".into(),
+        guard: backend_core::db::guard::GuardMode::Safe,
+        keep_trace: false,
+        profile: sim::world::default_profile(),
+    };
+    let report = shrink(&run, ShrinkLimits::default()).unwrap();
+    assert_eq!(report.run_invariants, vec!["no_room_overlap".to_string()]);
+    let found = report.found.expect("a reproduction");
+    assert_eq!(found.bookings.len(), 2, "{:?}", found.bookings);
+    assert_ne!(found.bookings[0], found.bookings[1]);
+    let counterexample = found.report.counterexample.expect("the check failed");
+    assert!(counterexample.violations.iter().any(|v| v.invariant == "no_room_overlap"));
+    let empty = shrink(&run, ShrinkLimits { pairs_max: 0, ..ShrinkLimits::default() }).unwrap();
+    assert!(empty.found.is_none(), "no pair, no triple: nothing reproduces");
+    assert_eq!(empty.run_invariants, report.run_invariants);
+}

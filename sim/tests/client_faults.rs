@@ -84,6 +84,7 @@ fn the_planted_guard_bug_is_found_within_a_few_seeds() {
             .first()
             .unwrap_or_else(|| panic!("late-begin: no failing seed in {base}..{}", base + 10));
         assert!(first.replay.contains("--guard late-begin"), "{}", first.replay);
+        assert!(first.shrink.is_empty(), "shrink takes no --guard: not offered");
         seeds_to_find.push(first.seed - base + 1);
     }
     seeds_to_find.sort();

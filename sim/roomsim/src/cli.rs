@@ -137,6 +137,33 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "json")]
         format: Format,
     },
+    /// From a failing run seed to its smallest reproduction: the fewest bookings, then the
+    /// fewest preemptions and statements, found by `check` in the run's clinic.
+    /// Exit 1 when the seed breaks an invariant (with the reproduction, if one was found),
+    /// 0 when it breaks none.
+    Shrink {
+        /// Built-in scenario name or path to a scenario file.
+        #[arg(long, default_value = "storm")]
+        scenario: String,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long, default_value = "exclusion")]
+        strategy: String,
+        /// Latency profile (as for `run`): it shapes the run's interleaving.
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Highest preemption bound tried per candidate.
+        #[arg(long, default_value_t = 2)]
+        preemptions_max: u32,
+        /// Candidate pairs tried, the bookings sent closest together first.
+        #[arg(long, default_value_t = 100)]
+        pairs_max: usize,
+        /// Write the reproduction as an isolation spec (for `roomsim spec FILE --diff`).
+        #[arg(long, value_name = "FILE")]
+        spec_out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Systematic exploration: every interleaving of N bookings' statements (small scopes).
     Check {
         #[arg(long, default_value = "exclusion")]
@@ -412,6 +439,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 preemptions,
                 reduction: !no_reduction,
                 max_schedules,
+                given: None,
             };
             let report = sim::check::run_check(&config)?;
             if let (Some(path), Some(counterexample)) = (&spec_out, &report.counterexample) {
@@ -424,6 +452,44 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             };
             println!("{text}");
             Ok(if report.counterexample.is_some() { exit::FAILED } else { exit::OK })
+        }
+        Command::Shrink {
+            scenario,
+            seed,
+            strategy,
+            profile,
+            preemptions_max,
+            pairs_max,
+            spec_out,
+            format,
+        } => {
+            let loaded = Scenario::resolve(&scenario)?;
+            let run = RunConfig {
+                guard: GuardMode::Safe,
+                scenario: Arc::new(loaded.scenario),
+                seed,
+                strategy,
+                keep_trace: false,
+                profile: world::load_profile(profile.as_deref())?,
+            };
+            let limits = sim::check::shrink::ShrinkLimits {
+                preemptions_max,
+                pairs_max,
+                ..Default::default()
+            };
+            let report = sim::check::shrink::shrink(&run, limits)?;
+            if let (Some(path), Some(found)) = (&spec_out, &report.found)
+                && let Some(counterexample) = &found.report.counterexample
+            {
+                let text = sim::check::spec_out::render(&found.config, counterexample)?;
+                sim::check::spec_out::write(path, &text)?;
+            }
+            let text = match format {
+                Format::Json => sim::check::report::shrink_json(&run, &report),
+                Format::Text => sim::check::report::shrink_text(&run, &report),
+            };
+            println!("{text}");
+            Ok(if report.run_invariants.is_empty() { exit::OK } else { exit::FAILED })
         }
         Command::Strategies => {
             for (name, broken) in world::strategies() {

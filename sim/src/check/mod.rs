@@ -1,6 +1,6 @@
 //! `roomsim check`: systematic exploration of the real booking path for a small scope.
 //!
-//! WHAT: N bookings (2–4) of one slot in a clinic of R rooms (1–3), each sent through
+//! WHAT: N bookings (1–4) of one slot in a clinic of R rooms (1–3), each sent through
 //! backend-core's `api_router` with tower's `oneshot`, over a `Db` whose connections hand every
 //! statement to a controlled scheduler (`scheduler.rs`). The scheduler owns one model engine
 //! (sans-IO) and polls the booking futures on one thread; a step runs one session's pending
@@ -12,14 +12,20 @@
 //! WHY: random seeds cannot show the absence of a race; for a small scope this enumerates
 //! every interleaving of statements.
 //!
-//! NOT MODELLED (yet): crash points, visited-state caching and partial-order reduction, the
-//! choice of which waiter's deadlock check fires first (virtual time advances only when every
-//! session is blocked, so the earliest waiter's check fires first), isolation-spec export.
+//! Around the search: `scope.rs` (the bookings of a scope), `report.rs` (text and JSON, the
+//! side-by-side counterexample), `spec_out.rs` (the counterexample as an isolation spec),
+//! `shrink.rs` (from a failing run seed to the smallest reproduction).
+//!
+//! NOT MODELLED (yet): visited-state caching (the reduction is sleep sets over pure reads
+//! only, so crash points make no scope exhaustive), the choice of which waiter's deadlock
+//! check fires first (virtual time advances only when every session is blocked, or by the
+//! `Continue` choice beside crash options).
 
 pub mod report;
 pub mod scheduler;
 pub mod scope;
 pub mod search;
+pub mod shrink;
 pub mod spec_out;
 
 pub use scope::Shape;

@@ -4,6 +4,8 @@
 use std::fmt::Write;
 
 use super::search::{CheckConfig, CheckReport};
+use super::shrink::ShrinkReport;
+use crate::world::RunConfig;
 
 /// Width of one session's column in the table, in characters.
 const COLUMN_CHARS: usize = 58;
@@ -96,6 +98,72 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
         "distinct_end_states": report.distinct_end_states,
         "steps_max": report.steps_max,
         "counterexample": counterexample,
+    });
+    serde_json::to_string_pretty(&value).expect("json")
+}
+
+/// The shrink report: the run's verdict, then the reproduction's check report.
+pub fn shrink_text(run: &RunConfig, report: &ShrinkReport) -> String {
+    let mut out = String::new();
+    let scenario = &run.scenario.name;
+    if report.run_invariants.is_empty() {
+        let _ = writeln!(
+            out,
+            "shrink: seed {} of {scenario} under {} breaks no invariant: nothing to shrink",
+            report.seed, run.strategy
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "shrink: seed {} of {scenario} under {} breaks {}",
+        report.seed,
+        run.strategy,
+        report.run_invariants.join(", ")
+    );
+    let tried = format!("{} checks, {} schedules", report.checks, report.schedules);
+    match &report.found {
+        None => {
+            let _ = writeln!(
+                out,
+                "no reproduction with 1-3 bookings within the bounds ({tried}{}); replay the \
+                 seed: {}",
+                if report.budget_spent { ", schedule budget spent" } else { "" },
+                crate::report::replay_command(scenario, &run.strategy, run.guard, report.seed)
+            );
+        }
+        Some(found) => {
+            let names: Vec<String> = found.bookings.iter().map(|i| format!("#{i}")).collect();
+            let _ = writeln!(
+                out,
+                "smallest reproduction: {} booking{} ({}), {} preemption{} ({tried})\n",
+                found.bookings.len(),
+                if found.bookings.len() == 1 { "" } else { "s" },
+                names.join(", "),
+                found.config.preemptions.unwrap_or(0),
+                if found.config.preemptions == Some(1) { "" } else { "s" },
+            );
+            out.push_str(&text(&found.config, &found.report));
+        }
+    }
+    out
+}
+
+pub fn shrink_json(run: &RunConfig, report: &ShrinkReport) -> String {
+    let found = report.found.as_ref().map(|found| {
+        let check: serde_json::Value =
+            serde_json::from_str(&json(&found.config, &found.report)).expect("our own json");
+        serde_json::json!({"bookings": found.bookings, "check": check})
+    });
+    let value = serde_json::json!({
+        "scenario": run.scenario.name,
+        "strategy": run.strategy,
+        "seed": report.seed,
+        "run_invariants": report.run_invariants,
+        "checks": report.checks,
+        "schedules": report.schedules,
+        "budget_spent": report.budget_spent,
+        "reproduction": found,
     });
     serde_json::to_string_pretty(&value).expect("json")
 }

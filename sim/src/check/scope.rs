@@ -72,6 +72,16 @@ pub struct ScopeBooking {
     pub body: String,
 }
 
+/// Bookings given one by one instead of by a shape (`roomsim shrink`: bookings of a failing
+/// run, in that run's clinic).
+#[derive(Clone, Debug)]
+pub struct GivenBookings {
+    pub scenario: Scenario,
+    pub bookings: Vec<ScopeBooking>,
+    /// How the scope names them, e.g. "bookings #3 and #17 of storm seed 0".
+    pub label: String,
+}
+
 /// The clinic of a scope: the `conflict` scenario cut to `rooms` rooms.
 pub fn scope_scenario(rooms: u32) -> Result<Scenario, SimError> {
     if !(1..=ROOMS_MAX).contains(&rooms) {

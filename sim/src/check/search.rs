@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use super::scheduler::{
     BookingFuture, BookingIds, Event, FixedClock, Hub, Limits, ScheduleOutcome, Slot, run_schedule,
 };
-use super::scope::{ScopeBooking, Shape, scope_bookings, scope_scenario};
+use super::scope::{GivenBookings, ScopeBooking, Shape, scope_bookings, scope_scenario};
 use crate::SimError;
 use crate::ids::ClinicIds;
 use crate::invariants;
@@ -44,6 +44,8 @@ pub struct CheckConfig {
     /// Partial-order reduction by sleep sets (`--no-reduction` turns it off, to measure it).
     pub reduction: bool,
     pub max_schedules: u64,
+    /// Bookings given one by one (`shrink`); `None` = `bookings`, `rooms` and `shape` above.
+    pub given: Option<Arc<GivenBookings>>,
 }
 
 impl CheckConfig {
@@ -61,19 +63,23 @@ impl CheckConfig {
             preemptions: None,
             reduction: true,
             max_schedules: 1_000_000,
+            given: None,
         }
     }
 
     /// "2 bookings x 1 room, same-slot, strategy naive, crash points, no Idempotency-Key".
     pub fn scope(&self) -> String {
-        let mut scope = format!(
-            "{} bookings x {} rooms, {}, fallback {}, strategy {}",
-            self.bookings,
-            self.rooms,
-            self.shape.name(),
-            self.fallback,
-            self.strategy
-        );
+        let mut scope = match &self.given {
+            Some(given) => format!("{}, strategy {}", given.label, self.strategy),
+            None => format!(
+                "{} bookings x {} rooms, {}, fallback {}, strategy {}",
+                self.bookings,
+                self.rooms,
+                self.shape.name(),
+                self.fallback,
+                self.strategy
+            ),
+        };
         match self.crash_points {
             0 => {}
             1 => scope.push_str(", 1 crash point"),
@@ -83,6 +89,14 @@ impl CheckConfig {
             scope.push_str(", no Idempotency-Key");
         }
         scope
+    }
+
+    /// The clinic the bookings are made in.
+    pub fn scenario(&self) -> Result<Scenario, SimError> {
+        match &self.given {
+            Some(given) => Ok(given.scenario.clone()),
+            None => scope_scenario(self.rooms),
+        }
     }
 }
 
@@ -135,10 +149,12 @@ struct Prepared {
 
 fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
     let strategy = strategy(&config.strategy)?;
-    let scenario = scope_scenario(config.rooms)?;
+    let scenario = config.scenario()?;
     let ids = ClinicIds::new(&scenario);
-    let bookings =
-        scope_bookings(&scenario, &ids, config.bookings, config.shape, &config.fallback)?;
+    let bookings = match &config.given {
+        Some(given) => given.bookings.clone(),
+        None => scope_bookings(&scenario, &ids, config.bookings, config.shape, &config.fallback)?,
+    };
     let template = prepare_engine(&scenario, &ids, strategy, 0)?;
     let day_s = scenarios::parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let now = chrono::DateTime::from_timestamp(day_s + 60, 0).expect("a valid day");

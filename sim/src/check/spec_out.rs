@@ -22,7 +22,6 @@ use std::path::Path;
 
 use backend_core::db::SqlValue;
 
-use super::scope::scope_scenario;
 use super::search::{CheckConfig, Counterexample};
 use crate::SimError;
 use crate::ids::ClinicIds;
@@ -98,7 +97,7 @@ fn one_line(sql: &str) -> String {
 
 /// The spec text of a counterexample.
 pub fn render(config: &CheckConfig, counterexample: &Counterexample) -> Result<String, SimError> {
-    let scenario = scope_scenario(config.rooms)?;
+    let scenario = config.scenario()?;
     let ids = ClinicIds::new(&scenario);
     let setup = setup_statements(&scenario, &ids, strategy(&config.strategy)?)?;
     let events = &counterexample.events;

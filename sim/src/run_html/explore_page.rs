@@ -187,11 +187,19 @@ fn failing_seeds(body: &mut String, r: &ExploreReport) {
             body,
             "<tr class=\"failing-seed\"><td>{}</td><td>{}</td><td class=\"l\">{violations}</td>\
              <td class=\"l\"><code class=\"replay\">{}</code><br>its picture: \
-             <code class=\"picture\">{}</code></td></tr>",
+             <code class=\"picture\">{}</code>{}</td></tr>",
             f.seed,
             escape(&first),
             escape(&f.replay),
-            escape(&picture)
+            escape(&picture),
+            if f.shrink.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "<br>its smallest reproduction: <code class=\"shrink\">{}</code>",
+                    escape(&f.shrink)
+                )
+            }
         );
     }
     body.push_str("</table>");
@@ -230,6 +238,7 @@ mod tests {
                 replay: format!(
                     "roomsim run --scenario storm --strategy naive --seed {seed} --trace"
                 ),
+                shrink: format!("roomsim shrink --scenario storm --strategy naive --seed {seed}"),
             })
             .collect();
         let aggregate = Aggregate {

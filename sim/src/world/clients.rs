@@ -220,7 +220,11 @@ fn needs(b: &PlannedBooking, scenario: &Scenario) -> serde_json::Value {
 }
 
 /// The booking request in backend-core's shape (room-rules.md §4).
-fn request_body(b: &PlannedBooking, scenario: &Scenario, ids: &ClinicIds) -> serde_json::Value {
+pub(crate) fn request_body(
+    b: &PlannedBooking,
+    scenario: &Scenario,
+    ids: &ClinicIds,
+) -> serde_json::Value {
     let day_s = parse_day_unix_s(&scenario.clinic.day).expect("validated by the scenarios crate");
     let at = |min: u32| {
         let t = chrono::DateTime::from_timestamp(day_s + min as i64 * 60, 0).expect("valid day");

@@ -1,0 +1,84 @@
+//! `roomsim shrink`: a failing storm seed under naive shrinks to two bookings whose spec
+//! replays the double booking on real PostgreSQL (needs DATABASE_URL; the replay is skipped
+//! with a notice without it); a passing seed has nothing to shrink; bad input exits 2.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("roomsim-shrink-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn roomsim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_roomsim")).args(args).output().expect("roomsim runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql() {
+    let dir = temp_dir("naive");
+    let spec = dir.join("naive.spec");
+    let spec = spec.to_str().unwrap();
+    let args =
+        ["shrink", "--scenario", "storm", "--strategy", "naive", "--seed", "0", "--spec-out", spec];
+    let out = roomsim(&args);
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
+    assert!(printed.contains("breaks no_room_overlap"), "{printed}");
+    assert!(printed.contains("smallest reproduction: 2 bookings"), "{printed}");
+    assert!(printed.contains("invariant no_room_overlap"), "the table names it\n{printed}");
+    let written = std::fs::read_to_string(spec).expect("the spec is written");
+    assert!(written.contains("session b1") && written.contains("session b2"), "{written}");
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!(
+            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of shrink's spec"
+        );
+        return;
+    };
+    let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
+    assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
+    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    let after = on_pg.split("step room_overlaps").nth(1).expect("the step ran");
+    let table = after.split("step doctor_overlaps").next().unwrap();
+    assert!(table.contains("(1 row)"), "PostgreSQL shows one overlapping pair:\n{table}");
+}
+
+#[test]
+fn a_passing_seed_has_nothing_to_shrink_and_bad_input_exits_2() {
+    let dir = temp_dir("safe");
+    let spec = dir.join("safe.spec");
+    let spec = spec.to_str().unwrap();
+    let out = roomsim(&["shrink", "--strategy", "exclusion", "--seed", "0", "--spec-out", spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("nothing to shrink"), "{}", text(&out));
+    assert!(!std::path::Path::new(spec).exists(), "no reproduction, no file");
+    let out = roomsim(&["shrink", "--scenario", "no-such-scenario", "--seed", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("no-such-scenario"), "{}", text(&out));
+    let out = roomsim(&["shrink", "--strategy", "optimistic", "--seed", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("optimistic"), "{}", text(&out));
+    let out = roomsim(&["shrink"]);
+    assert_eq!(out.status.code(), Some(2), "--seed is required: {}", text(&out));
+}
+
+#[test]
+fn explore_offers_a_shrink_command_that_works() {
+    let out =
+        roomsim(&["explore", "--scenario", "storm", "--strategy", "naive", "--seeds", "0..2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let printed = text(&out);
+    let line = printed.lines().find_map(|l| l.trim().strip_prefix("shrink: "));
+    let command = line.unwrap_or_else(|| panic!("a shrink line per failing seed:\n{printed}"));
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    assert_eq!(args[0], "shrink", "{command}");
+    let out = roomsim(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("smallest reproduction: 2 bookings"), "{}", text(&out));
+}
