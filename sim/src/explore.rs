@@ -222,18 +222,15 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
         if !hash.passed {
-            let mut replay =
-                report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.guard, seed);
-            if let Some(profile) = &cfg.profile_arg {
-                replay.push_str(&format!(" --profile {profile}"));
-            }
-            let mut shrink = String::new();
-            if cfg.guard == GuardMode::Safe {
-                shrink = report::shrink_command(&cfg.scenario_arg, &cfg.strategy, seed);
-                if let Some(profile) = &cfg.profile_arg {
-                    shrink.push_str(&format!(" --profile {profile}"));
-                }
-            }
+            let profile =
+                cfg.profile_arg.as_ref().map_or(String::new(), |p| format!(" --profile {p}"));
+            let replay = report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.guard, seed)
+                + &profile;
+            let shrink = if cfg.guard == GuardMode::Safe {
+                report::shrink_command(&cfg.scenario_arg, &cfg.strategy, seed) + &profile
+            } else {
+                String::new()
+            };
             let violations = violations.into_iter().take(SEED_VIOLATIONS_KEPT_MAX).collect();
             failed.push(FailedSeed { seed, first_violation_us, violations, replay, shrink });
         }

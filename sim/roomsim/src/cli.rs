@@ -313,6 +313,14 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     }
 }
 
+/// The scenario as a replay command names it: the user's argument, and the profile after it.
+fn replay_scenario_arg(scenario: String, profile: Option<&std::path::Path>) -> String {
+    match profile {
+        Some(file) => format!("{scenario} --profile {}", file.display()),
+        None => scenario,
+    }
+}
+
 fn dispatch(command: Command) -> Result<u8, SimError> {
     match command {
         Command::Run {
@@ -337,11 +345,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 keep_trace: trace || html.is_some(),
                 profile: world::load_profile(profile.as_deref())?,
             };
-            // The replay command names the profile too (after the scenario argument).
-            let scenario_arg = match &profile {
-                Some(file) => format!("{scenario} --profile {}", file.display()),
-                None => scenario,
-            };
+            let scenario_arg = replay_scenario_arg(scenario, profile.as_deref());
             let archive = archive.map(|dir| {
                 Archive::new(
                     dir,
@@ -486,7 +490,11 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             }
             let text = match format {
                 Format::Json => sim::check::report::shrink_json(&run, &report),
-                Format::Text => sim::check::report::shrink_text(&run, &report),
+                Format::Text => sim::check::report::shrink_text(
+                    &run,
+                    &replay_scenario_arg(scenario, profile.as_deref()),
+                    &report,
+                ),
             };
             println!("{text}");
             Ok(if report.run_invariants.is_empty() { exit::OK } else { exit::FAILED })

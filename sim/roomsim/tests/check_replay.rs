@@ -4,24 +4,11 @@
 //! deadlock). Needs DATABASE_URL (skipped with a notice without it; `.ci/run` sets it). Also,
 //! without a database: exit codes and nothing half-written for --spec-out.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-/// A fresh directory of this test process.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("roomsim-check-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::path::Path;
 
-fn roomsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roomsim")).args(args).output().expect("roomsim runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use support::{roomsim, temp_dir, text};
 
 /// `check` with `args` and `--spec-out`; the spec's text. Exit 1: a violation was found.
 fn counterexample(dir: &Path, name: &str, args: &[&str]) -> String {
@@ -42,7 +29,7 @@ fn every_broken_strategy_counterexample_replays_on_postgresql() {
         );
         return;
     };
-    let dir = temp_dir("replay");
+    let dir = temp_dir("check", "replay");
     let cases: [(&str, &[&str], &str); 4] = [
         ("naive", &["--strategy", "naive", "--rooms", "1"], "room_overlaps"),
         ("rr-room-lock", &["--strategy", "rr-room-lock", "--rooms", "1"], "room_overlaps"),
@@ -94,7 +81,7 @@ fn every_broken_strategy_counterexample_replays_on_postgresql() {
 
 #[test]
 fn spec_out_is_written_only_on_a_violation_and_never_half() {
-    let dir = temp_dir("out");
+    let dir = temp_dir("check", "out");
     let safe = dir.join("safe.spec");
     let out = roomsim(&["check", "--strategy", "exclusion", "--spec-out", safe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

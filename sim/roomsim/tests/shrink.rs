@@ -2,27 +2,13 @@
 //! replays the double booking on real PostgreSQL (needs DATABASE_URL; the replay is skipped
 //! with a notice without it); a passing seed has nothing to shrink; bad input exits 2.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("roomsim-shrink-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn roomsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_roomsim")).args(args).output().expect("roomsim runs")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use support::{roomsim, temp_dir, text};
 
 #[test]
 fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql() {
-    let dir = temp_dir("naive");
+    let dir = temp_dir("shrink", "naive");
     let spec = dir.join("naive.spec");
     let spec = spec.to_str().unwrap();
     let args =
@@ -51,7 +37,7 @@ fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql(
 
 #[test]
 fn a_passing_seed_has_nothing_to_shrink_and_bad_input_exits_2() {
-    let dir = temp_dir("safe");
+    let dir = temp_dir("shrink", "safe");
     let spec = dir.join("safe.spec");
     let spec = spec.to_str().unwrap();
     let out = roomsim(&["shrink", "--strategy", "exclusion", "--seed", "0", "--spec-out", spec]);

@@ -103,7 +103,8 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
 }
 
 /// The shrink report: the run's verdict, then the reproduction's check report.
-pub fn shrink_text(run: &RunConfig, report: &ShrinkReport) -> String {
+/// `scenario_arg` is the scenario as the user named it (for the replay command).
+pub fn shrink_text(run: &RunConfig, scenario_arg: &str, report: &ShrinkReport) -> String {
     let mut out = String::new();
     let scenario = &run.scenario.name;
     if report.run_invariants.is_empty() {
@@ -129,7 +130,7 @@ pub fn shrink_text(run: &RunConfig, report: &ShrinkReport) -> String {
                 "no reproduction with 1-3 bookings within the bounds ({tried}{}); replay the \
                  seed: {}",
                 if report.budget_spent { ", schedule budget spent" } else { "" },
-                crate::report::replay_command(scenario, &run.strategy, run.guard, report.seed)
+                crate::report::replay_command(scenario_arg, &run.strategy, run.guard, report.seed)
             );
         }
         Some(found) => {

@@ -6,8 +6,8 @@
 //! closest together first (those are the ones that raced). Each candidate is checked alone,
 //! in the run's clinic with the run's strategy, from 0 preemptions up to the bound: the first
 //! schedule that breaks one of the run's invariants is the reproduction, with the fewest
-//! bookings (single bookings with one crash point, then pairs, then triples of the most
-//! contended bookings), then the fewest preemptions, then the fewest statements.
+//! bookings (single bookings with one crash point, then pairs, then triples of the first six
+//! bookings the closest pairs name), then the fewest preemptions, then the fewest statements.
 //!
 //! NOT MODELLED: the bookings committed before the pair in the run (the reproduction starts
 //! from the clinic's seed data), client faults other than a crash and retry.
@@ -93,7 +93,7 @@ pub fn shrink(run: &RunConfig, limits: ShrinkLimits) -> Result<ShrinkReport, Sim
     let keyed = plan.iter().any(|b| b.idempotency_key.is_some());
     let pairs = candidate_pairs(&plan, scenario, limits.pairs_max);
     // Fewest bookings first: one booking with a crash and retry (lost or duplicated answers),
-    // then pairs, then triples of the bookings the pairs name most.
+    // then pairs, then triples of the first six bookings the closest pairs name.
     let mut singles: Vec<u32> = Vec::new();
     for index in pairs.iter().flat_map(|&(a, b)| [a, b]) {
         if !singles.contains(&index) {
@@ -115,7 +115,10 @@ pub fn shrink(run: &RunConfig, limits: ShrinkLimits) -> Result<ShrinkReport, Sim
     }
     stages.push((triples, 0));
     for (candidates, crash_points) in stages {
-        for preemptions in 0..=limits.preemptions_max {
+        // One booking has no other session to switch to: every bound runs the same schedules.
+        let single = candidates.first().is_some_and(|c| c.len() == 1);
+        let preemptions_max = if single { 0 } else { limits.preemptions_max };
+        for preemptions in 0..=preemptions_max {
             for candidate in &candidates {
                 if report.schedules >= limits.schedules_total_max {
                     report.budget_spent = true;
