@@ -138,6 +138,13 @@ impl Locks {
             .is_some_and(|list| list.iter().any(|l| l.txn == txn && l.mode >= mode))
     }
 
+    /// Whether the (sub)transaction `xid` itself took a row lock of at least `mode`.
+    pub fn holds_row_in(&self, table: &str, row: RowId, xid: Xid, mode: LockStrength) -> bool {
+        self.rows
+            .get(&(table.to_string(), row))
+            .is_some_and(|list| list.iter().any(|l| l.xid == xid && l.mode >= mode))
+    }
+
     /// Sessions holding an advisory lock that conflicts with the request.
     pub fn advisory_blockers(&self, key: i64, session: SessionId, shared: bool) -> Vec<SessionId> {
         match self.advisory.get(&key) {

@@ -57,6 +57,10 @@ pub struct Tuple {
     pub next: Option<TupleId>,
     /// Removed by a statement undo or TRUNCATE: invisible to everyone, skipped by checks.
     pub dead: bool,
+    /// PostgreSQL's HEAP_KEYS_UPDATED: the update or delete in `xmax` took the key-update
+    /// mode (it changed a unique-key column, deleted the row, or updated a row its own
+    /// subtransaction had locked FOR UPDATE), so a later FOR KEY SHARE conflicts with it.
+    pub keys_updated: bool,
 }
 
 /// The state of one xid.
@@ -180,8 +184,16 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
 /// One undoable change made by a statement attempt.
 #[derive(Clone, Debug)]
 pub enum Undo {
-    Inserted { tuple: TupleId },
-    Expired { tuple: TupleId, old_xmax: Option<Xid>, old_cmax: u32, old_next: Option<TupleId> },
+    Inserted {
+        tuple: TupleId,
+    },
+    Expired {
+        tuple: TupleId,
+        old_xmax: Option<Xid>,
+        old_cmax: u32,
+        old_next: Option<TupleId>,
+        old_keys_updated: bool,
+    },
 }
 
 /// A table's versions plus, per unique index, key → versions holding that key.
@@ -211,11 +223,12 @@ impl Heap {
     pub fn undo(&mut self, change: &Undo) {
         match change {
             Undo::Inserted { tuple } => self.tuples[*tuple].dead = true,
-            Undo::Expired { tuple, old_xmax, old_cmax, old_next } => {
+            Undo::Expired { tuple, old_xmax, old_cmax, old_next, old_keys_updated } => {
                 let t = &mut self.tuples[*tuple];
                 t.xmax = *old_xmax;
                 t.cmax = *old_cmax;
                 t.next = *old_next;
+                t.keys_updated = *old_keys_updated;
             }
         }
     }
@@ -252,6 +265,7 @@ mod tests {
             cmax: 0,
             next: None,
             dead: false,
+            keys_updated: false,
         }
     }
 

@@ -22,6 +22,13 @@
 //!   lock on the very version it replaces (or with a heap page / relation lock).
 //!   Out-conflicts: only versions the lookup examined, as heap_hot_search_buffer does
 //!   (a visible version's deleter/updater, an invisible version's inserter).
+//! - `SELECT … ORDER BY key LIMIT n` on one table without WHERE (an index scan in key order
+//!   that stops at the limit): the key lookup's locks and checks for each key the scan
+//!   reaches, not the relation.
+//! - A foreign-key check of the referencing rows runs with a fresh snapshot: relation lock,
+//!   out-conflicts only with writers whose change that snapshot does not see ([`Ssi::on_scan`]).
+//! - A statement that waited and runs again does not repeat the SSI reads it made before
+//!   the wait (PostgreSQL does not scan a one-page table again).
 //! - More than [`PRED_LOCKS_PER_PAGE_MAX`] tuple locks of one transaction on one table are
 //!   promoted to a heap PAGE lock (max_pred_locks_per_page; every row of a small table is on
 //!   one page). A page lock conflicts with updates and deletes, not with inserts (heap
@@ -135,6 +142,30 @@ impl Ssi {
         Ok(())
     }
 
+    /// `me` scanned `table` with a snapshot other than its transaction snapshot (a
+    /// foreign-key check's fresh one): the relation SIREAD lock, and edges to the concurrent
+    /// writers among `examined` (the writers of the versions whose change that snapshot
+    /// does not see), not to every writer of the table as [`Ssi::on_read`] does.
+    pub fn on_scan(&mut self, me: TxnId, table: &str, examined: &[TxnId]) -> Result<(), Error> {
+        let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
+        mine.reads.insert(table.to_string());
+        self.flag_examined(me, examined)
+    }
+
+    /// Edges from `me` to the concurrent serializable transactions among `examined`.
+    fn flag_examined(&mut self, me: TxnId, examined: &[TxnId]) -> Result<(), Error> {
+        let mine = &self.sxacts[&me];
+        let writers: BTreeSet<TxnId> = examined
+            .iter()
+            .copied()
+            .filter(|w| *w != me && self.sxacts.get(w).is_some_and(|s| Self::concurrent(mine, s)))
+            .collect();
+        for writer in writers {
+            self.flag_conflict(me, writer, me)?;
+        }
+        Ok(())
+    }
+
     /// `me` looked up `table` by a unique-index key: lock the index leaf page and the
     /// `fetched` versions (promoting to a page lock past [`PRED_LOCKS_PER_PAGE_MAX`]), and
     /// add edges to the concurrent writers of the `examined` versions (their deleters or
@@ -158,16 +189,7 @@ impl Ssi {
                 mine.page_reads.insert(table.to_string());
             }
         }
-        let mine = &self.sxacts[&me];
-        let writers: BTreeSet<TxnId> = examined
-            .iter()
-            .copied()
-            .filter(|w| *w != me && self.sxacts.get(w).is_some_and(|s| Self::concurrent(mine, s)))
-            .collect();
-        for writer in writers {
-            self.flag_conflict(me, writer, me)?;
-        }
-        Ok(())
+        self.flag_examined(me, examined)
     }
 
     /// CheckForSerializableConflictOutNeeded: a doomed transaction fails at its next read

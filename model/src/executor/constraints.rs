@@ -230,7 +230,7 @@ impl<'a> Executor<'a> {
                 }
             }
             // The RI query is a primary-key lookup: tuple + index-page SIREAD locks.
-            if self.context.ssi {
+            if self.context.ssi && self.ssi_read_is_new() {
                 let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
                 self.db.ssi.on_read_key(self.context.txn, &fk.parent, &[tid], &examined)?;
             }
@@ -360,19 +360,32 @@ impl<'a> Executor<'a> {
             };
             let matches =
                 |values: &[Value]| fk.columns.iter().zip(&key).all(|(&c, k)| values[c] == *k);
-            let candidates: Vec<TupleId> = {
+            // The versions the RI query's scan examines: the matching visible ones, and the
+            // writer of each whose change the fresh snapshot does not see (a visible version's
+            // deleter or updater, an invisible version's inserter), as
+            // HeapCheckForSerializableConflictOut checks them under that snapshot.
+            let mut candidates = Vec::new();
+            let mut examined = Vec::new();
+            {
                 let ct = self.db.catalog.must_get(&child)?;
-                (0..ct.heap.tuples.len())
-                    .filter(|&tid| {
-                        let tuple = &ct.heap.tuples[tid];
-                        fresh.visible(&self.db.xids, tuple) && matches(&tuple.values)
-                    })
-                    .collect()
-            };
+                for (tid, tuple) in ct.heap.tuples.iter().enumerate() {
+                    if tuple.dead {
+                        continue;
+                    }
+                    let visible = fresh.visible(&self.db.xids, tuple);
+                    let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                    if let Some(w) = writer.map(|x| self.db.xids.top(x)) {
+                        examined.push(w);
+                    }
+                    if visible && matches(&tuple.values) {
+                        candidates.push(tid);
+                    }
+                }
+            }
             // The RI query (`SELECT … FROM child WHERE fk = $1`, a sequential scan: the model
             // has no index on foreign-key columns) takes a relation SIREAD lock.
-            if self.context.ssi {
-                self.db.ssi.on_read(self.context.txn, &child)?;
+            if self.context.ssi && self.ssi_read_is_new() {
+                self.db.ssi.on_scan(self.context.txn, &child, &examined)?;
             }
             let mut referenced = false;
             for tid in candidates {

@@ -112,6 +112,11 @@ pub struct Replay {
     /// The commit sequence of each foreign-key check's fresh snapshot, in order: PostgreSQL
     /// takes it once, before any wait for a referencing row's locker.
     pub check_snapshots: Vec<crate::mvcc::CommitSeq>,
+    /// SSI reads (SIREAD lock plus conflict-out check) earlier attempts completed. PostgreSQL
+    /// does not scan again after a wait (a one-page table's tuples are all checked when the
+    /// page is read), so a re-run takes these reads without checking them again; reads past
+    /// them (a foreign-key check after the row lock) are new and are checked.
+    pub ssi_reads: usize,
 }
 
 /// One attempt at one statement.
@@ -128,6 +133,7 @@ pub struct Executor<'a> {
     call_index: usize,
     serial_index: usize,
     check_snapshot_index: usize,
+    ssi_read_index: usize,
 }
 
 /// Side effects of function calls, borrowing the parts of [`Executor`] they need.
@@ -181,6 +187,7 @@ impl<'a> Executor<'a> {
             call_index: 0,
             serial_index: 0,
             check_snapshot_index: 0,
+            ssi_read_index: 0,
         }
     }
 
@@ -246,12 +253,37 @@ impl<'a> Executor<'a> {
         }
     }
 
+    /// Counts one SSI read of this attempt; false when an earlier attempt of the statement
+    /// already did it (its lock is held and its conflicts were flagged then).
+    fn ssi_read_is_new(&mut self) -> bool {
+        self.ssi_read_index += 1;
+        if self.ssi_read_index <= self.replay.ssi_reads {
+            return false;
+        }
+        self.replay.ssi_reads = self.ssi_read_index;
+        true
+    }
+
+    /// A sequential scan's SSI read: relation SIREAD lock and conflict-out check, or fail
+    /// when doomed (CheckForSerializableConflictOutNeeded).
     fn ssi_read(&mut self, table: &str) -> ExecutionResult<()> {
-        if self.context.ssi {
-            if !self.resumed {
-                self.db.ssi.fail_if_doomed(self.context.txn)?;
-            }
+        if self.context.ssi && self.ssi_read_is_new() {
+            self.db.ssi.fail_if_doomed(self.context.txn)?;
             self.db.ssi.on_read(self.context.txn, table)?;
+        }
+        Ok(())
+    }
+
+    /// A unique-index lookup's SSI read (see [`Ssi::on_read_key`]), with the doomed check.
+    fn ssi_read_key(
+        &mut self,
+        table: &str,
+        fetched: &[TupleId],
+        examined: &[TxnId],
+    ) -> ExecutionResult<()> {
+        if self.context.ssi && self.ssi_read_is_new() {
+            self.db.ssi.fail_if_doomed(self.context.txn)?;
+            self.db.ssi.on_read_key(self.context.txn, table, fetched, examined)?;
         }
         Ok(())
     }

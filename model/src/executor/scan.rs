@@ -2,13 +2,15 @@
 //! pins a key, else a sequential scan) with the SIREAD locks SSI needs, and the rows of a
 //! FROM source.
 
-use super::{ExecutionResult, Executor, SERIES_ROWS_MAX};
+use super::select::IndexOrdered;
+use super::{Candidate, ExecutionResult, Executor, SERIES_ROWS_MAX};
 use crate::catalog::Table;
 use crate::mvcc::TupleId;
 use crate::sql::expr::{self, BinOp, Expr, Row};
 use crate::sql::planner::Source;
 use crate::value;
 use crate::{Value, errinput};
+use std::cmp::Ordering;
 
 impl<'a> Executor<'a> {
     /// Tuple ids worth examining: a unique-index lookup when the filter pins a one-column
@@ -82,13 +84,66 @@ impl<'a> Executor<'a> {
         }
         if !is_lookup {
             self.ssi_read(table)?;
-        } else if self.context.ssi {
-            if !self.resumed {
-                self.db.ssi.fail_if_doomed(self.context.txn)?;
-            }
-            self.db.ssi.on_read_key(self.context.txn, table, &fetched, &examined)?;
+        } else {
+            self.ssi_read_key(table, &fetched, &examined)?;
         }
         Ok(out)
+    }
+
+    /// Every visible version of `table` as candidates, without SSI reads: the caller takes
+    /// them as the rows are reached ([`Executor::ssi_read_index_range`]).
+    pub(super) fn scan_untracked(&mut self, table: &str) -> ExecutionResult<Vec<Candidate>> {
+        let t = self.db.catalog.must_get(table)?;
+        Ok((0..t.heap.tuples.len())
+            .filter(|&tid| self.snap.visible(&self.db.xids, &t.heap.tuples[tid]))
+            .map(|tid| Candidate {
+                tids: vec![Some(tid)],
+                values: t.heap.tuples[tid].values.clone(),
+            })
+            .collect())
+    }
+
+    /// The SSI read of an index-ordered scan moving past the keys after `after` up to and
+    /// including `upto` (None: to the end of the index), in the scan's direction: a key
+    /// lookup's locks and checks for every version with such a key (NULL keys come last,
+    /// as the index orders them).
+    pub(super) fn ssi_read_index_range(
+        &mut self,
+        ordered: &IndexOrdered,
+        after: Option<&Value>,
+        upto: Option<&Value>,
+    ) -> ExecutionResult<()> {
+        let in_order = |a: &Value, b: &Value| -> Ordering {
+            let o = match (a == &Value::Null, b == &Value::Null) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => value::compare(a, b).unwrap_or(Ordering::Equal),
+            };
+            if ordered.desc { o.reverse() } else { o }
+        };
+        let own_txn = self.context.txn;
+        let (mut fetched, mut examined) = (Vec::new(), Vec::new());
+        {
+            let t = self.db.catalog.must_get(&ordered.table)?;
+            for (tid, tuple) in t.heap.tuples.iter().enumerate() {
+                let key = &tuple.values[ordered.column];
+                let past = after.is_none_or(|a| in_order(key, a) == Ordering::Greater);
+                let within = upto.is_none_or(|u| in_order(key, u) != Ordering::Greater);
+                if tuple.dead || !past || !within {
+                    continue;
+                }
+                let visible = self.snap.visible(&self.db.xids, tuple);
+                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+                if let Some(w) = writer.map(|x| self.db.xids.top(x)).filter(|&w| w != own_txn) {
+                    examined.push(w);
+                }
+                if visible {
+                    fetched.push(tid);
+                }
+            }
+        }
+        self.ssi_read_key(&ordered.table, &fetched, &examined)
     }
 
     /// [`Executor::scan`] with a copy of each row's values.

@@ -10,6 +10,15 @@ use crate::{QueryResult, Value, errinput};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+/// A SELECT that PostgreSQL runs as an index scan in key order up to its LIMIT
+/// ([`Executor::index_order`]).
+pub(super) struct IndexOrdered {
+    pub table: String,
+    /// The key column, in the table's row.
+    pub column: usize,
+    pub desc: bool,
+}
+
 impl<'a> Executor<'a> {
     fn select_candidates(&mut self, s: &Select) -> ExecutionResult<Vec<Candidate>> {
         match s.sources.as_slice() {
@@ -49,13 +58,18 @@ impl<'a> Executor<'a> {
 
     /// The projected rows of a SELECT (also the source of INSERT … SELECT).
     pub(super) fn select_rows(&mut self, s: &Select) -> ExecutionResult<Vec<Vec<Value>>> {
+        let index_ordered = self.index_order(s)?;
         if let [Source::Table { table, .. }] = s.sources.as_slice()
             && !s.grouped
             && s.locks.is_empty()
+            && index_ordered.is_none()
         {
             return self.select_rows_in_place(s, table);
         }
-        let cands = self.select_candidates(s)?;
+        let cands = match &index_ordered {
+            Some(ordered) => self.scan_untracked(&ordered.table)?,
+            None => self.select_candidates(s)?,
+        };
         if s.grouped {
             return self.grouped(s, cands);
         }
@@ -68,9 +82,17 @@ impl<'a> Executor<'a> {
         let (offset, limit) = self.offset_limit(s)?;
         let mut rows = Vec::new();
         let mut skipped = 0;
+        // An index-ordered scan's SSI reads go up to each row it reaches (`reached`), and
+        // to the end of the index when the LIMIT is not met.
+        let mut reached: Option<Value> = None;
         for (_, mut cand, mut out) in keyed {
             if limit.is_some_and(|l| rows.len() >= l) {
                 break;
+            }
+            if let Some(ordered) = &index_ordered {
+                let key = cand.values[ordered.column].clone();
+                self.ssi_read_index_range(ordered, reached.as_ref(), Some(&key))?;
+                reached = Some(key);
             }
             if !s.locks.is_empty() {
                 match self.lock_select_row(s, &mut cand)? {
@@ -84,7 +106,43 @@ impl<'a> Executor<'a> {
             }
             rows.push(out);
         }
+        if let Some(ordered) = &index_ordered
+            && limit.is_none_or(|l| rows.len() < l)
+        {
+            self.ssi_read_index_range(ordered, reached.as_ref(), None)?;
+        }
         Ok(rows)
+    }
+
+    /// Whether PostgreSQL reads this SELECT through a unique index in key order and stops
+    /// at the LIMIT: one table, no WHERE or GROUP BY, `ORDER BY key` (ASC NULLS LAST or DESC
+    /// NULLS FIRST, the index's order either way) on a one-column unique index, and a
+    /// LIMIT. Such a scan (`Limit → LockRows → Index Scan` in EXPLAIN) fetches only the rows
+    /// up to the limit, so its SIREAD locks and conflict-out checks cover those rows and
+    /// the index page, not the relation. Other orders, filters and unlimited scans are read
+    /// as sequential scans (see `ssi.rs`, NOT MODELLED).
+    fn index_order(&self, s: &Select) -> ExecutionResult<Option<IndexOrdered>> {
+        let ([Source::Table { table, .. }], [(key, desc, nulls_first)], None, false, Some(_)) =
+            (s.sources.as_slice(), s.order_by.as_slice(), &s.filter, s.grouped, &s.limit)
+        else {
+            return Ok(None);
+        };
+        if !self.context.ssi || desc != nulls_first {
+            return Ok(None);
+        }
+        let column = match key {
+            OrderKey::Expr(Expr::Column(c)) => *c,
+            OrderKey::Output(i) => match &s.projection[*i].1 {
+                Expr::Column(c) => *c,
+                _ => return Ok(None),
+            },
+            OrderKey::Expr(_) => return Ok(None),
+        };
+        let t = self.db.catalog.must_get(table)?;
+        if !t.uniques.iter().any(|u| u.columns == [column]) {
+            return Ok(None);
+        }
+        Ok(Some(IndexOrdered { table: table.clone(), column, desc: *desc }))
     }
 
     /// [`Executor::select_rows`] of a one-table SELECT without grouping or row locks: projects

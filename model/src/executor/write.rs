@@ -40,6 +40,7 @@ impl<'a> Executor<'a> {
             cmax: 0,
             next: None,
             dead: false,
+            keys_updated: false,
         };
         let tid = t.heap.append(tuple, keys);
         self.undo.push((table.to_string(), Undo::Inserted { tuple: tid }));
@@ -51,6 +52,7 @@ impl<'a> Executor<'a> {
         table: &str,
         tid: TupleId,
         next: Option<TupleId>,
+        keys_updated: bool,
     ) -> ExecutionResult<()> {
         let (xid, cmd) = (self.context.xid, self.snap.cmd);
         let t = self.db.catalog.must_get_mut(table)?;
@@ -60,10 +62,12 @@ impl<'a> Executor<'a> {
             old_xmax: tuple.xmax,
             old_cmax: tuple.cmax,
             old_next: tuple.next,
+            old_keys_updated: tuple.keys_updated,
         };
         tuple.xmax = Some(xid);
         tuple.cmax = cmd;
         tuple.next = next;
+        tuple.keys_updated = keys_updated;
         self.undo.push((table.to_string(), change));
         Ok(())
     }
@@ -270,7 +274,17 @@ impl<'a> Executor<'a> {
             )
             .into());
         }
-        let Some(tid) = self.lock_row(table, c.tid, LockStrength::Update, false, false)? else {
+        // ExecOnConflictUpdate locks with ExecUpdateLockMode: FOR UPDATE only when a SET
+        // column is a unique-key column, else FOR NO KEY UPDATE (as a plain UPDATE).
+        let mode = {
+            let t = self.db.catalog.must_get(table)?;
+            if sets.iter().any(|(ci, _)| t.is_key_column(*ci)) {
+                LockStrength::Update
+            } else {
+                LockStrength::NoKeyUpdate
+            }
+        };
+        let Some(tid) = self.lock_row(table, c.tid, mode, false, false)? else {
             return Ok(None);
         };
         if self.context.isolation >= Isolation::RepeatableRead && !visible {
@@ -351,7 +365,15 @@ impl<'a> Executor<'a> {
             let t = self.db.catalog.must_get(table)?;
             (0..new.len()).any(|ci| t.is_indexed_column(ci) && old[ci] != new[ci])
         };
-        self.expire_version(table, tid, None)?;
+        // compute_new_xmax_infomask: an update of a row this subtransaction had locked FOR
+        // UPDATE keeps the stronger mode, so it counts as a key update (HEAP_KEYS_UPDATED).
+        let keys_updated = {
+            let t = self.db.catalog.must_get(table)?;
+            let key_changed = (0..new.len()).any(|ci| t.is_key_column(ci) && old[ci] != new[ci]);
+            key_changed
+                || self.db.locks.holds_row_in(table, row_id, self.context.xid, LockStrength::Update)
+        };
+        self.expire_version(table, tid, None, keys_updated)?;
         self.write_checks(table, &new, Some(tid), index_insert)?;
         // RI_FKey_fk_upd_check_required: a row version this transaction wrote is checked
         // even when its key columns did not change.
@@ -386,11 +408,13 @@ impl<'a> Executor<'a> {
             if target != tid && !self.eval_filter(d.filter.as_ref(), &old)? {
                 continue;
             }
-            self.expire_version(&d.table, target, None)?;
-            self.check_children(&d.table, &old, None)?;
+            self.expire_version(&d.table, target, None, true)?;
+            // heap_delete checks SSI (CheckForSerializableConflictIn) before it deletes; the
+            // foreign-key check of the referencing rows is a trigger that runs after.
             let target_write =
                 WriteTarget { table: &d.table, replaces: Some(target), index_insert: false };
             self.ssi_write(target_write)?;
+            self.check_children(&d.table, &old, None)?;
             count += 1;
             if !d.returning.is_empty() {
                 returned.push(self.returning(&d.returning, &old)?);
