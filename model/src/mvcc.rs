@@ -181,6 +181,13 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
     }
 }
 
+/// The writer HeapCheckForSerializableConflictOut checks for a version a scan examined: a
+/// visible version's deleter or updater, an invisible version's inserter (top-level txn).
+pub fn examined_writer(xids: &Xids, tuple: &Tuple, visible: bool) -> Option<TxnId> {
+    let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
+    writer.map(|x| xids.top(x))
+}
+
 /// One undoable change made by a statement attempt.
 #[derive(Clone, Debug)]
 pub enum Undo {

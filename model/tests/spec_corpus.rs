@@ -20,14 +20,19 @@ fn specs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("specs")
 }
 
-fn corpus() -> Vec<Spec> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(specs_dir())
-        .expect("model/specs exists")
+/// The parsed `.spec` files of a folder, in name order.
+fn specs_in(dir: &Path) -> Vec<Spec> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("readable dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "spec"))
         .collect();
     files.sort();
     files.iter().map(|f| parse_file(f).unwrap_or_else(|e| panic!("{e}"))).collect()
+}
+
+fn corpus() -> Vec<Spec> {
+    specs_in(&specs_dir())
 }
 
 fn name(spec: &Spec) -> String {
@@ -203,17 +208,11 @@ fn regressions_agree_with_live_postgres_unless_open() {
         return;
     };
     let dir = specs_dir().join("regressions");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("model/specs/regressions exists")
-        .map(|e| e.expect("readable dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "spec"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no regression specs in {}", dir.display());
+    let specs = specs_in(&dir);
+    assert!(!specs.is_empty(), "no regression specs in {}", dir.display());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut wrong = Vec::new();
-    for file in &files {
-        let spec = parse_file(file).unwrap_or_else(|e| panic!("{e}"));
+    for spec in specs {
         let live = runtime
             .block_on(model::spec::pg::run_postgres(&spec, &url))
             .unwrap_or_else(|e| panic!("{}: {e}", spec.file));

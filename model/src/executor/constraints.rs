@@ -373,10 +373,7 @@ impl<'a> Executor<'a> {
                         continue;
                     }
                     let visible = fresh.visible(&self.db.xids, tuple);
-                    let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
-                    if let Some(w) = writer.map(|x| self.db.xids.top(x)) {
-                        examined.push(w);
-                    }
+                    examined.extend(mvcc::examined_writer(&self.db.xids, tuple, visible));
                     if visible && matches(&tuple.values) {
                         candidates.push(tid);
                     }

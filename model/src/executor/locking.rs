@@ -105,15 +105,10 @@ impl<'a> Executor<'a> {
         }
         if self.context.isolation >= Isolation::RepeatableRead {
             let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
-            // heap_lock_tuple: a KEY SHARE request on a version whose committed update kept
-            // every unique-key column (no HEAP_KEYS_UPDATED) locks that version, no error.
-            let key_kept = !tuple.keys_updated
-                && tuple.next.filter(|_| updated).is_some_and(|n| {
-                    let newer = &t.heap.tuples[n].values;
-                    (0..newer.len())
-                        .filter(|&c| t.is_key_column(c))
-                        .all(|c| newer[c] == tuple.values[c])
-                });
+            // heap_lock_tuple: a KEY SHARE request on a version whose committed update did not
+            // set HEAP_KEYS_UPDATED (kept every unique-key column, see write_update) locks
+            // that version, no error.
+            let key_kept = updated && !tuple.keys_updated;
             if mode == LockStrength::KeyShare && key_kept {
                 return Ok(Some(tid));
             }

@@ -2,10 +2,10 @@
 //! pins a key, else a sequential scan) with the SIREAD locks SSI needs, and the rows of a
 //! FROM source.
 
-use super::select::IndexOrdered;
+use super::select::{IndexOrdered, order_values};
 use super::{Candidate, ExecutionResult, Executor, SERIES_ROWS_MAX};
 use crate::catalog::Table;
-use crate::mvcc::TupleId;
+use crate::mvcc::{TupleId, examined_writer};
 use crate::sql::expr::{self, BinOp, Expr, Row};
 use crate::sql::planner::Source;
 use crate::value;
@@ -61,8 +61,7 @@ impl<'a> Executor<'a> {
             let tuple = &t.heap.tuples[tid];
             let visible = snap.visible(xids, tuple);
             if track && !tuple.dead {
-                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
-                if let Some(w) = writer.map(|x| xids.top(x)).filter(|&w| w != own_txn) {
+                if let Some(w) = examined_writer(xids, tuple, visible).filter(|&w| w != own_txn) {
                     examined.push(w);
                 }
                 if visible {
@@ -113,15 +112,8 @@ impl<'a> Executor<'a> {
         after: Option<&Value>,
         upto: Option<&Value>,
     ) -> ExecutionResult<()> {
-        let in_order = |a: &Value, b: &Value| -> Ordering {
-            let o = match (a == &Value::Null, b == &Value::Null) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => value::compare(a, b).unwrap_or(Ordering::Equal),
-            };
-            if ordered.desc { o.reverse() } else { o }
-        };
+        // The index's order: ASC NULLS LAST or DESC NULLS FIRST.
+        let in_order = |a: &Value, b: &Value| order_values(a, b, ordered.desc, ordered.desc);
         let own_txn = self.context.txn;
         let (mut fetched, mut examined) = (Vec::new(), Vec::new());
         {
@@ -134,8 +126,8 @@ impl<'a> Executor<'a> {
                     continue;
                 }
                 let visible = self.snap.visible(&self.db.xids, tuple);
-                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
-                if let Some(w) = writer.map(|x| self.db.xids.top(x)).filter(|&w| w != own_txn) {
+                let writer = examined_writer(&self.db.xids, tuple, visible);
+                if let Some(w) = writer.filter(|&w| w != own_txn) {
                     examined.push(w);
                 }
                 if visible {

@@ -293,34 +293,39 @@ fn sort_keyed<C>(rows: &mut [(Vec<Value>, C, Vec<Value>)], s: &Select) {
     }
     rows.sort_by(|a, b| {
         for (i, (_, desc, nulls_first)) in s.order_by.iter().enumerate() {
-            let (x, y) = (&a.0[i], &b.0[i]);
-            let ord = match (x == &Value::Null, y == &Value::Null) {
-                (true, true) => Ordering::Equal,
-                (true, false) => {
-                    if *nulls_first {
-                        Ordering::Less
-                    } else {
-                        Ordering::Greater
-                    }
-                }
-                (false, true) => {
-                    if *nulls_first {
-                        Ordering::Greater
-                    } else {
-                        Ordering::Less
-                    }
-                }
-                (false, false) => {
-                    let o = value::compare(x, y).unwrap_or(Ordering::Equal);
-                    if *desc { o.reverse() } else { o }
-                }
-            };
+            let ord = order_values(&a.0[i], &b.0[i], *desc, *nulls_first);
             if ord != Ordering::Equal {
                 return ord;
             }
         }
         Ordering::Equal
     });
+}
+
+/// One ORDER BY item's comparison of two values: NULLs first or last as asked, others
+/// ascending or descending.
+pub(super) fn order_values(x: &Value, y: &Value, desc: bool, nulls_first: bool) -> Ordering {
+    match (x == &Value::Null, y == &Value::Null) {
+        (true, true) => Ordering::Equal,
+        (true, false) => {
+            if nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        (false, true) => {
+            if nulls_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
+        (false, false) => {
+            let o = value::compare(x, y).unwrap_or(Ordering::Equal);
+            if desc { o.reverse() } else { o }
+        }
+    }
 }
 
 /// Running state of one aggregate.
