@@ -181,11 +181,26 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
     }
 }
 
-/// The writer HeapCheckForSerializableConflictOut checks for a version a scan examined: a
-/// visible version's deleter or updater, an invisible version's inserter (top-level txn).
+/// The writer HeapCheckForSerializableConflictOut checks for a version a scan examined
+/// (top-level txn), by the version's HeapTupleSatisfiesVacuum class:
+/// - DEAD (its inserter aborted, including a rolled-back subtransaction): none;
+/// - LIVE (no deleter, or the deleter aborted): none if visible, else its inserter;
+/// - INSERT_IN_PROGRESS (inserter still running): its inserter;
+/// - DELETE_IN_PROGRESS / RECENTLY_DEAD (a live deleter or updater): that writer if the
+///   version is visible, none if not.
 pub fn examined_writer(xids: &Xids, tuple: &Tuple, visible: bool) -> Option<TxnId> {
-    let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
-    writer.map(|x| xids.top(x))
+    let aborted = |x: Xid| xids.status(x) == XidStatus::Aborted;
+    if tuple.dead || aborted(tuple.xmin) {
+        return None;
+    }
+    let writer = match tuple.xmax.filter(|&x| !aborted(x)) {
+        _ if xids.status(tuple.xmin) == XidStatus::InProgress => tuple.xmin,
+        None if visible => return None,
+        None => tuple.xmin,
+        Some(deleter) if visible => deleter,
+        Some(_) => return None,
+    };
+    Some(xids.top(writer))
 }
 
 /// One undoable change made by a statement attempt.

@@ -21,14 +21,32 @@
 //!   "different key, same leaf page" false positive. An UPDATE or DELETE conflicts with a
 //!   lock on the very version it replaces (or with a heap page / relation lock).
 //!   Out-conflicts: only versions the lookup examined, as heap_hot_search_buffer does
-//!   (a visible version's deleter/updater, an invisible version's inserter).
+//!   (a visible version's deleter/updater, an invisible version's inserter), and none for
+//!   a version whose writer aborted, a rolled-back subtransaction included
+//!   ([`crate::mvcc::examined_writer`], HeapTupleSatisfiesVacuum's classes).
 //! - `SELECT … ORDER BY key LIMIT n` on one table without WHERE (an index scan in key order
 //!   that stops at the limit): the key lookup's locks and checks for each key the scan
 //!   reaches, not the relation.
 //! - A foreign-key check of the referencing rows runs with a fresh snapshot: relation lock,
 //!   out-conflicts only with writers whose change that snapshot does not see ([`Ssi::on_scan`]).
-//! - A statement that waited and runs again does not repeat the SSI reads it made before
-//!   the wait (PostgreSQL does not scan a one-page table again).
+//! - A statement that waited and runs again does not repeat the SSI reads or the write
+//!   checks it made before the wait (PostgreSQL does not scan a one-page table again, nor
+//!   insert, update or delete again).
+//! - A foreign-key check of the parent row checks conflict-out before it locks the row, so
+//!   the rw-edge stays when the lock waits or fails "concurrent update".
+//! - An ON CONFLICT arbiter row the snapshot cannot see is checked for conflict-out before
+//!   the "concurrent update" error (PostgreSQL 15 reports the rw-dependency when that edge
+//!   completes a dangerous structure).
+//!
+//! WRITES (CheckForSerializableConflictIn)
+//! A heap write checks relation, page and tuple locks ([`Ssi::on_write`]) before the
+//! unique checks; entries added to a unique index check the index page locks after them,
+//! and before a unique violation is reported ([`Ssi::on_index_insert`], _bt_check_unique).
+//! Both fail first when the writer is doomed.
+//!
+//! DOOMED READERS
+//! A doomed transaction fails at its next read of a heap version (the check is per tuple
+//! examined): a lookup of an absent key or a scan of an empty table goes on.
 //! - More than [`PRED_LOCKS_PER_PAGE_MAX`] tuple locks of one transaction on one table are
 //!   promoted to a heap PAGE lock (max_pred_locks_per_page; every row of a small table is on
 //!   one page). A page lock conflicts with updates and deletes, not with inserts (heap
@@ -79,9 +97,6 @@ pub struct WriteTarget<'a> {
     pub table: &'a str,
     /// The version an UPDATE or DELETE replaces (None for an INSERT).
     pub replaces: Option<TupleId>,
-    /// Whether the write inserts index entries (an INSERT into a table with an index, a
-    /// non-HOT UPDATE).
-    pub index_insert: bool,
 }
 
 /// A serializable transaction's SSI state.
@@ -179,6 +194,20 @@ impl Ssi {
     ) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.index_reads.insert(table.to_string());
+        self.on_read_versions(me, table, fetched, examined)
+    }
+
+    /// `me` fetched `fetched` versions of `table` by their location, without an index scan
+    /// (ON CONFLICT's fetch of the arbiter row): tuple SIREAD locks (promoted to a page lock
+    /// past [`PRED_LOCKS_PER_PAGE_MAX`]) and edges to the concurrent writers in `examined`.
+    pub fn on_read_versions(
+        &mut self,
+        me: TxnId,
+        table: &str,
+        fetched: &[TupleId],
+        examined: &[TxnId],
+    ) -> Result<(), Error> {
+        let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         if !mine.page_reads.contains(table) && !mine.reads.contains(table) {
             for &tid in fetched {
                 mine.tuple_reads.insert((table.to_string(), tid));
@@ -193,9 +222,10 @@ impl Ssi {
     }
 
     /// CheckForSerializableConflictOutNeeded: a doomed transaction fails at its next read
-    /// (PostgreSQL checks per tuple examined; the model per read, even of an empty table).
-    /// The executor calls it before a statement's reads, not when it re-runs a statement
-    /// after a wait (PostgreSQL does not scan again then).
+    /// of a heap version (PostgreSQL checks per tuple examined; the executor calls this
+    /// before a read that examines at least one version, so a lookup of an absent key or a
+    /// scan of an empty table goes on). Not called when a statement re-runs after a wait
+    /// (PostgreSQL does not scan again then).
     pub fn fail_if_doomed(&self, me: TxnId) -> Result<(), Error> {
         if self.sxacts.get(&me).is_some_and(|m| m.doomed) {
             return Err(Error::rw_dependency(
@@ -205,25 +235,56 @@ impl Ssi {
         Ok(())
     }
 
-    /// `me` wrote (under the subtransaction `xid`): add edges from concurrent readers whose
-    /// SIREAD locks the write hits.
+    /// `me` wrote a heap version (under the subtransaction `xid`): CheckForSerializableConflictIn
+    /// of heap_insert, heap_update and heap_delete. Fails when `me` is doomed; adds edges
+    /// from the concurrent readers whose relation, page or tuple SIREAD locks the write
+    /// hits. The index entries an insert adds are checked apart ([`Ssi::on_index_insert`]),
+    /// after the unique check, as btree insertion does.
     pub fn on_write(&mut self, me: TxnId, xid: Xid, target: WriteTarget<'_>) -> Result<(), Error> {
         let table = target.table;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.writes.insert((table.to_string(), xid));
+        self.fail_conflict_in_if_doomed(me)?;
+        self.flag_readers(me, |s| {
+            s.reads.contains(table)
+                || target.replaces.is_some_and(|tid| {
+                    s.page_reads.contains(table)
+                        || s.tuple_reads.contains(&(table.to_string(), tid))
+                })
+        })
+    }
+
+    /// `me` inserts index entries into `table`'s unique indexes, or found a duplicate there
+    /// and is about to report it (_bt_check_unique checks conflict-in first, so an SSI
+    /// failure is not masked by the unique violation): fails when doomed; adds edges from
+    /// the concurrent readers holding index-page SIREAD locks of `table`.
+    pub fn on_index_insert(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
+        if !self.sxacts.contains_key(&me) {
+            return Ok(());
+        }
+        self.fail_conflict_in_if_doomed(me)?;
+        self.flag_readers(me, |s| s.index_reads.contains(table))
+    }
+
+    /// CheckForSerializableConflictIn's first check: a doomed transaction fails at its next
+    /// write.
+    fn fail_conflict_in_if_doomed(&self, me: TxnId) -> Result<(), Error> {
+        if self.sxacts.get(&me).is_some_and(|m| m.doomed) {
+            return Err(Error::rw_dependency(
+                "Canceled on identification as a pivot, during conflict in checking",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Edges reader -> `me` from every concurrent serializable transaction whose SIREAD
+    /// locks `hit` says the write touches.
+    fn flag_readers(&mut self, me: TxnId, hit: impl Fn(&Sxact) -> bool) -> Result<(), Error> {
         let mine = &self.sxacts[&me];
         let readers: Vec<TxnId> = self
             .sxacts
             .iter()
-            .filter(|(t, s)| {
-                let hit = s.reads.contains(table)
-                    || (target.index_insert && s.index_reads.contains(table))
-                    || target.replaces.is_some_and(|tid| {
-                        s.page_reads.contains(table)
-                            || s.tuple_reads.contains(&(table.to_string(), tid))
-                    });
-                **t != me && hit && Self::concurrent(mine, s)
-            })
+            .filter(|(t, s)| **t != me && hit(s) && Self::concurrent(mine, s))
             .map(|(t, _)| *t)
             .collect();
         for reader in readers {
@@ -392,11 +453,21 @@ mod tests {
     use super::*;
 
     fn ins(table: &str) -> WriteTarget<'_> {
-        WriteTarget { table, replaces: None, index_insert: true }
+        WriteTarget { table, replaces: None }
     }
 
     fn upd(table: &str, tid: TupleId) -> WriteTarget<'_> {
-        WriteTarget { table, replaces: Some(tid), index_insert: false }
+        WriteTarget { table, replaces: Some(tid) }
+    }
+
+    /// Two concurrent read-write transactions, 1 and 2, that have both scanned table `t`.
+    fn both_read_t() -> Ssi {
+        let mut s = Ssi::default();
+        s.register(1, false, 0);
+        s.register(2, false, 0);
+        s.on_read(1, "t").unwrap();
+        s.on_read(2, "t").unwrap();
+        s
     }
 
     /// Issue 14's example: T1 looks up key 1 (tuple 0); T2 updates tuple 0 and commits; T1
@@ -429,12 +500,14 @@ mod tests {
         s.on_write(2, 2, upd("t", 5)).unwrap();
         assert!(s.sxacts[&2].in_conflicts.is_empty());
         s.on_write(2, 2, ins("t")).unwrap();
+        assert!(s.sxacts[&2].in_conflicts.is_empty(), "the heap insert misses an index lock");
+        s.on_index_insert(2, "t").unwrap();
         assert!(s.sxacts[&2].in_conflicts.contains(&1));
         s.register(3, false, 0);
         s.register(4, false, 0);
         s.on_read_key(3, "u", &[0, 1, 2], &[]).unwrap();
         assert!(s.sxacts[&3].page_reads.contains("u"));
-        s.on_write(4, 4, WriteTarget { table: "u", replaces: None, index_insert: false }).unwrap();
+        s.on_write(4, 4, ins("u")).unwrap();
         assert!(s.sxacts[&4].in_conflicts.is_empty());
         s.on_write(4, 4, upd("u", 9)).unwrap();
         assert!(s.sxacts[&4].in_conflicts.contains(&3));
@@ -443,11 +516,7 @@ mod tests {
     /// Write skew: both read, both write; the first commit dooms the second.
     #[test]
     fn write_skew_dooms_second_committer() {
-        let mut s = Ssi::default();
-        s.register(1, false, 0);
-        s.register(2, false, 0);
-        s.on_read(1, "t").unwrap();
-        s.on_read(2, "t").unwrap();
+        let mut s = both_read_t();
         s.on_write(1, 1, ins("t")).unwrap();
         s.on_write(2, 2, ins("t")).unwrap();
         s.pre_commit(1).unwrap();
@@ -460,16 +529,30 @@ mod tests {
     /// Once the winner committed, the loser fails at its write ("during write").
     #[test]
     fn loser_fails_during_write_after_winner_commits() {
-        let mut s = Ssi::default();
-        s.register(1, false, 0);
-        s.register(2, false, 0);
-        s.on_read(1, "t").unwrap();
-        s.on_read(2, "t").unwrap();
+        let mut s = both_read_t();
         s.on_write(2, 2, ins("t")).unwrap();
         s.pre_commit(2).unwrap();
         s.committed(2, 1);
         let err = s.on_write(1, 1, ins("t")).unwrap_err().into_sql_error();
         assert!(err.detail.unwrap().contains("during write"));
+    }
+
+    /// A transaction doomed by another's commit fails at its next write, heap or index
+    /// ("during conflict in checking"), before any edge is added.
+    #[test]
+    fn doomed_writer_fails_at_conflict_in() {
+        let mut s = both_read_t();
+        s.on_write(1, 1, ins("t")).unwrap();
+        s.on_write(2, 2, ins("u")).unwrap();
+        s.on_read(1, "u").unwrap();
+        s.pre_commit(2).unwrap();
+        s.committed(2, 1);
+        assert!(s.is_doomed(1));
+        for err in [s.on_write(1, 1, ins("v")), s.on_index_insert(1, "v")] {
+            let err = err.unwrap_err().into_sql_error();
+            assert_eq!(err.code, "40001");
+            assert!(err.detail.unwrap().contains("during conflict in checking"));
+        }
     }
 
     /// A write undone by ROLLBACK TO SAVEPOINT no longer makes its transaction an

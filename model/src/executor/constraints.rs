@@ -14,10 +14,13 @@ use crate::value;
 use std::cmp::Ordering;
 
 impl<'a> Executor<'a> {
-    /// The SSI write check and the unique / exclusion checks, in PostgreSQL's order: the
-    /// heap insert checks SSI first (a failure there comes before any wait); after a wait,
-    /// a unique index re-checks SSI (so a doomed writer gets 40001 instead of 23505) while an
-    /// exclusion constraint reports 23P01 without another SSI check.
+    /// The checks of writing the version `values` of `table` (replacing `replaces`), in
+    /// PostgreSQL's order: the heap write's SSI conflict-in check, then the unique and
+    /// exclusion checks (which may wait for an in-progress writer), then, when the write
+    /// adds entries to a unique index (`index_insert`), the index's SSI conflict-in check.
+    /// A duplicate key is reported as 23505 only after that index check
+    /// (_bt_check_unique), so a doomed or pivot writer gets 40001; an exclusion violation
+    /// is reported without it (check_exclusion_or_unique_constraint has none).
     pub(super) fn write_checks(
         &mut self,
         table: &str,
@@ -25,17 +28,15 @@ impl<'a> Executor<'a> {
         replaces: Option<TupleId>,
         index_insert: bool,
     ) -> ExecutionResult<()> {
-        let ssi = self.ssi_write(WriteTarget { table, replaces, index_insert });
-        if ssi.is_err() && !self.resumed {
-            return ssi;
-        }
+        self.ssi_write(WriteTarget { table, replaces })?;
         match self.find_conflict(table, values, None)? {
             Some(c) if c.exclusion => Err(self.conflict_error(table, values, c).into()),
             Some(c) => {
-                ssi?;
+                self.ssi_index_insert(table)?;
                 Err(self.conflict_error(table, values, c).into())
             }
-            None => ssi,
+            None if index_insert => self.ssi_index_insert(table),
+            None => Ok(()),
         }
     }
 
@@ -221,6 +222,14 @@ impl<'a> Executor<'a> {
             let Some(tid) = found else {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
             };
+            // The RI query is a primary-key lookup: tuple + index-page SIREAD locks, and the
+            // conflict-out check of the versions it examines, made by its scan before
+            // LockRows locks the row (so a lock wait or a "concurrent update" after it
+            // does not undo the rw-edge).
+            if self.context.ssi && self.ssi_read_is_new() {
+                let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
+                self.db.ssi.on_read_key(self.context.txn, &fk.parent, &[tid], &examined)?;
+            }
             match self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false) {
                 Err(Halt::Error(Error::Serialization { .. })) if snapshot_rules => {
                     return Err(Error::concurrent_update().into());
@@ -228,11 +237,6 @@ impl<'a> Executor<'a> {
                 other => {
                     other?;
                 }
-            }
-            // The RI query is a primary-key lookup: tuple + index-page SIREAD locks.
-            if self.context.ssi && self.ssi_read_is_new() {
-                let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
-                self.db.ssi.on_read_key(self.context.txn, &fk.parent, &[tid], &examined)?;
             }
             if self.latest_visible_by_key(&fk.parent, &fk.parent_columns, &key)?.is_none() {
                 return Err(self.fk_missing_detail(missing(), table, &fk, &key));
@@ -295,8 +299,7 @@ impl<'a> Executor<'a> {
             .filter(|tuple| !tuple.dead)
             .filter_map(|tuple| {
                 let visible = self.snap.visible(xids, tuple);
-                let writer = if visible { tuple.xmax } else { Some(tuple.xmin) };
-                writer.map(|x| xids.top(x)).filter(|&w| w != self.context.txn)
+                mvcc::examined_writer(xids, tuple, visible).filter(|&w| w != self.context.txn)
             })
             .collect()
     }

@@ -110,6 +110,21 @@ impl<'a> Executor<'a> {
             // that version, no error.
             let key_kept = updated && !tuple.keys_updated;
             if mode == LockStrength::KeyShare && key_kept {
+                // heap_lock_updated_tuple locks the newer versions too: a committed key
+                // update or delete further along the chain fails the lock (TM_Updated).
+                let mut next = tuple.next;
+                while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
+                    let newer = &t.heap.tuples[n];
+                    let committed_key_change = newer.keys_updated
+                        && newer.xmax.is_some_and(|x| {
+                            matches!(xids.status(x), XidStatus::Committed(_))
+                                && xids.top(x) != self.context.txn
+                        });
+                    if committed_key_change {
+                        return Err(Error::concurrent_update().into());
+                    }
+                    next = newer.next;
+                }
                 return Ok(Some(tid));
             }
             return Err(if updated {

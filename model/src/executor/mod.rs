@@ -117,6 +117,42 @@ pub struct Replay {
     /// page is read), so a re-run takes these reads without checking them again; reads past
     /// them (a foreign-key check after the row lock) are new and are checked.
     pub ssi_reads: usize,
+    /// SSI write checks (CheckForSerializableConflictIn, heap or index) earlier attempts
+    /// completed: a statement that waits does not insert, update or delete again in
+    /// PostgreSQL, so a re-run does not check them again (checked then with the other
+    /// transaction committed, they could find a dangerous structure PostgreSQL never saw).
+    pub ssi_writes: usize,
+    /// Rows an INSERT appended before it waited (for a foreign-key lock, or for another
+    /// row's unique check), by the row's position among the statement's insertions: they
+    /// stay in the heap and the indexes while it waits, as PostgreSQL's do (a later
+    /// inserter of the same key waits for this statement; a deadlock can close through
+    /// it), and a re-run goes on from them instead of inserting them again.
+    pub inserted: Vec<(usize, TupleId)>,
+    /// The undo log of the kept rows, handed to the re-run (or applied when the wait ends
+    /// in an error without one, [`Replay::undo_kept`]).
+    pub kept_undo: Vec<(String, Undo)>,
+}
+
+/// Counts one replayable action of this attempt (`index`, one past the previous) against
+/// those earlier attempts completed (`done`): true, and counted as done, the first time.
+fn first_time(index: &mut usize, done: &mut usize) -> bool {
+    *index += 1;
+    if *index <= *done {
+        return false;
+    }
+    *done = *index;
+    true
+}
+
+impl Replay {
+    /// Removes the rows kept in place by a waiting INSERT that will not run again.
+    pub fn undo_kept(&mut self, db: &mut Database) {
+        while let Some((table, change)) = self.kept_undo.pop() {
+            if let Some(t) = db.catalog.tables.get_mut(&table) {
+                t.heap.undo(&change);
+            }
+        }
+    }
 }
 
 /// One attempt at one statement.
@@ -128,12 +164,12 @@ pub struct Executor<'a> {
     pub replay: &'a mut Replay,
     pub now: Duration,
     pub undo: Vec<(String, Undo)>,
-    /// The statement blocked before and is running again.
-    pub resumed: bool,
     call_index: usize,
     serial_index: usize,
     check_snapshot_index: usize,
     ssi_read_index: usize,
+    ssi_write_index: usize,
+    insert_index: usize,
 }
 
 /// Side effects of function calls, borrowing the parts of [`Executor`] they need.
@@ -180,14 +216,29 @@ impl<'a> Executor<'a> {
             context,
             snap,
             params,
-            replay,
             now,
-            undo: Vec::new(),
-            resumed: false,
+            undo: std::mem::take(&mut replay.kept_undo),
+            replay,
             call_index: 0,
             serial_index: 0,
             check_snapshot_index: 0,
             ssi_read_index: 0,
+            ssi_write_index: 0,
+            insert_index: 0,
+        }
+    }
+
+    /// Ends an attempt that blocked: an INSERT whose only changes are rows it appended
+    /// keeps them in place for its re-run ([`Replay::inserted`]); any other statement's
+    /// changes are undone and it runs again from the start.
+    pub fn blocked(&mut self) {
+        let only_insertions = self.undo.len() == self.replay.inserted.len()
+            && self.undo.iter().all(|(_, u)| matches!(u, Undo::Inserted { .. }));
+        if only_insertions && !self.undo.is_empty() {
+            self.replay.kept_undo = std::mem::take(&mut self.undo);
+        } else {
+            self.replay.inserted.clear();
+            self.undo();
         }
     }
 
@@ -256,26 +307,50 @@ impl<'a> Executor<'a> {
     /// Counts one SSI read of this attempt; false when an earlier attempt of the statement
     /// already did it (its lock is held and its conflicts were flagged then).
     fn ssi_read_is_new(&mut self) -> bool {
-        self.ssi_read_index += 1;
-        if self.ssi_read_index <= self.replay.ssi_reads {
-            return false;
-        }
-        self.replay.ssi_reads = self.ssi_read_index;
-        true
+        first_time(&mut self.ssi_read_index, &mut self.replay.ssi_reads)
     }
 
     /// A sequential scan's SSI read: relation SIREAD lock and conflict-out check, or fail
-    /// when doomed (CheckForSerializableConflictOutNeeded).
-    fn ssi_read(&mut self, table: &str) -> ExecutionResult<()> {
+    /// when doomed. PostgreSQL's doomed check (CheckForSerializableConflictOutNeeded) runs
+    /// per heap tuple examined, so a scan that `examined_versions` of none does not fail.
+    fn ssi_read(&mut self, table: &str, examined_versions: usize) -> ExecutionResult<()> {
         if self.context.ssi && self.ssi_read_is_new() {
-            self.db.ssi.fail_if_doomed(self.context.txn)?;
+            if examined_versions > 0 {
+                self.db.ssi.fail_if_doomed(self.context.txn)?;
+            }
             self.db.ssi.on_read(self.context.txn, table)?;
         }
         Ok(())
     }
 
-    /// A unique-index lookup's SSI read (see [`Ssi::on_read_key`]), with the doomed check.
+    /// A unique-index lookup's SSI read (see [`Ssi::on_read_key`]), with the doomed check
+    /// when the index led to at least one heap version (`examined_versions`, as
+    /// [`Executor::ssi_read`]): a lookup of a key the index lacks examines none.
     fn ssi_read_key(
+        &mut self,
+        table: &str,
+        fetched: &[TupleId],
+        examined: &[TxnId],
+        examined_versions: usize,
+    ) -> ExecutionResult<()> {
+        if self.context.ssi && self.ssi_read_is_new() {
+            if examined_versions > 0 {
+                self.db.ssi.fail_if_doomed(self.context.txn)?;
+            }
+            self.db.ssi.on_read_key(self.context.txn, table, fetched, examined)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one SSI write check of this attempt; false when an earlier attempt of the
+    /// statement already made it (see [`Replay::ssi_writes`]).
+    fn ssi_write_is_new(&mut self) -> bool {
+        first_time(&mut self.ssi_write_index, &mut self.replay.ssi_writes)
+    }
+
+    /// The SSI read of versions fetched by location ([`Ssi::on_read_versions`]), with the
+    /// doomed check (a version is examined).
+    fn ssi_read_versions(
         &mut self,
         table: &str,
         fetched: &[TupleId],
@@ -283,14 +358,23 @@ impl<'a> Executor<'a> {
     ) -> ExecutionResult<()> {
         if self.context.ssi && self.ssi_read_is_new() {
             self.db.ssi.fail_if_doomed(self.context.txn)?;
-            self.db.ssi.on_read_key(self.context.txn, table, fetched, examined)?;
+            self.db.ssi.on_read_versions(self.context.txn, table, fetched, examined)?;
         }
         Ok(())
     }
 
+    /// A heap write's SSI check ([`Ssi::on_write`]).
     fn ssi_write(&mut self, target: WriteTarget<'_>) -> ExecutionResult<()> {
-        if self.context.ssi {
+        if self.context.ssi && self.ssi_write_is_new() {
             self.db.ssi.on_write(self.context.txn, self.context.xid, target)?;
+        }
+        Ok(())
+    }
+
+    /// A unique-index insertion's SSI check ([`Ssi::on_index_insert`]).
+    fn ssi_index_insert(&mut self, table: &str) -> ExecutionResult<()> {
+        if self.context.ssi && self.ssi_write_is_new() {
+            self.db.ssi.on_index_insert(self.context.txn, table)?;
         }
         Ok(())
     }

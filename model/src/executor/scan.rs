@@ -57,6 +57,9 @@ impl<'a> Executor<'a> {
         // an examined version this snapshot cannot see (heap_hot_search_buffer's checks).
         let mut fetched = Vec::new();
         let mut examined = Vec::new();
+        // Every version the index or the heap leads to is examined, aborted ones included
+        // (PostgreSQL's heap keeps them until vacuum).
+        let examined_versions = tids.len();
         for tid in tids {
             let tuple = &t.heap.tuples[tid];
             let visible = snap.visible(xids, tuple);
@@ -82,9 +85,9 @@ impl<'a> Executor<'a> {
             }
         }
         if !is_lookup {
-            self.ssi_read(table)?;
+            self.ssi_read(table, examined_versions)?;
         } else {
-            self.ssi_read_key(table, &fetched, &examined)?;
+            self.ssi_read_key(table, &fetched, &examined, examined_versions)?;
         }
         Ok(out)
     }
@@ -115,14 +118,18 @@ impl<'a> Executor<'a> {
         // The index's order: ASC NULLS LAST or DESC NULLS FIRST.
         let in_order = |a: &Value, b: &Value| order_values(a, b, ordered.desc, ordered.desc);
         let own_txn = self.context.txn;
-        let (mut fetched, mut examined) = (Vec::new(), Vec::new());
+        let (mut fetched, mut examined, mut examined_versions) = (Vec::new(), Vec::new(), 0);
         {
             let t = self.db.catalog.must_get(&ordered.table)?;
             for (tid, tuple) in t.heap.tuples.iter().enumerate() {
                 let key = &tuple.values[ordered.column];
                 let past = after.is_none_or(|a| in_order(key, a) == Ordering::Greater);
                 let within = upto.is_none_or(|u| in_order(key, u) != Ordering::Greater);
-                if tuple.dead || !past || !within {
+                if !past || !within {
+                    continue;
+                }
+                examined_versions += 1;
+                if tuple.dead {
                     continue;
                 }
                 let visible = self.snap.visible(&self.db.xids, tuple);
@@ -135,7 +142,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        self.ssi_read_key(&ordered.table, &fetched, &examined)
+        self.ssi_read_key(&ordered.table, &fetched, &examined, examined_versions)
     }
 
     /// [`Executor::scan`] with a copy of each row's values.

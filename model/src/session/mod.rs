@@ -382,10 +382,11 @@ impl Engine {
             .map_or(&[], |p| p.params.as_slice());
         let mut executor =
             Executor::new(&mut self.db, context, snap, params, &mut replay, self.now);
-        executor.resumed = prior.is_some();
         let result = executor.execute_plan(&plan);
-        if result.is_err() {
-            executor.undo();
+        match result {
+            Err(Halt::Block(_)) => executor.blocked(),
+            Err(_) => executor.undo(),
+            Ok(_) => {}
         }
         match result {
             Ok(r) => {
@@ -443,13 +444,20 @@ impl Engine {
         p.blocked = Some(b);
     }
 
+    /// Drops the session's pending statements; a waiting INSERT's kept rows are removed
+    /// ([`crate::executor::Replay::undo_kept`]).
+    pub(super) fn drop_pending(&mut self, session: SessionId) {
+        let pending = self.sessions.get_mut(&session).and_then(|s| s.pending.take());
+        if let Some(mut b) = pending.and_then(|p| p.blocked) {
+            b.replay.undo_kept(&mut self.db);
+        }
+    }
+
     pub(crate) fn close_impl(&mut self, session: SessionId) {
         if !self.sessions.contains_key(&session) {
             return;
         }
-        if let Some(s) = self.sessions.get_mut(&session) {
-            s.pending = None;
-        }
+        self.drop_pending(session);
         self.abort_txn(session);
         self.db.locks.release_session(session);
         self.sessions.remove(&session);
@@ -458,10 +466,10 @@ impl Engine {
 
     pub(crate) fn crash_impl(&mut self) {
         // Every connection dies at once: nothing blocked may run while transactions abort.
-        for s in self.sessions.values_mut() {
-            s.pending = None;
-        }
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for &id in &ids {
+            self.drop_pending(id);
+        }
         for id in ids {
             self.abort_txn(id);
         }

@@ -171,12 +171,16 @@ impl Engine {
             let txn = self.txn_of(id).unwrap_or(0);
             let targets: Vec<SessionId> = match &b.wait {
                 Wait::Txn(x) => owner.get(&self.db.xids.top(*x)).copied().into_iter().collect(),
+                // A row held by several transactions (a MultiXact) is waited for one member
+                // at a time, in the order they locked it (Do_MultiXactIdWait's
+                // XactLockTableWait per member): the edge goes to the first still holding.
                 Wait::Row { table, row, mode } => self
                     .db
                     .locks
                     .row_blockers(table, *row, txn, *mode)
-                    .iter()
+                    .first()
                     .map(|l| l.session)
+                    .into_iter()
                     .collect(),
                 Wait::Advisory { key, shared } => {
                     self.db.locks.advisory_blockers(*key, id, *shared)
@@ -285,13 +289,11 @@ impl Engine {
 
     /// Fails a blocked statement (deadlock victim, timeout) and reports it.
     fn cancel_blocked(&mut self, s: SessionId, e: Error) {
-        let Some(p) = self.sessions.get_mut(&s).and_then(|x| x.pending.as_mut()) else { return };
-        if p.blocked.take().is_none() {
+        let Some(p) = self.sessions.get_mut(&s).and_then(|x| x.pending.as_ref()) else { return };
+        if p.blocked.is_none() {
             return;
         }
-        if let Some(x) = self.sessions.get_mut(&s) {
-            x.pending = None;
-        }
+        self.drop_pending(s);
         // The failure is reported before anything it releases.
         self.completions.push(Completion { session: s, response: Err(e.clone().into_sql_error()) });
         self.handle_error(s, &e);
