@@ -1,24 +1,24 @@
 //! The differential fuzzer in CI: generated booking-shaped schedules on the model and on
 //! PostgreSQL 15 (needs DATABASE_URL; skipped with a notice without it).
 //!
-//! - A FIXED seed (the same 110 schedules every run): any disagreement fails.
-//! - A ROTATING seed (60 new schedules each run; the seed is printed, so a failure can be
-//!   replayed with `roomsim spec --generate 60 --seed S --database-url URL --diff`): any
+//! - A FIXED seed (the same 200 schedules every run): any disagreement fails.
+//! - A ROTATING seed (100 new schedules each run; the seed is printed, so a failure can be
+//!   replayed with `roomsim spec --generate 100 --seed S --database-url URL --diff`): any
 //!   disagreement fails too. The last 1,000-schedule runs of four seeds all agree
 //!   (specs/README.md), so a failure here is a new disagreement to minimise and fix, not
 //!   noise. Layout-dependent SSI cases are not generated (see specs/README.md).
 //! - Both fail when more than a tenth of the schedules are timing-dependent on PostgreSQL,
 //!   so the check cannot pass by excluding everything.
 //!
-//! About 30 s against a local PostgreSQL (the two runs per schedule go 6 at a time).
+//! About 50 s against a local PostgreSQL (the two runs per schedule go 6 at a time).
 
 #![cfg(feature = "postgres")]
 
 use model::spec::fuzz::{FuzzReport, fuzz};
 
 const FIXED_SEED: u64 = 20_261_204;
-const FIXED_COUNT: u64 = 110;
-const ROTATING_COUNT: u64 = 60;
+const FIXED_COUNT: u64 = 200;
+const ROTATING_COUNT: u64 = 100;
 const CONCURRENCY: usize = 6;
 /// Timing-dependent schedules allowed, in percent of those run.
 const TIMING_DEPENDENT_PERCENT_MAX: usize = 10;
