@@ -9,7 +9,7 @@
 //! at the first failing seed *in seed order* (later seeds already run are discarded), so it
 //! too is independent of `--jobs`. Memory stays flat: a run keeps only its summary.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use crate::histograms::{Histograms, Metric};
 use crate::outcome::{
     Counts, Criterion, InvariantResult, Violation, add_invariants, throughput_per_s,
 };
+use crate::patterns::{self, Coverage, Tally};
 use crate::report::{self, Figures};
 use crate::trace::combine_hashes;
 use crate::world::{self, RunConfig};
@@ -58,13 +59,14 @@ pub struct ExploreConfig {
     pub profile: Arc<crate::world::Profile>,
     /// `--profile FILE` as given (for replay commands); `None`: the committed default.
     pub profile_arg: Option<String>,
+    /// `--pattern-k`: a pair pattern counts as covered once seen in this many seeds.
+    pub pattern_k: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeedHash {
     pub seed: u64,
     pub trace_hash: String,
-    pub signature: String,
     pub passed: bool,
 }
 
@@ -93,8 +95,8 @@ pub struct ExploreReport {
     pub seeds_run: u64,
     pub seeds_failed: Vec<FailedSeed>,
     pub explore_hash: String,
-    /// Distinct interleaving signatures.
-    pub coverage: u64,
+    /// Pair-pattern coverage (`crate::patterns`).
+    pub patterns: Coverage,
     pub seeds_per_second: f64,
     pub wall_s: f64,
     pub counts: Counts,
@@ -106,9 +108,16 @@ pub struct ExploreReport {
     pub per_seed: Vec<SeedHash>,
 }
 
-/// What one seed leaves for the report: hash, violations, counts, invariant results,
-/// workload µs and the first in-run violation time.
-type SeedEntry = (SeedHash, Vec<Violation>, Counts, Vec<InvariantResult>, u64, Option<u64>);
+/// What one seed leaves for the report.
+struct SeedEntry {
+    hash: SeedHash,
+    violations: Vec<Violation>,
+    counts: Counts,
+    invariants: Vec<InvariantResult>,
+    workload_us: u64,
+    first_violation_us: Option<u64>,
+    patterns: BTreeMap<String, u64>,
+}
 
 struct Partial {
     per_seed: BTreeMap<u64, SeedEntry>,
@@ -123,6 +132,11 @@ pub fn seed_list(seeds: &Range<u64>, shard: Option<(u64, u64)>) -> Vec<u64> {
 /// Runs the seeds.
 pub fn explore(cfg: &ExploreConfig) -> Result<ExploreReport, SimError> {
     world::check_strategy(&cfg.strategy)?;
+    if cfg.pattern_k == 0 {
+        return Err(SimError::BadInput("--pattern-k must be at least 1".into()));
+    }
+    // The patterns `check` finds possible (once per process and strategy; see `patterns`).
+    let possible = patterns::possible(&cfg.strategy)?;
     let seeds = seed_list(&cfg.seeds, cfg.shard);
     let bar = progress_bar(cfg.progress, seeds.len() as u64);
     let next = AtomicU64::new(0);
@@ -144,7 +158,7 @@ pub fn explore(cfg: &ExploreConfig) -> Result<ExploreReport, SimError> {
     let mut partial = partial.into_inner().expect("partial lock");
     let stop = first_failure.load(Ordering::SeqCst);
     partial.per_seed.retain(|seed, _| *seed <= stop);
-    Ok(assemble(cfg, partial, wall_s))
+    Ok(assemble(cfg, partial, wall_s, (*possible).clone()))
 }
 
 fn worker(
@@ -182,16 +196,19 @@ fn worker(
         if !passed && cfg.stop_on_failure {
             first_failure.fetch_min(seed, Ordering::SeqCst);
         }
-        let hash = SeedHash {
-            seed,
-            trace_hash: o.trace_hash.clone(),
-            signature: o.signature.clone(),
-            passed,
-        };
+        let hash = SeedHash { seed, trace_hash: o.trace_hash.clone(), passed };
         let mut p = partial.lock().expect("partial lock");
         p.histograms.merge(&o.histograms);
-        let first = o.first_violation_us;
-        p.per_seed.insert(seed, (hash, o.violations, o.counts, o.invariants, o.workload_us, first));
+        let entry = SeedEntry {
+            hash,
+            violations: o.violations,
+            counts: o.counts,
+            invariants: o.invariants,
+            workload_us: o.workload_us,
+            first_violation_us: o.first_violation_us,
+            patterns: o.patterns,
+        };
+        p.per_seed.insert(seed, entry);
         bar.inc(1);
     }
 }
@@ -211,16 +228,32 @@ fn progress_bar(wanted: bool, len: u64) -> indicatif::ProgressBar {
     bar
 }
 
-fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport {
+fn assemble(
+    cfg: &ExploreConfig,
+    partial: Partial,
+    wall_s: f64,
+    possible: patterns::Possible,
+) -> ExploreReport {
     let mut counts = Counts::default();
     let mut invariants = Vec::new();
     let mut workload_us_total = 0;
     let mut per_seed = Vec::new();
     let mut failed = Vec::new();
-    for (seed, (hash, violations, c, inv, workload_us, first_violation_us)) in partial.per_seed {
+    let mut tally = Tally::default();
+    for (seed, entry) in partial.per_seed {
+        let SeedEntry {
+            hash,
+            violations,
+            counts: c,
+            invariants: inv,
+            workload_us,
+            first_violation_us,
+            patterns,
+        } = entry;
         counts.add(&c);
         add_invariants(&mut invariants, &inv);
         workload_us_total += workload_us;
+        tally.add_seed(seed, &patterns, cfg.pattern_k);
         if !hash.passed {
             let profile =
                 cfg.profile_arg.as_ref().map_or(String::new(), |p| format!(" --profile {p}"));
@@ -252,6 +285,9 @@ fn assemble(cfg: &ExploreConfig, partial: Partial, wall_s: f64) -> ExploreReport
             per_seed,
             failed,
             wall_s,
+            patterns: tally,
+            pattern_k: cfg.pattern_k,
+            possible: Some(possible),
         },
     )
 }
@@ -265,6 +301,9 @@ pub struct Aggregate {
     pub per_seed: Vec<SeedHash>,
     pub failed: Vec<FailedSeed>,
     pub wall_s: f64,
+    pub patterns: Tally,
+    pub pattern_k: u32,
+    pub possible: Option<patterns::Possible>,
 }
 
 pub fn finish_report(
@@ -285,8 +324,8 @@ pub fn finish_report(
         throughput_per_s: throughput,
     };
     let criteria = report::criteria(&figures);
-    // BTreeSet: coverage counts distinct signatures (for determinism of any listing).
-    let coverage = a.per_seed.iter().map(|s| s.signature.as_str()).collect::<BTreeSet<_>>().len();
+    let seeds_run_list: Vec<u64> = a.per_seed.iter().map(|s| s.seed).collect();
+    let coverage = a.patterns.finish(a.pattern_k, &seeds_run_list, a.possible);
     let explore_hash = combine_hashes(a.per_seed.iter().map(|s| (s.seed, s.trace_hash.as_str())));
     let seeds_run = a.per_seed.len() as u64;
     ExploreReport {
@@ -298,7 +337,7 @@ pub fn finish_report(
         seeds_run,
         seeds_failed: a.failed,
         explore_hash,
-        coverage: coverage as u64,
+        patterns: coverage,
         seeds_per_second: if a.wall_s > 0.0 {
             (seeds_run as f64 / a.wall_s * 10.0).round() / 10.0
         } else {
@@ -333,8 +372,17 @@ pub fn merge(
         per_seed: Vec::new(),
         failed: Vec::new(),
         wall_s: 0.0,
+        patterns: Tally::default(),
+        pattern_k: first.patterns.k,
+        possible: first.patterns.possible.clone(),
     };
     for (file, r) in &reports {
+        if r.patterns.k != first.patterns.k {
+            let problem =
+                format!("{file}: --pattern-k {} differs from {}", r.patterns.k, first.patterns.k);
+            return Err(SimError::BadInput(problem));
+        }
+        a.patterns.add_seen(&r.patterns.seen, r.patterns.k);
         if r.scenario != first.scenario || r.strategy != strategy {
             let problem = format!(
                 "{file}: scenario/strategy {}/{} differs from {}/{}",
@@ -393,8 +441,57 @@ pub fn text(r: &ExploreReport, scenario: &Scenario) -> Result<String, SimError> 
             out.push_str(&format!("  shrink: {}\n", f.shrink));
         }
     }
-    out.push_str(&format!("\ncoverage: {} distinct interleaving signatures\n", r.coverage));
+    out.push('\n');
+    out.push_str(&patterns_text(&r.patterns));
     out.push_str(&format!("seeds_per_second: {}\n", r.seeds_per_second));
     out.push_str(&format!("explore-hash: {}\n", r.explore_hash));
     Ok(out)
+}
+
+/// The pattern-coverage section of the explore text report.
+pub fn patterns_text(c: &Coverage) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let possible = match &c.possible {
+        Some(p) => format!(
+            " of {} possible ({}: {} schedules, {})",
+            p.patterns.len(),
+            p.command,
+            p.schedules,
+            if p.complete { "exhaustive" } else { "NOT exhaustive" }
+        ),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "pattern coverage: {} pair patterns seen{possible}, over {} competing pairs",
+        c.seen.len(),
+        c.pairs
+    );
+    let to_k = c.seeds_to_k.map_or("not reached".into(), |n| n.to_string());
+    let _ = writeln!(out, "  seeds until every seen pattern was seen in {} seeds: {to_k}", c.k);
+    if c.possible.is_some() {
+        let saturation = c.seeds_to_saturation.map_or_else(
+            || format!("not reached ({} never seen)", c.never_seen.len()),
+            |n| n.to_string(),
+        );
+        let _ = writeln!(out, "  seeds until every possible pattern was seen: {saturation}");
+    }
+    let _ = writeln!(out, "  {:>6} {:>7}  pattern", "seeds", "pairs");
+    for s in &c.seen {
+        let mark = if s.possible == Some(false) { "  NOT POSSIBLE" } else { "" };
+        let _ = writeln!(out, "  {:>6} {:>7}  {}{mark}", s.seeds, s.pairs, s.pattern);
+    }
+    for p in &c.never_seen {
+        let _ = writeln!(out, "  never seen: {p}");
+    }
+    if !c.not_possible.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {} seen pattern(s) NOT POSSIBLE in check's 2-booking enumeration: a bug in the \
+             strategy, the model or the pattern extraction, or an effect of a third booking",
+            c.not_possible.len()
+        );
+    }
+    out
 }

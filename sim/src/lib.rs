@@ -23,7 +23,7 @@
 //! - `model_db` — backend-core's `Db` over the model server (the backend's pool, db drops).
 //! - `clinic` — the scenario's clinic as backend-core domain values (what gets seeded).
 //! - `ids` — deterministic ids for the clinic: names ↔ UUIDs.
-//! - `trace` — the event trace of a run, its hash and interleaving signature.
+//! - `trace` — the event trace of a run and its hash.
 //! - `histograms` — latency histograms in modelled µs.
 //! - `observations` — what a run observed: final rows, the clients' records, the db's events.
 //! - `live` — the in-run invariant checks, stamped with when a violation became visible.
@@ -35,6 +35,8 @@
 //! - `svg` — inline SVG line charts and escaping, shared by every HTML report.
 //! - `timeline` — what a run's picture reads: final rows and the db's statements (kept on request).
 //! - `explore` — many seeds in parallel, independent of `--jobs`, and `merge` of shards.
+//! - `patterns` — explore's coverage: the order of two competing bookings' key statements,
+//!   the patterns `check` finds possible, seeds to see each.
 //! - `erlang` — the M/M/c (Erlang-C) oracle for the pool model.
 //! - `check` — `roomsim check`: systematic exploration of the booking path in a small scope.
 //! - `compare` — two latency distributions quantile by quantile, with bands and a KS test.
@@ -57,6 +59,7 @@ pub mod model_db;
 pub mod net;
 pub mod observations;
 pub mod outcome;
+pub mod patterns;
 pub mod pool;
 pub mod regression;
 pub mod report;

@@ -15,8 +15,17 @@
 //! leaves its reply owed, which the next user drains (`model::io::Client`) — so a guard that
 //! fails to discard a session leaves it in its transaction, as it would on PostgreSQL.
 //!
+//! STATEMENT TAP (explore's pair patterns, `crate::patterns`): every statement sent is noted
+//! with its connection (the stream's local address and how many connections that address
+//! had before) and its lease (one `acquire`: one request on the backend), classified by
+//! `patterns::classify`. The db host notes the peer address of each session it opens, in
+//! order (`world::hosts`), so the run's results can put the server's trace (which statement
+//! took effect when) beside the lease that sent it.
+//!
 //! Not modelled: cancel requests, TLS, prepared-statement caching.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use backend_core::db::guard::{GuardMode, RawConn, TxGuard};
@@ -29,6 +38,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use scenarios::{Fault, Scenario};
 
+use crate::patterns::{self, Statement};
 use crate::pool::{ConnectFn, Pool, Pooled, WaitObserver};
 use crate::timescale::{modelled_us, scaled_ms};
 
@@ -85,9 +95,48 @@ impl DbDrops {
     }
 }
 
+/// A connection to the db host: its local address and how many connections that address
+/// had before it (a restarted backend host may reuse ports).
+pub type ConnId = (SocketAddr, u32);
+
+/// One statement as sent, for the pair patterns.
+#[derive(Clone, Debug)]
+pub struct TapEntry {
+    pub conn: ConnId,
+    /// The `acquire` it was sent under (one request on the backend).
+    pub lease: u64,
+    /// `model::statement_kind`, to check it against the server's trace.
+    pub kind: &'static str,
+    pub statement: Statement,
+}
+
+/// Every statement the backend sent, in order (see the module doc).
+#[derive(Debug, Default)]
+pub struct TapLog {
+    pub entries: Vec<TapEntry>,
+    next_lease: u64,
+    /// Connections opened so far per local address.
+    connections: BTreeMap<SocketAddr, u32>,
+}
+
+impl TapLog {
+    /// The id of a new connection from `addr`.
+    pub fn connection(&mut self, addr: SocketAddr) -> ConnId {
+        let n = self.connections.entry(addr).or_default();
+        let id = (addr, *n);
+        *n += 1;
+        id
+    }
+}
+
+/// Shared by the backend host's pool (restarts included) and the run's results.
+pub type StatementTap = Arc<Mutex<TapLog>>;
+
 /// One model session.
 pub struct ModelConn {
     client: Client<TcpStream>,
+    /// Set when the pool has a tap.
+    id: Option<ConnId>,
 }
 
 /// (modelled µs, description) of every deadlock error seen.
@@ -99,6 +148,7 @@ pub struct ModelDb {
     deadlocks: DeadlockLog,
     guard: GuardMode,
     drops: Option<Arc<DbDrops>>,
+    tap: Option<StatementTap>,
 }
 
 impl ModelDb {
@@ -111,16 +161,35 @@ impl ModelDb {
         guard: GuardMode,
         drops: Option<Arc<DbDrops>>,
     ) -> ModelDb {
-        let connect: ConnectFn<ModelConn> = Arc::new(|| {
-            Box::pin(async {
+        ModelDb::with_tap(size, acquire_timeout, on_wait, deadlocks, guard, drops, None)
+    }
+
+    /// [`ModelDb::new`], noting every statement sent in `tap` (module doc).
+    pub fn with_tap(
+        size: u32,
+        acquire_timeout: std::time::Duration,
+        on_wait: WaitObserver,
+        deadlocks: DeadlockLog,
+        guard: GuardMode,
+        drops: Option<Arc<DbDrops>>,
+        tap: Option<StatementTap>,
+    ) -> ModelDb {
+        let connect_tap = tap.clone();
+        let connect: ConnectFn<ModelConn> = Arc::new(move || {
+            let tap = connect_tap.clone();
+            Box::pin(async move {
                 let stream = TcpStream::connect(("db", DB_PORT)).await.map_err(|e| {
                     DbError::new(DbError::CONNECTION_FAILURE, format!("connect to db: {e}"))
                 })?;
-                Ok(ModelConn { client: Client::new(stream) })
+                let id = match (&tap, stream.local_addr()) {
+                    (Some(tap), Ok(addr)) => Some(tap.lock().expect("tap").connection(addr)),
+                    _ => None,
+                };
+                Ok(ModelConn { client: Client::new(stream), id })
             })
         });
         let pool = Pool::new(size, acquire_timeout, connect, on_wait);
-        ModelDb { pool, deadlocks, guard, drops }
+        ModelDb { pool, deadlocks, guard, drops, tap }
     }
 }
 
@@ -128,8 +197,17 @@ impl Db for ModelDb {
     fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn Conn>, DbError>> {
         Box::pin(async move {
             let pooled = self.pool.acquire().await?;
-            let raw =
-                PooledConn { pooled, deadlocks: self.deadlocks.clone(), drops: self.drops.clone() };
+            let lease = self.tap.as_ref().map(|tap| {
+                let mut log = tap.lock().expect("tap");
+                log.next_lease += 1;
+                (tap.clone(), log.next_lease)
+            });
+            let raw = PooledConn {
+                pooled,
+                deadlocks: self.deadlocks.clone(),
+                drops: self.drops.clone(),
+                lease,
+            };
             Ok(Box::new(TxGuard::new(raw, self.guard)) as Box<dyn Conn>)
         })
     }
@@ -139,9 +217,25 @@ struct PooledConn {
     pooled: Pooled<ModelConn>,
     deadlocks: DeadlockLog,
     drops: Option<Arc<DbDrops>>,
+    /// The tap and this lease's number, when noting statements.
+    lease: Option<(StatementTap, u64)>,
 }
 
 impl PooledConn {
+    /// Notes a statement that is being sent (module doc).
+    fn note(&mut self, sql: &str, params: &[SqlValue]) {
+        let (Some((tap, lease)), Some(conn)) = (&self.lease, self.pooled.get_mut().id) else {
+            return;
+        };
+        let entry = TapEntry {
+            conn,
+            lease: *lease,
+            kind: model::statement_kind(sql),
+            statement: patterns::classify(sql, params),
+        };
+        tap.lock().expect("tap").entries.push(entry);
+    }
+
     async fn execute_statement(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
         let values: Vec<Value> = params.iter().map(to_model).collect();
         let now_us = modelled_us(turmoil::sim_elapsed().unwrap_or_default());
@@ -150,6 +244,7 @@ impl PooledConn {
             // connection, so the server sees the disconnect and aborts the session.
             self.pooled.mark_broken();
             if point == DropPoint::AfterSend {
+                self.note(sql, params);
                 let _ = self.pooled.get_mut().client.send_only(sql, &values).await;
             }
             let when = match point {
@@ -159,6 +254,7 @@ impl PooledConn {
             let message = format!("db connection reset {when}");
             return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
         }
+        self.note(sql, params);
         let conn = self.pooled.get_mut();
         let timeout = scaled_ms(STATEMENT_TIMEOUT_MS);
         let reply = tokio::time::timeout(timeout, conn.client.query(sql, &values)).await;

@@ -100,8 +100,10 @@ pub struct RunOutcome {
     /// The backend's transaction guard (`late-begin` is a planted bug).
     pub guard: backend_core::db::guard::GuardMode,
     pub trace_hash: String,
-    /// Interleaving signature (coverage).
-    pub signature: String,
+    /// Pair patterns (`crate::patterns`): pattern → competing (pair, room) instances.
+    pub patterns: std::collections::BTreeMap<String, u64>,
+    /// Server statements the patterns could not attribute to a booking (lost in flight).
+    pub pattern_statements_unmatched: u64,
     pub counts: Counts,
     pub invariants: Vec<InvariantResult>,
     pub violations: Vec<Violation>,

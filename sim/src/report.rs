@@ -280,7 +280,7 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "scenario": o.scenario,
         "strategy": o.strategy,
         "trace_hash": o.trace_hash,
-        "interleaving_signature": o.signature,
+        "pair_patterns": o.patterns,
         "passed": o.passed(),
         "counts": o.counts,
         "total_appointments_created": o.counts.created_201,
@@ -294,6 +294,9 @@ pub fn run_json(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Valu
         "histograms": o.histograms.to_encoded(),
         "replay": replay_command(scenario_arg, &o.strategy, o.guard, o.seed),
     });
+    if o.pattern_statements_unmatched > 0 {
+        out["pattern_statements_unmatched"] = json!(o.pattern_statements_unmatched);
+    }
     // Only runs that caught something in-run carry these (passing reports are unchanged).
     if let Some(first) = o.first_violation_us {
         out["first_violation_us"] = json!(first);
@@ -329,6 +332,13 @@ pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Stri
             replay_command(scenario_arg, &o.strategy, o.guard, o.seed)
         );
     }
-    let _ = writeln!(out, "\ntrace-hash: {}", o.trace_hash);
+    let pairs: u64 = o.patterns.values().sum();
+    let _ = writeln!(
+        out,
+        "\npair patterns: {} competing pairs (per room), {} distinct orders of their key statements",
+        pairs,
+        o.patterns.len()
+    );
+    let _ = writeln!(out, "trace-hash: {}", o.trace_hash);
     out
 }

@@ -7,9 +7,8 @@
 //! `DefaultHasher`, whose output is not stable across processes or Rust versions). Events are
 //! only *kept* when `--trace` asks for them, so memory stays flat over many seeds.
 //!
-//! The interleaving *signature* (coverage) is a second hash over only the statement events —
-//! which session ran which kind of statement in which order with which outcome — so two runs
-//! that differ merely in network jitter but schedule the database identically count once.
+//! (Explore's coverage is not a hash of the trace: every seed of a busy scenario differs, so
+//! such a count only ever equals the seeds run. It is the pair patterns of `crate::patterns`.)
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -29,7 +28,6 @@ pub struct Event {
 #[derive(Debug)]
 pub struct Trace {
     hasher: Sha256,
-    signature: Sha256,
     events_count: u64,
     kept: Option<Vec<Event>>,
 }
@@ -40,12 +38,7 @@ pub type SharedTrace = Arc<Mutex<Trace>>;
 
 impl Trace {
     pub fn new(keep_events: bool) -> Trace {
-        Trace {
-            hasher: Sha256::new(),
-            signature: Sha256::new(),
-            events_count: 0,
-            kept: keep_events.then(Vec::new),
-        }
+        Trace { hasher: Sha256::new(), events_count: 0, kept: keep_events.then(Vec::new) }
     }
 
     pub fn shared(keep_events: bool) -> SharedTrace {
@@ -66,11 +59,6 @@ impl Trace {
         }
     }
 
-    /// Adds a database statement to the interleaving signature (order only, no times).
-    pub fn record_statement(&mut self, session: u32, kind: &str, outcome: &str) {
-        self.signature.update(format!("{session} {kind} {outcome}\n").as_bytes());
-    }
-
     pub fn events_count(&self) -> u64 {
         self.events_count
     }
@@ -82,11 +70,6 @@ impl Trace {
     /// Hex SHA-256 of every event so far (first 16 bytes: 32 hex digits).
     pub fn hash_hex(&self) -> String {
         hex16(&self.hasher.clone().finalize())
-    }
-
-    /// Hex hash of the statement order: the interleaving signature.
-    pub fn signature_hex(&self) -> String {
-        hex16(&self.signature.clone().finalize())
     }
 }
 

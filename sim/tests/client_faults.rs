@@ -68,6 +68,7 @@ fn explore_cfg(guard: GuardMode, seeds: std::ops::Range<u64>) -> ExploreConfig {
         progress: false,
         profile: world::default_profile(),
         profile_arg: None,
+        pattern_k: sim::patterns::PATTERN_K_DEFAULT,
     }
 }
 

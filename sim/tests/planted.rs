@@ -26,6 +26,7 @@ fn cfg(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) -> ExploreCo
         progress: false,
         profile: world::default_profile(),
         profile_arg: None,
+        pattern_k: sim::patterns::PATTERN_K_DEFAULT,
     }
 }
 

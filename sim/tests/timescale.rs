@@ -76,7 +76,7 @@ fn round_trips(quantiles: &str, count: usize) -> Vec<u64> {
     use model::{Engine, EngineConfig};
     use sim::model_db::DB_PORT;
     use sim::seeds::Seeds;
-    use sim::world::hosts::add_db_host;
+    use sim::world::hosts::{DbSinks, add_db_host};
 
     let mut text = format!("[kinds.select]\nquantiles = {quantiles}\n");
     for kind in ["insert", "update", "delete", "begin", "commit", "rollback", "ddl", "other"] {
@@ -96,7 +96,7 @@ fn round_trips(quantiles: &str, count: usize) -> Vec<u64> {
         engine,
         &Seeds::new(1),
         &profile,
-        Rc::new(RefCell::new(Vec::new())),
+        DbSinks { servers: Rc::new(RefCell::new(Vec::new())), opened: Default::default() },
         None,
     );
     let out = Rc::new(RefCell::new(Vec::new()));

@@ -104,6 +104,15 @@ pub enum Command {
         shard: Option<(u64, u64)>,
         #[arg(long)]
         stop_on_failure: bool,
+        /// Pair-pattern coverage: a pattern counts as covered once seen in K seeds (K ≥ 1);
+        /// the report gives the seeds needed until every seen pattern was.
+        #[arg(
+            long,
+            value_name = "K",
+            default_value_t = sim::patterns::PATTERN_K_DEFAULT,
+            value_parser = clap::value_parser!(u32).range(1..)
+        )]
+        pattern_k: u32,
         /// Latency profile of the model database (TOML, as written by `roomsim calibrate`);
         /// default: the committed model/profiles/default.toml.
         #[arg(long, value_name = "FILE")]
@@ -363,6 +372,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             jobs,
             shard,
             stop_on_failure,
+            pattern_k,
             profile,
             format,
             archive,
@@ -387,6 +397,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 progress: true,
                 profile: profile_loaded,
                 profile_arg: profile.map(|file| file.display().to_string()),
+                pattern_k,
             };
             let r = explore::explore(&cfg)?;
             if let Some(archive) = &archive {

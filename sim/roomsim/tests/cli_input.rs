@@ -29,6 +29,15 @@ fn jobs_outside_1_to_64_are_refused() {
 }
 
 #[test]
+fn pattern_k_below_1_is_refused() {
+    for k in ["0", "x"] {
+        let args = ["explore", "--scenario", "conflict", "--seeds", "0..2", "--pattern-k", k];
+        let stderr = refused(&args);
+        assert!(stderr.contains("--pattern-k"), "{stderr}");
+    }
+}
+
+#[test]
 fn an_unreadable_scenario_file_is_named_and_its_cause_said_once() {
     let stderr = refused(&["run", "--scenario", "/nonexistent/storm.toml", "--seed", "1"]);
     assert!(stderr.contains("/nonexistent/storm.toml"), "{stderr}");

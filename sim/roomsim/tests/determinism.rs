@@ -36,6 +36,7 @@ fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
         progress: false,
         profile: world::default_profile(),
         profile_arg: None,
+        pattern_k: sim::patterns::PATTERN_K_DEFAULT,
     }
 }
 
@@ -79,7 +80,8 @@ fn explore_hash_is_the_same_for_any_jobs_and_for_merged_shards() {
     assert_eq!(one.explore_hash, two.explore_hash);
     assert_eq!(one.histograms, two.histograms);
     assert_eq!(one.counts, two.counts);
-    assert!(one.coverage > 1, "different seeds give different interleavings");
+    assert_eq!(one.patterns, two.patterns);
+    assert!(one.patterns.seen.len() > 1, "competing bookings interleave in more than one way");
     let scenario = Scenario::builtin("conflict").unwrap().scenario;
     let shards = vec![
         ("s0".to_string(), explore::explore(&explore_cfg(1, Some((0, 2)))).unwrap()),
@@ -90,7 +92,7 @@ fn explore_hash_is_the_same_for_any_jobs_and_for_merged_shards() {
     let merged = explore::merge(shards.clone(), &scenario).unwrap();
     assert_eq!(merged.explore_hash, one.explore_hash);
     assert_eq!(merged.histograms, one.histograms);
-    assert_eq!(merged.coverage, one.coverage);
+    assert_eq!(merged.patterns, one.patterns, "pattern coverage merges to the unsharded one");
     let dup = vec![shards[0].clone(), shards[0].clone()];
     assert!(explore::merge(dup, &scenario).unwrap_err().to_string().contains("more than one"));
 }

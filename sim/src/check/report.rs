@@ -29,6 +29,11 @@ pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
         report.seconds,
         rate(report)
     );
+    let _ = writeln!(
+        out,
+        "pair patterns: {} (orders of two competing bookings' key statements; explore's coverage)",
+        report.patterns.len()
+    );
     let Some(counterexample) = &report.counterexample else { return out };
     let events = &counterexample.events;
     let steps = events.iter().filter(|e| e.is_statement()).count();
@@ -97,6 +102,7 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
         "reduction": config.reduction,
         "distinct_end_states": report.distinct_end_states,
         "steps_max": report.steps_max,
+        "pair_patterns": report.patterns,
         "counterexample": counterexample,
     });
     serde_json::to_string_pretty(&value).expect("json")

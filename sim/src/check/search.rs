@@ -1,7 +1,7 @@
 //! The search: depth-first over scheduling choices with replay from the start, an optional
 //! preemption bound, the invariants at the end of each schedule, and the report.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ use crate::ids::ClinicIds;
 use crate::invariants;
 use crate::observations::{AnswerDetail, BookingKey, BookingRecord, ClientOutcome, DbObservations};
 use crate::outcome::Violation;
+use crate::patterns::{self, Recorder};
 use crate::world::clients::classify_body;
 use crate::world::engine::{prepare_engine, strategy};
 
@@ -122,6 +123,8 @@ pub struct CheckReport {
     pub distinct_end_states: usize,
     /// The longest schedule, in statements run.
     pub steps_max: usize,
+    /// Pair pattern (`crate::patterns`) → schedules whose bookings showed it.
+    pub patterns: BTreeMap<String, u64>,
 }
 
 impl CheckReport {
@@ -225,6 +228,7 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
         pruned: 0,
         distinct_end_states: 0,
         steps_max: 0,
+        patterns: BTreeMap::new(),
     };
     loop {
         if report.schedules + report.pruned >= config.max_schedules {
@@ -258,6 +262,11 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
             (violations, Some(end_state))
         };
         end_states.extend(end_state);
+        if !outcome.pruned {
+            for pattern in schedule_patterns(&outcome.events).into_keys() {
+                *report.patterns.entry(pattern).or_default() += 1;
+            }
+        }
         if !violations.is_empty() {
             report.violating_schedules += 1;
             let shorter = report
@@ -287,6 +296,30 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
     report.seconds = started.elapsed().as_secs_f64();
     report.distinct_end_states = end_states.len();
     Ok(report)
+}
+
+/// The pair patterns of one schedule: each connection (a booking's attempt) is a booking,
+/// and a statement that waited takes effect where it was unblocked.
+pub fn schedule_patterns(events: &[Event]) -> BTreeMap<String, u64> {
+    let mut recorder = Recorder::new();
+    let mut waiting: BTreeMap<usize, patterns::Statement> = BTreeMap::new();
+    for event in events {
+        let booking = event.connection as u64;
+        if event.is_statement() {
+            let statement = patterns::classify(&event.sql, &event.params);
+            if event.outcome == "blocked" {
+                recorder.blocked(booking, &statement);
+                waiting.insert(event.connection, statement);
+            } else {
+                recorder.statement(booking, &statement, event.outcome.starts_with("ERROR"));
+            }
+        } else if let Some(done) = event.outcome.strip_prefix("unblocked: ")
+            && let Some(statement) = waiting.remove(&event.connection)
+        {
+            recorder.statement(booking, &statement, done.starts_with("ERROR"));
+        }
+    }
+    recorder.patterns()
 }
 
 /// The run's invariants on the final state and the answers, and a hash of that end state.

@@ -39,7 +39,7 @@ pub fn render_explore(report: &ExploreReport) -> String {
             ("Shard", r.shard.clone().unwrap_or_else(|| "all".into()), false),
             ("Seeds run", r.seeds_run.to_string(), false),
             ("Seeds failed", failed.to_string(), failed > 0),
-            ("Distinct interleavings", r.coverage.to_string(), false),
+            ("Pair patterns seen", pattern_summary(r), !r.patterns.not_possible.is_empty()),
             ("Explore hash", r.explore_hash.clone(), false),
         ],
     ));
@@ -64,6 +64,8 @@ pub fn render_explore(report: &ExploreReport) -> String {
     body.push_str("</table>");
     body.push_str("<h2>Failing seeds</h2>");
     failing_seeds(&mut body, r);
+    body.push_str("<h2>Pair patterns (coverage)</h2>");
+    pattern_table(&mut body, r);
     body.push_str("<h2>Latencies, all seeds merged (modelled)</h2>");
     match Histograms::from_encoded(&r.histograms) {
         Ok(histograms) => body.push_str(&latency::render(&histograms)),
@@ -72,6 +74,57 @@ pub fn render_explore(report: &ExploreReport) -> String {
         }
     }
     page(&title, &body)
+}
+
+/// "14 of 17 possible".
+fn pattern_summary(r: &ExploreReport) -> String {
+    let c = &r.patterns;
+    match &c.possible {
+        Some(p) => format!("{} of {} possible", c.seen.len(), p.patterns.len()),
+        None => c.seen.len().to_string(),
+    }
+}
+
+/// Every seen pattern with its seeds and pairs (NOT POSSIBLE ones red), then the possible
+/// patterns never seen, and the seeds to k and to saturation.
+fn pattern_table(body: &mut String, r: &ExploreReport) {
+    let c = &r.patterns;
+    let to_k = c.seeds_to_k.map_or("not reached".into(), |n| n.to_string());
+    let saturation = c.seeds_to_saturation.map_or("not reached".into(), |n| n.to_string());
+    let source = c.possible.as_ref().map_or(String::new(), |p| {
+        format!(" Possible: <code>{}</code> ({} schedules).", escape(&p.command), p.schedules)
+    });
+    let _ = write!(
+        body,
+        "<p id=\"pattern-summary\">{} competing pairs. Seeds until every seen pattern was seen \
+         in {} seeds: {to_k}; until every possible pattern was seen: {saturation}.{source}</p>\
+         <table id=\"patterns\"><tr><th>Seeds</th><th>Pairs</th><th class=\"l\">Pattern</th>\
+         </tr>",
+        c.pairs, c.k
+    );
+    for p in &c.seen {
+        let (class, mark) = if p.possible == Some(false) {
+            (" class=\"fail pattern\"", " (NOT POSSIBLE)")
+        } else {
+            (" class=\"pattern\"", "")
+        };
+        let _ = write!(
+            body,
+            "<tr{class}><td>{}</td><td>{}</td><td class=\"l\"><code>{}</code>{mark}</td></tr>",
+            p.seeds,
+            p.pairs,
+            escape(&p.pattern)
+        );
+    }
+    for p in &c.never_seen {
+        let _ = write!(
+            body,
+            "<tr class=\"never-seen\"><td>0</td><td>0</td><td class=\"l\"><code>{}</code> \
+             (possible, never seen)</td></tr>",
+            escape(p)
+        );
+    }
+    body.push_str("</table>");
 }
 
 fn seed_strip(r: &ExploreReport) -> String {
@@ -222,12 +275,7 @@ mod tests {
         let scenario = scenarios::Scenario::resolve("storm").unwrap().scenario;
         let passed = |seed: u64| !seed.is_multiple_of(failing_every);
         let per_seed = (0..seeds)
-            .map(|seed| SeedHash {
-                seed,
-                trace_hash: format!("{seed:032x}"),
-                signature: "s".into(),
-                passed: passed(seed),
-            })
+            .map(|seed| SeedHash { seed, trace_hash: format!("{seed:032x}"), passed: passed(seed) })
             .collect();
         let failed = (0..seeds)
             .filter(|seed| !passed(*seed))
@@ -249,6 +297,9 @@ mod tests {
             per_seed,
             failed,
             wall_s: 1.0,
+            patterns: crate::patterns::Tally::default(),
+            pattern_k: 3,
+            possible: None,
         };
         let range = format!("0..{seeds}");
         finish_report(&scenario, "storm", "naive", range, None, aggregate)

@@ -35,7 +35,7 @@ use scenarios::{Scenario, parse_day_unix_s};
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
-use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb};
+use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb, StatementTap};
 use crate::net;
 use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
@@ -62,23 +62,20 @@ pub(super) fn add_model_hosts(
     let servers = Rc::new(RefCell::new(Vec::new()));
     let deadlocks: DeadlockLog = Arc::new(Mutex::new(Vec::new()));
     let cores = cpu::shared_cores(&config.profile);
-    add_db_host(
-        sim,
-        engine.clone(),
-        seeds,
-        &config.profile.statements,
-        servers.clone(),
-        cores.clone(),
-    );
+    let opened = Rc::new(RefCell::new(Vec::new()));
+    let tap = StatementTap::default();
+    let db_sinks = DbSinks { servers: servers.clone(), opened: opened.clone() };
+    add_db_host(sim, engine.clone(), seeds, &config.profile.statements, db_sinks, cores.clone());
     let sinks = BackendSinks {
         histograms: shared.histograms.clone(),
         deadlocks: deadlocks.clone(),
         listening: shared.backend_listening.clone(),
+        tap: Some(tap.clone()),
     };
     let machine = Machine { profile: config.profile.clone(), cores };
     let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
     add_backend_host(sim, backend, seeds, sinks, machine);
-    Ok(DbSide { engine, servers, deadlocks })
+    Ok(DbSide { engine, servers, deadlocks, opened, tap })
 }
 
 /// Modelled µs the simulation's transport adds to one statement's round trip over a link
@@ -121,9 +118,10 @@ pub fn add_db_host(
     engine: Rc<RefCell<Engine>>,
     seeds: &Seeds,
     profile: &LatencyProfile,
-    trace_sink: Rc<RefCell<Vec<Server>>>,
+    sinks: DbSinks,
     cores: Option<Arc<Cores>>,
 ) {
+    let DbSinks { servers: trace_sink, opened } = sinks;
     let config = ServerConfig {
         seed: seeds.u64(Stream::DbScheduler),
         time_scale: TIME_SCALE,
@@ -137,19 +135,31 @@ pub fn add_db_host(
     };
     sim.host("db", move || {
         let (engine, config, servers) = (engine.clone(), config.clone(), trace_sink.clone());
+        let opened = opened.clone();
         async move {
             let server = Server::start(engine, config);
             servers.borrow_mut().push(server.clone());
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", DB_PORT)).await?;
             loop {
-                let (stream, _) = listener.accept().await?;
+                let (stream, peer) = listener.accept().await?;
                 let server = server.clone();
+                let opened = opened.clone();
                 tokio::task::spawn_local(async move {
+                    // `serve_connection` opens the engine session in this same poll, before
+                    // its first await: `opened` is in session-id order.
+                    opened.borrow_mut().push(peer);
                     let _ = server.serve_connection(stream).await;
                 });
             }
         }
     });
+}
+
+/// Where the db host reports: its servers (one per start) and the peer address of every
+/// session it opened, in opening order (for the pair patterns, `crate::model_db`'s tap).
+pub struct DbSinks {
+    pub servers: Rc<RefCell<Vec<Server>>>,
+    pub opened: Rc<RefCell<Vec<std::net::SocketAddr>>>,
 }
 
 /// Where the backend host reports.
@@ -158,6 +168,8 @@ pub struct BackendSinks {
     pub deadlocks: DeadlockLog,
     /// Set once the backend listens (the clients start then: see `clients::add_clients`).
     pub listening: Rc<Cell<bool>>,
+    /// Notes every statement sent (`crate::model_db`'s tap), when given.
+    pub tap: Option<StatementTap>,
 }
 
 /// What the backend host runs.
@@ -179,7 +191,7 @@ pub fn add_backend_host(
     let BackendSpec { scenario, strategy, guard } = backend;
     let drops = DbDrops::new(&scenario, seeds.rng(Stream::DbDrops));
     let Machine { profile, cores } = machine;
-    let BackendSinks { histograms, deadlocks, listening } = sinks;
+    let BackendSinks { histograms, deadlocks, listening, tap } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
@@ -188,13 +200,14 @@ pub fn add_backend_host(
         let sink = histograms.clone();
         let on_wait: WaitObserver =
             Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
-        let db = ModelDb::new(
+        let db = ModelDb::with_tap(
             scenario.backend.pool_size,
             scaled_ms(scenario.backend.acquire_timeout_ms),
             on_wait,
             deadlocks.clone(),
             guard,
             drops.clone(),
+            tap.clone(),
         );
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         let config_body_bytes_max = config.body_bytes_max;

@@ -2,21 +2,24 @@
 //! the db server's statement trace into the run's trace), the end-of-run invariants, the
 //! counts, and the [`RunOutcome`] with its trace hash.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants;
+use crate::model_db::{ConnId, TapEntry};
 use crate::observations::{
     AnswerDetail, Appointment, BookingKey, BookingRecord, ClientOutcome, DbObservations,
 };
 use crate::outcome::{Counts, RunOutcome, VIOLATIONS_KEPT_MAX};
+use crate::patterns::Recorder;
 use crate::timeline::{StatementEvent, Timeline};
 use crate::timescale::{TIME_SCALE, modelled_us};
 use crate::trace::{Event, SharedTrace};
 use crate::workload::PlannedBooking;
+use model::SessionId;
 
 use super::config::RunConfig;
 use super::engine;
@@ -36,8 +39,8 @@ pub struct RunResult {
 }
 
 /// The final rows and what the database observed; folds the db server's statement trace
-/// into the run's trace (hash and interleaving signature), and into `statements` when given
-/// (for `--html`; the hash does not see it).
+/// into the run's trace (hash), into `statements` when given (for `--html`; the hash does
+/// not see it), and, beside the backend's statement tap, into the run's pair patterns.
 fn db_results(
     side: &DbSide,
     open_at_end: &[String],
@@ -45,10 +48,11 @@ fn db_results(
     trace: &SharedTrace,
     histograms: &Arc<Mutex<Histograms>>,
     mut statements: Option<&mut Vec<StatementEvent>>,
-) -> Result<(Vec<Appointment>, DbObservations), SimError> {
-    let DbSide { engine, servers, deadlocks } = side;
+) -> Result<(Vec<Appointment>, DbObservations, RunPatterns), SimError> {
+    let DbSide { engine, servers, deadlocks, .. } = side;
     {
         {
+            let mut attribution = Attribution::new(side);
             let mut trace = trace.lock().expect("trace");
             let mut histograms = histograms.lock().expect("histograms");
             for (server_index, server) in servers.borrow().iter().enumerate() {
@@ -64,7 +68,7 @@ fn db_results(
                     {
                         histograms.record(Metric::LockWait, at_us - since);
                     }
-                    trace.record_statement(event.session, event.kind, &event.outcome);
+                    attribution.event(event.session, event.kind, &event.outcome);
                     trace.record(at_us, "db", event.to_string());
                     if let Some(statements) = statements.as_deref_mut() {
                         statements.push(StatementEvent {
@@ -87,7 +91,8 @@ fn db_results(
             });
             let begin_in_transaction = warnings.collect();
             let open_at_end = open_at_end.to_vec();
-            Ok((rows, DbObservations { deadlocks, begin_in_transaction, open_at_end }))
+            let patterns = attribution.finish();
+            Ok((rows, DbObservations { deadlocks, begin_in_transaction, open_at_end }, patterns))
         }
     }
 }
@@ -109,7 +114,7 @@ pub(super) fn finish(
     let ids = ClinicIds::new(&config.scenario);
     let open_at_end = shared.open_at_end.borrow().clone();
     let mut statements = config.keep_trace.then(Vec::new);
-    let (rows, observed) = db_results(
+    let (rows, observed, patterns) = db_results(
         side,
         &open_at_end,
         &ids,
@@ -134,7 +139,8 @@ pub(super) fn finish(
         strategy: config.strategy.clone(),
         guard: config.guard,
         trace_hash: trace.hash_hex(),
-        signature: trace.signature_hex(),
+        patterns: patterns.patterns,
+        pattern_statements_unmatched: patterns.unmatched,
         counts: counts(&records, &rows),
         invariants,
         violations,
@@ -151,6 +157,87 @@ pub(super) fn finish(
         deadlocks: observed.deadlocks.clone(),
     });
     Ok(RunResult { outcome, events: trace.events().to_vec(), steps, timeline })
+}
+
+/// A run's pair patterns (`crate::patterns`) and the server statements that could not be
+/// put beside the lease that sent them.
+struct RunPatterns {
+    patterns: BTreeMap<String, u64>,
+    unmatched: u64,
+}
+
+/// Puts the server's trace (when each statement took effect) beside the backend's tap (which
+/// lease sent it): the db host noted each session's peer address in session-id order, the
+/// tap each statement's connection, in the order sent. A session whose next statement is
+/// not of the kind the tap expects (a connection whose statements were lost in flight) is
+/// left out from there on, and its statements are counted as unmatched.
+struct Attribution {
+    recorder: Recorder,
+    /// Session → the statements its connection sent, not yet seen in the trace.
+    queues: BTreeMap<SessionId, VecDeque<TapEntry>>,
+    /// Session → its statement waiting for a lock.
+    waiting: BTreeMap<SessionId, TapEntry>,
+    unmatched: u64,
+}
+
+impl Attribution {
+    fn new(side: &DbSide) -> Attribution {
+        let opened = side.opened.borrow();
+        // The run is over: a session opened now takes the next id, which tells the first id
+        // the db host's sessions got (they were opened one after another, nothing between).
+        let next = {
+            let mut engine = side.engine.borrow_mut();
+            let next = engine.open_session();
+            engine.close_session(next);
+            next
+        };
+        let first = next - opened.len() as SessionId;
+        let mut per_conn: BTreeMap<ConnId, VecDeque<TapEntry>> = BTreeMap::new();
+        for entry in std::mem::take(&mut side.tap.lock().expect("tap").entries) {
+            per_conn.entry(entry.conn).or_default().push_back(entry);
+        }
+        let mut nth: BTreeMap<std::net::SocketAddr, u32> = BTreeMap::new();
+        let mut queues = BTreeMap::new();
+        for (i, peer) in opened.iter().enumerate() {
+            let n = nth.entry(*peer).or_default();
+            let queue = per_conn.remove(&(*peer, *n)).unwrap_or_default();
+            *n += 1;
+            queues.insert(first + i as SessionId, queue);
+        }
+        Attribution { recorder: Recorder::new(), queues, waiting: BTreeMap::new(), unmatched: 0 }
+    }
+
+    fn event(&mut self, session: SessionId, kind: &str, outcome: &str) {
+        if let Some(done) = outcome.strip_prefix("completed ") {
+            match self.waiting.remove(&session) {
+                Some(entry) => self.recorder.statement(entry.lease, &entry.statement, done != "ok"),
+                None => self.unmatched += 1,
+            }
+            return;
+        }
+        let Some(queue) = self.queues.get_mut(&session) else {
+            self.unmatched += 1;
+            return;
+        };
+        match queue.pop_front() {
+            Some(entry) if entry.kind == kind => {
+                if outcome == "blocked" {
+                    self.recorder.blocked(entry.lease, &entry.statement);
+                    self.waiting.insert(session, entry);
+                } else {
+                    self.recorder.statement(entry.lease, &entry.statement, outcome != "ok");
+                }
+            }
+            _ => {
+                self.queues.remove(&session);
+                self.unmatched += 1;
+            }
+        }
+    }
+
+    fn finish(self) -> RunPatterns {
+        RunPatterns { patterns: self.recorder.patterns(), unmatched: self.unmatched }
+    }
 }
 
 fn unfinished(b: &PlannedBooking) -> BookingRecord {

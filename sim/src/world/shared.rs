@@ -12,7 +12,7 @@ use model::io::Server;
 use crate::client_faults::ClientFaults;
 use crate::histograms::Histograms;
 use crate::live::LiveChecker;
-use crate::model_db::DeadlockLog;
+use crate::model_db::{DeadlockLog, StatementTap};
 use crate::observations::BookingRecord;
 use crate::trace::SharedTrace;
 
@@ -21,6 +21,10 @@ pub(super) struct DbSide {
     pub(super) engine: Rc<RefCell<Engine>>,
     pub(super) servers: Rc<RefCell<Vec<Server>>>,
     pub(super) deadlocks: DeadlockLog,
+    /// The peer address of every session the db host opened, in session-id order.
+    pub(super) opened: Rc<RefCell<Vec<std::net::SocketAddr>>>,
+    /// Every statement the backend sent (`crate::model_db`'s tap).
+    pub(super) tap: StatementTap,
 }
 
 pub(super) struct Shared {
