@@ -144,14 +144,19 @@ fn first_time(index: &mut usize, done: &mut usize) -> bool {
     true
 }
 
+/// Applies an undo log to `db`, newest change first, leaving it empty.
+fn undo_all(db: &mut Database, log: &mut Vec<(String, Undo)>) {
+    while let Some((table, change)) = log.pop() {
+        if let Some(t) = db.catalog.tables.get_mut(&table) {
+            t.heap.undo(&change);
+        }
+    }
+}
+
 impl Replay {
     /// Removes the rows kept in place by a waiting INSERT that will not run again.
     pub fn undo_kept(&mut self, db: &mut Database) {
-        while let Some((table, change)) = self.kept_undo.pop() {
-            if let Some(t) = db.catalog.tables.get_mut(&table) {
-                t.heap.undo(&change);
-            }
-        }
+        undo_all(db, &mut self.kept_undo);
     }
 }
 
@@ -244,11 +249,7 @@ impl<'a> Executor<'a> {
 
     /// Reverts this attempt's version changes (before a wait or after an error).
     pub fn undo(&mut self) {
-        while let Some((table, change)) = self.undo.pop() {
-            if let Some(t) = self.db.catalog.tables.get_mut(&table) {
-                t.heap.undo(&change);
-            }
-        }
+        undo_all(self.db, &mut self.undo);
     }
 
     /// Runs the plan.
