@@ -68,6 +68,10 @@ impl Engine {
         }
         let mut db = self.db.clone();
         db.rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        for table in db.catalog.tables.values_mut() {
+            table.heap.writes = 0;
+            table.heap.fork_fingerprint = std::sync::OnceLock::new();
+        }
         Some(Engine {
             config: EngineConfig { seed, ..self.config.clone() },
             now: self.now,
@@ -155,9 +159,137 @@ impl Engine {
         open.collect()
     }
 
+    /// A hash of everything that decides how this engine answers from here on: every
+    /// table's versions and indexes, xid states, row and advisory locks, SSI state, the
+    /// sessions (their transactions, settings and waiting statements), virtual time and the
+    /// seeded generator's position. Two engines of one template with equal fingerprints give
+    /// the same answers to the same future submissions (up to 64-bit hash collisions), which
+    /// is what visited-state caching (`roomsim check`) needs.
+    ///
+    /// Compares engines forked from ONE template: a table no statement wrote since the fork
+    /// (`Heap::writes` = 0) is taken as the template's and not hashed. Table definitions are
+    /// represented by the schema version (DDL changes it), a waiting statement's plan by its
+    /// text (the caller hashes the statements it sent); warnings and completions not yet
+    /// taken are left out.
+    ///
+    /// GARBAGE IS LEFT OUT, as PostgreSQL's HeapTupleSatisfiesVacuum would see it: a version
+    /// undone or written by an aborted xid is invisible to everyone and no check examines its
+    /// writer, and an aborted xmax leaves its version as if never deleted; index entries and
+    /// update links are hashed by the live versions' order, not heap slots. Counters that only
+    /// name new things (the next xid, row id, session id) are left out too: states that differ
+    /// only there behave alike up to those names, which no SQL the engine supports shows.
+    /// So a transaction rolled back after one statement or after three leaves the same
+    /// fingerprint once its locks are gone.
+    ///
+    /// NOT CANONICAL: the same logical state reached with xids, row ids, heap slots or wait
+    /// sequence numbers handed out in another order hashes differently (a missed cache hit,
+    /// never a wrong one).
+    pub fn fingerprint(&self) -> u64 {
+        use std::fmt::Write as _;
+        use std::hash::Hasher as _;
+        let db = &self.db;
+        let mut feed = Feed(std::hash::DefaultHasher::new());
+        let _ = write!(feed, "{}", db.catalog.schema_version);
+        for (name, table) in &db.catalog.tables {
+            let hash = if table.heap.writes == 0 {
+                *table
+                    .heap
+                    .fork_fingerprint
+                    .get_or_init(|| table_fingerprint(name, &table.heap, &db.xids))
+            } else {
+                table_fingerprint(name, &table.heap, &db.xids)
+            };
+            feed.0.write_u64(hash);
+        }
+        for (xid, top, status) in db.xids.not_aborted() {
+            let _ = write!(feed, "{xid}{top}{status:?}");
+        }
+        let _ = write!(
+            feed,
+            "{}{:?}{:?}{}{:?}",
+            db.xids.last_commit,
+            db.locks,
+            db.ssi,
+            db.rng.get_word_pos(),
+            self.now,
+        );
+        for (id, session) in &self.sessions {
+            let _ = write!(feed, "{id}{:?}{:?}", session.settings, session.txn);
+            if let Some(p) = &session.pending {
+                let _ = write!(feed, "{:?}{:?}{:?}{:?}", p.statements, p.params, p.last, p.started);
+                if let Some(b) = &p.blocked {
+                    let _ = write!(
+                        feed,
+                        "{:?}{:?}{:?}{:?}{}{}{:?}{:?}",
+                        b.snap,
+                        b.replay,
+                        b.wait,
+                        b.wait_start,
+                        b.wait_seq,
+                        b.deadlock_checked,
+                        b.waited_on,
+                        b.sleep_start
+                    );
+                }
+            }
+        }
+        feed.0.finish()
+    }
+
     /// Runs a SELECT on a fresh snapshot of committed data, outside every session, taking no
     /// locks and disturbing no one (for invariant checkers).
     pub fn query_committed(&mut self, sql: &str) -> Response {
         self.query_committed_impl(sql)
     }
+}
+
+/// Feeds formatted text into a hasher without building the string.
+struct Feed(std::hash::DefaultHasher);
+
+impl std::fmt::Write for Feed {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        std::hash::Hasher::write(&mut self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
+/// One table's part of [`Engine::fingerprint`]: its live versions in heap order (garbage
+/// left out, aborted xmax as none) and its index entries by live position.
+fn table_fingerprint(name: &str, heap: &mvcc::Heap, xids: &mvcc::Xids) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let aborted = |xid: mvcc::Xid| xids.status(xid) == mvcc::XidStatus::Aborted;
+    let mut live = vec![None; heap.tuples.len()];
+    let mut count = 0;
+    for (slot, t) in heap.tuples.iter().enumerate() {
+        if !t.dead && !aborted(t.xmin) {
+            live[slot] = Some(count);
+            count += 1;
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    for (slot, t) in heap.tuples.iter().enumerate() {
+        if live[slot].is_none() {
+            continue;
+        }
+        (t.row_id, &t.values, t.xmin, t.cmin).hash(&mut h);
+        match t.xmax.filter(|&x| !aborted(x)) {
+            Some(xmax) => (1u8, xmax, t.cmax, t.next.map(|n| live[n]), t.keys_updated).hash(&mut h),
+            None => 0u8.hash(&mut h),
+        }
+    }
+    for index in &heap.indexes {
+        for (key, slots) in index {
+            let mut any = false;
+            for position in slots.iter().filter_map(|&s| live[s]) {
+                if !any {
+                    key.hash(&mut h);
+                    any = true;
+                }
+                position.hash(&mut h);
+            }
+        }
+        h.write_u8(0xff);
+    }
+    h.finish()
 }

@@ -88,6 +88,12 @@ impl Xids {
         xid
     }
 
+    /// Every xid that did not abort, with its owner and status, in xid order (what
+    /// `Engine::fingerprint` hashes: an aborted xid only ever makes versions invisible).
+    pub fn not_aborted(&self) -> impl Iterator<Item = (Xid, TxnId, XidStatus)> + '_ {
+        self.map.iter().filter(|e| e.1.1 != XidStatus::Aborted).map(|(x, (t, s))| (*x, *t, *s))
+    }
+
     pub fn status(&self, xid: Xid) -> XidStatus {
         self.map.get(&xid).map(|e| e.1).unwrap_or(XidStatus::Aborted)
     }
@@ -224,13 +230,26 @@ pub struct Heap {
     pub tuples: Vec<Tuple>,
     /// One map per unique index of the table, in catalog order.
     pub indexes: Vec<BTreeMap<Vec<Value>, Vec<TupleId>>>,
+    /// Changes to `tuples` or `indexes` since the engine was made or forked: every write
+    /// path bumps it ([`Heap::touch`]), so `Engine::fingerprint` can skip a table that still
+    /// holds what the fork began with.
+    pub writes: u64,
+    /// The fingerprint of the table as the fork began with it, computed on first use and
+    /// valid while `writes` = 0 (its versions' xids all committed before the fork).
+    pub fork_fingerprint: std::sync::OnceLock<u64>,
 }
 
 impl Heap {
+    /// Counts a change (see `writes`).
+    pub fn touch(&mut self) {
+        self.writes += 1;
+    }
+
     /// Appends a version and indexes it under `keys` (one key per unique index; `None` for a
     /// key containing NULL, which is never indexed as unique).
     pub fn append(&mut self, tuple: Tuple, keys: Vec<Option<Vec<Value>>>) -> TupleId {
         assert_eq!(keys.len(), self.indexes.len(), "one key per unique index");
+        self.touch();
         let id = self.tuples.len();
         self.tuples.push(tuple);
         for (index, key) in self.indexes.iter_mut().zip(keys) {
@@ -243,6 +262,7 @@ impl Heap {
 
     /// Reverts a statement attempt's changes, newest first.
     pub fn undo(&mut self, change: &Undo) {
+        self.touch();
         match change {
             Undo::Inserted { tuple } => self.tuples[*tuple].dead = true,
             Undo::Expired { tuple, old_xmax, old_cmax, old_next, old_keys_updated } => {

@@ -521,7 +521,12 @@ pub fn possible(strategy: &str) -> Result<Arc<Possible>, SimError> {
     if let Some(found) = cache.get(strategy) {
         return Ok(found.clone());
     }
-    let config = CheckConfig::new(strategy, POSSIBLE_BOOKINGS, POSSIBLE_ROOMS);
+    // Patterns are properties of whole schedules: no state caching, every schedule runs to
+    // its end.
+    let config = CheckConfig {
+        state_cache: false,
+        ..CheckConfig::new(strategy, POSSIBLE_BOOKINGS, POSSIBLE_ROOMS)
+    };
     let report = run_check(&config)?;
     let possible = Arc::new(Possible {
         command: format!(

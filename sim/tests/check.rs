@@ -45,9 +45,10 @@ fn safe_strategies_pass_every_schedule_of_two_bookings_in_two_rooms() {
 #[test]
 fn the_partial_order_reduction_keeps_every_end_state_with_fewer_schedules() {
     for strategy in ["naive", "exclusion"] {
-        let reduced = run_check(&config(strategy, 1, Some(3))).unwrap();
-        let plain =
-            run_check(&CheckConfig { reduction: false, ..config(strategy, 1, Some(3)) }).unwrap();
+        // Without the state cache, so the figure is the reduction's alone.
+        let base = CheckConfig { state_cache: false, ..config(strategy, 1, Some(3)) };
+        let reduced = run_check(&base).unwrap();
+        let plain = run_check(&CheckConfig { reduction: false, ..base }).unwrap();
         assert!(reduced.complete && plain.complete, "{strategy}: both finish");
         assert_eq!(reduced.distinct_end_states, plain.distinct_end_states, "{strategy}");
         assert_eq!(reduced.counterexample.is_some(), plain.counterexample.is_some(), "{strategy}");
@@ -58,6 +59,44 @@ fn the_partial_order_reduction_keeps_every_end_state_with_fewer_schedules() {
             plain.schedules
         );
     }
+}
+
+/// Visited-state caching stops a schedule at a state explored before: where the search
+/// without it also finishes, both reach the same end states and the same verdict, and the
+/// cached search runs fewer schedules to their end (a cache that never hits fails this).
+#[test]
+fn visited_state_caching_keeps_every_end_state_with_fewer_schedules() {
+    for (strategy, crash_points, preemptions) in
+        [("naive", 0, Some(3)), ("exclusion", 1, Some(1)), ("room-lock", 1, Some(1))]
+    {
+        let cached = CheckConfig { crash_points, ..config(strategy, 1, preemptions) };
+        let plain = CheckConfig { state_cache: false, ..cached.clone() };
+        let (cached, plain) = (run_check(&cached).unwrap(), run_check(&plain).unwrap());
+        assert!(cached.complete && plain.complete, "{strategy}: both finish");
+        assert_eq!(cached.distinct_end_states, plain.distinct_end_states, "{strategy}");
+        assert_eq!(cached.counterexample.is_some(), plain.counterexample.is_some(), "{strategy}");
+        assert!(cached.cache_hits > 0 && cached.states > 0, "{strategy}: the cache hit");
+        // Schedules run to their end (a cached one stops where it meets an explored state).
+        assert!(
+            cached.schedules * 2 < plain.schedules,
+            "{strategy}: {} schedules to the end with the cache vs {} without",
+            cached.schedules,
+            plain.schedules
+        );
+    }
+}
+
+/// The target scope: a safe strategy, 2 bookings in 2 rooms, a backend crash between
+/// any two statements followed by the retry — every schedule, no violation.
+#[test]
+fn a_safe_strategy_is_exhaustive_for_two_bookings_two_rooms_with_a_crash_point() {
+    let scope = CheckConfig { crash_points: 1, ..config("exclusion", 2, None) };
+    let report = run_check(&scope).unwrap();
+    assert!(report.complete, "{}", report.scope);
+    assert!(report.verdict_line(&scope).starts_with("exhaustive for 2 bookings x 2 rooms"));
+    let found = report.counterexample.map(|c| c.violations);
+    assert!(found.is_none(), "{found:?}");
+    assert!(report.schedules > 1_000, "{} schedules", report.schedules);
 }
 
 /// A backend crash after COMMIT loses the 201; the retry without a key is a new booking of

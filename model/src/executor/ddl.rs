@@ -67,6 +67,7 @@ impl<'a> Executor<'a> {
         }
         t.uniques.push(index);
         t.heap.indexes.push(map);
+        t.heap.touch();
         self.db.catalog.schema_changed();
         Ok(tag("CREATE INDEX", 0).retag("CREATE INDEX"))
     }
@@ -94,6 +95,7 @@ impl<'a> Executor<'a> {
         }
         for n in names {
             let t = self.db.catalog.tables.get_mut(n).expect("checked above");
+            t.heap.touch();
             t.heap.tuples.iter_mut().for_each(|tuple| tuple.dead = true);
             t.heap.indexes.iter_mut().for_each(|i| i.clear());
         }

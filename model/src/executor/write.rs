@@ -56,6 +56,7 @@ impl<'a> Executor<'a> {
     ) -> ExecutionResult<()> {
         let (xid, cmd) = (self.context.xid, self.snap.cmd);
         let t = self.db.catalog.must_get_mut(table)?;
+        t.heap.touch();
         let tuple = &mut t.heap.tuples[tid];
         let change = Undo::Expired {
             tuple: tid,
@@ -426,6 +427,7 @@ impl<'a> Executor<'a> {
 
     fn set_next(&mut self, table: &str, tid: TupleId, next: TupleId) -> ExecutionResult<()> {
         let t = self.db.catalog.must_get_mut(table)?;
+        t.heap.touch();
         t.heap.tuples[tid].next = Some(next);
         Ok(())
     }

@@ -205,6 +205,9 @@ pub enum Command {
         /// Turn off the partial-order reduction (sleep sets): every order is run.
         #[arg(long)]
         no_reduction: bool,
+        /// Turn off visited-state caching: no schedule stops at a state explored before.
+        #[arg(long)]
+        no_state_cache: bool,
         #[arg(long, default_value_t = 1_000_000)]
         max_schedules: u64,
         /// Write the shortest counterexample as an isolation spec, for
@@ -439,6 +442,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             no_idempotency_key,
             preemptions,
             no_reduction,
+            no_state_cache,
             max_schedules,
             spec_out,
             format,
@@ -453,6 +457,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 idempotency_key: !no_idempotency_key,
                 preemptions,
                 reduction: !no_reduction,
+                state_cache: !no_state_cache,
                 max_schedules,
                 given: None,
             };

@@ -29,6 +29,14 @@ pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
         report.seconds,
         rate(report)
     );
+    if config.state_cache {
+        let _ = writeln!(
+            out,
+            "states {} distinct; {} schedules stopped at a state explored before (visited-state \
+             caching)",
+            report.states, report.cache_hits
+        );
+    }
     let _ = writeln!(
         out,
         "pair patterns: {} (orders of two competing bookings' key statements; explore's coverage)",
@@ -100,6 +108,9 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
         "schedules_per_s": rate(report),
         "pruned": report.pruned,
         "reduction": config.reduction,
+        "state_cache": config.state_cache,
+        "cache_hits": report.cache_hits,
+        "states": report.states,
         "distinct_end_states": report.distinct_end_states,
         "steps_max": report.steps_max,
         "pair_patterns": report.patterns,

@@ -192,6 +192,52 @@ pub struct Limits {
     pub reduction: bool,
 }
 
+/// Visited-state cache (stateright-style) over the schedules of one check.
+///
+/// A STATE is everything the rest of a schedule depends on: the engine's
+/// [`Engine::fingerprint`], and per booking its scheduler state, the hash of the statements it
+/// sent and the answers it got in its current attempt (the booking code is deterministic in
+/// those: fixed clock, per-attempt id source, no randomness), its attempt number, crashes
+/// left, connection, answer, plus the crashes and deadlocks so far (the verdict counts a
+/// deadlock of a crashed attempt) and, under a preemption bound, the session that ran last.
+/// A schedule that reaches a state already explored — with a sleep set that is a subset of
+/// the current one and no more preemptions spent — stops there: every
+/// continuation was run from the earlier visit (depth-first search finishes a state's subtree
+/// before it leaves it, and states never repeat along one schedule because every step grows
+/// some session's history, the time or the attempts). The preemption condition keeps the
+/// bound exact. The COUNTEREXAMPLE is then the shortest among the schedules run: a shorter
+/// path into a state explored before stops there, so a violation behind it is reported with
+/// the earlier, longer path (`--no-state-cache` gives the exact shortest).
+///
+/// Hash collisions (64 bits) could merge two states; at a million states the chance is about
+/// 3 in 10^8. Left out on purpose: the step cap (`STEPS_MAX`, a livelock guard no small scope
+/// reaches).
+#[derive(Default)]
+pub struct Visited {
+    states: std::collections::BTreeMap<u64, Seen>,
+    /// Schedules stopped at a visited state.
+    pub hits: u64,
+}
+
+impl Visited {
+    /// Distinct states recorded.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+}
+
+/// How a state was first explored.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// Bookings asleep there (bit i = booking i).
+    asleep: u64,
+    preemptions: u32,
+}
+
 /// What a posted statement can do to other sessions, for the partial-order reduction. A
 /// PURE READ (a plain SELECT outside a transaction block or inside a READ COMMITTED one:
 /// no row locks, no SIREAD locks, no side-effect functions, a fresh snapshot) depends only on
@@ -253,9 +299,34 @@ pub struct ScheduleOutcome {
     /// Every posted statement was asleep: the schedule only reorders independent steps of
     /// one already explored, so it stopped early and has no verdict.
     pub pruned: bool,
+    /// The schedule reached a state explored before ([`Visited`]) and stopped there; it has
+    /// no verdict.
+    pub cached: bool,
     /// Each booking's current connection number, and how many were opened.
     connection_of: Vec<usize>,
     connections_opened: usize,
+    /// Per booking: hash of the statements sent and answers received in its current attempt.
+    history: Vec<u64>,
+}
+
+/// A statement's response as a booking sees it, for its history hash.
+struct ResponseKey<'a>(&'a model::Response);
+
+impl std::hash::Hash for ResponseKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self.0 {
+            Ok(r) => (0u8, &r.tag, &r.columns, &r.rows).hash(state),
+            Err(e) => (1u8, &e.code, &e.message, &e.detail, &e.constraint).hash(state),
+        }
+    }
+}
+
+/// Folds `item` into a booking's history hash.
+fn fold(history: &mut u64, item: impl std::hash::Hash) {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (*history, item).hash(&mut hasher);
+    *history = hasher.finish();
 }
 
 /// Runs `bookings` requests to the end, choosing among the options at each decision: `prefix`
@@ -269,6 +340,7 @@ pub async fn run_schedule(
     bookings: usize,
     prefix: &[usize],
     limits: Limits,
+    mut visited: Option<&mut Visited>,
 ) -> ScheduleOutcome {
     let n = bookings;
     let mut futures: Vec<BookingFuture> = (0..n).map(|i| make(i, 1)).collect();
@@ -290,8 +362,10 @@ pub async fn run_schedule(
         stuck: None,
         preemptions: 0,
         pruned: false,
+        cached: false,
         connection_of: vec![0; n],
         connections_opened: 0,
+        history: vec![0; n],
     };
     let mut last: Option<usize> = None;
     // Sessions whose posted statement need not run next (sleep sets, Godefroid 1996): an
@@ -360,6 +434,45 @@ pub async fn run_schedule(
                 })
                 .map(Choice::Crash),
         );
+        // States before the prefix's last choice are replays of the schedule before (on the
+        // current depth-first path, recorded then); the ones after it are new.
+        if let Some(visited) = visited.as_deref_mut()
+            && out.choices.len() >= prefix.len()
+        {
+            let key = {
+                use std::hash::{Hash as _, Hasher as _};
+                let mut hasher = std::hash::DefaultHasher::new();
+                engine.fingerprint().hash(&mut hasher);
+                for i in 0..n {
+                    (states[i] as u8, out.history[i], out.attempts[i], crashes_left[i])
+                        .hash(&mut hasher);
+                    (executed[i], read_committed[i], submitted[i] as u8, sessions[i])
+                        .hash(&mut hasher);
+                    out.answers[i].hash(&mut hasher);
+                }
+                (crashes_total, out.deadlocks.len()).hash(&mut hasher);
+                if limits.preemptions_max.is_some() {
+                    last.hash(&mut hasher);
+                }
+                hasher.finish()
+            };
+            let here = Seen {
+                asleep: asleep.iter().fold(0, |mask, &i| mask | (1 << i)),
+                preemptions: out.preemptions,
+            };
+            match visited.states.get(&key) {
+                Some(seen)
+                    if seen.asleep & !here.asleep == 0 && seen.preemptions <= here.preemptions =>
+                {
+                    visited.hits += 1;
+                    out.cached = true;
+                    return out;
+                }
+                _ => {
+                    visited.states.insert(key, here);
+                }
+            }
+        }
         let (choice, index) = if options.len() == 1 {
             (options[0], 0)
         } else {
@@ -426,6 +539,9 @@ pub async fn run_schedule(
                 crashes_total += 1;
                 out.attempts[i] += 1;
                 out.answers[i] = None;
+                out.history[i] = 0;
+                read_committed[i] = true;
+                submitted[i] = Effect::Visible;
                 executed[i] = false;
                 // The old request's future (and its connection) goes; a fresh one is sent.
                 futures[i] = make(i, out.attempts[i]);
@@ -469,8 +585,10 @@ fn submit(
     };
     let values: Vec<model::Value> = params.iter().map(to_model).collect();
     let step = engine.submit(session, &sql, &values);
+    fold(&mut out.history[index], (&sql, &values));
     let outcome = match step {
         Step::Done(response) => {
+            fold(&mut out.history[index], ResponseKey(&response));
             let (text, result) = convert(response, &sql, out);
             hub.lock().expect("hub").slots[index].result = Some(result);
             states[index] = State::Running;
@@ -540,6 +658,7 @@ fn deliver(
         let Some(index) = sessions.iter().position(|s| *s == Some(completion.session)) else {
             continue;
         };
+        fold(&mut out.history[index], ResponseKey(&completion.response));
         let (text, result) = convert(completion.response, "(resumed)", out);
         hub.lock().expect("hub").slots[index].result = Some(result);
         states[index] = State::Running;

@@ -14,7 +14,8 @@ use scenarios::Scenario;
 use tower::ServiceExt;
 
 use super::scheduler::{
-    BookingFuture, BookingIds, Event, FixedClock, Hub, Limits, ScheduleOutcome, Slot, run_schedule,
+    BookingFuture, BookingIds, Event, FixedClock, Hub, Limits, ScheduleOutcome, Slot, Visited,
+    run_schedule,
 };
 use super::scope::{GivenBookings, ScopeBooking, Shape, scope_bookings, scope_scenario};
 use crate::SimError;
@@ -44,6 +45,10 @@ pub struct CheckConfig {
     pub preemptions: Option<u32>,
     /// Partial-order reduction by sleep sets (`--no-reduction` turns it off, to measure it).
     pub reduction: bool,
+    /// Visited-state caching (`scheduler::Visited`): a schedule stops at a state explored
+    /// before (`--no-state-cache` turns it off, to measure it). Path properties (the pair
+    /// patterns) are then counted only up to the cached state.
+    pub state_cache: bool,
     pub max_schedules: u64,
     /// Bookings given one by one (`shrink`); `None` = `bookings`, `rooms` and `shape` above.
     pub given: Option<Arc<GivenBookings>>,
@@ -63,6 +68,7 @@ impl CheckConfig {
             idempotency_key: true,
             preemptions: None,
             reduction: true,
+            state_cache: true,
             max_schedules: 1_000_000,
             given: None,
         }
@@ -119,6 +125,10 @@ pub struct CheckReport {
     pub violating_schedules: u64,
     /// Schedules cut short by the partial-order reduction (reorders of explored ones).
     pub pruned: u64,
+    /// Schedules stopped at a state explored before (visited-state caching).
+    pub cache_hits: u64,
+    /// Distinct states (decision points) recorded by the cache; 0 without it.
+    pub states: usize,
     /// Distinct end states (committed appointments and the answers) over the schedules.
     pub distinct_end_states: usize,
     /// The longest schedule, in statements run.
@@ -148,6 +158,9 @@ struct Prepared {
     bookings: Vec<ScopeBooking>,
     template: model::Engine,
     now: chrono::DateTime<chrono::Utc>,
+    /// Parsed stored bodies (the rule policy TOML), shared by every attempt of every schedule
+    /// as one `serve` process shares them: the cache changes no answer.
+    bodies: Arc<backend_core::booking::body_cache::BodyCache>,
 }
 
 fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
@@ -161,7 +174,8 @@ fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
     let template = prepare_engine(&scenario, &ids, strategy, 0)?;
     let day_s = scenarios::parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let now = chrono::DateTime::from_timestamp(day_s + 60, 0).expect("a valid day");
-    Ok(Prepared { scenario, ids, strategy, bookings, template, now })
+    let bodies = Arc::default();
+    Ok(Prepared { scenario, ids, strategy, bookings, template, now, bodies })
 }
 
 /// Booking `index`'s request, attempt `attempt`, through backend-core's router as `serve`
@@ -184,7 +198,8 @@ fn booking_future(
         Arc::new(ids),
         api,
         index as u64,
-    );
+    )
+    .with_body_cache(prepared.bodies.clone());
     let mut request =
         http::Request::post("/v1/appointments").header("content-type", "application/json");
     if config.idempotency_key {
@@ -216,6 +231,7 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
         reduction: config.reduction,
     };
     let mut end_states: BTreeSet<u64> = BTreeSet::new();
+    let mut visited = config.state_cache.then(Visited::default);
     let started = Instant::now();
     let mut prefix: Vec<usize> = Vec::new();
     let mut report = CheckReport {
@@ -226,12 +242,14 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
         counterexample: None,
         violating_schedules: 0,
         pruned: 0,
+        cache_hits: 0,
+        states: 0,
         distinct_end_states: 0,
         steps_max: 0,
         patterns: BTreeMap::new(),
     };
     loop {
-        if report.schedules + report.pruned >= config.max_schedules {
+        if report.schedules + report.pruned + report.cache_hits >= config.max_schedules {
             break;
         }
         let mut engine = prepared.template.fork(0).expect("a prepared engine forks");
@@ -247,22 +265,26 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
             prepared.bookings.len(),
             &prefix,
             limits,
+            visited.as_mut(),
         ));
         let steps = outcome.events.iter().filter(|e| e.is_statement()).count();
-        if outcome.pruned {
+        let stopped = outcome.pruned || outcome.cached;
+        if outcome.cached {
+            report.cache_hits += 1;
+        } else if outcome.pruned {
             report.pruned += 1;
         } else {
             report.schedules += 1;
             report.steps_max = report.steps_max.max(steps);
         }
-        let (violations, end_state) = if outcome.pruned {
+        let (violations, end_state) = if stopped {
             (Vec::new(), None)
         } else {
             let (violations, end_state) = verdict(&prepared, &mut engine, &outcome)?;
             (violations, Some(end_state))
         };
         end_states.extend(end_state);
-        if !outcome.pruned {
+        if !stopped {
             for pattern in schedule_patterns(&outcome.events).into_keys() {
                 *report.patterns.entry(pattern).or_default() += 1;
             }
@@ -295,6 +317,7 @@ pub fn run_check(config: &CheckConfig) -> Result<CheckReport, SimError> {
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.distinct_end_states = end_states.len();
+    report.states = visited.as_ref().map_or(0, Visited::len);
     Ok(report)
 }
 
