@@ -81,6 +81,11 @@ impl PolicyCache {
         found
     }
 
+    /// Forgets every cached set, as a restarted process starts (counters kept).
+    pub fn clear(&self) {
+        self.entries.lock().expect("policy cache mutex poisoned").clear();
+    }
+
     /// Stores `rules` as the clinic's current policy (replacing older versions).
     pub fn insert(&self, clinic_id: Uuid, rules: RuleSet) -> Arc<RuleSet> {
         let rules = Arc::new(rules);

@@ -6,8 +6,11 @@
 //! (sans-IO) and polls the booking futures on one thread; a step runs one session's pending
 //! statement atomically. The search (`search.rs`) is depth-first over those choices with
 //! replay from the start (as loom and shuttle do), optionally bounded by a CHESS-style
-//! preemption budget. At the end of each schedule the run's invariants (`crate::invariants`)
-//! are checked on the final engine state and the answers.
+//! preemption budget, cut by sleep sets (pure reads commute) and by visited-state caching
+//! (`scheduler::Visited`: a schedule that reaches a state explored before stops there; the
+//! state is the engine's `fingerprint` plus each booking's history in its attempt). At the end
+//! of each schedule the run's invariants (`crate::invariants`) are checked on the final engine
+//! state and the answers.
 //!
 //! WHY: random seeds cannot show the absence of a race; for a small scope this enumerates
 //! every interleaving of statements.
@@ -16,10 +19,11 @@
 //! side-by-side counterexample), `spec_out.rs` (the counterexample as an isolation spec),
 //! `shrink.rs` (from a failing run seed to the smallest reproduction).
 //!
-//! NOT MODELLED (yet): visited-state caching (the reduction is sleep sets over pure reads
-//! only, so crash points make no scope exhaustive), the choice of which waiter's deadlock
-//! check fires first (virtual time advances only when every session is blocked, or by the
-//! `Continue` choice beside crash options).
+//! NOT MODELLED (yet): a canonical state (xids, row ids and heap slots handed out in another
+//! order make another fingerprint: two bookings that write in either order never meet again
+//! in the cache), independence beyond pure reads (a crash is never asleep), the choice of
+//! which waiter's deadlock check fires first (virtual time advances only when every session
+//! is blocked, or by the `Continue` choice beside crash options).
 
 pub mod report;
 pub mod scheduler;

@@ -57,9 +57,9 @@ pub fn text(config: &CheckConfig, report: &CheckReport) -> String {
     for (step, event) in events.iter().enumerate() {
         let sql: String = event.sql.split_whitespace().collect::<Vec<_>>().join(" ");
         let cell = if sql.is_empty() {
-            event.outcome.clone()
+            event.outcome_text()
         } else {
-            format!("{sql} → {}", event.outcome)
+            format!("{sql} → {}", event.outcome_text())
         };
         let cell: String = if cell.chars().count() > COLUMN_CHARS {
             cell.chars().take(COLUMN_CHARS - 1).chain(['…']).collect()
@@ -86,7 +86,7 @@ pub fn json(config: &CheckConfig, report: &CheckReport) -> String {
                 "connection": e.connection + 1,
                 "sql": e.sql,
                 "params": e.params.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
-                "outcome": e.outcome,
+                "outcome": e.outcome_text(),
             })).collect::<Vec<_>>(),
         })
     });

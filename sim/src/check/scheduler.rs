@@ -172,9 +172,23 @@ pub struct Event {
     pub params: Vec<SqlValue>,
     /// "SELECT 1", "INSERT 0 1", "ERROR 40P01", "blocked", "unblocked: …", "CRASH …".
     pub outcome: String,
+    /// The row of a one-row SELECT (shown by [`Event::outcome_text`]; formatted only when a
+    /// counterexample is printed, not for every statement of every schedule).
+    pub row: Option<Vec<model::Value>>,
 }
 
 impl Event {
+    /// The outcome as the counterexample table shows it: a one-row SELECT with its values.
+    pub fn outcome_text(&self) -> String {
+        match &self.row {
+            Some(row) => {
+                let row: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+                format!("{} [{}]", self.outcome, row.join(", "))
+            }
+            None => self.outcome.clone(),
+        }
+    }
+
     /// A statement the engine ran (not an unblocking or a crash).
     pub fn is_statement(&self) -> bool {
         !self.sql.is_empty()
@@ -559,6 +573,7 @@ pub async fn run_schedule(
                         "CRASH: the backend dies, the client sends it again (attempt {})",
                         out.attempts[i]
                     ),
+                    row: None,
                 });
                 deliver(engine, hub, &mut states, &sessions, &mut out);
             }
@@ -586,36 +601,33 @@ fn submit(
     let values: Vec<model::Value> = params.iter().map(to_model).collect();
     let step = engine.submit(session, &sql, &values);
     fold(&mut out.history[index], (&sql, &values));
-    let outcome = match step {
+    let (outcome, row) = match step {
         Step::Done(response) => {
             fold(&mut out.history[index], ResponseKey(&response));
-            let (text, result) = convert(response, &sql, out);
+            let (text, row, result) = convert(response, &sql, out);
             hub.lock().expect("hub").slots[index].result = Some(result);
             states[index] = State::Running;
-            text
+            (text, row)
         }
         Step::Blocked => {
             states[index] = State::Blocked;
-            "blocked".to_string()
+            ("blocked".to_string(), None)
         }
     };
     let connection = out.connection_of[index];
-    out.events.push(Event { session: index, connection, sql, params, outcome });
+    out.events.push(Event { session: index, connection, sql, params, outcome, row });
 }
 
 fn convert(
     response: model::Response,
     sql: &str,
     out: &mut ScheduleOutcome,
-) -> (String, Result<Rows, DbError>) {
+) -> (String, Option<Vec<model::Value>>, Result<Rows, DbError>) {
     match response {
         Ok(result) => {
-            let text = if result.tag.starts_with("SELECT") && result.rows.len() == 1 {
-                let row: Vec<String> = result.rows[0].iter().map(|v| format!("{v:?}")).collect();
-                format!("{} [{}]", result.tag, row.join(", "))
-            } else {
-                result.tag.clone()
-            };
+            let row = (result.tag.starts_with("SELECT") && result.rows.len() == 1)
+                .then(|| result.rows[0].clone());
+            let text = result.tag.clone();
             let rows =
                 result.rows.into_iter().map(|r| r.into_iter().map(from_model_owned).collect());
             let rows = Rows {
@@ -623,7 +635,7 @@ fn convert(
                 rows: rows.collect(),
                 rows_affected: rows_affected(&result.tag),
             };
-            (text, Ok(rows))
+            (text, row, Ok(rows))
         }
         Err(error) => {
             if error.code == "40P01" {
@@ -636,6 +648,7 @@ fn convert(
             let text = format!("ERROR {}", error.code);
             (
                 text,
+                None,
                 Err(DbError {
                     sqlstate: error.code,
                     message: error.message,
@@ -659,7 +672,7 @@ fn deliver(
             continue;
         };
         fold(&mut out.history[index], ResponseKey(&completion.response));
-        let (text, result) = convert(completion.response, "(resumed)", out);
+        let (text, row, result) = convert(completion.response, "(resumed)", out);
         hub.lock().expect("hub").slots[index].result = Some(result);
         states[index] = State::Running;
         out.events.push(Event {
@@ -668,6 +681,7 @@ fn deliver(
             sql: String::new(),
             params: Vec::new(),
             outcome: format!("unblocked: {text}"),
+            row,
         });
     }
 }
