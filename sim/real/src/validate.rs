@@ -121,6 +121,8 @@ pub struct ValidateConfig {
     pub profile: SimProfile,
     /// Scale a given profile by the machine-speed probe (`probe.rs`) when it recorded one.
     pub machine_scaling: bool,
+    /// How clients reach the service, the same on both sides (`--fresh-connections`).
+    pub connections: sim::net::Connections,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -267,6 +269,7 @@ impl ScenarioRounds {
         });
         let key = booking.idempotency_key.as_ref().map(|k| format!("{k}-r{round}"));
         ScheduledRequest {
+            user: booking.booker,
             send_at_us: booking.send_at_us,
             request: PlannedRequest {
                 task: Task::Concurrent,
@@ -365,6 +368,7 @@ async fn real_level(
     let load_config = LoadConfig {
         timeout: Duration::from_millis(timeout_ms),
         checkpoint: config.reports.for_level(level).checkpoint(),
+        connections: config.connections,
         ..LoadConfig::closed(
             &server.base_url(),
             vec![Task::Concurrent],
@@ -442,6 +446,7 @@ pub fn sim_side(
     seed: u64,
     runs: u64,
     days: &RoundDays,
+    connections: sim::net::Connections,
 ) -> Result<SimLevel, RealError> {
     let mut level =
         SimLevel { histograms: Histograms::default(), double_bookings: 0, bookings: 0, runs: 0 };
@@ -453,6 +458,7 @@ pub fn sim_side(
             strategy: strategy.name().to_string(),
             keep_trace: false,
             profile: profile.clone(),
+            connections: connections,
         };
         let result = sim::world::run(&config)
             .map_err(|e| RealError::RunFailed(format!("simulation seed {}: {e}", seed + index)))?;
@@ -656,6 +662,7 @@ pub fn judge(
     let mut notes = vec![
         format!("scenario {}, strategy {}, seed {}", config.scenario, config.strategy, config.seed),
         format!("simulation profile: {profile_source}"),
+        format!("connections, both sides: {}", config.connections.describe()),
     ];
     let mut failures: usize = rows.iter().filter(|r| !r.comparison.passed()).count();
     for (r, s) in real.iter().zip(sim) {
@@ -727,7 +734,8 @@ pub fn validate_command(
         eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
         let (strategy, seed) = (config.strategy, config.seed);
         let simulated = on_loopback(scenario);
-        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1), &days)?);
+        let connections = config.connections;
+        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1), &days, connections)?);
     }
     judge(&config, &profile_source, &real, &sim)
 }
