@@ -12,6 +12,12 @@
 //! the same seeds run as independent worlds (a fresh clinic day each). Rounds continue until
 //! `--run-time`; the simulation then runs exactly as many seeds.
 //!
+//! SAME CONNECTIONS: both sides use [`ValidateConfig::connections`]: by default each booker
+//! keeps one keep-alive connection for its requests of a round (the real round starts with
+//! none, as the simulated world does), with `--fresh-connections` one per request on both.
+//! The report prints the mode. (Before issue #16 the real side's shared pool kept connections
+//! across rounds while the simulation connected per attempt.)
+//!
 //! ISOLATION: the real side runs in a temporary database (`roomsim_validate_<pid>`), so
 //! `pg_stat_database.deadlocks` counts only this run; it is dropped afterwards. The schema
 //! variant follows the strategy: only `exclusion` gets the `no_room_overlap` constraint, so
