@@ -69,6 +69,7 @@ fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> u64 {
         strategy: "exclusion".into(),
         keep_trace: false,
         profile: world::default_profile(),
+        connections: Default::default(),
     };
     let result = world::run(&config).expect("storm runs");
     assert_eq!(result.outcome.counts.created_201, 50, "seed {seed}: the storm books all 50");

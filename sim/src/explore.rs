@@ -61,6 +61,8 @@ pub struct ExploreConfig {
     pub profile_arg: Option<String>,
     /// `--pattern-k`: a pair pattern counts as covered once seen in this many seeds.
     pub pattern_k: u32,
+    /// How the bookers reach the backend (see `world::RunConfig::connections`).
+    pub connections: crate::net::Connections,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,6 +185,7 @@ fn worker(
             strategy: cfg.strategy.clone(),
             keep_trace: false,
             profile: cfg.profile.clone(),
+            connections: cfg.connections,
         });
         let o = match run {
             Ok(r) => r.outcome,
@@ -255,12 +258,16 @@ fn assemble(
         workload_us_total += workload_us;
         tally.add_seed(seed, &patterns, cfg.pattern_k);
         if !hash.passed {
-            let profile =
+            // The flags that shape the run, appended to both commands.
+            let mut flags =
                 cfg.profile_arg.as_ref().map_or(String::new(), |p| format!(" --profile {p}"));
-            let replay = report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.guard, seed)
-                + &profile;
+            if cfg.connections == crate::net::Connections::Fresh {
+                flags.push_str(" --fresh-connections");
+            }
+            let replay =
+                report::replay_command(&cfg.scenario_arg, &cfg.strategy, cfg.guard, seed) + &flags;
             let shrink = if cfg.guard == GuardMode::Safe {
-                report::shrink_command(&cfg.scenario_arg, &cfg.strategy, seed) + &profile
+                report::shrink_command(&cfg.scenario_arg, &cfg.strategy, seed) + &flags
             } else {
                 String::new()
             };

@@ -2,28 +2,52 @@
 //!
 //! The backend host serves backend-core's axum router on a [`TurmoilListener`] with
 //! backend-core's own accept loop (`backend_core::http::serve::serve`, as `roomsim serve`
-//! does); the clients host sends each
-//! booking attempt on a fresh connection with hyper's low-level `client::conn::http1` (one
-//! request per connection), so a connection broken by message loss or a crash fails exactly
-//! one attempt and the client's retry policy decides what happens next. No real sockets,
-//! threads or wall clock are involved.
+//! does). The clients host sends with hyper's low-level `client::conn::http1` through a
+//! [`Session`] per simulated user, in one of two [`Connections`] modes:
+//! - keep-alive (the default, as Locust's `HttpUser`): the user keeps ONE HTTP/1.1 connection
+//!   and sends its successive requests (its bookings and their retries) on it. A connection
+//!   that broke (message loss, a backend crash, a request given up or timed out by the
+//!   client) is dropped, never reused: an attempt cut short may have left a half-read answer
+//!   on it. The next attempt connects again; the retry policy is the caller's, unchanged.
+//! - fresh (`--fresh-connections`): every attempt on a connection of its own, closed after
+//!   its answer (the simulation's only mode before issue #16).
 //!
-//! Not modelled: HTTP keep-alive and connection reuse between attempts.
+//! No real sockets, threads or wall clock are involved. The backend's keep-alive idle limit
+//! is its header read timeout (`hosts::SERVE_READ_TIMEOUT_MS`, 10 s modelled), far beyond a
+//! run's few modelled milliseconds between one user's requests, so the backend never closes
+//! an idle connection in a run.
+//!
+//! Not modelled: a client noticing a broken idle connection by itself (a connection the
+//! backend's crash broke is found broken by the next request on it, which fails as a lost
+//! attempt, as an HTTP client library without a retry-on-stale-connection rule sees it).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use turmoil::net::{TcpListener, TcpStream};
 
-/// An accepted-connection source for `axum::serve`.
-pub struct TurmoilListener(pub TcpListener);
+/// An accepted-connection source for `axum::serve`; counts the connections it accepted.
+pub struct TurmoilListener {
+    pub listener: TcpListener,
+    /// Connections accepted so far (shared with whoever reads the count; one host's thread).
+    pub accepted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TurmoilListener {
+    pub fn new(listener: TcpListener) -> TurmoilListener {
+        TurmoilListener { listener, accepted: Arc::default() }
+    }
+}
 
 impl axum::serve::Listener for TurmoilListener {
     type Io = TcpStream;
@@ -33,15 +57,18 @@ impl axum::serve::Listener for TurmoilListener {
         // Bounded only by the host's life: accept errors are transient in turmoil (a peer
         // that went away); back off one tick and try again, as axum's own listener does.
         loop {
-            match self.0.accept().await {
-                Ok(pair) => return pair,
+            match self.listener.accept().await {
+                Ok(pair) => {
+                    self.accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return pair;
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
             }
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -62,13 +89,40 @@ pub enum HttpFailure {
     Broken(String),
 }
 
+/// How a simulated user's requests reach the backend (`--fresh-connections`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connections {
+    /// One HTTP/1.1 keep-alive connection per user, reused by its successive requests and
+    /// replaced when broken (Locust's `HttpUser`).
+    #[default]
+    KeepAlive,
+    /// A fresh connection per request (attempt), closed after its answer.
+    Fresh,
+}
+
+impl Connections {
+    /// The mode `--fresh-connections` (present or not) asks for.
+    pub fn from_fresh_flag(fresh: bool) -> Connections {
+        if fresh { Connections::Fresh } else { Connections::KeepAlive }
+    }
+
+    /// How reports name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Connections::KeepAlive => "keep-alive (one HTTP/1.1 connection per user)",
+            Connections::Fresh => "fresh (one connection per request, --fresh-connections)",
+        }
+    }
+}
+
 /// Sends one request on a fresh connection to `host:port` and reads the whole answer.
 pub async fn send(
     host: &str,
     port: u16,
     request: http::Request<Full<Bytes>>,
 ) -> Result<HttpAnswer, HttpFailure> {
-    send_paced(host, port, request, None).await
+    Session::new(host, port, Connections::Fresh).send(request, None).await
 }
 
 /// How a slow client writes: at most `chunk_bytes` per write, `gap` (simulated) between
@@ -79,34 +133,87 @@ pub struct Pace {
     pub gap: Duration,
 }
 
-/// [`send`], writing the request at `pace` when given (a slow client).
-pub async fn send_paced(
-    host: &str,
+/// The pace of one connection's writes, set before each request sent on it.
+type PaceCell = Arc<Mutex<Option<Pace>>>;
+
+/// An idle connection kept for the user's next request.
+struct Idle {
+    sender: SendRequest<Full<Bytes>>,
+    pace: PaceCell,
+}
+
+/// One simulated user's way to the backend: its keep-alive connection (or none, between
+/// fresh ones). Drop it to close the connection.
+pub struct Session {
+    host: String,
     port: u16,
-    request: http::Request<Full<Bytes>>,
-    pace: Option<Pace>,
-) -> Result<HttpAnswer, HttpFailure> {
-    let stream =
-        TcpStream::connect((host, port)).await.map_err(|e| HttpFailure::Connect(e.to_string()))?;
-    let stream = Paced { inner: stream, pace, sleep: None };
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| HttpFailure::Connect(e.to_string()))?;
-    // The connection task ends when the request is done or the connection breaks.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let response =
-        sender.send_request(request).await.map_err(|e| HttpFailure::Broken(e.to_string()))?;
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| HttpFailure::Broken(e.to_string()))?.to_bytes();
-    Ok(HttpAnswer { status: parts.status.as_u16(), headers: parts.headers, body })
+    mode: Connections,
+    idle: Option<Idle>,
+    opened: u64,
+}
+
+impl Session {
+    pub fn new(host: &str, port: u16, mode: Connections) -> Session {
+        Session { host: host.to_string(), port, mode, idle: None, opened: 0 }
+    }
+
+    /// Connections this session opened so far.
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// Sends `request` and reads the whole answer, writing at `pace` when given (a slow
+    /// client). Keep-alive: on the idle connection when it is still usable, else on a new
+    /// one, which is kept only once its answer has been read in full. If this future is
+    /// dropped mid-request (a timeout, a client giving up), the connection goes with it.
+    pub async fn send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+        pace: Option<Pace>,
+    ) -> Result<HttpAnswer, HttpFailure> {
+        let kept = match self.idle.take() {
+            // `ready` fails at once for a connection that ended while idle.
+            Some(mut idle) => idle.sender.ready().await.is_ok().then_some(idle),
+            None => None,
+        };
+        let Idle { mut sender, pace: cell } = match kept {
+            Some(idle) => idle,
+            None => self.connect().await?,
+        };
+        *cell.lock().expect("pace") = pace;
+        let response =
+            sender.send_request(request).await.map_err(|e| HttpFailure::Broken(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| HttpFailure::Broken(e.to_string()))?.to_bytes();
+        if self.mode == Connections::KeepAlive {
+            self.idle = Some(Idle { sender, pace: cell });
+        }
+        Ok(HttpAnswer { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+
+    async fn connect(&mut self) -> Result<Idle, HttpFailure> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| HttpFailure::Connect(e.to_string()))?;
+        self.opened += 1;
+        let pace = PaceCell::default();
+        let stream = Paced { inner: stream, pace: pace.clone(), sleep: None };
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| HttpFailure::Connect(e.to_string()))?;
+        // The connection task ends when the connection breaks or its sender is dropped
+        // (fresh: after the one request; keep-alive: when the session lets it go).
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Idle { sender, pace })
+    }
 }
 
 /// A stream whose writes are cut to `pace.chunk_bytes` and spaced `pace.gap` apart.
 struct Paced<S> {
     inner: S,
-    pace: Option<Pace>,
+    pace: PaceCell,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
@@ -126,7 +233,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Paced<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let Some(pace) = self.pace else {
+        let Some(pace) = *self.pace.lock().expect("pace") else {
             return Pin::new(&mut self.inner).poll_write(cx, buf);
         };
         if let Some(sleep) = self.sleep.as_mut() {

@@ -188,6 +188,7 @@ fn shrink_reduces_a_failing_seed_to_two_bookings_and_can_come_out_empty() {
         guard: backend_core::db::guard::GuardMode::Safe,
         keep_trace: false,
         profile: sim::world::default_profile(),
+        connections: Default::default(),
     };
     let report = shrink(&run, ShrinkLimits::default()).unwrap();
     assert_eq!(report.run_invariants, vec!["no_room_overlap".to_string()]);

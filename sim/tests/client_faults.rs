@@ -28,6 +28,7 @@ fn config(seed: u64, guard: GuardMode) -> RunConfig {
         guard,
         keep_trace: false,
         profile: world::default_profile(),
+        connections: Default::default(),
     }
 }
 
@@ -69,6 +70,7 @@ fn explore_cfg(guard: GuardMode, seeds: std::ops::Range<u64>) -> ExploreConfig {
         profile: world::default_profile(),
         profile_arg: None,
         pattern_k: sim::patterns::PATTERN_K_DEFAULT,
+        connections: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ fn room_assignment_and_conflict_detection_count_what_their_names_say() {
         guard: Default::default(),
         keep_trace: false,
         profile: world::default_profile(),
+        connections: Default::default(),
     };
     let o = world::run(&config).unwrap().outcome;
     assert!(o.passed(), "{:?}", o.violations);

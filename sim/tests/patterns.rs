@@ -35,6 +35,7 @@ fn explore(
         profile: world::default_profile(),
         profile_arg: None,
         pattern_k: PATTERN_K_DEFAULT,
+        connections: Default::default(),
     };
     explore::explore(&cfg).unwrap()
 }

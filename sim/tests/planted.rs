@@ -27,6 +27,7 @@ fn cfg(scenario: &str, strategy: &str, seeds: std::ops::Range<u64>) -> ExploreCo
         profile: world::default_profile(),
         profile_arg: None,
         pattern_k: sim::patterns::PATTERN_K_DEFAULT,
+        connections: Default::default(),
     }
 }
 
@@ -50,6 +51,7 @@ fn assert_found_and_replays(scenario: &str, strategy: &str, invariant: &str) {
         strategy: strategy.into(),
         keep_trace: false,
         profile: world::default_profile(),
+        connections: Default::default(),
     };
     let a = world::run(&config).unwrap().outcome;
     let b = world::run(&config).unwrap().outcome;
@@ -90,6 +92,7 @@ fn planted_bugs_are_caught_during_the_run() {
             strategy: strategy.into(),
             keep_trace: false,
             profile: world::default_profile(),
+            connections: Default::default(),
         };
         let o = world::run(&config).unwrap().outcome;
         let first = o.first_violation_us.unwrap_or_else(|| {

@@ -54,7 +54,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let s = Arc::new(scenario(rooms, bookers, slots, step_min, window_ms, crash));
-        let config = RunConfig { guard: Default::default(), scenario: s.clone(), seed, strategy: "exclusion".into(), keep_trace: false, profile: world::default_profile() };
+        let config = RunConfig { guard: Default::default(), scenario: s.clone(), seed, strategy: "exclusion".into(), keep_trace: false, profile: world::default_profile(), connections: Default::default() };
         let o = world::run(&config).unwrap().outcome;
         prop_assert!(
             o.passed(),

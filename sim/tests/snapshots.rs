@@ -24,6 +24,7 @@ fn reports_of_every_scenario() {
             strategy: "exclusion".into(),
             keep_trace: false,
             profile: world::default_profile(),
+            connections: Default::default(),
         };
         let o = world::run(&config).unwrap().outcome;
         let text = report::run_text(&o, &scenario, name);

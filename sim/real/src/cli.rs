@@ -179,6 +179,10 @@ pub struct LoadArgs {
     /// Closed loop: wait between a user's requests.
     #[arg(long, default_value_t = 0)]
     pub wait_ms: u64,
+    /// A new connection per request instead of one HTTP/1.1 keep-alive connection per user
+    /// (the default, as Locust's HttpUser; the open loop shares a pool then).
+    #[arg(long)]
+    pub fresh_connections: bool,
     /// Seed of the request streams.
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
@@ -222,6 +226,7 @@ impl LoadArgs {
             requests_max: self.requests_max,
             progress: true,
             checkpoint: self.reports.checkpoint(),
+            connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
         };
         config.validate()?;
         Ok(config)
@@ -283,6 +288,10 @@ pub struct ValidateArgs {
     /// recorded one, and the factors are printed).
     #[arg(long)]
     pub no_machine_scaling: bool,
+    /// Both sides: a new connection per request instead of one HTTP/1.1 keep-alive
+    /// connection per simulated user (the default, as Locust's HttpUser).
+    #[arg(long)]
+    pub fresh_connections: bool,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -339,6 +348,7 @@ impl ValidateArgs {
             strategy: serve::parse_strategy(&self.strategy)?,
             seed: self.seed,
             reports: self.reports.clone(),
+            connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
         })
     }
 }

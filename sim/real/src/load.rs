@@ -21,6 +21,15 @@
 //! leaves its results up to the last second on disk. The HTML report is written by the caller
 //! at the end only.
 //!
+//! CONNECTIONS (issue #16, as Locust's `HttpUser`): by default every closed-loop user keeps
+//! ONE HTTP/1.1 keep-alive connection ([`UserSession`]) for all its requests, and a round's
+//! booker ([`run_rounds`]) one for its requests of the round — the simulation's booker, whose
+//! world starts with no connection. A connection that broke, timed out or was cut short is
+//! dropped and the user's next request connects again. `--fresh-connections`
+//! ([`Connections::Fresh`], the same flag and meaning as the simulation's) opens a new
+//! connection per request. The open loop has no users: it shares one pool in keep-alive mode.
+//! The outcome counts the connections the users opened.
+//!
 //! OUTCOMES: 2xx is a success; a booking answered 201 is booked, one answered 200 (fallback
 //! "suggest": alternatives only) or 409 (no feasible room) is the expected answer to a
 //! conflict and is counted as rejected; anything else, a timeout or a
@@ -33,9 +42,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+pub use sim::net::Connections;
 use tokio::time::Instant;
 
 use super::RealError;
@@ -62,6 +73,8 @@ struct Shared {
     requests_issued: AtomicU64,
     in_flight: AtomicU64,
     users_running: AtomicU64,
+    /// Connections the users' sessions opened.
+    connections_opened: AtomicU64,
     /// Set once a checkpoint failed (reported once, on stderr).
     checkpoint_failed: AtomicBool,
 }
@@ -80,6 +93,7 @@ impl Shared {
             requests_issued: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             users_running: AtomicU64::new(0),
+            connections_opened: AtomicU64::new(0),
             checkpoint_failed: AtomicBool::new(false),
         }
     }
@@ -150,6 +164,8 @@ pub async fn run_load(config: LoadConfig, fixture: Arc<Fixture>) -> LoadOutcome 
 /// One request of a round, at its intended offset from the round's start.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduledRequest {
+    /// Who sends it: one user's requests go in order on its session.
+    pub user: u32,
     pub send_at_us: u64,
     pub request: PlannedRequest,
 }
@@ -190,8 +206,9 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
             break;
         }
         let Some(requests) = planner.round(index) else { break };
-        users_max = users_max.max(requests.len() as u32);
-        shared.users_running.store(requests.len() as u64, Ordering::SeqCst);
+        let users = requests.iter().map(|r| r.user).collect::<std::collections::BTreeSet<_>>();
+        users_max = users_max.max(users.len() as u32);
+        shared.users_running.store(users.len() as u64, Ordering::SeqCst);
         run_round(&shared, requests).await;
         rounds += 1;
     }
@@ -202,16 +219,26 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
 
 async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
     let round_start = Instant::now();
-    let mut handles = Vec::with_capacity(requests.len());
+    // Each user (the simulation's booker) sends its requests in order on its own session, as
+    // the simulated booker does; the round starts with no connection, as a simulated world.
+    let mut users: std::collections::BTreeMap<u32, Vec<ScheduledRequest>> = Default::default();
     for scheduled in requests {
         if !shared.claim_request() {
             break;
         }
+        users.entry(scheduled.user).or_default().push(scheduled);
+    }
+    let mut handles = Vec::with_capacity(users.len());
+    for (_, mine) in users {
         let shared = shared.clone();
-        let intended = round_start + Duration::from_micros(scheduled.send_at_us);
         handles.push(tokio::spawn(async move {
-            sleep_until_due(intended).await;
-            send_and_record(&shared, scheduled.request, intended).await;
+            let mut session = UserSession::new(shared.config.connections);
+            for scheduled in mine {
+                let intended = round_start + Duration::from_micros(scheduled.send_at_us);
+                sleep_until_due(intended).await;
+                send_and_record(&shared, &mut session, scheduled.request, intended).await;
+            }
+            session.finish(&shared);
         }));
     }
     for handle in handles {
@@ -257,6 +284,7 @@ async fn finish(
         stopped_early,
         config,
         rounds: None,
+        connections_opened: shared.connections_opened.load(Ordering::SeqCst),
     };
     if let Some(args) = &shared.config.checkpoint {
         report_checkpoint_error(&shared, report::write_checkpoint(args, &outcome));
@@ -276,6 +304,7 @@ fn checkpoint(shared: &Shared, recorder: Recorder, elapsed: Duration, started_un
         stopped_early: None,
         config: shared.config.clone(),
         rounds: None,
+        connections_opened: shared.connections_opened.load(Ordering::SeqCst),
     };
     report_checkpoint_error(shared, report::write_checkpoint(args, &snapshot));
 }
@@ -314,14 +343,16 @@ async fn closed_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant)
 async fn user_loop(shared: &Shared, fixture: &Fixture, user: u64, deadline: Instant) {
     let tasks = shared.config.tasks.clone();
     let mut workload = UserWorkload::new(fixture, &tasks, shared.config.seed, user);
+    let mut session = UserSession::new(shared.config.connections);
     while Instant::now() < deadline && shared.claim_request() {
         let planned = workload.next_request();
         let sent_at = Instant::now();
-        send_and_record(shared, planned, sent_at).await;
+        send_and_record(shared, &mut session, planned, sent_at).await;
         if shared.config.wait_ms > 0 {
             tokio::time::sleep(Duration::from_millis(shared.config.wait_ms)).await;
         }
     }
+    session.finish(shared);
 }
 
 async fn open_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant, rate: f64) {
@@ -347,7 +378,10 @@ async fn open_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant, r
         shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let shared = shared.clone();
         handles.push(tokio::spawn(async move {
-            send_and_record(&shared, planned, intended).await;
+            // No users here: keep-alive shares the pool, fresh opens a connection per request.
+            let mut session = UserSession::open_loop(shared.config.connections);
+            send_and_record(&shared, &mut session, planned, intended).await;
+            session.finish(&shared);
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         }));
         handles.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
@@ -364,37 +398,121 @@ struct Answer {
     server_timing: Vec<(String, u64)>,
 }
 
-async fn send(shared: &Shared, planned: &PlannedRequest) -> Result<Answer, String> {
-    let url = format!("{}{}", shared.config.target.base, planned.task.path());
-    let mut request =
-        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+/// One user's way to the target: its keep-alive connection (kept only after a request's
+/// answer was read in full, so a request cut short never leaves a half-read answer on it),
+/// a fresh connection per request, or (open loop, keep-alive) the shared pool.
+pub struct UserSession {
+    mode: Connections,
+    pooled: bool,
+    idle: Option<SendRequest<Full<Bytes>>>,
+    opened: u64,
+}
+
+impl UserSession {
+    pub fn new(mode: Connections) -> UserSession {
+        UserSession { mode, pooled: false, idle: None, opened: 0 }
+    }
+
+    fn open_loop(mode: Connections) -> UserSession {
+        UserSession { pooled: mode == Connections::KeepAlive, ..UserSession::new(mode) }
+    }
+
+    /// Adds this session's connections to the run's count (the connection closes on drop).
+    fn finish(self, shared: &Shared) {
+        shared.connections_opened.fetch_add(self.opened, Ordering::SeqCst);
+    }
+
+    /// A usable connection: the idle one if it is still open, else a new one.
+    async fn connection(&mut self, target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+        if let Some(mut sender) = self.idle.take()
+            && sender.ready().await.is_ok()
+        {
+            return Ok(sender);
+        }
+        let address = target.base.trim_start_matches("http://");
+        let stream = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect {address}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        self.opened += 1;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` (origin-form URI, Host header set) and reads the whole answer.
+    async fn exchange(
+        &mut self,
+        shared: &Shared,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<Answer, String> {
+        if self.pooled {
+            let (mut parts, body) = request.into_parts();
+            let url = format!("{}{}", shared.config.target.base, parts.uri);
+            parts.uri = url.parse().map_err(|e| format!("the request URL {url}: {e}"))?;
+            let response = shared
+                .client
+                .request(http::Request::from_parts(parts, body))
+                .await
+                .map_err(|e| error_chain(&e))?;
+            return read_answer(response).await;
+        }
+        let mut sender = self.connection(&shared.config.target).await?;
+        let response = sender.send_request(request).await.map_err(|e| error_chain(&e))?;
+        let answer = read_answer(response).await?;
+        if self.mode == Connections::KeepAlive {
+            self.idle = Some(sender);
+        }
+        Ok(answer)
+    }
+}
+
+async fn read_answer(response: http::Response<hyper::body::Incoming>) -> Result<Answer, String> {
+    let status = response.status().as_u16();
+    let server_timing = response
+        .headers()
+        .get_all("server-timing")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse_server_timing)
+        .collect();
+    let body = response.into_body().collect().await.map_err(|e| error_chain(&e))?;
+    Ok(Answer { status, body: body.to_bytes(), server_timing })
+}
+
+async fn send(
+    shared: &Shared,
+    session: &mut UserSession,
+    planned: &PlannedRequest,
+) -> Result<Answer, String> {
+    let host = shared.config.target.base.trim_start_matches("http://");
+    let mut request = http::Request::post(planned.task.path())
+        .header(http::header::HOST, host)
+        .header(http::header::CONTENT_TYPE, "application/json");
     if let Some(key) = &planned.idempotency_key {
         request = request.header("Idempotency-Key", key.as_str());
     }
     let request = request
         .body(Full::new(Bytes::from(planned.body.clone())))
         .map_err(|e| format!("building the request: {e}"))?;
-    let exchange = async {
-        let response = shared.client.request(request).await.map_err(|e| error_chain(&e))?;
-        let status = response.status().as_u16();
-        let server_timing = response
-            .headers()
-            .get_all("server-timing")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(parse_server_timing)
-            .collect();
-        let body = response.into_body().collect().await.map_err(|e| error_chain(&e))?;
-        Ok(Answer { status, body: body.to_bytes(), server_timing })
-    };
-    match tokio::time::timeout(shared.config.timeout, exchange).await {
+    // A timeout drops the exchange and with it the connection it was using.
+    match tokio::time::timeout(shared.config.timeout, session.exchange(shared, request)).await {
         Ok(answer) => answer,
         Err(_) => Err(format!("timeout after {} ms", shared.config.timeout.as_millis())),
     }
 }
 
-async fn send_and_record(shared: &Shared, planned: PlannedRequest, measured_from: Instant) {
-    let answer = send(shared, &planned).await;
+async fn send_and_record(
+    shared: &Shared,
+    session: &mut UserSession,
+    planned: PlannedRequest,
+    measured_from: Instant,
+) {
+    let answer = send(shared, session, &planned).await;
     let latency_us = measured_from.elapsed().as_micros() as u64;
     let name = planned.task.request_name();
     let mut recorder = shared.recorder.lock().expect("recorder lock");
@@ -584,6 +702,7 @@ mod tests {
             requests_max: 100_000,
             progress: false,
             checkpoint: None,
+            connections: Connections::KeepAlive,
         };
         let fixture = Arc::new(super::super::workload::tests::fixture());
         let outcome = run_load(config, fixture).await;

@@ -112,6 +112,8 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Rewrite these CSV / interval-log files after every interval (the HTML field is ignored).
     pub checkpoint: Option<ReportArgs>,
+    /// One keep-alive connection per user (default) or a fresh one per request.
+    pub connections: sim::net::Connections,
 }
 
 impl LoadConfig {
@@ -137,6 +139,7 @@ impl LoadConfig {
             requests_max: u64::MAX,
             progress: true,
             checkpoint: None,
+            connections: sim::net::Connections::KeepAlive,
         }
     }
 
@@ -188,6 +191,9 @@ pub struct LoadOutcome {
     pub config: LoadConfig,
     /// Rounds completed, for a [`run_rounds`] run.
     pub rounds: Option<u64>,
+    /// HTTP connections the users opened (keep-alive: about one per user, plus reconnects;
+    /// fresh: one per request; the open loop's shared pool is not counted).
+    pub connections_opened: u64,
 }
 
 impl LoadOutcome {

@@ -251,6 +251,8 @@ pub fn judge_locust(config: &LocustConfig) -> Result<LocustJudgement, RealError>
         config.seed,
         rounds,
         &days,
+        // Locust's HttpUser keeps one keep-alive session per user.
+        sim::net::Connections::KeepAlive,
     )?;
     let comparison = compare_at_resolution(
         &real,
@@ -392,7 +394,9 @@ mod tests {
         let scenario = on_loopback(&scenario_at_level(&loaded, users).unwrap());
         let profile = sim::world::default_profile();
         let days = round_days(&loaded).unwrap();
-        let simulated = sim_side(scenario, strategy, &profile, seed, rounds, &days).unwrap();
+        let simulated =
+            sim_side(scenario, strategy, &profile, seed, rounds, &days, Default::default())
+                .unwrap();
         let h = simulated.histograms.get(Metric::RoomAssignment);
         let points = [0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0];
         let ms = |q: f64, factor: u64| (h.value_at_quantile(q) * factor).div_ceil(1_000);

@@ -12,6 +12,12 @@
 //! the same seeds run as independent worlds (a fresh clinic day each). Rounds continue until
 //! `--run-time`; the simulation then runs exactly as many seeds.
 //!
+//! SAME CONNECTIONS: both sides use [`ValidateConfig::connections`]: by default each booker
+//! keeps one keep-alive connection for its requests of a round (the real round starts with
+//! none, as the simulated world does), with `--fresh-connections` one per request on both.
+//! The report prints the mode. (Before issue #16 the real side's shared pool kept connections
+//! across rounds while the simulation connected per attempt.)
+//!
 //! ISOLATION: the real side runs in a temporary database (`roomsim_validate_<pid>`), so
 //! `pg_stat_database.deadlocks` counts only this run; it is dropped afterwards. The schema
 //! variant follows the strategy: only `exclusion` gets the `no_room_overlap` constraint, so
@@ -121,6 +127,8 @@ pub struct ValidateConfig {
     pub profile: SimProfile,
     /// Scale a given profile by the machine-speed probe (`probe.rs`) when it recorded one.
     pub machine_scaling: bool,
+    /// How clients reach the service, the same on both sides (`--fresh-connections`).
+    pub connections: sim::net::Connections,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -267,6 +275,7 @@ impl ScenarioRounds {
         });
         let key = booking.idempotency_key.as_ref().map(|k| format!("{k}-r{round}"));
         ScheduledRequest {
+            user: booking.booker,
             send_at_us: booking.send_at_us,
             request: PlannedRequest {
                 task: Task::Concurrent,
@@ -365,6 +374,7 @@ async fn real_level(
     let load_config = LoadConfig {
         timeout: Duration::from_millis(timeout_ms),
         checkpoint: config.reports.for_level(level).checkpoint(),
+        connections: config.connections,
         ..LoadConfig::closed(
             &server.base_url(),
             vec![Task::Concurrent],
@@ -442,6 +452,7 @@ pub fn sim_side(
     seed: u64,
     runs: u64,
     days: &RoundDays,
+    connections: sim::net::Connections,
 ) -> Result<SimLevel, RealError> {
     let mut level =
         SimLevel { histograms: Histograms::default(), double_bookings: 0, bookings: 0, runs: 0 };
@@ -453,6 +464,7 @@ pub fn sim_side(
             strategy: strategy.name().to_string(),
             keep_trace: false,
             profile: profile.clone(),
+            connections: connections,
         };
         let result = sim::world::run(&config)
             .map_err(|e| RealError::RunFailed(format!("simulation seed {}: {e}", seed + index)))?;
@@ -656,6 +668,7 @@ pub fn judge(
     let mut notes = vec![
         format!("scenario {}, strategy {}, seed {}", config.scenario, config.strategy, config.seed),
         format!("simulation profile: {profile_source}"),
+        format!("connections, both sides: {}", config.connections.describe()),
     ];
     let mut failures: usize = rows.iter().filter(|r| !r.comparison.passed()).count();
     for (r, s) in real.iter().zip(sim) {
@@ -727,7 +740,8 @@ pub fn validate_command(
         eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
         let (strategy, seed) = (config.strategy, config.seed);
         let simulated = on_loopback(scenario);
-        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1), &days)?);
+        let connections = config.connections;
+        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1), &days, connections)?);
     }
     judge(&config, &profile_source, &real, &sim)
 }

@@ -25,6 +25,8 @@ use uuid::Uuid;
 
 struct Stub {
     requests: AtomicU64,
+    /// TCP connections the stub accepted.
+    connections: AtomicU64,
     close_after: u64,
     closed: Notify,
 }
@@ -58,7 +60,12 @@ async fn preview() -> (StatusCode, HeaderMap, &'static str) {
 /// Serves the stub on its own runtime thread; after `close_after` booking requests the runtime
 /// is dropped, which closes the listener and every open connection (a crashed server).
 async fn serve_stub(close_after: u64) -> (SocketAddr, Arc<Stub>) {
-    let stub = Arc::new(Stub { requests: AtomicU64::new(0), close_after, closed: Notify::new() });
+    let stub = Arc::new(Stub {
+        requests: AtomicU64::new(0),
+        connections: AtomicU64::new(0),
+        close_after,
+        closed: Notify::new(),
+    });
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let server_stub = stub.clone();
     std::thread::spawn(move || {
@@ -71,6 +78,10 @@ async fn serve_stub(close_after: u64) -> (SocketAddr, Arc<Stub>) {
                 .route("/v1/room-assignments:preview", post(preview));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             sender.send(listener.local_addr().unwrap()).unwrap();
+            let counter = server_stub.clone();
+            let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+                counter.connections.fetch_add(1, Ordering::SeqCst);
+            });
             tokio::select! {
                 biased;
                 _ = server_stub.closed.notified() => {}
@@ -108,6 +119,7 @@ fn config(address: SocketAddr, tasks: Vec<Task>) -> LoadConfig {
         requests_max: 2_000,
         progress: false,
         checkpoint: None,
+        connections: Default::default(),
     }
 }
 
@@ -293,6 +305,7 @@ impl real::load::RoundPlanner for ThreeRounds {
         let mut workload = real::workload::UserWorkload::new(&self.0, &tasks, 3, index);
         let requests = (0..10_u64)
             .map(|i| real::load::ScheduledRequest {
+                user: i as u32,
                 send_at_us: i * 1_000,
                 request: workload.next_request(),
             })
@@ -313,4 +326,72 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     assert_eq!(outcome.users_max, 10);
     assert_eq!(outcome.rounds, Some(3));
     assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
+}
+
+/// Locust's HttpUser: each closed-loop user keeps one keep-alive connection, so the server
+/// accepts one connection per user for hundreds of requests (plus the preflight's); with
+/// `--fresh-connections` one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_is_one_connection_per_user_fresh_one_per_request() {
+    use real::load::Connections;
+    for mode in [Connections::KeepAlive, Connections::Fresh] {
+        let (address, stub) = serve_stub(u64::MAX).await;
+        let mut config = config(address, vec![Task::Concurrent]);
+        config.requests_max = 400;
+        config.spawn_rate_per_s = 1_000_000.0;
+        config.connections = mode;
+        let outcome = run_load(config, fixture()).await;
+        assert_eq!(outcome.stopped_early, None);
+        let all = outcome.recorder.aggregated();
+        assert_eq!(all.failure_count, 0, "{:?}", outcome.recorder.failures);
+        assert_eq!(all.request_count, 400);
+        let accepted = stub.connections.load(Ordering::SeqCst);
+        match mode {
+            Connections::KeepAlive => {
+                assert_eq!(outcome.connections_opened, 8, "one per user ({mode:?})");
+                assert_eq!(accepted, 8, "the server accepted one per user");
+            }
+            Connections::Fresh => {
+                assert_eq!(outcome.connections_opened, 400, "one per request ({mode:?})");
+                assert_eq!(accepted, 400, "the server accepted one per request");
+            }
+        }
+    }
+}
+
+/// validate's real side: each round's booker (the simulation's) sends its requests in order
+/// on one connection, opened at its first request of the round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_give_each_booker_one_connection_per_round() {
+    let (address, stub) = serve_stub(u64::MAX).await;
+    let mut config = config(address, vec![Task::Concurrent]);
+    config.run_time = Duration::from_secs(30);
+    let outcome = real::load::run_rounds(config, &mut PairedRounds(fixture())).await;
+    assert_eq!(outcome.stopped_early, None);
+    assert_eq!(outcome.recorder.aggregated().request_count, 30);
+    assert_eq!(outcome.users_max, 5, "two requests per user");
+    // 3 rounds × 5 users: a round starts with no connection, as a simulated world does.
+    assert_eq!(outcome.connections_opened, 15);
+    assert_eq!(stub.connections.load(Ordering::SeqCst), 15);
+}
+
+/// Three rounds of ten bookings by five users (two each, in order).
+struct PairedRounds(Arc<Fixture>);
+
+impl real::load::RoundPlanner for PairedRounds {
+    fn round(&mut self, index: u64) -> Option<Vec<real::load::ScheduledRequest>> {
+        if index >= 3 {
+            return None;
+        }
+        let tasks = [Task::Concurrent];
+        let mut workload = real::workload::UserWorkload::new(&self.0, &tasks, 5, index);
+        let requests = (0..10_u64)
+            .map(|i| real::load::ScheduledRequest {
+                user: (i % 5) as u32,
+                send_at_us: i * 1_000,
+                request: workload.next_request(),
+            })
+            .collect();
+        Some(requests)
+    }
 }

@@ -133,6 +133,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         reports: Default::default(),
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
+        connections: Default::default(),
     }
 }
 
@@ -165,6 +166,7 @@ fn validate_replays_the_simulated_workload_on_postgres() {
         config.seed,
         requests / 10,
         &round_days(&loaded).unwrap(),
+        Default::default(),
     )
     .unwrap();
     assert_eq!(sim.runs, requests / 10);
@@ -265,6 +267,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
             config.seed,
             runs,
             &round_days(&loaded).unwrap(),
+            Default::default(),
         )
         .unwrap();
         let (rows, _) = compare_levels(&real, &[sim]);

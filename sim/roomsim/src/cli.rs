@@ -60,6 +60,10 @@ pub enum Command {
         /// default: the committed model/profiles/default.toml.
         #[arg(long, value_name = "FILE")]
         profile: Option<PathBuf>,
+        /// One connection per request attempt instead of one HTTP/1.1 keep-alive connection
+        /// per simulated user (the default, as Locust's HttpUser).
+        #[arg(long)]
+        fresh_connections: bool,
         /// Run the seed twice in-process and compare trace hashes.
         #[arg(long)]
         check_determinism: bool,
@@ -113,6 +117,10 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..)
         )]
         pattern_k: u32,
+        /// One connection per request attempt instead of one HTTP/1.1 keep-alive connection
+        /// per simulated user (the default, as Locust's HttpUser).
+        #[arg(long)]
+        fresh_connections: bool,
         /// Latency profile of the model database (TOML, as written by `roomsim calibrate`);
         /// default: the committed model/profiles/default.toml.
         #[arg(long, value_name = "FILE")]
@@ -161,6 +169,9 @@ pub enum Command {
         /// Latency profile (as for `run`): it shapes the run's interleaving.
         #[arg(long, value_name = "FILE")]
         profile: Option<PathBuf>,
+        /// As for `run`: one connection per request attempt (it shapes the run's interleaving).
+        #[arg(long)]
+        fresh_connections: bool,
         /// Highest preemption bound tried per candidate.
         #[arg(long, default_value_t = 2)]
         preemptions_max: u32,
@@ -325,12 +336,21 @@ pub fn main_impl(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode
     }
 }
 
-/// The scenario as a replay command names it: the user's argument, and the profile after it.
-fn replay_scenario_arg(scenario: String, profile: Option<&std::path::Path>) -> String {
-    match profile {
+/// The scenario as a replay command names it: the user's argument, and the flags that shape
+/// the run after it (the profile, `--fresh-connections`).
+fn replay_scenario_arg(
+    scenario: String,
+    profile: Option<&std::path::Path>,
+    connections: world::Connections,
+) -> String {
+    let mut arg = match profile {
         Some(file) => format!("{scenario} --profile {}", file.display()),
         None => scenario,
+    };
+    if connections == world::Connections::Fresh {
+        arg.push_str(" --fresh-connections");
     }
+    arg
 }
 
 fn dispatch(command: Command) -> Result<u8, SimError> {
@@ -341,6 +361,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             strategy,
             guard,
             profile,
+            fresh_connections,
             trace,
             check_determinism,
             format,
@@ -348,6 +369,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             html,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
+            let connections = world::Connections::from_fresh_flag(fresh_connections);
             let config = RunConfig {
                 guard,
                 scenario: Arc::new(loaded.scenario),
@@ -356,8 +378,9 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 // The page needs the kept statements; the trace hash is the same either way.
                 keep_trace: trace || html.is_some(),
                 profile: world::load_profile(profile.as_deref())?,
+                connections,
             };
-            let scenario_arg = replay_scenario_arg(scenario, profile.as_deref());
+            let scenario_arg = replay_scenario_arg(scenario, profile.as_deref(), connections);
             let archive = archive.map(|dir| {
                 Archive::new(
                     dir,
@@ -376,6 +399,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             shard,
             stop_on_failure,
             pattern_k,
+            fresh_connections,
             profile,
             format,
             archive,
@@ -401,6 +425,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 profile: profile_loaded,
                 profile_arg: profile.map(|file| file.display().to_string()),
                 pattern_k,
+                connections: world::Connections::from_fresh_flag(fresh_connections),
             };
             let r = explore::explore(&cfg)?;
             if let Some(archive) = &archive {
@@ -478,12 +503,14 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
             seed,
             strategy,
             profile,
+            fresh_connections,
             preemptions_max,
             pairs_max,
             spec_out,
             format,
         } => {
             let loaded = Scenario::resolve(&scenario)?;
+            let connections = world::Connections::from_fresh_flag(fresh_connections);
             let run = RunConfig {
                 guard: GuardMode::Safe,
                 scenario: Arc::new(loaded.scenario),
@@ -491,6 +518,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 strategy,
                 keep_trace: false,
                 profile: world::load_profile(profile.as_deref())?,
+                connections,
             };
             let limits = sim::check::shrink::ShrinkLimits {
                 preemptions_max,
@@ -508,7 +536,7 @@ fn dispatch(command: Command) -> Result<u8, SimError> {
                 Format::Json => sim::check::report::shrink_json(&run, &report),
                 Format::Text => sim::check::report::shrink_text(
                     &run,
-                    &replay_scenario_arg(scenario, profile.as_deref()),
+                    &replay_scenario_arg(scenario, profile.as_deref(), connections),
                     &report,
                 ),
             };

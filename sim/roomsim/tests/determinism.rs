@@ -20,6 +20,7 @@ fn config(scenario: &str, seed: u64) -> RunConfig {
         strategy: "exclusion".into(),
         keep_trace: false,
         profile: world::default_profile(),
+        connections: Default::default(),
     }
 }
 
@@ -37,6 +38,7 @@ fn explore_cfg(jobs: u32, shard: Option<(u64, u64)>) -> ExploreConfig {
         profile: world::default_profile(),
         profile_arg: None,
         pattern_k: sim::patterns::PATTERN_K_DEFAULT,
+        connections: Default::default(),
     }
 }
 

@@ -79,6 +79,7 @@ fn a_slower_profile_slows_the_same_seed_down() {
             strategy: "exclusion".into(),
             keep_trace: false,
             profile: Arc::new(profile),
+            connections: Default::default(),
         };
         let o = world::run(&config).unwrap().outcome;
         assert!(o.passed(), "{:?}", o.violations);

@@ -24,6 +24,7 @@ fn run(strategy: &str, seed: u64, keep_trace: bool) -> (RunResult, Arc<Scenario>
         strategy: strategy.into(),
         keep_trace,
         profile: world::default_profile(),
+        connections: Default::default(),
     };
     (world::run(&config).unwrap(), scenario)
 }

@@ -1,5 +1,6 @@
 //! The clients host: one task per booker, each booking sent over HTTP with its retries,
-//! client-side faults and timeouts; the answer classified into a [`ClientOutcome`] and a
+//! client-side faults and timeouts, on the booker's own keep-alive connection or a fresh one
+//! per attempt (`RunConfig::connections`, see `net::Session`); the answer classified into a [`ClientOutcome`] and a
 //! [`BookingRecord`], Server-Timing folded into the histograms, and the in-run checks fed.
 
 use std::cell::RefCell;
@@ -13,7 +14,7 @@ use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants;
 use crate::live::{Acknowledged, LiveChecker};
-use crate::net;
+use crate::net::{self, Connections, Session};
 use crate::observations::{
     AnswerDetail, BookingKey, BookingRecord, ClientOutcome, OfferedAlternative,
 };
@@ -31,6 +32,7 @@ pub(super) fn add_clients(
     sim: &mut turmoil::Sim<'static>,
     scenario: &Arc<Scenario>,
     plan: Vec<PlannedBooking>,
+    connections: Connections,
     shared: &Shared,
 ) {
     let scenario = scenario.clone();
@@ -41,6 +43,7 @@ pub(super) fn add_clients(
     let ids = Arc::new(ClinicIds::new(&scenario));
     let listening = shared.backend_listening.clone();
     let faults = shared.client_faults.clone();
+    let opened = shared.connections_opened.clone();
     sim.client("clients", async move {
         // The workload starts once the backend listens, as a load test starts against a
         // service that is up: a client polled before the backend host in the first step
@@ -62,6 +65,8 @@ pub(super) fn add_clients(
                 live: live.clone(),
                 faults: faults.clone(),
                 start,
+                connections,
+                opened: opened.clone(),
             };
             tasks.push(tokio::task::spawn_local(run_booker(mine, ctx)));
         }
@@ -82,6 +87,9 @@ struct ClientCtx {
     live: Rc<RefCell<LiveChecker>>,
     faults: Rc<ClientFaults>,
     start: tokio::time::Instant,
+    connections: Connections,
+    /// HTTP connections the bookers opened (summed as each booker ends).
+    opened: Rc<std::cell::Cell<u64>>,
 }
 
 fn now_us() -> u64 {
@@ -89,10 +97,12 @@ fn now_us() -> u64 {
 }
 
 async fn run_booker(bookings: Vec<PlannedBooking>, ctx: ClientCtx) {
+    // The booker's way to the backend: one keep-alive connection, as a Locust user's.
+    let mut session = Session::new("backend", BACKEND_PORT, ctx.connections);
     for booking in bookings {
         let intended = ctx.start + scaled_us(booking.send_at_us);
         tokio::time::sleep_until(intended).await;
-        let record = book_with_retries(&booking, &ctx).await;
+        let record = book_with_retries(&booking, &ctx, &mut session).await;
         // Room assignment is the latency of bookings that were assigned a room; 409s and
         // room_pending bookings are counted in the report, not averaged in.
         if matches!(record.outcome, ClientOutcome::Created { room: Some(_), .. }) {
@@ -101,9 +111,14 @@ async fn run_booker(bookings: Vec<PlannedBooking>, ctx: ClientCtx) {
         }
         ctx.records.borrow_mut()[booking.index as usize] = Some(record);
     }
+    ctx.opened.set(ctx.opened.get() + session.opened());
 }
 
-async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord {
+async fn book_with_retries(
+    b: &PlannedBooking,
+    ctx: &ClientCtx,
+    session: &mut Session,
+) -> BookingRecord {
     let w = &ctx.scenario.workload;
     let body = request_body(b, &ctx.scenario, &ctx.ids);
     let mut headers = Vec::new();
@@ -125,15 +140,14 @@ async fn book_with_retries(b: &PlannedBooking, ctx: &ClientCtx) -> BookingRecord
         let request = net::post_json("backend", "/v1/appointments", &headers, &body);
         // A client that gives up closes its connection at a random moment of the request
         // (`client_faults`); for the backend it is a disconnect, for the client a timeout.
+        // An attempt cut short drops its connection (`Session::send`), so a kept-alive
+        // connection never carries a half-read answer into the next attempt.
         let timeout = scaled_ms(w.request_timeout_ms);
         let (limit, gives_up) = match faults.abort_after_us.map(scaled_us) {
             Some(abort) if abort < timeout => (abort, true),
             _ => (timeout, false),
         };
-        let sent = tokio::time::timeout(
-            limit,
-            net::send_paced("backend", BACKEND_PORT, request, faults.pace),
-        );
+        let sent = tokio::time::timeout(limit, session.send(request, faults.pace));
         let answer = match sent.await {
             Ok(Ok(answer)) => answer,
             Ok(Err(failure)) => {

@@ -10,6 +10,7 @@ use scenarios::Scenario;
 use crate::error::SimError;
 
 use super::profile::Profile;
+use crate::net::Connections;
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub struct RunConfig {
     /// Service times of the model database and the backend's CPU costs (`--profile FILE`;
     /// default `model/profiles/default.toml`).
     pub profile: Arc<Profile>,
+    /// How each booker reaches the backend: one keep-alive connection (default) or a fresh
+    /// one per attempt (`--fresh-connections`). The one place the choice is made.
+    pub connections: Connections,
 }
 
 /// The committed default profile, parsed once per process.

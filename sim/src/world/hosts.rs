@@ -71,6 +71,7 @@ pub(super) fn add_model_hosts(
         deadlocks: deadlocks.clone(),
         listening: shared.backend_listening.clone(),
         tap: Some(tap.clone()),
+        accepted: shared.connections_accepted.clone(),
     };
     let machine = Machine { profile: config.profile.clone(), cores };
     let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
@@ -170,6 +171,8 @@ pub struct BackendSinks {
     pub listening: Rc<Cell<bool>>,
     /// Notes every statement sent (`crate::model_db`'s tap), when given.
     pub tap: Option<StatementTap>,
+    /// Counts the HTTP connections the backend accepted, over every incarnation.
+    pub accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the backend host runs.
@@ -191,7 +194,7 @@ pub fn add_backend_host(
     let BackendSpec { scenario, strategy, guard } = backend;
     let drops = DbDrops::new(&scenario, seeds.rng(Stream::DbDrops));
     let Machine { profile, cores } = machine;
-    let BackendSinks { histograms, deadlocks, listening, tap } = sinks;
+    let BackendSinks { histograms, deadlocks, listening, tap, accepted } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
@@ -244,11 +247,13 @@ pub fn add_backend_host(
         };
         let router = request_cpu.layer(api_router(ctx));
         let listening = listening.clone();
+        let accepted = accepted.clone();
         async move {
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
             listening.set(true);
             let shutdown = std::future::pending();
-            serve(net::TurmoilListener(listener), router, limits, shutdown).await?;
+            let listener = net::TurmoilListener { listener, accepted };
+            serve(listener, router, limits, shutdown).await?;
             Ok(())
         }
     });

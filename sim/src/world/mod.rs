@@ -4,7 +4,9 @@
 //!  clients (1 host, one task per booker) ──HTTP/turmoil TCP──▶ backend ──pool──▶ db
 //! ```
 //! - `clients` runs every booker as a task on one host (turmoil's per-step cost grows with the
-//!   host count); each attempt is a fresh HTTP/1 connection (`net`).
+//!   host count); each booker keeps one HTTP/1.1 keep-alive connection, replaced when broken,
+//!   or, with `--fresh-connections`, opens a fresh one per attempt (`net::Session`,
+//!   `RunConfig::connections`).
 //! - `backend` serves backend-core's `api_router` over a pool of model sessions
 //!   (`hosts`, `model_db`); `db` runs the model engine's server (`model::io::Server`)
 //!   on an engine owned by the run, so a db crash keeps committed data.
@@ -25,7 +27,7 @@
 //! read on the database side (`invariants`), which stay authoritative.
 //!
 //! Not modelled: CPU time of the backend beyond its charged work (`cpu::CostModel`),
-//! HTTP keep-alive, clock skew between hosts.
+//! clock skew between hosts.
 //!
 //! One file per job; [`run`] below calls them in this order:
 //! - `config` — [`RunConfig`] (what to run), the latency profile, the strategy names.
@@ -63,12 +65,13 @@ use crate::timescale::{TICK, scaled_ms, scaled_us};
 use crate::trace::Trace;
 use crate::workload;
 
+pub use crate::net::Connections;
 pub use crate::topology::BACKEND_PORT;
 pub use clients::CLIENT_BACKOFF_US;
 pub use config::{RunConfig, check_strategy, default_profile, load_profile, strategies};
 pub use driver::SETTLE_MS_MAX;
 pub use profile::{BackendCpu, MachineSpeed, Profile};
-pub use results::RunResult;
+pub use results::{ConnectionCounts, RunResult};
 use shared::Shared;
 
 /// Runs one seed.
@@ -85,10 +88,12 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         backend_listening: Rc::new(Cell::new(false)),
         open_at_end: RefCell::new(Vec::new()),
         client_faults: Rc::new(ClientFaults::new(&scenario, seeds.rng(Stream::ClientFaults))),
+        connections_opened: Rc::new(Cell::new(0)),
+        connections_accepted: Arc::default(),
     };
     let mut sim = build_sim(&scenario, &seeds);
     let side = hosts::add_model_hosts(&mut sim, config, &seeds, &shared)?;
-    clients::add_clients(&mut sim, &scenario, plan.clone(), &shared);
+    clients::add_clients(&mut sim, &scenario, plan.clone(), config.connections, &shared);
     driver::drive(&mut sim, &scenario, &shared, &side)?;
     let steps = (sim.elapsed().as_nanos() / TICK.as_nanos()) as u64;
     drop(sim);

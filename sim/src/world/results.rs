@@ -36,6 +36,18 @@ pub struct RunResult {
     /// The final rows and the db's statements, for `--html` (kept only with the trace:
     /// `RunConfig::keep_trace`; the hash is the same either way).
     pub timeline: Option<Timeline>,
+    /// HTTP connections of the run (not in the report: the report is the same whatever
+    /// counted them).
+    pub connections: ConnectionCounts,
+}
+
+/// HTTP connections between the clients and the backend in one run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Connections the bookers opened (connect succeeded).
+    pub opened_by_clients: u64,
+    /// Connections the backend's accept loop accepted.
+    pub accepted_by_backend: u64,
 }
 
 /// The final rows and what the database observed; folds the db server's statement trace
@@ -156,7 +168,11 @@ pub(super) fn finish(
         statements,
         deadlocks: observed.deadlocks.clone(),
     });
-    Ok(RunResult { outcome, events: trace.events().to_vec(), steps, timeline })
+    let connections = ConnectionCounts {
+        opened_by_clients: shared.connections_opened.get(),
+        accepted_by_backend: shared.connections_accepted.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    Ok(RunResult { outcome, events: trace.events().to_vec(), steps, timeline, connections })
 }
 
 /// A run's pair patterns (`crate::patterns`) and the server statements that could not be

@@ -38,4 +38,8 @@ pub(super) struct Shared {
     /// Sessions still inside a transaction once the run was quiet (see `driver::settle`).
     pub(super) open_at_end: RefCell<Vec<String>>,
     pub(super) client_faults: Rc<ClientFaults>,
+    /// HTTP connections the clients opened (each booker adds its count when it ends).
+    pub(super) connections_opened: Rc<Cell<u64>>,
+    /// HTTP connections the backend accepted (every incarnation of the host).
+    pub(super) connections_accepted: Arc<std::sync::atomic::AtomicU64>,
 }

@@ -320,6 +320,7 @@ pub(crate) mod tests {
             requests_max: 1_000,
             progress: false,
             checkpoint: None,
+            connections: Default::default(),
         };
         LoadOutcome {
             recorder,
@@ -330,6 +331,7 @@ pub(crate) mod tests {
             stopped_early: None,
             config,
             rounds: None,
+            connections_opened: 10,
         }
     }
 
