@@ -17,9 +17,10 @@
 //! run's few modelled milliseconds between one user's requests, so the backend never closes
 //! an idle connection in a run.
 //!
-//! Not modelled: a client noticing a broken idle connection by itself (a connection the
-//! backend's crash broke is found broken by the next request on it, which fails as a lost
-//! attempt, as an HTTP client library without a retry-on-stale-connection rule sees it).
+//! An idle connection already seen closed when the user's next request is due (the backend
+//! reset it) is replaced before sending; one whose breakage has not reached the client yet
+//! fails that request, as a lost attempt. Not modelled: an HTTP library's silent resend of a
+//! request that failed on a stale kept connection (urllib3, under Locust, retries some).
 
 use std::future::Future;
 use std::net::SocketAddr;

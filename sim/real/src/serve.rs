@@ -71,6 +71,8 @@ pub struct Server {
     pub context: ApiContext,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// TCP connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Parses a strategy name into a bad-input error listing the valid ones.
@@ -115,6 +117,11 @@ impl Server {
             .await
             .map_err(|e| RealError::BadInput(format!("--listen {listen}: cannot listen ({e})")))?;
         let address = listener.local_addr().map_err(|e| RealError::RunFailed(e.to_string()))?;
+        let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = accepted.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
         let api_config = ApiConfig { strategy: config.strategy, ..ApiConfig::default() };
         let shared_db: Arc<dyn Db> = Arc::new(db.clone());
         let context = ApiContext::new(
@@ -137,11 +144,16 @@ impl Server {
             };
             serve(listener, router, limits, shutdown).await
         });
-        Ok(Server { address, db, context, shutdown: Some(shutdown), task })
+        Ok(Server { address, db, context, shutdown: Some(shutdown), task, accepted })
     }
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// TCP connections the server accepted so far (one per client connection).
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs until the server fails (it normally runs until the process is killed).

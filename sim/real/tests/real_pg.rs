@@ -313,3 +313,44 @@ async fn the_machine_probe_measures_and_scales_a_profile() {
     assert!((statements - 2.0).abs() < 0.05 && (cpu - 2.0).abs() < 0.05, "{statements} {cpu}");
     assert!(scaled.statements == recorded.statements.scaled(statements), "statements scaled");
 }
+
+/// `roomsim load` against the real server on PostgreSQL: 4 closed-loop users keep one
+/// keep-alive connection each (the server accepts 4 connections for 120 bookings), and with
+/// `--fresh-connections` one per request (120).
+#[test]
+fn load_keeps_one_connection_per_user_on_the_real_server() {
+    use real::load::{Connections, LoadConfig, run_load};
+    use real::serve::{ServeConfig, Server};
+    let _others = beside_others();
+    let Some(url) = database_url() else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let target = DbTarget::new(&url, None).unwrap();
+        let name = database::unique_database_name("roomsim_connections");
+        let temp = database::TempDatabase::create(&target, &name).await.unwrap();
+        let variant = backend_core::db::schema::SchemaVariant::Guarded;
+        let fixture = real::setup::setup_for_run(&temp.target, "storm", variant).await.unwrap();
+        for mode in [Connections::KeepAlive, Connections::Fresh] {
+            let strategy = backend_core::booking::Strategy::Exclusion;
+            let serve = ServeConfig::ephemeral(&temp.target, 4, strategy, 1);
+            let server = Server::start(&serve).await.unwrap();
+            let tasks = vec![real::workload::Task::Concurrent];
+            let mut config =
+                LoadConfig::closed(&server.base_url(), tasks, 4, Duration::from_secs(60), 1);
+            config.requests_max = 120;
+            config.progress = false;
+            config.connections = mode;
+            let outcome = run_load(config, fixture.clone()).await;
+            let accepted = server.connections_accepted();
+            server.stop().await;
+            assert_eq!(outcome.stopped_early, None);
+            let all = outcome.recorder.aggregated();
+            assert_eq!(all.request_count, 120);
+            assert_eq!(all.failure_count, 0, "{:?}", outcome.recorder.failures);
+            let expected = if mode == Connections::KeepAlive { 4 } else { 120 };
+            assert_eq!(accepted, expected, "{mode:?}: connections the server accepted");
+            assert_eq!(outcome.connections_opened, expected, "{mode:?}: opened by the users");
+        }
+        temp.drop_database().await;
+    });
+}
