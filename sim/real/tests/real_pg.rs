@@ -133,6 +133,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         reports: Default::default(),
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
+        quantum_us: Vec::new(),
     }
 }
 

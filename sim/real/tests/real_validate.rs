@@ -83,6 +83,7 @@ fn run_validate(
         profile: profile.clone(),
         // The committed profile records no probe yet: the probe runs and says "NOT scaled".
         machine_scaling: true,
+        quantum_us: Vec::new(),
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
