@@ -12,16 +12,38 @@
 //! (`try_take`) when it has a statement ready and is woken whenever a core is given back, so
 //! a core released while backend work waits goes to that work first. Which of the server's
 //! ready statements gets a core is its scheduler's pick (`super::sched`; a server on shared
-//! cores picks at random). Not modelled:
-//! preemption (a core runs one piece of work to its end), hyper-threading, I/O waits that do
-//! not need a core (a commit's WAL flush is charged as core time).
+//! cores picks at random).
+//!
+//! TIME SLICING ([`Cores::with_quantum`]; issue #17). Without a quantum a core runs one piece
+//! of work to its end (no preemption). With a quantum, a piece of work spends its time through
+//! [`Cores::spend`] and is preempted ROUND-ROBIN: once it has held its core for a quantum
+//! while other work waits for a core (a backend task in [`Cores::take`], or a ready statement
+//! of the server, which reports them with [`Demand::set`]), it gives the core up and queues
+//! again at the back; it continues from where it stopped when it gets a core again. A core
+//! given up goes to the first backend waiter (FIFO, as any give-back does) or, when only the
+//! server waits, is PARKED for it (the server's `try_take` takes parked cores first; a server
+//! that no longer needs them gives them back). Work that nobody waits behind runs on past its
+//! quantum without a single extra timer (one sleep, exactly as without slicing), so an
+//! uncontended run — one user — is the same with and without a quantum; a piece that has run
+//! past its quantum is preempted as soon as someone starts waiting. Work finishing within its
+//! quantum behaves as without slicing. Quantum and durations are in the caller's (tokio) time:
+//! the simulation passes scaled time, and its quantum is a whole number of ticks.
+//!
+//! Not modelled: hyper-threading, the kernel's fair share by accumulated CPU (every waiter
+//! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF), the cost of
+//! a context switch, I/O waits that do not need a core (a commit's WAL flush is charged as
+//! core time).
 //!
 //! DETERMINISM: everything happens on turmoil's single thread; a give-back wakes the next
-//! waiter in FIFO order and notifies the server, whose host turmoil polls in its fixed order.
+//! waiter in FIFO order and notifies the server, whose host turmoil polls in its fixed order;
+//! a preempted piece queues behind every waiter already there.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
 
 /// Most cores a pool may have.
 pub const CORES_MAX: usize = 256;
@@ -32,50 +54,211 @@ pub struct Cores {
     semaphore: Semaphore,
     /// Notified on every give-back: the server's executor loop listens.
     released: Notify,
+    /// Time slice; `None`: run to completion.
+    quantum: Option<Duration>,
+    /// Pieces of work waiting in [`Cores::take`] (kept with a quantum only).
+    queued: AtomicUsize,
+    /// Ready statements the server found no core for at its last look ([`Demand`]).
+    demand: AtomicUsize,
+    /// Cores a preempted piece left for the server (out of the semaphore until taken).
+    parked: AtomicUsize,
+    /// Notified (all listeners) when work starts waiting: running pieces past their quantum
+    /// then give their core up.
+    contended: Notify,
 }
 
 /// One taken core; given back when dropped (a crashed host's tasks give theirs back too).
 #[derive(Debug)]
 pub struct CoreGuard {
     cores: Arc<Cores>,
+    /// When the current slice began (the core was taken).
+    since: Instant,
+    /// Dropped to be parked for the server instead of given back to the semaphore.
+    park: bool,
 }
 
 impl Drop for CoreGuard {
     fn drop(&mut self) {
-        self.cores.semaphore.add_permits(1);
+        if self.park {
+            self.cores.parked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.cores.semaphore.add_permits(1);
+        }
         self.cores.released.notify_one();
     }
 }
 
+/// Counts a piece of work waiting in [`Cores::take`] while it waits (also when the wait is
+/// dropped: an aborted request).
+struct Queued<'a>(&'a Cores);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The server's report of the statements it has ready and no core for (see the module doc);
+/// reports none when dropped (a crashed db host), giving parked cores back.
+#[derive(Debug)]
+pub struct Demand {
+    cores: Arc<Cores>,
+}
+
+impl Demand {
+    /// `ready` statements wait for a core (0: none; parked cores are given back).
+    pub fn set(&self, ready: usize) {
+        let cores = &self.cores;
+        let before = cores.demand.swap(ready, Ordering::Relaxed);
+        if ready == 0 {
+            let parked = cores.parked.swap(0, Ordering::Relaxed);
+            if parked > 0 {
+                cores.semaphore.add_permits(parked);
+            }
+        } else if before == 0 && cores.quantum.is_some() {
+            cores.contended.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 impl Cores {
+    /// `count` cores that run each piece of work to its end.
     pub fn new(count: usize) -> Arc<Cores> {
+        Cores::with_quantum(count, None)
+    }
+
+    /// `count` cores; with `quantum`, shared round-robin in slices of that length (see the
+    /// module doc), else run to completion.
+    pub fn with_quantum(count: usize, quantum: Option<Duration>) -> Arc<Cores> {
         assert!((1..=CORES_MAX).contains(&count), "cores must be 1..={CORES_MAX}, got {count}");
-        Arc::new(Cores { semaphore: Semaphore::new(count), released: Notify::new() })
+        assert!(quantum.is_none_or(|q| !q.is_zero()), "a quantum must be positive");
+        Arc::new(Cores {
+            semaphore: Semaphore::new(count),
+            released: Notify::new(),
+            quantum,
+            queued: AtomicUsize::new(0),
+            demand: AtomicUsize::new(0),
+            parked: AtomicUsize::new(0),
+            contended: Notify::new(),
+        })
     }
 
-    /// Cores free right now.
+    /// The time slice, if the cores are shared round-robin.
+    pub fn quantum(&self) -> Option<Duration> {
+        self.quantum
+    }
+
+    /// Cores free right now (parked ones included).
     pub fn free(&self) -> usize {
-        self.semaphore.available_permits()
+        self.semaphore.available_permits() + self.parked.load(Ordering::Relaxed)
     }
 
-    /// Takes a free core without waiting (none free, or others already queued: `None`).
+    fn guard(self: &Arc<Self>) -> CoreGuard {
+        CoreGuard { cores: Arc::clone(self), since: Instant::now(), park: false }
+    }
+
+    /// Takes a free core without waiting (none free, or others already queued: `None`); a
+    /// core parked for the server first.
     pub fn try_take(self: &Arc<Self>) -> Option<CoreGuard> {
+        if self.parked.load(Ordering::Relaxed) > 0 {
+            self.parked.fetch_sub(1, Ordering::Relaxed);
+            return Some(self.guard());
+        }
         let permit = self.semaphore.try_acquire().ok()?;
         permit.forget();
-        Some(CoreGuard { cores: Arc::clone(self) })
+        Some(self.guard())
     }
 
     /// Waits (FIFO) for a core.
     pub async fn take(self: &Arc<Self>) -> CoreGuard {
+        if self.quantum.is_some() {
+            if let Ok(permit) = self.semaphore.try_acquire() {
+                permit.forget();
+                return self.guard();
+            }
+            self.queued.fetch_add(1, Ordering::Relaxed);
+            let _queued = Queued(self);
+            self.contended.notify_waiters();
+            let permit = self.semaphore.acquire().await.expect("the semaphore is never closed");
+            permit.forget();
+            return self.guard();
+        }
         let permit = self.semaphore.acquire().await.expect("the semaphore is never closed");
         permit.forget();
-        CoreGuard { cores: Arc::clone(self) }
+        self.guard()
     }
 
-    /// Holds a core for `duration` of (tokio) time: waits for one, sleeps, gives it back.
-    pub async fn hold(self: &Arc<Self>, duration: std::time::Duration) {
-        let _core = self.take().await;
-        tokio::time::sleep(duration).await;
+    /// The server's [`Demand`] report (one per server).
+    pub fn demand(self: &Arc<Self>) -> Demand {
+        Demand { cores: Arc::clone(self) }
+    }
+
+    /// Whether any work waits for a core.
+    fn others_wait(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > 0 || self.demand.load(Ordering::Relaxed) > 0
+    }
+
+    /// Spends `work` of CPU time starting on `core`: without a quantum one sleep; with one,
+    /// round-robin (module doc). Returns the core the work ended on (still held, in the
+    /// slice it ended in, so a caller's next `spend` continues that slice).
+    pub async fn spend(self: &Arc<Self>, mut core: CoreGuard, work: Duration) -> CoreGuard {
+        let Some(quantum) = self.quantum else {
+            tokio::time::sleep(work).await;
+            return core;
+        };
+        let mut left = work;
+        while !left.is_zero() {
+            let start = Instant::now();
+            if self.others_wait() {
+                let slice_end = core.since + quantum;
+                if start >= slice_end {
+                    core = self.preempt(core).await;
+                } else {
+                    tokio::time::sleep(left.min(slice_end - start)).await;
+                    left = left.saturating_sub(start.elapsed());
+                }
+                continue;
+            }
+            // Nobody waits: run to the end unless someone starts waiting first.
+            let contended = self.contended.notified();
+            tokio::pin!(contended);
+            contended.as_mut().enable();
+            if self.others_wait() {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                _ = tokio::time::sleep(left) => return core,
+                _ = contended => left = left.saturating_sub(start.elapsed()),
+            }
+        }
+        core
+    }
+
+    /// Gives `core` up to whoever waits (a backend waiter first, else parked for the server)
+    /// and queues for a core again, at the back.
+    async fn preempt(self: &Arc<Self>, mut core: CoreGuard) -> CoreGuard {
+        if self.queued.load(Ordering::Relaxed) == 0 {
+            if self.demand.load(Ordering::Relaxed) == 0 {
+                return core; // Nobody waits after all.
+            }
+            core.park = true;
+        }
+        drop(core);
+        self.take().await
+    }
+
+    /// Holds a core for `duration` of (tokio) time of work: waits for one, spends the time
+    /// on it ([`Cores::spend`]: sliced when there is a quantum), gives it back.
+    pub async fn hold(self: &Arc<Self>, duration: Duration) {
+        let core = self.take().await;
+        drop(self.spend(core, duration).await);
     }
 
     /// Completes after the next give-back (or at once if one happened since the last call).
@@ -116,5 +299,85 @@ mod tests {
         assert_eq!(cores.free(), 1, "a dropped guard gives its core back");
         drop(second);
         cores.released().await; // a give-back happened: completes at once
+    }
+
+    /// Each job: (start after ms, work ms); returns each job's end, ms after the start.
+    async fn run_jobs(cores: &Arc<Cores>, jobs: &[(u64, u64)]) -> Vec<u128> {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for &(after, work) in jobs {
+            let cores = Arc::clone(cores);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after)).await;
+                cores.hold(Duration::from_millis(work)).await;
+                start.elapsed().as_millis()
+            }));
+        }
+        let mut ends = Vec::new();
+        for t in tasks {
+            ends.push(t.await.unwrap());
+        }
+        ends
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_job_waits_a_whole_long_job_without_a_quantum_and_one_quantum_with_one() {
+        // A 10 ms job from 0 and a 1 ms job from 1 ms on ONE core.
+        let jobs = [(0, 10), (1, 1)];
+        let ends = run_jobs(&Cores::new(1), &jobs).await;
+        assert_eq!(ends, vec![10, 11], "run to completion: the short job waits 9 ms");
+        let sliced = Cores::with_quantum(1, Some(Duration::from_millis(2)));
+        let ends = run_jobs(&sliced, &jobs).await;
+        // The long job is preempted at the end of its 2 ms slice; the short one runs 2..3;
+        // the long one continues where it stopped (8 ms left) and ends when it would have
+        // plus the short job's 1 ms.
+        assert_eq!(ends, vec![11, 3], "a quantum: the short job waits 1 ms");
+        assert_eq!(sliced.free(), 1);
+        assert_eq!(sliced.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_jobs_take_turns_and_work_within_its_quantum_runs_as_before() {
+        let sliced = Cores::with_quantum(1, Some(Duration::from_millis(1)));
+        // Two 3 ms jobs: A 0-1, B 1-2, A 2-3, B 3-4, A 4-5, B 5-6.
+        assert_eq!(run_jobs(&sliced, &[(0, 3), (0, 3)]).await, vec![5, 6]);
+        // Jobs no longer than the quantum: exactly the run-to-completion schedule.
+        let jobs = [(0, 2), (0, 1), (1, 2), (1, 2)];
+        let whole = run_jobs(&Cores::new(2), &jobs).await;
+        let sliced = Cores::with_quantum(2, Some(Duration::from_millis(2)));
+        assert_eq!(run_jobs(&sliced, &jobs).await, whole);
+        // Nobody waiting: a long job runs on past its quantum.
+        let sliced = Cores::with_quantum(2, Some(Duration::from_millis(1)));
+        assert_eq!(run_jobs(&sliced, &[(0, 7), (0, 5)]).await, vec![7, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_preempted_core_is_parked_for_the_server_and_given_back_when_it_needs_none() {
+        let cores = Cores::with_quantum(1, Some(Duration::from_millis(2)));
+        let demand = cores.demand();
+        let start = Instant::now();
+        let job = |cores: Arc<Cores>| async move {
+            cores.hold(Duration::from_millis(6)).await;
+            start.elapsed().as_millis()
+        };
+        let a = tokio::spawn(job(Arc::clone(&cores)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        demand.set(1); // A statement is ready at 1 ms.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(cores.free(), 1, "at its slice's end (2 ms) the job parked its core");
+        let statement = cores.try_take().expect("the parked core");
+        demand.set(0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        drop(statement); // At 5 ms: the job continues, 4 ms left.
+        assert_eq!(a.await.unwrap(), 9);
+        // Parked and then not needed (the statement left): given back to the waiting job.
+        let b = tokio::spawn(job(Arc::clone(&cores)));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        demand.set(1);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(cores.free(), 1);
+        drop(demand); // At 12 ms, as a crashed server's would be.
+        assert_eq!(b.await.unwrap(), 16, "started at 9, preempted 11-12, 4 ms left");
+        assert_eq!(cores.free(), 1);
     }
 }

@@ -14,7 +14,8 @@
 //! 3. It advances the engine clock to tokio's (virtual) clock and submits the statement.
 //!    Done: the reply is held for a service time drawn from the [`LatencyProfile`] for the
 //!    statement's class (text prefix) or else its kind, × `time_scale`, during which the
-//!    executor is busy. Blocked: the executor is freed at once and the reply waits in a table.
+//!    executor is busy (on time-sliced shared cores the statement's time may be split by
+//!    preemption, `super::cores`). Blocked: the executor is freed at once and the reply waits in a table.
 //! 4. The engine task sleeps until `Engine::next_timer()` and calls `advance_to`, so
 //!    deadlock checks and timeouts fire in virtual time; every `take_completions()` reply is
 //!    held for its own service time (without holding an executor) and sent.
@@ -42,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::cores::{CoreGuard, Cores};
+use super::cores::{CoreGuard, Cores, Demand};
 use super::frame::{Incoming, IoError, read_frame, write_frame};
 use super::sched::{Picker, Scheduler};
 use super::trace::{Trace, TraceEvent, fingerprint};
@@ -223,6 +224,8 @@ struct EngineTask {
     blocked: Vec<(SessionId, &'static str, String, Reply)>,
     /// Where statements run: the server's own executors or cores shared with the backend.
     cores: Arc<Cores>,
+    /// Tells time-sliced cores how many ready statements wait for one (`super::cores`).
+    demand: Demand,
     /// Per session, the transport its earlier statements took beyond their draws (modelled,
     /// before `time_scale`) and whether it is inside a transaction block: see
     /// [`EngineTask::reply_delay`].
@@ -246,15 +249,17 @@ impl EngineTask {
         let picker = Picker::new(config.scheduler, config.seed, depth, steps);
         let rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5e41_11ce_7133_0001);
         let cores = config.cores.clone().unwrap_or_else(|| Cores::new(config.executors_max));
+        let demand = cores.demand();
         let transport_debt = BTreeMap::new();
         let (ready, blocked) = (Vec::new(), Vec::new());
-        EngineTask { shared, config, picker, rng, ready, blocked, cores, transport_debt }
+        EngineTask { shared, config, picker, rng, ready, blocked, cores, demand, transport_debt }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
             self.deliver_completions();
             self.run_ready();
+            self.demand.set(self.ready.len());
             let timer = self.shared.engine.borrow().next_timer();
             let deadline = timer.map(|t| self.shared.start + t.saturating_sub(self.shared.base));
             tokio::select! {
@@ -373,15 +378,25 @@ impl EngineTask {
         let core_after = (drawn * self.config.time_scale).saturating_sub(reply_after);
         let generation = *self.shared.generation.borrow();
         let shared = Rc::clone(&self.shared);
+        let cores = Arc::clone(&self.cores);
         tokio::task::spawn_local(async move {
-            tokio::time::sleep(reply_after).await;
+            // On time-sliced cores the work may be preempted (`Cores::spend`); without a
+            // quantum `spend` is one sleep.
+            let core = match core {
+                Some(core) => Some(cores.spend(core, reply_after).await),
+                None => {
+                    tokio::time::sleep(reply_after).await;
+                    None
+                }
+            };
             if *shared.generation.borrow() == generation {
                 let _ = reply.send(response);
             }
-            if core.is_some() && !core_after.is_zero() {
-                tokio::time::sleep(core_after).await;
+            if let Some(core) = core
+                && !core_after.is_zero()
+            {
+                drop(cores.spend(core, core_after).await);
             }
-            drop(core);
         });
     }
 

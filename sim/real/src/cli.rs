@@ -292,6 +292,12 @@ pub struct ValidateArgs {
     /// connection per simulated user (the default, as Locust's HttpUser).
     #[arg(long)]
     pub fresh_connections: bool,
+    /// The simulation's time slice on the shared cores, modelled µs (a multiple of 50),
+    /// instead of the profile's `[cpu] quantum_us`; 0 = run every piece of work to its end.
+    /// Several values (comma-separated): the simulation runs once per value against the same
+    /// real side, each judged (the --html report shows the first).
+    #[arg(long, value_delimiter = ',', value_name = "US")]
+    pub quantum_us: Vec<u64>,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -338,9 +344,15 @@ impl ValidateArgs {
             },
             None => SimProfile::committed(),
         };
+        for &q in &self.quantum_us {
+            sim::world::default_profile()
+                .with_quantum_us(Some(q))
+                .map_err(|e| RealError::BadInput(format!("--quantum-us {e}")))?;
+        }
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,
+            quantum_us: self.quantum_us.clone(),
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

@@ -129,6 +129,9 @@ pub struct ValidateConfig {
     pub machine_scaling: bool,
     /// How clients reach the service, the same on both sides (`--fresh-connections`).
     pub connections: sim::net::Connections,
+    /// Time slices (modelled µs, 0 = none) to simulate instead of the profile's
+    /// `[cpu] quantum_us`, each against the same real side; empty: the profile's.
+    pub quantum_us: Vec<u64>,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -734,16 +737,42 @@ pub fn validate_command(
         },
         SimProfile::FromRun => profile_from_run(&config, &real[0])?,
     };
-    let mut sim = Vec::with_capacity(real.len());
-    for (scenario, r) in scenarios.iter().zip(&real) {
-        let runs = r.outcome.recorder.aggregated().request_count / u64::from(r.level.max(1));
-        eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
-        let (strategy, seed) = (config.strategy, config.seed);
-        let simulated = on_loopback(scenario);
-        let connections = config.connections;
-        sim.push(sim_side(simulated, strategy, &profile, seed, runs.max(1), &days, connections)?);
+    let mut variants = Vec::new();
+    if config.quantum_us.is_empty() {
+        variants.push((profile.clone(), profile_source.clone()));
     }
-    judge(&config, &profile_source, &real, &sim)
+    for &q in &config.quantum_us {
+        let sliced = profile.with_quantum_us(Some(q)).map_err(RealError::BadInput)?;
+        let line = match q {
+            0 => "run to completion (--quantum-us 0)".to_string(),
+            q => format!("time slice {q} µs (--quantum-us)"),
+        };
+        variants.push((Arc::new(sliced), format!("{profile_source}; {line}")));
+    }
+    let mut verdict = Ok(());
+    for (i, (profile, profile_source)) in variants.iter().enumerate() {
+        let mut sim = Vec::with_capacity(real.len());
+        for (scenario, r) in scenarios.iter().zip(&real) {
+            let runs = r.outcome.recorder.aggregated().request_count / u64::from(r.level.max(1));
+            eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
+            let (strategy, seed) = (config.strategy, config.seed);
+            let simulated = on_loopback(scenario);
+            let connections = config.connections;
+            sim.push(sim_side(simulated, strategy, profile, seed, runs.max(1), &days, connections)?);
+        }
+        if variants.len() > 1 {
+            println!("\n== simulation {} of {}: {profile_source}", i + 1, variants.len());
+        }
+        let mut judged = config.clone();
+        if i > 0 {
+            judged.reports.html = None; // The report shows the first variant.
+        }
+        let result = judge(&judged, profile_source, &real, &sim);
+        if verdict.is_ok() {
+            verdict = result;
+        }
+    }
+    verdict
 }
 
 /// The scenario as the real side runs it: every host on one machine, so no network latency

@@ -134,6 +134,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
         connections: Default::default(),
+        quantum_us: Vec::new(),
     }
 }
 

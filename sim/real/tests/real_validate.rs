@@ -84,6 +84,7 @@ fn run_validate(
         // The committed profile records no probe yet: the probe runs and says "NOT scaled".
         machine_scaling: true,
         connections: Default::default(),
+        quantum_us: Vec::new(),
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

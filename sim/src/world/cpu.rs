@@ -4,7 +4,11 @@
 //! has `[cpu] request_us`), drawn from the profile's `[cpu]` table (`profile.rs`). With `[cpu] cores`, that CPU, the rules charge and every statement
 //! run on one shared pool of cores (`model::io::Cores`, [`Machine`]).
 //!
-//! Not modelled: preemption (processor sharing) on the shared cores.
+//! With `[cpu] quantum_us` the shared cores are TIME-SLICED (round-robin, issue #17): a piece
+//! of work — a statement, a request's CPU, a rules evaluation — holds a core for at most one
+//! quantum while other work waits, then queues again (`model::io::cores`). Without it each
+//! piece runs to its end once it has a core. Not modelled: the kernel's fairness by
+//! accumulated CPU (EEVDF's lag), context-switch cost.
 
 use std::sync::{Arc, Mutex};
 
@@ -141,8 +145,9 @@ impl RequestCpu {
 
 /// The cores the database and the backend share, when the profile models one machine.
 pub fn shared_cores(profile: &Profile) -> Option<Arc<Cores>> {
-    let cores = profile.backend_cpu.as_ref()?.shared_cores()?;
-    Some(Cores::new(cores as usize))
+    let backend = profile.backend_cpu.as_ref()?;
+    let cores = backend.shared_cores()?;
+    Some(Cores::with_quantum(cores as usize, backend.quantum_us().map(scaled_us)))
 }
 
 /// What the backend's CPU costs are drawn from and spent on.

@@ -11,7 +11,10 @@
 //! CPU per HTTP request outside statements and rules: HTTP, JSON, the handler, the client's
 //! side) and `cores = N` (the cores the database and the backend SHARE on the measured
 //! machine; with it statements and the backend's CPU run on one pool of N cores, so CPU
-//! contention emerges under load — `model::io::Cores`). Tables follow the model's rules for
+//! contention emerges under load — `model::io::Cores`), and optionally `quantum_us = Q` (the
+//! kernel's time slice on those shared cores, modelled µs, a whole number of 50 µs ticks: a
+//! piece of work holds a core for at most Q while other work waits, then queues again —
+//! round-robin, issue #17; absent or 0: each piece runs to its end, as before). Tables follow the model's rules for
 //! empirical tables (`model::profile::validate_quantile_table`); errors name the field
 //! (`cpu.request_us: …`).
 //!
@@ -29,6 +32,8 @@ use model::profile::{
 };
 use rand::Rng;
 use serde::Deserialize;
+
+use crate::timescale::RESOLUTION_US;
 
 /// A run's costs: the database's statements and the backend's CPU.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +94,12 @@ pub struct BackendCpu {
     request_us: Option<Vec<(f64, f64)>>,
     /// Cores shared by the database and the backend.
     cores: Option<u32>,
+    /// Time slice on the shared cores, modelled µs (`None`: run to completion).
+    quantum_us: Option<u64>,
 }
+
+/// Longest `[cpu] quantum_us` (1 s; CFS/EEVDF slices are milliseconds).
+pub const QUANTUM_US_MAX: u64 = 1_000_000;
 
 /// The file as this module reads it: only `[cpu]` (the model reads and checks the rest).
 #[derive(Deserialize)]
@@ -104,6 +114,7 @@ struct RawCpu {
     rules_ns_per_check: Vec<(f64, f64)>,
     request_us: Option<Vec<(f64, f64)>>,
     cores: Option<u32>,
+    quantum_us: Option<u64>,
 }
 
 impl Profile {
@@ -141,6 +152,16 @@ impl Profile {
             machine: now.or(self.machine),
         }
     }
+
+    /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
+    /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
+    /// slice that is not a whole number of ticks).
+    pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<Profile, String> {
+        let Some(cpu) = &self.backend_cpu else {
+            return Err("the profile has no [cpu] table (no shared cores to slice)".into());
+        };
+        Ok(Profile { backend_cpu: Some(cpu.with_quantum_us(quantum_us)?), ..self.clone() })
+    }
 }
 
 /// The `[machine]` table of a profile file, if it has one.
@@ -157,6 +178,18 @@ fn machine_from_toml_str(
     let Some(machine) = raw.machine else { return Ok(None) };
     machine.check().map_err(|reason| err("machine", reason))?;
     Ok(Some(machine))
+}
+
+/// A time slice must be a whole number of the simulation's 50 µs ticks (the clock moves in
+/// ticks) and at most [`QUANTUM_US_MAX`]; 0 means none.
+fn check_quantum_us(q: u64) -> Result<(), String> {
+    if q % RESOLUTION_US != 0 || q > QUANTUM_US_MAX {
+        return Err(format!(
+            "{q} µs: must be a multiple of {RESOLUTION_US} µs (the clock's tick) up to \
+             {QUANTUM_US_MAX}, or 0 for none"
+        ));
+    }
+    Ok(())
 }
 
 impl BackendCpu {
@@ -180,10 +213,14 @@ impl BackendCpu {
         {
             return Err(err("cpu.cores", format!("must be 1..={CORES_MAX}")));
         }
+        if let Some(q) = cpu.quantum_us {
+            check_quantum_us(q).map_err(|r| err("cpu.quantum_us", r))?;
+        }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             request_us: cpu.request_us,
             cores: cpu.cores,
+            quantum_us: cpu.quantum_us.filter(|&q| q > 0),
         }))
     }
 
@@ -206,12 +243,29 @@ impl BackendCpu {
         self.cores
     }
 
-    /// The same costs `factor` times larger (a slower backend).
+    /// The time slice on the shared cores, modelled µs (`[cpu] quantum_us`); `None`: every
+    /// piece of work runs to its end.
+    pub fn quantum_us(&self) -> Option<u64> {
+        self.quantum_us
+    }
+
+    /// The same costs with another time slice (`None` or 0: run to completion); checked as
+    /// the profile key is.
+    pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<BackendCpu, String> {
+        if let Some(q) = quantum_us {
+            check_quantum_us(q)?;
+        }
+        Ok(BackendCpu { quantum_us: quantum_us.filter(|&q| q > 0), ..self.clone() })
+    }
+
+    /// The same costs `factor` times larger (a slower backend); the time slice is the
+    /// kernel's and stays.
     pub fn scaled(&self, factor: f64) -> BackendCpu {
         BackendCpu {
             rules_ns_per_check: scale_table(&self.rules_ns_per_check, factor),
             request_us: self.request_us.as_ref().map(|table| scale_table(table, factor)),
             cores: self.cores,
+            quantum_us: self.quantum_us,
         }
     }
 }
@@ -262,6 +316,23 @@ mod tests {
         let without = without.backend_cpu.unwrap();
         assert_eq!(without.sample_request_us(&mut rng), None);
         assert_eq!(without.shared_cores(), None);
+        assert_eq!(backend.quantum_us(), None, "no quantum_us: run to completion");
+        let sliced = format!("{base}\n{cpu}cores = 2\nquantum_us = 1500\n");
+        let sliced = Profile::from_toml_str(&sliced, "t").unwrap();
+        assert_eq!(sliced.backend_cpu.as_ref().unwrap().quantum_us(), Some(1_500));
+        let off = sliced.with_quantum_us(Some(0)).unwrap();
+        assert_eq!(off.backend_cpu.as_ref().unwrap().quantum_us(), None, "0 turns it off");
+        assert_eq!(off.backend_cpu.unwrap().scaled(2.0).quantum_us(), None);
+        let scaled = sliced.scaled(2.0, 2.0, None);
+        assert_eq!(scaled.backend_cpu.unwrap().quantum_us(), Some(1_500), "not scaled");
+        assert!(sliced.with_quantum_us(Some(1_520)).is_err(), "not a whole tick");
+        let zero = format!("{base}\n{cpu}cores = 2\nquantum_us = 0\n");
+        let zero = Profile::from_toml_str(&zero, "t").unwrap().backend_cpu.unwrap();
+        assert_eq!(zero.quantum_us(), None);
+        for bad in ["quantum_us = 75", "quantum_us = 2000050"] {
+            let bad = format!("{base}\n{cpu}cores = 2\n{bad}\n");
+            assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.quantum_us");
+        }
         let bad = format!("{base}\n{cpu}cores = 0\n");
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
         let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
