@@ -467,7 +467,7 @@ pub fn sim_side(
             strategy: strategy.name().to_string(),
             keep_trace: false,
             profile: profile.clone(),
-            connections: connections,
+            connections,
         };
         let result = sim::world::run(&config)
             .map_err(|e| RealError::RunFailed(format!("simulation seed {}: {e}", seed + index)))?;
