@@ -183,7 +183,7 @@ fn machine_from_toml_str(
 /// A time slice must be a whole number of the simulation's 50 µs ticks (the clock moves in
 /// ticks) and at most [`QUANTUM_US_MAX`]; 0 means none.
 fn check_quantum_us(q: u64) -> Result<(), String> {
-    if q % RESOLUTION_US != 0 || q > QUANTUM_US_MAX {
+    if !q.is_multiple_of(RESOLUTION_US) || q > QUANTUM_US_MAX {
         return Err(format!(
             "{q} µs: must be a multiple of {RESOLUTION_US} µs (the clock's tick) up to \
              {QUANTUM_US_MAX}, or 0 for none"
