@@ -23,8 +23,9 @@
 //! given up goes to the first backend waiter (FIFO, as any give-back does) or, when only the
 //! server waits, is PARKED for it (the server's `try_take` takes parked cores first; a server
 //! that no longer needs them gives them back). Work that nobody waits behind runs on past its
-//! quantum without a single extra timer (one sleep, exactly as without slicing), so an
-//! uncontended run — one user — is the same with and without a quantum; a piece that has run
+//! quantum without a single extra timer (one sleep, exactly as without slicing), so a run in
+//! which nothing ever waits is the same with and without a quantum (one user nearly always;
+//! validate's 1-user level moved by one tick at p50, sim/README.md); a piece that has run
 //! past its quantum is preempted as soon as someone starts waiting. Work finishing within its
 //! quantum behaves as without slicing. Quantum and durations are in the caller's (tokio) time:
 //! the simulation passes scaled time, and its quantum is a whole number of ticks.
