@@ -49,16 +49,22 @@ fn the_partial_order_reduction_keeps_every_end_state_with_fewer_schedules() {
         let base = CheckConfig { state_cache: false, ..config(strategy, 1, Some(3)) };
         let reduced = run_check(&base).unwrap();
         let plain = run_check(&CheckConfig { reduction: false, ..base }).unwrap();
-        assert!(reduced.complete && plain.complete, "{strategy}: both finish");
-        assert_eq!(reduced.distinct_end_states, plain.distinct_end_states, "{strategy}");
-        assert_eq!(reduced.counterexample.is_some(), plain.counterexample.is_some(), "{strategy}");
-        assert!(
-            reduced.schedules * 3 < plain.schedules,
-            "{strategy}: reduced {} vs plain {} schedules",
-            reduced.schedules,
-            plain.schedules
-        );
+        same_verdict_fewer_schedules(strategy, &reduced, &plain, 3);
     }
+}
+
+/// `cut` (a search with a reduction) and `plain` (without it) both finish with the same end
+/// states and verdict, and `cut` runs fewer than 1/`factor` of plain's schedules to the end.
+fn same_verdict_fewer_schedules(label: &str, cut: &CheckReport, plain: &CheckReport, factor: u64) {
+    assert!(cut.complete && plain.complete, "{label}: both finish");
+    assert_eq!(cut.distinct_end_states, plain.distinct_end_states, "{label}");
+    assert_eq!(cut.counterexample.is_some(), plain.counterexample.is_some(), "{label}");
+    assert!(
+        cut.schedules * factor < plain.schedules,
+        "{label}: {} schedules to the end with the reduction vs {} without",
+        cut.schedules,
+        plain.schedules
+    );
 }
 
 /// Visited-state caching stops a schedule at a state explored before: where the search
@@ -72,17 +78,9 @@ fn visited_state_caching_keeps_every_end_state_with_fewer_schedules() {
         let cached = CheckConfig { crash_points, ..config(strategy, 1, preemptions) };
         let plain = CheckConfig { state_cache: false, ..cached.clone() };
         let (cached, plain) = (run_check(&cached).unwrap(), run_check(&plain).unwrap());
-        assert!(cached.complete && plain.complete, "{strategy}: both finish");
-        assert_eq!(cached.distinct_end_states, plain.distinct_end_states, "{strategy}");
-        assert_eq!(cached.counterexample.is_some(), plain.counterexample.is_some(), "{strategy}");
         assert!(cached.cache_hits > 0 && cached.states > 0, "{strategy}: the cache hit");
         // Schedules run to their end (a cached one stops where it meets an explored state).
-        assert!(
-            cached.schedules * 2 < plain.schedules,
-            "{strategy}: {} schedules to the end with the cache vs {} without",
-            cached.schedules,
-            plain.schedules
-        );
+        same_verdict_fewer_schedules(strategy, &cached, &plain, 2);
     }
 }
 

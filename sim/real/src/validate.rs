@@ -758,7 +758,15 @@ pub fn validate_command(
             let (strategy, seed) = (config.strategy, config.seed);
             let simulated = on_loopback(scenario);
             let connections = config.connections;
-            sim.push(sim_side(simulated, strategy, profile, seed, runs.max(1), &days, connections)?);
+            sim.push(sim_side(
+                simulated,
+                strategy,
+                profile,
+                seed,
+                runs.max(1),
+                &days,
+                connections,
+            )?);
         }
         if variants.len() > 1 {
             println!("\n== simulation {} of {}: {profile_source}", i + 1, variants.len());
