@@ -225,13 +225,20 @@ fn throughput_runs_pgbench_on_the_recorded_booking_sql() {
 
 /// `validate --profile-from-run`: the profile measured during the 1-user level (calibrate's
 /// instruments on the very requests judged) lets the model come close to room assignment's
-/// p50, and the same judgement catches a model that is off: 1 ms of network latency per hop,
+/// MEAN, and the same judgement catches a model that is off: 1 ms of network latency per hop,
 /// which loopback does not have.
 ///
-/// CLOSE, not in band: on a fast moment of this VM the real 1-user p50 is 1.5 ms, and the
-/// simulation's 50 µs resolution keeps its p50 near 1.9–2.0 ms (every one-row statement costs
-/// at least a tick of transport; see `model::io::server`'s transport debt), 1.3× real. The
-/// CI gate (`tests/real_validate.rs`) runs on a quiet machine; these tests run beside others.
+/// The mean, not the p50: a booking's time is the sum of its ~14 statements. The simulation
+/// draws each statement independently from the measured tables, while on this VM slow moments
+/// make all statements of one booking slow together. The mean of a sum does not depend on
+/// that correlation (it is the sum of the means either way), the median does: with correlated
+/// draws the real distribution is more skewed and its p50 lies further below its mean. So the
+/// simulated p50 overshoots real by more the noisier the machine is (measured: mean 1.11–1.14×
+/// real, p50 1.19–1.36× on a loaded moment; CI once saw a p50 of 1.42× on an otherwise
+/// passing run). The mean's remaining ~10 % is the simulation's 50 µs resolution (every
+/// one-row statement costs at least a tick of transport; see `model::io::server`'s transport
+/// debt). The p50 is printed and kept from going wild (< 1.6×); the CI gate on quantiles
+/// (`tests/real_validate.rs`) runs on a quiet machine; these tests run beside others.
 #[test]
 fn a_profile_measured_during_the_run_judges_the_model() {
     let _alone = alone();
@@ -242,7 +249,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     let Some(url) = database_url() else { return };
     let mut config = validate_config(&url, "exclusion", 1);
     config.profile = SimProfile::FromRun;
-    config.run_time = Duration::from_secs(4);
+    config.run_time = Duration::from_secs(6);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 1).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -253,7 +260,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     assert!(source.starts_with("measured during this run's 1-user level"), "{source}");
     assert!(!profile.statements.classes().is_empty(), "a table per statement text");
     let runs = real[0].outcome.recorder.aggregated().request_count;
-    assert!(runs >= 200, "enough bookings to judge a p50: {runs}");
+    assert!(runs >= 150, "enough bookings to judge a mean: {runs}");
     // Every round books a day of its own inside the backend's booking horizon: no 422s (a
     // fast OUTSIDE_BOOKING_HORIZON answer is not a booking and skews the profile).
     let failures = &real[0].outcome.recorder.failures;
@@ -271,19 +278,24 @@ fn a_profile_measured_during_the_run_judges_the_model() {
             Default::default(),
         )
         .unwrap();
-        let (rows, _) = compare_levels(&real, &[sim]);
-        rows[0].comparison.rows.iter().find(|r| r.quantile == 0.5).unwrap().clone()
+        let (rows, overlays) = compare_levels(&real, &[sim]);
+        let mean_ratio = overlays[0].sim.mean() / overlays[0].real.mean();
+        (rows[0].comparison.rows.iter().find(|r| r.quantile == 0.5).unwrap().clone(), mean_ratio)
     };
-    let faithful = judged(on_loopback(&scenario));
-    eprintln!("room assignment p50 at 1 user, real against simulated: {faithful:?}");
-    assert!(faithful.ratio > 0.85 && faithful.ratio < 1.4, "close to real: {faithful:?}");
+    let (faithful, mean_ratio) = judged(on_loopback(&scenario));
+    eprintln!(
+        "room assignment at 1 user, simulated ÷ real: mean {mean_ratio:.3}, p50 {faithful:?}"
+    );
+    assert!(mean_ratio > 0.85 && mean_ratio < 1.3, "mean close to real: {mean_ratio:.3}");
+    assert!(faithful.ratio > 0.8 && faithful.ratio < 1.6, "p50 not far off: {faithful:?}");
     let mut off = (*on_loopback(&scenario)).clone();
     off.network.latency_us_min = 1_000;
     off.network.latency_us_max = 1_000;
-    let skewed = judged(std::sync::Arc::new(off));
+    let (skewed, skewed_mean_ratio) = judged(std::sync::Arc::new(off));
     let fail = sim::compare::Verdict::Fail;
     assert_eq!(skewed.verdict, fail, "1 ms per hop must be out of band: {skewed:?}");
     assert!(skewed.ratio > faithful.ratio + 0.5, "{skewed:?} against {faithful:?}");
+    assert!(skewed_mean_ratio > 1.3, "1 ms per hop: mean {skewed_mean_ratio:.3} of real");
 }
 
 /// The machine-speed probe on PostgreSQL: positive medians, written as a `[machine]` table a
