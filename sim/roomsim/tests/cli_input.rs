@@ -199,3 +199,29 @@ fn real_side_bad_input_exits_2() {
         assert!(!stderr.trim().is_empty(), "{args:?}: no message");
     }
 }
+
+/// `roomsim run … | head`: a reader that closes the pipe early ends the process quietly (by
+/// SIGPIPE, as `cat` ends), not with a panic message about a broken pipe and exit 101.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roomsim"))
+        .args(["run", "--scenario", "storm", "--seed", "42"])
+        .env_remove("ROOMSIM_JOBS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the run prints its report (it prints at the end).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.signal() == Some(13) || out.status.success(), // 13: SIGPIPE
+        "{:?}: {stderr}",
+        out.status
+    );
+}
