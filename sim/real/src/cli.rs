@@ -229,6 +229,7 @@ impl LoadArgs {
             connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
         };
         config.validate()?;
+        self.reports.check_destinations()?;
         Ok(config)
     }
 }
@@ -307,6 +308,7 @@ pub struct ValidateArgs {
 impl ValidateArgs {
     /// `--locust-stats`: what to compare against the Locust run.
     pub fn locust_config(&self, stats: &std::path::Path) -> Result<LocustConfig, RealError> {
+        self.reports.check_destinations()?;
         let (profile, profile_source) = match &self.profile {
             Some(file) => (
                 sim::world::load_profile(Some(file))
@@ -344,6 +346,7 @@ impl ValidateArgs {
             },
             None => SimProfile::committed(),
         };
+        self.reports.check_destinations()?;
         for &q in &self.quantum_us {
             sim::world::default_profile()
                 .with_quantum_us(Some(q))

@@ -31,6 +31,28 @@ pub struct ReportArgs {
 }
 
 impl ReportArgs {
+    /// Refuses (before anything runs) a report file whose directory does not exist, naming
+    /// the flag and the directory, so a long run does not end in an error with nothing saved.
+    pub fn check_destinations(&self) -> Result<(), RealError> {
+        let files = [
+            ("--html", self.html.clone()),
+            ("--csv", self.csv.as_ref().map(PathBuf::from)),
+            ("--hlog", self.hlog.clone()),
+        ];
+        for (flag, file) in files {
+            let Some(file) = file else { continue };
+            let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else { continue };
+            if !dir.is_dir() {
+                return Err(RealError::BadInput(format!(
+                    "{flag} {}: directory {} does not exist",
+                    file.display(),
+                    dir.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The files to checkpoint during a run (CSV and interval log), if any was asked for.
     pub fn checkpoint(&self) -> Option<ReportArgs> {
         (self.csv.is_some() || self.hlog.is_some())

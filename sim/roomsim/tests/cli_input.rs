@@ -198,6 +198,16 @@ fn real_side_bad_input_exits_2() {
         let stderr = refused(args);
         assert!(!stderr.trim().is_empty(), "{args:?}: no message");
     }
+    // A report file in a directory that does not exist: refused before the run, naming it.
+    let missing: [&[&str]; 3] = [
+        &["validate", "--database-url", dead, "--html", "/nonexistent-dir/v.html"],
+        &["validate", "--database-url", dead, "--csv", "/nonexistent-dir/run"],
+        &["load", "--target", "http://127.0.0.1:1", "--hlog", "/nonexistent-dir/run.hlog"],
+    ];
+    for args in missing {
+        let stderr = refused(args);
+        assert!(stderr.contains("directory /nonexistent-dir does not exist"), "{args:?}: {stderr}");
+    }
 }
 
 /// `roomsim run … | head`: a reader that closes the pipe early ends the process quietly (by
