@@ -193,7 +193,12 @@ pub fn liveness(xids: &Xids, t: &Tuple, me: TxnId) -> Liveness {
 /// - LIVE (no deleter, or the deleter aborted): none if visible, else its inserter;
 /// - INSERT_IN_PROGRESS (inserter still running): its inserter;
 /// - DELETE_IN_PROGRESS / RECENTLY_DEAD (a live deleter or updater): that writer if the
-///   version is visible, none if not.
+///   version is visible, else its inserter, as for an invisible LIVE version (a version
+///   inserted and then updated by a transaction the snapshot cannot see, e.g. the old
+///   version a foreign-key check's fresh snapshot skips for the newer one, conflicts with
+///   its inserter). PostgreSQL returns early when that xid precedes TransactionXmin (and
+///   classes a version whose deleter does as DEAD); such an inserter committed before the
+///   snapshot, which [`crate::ssi::Ssi`]'s concurrency test (XidIsConcurrent) rules out too.
 pub fn examined_writer(xids: &Xids, tuple: &Tuple, visible: bool) -> Option<TxnId> {
     let aborted = |x: Xid| xids.status(x) == XidStatus::Aborted;
     if tuple.dead || aborted(tuple.xmin) {
@@ -202,9 +207,8 @@ pub fn examined_writer(xids: &Xids, tuple: &Tuple, visible: bool) -> Option<TxnI
     let writer = match tuple.xmax.filter(|&x| !aborted(x)) {
         _ if xids.status(tuple.xmin) == XidStatus::InProgress => tuple.xmin,
         None if visible => return None,
-        None => tuple.xmin,
         Some(deleter) if visible => deleter,
-        Some(_) => return None,
+        None | Some(_) => tuple.xmin,
     };
     Some(xids.top(writer))
 }
