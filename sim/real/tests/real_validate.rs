@@ -81,7 +81,8 @@ fn run_validate(
             hlog: Some(dir.join("validate.hlog")),
         },
         profile: profile.clone(),
-        // The committed profile records no probe yet: the probe runs and says "NOT scaled".
+        // The committed profile records its machine probe: validate probes this machine first
+        // and scales the profile by the ratio (printed).
         machine_scaling: true,
         connections: Default::default(),
         quantum_us: Vec::new(),
