@@ -138,19 +138,29 @@ pub fn scale_to_this_machine(profile: &Profile, now: &MachineSpeed) -> (Profile,
 mod tests {
     use super::*;
 
+    /// The committed profile without its own `[machine]` section (it is the file's last).
+    fn committed_without_probe() -> &'static str {
+        let text = model::profile::DEFAULT_PROFILE_TOML;
+        text.find("\n[machine]").map_or(text, |at| &text[..=at])
+    }
+
     #[test]
     fn the_section_round_trips_through_a_profile_and_scales_it() {
         let recorded = MachineSpeed { allocation_ns: 50_000.0, select_one_us: 40.0 };
-        let text = format!("{}{}", model::profile::DEFAULT_PROFILE_TOML, toml_section(&recorded));
+        let text = format!("{}{}", committed_without_probe(), toml_section(&recorded));
         let profile = Profile::from_toml_str(&text, "probe").unwrap();
         assert_eq!(profile.machine, Some(recorded));
         let now = MachineSpeed { allocation_ns: 75_000.0, select_one_us: 60.0 };
         let (scaled, line) = scale_to_this_machine(&profile, &now);
         assert!(line.contains("statements x1.50") && line.contains("backend CPU x1.50"), "{line}");
         assert_eq!(scaled.statements, profile.statements.scaled(1.5));
-        let (same, line) = scale_to_this_machine(&Profile::default_profile(), &now);
+        let unprobed = Profile::from_toml_str(committed_without_probe(), "unprobed").unwrap();
+        assert_eq!(unprobed.machine, None);
+        let (same, line) = scale_to_this_machine(&unprobed, &now);
         assert!(line.contains("NOT scaled"), "{line}");
-        assert_eq!(same, Profile::default_profile());
+        assert_eq!(same, unprobed);
+        // The committed profile records its probe, so validate scales it.
+        assert!(Profile::default_profile().machine.is_some(), "the committed profile's probe");
     }
 
     #[test]
