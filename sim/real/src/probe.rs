@@ -134,27 +134,33 @@ pub fn scale_to_this_machine(profile: &Profile, now: &MachineSpeed) -> (Profile,
     (profile.scaled(statements, backend_cpu, Some(*now)), line)
 }
 
+/// A profile's text without its `[machine]` section (calibrate writes it last), e.g. to
+/// record another probe in its place.
+pub fn without_probe(text: &str) -> &str {
+    text.find("\n[machine]").map_or(text, |at| &text[..=at])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The committed profile without its own `[machine]` section (it is the file's last).
-    fn committed_without_probe() -> &'static str {
-        let text = model::profile::DEFAULT_PROFILE_TOML;
-        text.find("\n[machine]").map_or(text, |at| &text[..=at])
-    }
-
     #[test]
     fn the_section_round_trips_through_a_profile_and_scales_it() {
         let recorded = MachineSpeed { allocation_ns: 50_000.0, select_one_us: 40.0 };
-        let text = format!("{}{}", committed_without_probe(), toml_section(&recorded));
+        let text = format!(
+            "{}{}",
+            without_probe(model::profile::DEFAULT_PROFILE_TOML),
+            toml_section(&recorded)
+        );
         let profile = Profile::from_toml_str(&text, "probe").unwrap();
         assert_eq!(profile.machine, Some(recorded));
         let now = MachineSpeed { allocation_ns: 75_000.0, select_one_us: 60.0 };
         let (scaled, line) = scale_to_this_machine(&profile, &now);
         assert!(line.contains("statements x1.50") && line.contains("backend CPU x1.50"), "{line}");
         assert_eq!(scaled.statements, profile.statements.scaled(1.5));
-        let unprobed = Profile::from_toml_str(committed_without_probe(), "unprobed").unwrap();
+        let unprobed =
+            Profile::from_toml_str(without_probe(model::profile::DEFAULT_PROFILE_TOML), "unprobed")
+                .unwrap();
         assert_eq!(unprobed.machine, None);
         let (same, line) = scale_to_this_machine(&unprobed, &now);
         assert!(line.contains("NOT scaled"), "{line}");

@@ -315,7 +315,7 @@ async fn the_machine_probe_measures_and_scales_a_profile() {
     };
     let text = format!(
         "{}{}",
-        model::profile::DEFAULT_PROFILE_TOML,
+        real::probe::without_probe(model::profile::DEFAULT_PROFILE_TOML),
         real::probe::toml_section(&twice_as_fast)
     );
     let recorded = sim::world::Profile::from_toml_str(&text, "probe").unwrap();

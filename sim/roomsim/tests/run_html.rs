@@ -246,10 +246,14 @@ fn the_pages_render_in_headless_chromium_without_errors() {
     let lanes: BTreeSet<(usize, u32)> =
         timeline.statements.iter().map(|e| (e.server, e.session)).collect();
     let statements = html.matches("<rect class=\"statement").count();
+    // Every appointment the run made is drawn (how many depends on the profile: this broken
+    // strategy deadlocks; 50 of 50 with the 2026-11-28 profile, 42 with 2026-12-05's).
+    let bookings = html.matches("<rect class=\"booking").count();
+    assert!(bookings >= 25, "{bookings} bookings drawn");
     let charts = html.matches("class=\"chart\"").count();
     assert!(charts >= 3, "room assignment, conflict detection, rules evaluation at least");
     let expected = format!(
-        "bookings=50/50 lanes={} statements={statements}/{statements} seeds=0/0 \
+        "bookings={bookings}/{bookings} lanes={} statements={statements}/{statements} seeds=0/0 \
          charts={charts}/{charts} errors=0",
         lanes.len()
     );
