@@ -293,8 +293,12 @@ async fn html_report_renders_in_headless_chromium() {
     assert!(dom.contains("room_assignment sim"), "the CDF legend names the simulated line");
 }
 
-/// Three rounds of ten bookings, each sent 1 ms apart.
-struct ThreeRounds(Arc<Fixture>);
+/// Three rounds of ten bookings, each sent 1 ms apart, by `users` users (booking i by user
+/// i mod `users`, so each user sends its bookings of a round in order).
+struct ThreeRounds {
+    fixture: Arc<Fixture>,
+    users: u64,
+}
 
 impl real::load::RoundPlanner for ThreeRounds {
     fn round(&mut self, index: u64) -> Option<Vec<real::load::ScheduledRequest>> {
@@ -302,10 +306,11 @@ impl real::load::RoundPlanner for ThreeRounds {
             return None;
         }
         let tasks = [Task::Concurrent];
-        let mut workload = real::workload::UserWorkload::new(&self.0, &tasks, 3, index);
+        let mut workload =
+            real::workload::UserWorkload::new(&self.fixture, &tasks, self.users, index);
         let requests = (0..10_u64)
             .map(|i| real::load::ScheduledRequest {
-                user: i as u32,
+                user: (i % self.users) as u32,
                 send_at_us: i * 1_000,
                 request: workload.next_request(),
             })
@@ -319,7 +324,8 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     let (address, stub) = serve_stub(u64::MAX).await;
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(30);
-    let outcome = real::load::run_rounds(config, &mut ThreeRounds(fixture())).await;
+    let outcome =
+        real::load::run_rounds(config, &mut ThreeRounds { fixture: fixture(), users: 10 }).await;
     assert_eq!(outcome.stopped_early, None);
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
@@ -366,32 +372,12 @@ async fn rounds_give_each_booker_one_connection_per_round() {
     let (address, stub) = serve_stub(u64::MAX).await;
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(30);
-    let outcome = real::load::run_rounds(config, &mut PairedRounds(fixture())).await;
+    let outcome =
+        real::load::run_rounds(config, &mut ThreeRounds { fixture: fixture(), users: 5 }).await;
     assert_eq!(outcome.stopped_early, None);
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(outcome.users_max, 5, "two requests per user");
     // 3 rounds × 5 users: a round starts with no connection, as a simulated world does.
     assert_eq!(outcome.connections_opened, 15);
     assert_eq!(stub.connections.load(Ordering::SeqCst), 15);
-}
-
-/// Three rounds of ten bookings by five users (two each, in order).
-struct PairedRounds(Arc<Fixture>);
-
-impl real::load::RoundPlanner for PairedRounds {
-    fn round(&mut self, index: u64) -> Option<Vec<real::load::ScheduledRequest>> {
-        if index >= 3 {
-            return None;
-        }
-        let tasks = [Task::Concurrent];
-        let mut workload = real::workload::UserWorkload::new(&self.0, &tasks, 5, index);
-        let requests = (0..10_u64)
-            .map(|i| real::load::ScheduledRequest {
-                user: (i % 5) as u32,
-                send_at_us: i * 1_000,
-                request: workload.next_request(),
-            })
-            .collect();
-        Some(requests)
-    }
 }
