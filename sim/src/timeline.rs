@@ -38,4 +38,6 @@ pub struct Timeline {
     pub statements: Vec<StatementEvent>,
     /// (modelled µs, what) of every 40P01 the backend received.
     pub deadlocks: Vec<(u64, String)>,
+    /// `rows[i]` as an INSERT with every column's value (`world::engine::appointment_inserts`).
+    pub row_inserts: Vec<(String, Vec<backend_core::db::SqlValue>)>,
 }

@@ -175,8 +175,9 @@ pub enum Command {
         /// Highest preemption bound tried per candidate.
         #[arg(long, default_value_t = 2)]
         preemptions_max: u32,
-        /// Candidate pairs tried, the bookings sent closest together first.
-        #[arg(long, default_value_t = 100)]
+        /// Candidate pairs tried, the bookings sent closest together first (the default
+        /// covers every pair of a 50-booking run; a run's schedule budget still bounds it).
+        #[arg(long, default_value_t = sim::check::shrink::ShrinkLimits::default().pairs_max)]
         pairs_max: usize,
         /// Write the reproduction as an isolation spec (for `roomsim spec FILE --diff`).
         #[arg(long, value_name = "FILE")]

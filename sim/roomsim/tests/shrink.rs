@@ -35,6 +35,35 @@ fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql(
     assert!(table.contains("(1 row)"), "PostgreSQL shows one overlapping pair:\n{table}");
 }
 
+/// Regression: with only the 100 pairs sent closest together tried (the old default), this
+/// seed's deadlock had no reproduction (364 checks, 42,220 schedules); its pair (#18, #20) was
+/// sent 1.35 ms apart among 50 bookings in 20 ms. Every pair is a candidate now.
+#[test]
+fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
+    let dir = temp_dir("shrink", "unordered");
+    let spec = dir.join("unordered.spec");
+    let spec = spec.to_str().unwrap();
+    let args = ["shrink", "--scenario", "conflict", "--strategy", "room-lock-unordered"];
+    let out = roomsim(&[&args[..], &["--seed", "0", "--spec-out", spec]].concat());
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
+    assert!(printed.contains("smallest reproduction: 2 bookings (#18, #20)"), "{printed}");
+    assert!(printed.contains("invariant no_deadlock"), "{printed}");
+    let old_budget = ["--seed", "0", "--pairs-max", "100", "--preemptions-max", "1"];
+    let old_budget = roomsim(&[&args[..], &old_budget[..]].concat());
+    assert!(text(&old_budget).contains("no reproduction"), "{}", text(&old_budget));
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!(
+            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of the deadlock"
+        );
+        return;
+    };
+    let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
+    assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
+    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    assert!(on_pg.contains("deadlock detected"), "PostgreSQL deadlocks too:\n{on_pg}");
+}
+
 #[test]
 fn a_passing_seed_has_nothing_to_shrink_and_bad_input_exits_2() {
     let dir = temp_dir("shrink", "safe");

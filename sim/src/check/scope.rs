@@ -78,6 +78,10 @@ pub struct ScopeBooking {
 pub struct GivenBookings {
     pub scenario: Scenario,
     pub bookings: Vec<ScopeBooking>,
+    /// Rows committed before the bookings start (the run's bookings answered before them), as
+    /// INSERTs with every column's value: run into the clinic before every schedule, and into
+    /// the spec's setup.
+    pub prior: Vec<(String, Vec<backend_core::db::SqlValue>)>,
     /// How the scope names them, e.g. "bookings #3 and #17 of storm seed 0".
     pub label: String,
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use backend_core::booking::strategy::Strategy;
 use backend_core::config::ApiConfig;
+use backend_core::db::SqlValue;
 use backend_core::http::{ApiContext, api_router};
 use scenarios::Scenario;
 use tower::ServiceExt;
@@ -25,7 +26,7 @@ use crate::observations::{AnswerDetail, BookingKey, BookingRecord, ClientOutcome
 use crate::outcome::Violation;
 use crate::patterns::{self, Recorder};
 use crate::world::clients::classify_body;
-use crate::world::engine::{prepare_engine, strategy};
+use crate::world::engine::{apply_statements, prepare_engine, strategy};
 
 #[derive(Clone, Debug)]
 pub struct CheckConfig {
@@ -161,6 +162,8 @@ struct Prepared {
     /// Parsed stored bodies (the rule policy TOML), shared by every attempt of every schedule
     /// as one `serve` process shares them: the cache changes no answer.
     bodies: Arc<backend_core::booking::body_cache::BodyCache>,
+    /// Ids of the rows the scope starts from (`GivenBookings::prior`).
+    prior_ids: BTreeSet<String>,
 }
 
 fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
@@ -171,11 +174,20 @@ fn prepare(config: &CheckConfig) -> Result<Prepared, SimError> {
         Some(given) => given.bookings.clone(),
         None => scope_bookings(&scenario, &ids, config.bookings, config.shape, &config.fallback)?,
     };
-    let template = prepare_engine(&scenario, &ids, strategy, 0)?;
+    let mut template = prepare_engine(&scenario, &ids, strategy, 0)?;
+    let mut prior_ids = BTreeSet::new();
+    if let Some(given) = &config.given {
+        apply_statements(&mut template, &given.prior)?;
+        for (_, params) in &given.prior {
+            if let Some(SqlValue::Uuid(id)) = params.first() {
+                prior_ids.insert(id.to_string());
+            }
+        }
+    }
     let day_s = scenarios::parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let now = chrono::DateTime::from_timestamp(day_s + 60, 0).expect("a valid day");
     let bodies = Arc::default();
-    Ok(Prepared { scenario, ids, strategy, bookings, template, now, bodies })
+    Ok(Prepared { scenario, ids, strategy, bookings, template, now, bodies, prior_ids })
 }
 
 /// The router of one booking's attempt with the state a fresh `serve` process would have:
@@ -423,6 +435,27 @@ fn verdict(
             }
         })
         .collect();
+    // The rows a scope starts from (`GivenBookings::prior`) were acknowledged in the run they
+    // come from: their answers stand beside the scope's own.
+    let mut records = records;
+    for row in rows.iter().filter(|r| prepared.prior_ids.contains(&r.id)) {
+        records.push(BookingRecord {
+            index: records.len() as u32,
+            key: BookingKey {
+                doctor: row.doctor.clone(),
+                patient: row.patient.clone(),
+                appointment_type: row.appointment_type.clone(),
+                start_min: row.start_min,
+            },
+            outcome: ClientOutcome::Created { id: row.id.clone(), room: row.room.clone() },
+            answered_at_us: 0,
+            leaked: None,
+            attempts: 1,
+            timeouts: 0,
+            lost: 0,
+            answer: AnswerDetail::default(),
+        });
+    }
     // Session hygiene is not observed by `check` yet (its sessions close with each schedule).
     let observations = DbObservations {
         deadlocks: outcome.deadlocks.iter().map(|d| (0, d.clone())).collect(),

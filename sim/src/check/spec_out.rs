@@ -99,7 +99,10 @@ fn one_line(sql: &str) -> String {
 pub fn render(config: &CheckConfig, counterexample: &Counterexample) -> Result<String, SimError> {
     let scenario = config.scenario()?;
     let ids = ClinicIds::new(&scenario);
-    let setup = setup_statements(&scenario, &ids, strategy(&config.strategy)?)?;
+    let mut setup = setup_statements(&scenario, &ids, strategy(&config.strategy)?)?;
+    if let Some(given) = &config.given {
+        setup.extend(given.prior.iter().cloned());
+    }
     let events = &counterexample.events;
     // Spec session names per connection: b<booking> for a booking's first, b<booking>c<k> after.
     let mut names: BTreeMap<usize, String> = BTreeMap::new();

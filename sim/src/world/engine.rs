@@ -168,6 +168,46 @@ fn rules_policy(scenario: &Scenario) -> Result<PolicySeed, SimError> {
     Ok(PolicySeed { version: 1, format: "toml".into(), body })
 }
 
+/// The columns of `appointments` a row is rebuilt from (all but the generated ranges).
+const APPOINTMENT_COLUMNS: &str = "id, clinic_id, room_id, doctor_id, patient_id, \
+     appointment_type, starts_at, ends_at, turnover_minutes, blocked_until, status, infectious, \
+     patient_gender, policy_version, score, created_at";
+
+/// One INSERT per committed appointment row, ordered by id as [`final_rows`] is (row i of one
+/// is row i of the other), with every column's value as a parameter: what a later setup
+/// (`roomsim shrink`'s earlier bookings, and their spec) replays to rebuild exactly these rows.
+pub fn appointment_inserts(engine: &mut Engine) -> Result<Vec<(String, Vec<SqlValue>)>, SimError> {
+    let sql = format!("SELECT {APPOINTMENT_COLUMNS} FROM appointments ORDER BY id");
+    let result = engine.query_committed(&sql).map_err(|e| {
+        SimError::HostFailed(format!("reading appointments from the model: {}", e.message))
+    })?;
+    let columns = APPOINTMENT_COLUMNS.split(',').count();
+    let placeholders: Vec<String> = (1..=columns).map(|i| format!("${i}")).collect();
+    let insert = format!(
+        "INSERT INTO appointments ({APPOINTMENT_COLUMNS}) VALUES ({})",
+        placeholders.join(", ")
+    );
+    let rows = result.rows.iter().map(|row| (insert.clone(), row.iter().map(from_model).collect()));
+    Ok(rows.collect())
+}
+
+/// Runs statements on the engine, one session, each in its own transaction (autocommit); the
+/// first failure is an error naming the statement.
+pub fn apply_statements(
+    engine: &mut Engine,
+    statements: &[(String, Vec<SqlValue>)],
+) -> Result<(), SimError> {
+    let session = engine.open_session();
+    for (sql, params) in statements {
+        if let Err(e) = execute_at_once(engine, session, sql, params, "in setup") {
+            engine.close_session(session);
+            return Err(SimError::HostFailed(format!("`{sql}` failed on the model: {e}")));
+        }
+    }
+    engine.close_session(session);
+    Ok(())
+}
+
 /// Every appointment row, read from the committed state.
 pub fn final_rows(engine: &mut Engine, ids: &ClinicIds) -> Result<Vec<Appointment>, SimError> {
     let sql = "SELECT id, room_id, doctor_id, patient_id, appointment_type, starts_at, ends_at, \

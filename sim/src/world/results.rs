@@ -163,10 +163,15 @@ pub(super) fn finish(
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
     };
+    let row_inserts = match statements {
+        Some(_) => engine::appointment_inserts(&mut side.engine.borrow_mut())?,
+        None => Vec::new(),
+    };
     let timeline = statements.map(|statements| Timeline {
         rows,
         statements,
         deadlocks: observed.deadlocks.clone(),
+        row_inserts,
     });
     let connections = ConnectionCounts {
         opened_by_clients: shared.connections_opened.get(),
