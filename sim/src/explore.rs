@@ -138,7 +138,8 @@ pub fn explore(cfg: &ExploreConfig) -> Result<ExploreReport, SimError> {
         return Err(SimError::BadInput("--pattern-k must be at least 1".into()));
     }
     // The patterns `check` finds possible (once per process and strategy; see `patterns`).
-    let possible = patterns::possible(&cfg.strategy)?;
+    let people = cfg.scenario.workload.participants == scenarios::Participants::Random;
+    let possible = patterns::possible(&cfg.strategy, people)?;
     let seeds = seed_list(&cfg.seeds, cfg.shard);
     let bar = progress_bar(cfg.progress, seeds.len() as u64);
     let next = AtomicU64::new(0);

@@ -19,6 +19,14 @@
 //! kept only while the OTHER booking holds the room (locked it, or inserted into it, in a
 //! transaction still open): a wait for a third booking is not part of the pair's order.
 //!
+//! DOCTORS AND PATIENTS: the same, for a pair whose INSERTs (or participant checks, the
+//! `busy_participant` query after an INSERT that conflicted) name one doctor or one patient
+//! at overlapping visit times; the pattern text starts `doctor: ` or `patient: `. No lock is
+//! taken for a person: the INSERT is the look (it waits on the other's uncommitted row under
+//! the exclusion constraint). Every INSERT names the person whichever room it tries, and a
+//! booking that finds rooms taken tries several, so per attempt only the last INSERT (with its
+//! wait, and the check after it) is kept.
+//!
 //! CONTESTED: a pair counts only when it decided the room between them: both took it (a
 //! double booking), or one took it and the other's last look at the room (lock, check or
 //! INSERT) came after the winner's INSERT into it. A pair that both lost the room to a third
@@ -34,17 +42,20 @@
 //! search (sleep sets: one order per class of equivalent orders) enumerate every pattern.
 //!
 //! POSSIBLE patterns of a strategy come from `check`'s exhaustive search of the 2-booking,
-//! 1-room, same-slot scope ([`possible`]): every schedule's pattern. Computed once per
-//! strategy per process (a few seconds; see sim/README.md).
+//! 1-room, same-slot scope, and for workloads with random participants also of 2 bookings of
+//! one doctor, then of one patient, in 2 rooms ([`possible`]): every schedule's pattern.
+//! Computed once per strategy per process (a few seconds; see sim/README.md).
 //!
 //! COVERAGE over seeds ([`Coverage`]): per pattern the seeds it was seen in and the first k of
 //! them (mergeable across shards), the seeds needed until every seen pattern was seen in at
 //! least k seeds, and until every possible pattern was seen; patterns possible but never seen
 //! and patterns seen but NOT possible (a bug in a strategy, the model or this extraction).
 //!
-//! NOT MODELLED: competition for a doctor or patient (the pairs are per room), and the
-//! effect of a third booking on a pair (a pattern of three or more is not abstracted; the
-//! 2-booking possible set does not contain what only a third booking can cause).
+//! NOT MODELLED: the effect of a third booking on a pair (a pattern of three or more is not
+//! abstracted; the 2-booking possible set does not contain what only a third booking can
+//! cause: e.g. under exclusion, B's INSERT finds a third booking's row in its room, inserts
+//! nothing without waiting for A, and B's participant check then finds A committed), and
+//! whether an INSERT inserted a row (`INSERT 0 0` is not marked).
 //!
 //! Deterministic: BTreeMap/BTreeSet only, no clocks.
 
@@ -56,7 +67,7 @@ use backend_core::db::SqlValue;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::check::{CheckConfig, run_check};
+use crate::check::{CheckConfig, Shape, run_check};
 use crate::error::SimError;
 
 /// `--pattern-k` when not given.
@@ -84,12 +95,47 @@ pub enum Statement {
         from: i64,
         until: i64,
     },
-    /// INSERT INTO appointments; `room` `None` for `room_pending`.
+    /// INSERT INTO appointments; `room` `None` for `room_pending`; `people` its doctor and
+    /// patient (`None` when the parameters do not say).
     Insert {
         room: Option<(Uuid, i64, i64)>,
+        people: Option<People>,
     },
+    /// Which of its doctor and patient is busy, asked after an INSERT that conflicted
+    /// (`busy_participant`): a look at both.
+    PeopleCheck(People),
     /// Anything else (policy and clinic reads, idempotency, the participant query).
     Other,
+}
+
+/// Who an appointment occupies, and when: its doctor and patient over `[from, until)` (the
+/// visit, without the room's turnover).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct People {
+    pub doctor: Uuid,
+    pub patient: Uuid,
+    pub from: i64,
+    pub until: i64,
+}
+
+/// What two bookings compete for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Resource {
+    Room(Uuid),
+    Doctor(Uuid),
+    Patient(Uuid),
+}
+
+impl Resource {
+    /// What a pattern of this resource starts with: nothing for a room (the patterns kept
+    /// their text when doctors and patients were added), `doctor: ` or `patient: `.
+    fn prefix(self) -> &'static str {
+        match self {
+            Resource::Room(_) => "",
+            Resource::Doctor(_) => "doctor: ",
+            Resource::Patient(_) => "patient: ",
+        }
+    }
 }
 
 /// The kinds of key statement, in the order their names sort.
@@ -157,13 +203,30 @@ pub fn classify(sql: &str, params: &[SqlValue]) -> Statement {
             _ => Statement::Other,
         };
     }
+    let people = |doctor: usize, patient: usize, from: usize, until: usize| match (
+        uuid(doctor),
+        uuid(patient),
+        time(from),
+        time(until),
+    ) {
+        (Some(doctor), Some(patient), Some(from), Some(until)) => {
+            Some(People { doctor, patient, from, until })
+        }
+        _ => None,
+    };
+    if sql.starts_with("SELECT doctor_id, patient_id FROM appointments") {
+        // (doctor_id = $1 OR patient_id = $2) AND starts_at < $3 (its end) AND ends_at > $4.
+        return people(0, 1, 3, 2).map_or(Statement::Other, Statement::PeopleCheck);
+    }
     if sql.starts_with("INSERT INTO appointments") {
         if sql.contains("$2, NULL,") {
-            return Statement::Insert { room: None };
+            // room_pending: ($1 id, $2 clinic, NULL, $3 doctor, $4 patient, $5 type, $6, $7).
+            return Statement::Insert { room: None, people: people(2, 3, 5, 6) };
         }
+        let people = people(3, 4, 6, 7);
         return match (uuid(2), time(6), time(9)) {
             (Some(room), Some(from), Some(until)) => {
-                Statement::Insert { room: Some((room, from, until)) }
+                Statement::Insert { room: Some((room, from, until)), people }
             }
             _ => Statement::Other,
         };
@@ -178,6 +241,8 @@ struct Step {
     kind: Kind,
     /// The room a lock, check or insert is about (a lock by key is resolved at the end).
     room: Option<Uuid>,
+    /// The doctor and patient an insert or a participant check is about.
+    people: Option<(Uuid, Uuid)>,
     lock_key: Option<i64>,
     /// A pure read in `check`'s sense (commutes with all but the other's COMMIT).
     pure: bool,
@@ -188,13 +253,24 @@ struct Step {
     attempt: u32,
 }
 
+impl Step {
+    /// Whether the step is about `resource` (reads are about everything, and kept apart).
+    fn concerns(&self, resource: Resource) -> bool {
+        match resource {
+            Resource::Room(room) => self.room == Some(room),
+            Resource::Doctor(doctor) => self.people.is_some_and(|(d, _)| d == doctor),
+            Resource::Patient(patient) => self.people.is_some_and(|(_, p)| p == patient),
+        }
+    }
+}
+
 #[derive(Default)]
 struct BookingState {
     attempt: u32,
     in_transaction: bool,
     read_committed: bool,
-    /// Room → blocked intervals the booking checked or inserted.
-    claims: BTreeMap<Uuid, Vec<(i64, i64)>>,
+    /// Room → blocked intervals, doctor and patient → visits the booking checked or inserted.
+    claims: BTreeMap<Resource, Vec<(i64, i64)>>,
 }
 
 /// Collects the statements of a run (or a `check` schedule) in the order they took effect,
@@ -218,9 +294,23 @@ impl Recorder {
             state.attempt += 1;
         }
         let attempt = state.attempt;
+        let pure_check = !state.in_transaction || state.read_committed;
+        let mut claim_people = |people: &People| {
+            for who in [Resource::Doctor(people.doctor), Resource::Patient(people.patient)] {
+                state.claims.entry(who).or_default().push((people.from, people.until));
+            }
+            Some((people.doctor, people.patient))
+        };
+        let people = match statement {
+            Statement::Insert { people: Some(p), .. } | Statement::PeopleCheck(p) => {
+                claim_people(p)
+            }
+            _ => None,
+        };
         let mut step = |kind: Kind, room: Option<Uuid>, lock_key: Option<i64>, pure: bool| {
             let waits = false;
-            self.steps.push(Step { booking, kind, room, lock_key, pure, failed, waits, attempt });
+            let step = Step { booking, kind, room, people, lock_key, pure, failed, waits, attempt };
+            self.steps.push(step);
         };
         match statement {
             Statement::Begin { read_committed } => {
@@ -242,15 +332,20 @@ impl Recorder {
             Statement::LockRoom(room) => step(Kind::Lock, Some(*room), None, false),
             Statement::LockKey(key) => step(Kind::Lock, None, Some(*key), false),
             Statement::Check { room, from, until } => {
-                state.claims.entry(*room).or_default().push((*from, *until));
-                let pure = !state.in_transaction || state.read_committed;
-                step(Kind::Check, Some(*room), None, pure);
+                state.claims.entry(Resource::Room(*room)).or_default().push((*from, *until));
+                step(Kind::Check, Some(*room), None, pure_check);
             }
-            Statement::Insert { room: Some((room, from, until)) } => {
-                state.claims.entry(*room).or_default().push((*from, *until));
-                step(Kind::Insert, Some(*room), None, false);
+            Statement::PeopleCheck(_) => step(Kind::Check, None, None, pure_check),
+            Statement::Insert { room, .. } => {
+                if let Some((room, from, until)) = room {
+                    state.claims.entry(Resource::Room(*room)).or_default().push((*from, *until));
+                }
+                let room = room.map(|(room, _, _)| room);
+                if room.is_some() || people.is_some() {
+                    step(Kind::Insert, room, None, false);
+                }
             }
-            Statement::Insert { room: None } | Statement::Other => {}
+            Statement::Other => {}
         }
     }
 
@@ -261,14 +356,23 @@ impl Recorder {
             Statement::LockRoom(room) => (Kind::Lock, Some(*room), None),
             Statement::LockKey(key) => (Kind::Lock, None, Some(*key)),
             Statement::Check { room, .. } => (Kind::Check, Some(*room), None),
-            Statement::Insert { room: Some((room, ..)) } => (Kind::Insert, Some(*room), None),
+            Statement::PeopleCheck(_) => (Kind::Check, None, None),
+            Statement::Insert { room, people } if room.is_some() || people.is_some() => {
+                (Kind::Insert, room.map(|(room, _, _)| room), None)
+            }
             Statement::Commit => (Kind::Commit, None, None),
             Statement::Rollback => (Kind::Rollback, None, None),
             _ => return,
         };
+        let people = match statement {
+            Statement::Insert { people: Some(p), .. } | Statement::PeopleCheck(p) => {
+                Some((p.doctor, p.patient))
+            }
+            _ => None,
+        };
         let attempt = self.bookings.entry(booking).or_default().attempt;
         let (pure, failed, waits) = (false, false, true);
-        let step = Step { booking, kind, room, lock_key, pure, failed, waits, attempt };
+        let step = Step { booking, kind, room, people, lock_key, pure, failed, waits, attempt };
         self.steps.push(step);
     }
 
@@ -279,25 +383,29 @@ impl Recorder {
             if let Some(key) = step.lock_key
                 && let Some(state) = self.bookings.get(&step.booking)
             {
-                step.room = state.claims.keys().find(|r| room_lock_key(**r) == key).copied();
+                step.room = state.claims.keys().find_map(|r| match r {
+                    Resource::Room(room) if room_lock_key(*room) == key => Some(*room),
+                    _ => None,
+                });
             }
         }
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         let bookings: Vec<(&u64, &BookingState)> = self.bookings.iter().collect();
         for (i, (a, sa)) in bookings.iter().enumerate() {
             for (b, sb) in &bookings[i + 1..] {
-                for (room, ia) in &sa.claims {
-                    let Some(ib) = sb.claims.get(room) else { continue };
+                for (resource, ia) in &sa.claims {
+                    let Some(ib) = sb.claims.get(resource) else { continue };
                     let overlap = ia.iter().any(|x| ib.iter().any(|y| x.0 < y.1 && y.0 < x.1));
                     if !overlap {
                         continue;
                     }
-                    let steps = episode(&self.steps, **a, **b, *room);
+                    let steps = episode(&self.steps, **a, **b, *resource);
                     if !contested(&steps, **a, **b) {
                         continue;
                     }
                     let steps: Vec<&Step> = steps.iter().collect();
-                    *out.entry(pattern_of(&steps, **a, **b)).or_default() += 1;
+                    let pattern = format!("{}{}", resource.prefix(), pattern_of(&steps, **a, **b));
+                    *out.entry(pattern).or_default() += 1;
                 }
             }
         }
@@ -311,8 +419,8 @@ impl Recorder {
 /// attempt's last INSERT was into the room, else `rollback`: it gave the room up); a wait
 /// only while the other booking holds the room (it locked or inserted into it in a
 /// transaction still open). Empty when neither booking took the room.
-fn episode(steps: &[Step], a: u64, b: u64, room: Uuid) -> Vec<Step> {
-    let on_room = |s: &Step| s.room == Some(room) && s.kind != Kind::Read;
+fn episode(steps: &[Step], a: u64, b: u64, resource: Resource) -> Vec<Step> {
+    let on_room = |s: &Step| s.concerns(resource) && s.kind != Kind::Read;
     // Per booking and attempt on the room: (first step, end step, how it ended).
     let mut attempts: BTreeMap<(u64, u32), (usize, Option<usize>, Kind)> = BTreeMap::new();
     for (i, s) in steps.iter().enumerate() {
@@ -323,7 +431,7 @@ fn episode(steps: &[Step], a: u64, b: u64, room: Uuid) -> Vec<Step> {
     for (&(booking, attempt), value) in attempts.iter_mut() {
         let mine = |s: &&Step| s.booking == booking && s.attempt == attempt && !s.waits;
         let last_insert = steps.iter().filter(mine).rfind(|s| s.kind == Kind::Insert);
-        let took = last_insert.is_some_and(|s| s.room == Some(room));
+        let took = last_insert.is_some_and(|s| s.concerns(resource));
         let end = steps
             .iter()
             .enumerate()
@@ -384,6 +492,27 @@ fn episode(steps: &[Step], a: u64, b: u64, room: Uuid) -> Vec<Step> {
             if s.booking == booking && kept.contains(&(booking, s.attempt)) && (on_room(s) || ends)
             {
                 keep[i] = true;
+            }
+        }
+    }
+    if !matches!(resource, Resource::Room(_)) {
+        // Every INSERT names the doctor and patient, whichever room it tries: a booking that
+        // found rooms taken (by anyone) tries several. Only the attempt's last INSERT (with
+        // its wait, and the participant check after it) is its look at the person.
+        for &(booking, attempt) in &kept {
+            let mine: Vec<usize> = (0..steps.len())
+                .filter(|&i| {
+                    let s = &steps[i];
+                    keep[i] && s.booking == booking && s.attempt == attempt && on_room(s)
+                })
+                .collect();
+            let decisive = |i: &&usize| !steps[**i].waits && steps[**i].kind == Kind::Insert;
+            let Some(&last) = mine.iter().rfind(decisive) else { continue };
+            let settled = |i: &&usize| **i < last && !steps[**i].waits;
+            if let Some(&before) = mine.iter().rfind(settled) {
+                for &i in mine.iter().filter(|&&i| i <= before) {
+                    keep[i] = false;
+                }
             }
         }
     }
@@ -495,10 +624,13 @@ fn linearize(steps: &[&Step], first: u64) -> String {
 }
 
 /// The patterns `check` finds possible for a strategy: every schedule of 2 bookings of one
-/// slot in 1 room, exhaustive.
+/// slot, exhaustive: 1 room with their own doctors and patients (room patterns), and, for a
+/// workload whose bookings may share a doctor or patient, 2 rooms with one doctor, then with
+/// one patient (doctor and patient patterns; with a second room the pair need not also contest
+/// the room).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Possible {
-    /// The `roomsim check` command that enumerates them.
+    /// The `roomsim check` commands that enumerate them, `; `-separated.
     pub command: String,
     pub schedules: u64,
     /// Every schedule was run (no cap hit).
@@ -508,37 +640,57 @@ pub struct Possible {
     pub patterns: BTreeMap<String, u64>,
 }
 
-/// Bookings and rooms of the enumerated scope.
+/// Bookings and rooms of the enumerated scopes: (shape, rooms).
 pub const POSSIBLE_BOOKINGS: u32 = 2;
-pub const POSSIBLE_ROOMS: u32 = 1;
+pub const POSSIBLE_SCOPES: [(Shape, u32); 3] =
+    [(Shape::SameSlot, 1), (Shape::SameDoctor, 2), (Shape::SamePatient, 2)];
 
-/// [`Possible`] for `strategy`, computed once per process and strategy.
-pub fn possible(strategy: &str) -> Result<Arc<Possible>, SimError> {
-    static CACHE: OnceLock<Mutex<BTreeMap<String, Arc<Possible>>>> = OnceLock::new();
+/// [`Possible`] for `strategy`, with the doctor and patient scopes when `people` (the
+/// workload's bookings may share one), computed once per process, strategy and `people`.
+pub fn possible(strategy: &str, people: bool) -> Result<Arc<Possible>, SimError> {
+    type Cache = Mutex<BTreeMap<(String, bool), Arc<Possible>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
     // Held while computing: two threads asking for one strategy compute it once.
     let mut cache = cache.lock().expect("possible-pattern cache");
-    if let Some(found) = cache.get(strategy) {
+    let key = (strategy.to_string(), people);
+    if let Some(found) = cache.get(&key) {
         return Ok(found.clone());
     }
-    // Patterns are properties of whole schedules: no state caching, every schedule runs to
-    // its end.
-    let config = CheckConfig {
-        state_cache: false,
-        ..CheckConfig::new(strategy, POSSIBLE_BOOKINGS, POSSIBLE_ROOMS)
+    let mut possible = Possible {
+        command: String::new(),
+        schedules: 0,
+        complete: true,
+        seconds: 0.0,
+        patterns: BTreeMap::new(),
     };
-    let report = run_check(&config)?;
-    let possible = Arc::new(Possible {
-        command: format!(
-            "roomsim check --strategy {strategy} --bookings {POSSIBLE_BOOKINGS} --rooms \
-             {POSSIBLE_ROOMS}"
-        ),
-        schedules: report.schedules,
-        complete: report.complete,
-        seconds: (report.seconds * 10.0).round() / 10.0,
-        patterns: report.patterns,
-    });
-    cache.insert(strategy.to_string(), possible.clone());
+    let mut commands = Vec::new();
+    let scopes = if people { &POSSIBLE_SCOPES[..] } else { &POSSIBLE_SCOPES[..1] };
+    for &(shape, rooms) in scopes {
+        // Patterns are properties of whole schedules: no state caching, every schedule runs
+        // to its end.
+        let config = CheckConfig {
+            state_cache: false,
+            shape,
+            ..CheckConfig::new(strategy, POSSIBLE_BOOKINGS, rooms)
+        };
+        let report = run_check(&config)?;
+        commands.push(format!(
+            "roomsim check --strategy {strategy} --bookings {POSSIBLE_BOOKINGS} --rooms {rooms} \
+             --shape {}",
+            shape.name()
+        ));
+        possible.schedules += report.schedules;
+        possible.complete &= report.complete;
+        possible.seconds += report.seconds;
+        for (pattern, schedules) in report.patterns {
+            *possible.patterns.entry(pattern).or_default() += schedules;
+        }
+    }
+    possible.command = commands.join("; ");
+    possible.seconds = (possible.seconds * 10.0).round() / 10.0;
+    let possible = Arc::new(possible);
+    cache.insert(key, possible.clone());
     Ok(possible)
 }
 
@@ -728,7 +880,10 @@ mod tests {
         );
         assert_eq!(classify("BEGIN ISOLATION LEVEL READ COMMITTED", &[]), RC);
         assert_eq!(check(1), Statement::Check { room: room(1), from: at_us(0), until: at_us(35) });
-        assert_eq!(insert(1, 0), Statement::Insert { room: Some((room(1), at_us(0), at_us(35))) });
+        assert_eq!(
+            insert(1, 0),
+            Statement::Insert { room: Some((room(1), at_us(0), at_us(35))), people: None }
+        );
         assert_eq!(
             classify("SELECT pg_advisory_xact_lock($1)", &[SqlValue::Int(7)]),
             Statement::LockKey(7)
@@ -934,6 +1089,50 @@ mod tests {
         assert_eq!(
             distinct(&locks),
             ["A.lock A.check A.insert A.commit B.lock B.check B.rollback"].into()
+        );
+    }
+
+    /// An INSERT of room `r` for doctor `d` and patient `p` at 0–30 (blocked to 35).
+    fn booking(r: u128, d: u128, p: u128) -> Statement {
+        let mut params = vec![SqlValue::Null; 15];
+        params[2] = SqlValue::Uuid(room(r));
+        params[3] = SqlValue::Uuid(room(d));
+        params[4] = SqlValue::Uuid(room(p));
+        params[6] = at(0);
+        params[7] = at(30);
+        params[9] = at(35);
+        classify("INSERT INTO appointments (id, …) VALUES ($1, $2, $3, $4)", &params)
+    }
+
+    fn busy(d: u128, p: u128) -> Statement {
+        classify(
+            "SELECT doctor_id, patient_id FROM appointments WHERE (doctor_id = $1 OR patient_id = $2)",
+            &[SqlValue::Uuid(room(d)), SqlValue::Uuid(room(p)), at(30), at(0)],
+        )
+    }
+
+    #[test]
+    fn a_shared_doctor_is_contested_by_each_attempt_s_last_insert() {
+        let people =
+            People { doctor: room(10), patient: room(20), from: at_us(0), until: at_us(30) };
+        assert_eq!(busy(10, 20), Statement::PeopleCheck(people));
+        let mut recorder = Recorder::new();
+        // A finds room 1 taken by someone else (INSERT 0 0, then asks who is busy: nobody),
+        // then takes room 2; B, same doctor, own patient, room 3, waits for A's row.
+        for statement in [&RC, &booking(1, 10, 20), &busy(10, 20), &booking(2, 10, 20)] {
+            recorder.statement(1, statement, false);
+        }
+        recorder.statement(2, &RC, false);
+        recorder.blocked(2, &booking(3, 10, 21));
+        recorder.statement(1, &Statement::Commit, false);
+        recorder.statement(2, &booking(3, 10, 21), false);
+        recorder.statement(2, &busy(10, 21), false);
+        recorder.statement(2, &Statement::Rollback, false);
+        assert_eq!(
+            distinct(&recorder.patterns()),
+            ["doctor: A.insert B.insert~ A.commit B.insert B.check B.rollback"].into(),
+            "one doctor pattern; A's try at room 1 is not a look at the doctor; no room or \
+             patient is shared"
         );
     }
 

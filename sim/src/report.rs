@@ -335,7 +335,7 @@ pub fn run_text(o: &RunOutcome, scenario: &Scenario, scenario_arg: &str) -> Stri
     let pairs: u64 = o.patterns.values().sum();
     let _ = writeln!(
         out,
-        "\npair patterns: {} competing pairs (per room), {} distinct orders of their key statements",
+        "\npair patterns: {} competing pairs (per room, doctor or patient), {} distinct orders of their key statements",
         pairs,
         o.patterns.len()
     );
