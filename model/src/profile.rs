@@ -72,6 +72,16 @@ pub enum ServiceTime {
     },
 }
 
+impl ServiceTime {
+    /// The median service time, µs (the tail, a rare addition, left out).
+    pub fn median_us(&self) -> f64 {
+        match self {
+            ServiceTime::LogNormal { median_us, .. } => *median_us,
+            ServiceTime::Empirical { quantiles } => inverse_cdf(quantiles, 0.5),
+        }
+    }
+}
+
 /// An occasional slow statement: with probability `p`, add Exp(mean `scale_us`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,26 +225,49 @@ impl LatencyProfile {
     /// times slower; `validate` scales the committed profile by its machine-speed probe).
     /// Values stay within [`SERVICE_US_MAX`]; the shape (sigma, tail probability) is kept.
     pub fn scaled(&self, factor: f64) -> LatencyProfile {
-        assert!(factor.is_finite() && factor > 0.0, "scale factor {factor}");
-        let scale = |service: &ServiceTime| match service {
-            ServiceTime::LogNormal { median_us, sigma, tail } => ServiceTime::LogNormal {
-                median_us: (median_us * factor).min(SERVICE_US_MAX as f64),
-                sigma: *sigma,
-                tail: tail.map(|t| Tail {
-                    scale_us: (t.scale_us * factor).min(SERVICE_US_MAX as f64),
-                    ..t
-                }),
-            },
-            ServiceTime::Empirical { quantiles } => {
-                ServiceTime::Empirical { quantiles: scale_table(quantiles, factor) }
-            }
-        };
-        LatencyProfile {
-            kinds: self.kinds.iter().map(|(kind, service)| (*kind, scale(service))).collect(),
-            classes: self.classes.iter().map(|(prefix, s)| (prefix.clone(), scale(s))).collect(),
-        }
+        self.scaled_by_class(factor, |_| None)
     }
 
+    /// The same profile with each class's service times multiplied by `class_factor(prefix)`
+    /// when it gives one, and every other table (kinds, other classes) by `factor`.
+    pub fn scaled_by_class(
+        &self,
+        factor: f64,
+        class_factor: impl Fn(&str) -> Option<f64>,
+    ) -> LatencyProfile {
+        let scale = |service: &ServiceTime, factor: f64| {
+            assert!(factor.is_finite() && factor > 0.0, "scale factor {factor}");
+            scale_service(service, factor)
+        };
+        LatencyProfile {
+            kinds: self.kinds.iter().map(|(kind, s)| (*kind, scale(s, factor))).collect(),
+            classes: self
+                .classes
+                .iter()
+                .map(|(prefix, s)| {
+                    (prefix.clone(), scale(s, class_factor(prefix).unwrap_or(factor)))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `service` times `factor`, within [`SERVICE_US_MAX`]; the shape (sigma, tail probability) kept.
+fn scale_service(service: &ServiceTime, factor: f64) -> ServiceTime {
+    match service {
+        ServiceTime::LogNormal { median_us, sigma, tail } => ServiceTime::LogNormal {
+            median_us: (median_us * factor).min(SERVICE_US_MAX as f64),
+            sigma: *sigma,
+            tail: tail
+                .map(|t| Tail { scale_us: (t.scale_us * factor).min(SERVICE_US_MAX as f64), ..t }),
+        },
+        ServiceTime::Empirical { quantiles } => {
+            ServiceTime::Empirical { quantiles: scale_table(quantiles, factor) }
+        }
+    }
+}
+
+impl LatencyProfile {
     /// The distribution for `kind` (unknown kinds use `other`).
     pub fn service_time(&self, kind: &str) -> &ServiceTime {
         self.kinds.get(kind).or_else(|| self.kinds.get("other")).expect("validated: has other")

@@ -363,6 +363,28 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     Ok(())
 }
 
+/// A profile measured the way `calibrate` does, `bookings` storm bookings at one user in a
+/// temporary database (the statement probe of `validate`, `probe::statement_probe`).
+pub async fn measure_profile(
+    target: &DbTarget,
+    bookings: u32,
+    seed: u64,
+) -> Result<Profile, RealError> {
+    let temp = TempDatabase::create(target, &unique_database_name("roomsim_probe")).await?;
+    let config = CalibrateConfig {
+        target: temp.target.clone(),
+        out: PathBuf::new(),
+        bookings,
+        scenario: "storm".to_string(),
+        seed,
+    };
+    let measured = measure(&temp.target, &config).await;
+    temp.drop_database().await;
+    let (times, cpu) = measured?;
+    let description = format!("statement probe, {bookings} storm bookings at concurrency 1");
+    Ok(measured_profile(&times, &cpu, &description)?.1)
+}
+
 async fn measure(
     target: &DbTarget,
     config: &CalibrateConfig,

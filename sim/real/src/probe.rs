@@ -1,26 +1,33 @@
-//! The machine-speed probe: how fast this machine is, measured in a second, so a latency
-//! profile measured on one machine (or day) can be used on another (issue #17).
+//! The machine probes: how fast this machine is now, so a latency profile measured on one
+//! machine (or day) can be used on another (issue #17).
 //!
-//! WHAT: two medians, written by `roomsim calibrate` as the profile's `[machine]` table
-//! (`sim::world::MachineSpeed`) and measured again by `validate`, which scales the profile by
-//! the ratios now ÷ recorded ([`scale_to_this_machine`]):
+//! THE STATEMENT PROBE ([`statement_probe`], what `validate` scales by): [`PROBE_BOOKINGS`]
+//! storm bookings at one user in a temporary database, measured with calibrate's own
+//! instruments, so it measures exactly what the profile describes. Each statement class is
+//! scaled by its median now ÷ its recorded median, the kinds by the sum of the classes'
+//! medians (one booking's statement time), the rules' cost per check and the request CPU by
+//! their own medians ([`probe_ratios`], [`scale_by_statement_probe`]).
+//!
+//! THE MICRO PROBE ([`measure`]; reported beside it, and written by `calibrate` as the
+//! profile's `[machine]` table, `sim::world::MachineSpeed`): two medians,
 //!
 //! - `allocation_ns`: backend-core's `allocate` on a fixed clinic (60 rooms, 20 appointments
 //!   per room-day, the default rule set; the fixture of `backend-core/benches/rules.rs`),
 //!   median of [`CPU_BATCHES`] batches — the kind of CPU work the profile's `[cpu]` tables
-//!   describe (rules evaluation, HTTP and JSON are all short pure-CPU bursts);
-//! - `select_one_us`: a `SELECT 1` round trip on one connection to the database being
-//!   measured, median of [`SELECT_SAMPLES`] — a statement's fixed part: loopback, the
-//!   PostgreSQL backend's parse/plan/execute, the client's decode. It scales the statement
-//!   tables.
+//!   describe;
+//! - `select_one_us`: a `SELECT 1` round trip on one connection, median of
+//!   [`SELECT_SAMPLES`].
 //!
-//! WHY medians of short runs: the probe must itself be robust to the noise it corrects for
-//! (another process taking a core for a while moves a mean, not a median).
+//! WHY the statement probe scales and the micro probe does not: on 2026-12-05 this VM's
+//! statements became ~5× faster within three hours (every class ×0.16–0.29) while `SELECT 1`
+//! said ×0.41–0.90 from one run to the next; the allocation probe tracked the CPU better
+//! (×0.27–0.30 against ×0.19–0.26) but not the statements (sim/README.md).
 //!
-//! NOT MODELLED: that statements with real work (index scans, constraint checks) may scale
-//! differently from `SELECT 1`; memory bandwidth; a machine with a different core count
-//! (the profile's `cores` stays as recorded).
+//! NOT MODELLED: drift between the probe and the real side (a minute); a machine with a
+//! different core count (the profile's `cores` stays as recorded); how statement costs change
+//! with load (the probe runs at one user).
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -110,28 +117,102 @@ pub fn toml_section(speed: &MachineSpeed) -> String {
     )
 }
 
-/// `profile` scaled from the machine it recorded to `now`, and the line that says how; the
-/// profile unchanged (and a line saying why) when it recorded no probe.
-pub fn scale_to_this_machine(profile: &Profile, now: &MachineSpeed) -> (Profile, String) {
-    let Some(recorded) = profile.machine else {
-        let line = format!(
-            "machine probe: SELECT 1 {:.1} us, allocation {:.1} us; the profile records no probe \
-             (calibrate with this version to record one): NOT scaled",
-            now.select_one_us,
-            now.allocation_ns / 1_000.0
-        );
+/// Storm bookings the statement probe measures (after calibrate's warm-up): about half a
+/// second on a fast day here, three on a slow one.
+pub const PROBE_BOOKINGS: u32 = 300;
+
+/// Largest factor the statement probe scales a profile by (either way). This VM's statements
+/// were 5× faster on 2026-12-05 at 23:20 than at 20:26 the same day.
+pub const PROBE_RATIO_MAX: f64 = 8.0;
+
+/// The statement probe: [`PROBE_BOOKINGS`] storm bookings at one user, measured as
+/// `calibrate` measures (its instruments, in a temporary database): the profile's own
+/// statements and backend CPU, now.
+pub async fn statement_probe(target: &DbTarget) -> Result<Profile, RealError> {
+    super::calibrate::measure_profile(target, PROBE_BOOKINGS, 1).await
+}
+
+/// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
+/// that measured `profile`, each clamped to 1/[`PROBE_RATIO_MAX`]..=[`PROBE_RATIO_MAX`];
+/// `None` when the two share no statement class or either lacks a `[cpu]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeRatios {
+    /// The sum of the statement classes' medians now over the same classes' recorded medians
+    /// (one booking's statement time).
+    pub statements: f64,
+    /// The rules' median cost per check, now over recorded.
+    pub rules: f64,
+    /// The backend's median CPU per request, now over recorded (`rules` when either profile
+    /// lacks it).
+    pub request: f64,
+    /// Per statement class in both: its median now over its recorded median.
+    pub classes: BTreeMap<String, f64>,
+}
+
+pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
+    let recorded: BTreeMap<&str, f64> =
+        profile.statements.classes().iter().map(|(c, t)| (c.as_str(), t.median_us())).collect();
+    let clamp = |r: f64| r.clamp(1.0 / PROBE_RATIO_MAX, PROBE_RATIO_MAX);
+    let (mut sum_now, mut sum_recorded, mut classes) = (0.0, 0.0, BTreeMap::new());
+    for (class, time) in now.statements.classes() {
+        if let Some(&then) = recorded.get(class.as_str())
+            && then > 0.0
+        {
+            sum_now += time.median_us();
+            sum_recorded += then;
+            classes.insert(class.clone(), clamp(time.median_us() / then));
+        }
+    }
+    let (cpu_then, cpu_now) = (profile.backend_cpu.as_ref()?, now.backend_cpu.as_ref()?);
+    if classes.is_empty() || sum_recorded <= 0.0 {
+        return None;
+    }
+    let rules = clamp(cpu_now.rules_ns_per_check_median() / cpu_then.rules_ns_per_check_median());
+    let request = match (cpu_now.request_us_median(), cpu_then.request_us_median()) {
+        (Some(now), Some(then)) if then > 0.0 => clamp(now / then),
+        _ => rules,
+    };
+    Some(ProbeRatios { statements: clamp(sum_now / sum_recorded), rules, request, classes })
+}
+
+/// `profile` scaled to the machine a [`statement_probe`] measured (`now`), and the line that
+/// says how; `micro` (the `[machine]` micro-benchmarks taken now) is reported beside it for
+/// comparison. Unchanged, and said so, when the two share no statement class.
+pub fn scale_by_statement_probe(
+    profile: &Profile,
+    now: &Profile,
+    micro: Option<&MachineSpeed>,
+) -> (Profile, String) {
+    let micro_line = match (micro, &profile.machine) {
+        (Some(micro), Some(recorded)) => {
+            let (statements, cpu) = micro.ratios_to(recorded);
+            format!(
+                "; the micro probe said statements x{statements:.2} (SELECT 1), backend CPU \
+                 x{cpu:.2} (allocation)"
+            )
+        }
+        _ => String::new(),
+    };
+    let Some(r) = probe_ratios(profile, now) else {
+        let line = "statement probe: the profile has no statement classes or [cpu] table in \
+                    common with calibrate's: NOT scaled"
+            .to_string();
         return (profile.clone(), line);
     };
-    let (statements, backend_cpu) = now.ratios_to(&recorded);
+    let lowest = r.classes.values().copied().fold(f64::INFINITY, f64::min);
+    let highest = r.classes.values().copied().fold(0.0, f64::max);
     let line = format!(
-        "machine probe: statements x{statements:.2} (SELECT 1 {:.1} us now, {:.1} us recorded), \
-         backend CPU x{backend_cpu:.2} (allocation {:.1} us now, {:.1} us recorded)",
-        now.select_one_us,
-        recorded.select_one_us,
-        now.allocation_ns / 1_000.0,
-        recorded.allocation_ns / 1_000.0
+        "statement probe ({PROBE_BOOKINGS} storm bookings at 1 user): statements x{:.2} (each of \
+         {} classes by its own ratio, x{lowest:.2} to x{highest:.2}), rules x{:.2}, request CPU \
+         x{:.2}{micro_line}",
+        r.statements,
+        r.classes.len(),
+        r.rules,
+        r.request
     );
-    (profile.scaled(statements, backend_cpu, Some(*now)), line)
+    let class_factor = |class: &str| r.classes.get(class).copied();
+    let statements = profile.statements.scaled_by_class(r.statements, class_factor);
+    (Profile { statements, ..profile.scaled_each(r.statements, r.rules, r.request) }, line)
 }
 
 /// A profile's text without its `[machine]` section (calibrate writes it last), e.g. to
@@ -145,7 +226,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_section_round_trips_through_a_profile_and_scales_it() {
+    fn the_section_round_trips_through_a_profile() {
         let recorded = MachineSpeed { allocation_ns: 50_000.0, select_one_us: 40.0 };
         let text = format!(
             "{}{}",
@@ -154,19 +235,52 @@ mod tests {
         );
         let profile = Profile::from_toml_str(&text, "probe").unwrap();
         assert_eq!(profile.machine, Some(recorded));
-        let now = MachineSpeed { allocation_ns: 75_000.0, select_one_us: 60.0 };
-        let (scaled, line) = scale_to_this_machine(&profile, &now);
-        assert!(line.contains("statements x1.50") && line.contains("backend CPU x1.50"), "{line}");
-        assert_eq!(scaled.statements, profile.statements.scaled(1.5));
         let unprobed =
             Profile::from_toml_str(without_probe(model::profile::DEFAULT_PROFILE_TOML), "unprobed")
                 .unwrap();
         assert_eq!(unprobed.machine, None);
-        let (same, line) = scale_to_this_machine(&unprobed, &now);
-        assert!(line.contains("NOT scaled"), "{line}");
-        assert_eq!(same, unprobed);
-        // The committed profile records its probe, so validate scales it.
+        // The committed profile records its probe (reported by validate beside the statement
+        // probe's factors).
         assert!(Profile::default_profile().machine.is_some(), "the committed profile's probe");
+    }
+
+    /// The committed profile with every statement `s` times and the backend's CPU `c` times
+    /// as slow (what a statement probe on such a machine would measure).
+    fn slower(s: f64, c: f64) -> Profile {
+        Profile::default_profile().scaled(s, c, None)
+    }
+
+    #[test]
+    fn the_statement_probe_scales_by_what_the_statements_took() {
+        let committed = Profile::default_profile();
+        let now = committed.scaled_each(0.2, 0.3, 0.4);
+        let r = probe_ratios(&committed, &now).unwrap();
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        assert!(close(r.statements, 0.2) && close(r.rules, 0.3) && close(r.request, 0.4), "{r:?}");
+        assert_eq!(r.classes.len(), committed.statements.classes().len());
+        assert!(r.classes.values().all(|&f| close(f, 0.2)), "{r:?}");
+        let (scaled, line) = scale_by_statement_probe(&committed, &now, None);
+        assert_eq!(scaled, committed.scaled_each(0.2, 0.3, 0.4));
+        // Each class by its own ratio: one class twice as slow again as the rest.
+        let first = committed.statements.classes()[0].0.clone();
+        let mut uneven = now.clone();
+        uneven.statements = now.statements.scaled_by_class(1.0, |c| (c == first).then_some(2.0));
+        let r = probe_ratios(&committed, &uneven).unwrap();
+        assert!(close(r.classes[&first], 0.4) && r.statements > 0.2, "{r:?}");
+        let (scaled, _) = scale_by_statement_probe(&committed, &uneven, None);
+        let median = |p: &Profile, c: &str| {
+            p.statements.classes().iter().find(|(x, _)| x == c).unwrap().1.median_us()
+        };
+        assert!((median(&scaled, &first) - median(&uneven, &first)).abs() < 1e-6);
+        assert!(line.contains("statements x0.20") && line.contains("request CPU x0.40"), "{line}");
+        // Clamped: a 20-fold difference is scaled by 8.
+        let r = probe_ratios(&committed, &slower(20.0, 1.0)).unwrap();
+        assert_eq!(r.statements, PROBE_RATIO_MAX);
+        // No [cpu] table measured: not scaled, and said so.
+        let kinds_only = Profile { backend_cpu: None, ..committed.clone() };
+        let (same, line) = scale_by_statement_probe(&committed, &kinds_only, None);
+        assert_eq!(same, committed);
+        assert!(line.contains("NOT scaled"), "{line}");
     }
 
     #[test]

@@ -717,10 +717,13 @@ pub fn validate_command(
         .iter()
         .map(|&level| scenario_at_level(&loaded, level))
         .collect::<Result<_, _>>()?;
-    // The machine-speed probe first, before the real side loads the machine.
+    // The machine probes first, before the real side loads the machine: the statement probe
+    // (a short calibration) scales the profile; the micro probe is reported beside it.
     let speed = match &config.profile {
         SimProfile::Given { .. } if config.machine_scaling => {
-            Some(runtime.block_on(super::probe::measure(&config.target))?)
+            let micro = runtime.block_on(super::probe::measure(&config.target))?;
+            let statements = runtime.block_on(super::probe::statement_probe(&config.target))?;
+            Some((micro, statements))
         }
         _ => None,
     };
@@ -728,8 +731,9 @@ pub fn validate_command(
     let real = runtime.block_on(real_side(&config, &scenarios, days))?;
     let (profile, profile_source) = match &config.profile {
         SimProfile::Given { profile, source } => match &speed {
-            Some(now) => {
-                let (scaled, line) = super::probe::scale_to_this_machine(profile, now);
+            Some((micro, now)) => {
+                let (scaled, line) =
+                    super::probe::scale_by_statement_probe(profile, now, Some(micro));
                 eprintln!("validate: {line}");
                 (Arc::new(scaled), format!("{source}; {line}"))
             }

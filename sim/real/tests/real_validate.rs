@@ -23,6 +23,11 @@
 //! would land in the measurement) and waits, up to [`SETTLE_MAX`], for a second in which the
 //! CPUs are at least [`IDLE_MIN_PERCENT`] idle (Linux `/proc/stat`; elsewhere no wait).
 //!
+//! SCALED: validate scales the committed profile to this machine by its statement probe (300
+//! bookings measured as calibrate measures them, just before the real side; sim/README.md "A
+//! profile that travels"): on 2026-12-05 the committed profile, calibrated on a moment 5x
+//! slower, passed with 0 of 6 quantiles out.
+//!
 //! DRIFT: this VM's speed moves under us: on 2026-11-28 the same machine measured the real
 //! 1-user room assignment p50 at 2.2 ms at 06:50 and 2.6–3.0 ms at 07:15 (rules evaluation, pure
 //! CPU in the service, 19 → 28–36 µs), with no load of ours running, and CI's run of that
@@ -81,8 +86,8 @@ fn run_validate(
             hlog: Some(dir.join("validate.hlog")),
         },
         profile: profile.clone(),
-        // The committed profile records its machine probe: validate probes this machine first
-        // and scales the profile by the ratio (printed).
+        // validate runs its statement probe (a short calibration) first and scales the
+        // committed profile to this machine, class by class (printed).
         machine_scaling: true,
         connections: Default::default(),
         quantum_us: Vec::new(),

@@ -20,9 +20,9 @@
 //!
 //! `[machine]` (optional, [`MachineSpeed`]) is the machine-speed probe `roomsim calibrate`
 //! took beside its measurements (`real::probe`): the backend's allocation of a fixed clinic
-//! (ns) and a `SELECT 1` round trip (µs). `validate` takes the same probe and scales the
-//! profile by the ratios ([`Profile::scaled`]), so a profile measured on one machine (or day)
-//! can be judged on another.
+//! (ns) and a `SELECT 1` round trip (µs). `validate` reports the same probe, but scales the
+//! profile by its statement probe (`real::probe`: a short calibration; [`Profile::scaled_each`]
+//! and the statement classes one by one), which tracked this VM's speed where this did not.
 
 use std::path::Path;
 
@@ -153,6 +153,17 @@ impl Profile {
         }
     }
 
+    /// The profile of a machine `statements` times slower per statement, `rules` times in
+    /// the rules' cost per check and `request` times in the backend's CPU per request; the
+    /// recorded probe stays.
+    pub fn scaled_each(&self, statements: f64, rules: f64, request: f64) -> Profile {
+        Profile {
+            statements: self.statements.scaled(statements),
+            backend_cpu: self.backend_cpu.as_ref().map(|cpu| cpu.scaled_each(rules, request)),
+            machine: self.machine,
+        }
+    }
+
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
     /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
     /// slice that is not a whole number of ticks).
@@ -193,6 +204,16 @@ fn check_quantum_us(q: u64) -> Result<(), String> {
 }
 
 impl BackendCpu {
+    /// Median µs per HTTP request outside statements and rules, when measured.
+    pub fn request_us_median(&self) -> Option<f64> {
+        self.request_us.as_deref().map(|q| model::profile::inverse_cdf(q, 0.5))
+    }
+
+    /// Median ns per rule check.
+    pub fn rules_ns_per_check_median(&self) -> f64 {
+        model::profile::inverse_cdf(&self.rules_ns_per_check, 0.5)
+    }
+
     /// The `[cpu]` table of a profile file, if it has one.
     fn from_toml_str(text: &str, source_name: &str) -> Result<Option<BackendCpu>, ProfileError> {
         let err = |field: &str, reason: String| ProfileError {
@@ -261,9 +282,14 @@ impl BackendCpu {
     /// The same costs `factor` times larger (a slower backend); the time slice is the
     /// kernel's and stays.
     pub fn scaled(&self, factor: f64) -> BackendCpu {
+        self.scaled_each(factor, factor)
+    }
+
+    /// The rules' cost per check `rules` times, the request CPU `request` times as long.
+    pub fn scaled_each(&self, rules: f64, request: f64) -> BackendCpu {
         BackendCpu {
-            rules_ns_per_check: scale_table(&self.rules_ns_per_check, factor),
-            request_us: self.request_us.as_ref().map(|table| scale_table(table, factor)),
+            rules_ns_per_check: scale_table(&self.rules_ns_per_check, rules),
+            request_us: self.request_us.as_ref().map(|table| scale_table(table, request)),
             cores: self.cores,
             quantum_us: self.quantum_us,
         }
