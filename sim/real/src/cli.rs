@@ -284,9 +284,10 @@ pub struct ValidateArgs {
     /// between the two and the model itself is judged. Written beside the --html report.
     #[arg(long, conflicts_with = "profile")]
     pub profile_from_run: bool,
-    /// Use the profile as recorded: do not scale it by the machine-speed probe (by default a
-    /// profile that recorded a probe, `[machine]`, is scaled by this machine's speed ÷ the
-    /// recorded one, and the factors are printed).
+    /// Use the profile as recorded: do not scale it to this machine (by default a statement
+    /// probe, 300 bookings measured as calibrate measures them just before the real side,
+    /// scales each statement class and the backend's CPU by its median now ÷ recorded, and
+    /// the factors are printed).
     #[arg(long)]
     pub no_machine_scaling: bool,
     /// Both sides: a new connection per request instead of one HTTP/1.1 keep-alive
