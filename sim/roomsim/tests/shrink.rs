@@ -64,6 +64,37 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
     assert!(on_pg.contains("deadlock detected"), "PostgreSQL deadlocks too:\n{on_pg}");
 }
 
+/// A late pair of `all` (each booker books twice) starts from the 30 rows the run had
+/// committed when it was sent; its spec rebuilds them in the setup, and PostgreSQL shows the
+/// pair's double booking and no other (the earlier rows hold none).
+#[test]
+fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
+    let dir = temp_dir("shrink", "late");
+    let spec = dir.join("late.spec");
+    let spec = spec.to_str().unwrap();
+    let args = ["shrink", "--scenario", "all", "--strategy", "naive", "--seed", "6"];
+    let out = roomsim(&[&args[..], &["--spec-out", spec]].concat());
+    let printed = text(&out);
+    assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
+    assert!(printed.contains("after the 30 bookings committed before them"), "{printed}");
+    let written = std::fs::read_to_string(spec).expect("the spec is written");
+    let setup = written.split("\nsession ").next().unwrap();
+    let rebuilt = setup.matches("INSERT INTO appointments").count();
+    assert_eq!(rebuilt, 30, "the earlier rows are in the setup");
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        eprintln!(
+            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of the late pair"
+        );
+        return;
+    };
+    let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
+    assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
+    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    let after = on_pg.split("step room_overlaps").nth(1).expect("the step ran");
+    let table = after.split("step doctor_overlaps").next().unwrap();
+    assert!(table.contains("(1 row)"), "PostgreSQL shows the pair's overlap only:\n{table}");
+}
+
 #[test]
 fn a_passing_seed_has_nothing_to_shrink_and_bad_input_exits_2() {
     let dir = temp_dir("shrink", "safe");

@@ -298,10 +298,11 @@ fn candidate_config(
         })
         .collect();
     let names: Vec<String> = candidate.iter().map(|i| format!("#{i}")).collect();
+    let them = if candidate.len() == 1 { "it" } else { "them" };
     let after = match prior.len() {
         0 => String::new(),
-        1 => " after the 1 booking committed before it".to_string(),
-        n => format!(" after the {n} bookings committed before them"),
+        1 => format!(" after the 1 booking committed before {them}"),
+        n => format!(" after the {n} bookings committed before {them}"),
     };
     let label = format!(
         "booking{} {} of {} seed {}{after}",
