@@ -6,32 +6,47 @@ mod support;
 
 use support::{roomsim, temp_dir, text};
 
-#[test]
-fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql() {
-    let dir = temp_dir("shrink", "naive");
-    let spec = dir.join("naive.spec");
-    let spec = spec.to_str().unwrap();
-    let args =
-        ["shrink", "--scenario", "storm", "--strategy", "naive", "--seed", "0", "--spec-out", spec];
-    let out = roomsim(&args);
+/// Runs `shrink` with `args` and `--spec-out` into a fresh folder named `name`; the seed must
+/// fail (exit 1). Returns what it printed and the spec's path.
+fn shrink_failing_seed(name: &str, args: &[&str]) -> (String, String) {
+    let spec = temp_dir("shrink", name).join(format!("{name}.spec"));
+    let spec = spec.to_str().unwrap().to_string();
+    let out = roomsim(&[&["shrink"], args, &["--spec-out", spec.as_str()]].concat());
     let printed = text(&out);
     assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
-    assert!(printed.contains("breaks no_room_overlap"), "{printed}");
-    assert!(printed.contains("smallest reproduction: 2 bookings"), "{printed}");
-    assert!(printed.contains("invariant no_room_overlap"), "the table names it\n{printed}");
-    let written = std::fs::read_to_string(spec).expect("the spec is written");
-    assert!(written.contains("session b1") && written.contains("session b2"), "{written}");
+    (printed, spec)
+}
+
+/// The spec replayed on PostgreSQL (`DATABASE_URL`): `--diff` must find the model and
+/// PostgreSQL agreeing; returns PostgreSQL's output. `None`, with a notice naming `what`,
+/// without a database.
+fn replayed_on_postgresql(spec: &str, what: &str) -> Option<String> {
     let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!(
-            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of shrink's spec"
-        );
-        return;
+        eprintln!("NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of {what}");
+        return None;
     };
     let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
     assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
-    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    Some(text(&roomsim(&["spec", spec, "--database-url", &url])))
+}
+
+/// The rows of a replayed spec's `room_overlaps` step.
+fn room_overlaps(on_pg: &str) -> &str {
     let after = on_pg.split("step room_overlaps").nth(1).expect("the step ran");
-    let table = after.split("step doctor_overlaps").next().unwrap();
+    after.split("step doctor_overlaps").next().unwrap()
+}
+
+#[test]
+fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql() {
+    let args = ["--scenario", "storm", "--strategy", "naive", "--seed", "0"];
+    let (printed, spec) = shrink_failing_seed("naive", &args);
+    assert!(printed.contains("breaks no_room_overlap"), "{printed}");
+    assert!(printed.contains("smallest reproduction: 2 bookings"), "{printed}");
+    assert!(printed.contains("invariant no_room_overlap"), "the table names it\n{printed}");
+    let written = std::fs::read_to_string(&spec).expect("the spec is written");
+    assert!(written.contains("session b1") && written.contains("session b2"), "{written}");
+    let Some(on_pg) = replayed_on_postgresql(&spec, "shrink's spec") else { return };
+    let table = room_overlaps(&on_pg);
     assert!(table.contains("(1 row)"), "PostgreSQL shows one overlapping pair:\n{table}");
 }
 
@@ -40,27 +55,14 @@ fn a_double_booking_seed_shrinks_to_two_bookings_that_double_book_on_postgresql(
 /// sent 1.35 ms apart among 50 bookings in 20 ms. Every pair is a candidate now.
 #[test]
 fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
-    let dir = temp_dir("shrink", "unordered");
-    let spec = dir.join("unordered.spec");
-    let spec = spec.to_str().unwrap();
-    let args = ["shrink", "--scenario", "conflict", "--strategy", "room-lock-unordered"];
-    let out = roomsim(&[&args[..], &["--seed", "0", "--spec-out", spec]].concat());
-    let printed = text(&out);
-    assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
+    let args = ["--scenario", "conflict", "--strategy", "room-lock-unordered", "--seed", "0"];
+    let (printed, spec) = shrink_failing_seed("unordered", &args);
     assert!(printed.contains("smallest reproduction: 2 bookings (#18, #20)"), "{printed}");
     assert!(printed.contains("invariant no_deadlock"), "{printed}");
-    let old_budget = ["--seed", "0", "--pairs-max", "100", "--preemptions-max", "1"];
-    let old_budget = roomsim(&[&args[..], &old_budget[..]].concat());
+    let old_budget = ["--pairs-max", "100", "--preemptions-max", "1"];
+    let old_budget = roomsim(&[&["shrink"], &args[..], &old_budget[..]].concat());
     assert!(text(&old_budget).contains("no reproduction"), "{}", text(&old_budget));
-    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!(
-            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of the deadlock"
-        );
-        return;
-    };
-    let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
-    assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
-    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    let Some(on_pg) = replayed_on_postgresql(&spec, "the deadlock") else { return };
     assert!(on_pg.contains("deadlock detected"), "PostgreSQL deadlocks too:\n{on_pg}");
 }
 
@@ -69,29 +71,15 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
 /// pair's double booking and no other (the earlier rows hold none).
 #[test]
 fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
-    let dir = temp_dir("shrink", "late");
-    let spec = dir.join("late.spec");
-    let spec = spec.to_str().unwrap();
-    let args = ["shrink", "--scenario", "all", "--strategy", "naive", "--seed", "6"];
-    let out = roomsim(&[&args[..], &["--spec-out", spec]].concat());
-    let printed = text(&out);
-    assert_eq!(out.status.code(), Some(1), "the seed fails\n{printed}");
+    let args = ["--scenario", "all", "--strategy", "naive", "--seed", "6"];
+    let (printed, spec) = shrink_failing_seed("late", &args);
     assert!(printed.contains("after the 30 bookings committed before them"), "{printed}");
-    let written = std::fs::read_to_string(spec).expect("the spec is written");
+    let written = std::fs::read_to_string(&spec).expect("the spec is written");
     let setup = written.split("\nsession ").next().unwrap();
     let rebuilt = setup.matches("INSERT INTO appointments").count();
     assert_eq!(rebuilt, 30, "the earlier rows are in the setup");
-    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!(
-            "NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of the late pair"
-        );
-        return;
-    };
-    let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
-    assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
-    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
-    let after = on_pg.split("step room_overlaps").nth(1).expect("the step ran");
-    let table = after.split("step doctor_overlaps").next().unwrap();
+    let Some(on_pg) = replayed_on_postgresql(&spec, "the late pair") else { return };
+    let table = room_overlaps(&on_pg);
     assert!(table.contains("(1 row)"), "PostgreSQL shows the pair's overlap only:\n{table}");
 }
 
