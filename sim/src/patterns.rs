@@ -108,6 +108,17 @@ pub enum Statement {
     Other,
 }
 
+impl Statement {
+    /// The doctor and patient an INSERT or a participant check is about.
+    fn people(&self) -> Option<People> {
+        match self {
+            Statement::Insert { people, .. } => *people,
+            Statement::PeopleCheck(p) => Some(*p),
+            _ => None,
+        }
+    }
+}
+
 /// Who an appointment occupies, and when: its doctor and patient over `[from, until)` (the
 /// visit, without the room's turnover).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,18 +306,13 @@ impl Recorder {
         }
         let attempt = state.attempt;
         let pure_check = !state.in_transaction || state.read_committed;
-        let mut claim_people = |people: &People| {
-            for who in [Resource::Doctor(people.doctor), Resource::Patient(people.patient)] {
-                state.claims.entry(who).or_default().push((people.from, people.until));
+        let people = statement.people();
+        if let Some(p) = people {
+            for who in [Resource::Doctor(p.doctor), Resource::Patient(p.patient)] {
+                state.claims.entry(who).or_default().push((p.from, p.until));
             }
-            Some((people.doctor, people.patient))
-        };
-        let people = match statement {
-            Statement::Insert { people: Some(p), .. } | Statement::PeopleCheck(p) => {
-                claim_people(p)
-            }
-            _ => None,
-        };
+        }
+        let people = people.map(|p| (p.doctor, p.patient));
         let mut step = |kind: Kind, room: Option<Uuid>, lock_key: Option<i64>, pure: bool| {
             let waits = false;
             let step = Step { booking, kind, room, people, lock_key, pure, failed, waits, attempt };
@@ -364,12 +370,7 @@ impl Recorder {
             Statement::Rollback => (Kind::Rollback, None, None),
             _ => return,
         };
-        let people = match statement {
-            Statement::Insert { people: Some(p), .. } | Statement::PeopleCheck(p) => {
-                Some((p.doctor, p.patient))
-            }
-            _ => None,
-        };
+        let people = statement.people().map(|p| (p.doctor, p.patient));
         let attempt = self.bookings.entry(booking).or_default().attempt;
         let (pure, failed, waits) = (false, false, true);
         let step = Step { booking, kind, room, people, lock_key, pure, failed, waits, attempt };
