@@ -247,7 +247,7 @@ mod tests {
     /// The committed profile with every statement `s` times and the backend's CPU `c` times
     /// as slow (what a statement probe on such a machine would measure).
     fn slower(s: f64, c: f64) -> Profile {
-        Profile::default_profile().scaled(s, c, None)
+        Profile::default_profile().scaled_each(s, c, c)
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Default for ShrinkLimits {
             preemptions_max: 2,
             // Every pair of up to 63 bookings. 100 left conflict / room-lock-unordered seed 0
             // without a reproduction: its deadlocking pair (#18, #20) is not among the 100 sent
-            // closest together of its 1,225 (they were sent 3.2 ms apart in a 20 ms window).
+            // closest together of its 1,225 (they were sent 1.35 ms apart in a 20 ms window).
             pairs_max: 2_000,
             schedules_max: 5_000,
             schedules_total_max: 100_000,

@@ -143,16 +143,6 @@ impl Profile {
         Ok(Profile { statements, backend_cpu, machine })
     }
 
-    /// The profile of a machine `statements` times slower per statement and `backend_cpu`
-    /// times slower in the backend's CPU; the probe becomes the one it was scaled to.
-    pub fn scaled(&self, statements: f64, backend_cpu: f64, now: Option<MachineSpeed>) -> Profile {
-        Profile {
-            statements: self.statements.scaled(statements),
-            backend_cpu: self.backend_cpu.as_ref().map(|cpu| cpu.scaled(backend_cpu)),
-            machine: now.or(self.machine),
-        }
-    }
-
     /// The profile of a machine `statements` times slower per statement, `rules` times in
     /// the rules' cost per check and `request` times in the backend's CPU per request; the
     /// recorded probe stays.
@@ -279,13 +269,8 @@ impl BackendCpu {
         Ok(BackendCpu { quantum_us: quantum_us.filter(|&q| q > 0), ..self.clone() })
     }
 
-    /// The same costs `factor` times larger (a slower backend); the time slice is the
-    /// kernel's and stays.
-    pub fn scaled(&self, factor: f64) -> BackendCpu {
-        self.scaled_each(factor, factor)
-    }
-
-    /// The rules' cost per check `rules` times, the request CPU `request` times as long.
+    /// The rules' cost per check `rules` times, the request CPU `request` times as long (a
+    /// slower backend); the time slice is the kernel's and stays.
     pub fn scaled_each(&self, rules: f64, request: f64) -> BackendCpu {
         BackendCpu {
             rules_ns_per_check: scale_table(&self.rules_ns_per_check, rules),
@@ -348,8 +333,8 @@ mod tests {
         assert_eq!(sliced.backend_cpu.as_ref().unwrap().quantum_us(), Some(1_500));
         let off = sliced.with_quantum_us(Some(0)).unwrap();
         assert_eq!(off.backend_cpu.as_ref().unwrap().quantum_us(), None, "0 turns it off");
-        assert_eq!(off.backend_cpu.unwrap().scaled(2.0).quantum_us(), None);
-        let scaled = sliced.scaled(2.0, 2.0, None);
+        assert_eq!(off.backend_cpu.unwrap().scaled_each(2.0, 2.0).quantum_us(), None);
+        let scaled = sliced.scaled_each(2.0, 2.0, 2.0);
         assert_eq!(scaled.backend_cpu.unwrap().quantum_us(), Some(1_500), "not scaled");
         assert!(sliced.with_quantum_us(Some(1_520)).is_err(), "not a whole tick");
         let zero = format!("{base}\n{cpu}cores = 2\nquantum_us = 0\n");
@@ -366,7 +351,7 @@ mod tests {
     }
 
     #[test]
-    fn a_machine_probe_is_read_checked_and_scales_both_parts() {
+    fn a_machine_probe_is_read_checked_and_its_ratios_scale_both_parts() {
         let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 1000.0]]\nrequest_us = [[0.0, 300.0], [1.0, 300.0]]\n";
         let machine = "[machine]\nallocation_ns = 40000.0\nselect_one_us = 50.0\n";
         let text = format!("{}\n{cpu}{machine}", statements_only());
@@ -381,8 +366,8 @@ mod tests {
             (1.0 / MachineSpeed::RATIO_MAX, MachineSpeed::RATIO_MAX)
         );
         let (statements, cpu_factor) = now.ratios_to(&recorded);
-        let scaled = profile.scaled(statements, cpu_factor, Some(now));
-        assert_eq!(scaled.machine, Some(now));
+        let scaled = profile.scaled_each(statements, cpu_factor, cpu_factor);
+        assert_eq!(scaled.machine, Some(recorded), "the recorded probe stays");
         assert_eq!(scaled.statements, profile.statements.scaled(2.0));
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let backend = scaled.backend_cpu.unwrap();
