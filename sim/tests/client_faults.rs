@@ -17,8 +17,9 @@ use sim::world::{self, RunConfig};
 
 const SCENARIO: &str = "storm-client-abort";
 /// The first seed at which the broken guard leaks (found with
-/// `roomsim explore --scenario storm-client-abort --seeds 0..100 --guard late-begin`).
-const LEAKING_SEED: u64 = 2;
+/// `roomsim explore --scenario storm-client-abort --seeds 0..100 --guard late-begin`; it was
+/// 2 before the committed profile's cores were time-sliced, 2026-12-06).
+const LEAKING_SEED: u64 = 4;
 
 fn config(seed: u64, guard: GuardMode) -> RunConfig {
     RunConfig {
@@ -35,7 +36,7 @@ fn config(seed: u64, guard: GuardMode) -> RunConfig {
 /// The regression test: the seed that leaks a transaction under the old guard passes with the
 /// guard production runs (the default).
 #[test]
-fn client_abort_seed_2_leaves_no_session_in_a_transaction() {
+fn client_abort_leaking_seed_leaves_no_session_in_a_transaction() {
     let outcome = world::run(&config(LEAKING_SEED, GuardMode::default())).unwrap().outcome;
     assert_eq!(outcome.invariant_violations("session_hygiene"), 0, "{:?}", outcome.violations);
     assert!(outcome.passed(), "{:?}", outcome.violations);
@@ -76,7 +77,7 @@ fn explore_cfg(guard: GuardMode, seeds: std::ops::Range<u64>) -> ExploreConfig {
 
 /// Found at few seeds: over seeds 0..50 the broken guard fails at least 1 seed in 10 (the
 /// leak needs an abort to land while BEGIN is in flight; measured 24-26 of 100 seeds with the
-/// 2026-11-28 and 2026-12-05 profiles, `roomsim explore --scenario storm-client-abort --seeds
+/// 2026-11-28 and 2026-12-05 profiles, 19 of 100 with its 50 µs time slices, `roomsim explore --scenario storm-client-abort --seeds
 /// 0..100 --guard late-begin`), the first failure comes within the first 10 seeds, and the
 /// safe guard passes the same 50 seeds. Replay commands name the guard.
 ///
@@ -100,13 +101,18 @@ fn the_planted_guard_bug_is_found_within_a_few_seeds() {
 /// `nothing_unacknowledged` when the simulated clients took a 503 as final: a COMMIT sent just
 /// before its connection reset committed, the backend rightly answered 503
 /// DATABASE_UNAVAILABLE (outcome unknown, Retry-After), and no client learnt of the booking.
-/// Clients now honour Retry-After with their Idempotency-Key, as the API asks.
+/// Clients now honour Retry-After with their Idempotency-Key, as the API asks. A booking may
+/// still end in a 503 when every attempt meets a reset (with time-sliced cores one of seed
+/// 0's 50 does); the invariants then hold that it left no row.
 #[test]
 fn db_connection_resets_lose_and_duplicate_nothing() {
     let mut config = config(0, GuardMode::Safe);
     config.scenario = Arc::new(Scenario::builtin("storm-db-drop").unwrap().scenario);
     let outcome = world::run(&config).unwrap().outcome;
     assert!(outcome.passed(), "{:?}", outcome.violations);
-    assert!(outcome.counts.attempts > outcome.counts.bookings, "some attempts were retried");
-    assert_eq!(outcome.counts.created_201, outcome.counts.bookings, "{:?}", outcome.counts);
+    let counts = &outcome.counts;
+    assert!(counts.attempts > counts.bookings, "some attempts were retried");
+    assert_eq!(counts.created_201 + counts.errors_5xx, counts.bookings, "{counts:?}");
+    assert_eq!(counts.appointments_final, counts.created_201, "{counts:?}");
+    assert!(counts.created_201 * 10 >= counts.bookings * 9, "most booked: {counts:?}");
 }

@@ -1,11 +1,14 @@
 //! Time slicing on the modelled machine (`[cpu] quantum_us`, issue #17): with one user
 //! nothing waits for a core, so every run is IDENTICAL with and without a quantum (the
 //! outcome compared whole: trace hash, every histogram, counts); with 50 simultaneous
-//! bookings the cores are contended and a quantum changes the run.
+//! bookings the cores are contended and a quantum changes the run. The OFF-PATH CPU per
+//! request (`[cpu] offpath_us`) is spent after the answer: one user's answers never wait
+//! for it, 50 simultaneous bookings do.
 
 use std::sync::Arc;
 
 use scenarios::Scenario;
+use sim::histograms::Metric;
 use sim::outcome::RunOutcome;
 use sim::world::{self, Profile, RunConfig};
 
@@ -20,6 +23,10 @@ fn storm(bookers: u32, bookings_per_booker: u32) -> Arc<Scenario> {
 
 fn run(scenario: &Arc<Scenario>, seed: u64, quantum_us: Option<u64>) -> RunOutcome {
     let profile: Profile = world::default_profile().with_quantum_us(quantum_us).unwrap();
+    run_with(scenario, seed, profile)
+}
+
+fn run_with(scenario: &Arc<Scenario>, seed: u64, profile: Profile) -> RunOutcome {
     let config = RunConfig {
         scenario: Arc::clone(scenario),
         seed,
@@ -54,4 +61,37 @@ fn under_contention_a_quantum_changes_the_run() {
     let sliced = run(&scenario, 1, Some(50));
     assert_ne!(whole.trace_hash, sliced.trace_hash, "50 bookers on 2 cores: the slices show");
     assert_eq!(sliced, run(&scenario, 1, Some(50)), "and the sliced run replays");
+}
+
+fn offpath(us: f64) -> Profile {
+    world::default_profile().with_offpath_us(Some(us)).unwrap()
+}
+
+#[test]
+fn one_users_answers_do_not_wait_for_the_off_path_cpu() {
+    let scenario = storm(1, 25);
+    for seed in 1..=3 {
+        let without = run_with(&scenario, seed, offpath(0.0));
+        assert_eq!(without.counts.created_201, 25, "seed {seed}: every booking made");
+        let with = run_with(&scenario, seed, offpath(1_000.0));
+        assert_eq!(with.histograms, without.histograms, "seed {seed}: latencies changed");
+        assert_eq!(with.counts, without.counts, "seed {seed}");
+    }
+}
+
+#[test]
+fn fifty_simultaneous_bookings_wait_for_the_off_path_cpu() {
+    let scenario = storm(50, 1);
+    let mean = |o: &RunOutcome| o.histograms.get(Metric::RoomAssignment).mean();
+    let without = run_with(&scenario, 1, offpath(0.0));
+    let with = run_with(&scenario, 1, offpath(1_000.0));
+    assert_eq!(with.counts.created_201, 50);
+    // 50 × 1 ms more CPU on 2 cores, spent while later bookings still run: their wait grows.
+    assert!(
+        mean(&with) > mean(&without) * 1.05,
+        "room assignment mean {} µs with 1 ms off-path CPU per request, {} µs without",
+        mean(&with),
+        mean(&without)
+    );
+    assert_eq!(with, run_with(&scenario, 1, offpath(1_000.0)), "and the run replays");
 }

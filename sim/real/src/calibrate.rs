@@ -48,7 +48,7 @@ use backend_core::db::schema::SchemaVariant;
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use hdrhistogram::Histogram;
 use model::profile::{DEFAULT_PROFILE_TOML, STATEMENT_KINDS, statement_kind};
-use sim::world::Profile;
+use sim::world::{Profile, QUANTUM_US_CALIBRATED};
 use tokio::time::Instant;
 
 use super::RealError;
@@ -289,6 +289,12 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         if let Some(cores) = cpu.cores {
             let _ = writeln!(out, "# cores shared by PostgreSQL and the backend on this machine");
             let _ = writeln!(out, "cores = {cores}");
+            let _ = writeln!(
+                out,
+                "# time slice on those cores, modelled µs: not measured, the simulation's tick \
+                 (processor sharing; sim::world::profile::QUANTUM_US_CALIBRATED)"
+            );
+            let _ = writeln!(out, "quantum_us = {QUANTUM_US_CALIBRATED}");
         }
     }
     debug_assert!(Profile::from_toml_str(&out, "calibrated").is_ok(), "{out}");

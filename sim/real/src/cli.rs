@@ -300,6 +300,12 @@ pub struct ValidateArgs {
     /// real side, each judged (the --html report shows the first).
     #[arg(long, value_delimiter = ',', value_name = "US")]
     pub quantum_us: Vec<u64>,
+    /// The simulation's off-path CPU per request (µs on this machine, after scaling: the
+    /// machine's work for a request that its answer does not wait for) instead of the
+    /// profile's `[cpu] offpath_us`; 0 = none. Several values: the simulation runs once per
+    /// value (and per --quantum-us value) against the same real side, each judged.
+    #[arg(long, value_delimiter = ',', value_name = "US")]
+    pub offpath_us: Vec<f64>,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -353,10 +359,16 @@ impl ValidateArgs {
                 .with_quantum_us(Some(q))
                 .map_err(|e| RealError::BadInput(format!("--quantum-us {e}")))?;
         }
+        for &o in &self.offpath_us {
+            sim::world::default_profile()
+                .with_offpath_us(Some(o))
+                .map_err(|e| RealError::BadInput(format!("--offpath-us {e}")))?;
+        }
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,
             quantum_us: self.quantum_us.clone(),
+            offpath_us: self.offpath_us.clone(),
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

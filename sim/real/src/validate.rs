@@ -132,6 +132,9 @@ pub struct ValidateConfig {
     /// Time slices (modelled µs, 0 = none) to simulate instead of the profile's
     /// `[cpu] quantum_us`, each against the same real side; empty: the profile's.
     pub quantum_us: Vec<u64>,
+    /// `--offpath-us`: the simulation runs once per value (µs of off-path CPU per request on
+    /// this machine, after scaling) for each time slice; empty: the profile's.
+    pub offpath_us: Vec<f64>,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -741,18 +744,7 @@ pub fn validate_command(
         },
         SimProfile::FromRun => profile_from_run(&config, &real[0])?,
     };
-    let mut variants = Vec::new();
-    if config.quantum_us.is_empty() {
-        variants.push((profile.clone(), profile_source.clone()));
-    }
-    for &q in &config.quantum_us {
-        let sliced = profile.with_quantum_us(Some(q)).map_err(RealError::BadInput)?;
-        let line = match q {
-            0 => "run to completion (--quantum-us 0)".to_string(),
-            q => format!("time slice {q} µs (--quantum-us)"),
-        };
-        variants.push((Arc::new(sliced), format!("{profile_source}; {line}")));
-    }
+    let variants = variants(&profile, &profile_source, &config.quantum_us, &config.offpath_us)?;
     let mut verdict = Ok(());
     for (i, (profile, profile_source)) in variants.iter().enumerate() {
         let mut sim = Vec::with_capacity(real.len());
@@ -796,12 +788,69 @@ pub fn on_loopback(scenario: &Scenario) -> Arc<Scenario> {
     Arc::new(scenario)
 }
 
+/// The simulated profiles to judge: `profile` itself, or one per `--quantum-us` value, and
+/// each of those once per `--offpath-us` value, each with its source line.
+fn variants(
+    profile: &Arc<Profile>,
+    source: &str,
+    quantum_us: &[u64],
+    offpath_us: &[f64],
+) -> Result<Vec<(Arc<Profile>, String)>, RealError> {
+    let mut sliced = Vec::new();
+    if quantum_us.is_empty() {
+        sliced.push((profile.clone(), source.to_string()));
+    }
+    for &q in quantum_us {
+        let p = profile.with_quantum_us(Some(q)).map_err(RealError::BadInput)?;
+        let line = match q {
+            0 => "run to completion (--quantum-us 0)".to_string(),
+            q => format!("time slice {q} µs (--quantum-us)"),
+        };
+        sliced.push((Arc::new(p), format!("{source}; {line}")));
+    }
+    if offpath_us.is_empty() {
+        return Ok(sliced);
+    }
+    let mut all = Vec::new();
+    for (p, line) in &sliced {
+        for &o in offpath_us {
+            let with = p.with_offpath_us(Some(o)).map_err(RealError::BadInput)?;
+            all.push((
+                Arc::new(with),
+                format!("{line}; off-path CPU {o} µs per request (--offpath-us)"),
+            ));
+        }
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn date(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn each_time_slice_is_simulated_once_per_off_path_cpu() {
+        let profile = sim::world::default_profile();
+        let one = variants(&profile, "p", &[], &[]).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].0, profile, "no flags: the profile itself");
+        let all = variants(&profile, "p", &[0, 50], &[0.0, 1_000.0]).unwrap();
+        let got: Vec<(Option<u64>, Option<f64>)> = (all.iter())
+            .map(|(p, _)| {
+                let cpu = p.backend_cpu.as_ref().unwrap();
+                (cpu.quantum_us(), cpu.offpath_us())
+            })
+            .collect();
+        let want =
+            [(None, None), (None, Some(1_000.0)), (Some(50), None), (Some(50), Some(1_000.0))];
+        assert_eq!(got, want);
+        assert!(all[3].1.contains("time slice 50 µs") && all[3].1.contains("off-path CPU 1000 µs"));
+        assert!(variants(&profile, "p", &[75], &[]).is_err(), "not a whole tick");
+        assert!(variants(&profile, "p", &[], &[-1.0]).is_err(), "not a time");
     }
 
     #[test]

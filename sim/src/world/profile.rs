@@ -14,7 +14,10 @@
 //! contention emerges under load — `model::io::Cores`), and optionally `quantum_us = Q` (the
 //! kernel's time slice on those shared cores, modelled µs, a whole number of 50 µs ticks: a
 //! piece of work holds a core for at most Q while other work waits, then queues again —
-//! round-robin, issue #17; absent or 0: each piece runs to its end, as before). Tables follow the model's rules for
+//! round-robin, issue #17; absent or 0: each piece runs to its end; calibrate writes
+//! [`QUANTUM_US_CALIBRATED`]), and optionally `offpath_us = U` (needs `cores`: µs of CPU the
+//! machine spends per request after answering it, on the shared cores; a knob for validate,
+//! not measured by calibrate — sim/README.md). Tables follow the model's rules for
 //! empirical tables (`model::profile::validate_quantile_table`); errors name the field
 //! (`cpu.request_us: …`).
 //!
@@ -96,7 +99,16 @@ pub struct BackendCpu {
     cores: Option<u32>,
     /// Time slice on the shared cores, modelled µs (`None`: run to completion).
     quantum_us: Option<u64>,
+    /// The machine's CPU per request off the request's own path, µs (`None`: none).
+    offpath_us: Option<f64>,
 }
+
+/// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
+/// processor sharing on the simulation's clock. NOT measured (the kernel's slices are
+/// milliseconds, and 1.5 ms or 0.75 ms slices changed nothing): at 50 µs validate's
+/// double-booking incidence of the broken strategies at 25 and 50 users came within 2× of
+/// PostgreSQL's, run to completion it was 2-5× low (sim/README.md, "Time slicing").
+pub const QUANTUM_US_CALIBRATED: u64 = 50;
 
 /// Longest `[cpu] quantum_us` (1 s; CFS/EEVDF slices are milliseconds).
 pub const QUANTUM_US_MAX: u64 = 1_000_000;
@@ -115,6 +127,7 @@ struct RawCpu {
     request_us: Option<Vec<(f64, f64)>>,
     cores: Option<u32>,
     quantum_us: Option<u64>,
+    offpath_us: Option<f64>,
 }
 
 impl Profile {
@@ -152,6 +165,16 @@ impl Profile {
             backend_cpu: self.backend_cpu.as_ref().map(|cpu| cpu.scaled_each(rules, request)),
             machine: self.machine,
         }
+    }
+
+    /// The same profile with another off-path CPU per request (`[cpu] offpath_us`, µs;
+    /// `None` or 0 = none). Errors name the reason (no `[cpu]` table or no shared cores, not
+    /// a time).
+    pub fn with_offpath_us(&self, offpath_us: Option<f64>) -> Result<Profile, String> {
+        let Some(cpu) = &self.backend_cpu else {
+            return Err("the profile has no [cpu] table (no shared cores)".into());
+        };
+        Ok(Profile { backend_cpu: Some(cpu.with_offpath_us(offpath_us)?), ..self.clone() })
     }
 
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
@@ -227,11 +250,26 @@ impl BackendCpu {
         if let Some(q) = cpu.quantum_us {
             check_quantum_us(q).map_err(|r| err("cpu.quantum_us", r))?;
         }
+        if let Some(us) = cpu.offpath_us
+            && !(us.is_finite() && (0.0..=SERVICE_US_MAX as f64).contains(&us))
+        {
+            return Err(err(
+                "cpu.offpath_us",
+                format!("{us}: must be a time in µs from 0 to {SERVICE_US_MAX}"),
+            ));
+        }
+        if cpu.offpath_us.is_some() && cpu.cores.is_none() {
+            return Err(err(
+                "cpu.offpath_us",
+                "needs `cores`: the off-path CPU is spent on the shared cores".into(),
+            ));
+        }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             request_us: cpu.request_us,
             cores: cpu.cores,
             quantum_us: cpu.quantum_us.filter(|&q| q > 0),
+            offpath_us: cpu.offpath_us.filter(|&us| us > 0.0),
         }))
     }
 
@@ -260,6 +298,29 @@ impl BackendCpu {
         self.quantum_us
     }
 
+    /// The machine's CPU per request OFF the request's own path, µs (`[cpu] offpath_us`):
+    /// what the machine spends per request beyond what the request's statements, rules and
+    /// request CPU hold (see `world::cpu::RequestCpu`). `None`: nothing.
+    pub fn offpath_us(&self) -> Option<f64> {
+        self.offpath_us
+    }
+
+    /// The same costs with another off-path CPU per request (`None` or 0: none); checked as
+    /// the profile key is.
+    pub fn with_offpath_us(&self, offpath_us: Option<f64>) -> Result<BackendCpu, String> {
+        if let Some(us) = offpath_us {
+            if !(us.is_finite() && (0.0..=SERVICE_US_MAX as f64).contains(&us)) {
+                return Err(format!("{us}: must be a time in µs from 0 to {SERVICE_US_MAX}"));
+            }
+            if self.cores.is_none() {
+                return Err("the profile has no `cores` (the off-path CPU is spent on the \
+                            shared cores)"
+                    .into());
+            }
+        }
+        Ok(BackendCpu { offpath_us: offpath_us.filter(|&us| us > 0.0), ..self.clone() })
+    }
+
     /// The same costs with another time slice (`None` or 0: run to completion); checked as
     /// the profile key is.
     pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<BackendCpu, String> {
@@ -277,6 +338,7 @@ impl BackendCpu {
             request_us: self.request_us.as_ref().map(|table| scale_table(table, request)),
             cores: self.cores,
             quantum_us: self.quantum_us,
+            offpath_us: self.offpath_us.map(|us| us * request),
         }
     }
 }
@@ -348,6 +410,34 @@ mod tests {
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
         let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
+    }
+
+    #[test]
+    fn the_off_path_cpu_is_optional_needs_shared_cores_and_scales_with_the_request_cpu() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}cores = 2\noffpath_us = 800.0\n");
+        let backend = Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap();
+        assert_eq!(backend.offpath_us(), Some(800.0));
+        assert_eq!(backend.scaled_each(3.0, 0.5).offpath_us(), Some(400.0), "× request");
+        assert_eq!(backend.with_offpath_us(Some(0.0)).unwrap().offpath_us(), None, "0: none");
+        assert_eq!(backend.with_offpath_us(None).unwrap().offpath_us(), None);
+        let without = Profile::from_toml_str(&format!("{base}\n{cpu}cores = 2\n"), "t").unwrap();
+        assert_eq!(without.backend_cpu.as_ref().unwrap().offpath_us(), None, "absent: none");
+        assert_eq!(
+            without.with_offpath_us(Some(5.0)).unwrap().backend_cpu.unwrap().offpath_us(),
+            Some(5.0)
+        );
+        for bad in
+            ["cores = 2\noffpath_us = -1.0", "cores = 2\noffpath_us = nan", "offpath_us = 10.0"]
+        {
+            let bad = format!("{base}\n{cpu}{bad}\n");
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.offpath_us", "{bad}: {e}");
+        }
+        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        assert!(no_cores.with_offpath_us(Some(10.0)).unwrap_err().contains("cores"));
+        assert!(without.with_offpath_us(Some(-3.0)).is_err());
     }
 
     #[test]
