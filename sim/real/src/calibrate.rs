@@ -207,15 +207,58 @@ pub struct CpuCosts {
     pub request_us: Option<Histogram<u64>>,
     /// CPU cores of the machine PostgreSQL and the backend share.
     pub cores: Option<u32>,
+    /// The rules' fixed µs per evaluation and how it was found ([`RulesFit`]).
+    pub rules_fixed: Option<RulesFit>,
+}
+
+/// A rules evaluation costs `fixed_us + checks × per_check_ns`: fitted through the medians of
+/// two clinics with different room counts (checks), as `calibrate` measures them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RulesFit {
+    pub fixed_us: f64,
+    pub per_check_ns: f64,
+    /// (scenario, median checks, median rules µs) of each clinic.
+    pub points: [(String, u64, u64); 2],
+}
+
+impl RulesFit {
+    /// The line through two clinics' (median checks, median rules µs); `None` when their
+    /// checks are too close (within 25 %) to tell a fixed part from a per-check one, or the
+    /// cost does not grow with the checks. The fixed part is kept within 0 and 90 % of the
+    /// cheaper evaluation.
+    pub fn through(a: (&str, u64, u64), b: (&str, u64, u64)) -> Option<RulesFit> {
+        let ((_, na, ta), (_, nb, tb)) = (a, b);
+        let (lo, hi) = (na.min(nb) as f64, na.max(nb) as f64);
+        if lo <= 0.0 || hi < lo * 1.25 {
+            return None;
+        }
+        let per_check_us = (ta as f64 - tb as f64) / (na as f64 - nb as f64);
+        if per_check_us <= 0.0 {
+            return None;
+        }
+        let fixed_us = (ta as f64 - per_check_us * na as f64).clamp(0.0, 0.9 * ta.min(tb) as f64);
+        Some(RulesFit {
+            fixed_us,
+            per_check_ns: per_check_us * 1_000.0,
+            points: [(a.0.to_string(), na, ta), (b.0.to_string(), nb, tb)],
+        })
+    }
 }
 
 impl CpuCosts {
-    /// `[cpu] rules_ns_per_check` quantiles, when enough evaluations were measured.
+    /// `[cpu] rules_ns_per_check` quantiles, when enough evaluations were measured. With a
+    /// fixed part, each evaluation's ns per check less its share of the fixed part (`rules ×
+    /// (1 − fixed ÷ median rules)`: the checks of one clinic's evaluations barely vary).
     pub fn rules_ns_per_check(&self) -> Option<Vec<(f64, u64)>> {
         let ns = self.rules_ns_per_check.as_ref().filter(|h| h.len() >= SAMPLES_MIN)?;
-        let points = PROFILE_QUANTILES
-            .iter()
-            .map(|&q| (q, if q == 0.0 { ns.min() } else { ns.value_at_quantile(q) }));
+        let keep = match (&self.rules_fixed, self.rules_p50_us) {
+            (Some(fit), Some(p50)) if p50 > 0 => (1.0 - fit.fixed_us / p50 as f64).max(0.1),
+            _ => 1.0,
+        };
+        let points = PROFILE_QUANTILES.iter().map(|&q| {
+            let v = if q == 0.0 { ns.min() } else { ns.value_at_quantile(q) };
+            (q, ((v as f64 * keep).round() as u64).max(1))
+        });
         Some(points.collect())
     }
 }
@@ -277,6 +320,18 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         );
         let points: Vec<String> = points.iter().map(|(q, ns)| format!("[{q:?}, {ns}.0]")).collect();
         let _ = writeln!(out, "rules_ns_per_check = [{}]", points.join(", "));
+        if let Some(fit) = &cpu.rules_fixed {
+            let [(sa, na, ta), (sb, nb, tb)] = &fit.points;
+            let _ = writeln!(
+                out,
+                "# rules evaluation, µs whatever its checks: the line through the medians of two \
+                 clinics ({sa}: {na} checks, {ta} µs; {sb}: {nb} checks, {tb} µs), {:.1} ns \
+                 per check; the table above is each evaluation's ns per check less its share \
+                 of it",
+                fit.per_check_ns
+            );
+            let _ = writeln!(out, "rules_fixed_us = {:.1}", fit.fixed_us);
+        }
         if let Some(request) = cpu.request_us.as_ref().filter(|h| h.len() >= SAMPLES_MIN) {
             let _ = writeln!(
                 out,
@@ -348,7 +403,28 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     }
     let name = unique_database_name("roomsim_calibrate");
     let temp = TempDatabase::create(&config.target, &name).await?;
-    let measured = measure(&temp.target, &config).await;
+    let mut measured = measure(&temp.target, &config.scenario, config.bookings, config.seed).await;
+    // A second clinic with another room count separates the rules' fixed cost per evaluation
+    // from the per-check one (issue #17: conflict's 10-room evaluations cost 0.4-0.65 of
+    // real under storm's per-check-only profile).
+    if let Ok((_, cpu)) = &mut measured {
+        let other = if config.scenario == "conflict" { "storm" } else { "conflict" };
+        let bookings = (config.bookings / 4).max(SAMPLES_MIN as u32 * 2);
+        let second_db =
+            TempDatabase::create(&config.target, &unique_database_name("roomsim_calibrate")).await;
+        let second = match second_db {
+            Ok(db) => {
+                let second = measure(&db.target, other, bookings, config.seed).await;
+                db.drop_database().await;
+                second
+            }
+            Err(e) => Err(e),
+        };
+        match second {
+            Ok((_, second)) => cpu.rules_fixed = rules_fit(&config.scenario, cpu, other, &second),
+            Err(e) => measured = Err(e),
+        }
+    }
     // The machine-speed probe, beside the measurements (`[machine]`; see probe.rs).
     let speed = match &measured {
         Ok(_) => Some(super::probe::measure(&temp.target).await),
@@ -369,6 +445,14 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     Ok(())
 }
 
+/// The rules' fixed part from two clinics' measurements (`None` when either lacks the
+/// medians or [`RulesFit::through`] cannot tell).
+fn rules_fit(a: &str, cpu_a: &CpuCosts, b: &str, cpu_b: &CpuCosts) -> Option<RulesFit> {
+    let median_checks = |c: &CpuCosts| c.rule_checks.as_ref().map(|h| h.value_at_quantile(0.5));
+    let point = |name, c: &CpuCosts| Some((name, median_checks(c)?, c.rules_p50_us?));
+    RulesFit::through(point(a, cpu_a)?, point(b, cpu_b)?)
+}
+
 /// A profile measured the way `calibrate` does, `bookings` storm bookings at one user in a
 /// temporary database (the statement probe of `validate`, `probe::statement_probe`).
 pub async fn measure_profile(
@@ -377,26 +461,22 @@ pub async fn measure_profile(
     seed: u64,
 ) -> Result<Profile, RealError> {
     let temp = TempDatabase::create(target, &unique_database_name("roomsim_probe")).await?;
-    let config = CalibrateConfig {
-        target: temp.target.clone(),
-        out: PathBuf::new(),
-        bookings,
-        scenario: "storm".to_string(),
-        seed,
-    };
-    let measured = measure(&temp.target, &config).await;
+    let measured = measure(&temp.target, "storm", bookings, seed).await;
     temp.drop_database().await;
     let (times, cpu) = measured?;
     let description = format!("statement probe, {bookings} storm bookings at concurrency 1");
     Ok(measured_profile(&times, &cpu, &description)?.1)
 }
 
+/// `bookings` of `scenario`'s clinic at one user (after [`WARMUP_REQUESTS`]), measured.
 async fn measure(
     target: &DbTarget,
-    config: &CalibrateConfig,
+    scenario: &str,
+    bookings: u32,
+    seed: u64,
 ) -> Result<(StatementTimes, CpuCosts), RealError> {
-    let fixture = setup_for_run(target, &config.scenario, SchemaVariant::Guarded).await?;
-    let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, config.seed);
+    let fixture = setup_for_run(target, scenario, SchemaVariant::Guarded).await?;
+    let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, seed);
     let (server, meter) = Meter::start(&serve_config).await?;
     // The bookings the storm validates (auto-assigned rooms): the rules cost per check
     // depends on the request mix, so the mix must be the validated one.
@@ -404,17 +484,11 @@ async fn measure(
     let load_config = |requests_max: u64| LoadConfig {
         requests_max,
         progress: false,
-        ..LoadConfig::closed(
-            &server.base_url(),
-            tasks.clone(),
-            1,
-            CALIBRATION_TIME_MAX,
-            config.seed,
-        )
+        ..LoadConfig::closed(&server.base_url(), tasks.clone(), 1, CALIBRATION_TIME_MAX, seed)
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     meter.reset();
-    let outcome = run_load(load_config(u64::from(config.bookings)), fixture).await;
+    let outcome = run_load(load_config(u64::from(bookings)), fixture).await;
     let (times, cpu) = meter.measurements(&outcome);
     server.stop().await;
     for run in [&warmup, &outcome] {
@@ -502,6 +576,7 @@ impl Meter {
             cores: std::thread::available_parallelism()
                 .ok()
                 .and_then(|n| u32::try_from(n.get()).ok()),
+            rules_fixed: None,
         };
         (times, cpu)
     }
@@ -683,6 +758,7 @@ mod tests {
             rule_checks: Some(rule_checks),
             request_us: Some(request_us),
             cores: Some(2),
+            rules_fixed: None,
         };
         let text = profile_toml(&times, &cpu, "test");
         let profile = Profile::from_toml_str(&text, "t").expect(&text);
@@ -727,6 +803,50 @@ mod tests {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
         let us = profile.backend_cpu.as_ref().expect("[cpu] written").sample_rules_us(20, &mut rng);
         assert!((40.0..=80.0).contains(&us), "{us}");
+    }
+
+    #[test]
+    fn the_rules_fixed_part_is_the_line_through_two_clinics() {
+        // Measured 2026-12-06 (`calibrate --scenario storm|conflict --bookings 600`, twice).
+        let fit = RulesFit::through(("storm", 1_178, 34), ("conflict", 418, 21)).unwrap();
+        assert!((fit.fixed_us - 13.85).abs() < 0.1, "{fit:?}");
+        assert!((fit.per_check_ns - 17.1).abs() < 0.1, "{fit:?}");
+        let swapped = RulesFit::through(("conflict", 418, 21), ("storm", 1_178, 34)).unwrap();
+        assert!((swapped.fixed_us - fit.fixed_us).abs() < 1e-9, "order does not matter");
+        assert_eq!(RulesFit::through(("a", 1_000, 30), ("b", 1_100, 33)), None, "too close");
+        assert_eq!(RulesFit::through(("a", 1_000, 30), ("b", 400, 40)), None, "not growing");
+        let steep = RulesFit::through(("a", 1_000, 100), ("b", 400, 10)).unwrap();
+        assert_eq!(steep.fixed_us, 0.0, "a negative intercept is clamped to 0");
+        let flat = RulesFit::through(("a", 1_000, 101), ("b", 400, 100)).unwrap();
+        assert_eq!(flat.fixed_us, 90.0, "at most 90 % of the cheaper evaluation");
+    }
+
+    #[test]
+    fn a_fitted_fixed_part_is_written_and_taken_off_the_per_check_table() {
+        let mut ns_per_check = latency_histogram();
+        let mut rule_checks = latency_histogram();
+        for _ in 0..100 {
+            ns_per_check.record(2_000).unwrap();
+            rule_checks.record(20).unwrap();
+        }
+        let fit = RulesFit::through(("storm", 20, 40), ("conflict", 10, 30)).unwrap();
+        assert_eq!((fit.fixed_us, fit.per_check_ns), (20.0, 1_000.0));
+        let cpu = CpuCosts {
+            rules_p50_us: Some(40),
+            rules_ns_per_check: Some(ns_per_check),
+            rule_checks: Some(rule_checks),
+            rules_fixed: Some(fit),
+            ..CpuCosts::default()
+        };
+        let text = profile_toml(&StatementTimes::default(), &cpu, "test");
+        assert!(text.contains("rules_fixed_us = 20.0"), "{text}");
+        assert!(text.contains("rules_ns_per_check = [[0.0, 1000.0]"), "half of 2000 ns: {text}");
+        let profile = Profile::from_toml_str(&text, "t").expect(&text);
+        let backend = profile.backend_cpu.expect("[cpu] written");
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
+        assert_eq!(backend.sample_rules_us(20, &mut rng), 40.0, "the measured clinic: as measured");
+        assert_eq!(backend.sample_rules_us(10, &mut rng), 30.0, "the other one too");
+        assert_eq!(backend.rules_us_median_at(10), 30.0);
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub struct ProbeRatios {
     /// The sum of the statement classes' medians now over the same classes' recorded medians
     /// (one booking's statement time).
     pub statements: f64,
-    /// The rules' median cost per check, now over recorded.
+    /// The rules' median cost of one evaluation of [`RULES_PROBE_CHECKS`] checks (its fixed
+    /// part included), now over recorded.
     pub rules: f64,
     /// The backend's median CPU per request, now over recorded (`rules` when either profile
     /// lacks it).
@@ -148,6 +149,10 @@ pub struct ProbeRatios {
     /// Per statement class in both: its median now over its recorded median.
     pub classes: BTreeMap<String, f64>,
 }
+
+/// Rule checks of one storm evaluation (the probe's bookings: p50 1,178–1,216 measured), the
+/// size at which the rules' cost now and as recorded are compared.
+pub const RULES_PROBE_CHECKS: u64 = 1_200;
 
 pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
     let recorded: BTreeMap<&str, f64> =
@@ -167,7 +172,10 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
     if classes.is_empty() || sum_recorded <= 0.0 {
         return None;
     }
-    let rules = clamp(cpu_now.rules_ns_per_check_median() / cpu_then.rules_ns_per_check_median());
+    // One evaluation of the probe's size, fixed part included (the probe, one clinic, has
+    // none: its per-check cost holds it).
+    let at = RULES_PROBE_CHECKS;
+    let rules = clamp(cpu_now.rules_us_median_at(at) / cpu_then.rules_us_median_at(at));
     let request = match (cpu_now.request_us_median(), cpu_then.request_us_median()) {
         (Some(now), Some(then)) if then > 0.0 => clamp(now / then),
         _ => rules,

@@ -93,6 +93,8 @@ impl MachineSpeed {
 pub struct BackendCpu {
     /// ns per rule check.
     rules_ns_per_check: Vec<(f64, f64)>,
+    /// µs per rules evaluation whatever its checks (`None`: 0).
+    rules_fixed_us: Option<f64>,
     /// µs per HTTP request outside statements and rules.
     request_us: Option<Vec<(f64, f64)>>,
     /// Cores shared by the database and the backend.
@@ -124,6 +126,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawCpu {
     rules_ns_per_check: Vec<(f64, f64)>,
+    rules_fixed_us: Option<f64>,
     request_us: Option<Vec<(f64, f64)>>,
     cores: Option<u32>,
     quantum_us: Option<u64>,
@@ -204,6 +207,14 @@ fn machine_from_toml_str(
     Ok(Some(machine))
 }
 
+/// A time in µs: finite, 0 to [`SERVICE_US_MAX`].
+fn check_us(us: f64) -> Result<(), String> {
+    if !(us.is_finite() && (0.0..=SERVICE_US_MAX as f64).contains(&us)) {
+        return Err(format!("{us}: must be a time in µs from 0 to {SERVICE_US_MAX}"));
+    }
+    Ok(())
+}
+
 /// A time slice must be a whole number of the simulation's 50 µs ticks (the clock moves in
 /// ticks) and at most [`QUANTUM_US_MAX`]; 0 means none.
 fn check_quantum_us(q: u64) -> Result<(), String> {
@@ -222,9 +233,16 @@ impl BackendCpu {
         self.request_us.as_deref().map(|q| model::profile::inverse_cdf(q, 0.5))
     }
 
-    /// Median ns per rule check.
-    pub fn rules_ns_per_check_median(&self) -> f64 {
-        model::profile::inverse_cdf(&self.rules_ns_per_check, 0.5)
+    /// Median µs of a rules evaluation of `checks` checks: the fixed part plus `checks` ×
+    /// the median ns per check.
+    pub fn rules_us_median_at(&self, checks: u64) -> f64 {
+        let per_check_ns = model::profile::inverse_cdf(&self.rules_ns_per_check, 0.5);
+        self.rules_fixed_us.unwrap_or(0.0) + per_check_ns * checks as f64 / 1_000.0
+    }
+
+    /// µs every rules evaluation costs whatever its checks (`[cpu] rules_fixed_us`).
+    pub fn rules_fixed_us(&self) -> Option<f64> {
+        self.rules_fixed_us
     }
 
     /// The `[cpu]` table of a profile file, if it has one.
@@ -239,6 +257,9 @@ impl BackendCpu {
         let Some(cpu) = raw.cpu else { return Ok(None) };
         validate_quantile_table(&cpu.rules_ns_per_check)
             .map_err(|r| err("cpu.rules_ns_per_check", r))?;
+        if let Some(us) = cpu.rules_fixed_us {
+            check_us(us).map_err(|r| err("cpu.rules_fixed_us", r))?;
+        }
         if let Some(quantiles) = &cpu.request_us {
             validate_quantile_table(quantiles).map_err(|r| err("cpu.request_us", r))?;
         }
@@ -250,13 +271,8 @@ impl BackendCpu {
         if let Some(q) = cpu.quantum_us {
             check_quantum_us(q).map_err(|r| err("cpu.quantum_us", r))?;
         }
-        if let Some(us) = cpu.offpath_us
-            && !(us.is_finite() && (0.0..=SERVICE_US_MAX as f64).contains(&us))
-        {
-            return Err(err(
-                "cpu.offpath_us",
-                format!("{us}: must be a time in µs from 0 to {SERVICE_US_MAX}"),
-            ));
+        if let Some(us) = cpu.offpath_us {
+            check_us(us).map_err(|r| err("cpu.offpath_us", r))?;
         }
         if cpu.offpath_us.is_some() && cpu.cores.is_none() {
             return Err(err(
@@ -266,6 +282,7 @@ impl BackendCpu {
         }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
+            rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
             request_us: cpu.request_us,
             cores: cpu.cores,
             quantum_us: cpu.quantum_us.filter(|&q| q > 0),
@@ -277,7 +294,8 @@ impl BackendCpu {
     /// the caller decides how to spend it on a coarser clock).
     pub fn sample_rules_us<R: Rng + ?Sized>(&self, rule_checks: u64, rng: &mut R) -> f64 {
         let ns = inverse_cdf(&self.rules_ns_per_check, rng.random::<f64>());
-        (ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64)
+        let fixed_us = self.rules_fixed_us.unwrap_or(0.0);
+        (fixed_us + ns * rule_checks as f64 / 1_000.0).min(SERVICE_US_MAX as f64)
     }
 
     /// Draws the backend's CPU for one HTTP request outside statements and rules, in µs.
@@ -309,9 +327,7 @@ impl BackendCpu {
     /// the profile key is.
     pub fn with_offpath_us(&self, offpath_us: Option<f64>) -> Result<BackendCpu, String> {
         if let Some(us) = offpath_us {
-            if !(us.is_finite() && (0.0..=SERVICE_US_MAX as f64).contains(&us)) {
-                return Err(format!("{us}: must be a time in µs from 0 to {SERVICE_US_MAX}"));
-            }
+            check_us(us)?;
             if self.cores.is_none() {
                 return Err("the profile has no `cores` (the off-path CPU is spent on the \
                             shared cores)"
@@ -335,6 +351,7 @@ impl BackendCpu {
     pub fn scaled_each(&self, rules: f64, request: f64) -> BackendCpu {
         BackendCpu {
             rules_ns_per_check: scale_table(&self.rules_ns_per_check, rules),
+            rules_fixed_us: self.rules_fixed_us.map(|us| us * rules),
             request_us: self.request_us.as_ref().map(|table| scale_table(table, request)),
             cores: self.cores,
             quantum_us: self.quantum_us,
@@ -410,6 +427,30 @@ mod tests {
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
         let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.request_us");
+    }
+
+    #[test]
+    fn a_fixed_rules_cost_is_added_per_evaluation_scaled_and_checked() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 1000.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}rules_fixed_us = 15.0\n");
+        let backend = Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(backend.sample_rules_us(10, &mut rng), 25.0, "15 + 10 × 1 µs");
+        assert_eq!(backend.sample_rules_us(0, &mut rng), 15.0);
+        assert_eq!(backend.rules_us_median_at(100), 115.0);
+        let slower = backend.scaled_each(2.0, 1.0);
+        assert_eq!(slower.rules_fixed_us(), Some(30.0), "scaled with the rules");
+        assert_eq!(slower.sample_rules_us(10, &mut rng), 50.0);
+        let without = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        let without = without.backend_cpu.unwrap();
+        assert_eq!(without.rules_fixed_us(), None);
+        assert_eq!(without.sample_rules_us(10, &mut rng), 10.0, "per check only");
+        for bad in ["rules_fixed_us = -1.0", "rules_fixed_us = inf"] {
+            let bad = format!("{base}\n{cpu}{bad}\n");
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.rules_fixed_us", "{bad}: {e}");
+        }
     }
 
     #[test]
