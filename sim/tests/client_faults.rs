@@ -57,6 +57,13 @@ fn the_late_begin_guard_leaks_a_transaction_and_replays() {
     assert_eq!(a.trace_hash, b.trace_hash);
 }
 
+/// [`config`] for another built-in scenario, under the production guard.
+fn scenario_config(scenario: &str, seed: u64) -> RunConfig {
+    let mut config = config(seed, GuardMode::Safe);
+    config.scenario = Arc::new(Scenario::builtin(scenario).unwrap().scenario);
+    config
+}
+
 fn explore_cfg(guard: GuardMode, seeds: std::ops::Range<u64>) -> ExploreConfig {
     ExploreConfig {
         scenario: Arc::new(Scenario::builtin(SCENARIO).unwrap().scenario),
@@ -106,8 +113,7 @@ fn the_planted_guard_bug_is_found_within_a_few_seeds() {
 /// 0's 50 does); the invariants then hold that it left no row.
 #[test]
 fn db_connection_resets_lose_and_duplicate_nothing() {
-    let mut config = config(0, GuardMode::Safe);
-    config.scenario = Arc::new(Scenario::builtin("storm-db-drop").unwrap().scenario);
+    let config = scenario_config("storm-db-drop", 0);
     let outcome = world::run(&config).unwrap().outcome;
     assert!(outcome.passed(), "{:?}", outcome.violations);
     let counts = &outcome.counts;
@@ -136,8 +142,7 @@ fn fast_profile() -> Arc<world::Profile> {
 #[test]
 #[ignore = "open bug: a partition after BEGIN leaves the db session idle in transaction"]
 fn a_partition_after_begin_leaves_no_session_in_a_transaction() {
-    let mut config = config(0, GuardMode::Safe);
-    config.scenario = Arc::new(Scenario::builtin("storm-partition").unwrap().scenario);
+    let mut config = scenario_config("storm-partition", 0);
     config.profile = fast_profile();
     let outcome = world::run(&config).unwrap().outcome;
     assert_eq!(outcome.invariant_violations("session_hygiene"), 0, "{:?}", outcome.violations);
@@ -147,8 +152,7 @@ fn a_partition_after_begin_leaves_no_session_in_a_transaction() {
 /// the committed profile the same seed's cut falls elsewhere and passes.
 #[test]
 fn the_partition_after_begin_bug_is_found_at_its_seed() {
-    let mut config = config(0, GuardMode::Safe);
-    config.scenario = Arc::new(Scenario::builtin("storm-partition").unwrap().scenario);
+    let mut config = scenario_config("storm-partition", 0);
     let committed = world::run(&config).unwrap().outcome;
     assert!(committed.passed(), "{:?}", committed.violations);
     config.profile = fast_profile();

@@ -410,17 +410,8 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     if let Ok((_, cpu)) = &mut measured {
         let other = if config.scenario == "conflict" { "storm" } else { "conflict" };
         let bookings = (config.bookings / 4).max(SAMPLES_MIN as u32 * 2);
-        let second_db =
-            TempDatabase::create(&config.target, &unique_database_name("roomsim_calibrate")).await;
-        let second = match second_db {
-            Ok(db) => {
-                let second = measure(&db.target, other, bookings, config.seed).await;
-                db.drop_database().await;
-                second
-            }
-            Err(e) => Err(e),
-        };
-        match second {
+        let name = unique_database_name("roomsim_calibrate");
+        match measure_in_temp(&config.target, &name, other, bookings, config.seed).await {
             Ok((_, second)) => cpu.rules_fixed = rules_fit(&config.scenario, cpu, other, &second),
             Err(e) => measured = Err(e),
         }
@@ -460,12 +451,24 @@ pub async fn measure_profile(
     bookings: u32,
     seed: u64,
 ) -> Result<Profile, RealError> {
-    let temp = TempDatabase::create(target, &unique_database_name("roomsim_probe")).await?;
-    let measured = measure(&temp.target, "storm", bookings, seed).await;
-    temp.drop_database().await;
-    let (times, cpu) = measured?;
+    let name = unique_database_name("roomsim_probe");
+    let (times, cpu) = measure_in_temp(target, &name, "storm", bookings, seed).await?;
     let description = format!("statement probe, {bookings} storm bookings at concurrency 1");
     Ok(measured_profile(&times, &cpu, &description)?.1)
+}
+
+/// [`measure`] in a temporary database `name` next to `target`'s, dropped afterwards.
+async fn measure_in_temp(
+    target: &DbTarget,
+    name: &str,
+    scenario: &str,
+    bookings: u32,
+    seed: u64,
+) -> Result<(StatementTimes, CpuCosts), RealError> {
+    let temp = TempDatabase::create(target, name).await?;
+    let measured = measure(&temp.target, scenario, bookings, seed).await;
+    temp.drop_database().await;
+    measured
 }
 
 /// `bookings` of `scenario`'s clinic at one user (after [`WARMUP_REQUESTS`]), measured.

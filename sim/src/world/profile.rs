@@ -215,6 +215,15 @@ fn check_us(us: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// An off-path CPU per request is a time, spent on shared cores: it needs `cores`.
+fn check_offpath_us(us: f64, cores: Option<u32>) -> Result<(), String> {
+    check_us(us)?;
+    if cores.is_none() {
+        return Err("needs `cores`: the off-path CPU is spent on the shared cores".into());
+    }
+    Ok(())
+}
+
 /// A time slice must be a whole number of the simulation's 50 µs ticks (the clock moves in
 /// ticks) and at most [`QUANTUM_US_MAX`]; 0 means none.
 fn check_quantum_us(q: u64) -> Result<(), String> {
@@ -272,13 +281,7 @@ impl BackendCpu {
             check_quantum_us(q).map_err(|r| err("cpu.quantum_us", r))?;
         }
         if let Some(us) = cpu.offpath_us {
-            check_us(us).map_err(|r| err("cpu.offpath_us", r))?;
-        }
-        if cpu.offpath_us.is_some() && cpu.cores.is_none() {
-            return Err(err(
-                "cpu.offpath_us",
-                "needs `cores`: the off-path CPU is spent on the shared cores".into(),
-            ));
+            check_offpath_us(us, cpu.cores).map_err(|r| err("cpu.offpath_us", r))?;
         }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
@@ -327,12 +330,7 @@ impl BackendCpu {
     /// the profile key is.
     pub fn with_offpath_us(&self, offpath_us: Option<f64>) -> Result<BackendCpu, String> {
         if let Some(us) = offpath_us {
-            check_us(us)?;
-            if self.cores.is_none() {
-                return Err("the profile has no `cores` (the off-path CPU is spent on the \
-                            shared cores)"
-                    .into());
-            }
+            check_offpath_us(us, self.cores)?;
         }
         Ok(BackendCpu { offpath_us: offpath_us.filter(|&us| us > 0.0), ..self.clone() })
     }
