@@ -241,3 +241,32 @@ async fn slow_replies(url: &str) -> String {
     proxied.set_port(Some(port)).expect("a port");
     proxied.to_string()
 }
+
+/// Every pooled session starts with `session_setup`: PostgreSQL itself ends a session left
+/// idle inside a transaction for `IDLE_IN_TRANSACTION_TIMEOUT_MS` (FATAL 25P03), which the
+/// model imitates (`model/tests/io_server.rs`); the planted `NoIdleTimeout` guard skips it.
+#[tokio::test]
+async fn sessions_idle_in_a_transaction_are_ended_by_postgresql() {
+    use backend_core::db::IDLE_IN_TRANSACTION_TIMEOUT_MS;
+    let Some(schema) = PgTestSchema::create("idle", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let mut conn = schema.db.acquire().await.unwrap();
+    let shown = conn.execute("SHOW idle_in_transaction_session_timeout", &[]).await.unwrap();
+    let want = format!("{IDLE_IN_TRANSACTION_TIMEOUT_MS}ms");
+    assert_eq!(shown.rows, vec![vec![SqlValue::Text(want)]]);
+    conn.execute("BEGIN", &[]).await.unwrap();
+    conn.execute("SELECT 1", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(IDLE_IN_TRANSACTION_TIMEOUT_MS * 3)).await;
+    let error = conn.execute("SELECT 1", &[]).await.unwrap_err();
+    assert!(!error.sqlstate.is_empty(), "the session is gone: {error}");
+    drop(conn);
+    let url = std::env::var("DATABASE_URL").unwrap();
+    let options = PgDbOptions { guard: GuardMode::NoIdleTimeout, ..PgDbOptions::default() };
+    let planted = PgDb::connect(&url, &options).await.unwrap();
+    let mut conn = planted.acquire().await.unwrap();
+    let shown = conn.execute("SHOW idle_in_transaction_session_timeout", &[]).await.unwrap();
+    assert_eq!(shown.rows, vec![vec![SqlValue::Text("0".into())]], "the server's default");
+    drop(conn);
+    schema.drop_schema().await;
+}

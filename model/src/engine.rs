@@ -146,6 +146,18 @@ impl Engine {
         std::mem::take(&mut self.warnings)
     }
 
+    /// How long `session` may stay idle before its server ends it (PostgreSQL's
+    /// `idle_in_transaction_session_timeout`, ms): its setting when it is inside a transaction
+    /// block (failed or not) with no statement running or waiting; None otherwise or when the
+    /// setting is 0. The sans-IO engine has no idle time of its own: the async server
+    /// (`io::server`) enforces it.
+    pub fn idle_in_transaction_timeout_ms(&self, session: SessionId) -> Option<u64> {
+        let s = self.sessions.get(&session)?;
+        let in_block = s.txn.as_ref().is_some_and(|t| t.explicit) && s.pending.is_none();
+        let ms = s.effective().idle_in_transaction_timeout_ms;
+        (in_block && ms > 0).then_some(ms)
+    }
+
     /// Every open session inside an explicit transaction block, by session id.
     pub fn open_transactions(&self) -> Vec<OpenTransaction> {
         let open = self.sessions.iter().filter_map(|(id, s)| {

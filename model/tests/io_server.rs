@@ -303,3 +303,59 @@ async fn short_draws_are_owed_and_paid_outside_transaction_blocks() {
         })
         .await;
 }
+
+/// `idle_in_transaction_session_timeout`: a session idle inside a transaction block that long
+/// is ended by the server (PostgreSQL: FATAL 25P03), its transaction aborts and its row locks
+/// go, so a waiter proceeds; the same session idle OUTSIDE a block, or with the setting 0 (the
+/// default), stays. Time is scaled like every other modelled duration (`time_scale`).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_session_idle_in_a_transaction_past_its_timeout_is_ended() {
+    LocalSet::new()
+        .run_until(async {
+            let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+            let time_scale = 20;
+            let server = Server::start(Rc::clone(&engine), config(5, time_scale));
+            let mut setup = connect(&server);
+            for sql in ["CREATE TABLE t (id int primary key, v int)", "INSERT INTO t VALUES (1, 0)"]
+            {
+                setup.query(sql, &[]).await.unwrap().unwrap();
+            }
+            let mut idle = connect(&server);
+            let mut never = connect(&server);
+            idle.query("SET idle_in_transaction_session_timeout = '50ms'", &[])
+                .await
+                .unwrap()
+                .unwrap();
+            let shown = idle.query("SHOW idle_in_transaction_session_timeout", &[]).await;
+            assert_eq!(shown.unwrap().unwrap().rows, vec![vec![Value::Text("50ms".into())]]);
+            // Outside a block the setting does nothing.
+            tokio::time::sleep(Duration::from_millis(200) * time_scale).await;
+            idle.query("BEGIN", &[]).await.unwrap().unwrap();
+            idle.query("UPDATE t SET v = 1 WHERE id = 1", &[]).await.unwrap().unwrap();
+            never.query("BEGIN", &[]).await.unwrap().unwrap();
+            let t0 = Instant::now();
+            let waiter = tokio::task::spawn_local(async move {
+                let r = setup.query("UPDATE t SET v = 2 WHERE id = 1", &[]).await.unwrap();
+                (r, t0.elapsed())
+            });
+            let (updated, waited) = waiter.await.unwrap();
+            assert_eq!(updated.unwrap().tag, "UPDATE 1", "the lock went with the session");
+            let waited_ms = waited.as_millis() / u128::from(time_scale);
+            assert!(
+                (50..60).contains(&waited_ms),
+                "ended after ~50 ms idle, waited {waited_ms} ms"
+            );
+            let err = idle.query("COMMIT", &[]).await.unwrap_err();
+            assert!(err.is_connection_lost(), "the session is gone: {err}");
+            let rows = connect(&server).query("SELECT v FROM t", &[]).await.unwrap().unwrap();
+            assert_eq!(rows.rows, vec![vec![Value::Int(2)]], "its update aborted");
+            // Without the setting, a session idle in a block stays (PostgreSQL's default, 0).
+            tokio::time::sleep(Duration::from_secs(10) * time_scale).await;
+            never.query("SELECT 1", &[]).await.unwrap().unwrap();
+            never.query("COMMIT", &[]).await.unwrap().unwrap();
+            let bad =
+                connect(&server).query("SET idle_in_transaction_session_timeout = 'x'", &[]).await;
+            assert_eq!(bad.unwrap().unwrap_err().code, "22023");
+        })
+        .await;
+}

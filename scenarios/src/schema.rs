@@ -251,6 +251,12 @@ pub struct Backend {
     /// Strategy retries on 40001 / 40P01.
     #[serde(default = "default_db_retries")]
     pub db_retries_max: u32,
+    /// Read the clinic's rule policy into the backend's cache before the first booking, as a
+    /// service that has already served bookings holds it (`validate` sets this: its real side's
+    /// backend is warm after its first request). Off: the first bookings of a run all miss the
+    /// cache and read the policy, as right after a start.
+    #[serde(default)]
+    pub warm_policy_cache: bool,
 }
 
 impl Default for Backend {
@@ -259,6 +265,7 @@ impl Default for Backend {
             pool_size: default_pool_size(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             db_retries_max: default_db_retries(),
+            warm_policy_cache: false,
         }
     }
 }

@@ -13,9 +13,9 @@
 //! ```
 //!
 //! RESOLUTION: a simulated figure measured on the simulation's clock is only known to its
-//! resolution (50 µs, `crate::timescale::RESOLUTION_US`), so [`compare_at_resolution`] also
+//! resolution (25 µs, `crate::timescale::RESOLUTION_US`), so [`compare_at_resolution`] also
 //! passes a quantile whose absolute difference is within that resolution (a 213 µs real p50
-//! against a 250 µs simulated one is as close as a 50 µs clock can say); the ratio is still
+//! against a 250 µs simulated one is as close as a 50 µs clock could say); the ratio is still
 //! printed.
 //!
 //! A quantile is judged only when both histograms hold at least [`TAIL_SAMPLES_MIN`] samples

@@ -15,7 +15,7 @@
 //!   the outcome (`world::{config, shared, hosts, engine, cpu, clients, driver, results}`).
 //! - `topology` — the backend's port (a leaf).
 //! - `seeds` — one master seed → independent random streams.
-//! - `timescale` — the time-scale factor that gives modelled durations 50 µs resolution.
+//! - `timescale` — the time-scale factor that gives modelled durations 25 µs resolution.
 //! - `workload` — the bookings of a run and when they are sent.
 //! - `client_faults` — clients that give up mid-request, and slow clients.
 //! - `net` — HTTP over turmoil's simulated TCP.

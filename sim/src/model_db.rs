@@ -103,12 +103,17 @@ pub type ConnId = (SocketAddr, u32);
 #[derive(Clone, Debug)]
 pub struct TapEntry {
     pub conn: ConnId,
-    /// The `acquire` it was sent under (one request on the backend).
+    /// The `acquire` it was sent under (one request on the backend); [`SETUP_LEASE`] for the
+    /// statements a new connection runs before any request uses it.
     pub lease: u64,
     /// `model::statement_kind`, to check it against the server's trace.
     pub kind: &'static str,
     pub statement: Statement,
 }
+
+/// The lease of a connection's set-up statements (`backend_core::db::session_setup`): leases
+/// of requests count from 1.
+pub const SETUP_LEASE: u64 = 0;
 
 /// Every statement the backend sent, in order (see the module doc).
 #[derive(Debug, Default)]
@@ -175,8 +180,9 @@ impl ModelDb {
         tap: Option<StatementTap>,
     ) -> ModelDb {
         let connect_tap = tap.clone();
+        let setup = backend_core::db::session_setup(guard);
         let connect: ConnectFn<ModelConn> = Arc::new(move || {
-            let tap = connect_tap.clone();
+            let (tap, setup) = (connect_tap.clone(), setup.clone());
             Box::pin(async move {
                 let stream = TcpStream::connect(("db", DB_PORT)).await.map_err(|e| {
                     DbError::new(DbError::CONNECTION_FAILURE, format!("connect to db: {e}"))
@@ -185,7 +191,28 @@ impl ModelDb {
                     (Some(tap), Ok(addr)) => Some(tap.lock().expect("tap").connection(addr)),
                     _ => None,
                 };
-                Ok(ModelConn { client: Client::new(stream), id })
+                let mut client = Client::new(stream);
+                // What every production session runs first (backend-core's `session_setup`).
+                for sql in setup {
+                    if let (Some(tap), Some(conn)) = (&tap, id) {
+                        let entry = TapEntry {
+                            conn,
+                            lease: SETUP_LEASE,
+                            kind: model::statement_kind(&sql),
+                            statement: patterns::classify(&sql, &[]),
+                        };
+                        tap.lock().expect("tap").entries.push(entry);
+                    }
+                    let limit = scaled_ms(STATEMENT_TIMEOUT_MS);
+                    let lost = |why: String| DbError::new(DbError::CONNECTION_FAILURE, why);
+                    match tokio::time::timeout(limit, client.query(&sql, &[])).await {
+                        Ok(Ok(Ok(_))) => {}
+                        Ok(Ok(Err(error))) => return Err(to_db_error(error)),
+                        Ok(Err(e)) => return Err(lost(format!("{sql}: {e}"))),
+                        Err(_) => return Err(lost(format!("{sql}: no reply"))),
+                    }
+                }
+                Ok(ModelConn { client, id })
             })
         });
         let pool = Pool::new(size, acquire_timeout, connect, on_wait);

@@ -18,7 +18,9 @@ use sim::world::{self, RunConfig};
 const SCENARIO: &str = "storm-client-abort";
 /// The first seed at which the broken guard leaks (found with
 /// `roomsim explore --scenario storm-client-abort --seeds 0..100 --guard late-begin`; it was
-/// 2 before the committed profile's cores were time-sliced, 2026-12-06).
+/// 2 before the committed profile's cores were time-sliced; 4 since, 2026-12-06, and again
+/// after the clock went from 50 to 25 µs ticks and sessions began with `session_setup`'s SET:
+/// 13 of 40 seeds leak now).
 const LEAKING_SEED: u64 = 4;
 
 fn config(seed: u64, guard: GuardMode) -> RunConfig {
@@ -130,33 +132,40 @@ fn fast_profile() -> Arc<world::Profile> {
     world::load_profile(Some(&path)).unwrap()
 }
 
-/// OPEN BUG, found 2026-12-06 by recalibrating the profile: a backend<->db partition that
-/// cuts a connection right after its BEGIN was sent leaves the DATABASE's session idle in
-/// transaction for good. storm-partition, seed 0, exclusion, the fast profile: session 8's
-/// BEGIN at 19.85 ms, the cut at 20 ms; the backend gives the connection up, the database
-/// never learns (PostgreSQL does the same until TCP keepalives or
-/// `idle_in_transaction_session_timeout` end the session; the backend sets neither, and the
-/// model accepts the setting but does not enforce it). Here the session holds no lock yet;
-/// one cut after an INSERT would hold its row's locks. The invariant that finds it is
-/// `session_hygiene`. This test is what the fix must turn green.
-#[test]
-#[ignore = "open bug: a partition after BEGIN leaves the db session idle in transaction"]
-fn a_partition_after_begin_leaves_no_session_in_a_transaction() {
-    let mut config = scenario_config("storm-partition", 0);
+/// FIXED BUG, found 2026-12-06 by recalibrating the profile: a backend<->db partition that
+/// cuts a connection right after its BEGIN was sent left the DATABASE's session idle in
+/// transaction for good: the backend gives the connection up, the database never learns
+/// (PostgreSQL does the same until TCP keepalives or `idle_in_transaction_session_timeout`
+/// end the session). The invariant that found it is `session_hygiene`; the fault is the
+/// scenario's partition, and what was missing was the database-side timeout, in the backend
+/// (which set none) and in the model (which accepted the setting and ignored it). Now every
+/// session starts with `backend_core::db::session_setup` (on PostgreSQL and in the model)
+/// and the model's server ends a session idle in a transaction block that long (FATAL 25P03
+/// on PostgreSQL). With the profile of a fast moment, 11 of storm-partition's seeds 0..40
+/// leak without it (`--guard no-idle-timeout`, the old behaviour kept as a planted bug) and
+/// none with it; with the committed profile no seed's cut falls right after a BEGIN.
+const PARTITION_SEED: u64 = 4;
+
+fn partition_config(guard: GuardMode) -> RunConfig {
+    let mut config = scenario_config("storm-partition", PARTITION_SEED);
+    config.guard = guard;
     config.profile = fast_profile();
-    let outcome = world::run(&config).unwrap().outcome;
+    config
+}
+
+/// The regression test.
+#[test]
+fn a_partition_after_begin_leaves_no_session_in_a_transaction() {
+    let outcome = world::run(&partition_config(GuardMode::Safe)).unwrap().outcome;
     assert_eq!(outcome.invariant_violations("session_hygiene"), 0, "{:?}", outcome.violations);
 }
 
-/// Until it is fixed: the simulation finds that bug at that seed, and only that one; with
-/// the committed profile the same seed's cut falls elsewhere and passes.
+/// The simulation finds the bug at that seed when sessions skip the timeout, and replays it.
 #[test]
-fn the_partition_after_begin_bug_is_found_at_its_seed() {
-    let mut config = scenario_config("storm-partition", 0);
-    let committed = world::run(&config).unwrap().outcome;
-    assert!(committed.passed(), "{:?}", committed.violations);
-    config.profile = fast_profile();
-    let outcome = world::run(&config).unwrap().outcome;
-    assert_eq!(outcome.invariant_violations("session_hygiene"), 1, "{:?}", outcome.violations);
-    assert!(outcome.violations.iter().all(|v| v.invariant == "session_hygiene"));
+fn without_the_idle_timeout_a_partition_after_begin_leaks_at_its_seed() {
+    let a = world::run(&partition_config(GuardMode::NoIdleTimeout)).unwrap().outcome;
+    let b = world::run(&partition_config(GuardMode::NoIdleTimeout)).unwrap().outcome;
+    assert!(a.invariant_violations("session_hygiene") >= 1, "{:?}", a.violations);
+    assert!(a.violations.iter().all(|v| v.invariant == "session_hygiene"), "{:?}", a.violations);
+    assert_eq!(a.trace_hash, b.trace_hash);
 }

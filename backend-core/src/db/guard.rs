@@ -53,20 +53,33 @@ pub enum GuardMode {
     /// only then — a `BEGIN` cancelled in flight leaves the session in a transaction and back
     /// in the pool. The behaviour of the first `PgConn`.
     LateBegin,
+    /// BROKEN (planted): the `Safe` guard, but new sessions skip `session_setup`, so they
+    /// have no `idle_in_transaction_session_timeout`: a connection lost right after its
+    /// `BEGIN` (a partition) leaves the database's session idle in transaction, holding what
+    /// it locked, until TCP notices. What the backend did before 2026-12-06 (issue #17).
+    NoIdleTimeout,
 }
 
 impl GuardMode {
-    pub const ALL: [GuardMode; 2] = [GuardMode::Safe, GuardMode::LateBegin];
+    pub const ALL: [GuardMode; 3] =
+        [GuardMode::Safe, GuardMode::LateBegin, GuardMode::NoIdleTimeout];
 
     pub fn name(self) -> &'static str {
         match self {
             GuardMode::Safe => "safe",
             GuardMode::LateBegin => "late-begin",
+            GuardMode::NoIdleTimeout => "no-idle-timeout",
         }
     }
 
     pub fn is_broken(self) -> bool {
-        matches!(self, GuardMode::LateBegin)
+        matches!(self, GuardMode::LateBegin | GuardMode::NoIdleTimeout)
+    }
+
+    /// Whether the transaction is marked open before `BEGIN` is sent (every mode but
+    /// `LateBegin`).
+    fn marks_before_begin(self) -> bool {
+        !matches!(self, GuardMode::LateBegin)
     }
 
     pub fn describe(self) -> &'static str {
@@ -76,6 +89,9 @@ impl GuardMode {
             }
             GuardMode::LateBegin => {
                 "BROKEN: transaction marked open only after BEGIN returns (leaks on cancel)"
+            }
+            GuardMode::NoIdleTimeout => {
+                "BROKEN: sessions without idle_in_transaction_session_timeout (a connection                  lost after BEGIN leaves its transaction open)"
             }
         }
     }
@@ -141,15 +157,16 @@ impl<C: RawConn> TxGuard<C> {
 
     /// Whether the guard would discard the session if dropped now.
     pub fn must_discard(&self) -> bool {
-        match self.mode {
-            GuardMode::Safe => self.transaction_maybe_open || self.statement_in_flight,
-            GuardMode::LateBegin => self.transaction_maybe_open,
+        if self.mode.marks_before_begin() {
+            self.transaction_maybe_open || self.statement_in_flight
+        } else {
+            self.transaction_maybe_open
         }
     }
 
     async fn run(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
         let effect = transaction_effect(sql);
-        if effect == TransactionEffect::Begins && self.mode == GuardMode::Safe {
+        if effect == TransactionEffect::Begins && self.mode.marks_before_begin() {
             self.transaction_maybe_open = true;
         }
         self.statement_in_flight = true;
@@ -162,7 +179,7 @@ impl<C: RawConn> TxGuard<C> {
             _ => {}
         }
         if let Err(error) = &result
-            && self.mode == GuardMode::Safe
+            && self.mode.marks_before_begin()
             && error.sqlstate == "25P02"
             && !self.transaction_maybe_open
         {

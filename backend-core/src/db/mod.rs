@@ -21,6 +21,25 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+/// How long a database session may sit idle inside a transaction block before PostgreSQL
+/// ends it (`idle_in_transaction_session_timeout`: FATAL 25P03, the transaction aborts and its
+/// locks go): 5× the room-assignment p95 target (100 ms). A booking transaction's statements
+/// follow each other within milliseconds, so a gap this long means the backend lost the
+/// connection or stalled. Without it, a connection cut right after its `BEGIN` left the
+/// database's session idle in transaction, holding whatever it had locked, until TCP noticed
+/// (found by the simulation: storm-partition, `sim/tests/client_faults.rs`).
+pub const IDLE_IN_TRANSACTION_TIMEOUT_MS: u64 = 500;
+
+/// The statements every new database session runs before it is first used, on PostgreSQL
+/// ([`pg::PgDb`]) and in the simulation (sim's `ModelDb`) alike; none under the planted
+/// [`GuardMode::NoIdleTimeout`](guard::GuardMode::NoIdleTimeout).
+pub fn session_setup(guard: guard::GuardMode) -> Vec<String> {
+    if guard == guard::GuardMode::NoIdleTimeout {
+        return Vec::new();
+    }
+    vec![format!("SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_TIMEOUT_MS}")]
+}
+
 /// A boxed, `Send` future: the trait must be object safe (`Arc<dyn Db>`) and axum handlers need
 /// `Send` futures.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -73,14 +73,18 @@ impl PgDb {
             Some(schema) => Some(schema_identifier(schema)?),
             None => None,
         };
+        let setup = super::session_setup(options.guard);
         let pool = PgPoolOptions::new()
             .max_connections(options.connections_max)
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _meta| {
-                let search_path = search_path.clone();
+                let (search_path, setup) = (search_path.clone(), setup.clone());
                 Box::pin(async move {
                     if let Some(schema) = search_path {
                         let sql = format!("SET search_path TO {schema}, public");
+                        conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                    }
+                    for sql in setup {
                         conn.execute(sqlx::AssertSqlSafe(sql)).await?;
                     }
                     Ok(())

@@ -105,6 +105,17 @@ impl ApiContext {
         self
     }
 
+    /// Reads `clinic_id`'s rule policy into the policy cache through the pool: the version
+    /// check and the policy read a booking makes on a cache miss (`booking::snapshot::
+    /// load_policy`), so later bookings find it cached as they do in a service that has
+    /// already served one. The connection goes back to the pool.
+    pub async fn warm_policy(&self, clinic_id: uuid::Uuid) -> crate::error::Result<()> {
+        let mut conn = self.db.acquire().await?;
+        let (cache, bodies) = (&self.policy_cache, &self.bodies);
+        crate::booking::snapshot::load_policy(conn.as_mut(), cache, bodies, clinic_id).await?;
+        Ok(())
+    }
+
     /// Replaces the parsed-body cache, e.g. with one shared by every backend a process runs.
     /// The cache changes no answer (`booking::body_cache`), so sharing it is unobservable.
     pub fn with_body_cache(mut self, bodies: Arc<BodyCache>) -> ApiContext {

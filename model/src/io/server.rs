@@ -117,6 +117,8 @@ struct Shared {
     start: Instant,
     /// The engine's clock when this server started (non-zero for a restarted host).
     base: Duration,
+    /// `ServerConfig::time_scale`, for the idle-in-transaction timer.
+    time_scale: u32,
 }
 
 /// A handle on the running server; clones share it.
@@ -139,6 +141,7 @@ impl Server {
             generation: watch::Sender::new(0),
             start: Instant::now(),
             base,
+            time_scale: config.time_scale,
         });
         let task = EngineTask::new(Rc::clone(&shared), config);
         tokio::task::spawn_local(task.run(rx));
@@ -170,9 +173,24 @@ impl Server {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         loop {
+            // Idle inside a transaction block with `idle_in_transaction_session_timeout` set:
+            // PostgreSQL ends the session (FATAL 25P03, then the connection closes) when no
+            // statement comes in time, which aborts its transaction and frees its locks.
+            // Here the connection closes (the client's next statement finds it closed) and
+            // `serve_connection` closes the session.
+            let idle_max = self.shared.engine.borrow().idle_in_transaction_timeout_ms(session);
+            let idle_max = idle_max.map(|ms| Duration::from_millis(ms) * self.shared.time_scale);
             let request = tokio::select! {
                 biased;
                 _ = generation.changed() => return Err(IoError::Closed),
+                _ = sleep_or_never(idle_max) => {
+                    let at_us = Instant::now().saturating_duration_since(self.shared.start);
+                    let at_us = u64::try_from(at_us.as_micros()).unwrap_or(u64::MAX);
+                    let (kind, outcome) = ("terminate", "25P03".to_string());
+                    let fingerprint = "idle-in-transaction timeout".to_string();
+                    self.shared.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
+                    return Ok(());
+                }
                 r = read_frame::<_, Incoming>(stream) => r?,
             };
             let (sql, params) = match request {
@@ -438,6 +456,14 @@ impl EngineTask {
         let at_us = u64::try_from(at_us).unwrap_or(u64::MAX);
         let fingerprint = fingerprint(sql);
         self.shared.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
+    }
+}
+
+/// Sleeps `limit` (already in simulated time), or forever without one.
+async fn sleep_or_never(limit: Option<Duration>) {
+    match limit {
+        Some(limit) => tokio::time::sleep(limit).await,
+        None => std::future::pending().await,
     }
 }
 

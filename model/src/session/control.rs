@@ -286,6 +286,10 @@ impl Engine {
                 settings.statement_timeout_ms =
                     v.map(|v| sql::parse_duration_ms(name, v)).transpose()?.unwrap_or(0)
             }
+            "idle_in_transaction_session_timeout" => {
+                settings.idle_in_transaction_timeout_ms =
+                    v.map(|v| sql::parse_duration_ms(name, v)).transpose()?.unwrap_or(0)
+            }
             "default_transaction_isolation" | "transaction_isolation" => {
                 let level = match v.map(|v| v.to_ascii_lowercase()) {
                     None => Isolation::ReadCommitted,
@@ -315,7 +319,6 @@ impl Engine {
             | "client_encoding"
             | "datestyle"
             | "synchronous_commit"
-            | "idle_in_transaction_session_timeout"
             | "extra_float_digits"
             | "intervalstyle"
             | "standard_conforming_strings" => return ok(tag),
@@ -358,6 +361,7 @@ impl Engine {
             "deadlock_timeout" => ms(e.deadlock_timeout_ms),
             "lock_timeout" => ms(e.lock_timeout_ms),
             "statement_timeout" => ms(e.statement_timeout_ms),
+            "idle_in_transaction_session_timeout" => ms(e.idle_in_transaction_timeout_ms),
             "default_transaction_isolation" => iso(e.default_isolation).to_string(),
             "transaction_isolation" => {
                 iso(s.txn.as_ref().map(|t| t.isolation).unwrap_or(e.default_isolation)).to_string()

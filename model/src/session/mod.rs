@@ -60,6 +60,9 @@ pub struct Settings {
     pub lock_timeout_ms: u64,
     /// 0 = no limit.
     pub statement_timeout_ms: u64,
+    /// 0 = no limit. Enforced by the async server (`io::server`), which ends a session left
+    /// idle inside a transaction block this long, as PostgreSQL's FATAL 25P03 does.
+    pub idle_in_transaction_timeout_ms: u64,
     pub default_isolation: Isolation,
 }
 
@@ -69,6 +72,7 @@ impl Default for Settings {
             deadlock_timeout_ms: 1000,
             lock_timeout_ms: 0,
             statement_timeout_ms: 0,
+            idle_in_transaction_timeout_ms: 0,
             default_isolation: Isolation::ReadCommitted,
         }
     }
@@ -139,7 +143,7 @@ pub struct Session {
 }
 
 impl Session {
-    fn effective(&self) -> Settings {
+    pub(crate) fn effective(&self) -> Settings {
         self.txn.as_ref().and_then(|t| t.local).unwrap_or(self.settings)
     }
 }

@@ -49,8 +49,10 @@ pub enum Command {
         seed: u64,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
-        /// The backend's transaction guard; `late-begin` is a planted bug (it leaks a
-        /// transaction when a request is cancelled while its BEGIN is in flight).
+        /// The backend's transaction guard; planted bugs: `late-begin` (it leaks a
+        /// transaction when a request is cancelled while its BEGIN is in flight) and
+        /// `no-idle-timeout` (sessions without idle_in_transaction_session_timeout: a
+        /// connection lost after BEGIN leaves its transaction open).
         #[arg(long, default_value = "safe", value_parser = parse_guard)]
         guard: GuardMode,
         /// Print every trace event (the events the hash covers).
@@ -87,8 +89,10 @@ pub enum Command {
         seeds: Range<u64>,
         #[arg(long, default_value = "exclusion")]
         strategy: String,
-        /// The backend's transaction guard; `late-begin` is a planted bug (it leaks a
-        /// transaction when a request is cancelled while its BEGIN is in flight).
+        /// The backend's transaction guard; planted bugs: `late-begin` (it leaks a
+        /// transaction when a request is cancelled while its BEGIN is in flight) and
+        /// `no-idle-timeout` (sessions without idle_in_transaction_session_timeout: a
+        /// connection lost after BEGIN leaves its transaction open).
         #[arg(long, default_value = "safe", value_parser = parse_guard)]
         guard: GuardMode,
         /// Seeds in parallel, 1 to 64 (results identical for any value); default: one per

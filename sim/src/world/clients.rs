@@ -424,7 +424,7 @@ fn answer_detail(
 
 /// `Server-Timing: conflict;dur=0.080, lock;dur=…` (simulated ms) → modelled µs. Not
 /// `rules`: the backend's cost model records the charged rules cost at µs precision itself
-/// (`cpu::ChargeSleep`), which the 50 µs clock cannot show.
+/// (`cpu::ChargeSleep`), which the 25 µs clock cannot show.
 fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histograms>>) {
     let Some(value) = headers.get("server-timing").and_then(|v| v.to_str().ok()) else { return };
     for part in value.split(',') {

@@ -32,8 +32,8 @@ use super::profile::{BackendCpu, Profile};
 /// (the in-transaction INSERT and checks, which the simulation times on its own), so a
 /// measured profile charges nothing for it; the fallback charges its constants.
 ///
-/// PRECISION: the clock only moves in 50 µs ticks, so the sleep is the cost rounded to the
-/// NEAREST tick (a 30 µs cost sleeps one tick, a 20 µs cost none), and the exact charged cost
+/// PRECISION: the clock only moves in 25 µs ticks, so the sleep is the cost rounded to the
+/// NEAREST tick (at 25 µs: a 15 µs cost sleeps one tick, a 10 µs cost none), and the exact charged cost
 /// is recorded in the rules-evaluation histogram at µs precision — what the real backend's
 /// Server-Timing measures. Contention: the charge waits for a shared core when there are any;
 /// the cost itself does not grow with load.

@@ -199,6 +199,7 @@ pub fn add_backend_host(
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
     let request_seed = seeds.u64(Stream::BackendRequestCpu);
+    let warm_clinic = scenario.backend.warm_policy_cache.then(|| ClinicIds::new(&scenario).clinic);
     sim.host("backend", move || {
         let sink = histograms.clone();
         let on_wait: WaitObserver =
@@ -245,10 +246,19 @@ pub fn add_backend_host(
             body_read_timeout: scaled_ms(SERVE_READ_TIMEOUT_MS),
             body_bytes_max: config_body_bytes_max,
         };
+        let warm = warm_clinic.map(|clinic| (ctx.clone(), clinic));
         let router = request_cpu.layer(api_router(ctx));
         let listening = listening.clone();
         let accepted = accepted.clone();
         async move {
+            // `[backend] warm_policy_cache`: the policy read before the clients start (they
+            // start once `listening` is set), as a running service holds it. A failure leaves
+            // the cache cold: the first booking reads the policy itself.
+            if let Some((ctx, clinic)) = warm
+                && let Err(error) = ctx.warm_policy(clinic).await
+            {
+                tracing::warn!(%error, "warming the policy cache failed");
+            }
             let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BACKEND_PORT)).await?;
             listening.set(true);
             let shutdown = std::future::pending();

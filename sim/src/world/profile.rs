@@ -12,7 +12,7 @@
 //! side) and `cores = N` (the cores the database and the backend SHARE on the measured
 //! machine; with it statements and the backend's CPU run on one pool of N cores, so CPU
 //! contention emerges under load — `model::io::Cores`), and optionally `quantum_us = Q` (the
-//! kernel's time slice on those shared cores, modelled µs, a whole number of 50 µs ticks: a
+//! kernel's time slice on those shared cores, modelled µs, a whole number of 25 µs ticks: a
 //! piece of work holds a core for at most Q while other work waits, then queues again —
 //! round-robin, issue #17; absent or 0: each piece runs to its end; calibrate writes
 //! [`QUANTUM_US_CALIBRATED`]), and optionally `offpath_us = U` (needs `cores`: µs of CPU the
@@ -224,7 +224,7 @@ fn check_offpath_us(us: f64, cores: Option<u32>) -> Result<(), String> {
     Ok(())
 }
 
-/// A time slice must be a whole number of the simulation's 50 µs ticks (the clock moves in
+/// A time slice must be a whole number of the simulation's 25 µs ticks (the clock moves in
 /// ticks) and at most [`QUANTUM_US_MAX`]; 0 means none.
 fn check_quantum_us(q: u64) -> Result<(), String> {
     if !q.is_multiple_of(RESOLUTION_US) || q > QUANTUM_US_MAX {
@@ -417,7 +417,7 @@ mod tests {
         let zero = format!("{base}\n{cpu}cores = 2\nquantum_us = 0\n");
         let zero = Profile::from_toml_str(&zero, "t").unwrap().backend_cpu.unwrap();
         assert_eq!(zero.quantum_us(), None);
-        for bad in ["quantum_us = 75", "quantum_us = 2000050"] {
+        for bad in ["quantum_us = 76", "quantum_us = 2000050"] {
             let bad = format!("{base}\n{cpu}cores = 2\n{bad}\n");
             assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.quantum_us");
         }

@@ -9,7 +9,7 @@ use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::invariants;
-use crate::model_db::{ConnId, TapEntry};
+use crate::model_db::{ConnId, SETUP_LEASE, TapEntry};
 use crate::observations::{
     AnswerDetail, Appointment, BookingKey, BookingRecord, ClientOutcome, DbObservations,
 };
@@ -229,6 +229,11 @@ impl Attribution {
     }
 
     fn event(&mut self, session: SessionId, kind: &str, outcome: &str) {
+        if kind == "terminate" {
+            // The server ended an idle session (idle-in-transaction timeout): nothing follows.
+            self.queues.remove(&session);
+            return;
+        }
         if let Some(done) = outcome.strip_prefix("completed ") {
             match self.waiting.remove(&session) {
                 Some(entry) => self.recorder.statement(entry.lease, &entry.statement, done != "ok"),
@@ -241,6 +246,8 @@ impl Attribution {
             return;
         };
         match queue.pop_front() {
+            // A connection's set-up: no request's statement, in no pattern.
+            Some(entry) if entry.kind == kind && entry.lease == SETUP_LEASE => {}
             Some(entry) if entry.kind == kind => {
                 if outcome == "blocked" {
                     self.recorder.blocked(entry.lease, &entry.statement);
