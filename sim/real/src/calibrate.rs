@@ -407,12 +407,16 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     // A second clinic with another room count separates the rules' fixed cost per evaluation
     // from the per-check one (issue #17: conflict's 10-room evaluations cost 0.4-0.65 of
     // real under storm's per-check-only profile).
+    let mut fit_line = None;
     if let Ok((_, cpu)) = &mut measured {
         let other = if config.scenario == "conflict" { "storm" } else { "conflict" };
         let bookings = (config.bookings / 4).max(SAMPLES_MIN as u32 * 2);
         let name = unique_database_name("roomsim_calibrate");
         match measure_in_temp(&config.target, &name, other, bookings, config.seed).await {
-            Ok((_, second)) => cpu.rules_fixed = rules_fit(&config.scenario, cpu, other, &second),
+            Ok((_, second)) => {
+                cpu.rules_fixed = rules_fit(&config.scenario, cpu, other, &second);
+                fit_line = Some(fit_summary(&config.scenario, cpu, other, &second));
+            }
             Err(e) => measured = Err(e),
         }
     }
@@ -432,6 +436,9 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     text.push_str(&super::probe::toml_section(&speed));
     std::fs::write(&config.out, &text).map_err(|e| RealError::io(&config.out, e))?;
     print!("{}", summary(&times, &cpu));
+    if let Some(line) = fit_line {
+        println!("{line}");
+    }
     println!("profile written to {}", config.out.display());
     Ok(())
 }
@@ -442,6 +449,28 @@ fn rules_fit(a: &str, cpu_a: &CpuCosts, b: &str, cpu_b: &CpuCosts) -> Option<Rul
     let median_checks = |c: &CpuCosts| c.rule_checks.as_ref().map(|h| h.value_at_quantile(0.5));
     let point = |name, c: &CpuCosts| Some((name, median_checks(c)?, c.rules_p50_us?));
     RulesFit::through(point(a, cpu_a)?, point(b, cpu_b)?)
+}
+
+/// What `calibrate` says of the rules' fixed part: the fit, or why there is none (both
+/// clinics' medians named), so a profile without `rules_fixed_us` never comes silently.
+fn fit_summary(a: &str, cpu_a: &CpuCosts, b: &str, cpu_b: &CpuCosts) -> String {
+    let median_checks = |c: &CpuCosts| c.rule_checks.as_ref().map(|h| h.value_at_quantile(0.5));
+    let point = |name: &str, c: &CpuCosts| match (median_checks(c), c.rules_p50_us) {
+        (Some(n), Some(us)) => format!("{name} {n} checks, {us} µs"),
+        _ => format!("{name} not measured"),
+    };
+    let points = format!("{}; {}", point(a, cpu_a), point(b, cpu_b));
+    match rules_fit(a, cpu_a, b, cpu_b) {
+        Some(fit) => format!(
+            "rules evaluation: {:.1} µs fixed + {:.1} ns per check ({points})",
+            fit.fixed_us, fit.per_check_ns
+        ),
+        None => format!(
+            "NOTICE: rules evaluation's fixed part NOT fitted ({points}): the check counts are \
+             within 25 % of each other, or the cost does not grow with them (too few bookings \
+             measure a µs median flat); the profile charges per check only"
+        ),
+    }
 }
 
 /// A profile measured the way `calibrate` does, `bookings` storm bookings at one user in a
@@ -806,6 +835,23 @@ mod tests {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
         let us = profile.backend_cpu.as_ref().expect("[cpu] written").sample_rules_us(20, &mut rng);
         assert!((40.0..=80.0).contains(&us), "{us}");
+    }
+
+    #[test]
+    fn calibrate_says_when_the_rules_fixed_part_is_not_fitted() {
+        let costs = |checks: u64, us: u64| {
+            let mut h = latency_histogram();
+            h.record(checks).unwrap();
+            CpuCosts { rule_checks: Some(h), rules_p50_us: Some(us), ..CpuCosts::default() }
+        };
+        let fitted = fit_summary("storm", &costs(1178, 34), "conflict", &costs(418, 21));
+        assert!(fitted.starts_with("rules evaluation: "), "{fitted}");
+        assert!(fitted.contains("storm 1178 checks, 34 µs; conflict 418 checks, 21 µs"));
+        let flat = fit_summary("storm", &costs(1178, 1), "conflict", &costs(418, 1));
+        assert!(flat.starts_with("NOTICE: rules evaluation's fixed part NOT fitted"), "{flat}");
+        assert!(flat.contains("conflict 418 checks, 1 µs"), "{flat}");
+        let missing = fit_summary("storm", &costs(1178, 34), "conflict", &CpuCosts::default());
+        assert!(missing.contains("conflict not measured") && missing.contains("NOT fitted"));
     }
 
     #[test]
