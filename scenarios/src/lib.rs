@@ -58,6 +58,26 @@ pub struct Loaded {
     pub origin: PathBuf,
 }
 
+impl Loaded {
+    /// The scenario after `change`, validated again as its file was (a change can break a
+    /// rule: more disjoint bookers than the clinic has patients, say); errors name the origin.
+    pub fn changed(&self, change: impl FnOnce(&mut Scenario)) -> Result<Loaded, ScenarioError> {
+        let mut scenario = self.scenario.clone();
+        change(&mut scenario);
+        scenario.expand_generator();
+        Loaded::validated(scenario, self.origin.clone())
+    }
+
+    fn validated(scenario: Scenario, file: PathBuf) -> Result<Loaded, ScenarioError> {
+        validate::validate(&scenario).map_err(|(field, problem)| ScenarioError::Invalid {
+            file: file.clone(),
+            field,
+            problem,
+        })?;
+        Ok(Loaded { scenario, origin: file })
+    }
+}
+
 impl Scenario {
     /// Reads, expands and validates a scenario file.
     pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
@@ -91,12 +111,7 @@ impl Scenario {
         let mut scenario: Scenario = toml::from_str(text)
             .map_err(|e| ScenarioError::Parse { file: file.clone(), message: e.to_string() })?;
         scenario.expand_generator();
-        validate::validate(&scenario).map_err(|(field, problem)| ScenarioError::Invalid {
-            file: file.clone(),
-            field,
-            problem,
-        })?;
-        Ok(Loaded { scenario, origin: file })
+        Loaded::validated(scenario, file)
     }
 
     /// Total bookings the workload makes.

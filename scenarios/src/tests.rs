@@ -169,3 +169,19 @@ fn a_user_file_loads_from_disk() {
     assert_eq!(loaded.origin, path);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_changed_scenario_is_validated_again_and_names_its_origin() {
+    let storm = Scenario::builtin("storm").unwrap();
+    let ten = storm.changed(|s| s.workload.bookers = 10).unwrap();
+    assert_eq!(ten.scenario.workload.bookers, 10);
+    assert_eq!(ten.origin, storm.origin);
+    // storm's participants are disjoint: 50 patients, so 51 bookers break that rule.
+    match storm.changed(|s| s.workload.bookers = 51) {
+        Err(ScenarioError::Invalid { file, field, problem }) => {
+            assert_eq!(file, storm.origin);
+            assert_eq!(field, "workload.participants", "{problem}");
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}

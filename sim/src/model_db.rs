@@ -111,6 +111,13 @@ pub struct TapEntry {
     pub statement: Statement,
 }
 
+impl TapEntry {
+    fn new(conn: ConnId, lease: u64, sql: &str, params: &[SqlValue]) -> TapEntry {
+        let (kind, statement) = (model::statement_kind(sql), patterns::classify(sql, params));
+        TapEntry { conn, lease, kind, statement }
+    }
+}
+
 /// The lease of a connection's set-up statements (`backend_core::db::session_setup`): leases
 /// of requests count from 1.
 pub const SETUP_LEASE: u64 = 0;
@@ -195,22 +202,10 @@ impl ModelDb {
                 // What every production session runs first (backend-core's `session_setup`).
                 for sql in setup {
                     if let (Some(tap), Some(conn)) = (&tap, id) {
-                        let entry = TapEntry {
-                            conn,
-                            lease: SETUP_LEASE,
-                            kind: model::statement_kind(&sql),
-                            statement: patterns::classify(&sql, &[]),
-                        };
+                        let entry = TapEntry::new(conn, SETUP_LEASE, &sql, &[]);
                         tap.lock().expect("tap").entries.push(entry);
                     }
-                    let limit = scaled_ms(STATEMENT_TIMEOUT_MS);
-                    let lost = |why: String| DbError::new(DbError::CONNECTION_FAILURE, why);
-                    match tokio::time::timeout(limit, client.query(&sql, &[])).await {
-                        Ok(Ok(Ok(_))) => {}
-                        Ok(Ok(Err(error))) => return Err(to_db_error(error)),
-                        Ok(Err(e)) => return Err(lost(format!("{sql}: {e}"))),
-                        Err(_) => return Err(lost(format!("{sql}: no reply"))),
-                    }
+                    round_trip(&mut client, &sql, &[]).await?.map_err(to_db_error)?;
                 }
                 Ok(ModelConn { client, id })
             })
@@ -254,13 +249,7 @@ impl PooledConn {
         let (Some((tap, lease)), Some(conn)) = (&self.lease, self.pooled.get_mut().id) else {
             return;
         };
-        let entry = TapEntry {
-            conn,
-            lease: *lease,
-            kind: model::statement_kind(sql),
-            statement: patterns::classify(sql, params),
-        };
-        tap.lock().expect("tap").entries.push(entry);
+        tap.lock().expect("tap").entries.push(TapEntry::new(conn, *lease, sql, params));
     }
 
     async fn execute_statement(&mut self, sql: &str, params: &[SqlValue]) -> Result<Rows, DbError> {
@@ -282,20 +271,11 @@ impl PooledConn {
             return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
         }
         self.note(sql, params);
-        let conn = self.pooled.get_mut();
-        let timeout = scaled_ms(STATEMENT_TIMEOUT_MS);
-        let reply = tokio::time::timeout(timeout, conn.client.query(sql, &values)).await;
-        let response = match reply {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
+        let response = match round_trip(&mut self.pooled.get_mut().client, sql, &values).await {
+            Ok(response) => response,
+            Err(lost) => {
                 self.pooled.mark_broken();
-                let message = format!("db connection lost: {e}");
-                return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
-            }
-            Err(_) => {
-                self.pooled.mark_broken();
-                let message = format!("no reply from the db within {STATEMENT_TIMEOUT_MS} ms");
-                return Err(DbError::new(DbError::CONNECTION_FAILURE, message));
+                return Err(lost);
             }
         };
         match response {
@@ -309,6 +289,22 @@ impl PooledConn {
                 Err(to_db_error(error))
             }
         }
+    }
+}
+
+/// One statement's round trip, bounded by [`STATEMENT_TIMEOUT_MS`]: the database's answer,
+/// or a connection failure (08006) when the stream fails or no reply comes in time, after
+/// which the connection must not be used again.
+async fn round_trip(
+    client: &mut Client<TcpStream>,
+    sql: &str,
+    values: &[Value],
+) -> Result<model::Response, DbError> {
+    let lost = |why: String| DbError::new(DbError::CONNECTION_FAILURE, why);
+    match tokio::time::timeout(scaled_ms(STATEMENT_TIMEOUT_MS), client.query(sql, values)).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(lost(format!("db connection lost: {e}"))),
+        Err(_) => Err(lost(format!("no reply from the db within {STATEMENT_TIMEOUT_MS} ms"))),
     }
 }
 

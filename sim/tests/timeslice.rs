@@ -14,11 +14,11 @@ use sim::world::{self, Profile, RunConfig};
 
 fn storm(bookers: u32, bookings_per_booker: u32) -> Arc<Scenario> {
     let loaded = Scenario::builtin("storm").unwrap();
-    let mut scenario = loaded.scenario;
-    scenario.workload.bookers = bookers;
-    scenario.workload.bookings_per_booker = bookings_per_booker;
-    let text = toml::to_string(&scenario).unwrap();
-    Arc::new(Scenario::parse(&text, &loaded.origin).unwrap().scenario)
+    let changed = loaded.changed(|scenario| {
+        scenario.workload.bookers = bookers;
+        scenario.workload.bookings_per_booker = bookings_per_booker;
+    });
+    Arc::new(changed.unwrap().scenario)
 }
 
 fn run(scenario: &Arc<Scenario>, seed: u64, quantum_us: Option<u64>) -> RunOutcome {

@@ -14,11 +14,11 @@ const POLICY_READ: &str = "select format, body from rule_policies";
 
 fn storm(bookers: u32, warm: bool) -> Arc<Scenario> {
     let loaded = Scenario::builtin("storm").unwrap();
-    let mut scenario = loaded.scenario;
-    scenario.workload.bookers = bookers;
-    scenario.backend.warm_policy_cache = warm;
-    let text = toml::to_string(&scenario).unwrap();
-    Arc::new(Scenario::parse(&text, &loaded.origin).unwrap().scenario)
+    let changed = loaded.changed(|scenario| {
+        scenario.workload.bookers = bookers;
+        scenario.backend.warm_policy_cache = warm;
+    });
+    Arc::new(changed.unwrap().scenario)
 }
 
 fn run(scenario: &Arc<Scenario>, seed: u64) -> (Vec<Event>, sim::outcome::RunOutcome) {

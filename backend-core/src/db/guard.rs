@@ -91,7 +91,8 @@ impl GuardMode {
                 "BROKEN: transaction marked open only after BEGIN returns (leaks on cancel)"
             }
             GuardMode::NoIdleTimeout => {
-                "BROKEN: sessions without idle_in_transaction_session_timeout (a connection                  lost after BEGIN leaves its transaction open)"
+                "BROKEN: sessions without idle_in_transaction_session_timeout (a connection lost after \
+                 BEGIN leaves its transaction open)"
             }
         }
     }

@@ -184,11 +184,8 @@ impl Server {
                 biased;
                 _ = generation.changed() => return Err(IoError::Closed),
                 _ = sleep_or_never(idle_max) => {
-                    let at_us = Instant::now().saturating_duration_since(self.shared.start);
-                    let at_us = u64::try_from(at_us.as_micros()).unwrap_or(u64::MAX);
-                    let (kind, outcome) = ("terminate", "25P03".to_string());
-                    let fingerprint = "idle-in-transaction timeout".to_string();
-                    self.shared.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
+                    let what = "idle-in-transaction timeout".to_string();
+                    self.shared.record(session, "terminate", what, "25P03".to_string());
                     return Ok(());
                 }
                 r = read_frame::<_, Incoming>(stream) => r?,
@@ -452,10 +449,16 @@ impl EngineTask {
     }
 
     fn record(&self, session: SessionId, kind: &'static str, sql: &str, outcome: String) {
-        let at_us = Instant::now().saturating_duration_since(self.shared.start).as_micros();
+        self.shared.record(session, kind, fingerprint(sql), outcome);
+    }
+}
+
+impl Shared {
+    /// Appends a trace event at the server's time now.
+    fn record(&self, session: SessionId, kind: &'static str, fingerprint: String, outcome: String) {
+        let at_us = Instant::now().saturating_duration_since(self.start).as_micros();
         let at_us = u64::try_from(at_us).unwrap_or(u64::MAX);
-        let fingerprint = fingerprint(sql);
-        self.shared.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
+        self.trace.push(TraceEvent { at_us, session, kind, fingerprint, outcome });
     }
 }
 

@@ -194,11 +194,7 @@ pub struct SimLevel {
 /// The scenario with `bookers` set to `level`, validated again (a level can exceed what the
 /// clinic supports, e.g. disjoint participants need a patient per booking).
 pub fn scenario_at_level(loaded: &Loaded, level: u32) -> Result<Arc<Scenario>, RealError> {
-    let mut scenario = loaded.scenario.clone();
-    scenario.workload.bookers = level;
-    let text = toml::to_string(&scenario)
-        .map_err(|e| RealError::BadInput(format!("scenario at {level} users: {e}")))?;
-    let again = Scenario::parse(&text, &loaded.origin).map_err(|e| {
+    let again = loaded.changed(|scenario| scenario.workload.bookers = level).map_err(|e| {
         RealError::BadInput(format!("--concurrency {level}: the scenario does not allow it: {e}"))
     })?;
     Ok(Arc::new(again.scenario))
