@@ -294,7 +294,7 @@ pub struct ValidateArgs {
     /// connection per simulated user (the default, as Locust's HttpUser).
     #[arg(long)]
     pub fresh_connections: bool,
-    /// The simulation's time slice on the shared cores, modelled µs (a multiple of 50),
+    /// The simulation's time slice on the shared cores, modelled µs (a multiple of 25),
     /// instead of the profile's `[cpu] quantum_us`; 0 = run every piece of work to its end.
     /// Several values (comma-separated): the simulation runs once per value against the same
     /// real side, each judged (the --html report shows the first).

@@ -235,8 +235,8 @@ async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
             let mut session = UserSession::new(shared.config.connections);
             for scheduled in mine {
                 let intended = round_start + Duration::from_micros(scheduled.send_at_us);
-                sleep_until_due(intended).await;
-                send_and_record(&shared, &mut session, scheduled.request, intended).await;
+                let measured_from = sleep_until_due(intended).await;
+                send_and_record(&shared, &mut session, scheduled.request, measured_from).await;
             }
             session.finish(&shared);
         }));
@@ -246,15 +246,25 @@ async fn run_round(shared: &Arc<Shared>, requests: Vec<ScheduledRequest>) {
     }
 }
 
-/// Waits for `intended` unless it has come already. tokio's timer rounds every deadline UP
-/// to its next millisecond tick, even one that has passed: `sleep_until(now)` waited 0.5–1 ms,
-/// and because latency is measured from the intended time, that wait was counted as the
-/// system's (validate's simultaneous 1-user rounds measured room assignment p50 1.6 ms with
-/// the check, 2.3–2.6 ms without). A send due in the future still wakes up to 1 ms late.
-async fn sleep_until_due(intended: Instant) {
-    if Instant::now() < intended {
-        tokio::time::sleep_until(intended).await;
+/// Waits for `intended` and returns the instant the request's latency is measured from.
+///
+/// - `intended` has come already (the user is behind, held up by its own previous request,
+///   or this is a round's first send): `intended` itself, so a slow system is charged in full
+///   (no coordinated omission). No sleep: tokio's timer rounds every deadline UP to its next
+///   millisecond tick, even one that has passed, so `sleep_until(now)` waited 0.5–1 ms that
+///   was counted as the system's (validate's simultaneous 1-user rounds measured room
+///   assignment p50 1.6 ms without that wait, 2.3–2.6 ms with it).
+/// - `intended` is still to come: the moment the timer woke this task. The same rounding
+///   wakes a send due in the future 0–1 ms late, and that overshoot is the load generator's:
+///   the simulation sends at the intended instant. Until 2026-12-06 it was counted, adding
+///   ~0.5 ms to every request of a scenario whose bookers arrive over a window (conflict, all,
+///   rules) and ~1.3 ms to the backend CPU `--profile-from-run` measured on conflict.
+async fn sleep_until_due(intended: Instant) -> Instant {
+    if Instant::now() >= intended {
+        return intended;
     }
+    tokio::time::sleep_until(intended).await;
+    Instant::now().max(intended)
 }
 
 async fn finish(
@@ -366,11 +376,11 @@ async fn open_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant, r
         if intended >= deadline || !shared.claim_request() {
             break;
         }
-        sleep_until_due(intended).await;
+        let measured_from = sleep_until_due(intended).await;
         let planned = workload.next_request();
         if shared.in_flight.load(Ordering::SeqCst) >= IN_FLIGHT_MAX {
             let name = planned.task.request_name();
-            let latency_us = intended.elapsed().as_micros() as u64;
+            let latency_us = measured_from.elapsed().as_micros() as u64;
             let mut recorder = shared.recorder.lock().expect("recorder lock");
             recorder.record("POST", name, latency_us, 0, Some("in-flight limit"));
             continue;
@@ -380,7 +390,7 @@ async fn open_loop(shared: Arc<Shared>, fixture: Arc<Fixture>, start: Instant, r
         handles.push(tokio::spawn(async move {
             // No users here: keep-alive shares the pool, fresh opens a connection per request.
             let mut session = UserSession::open_loop(shared.config.connections);
-            send_and_record(&shared, &mut session, planned, intended).await;
+            send_and_record(&shared, &mut session, planned, measured_from).await;
             session.finish(&shared);
             shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         }));
@@ -676,6 +686,22 @@ mod tests {
         assert_eq!(classify(Task::Concurrent, &answer(200, "{}"), &mut outcomes), None);
         assert_eq!(classify(Task::Rules, &answer(200, "{}"), &mut outcomes), None);
         assert_eq!(outcomes, Outcomes { booked: 1, rejected: 2, previewed: 1, failed: 2 });
+    }
+
+    /// Paused clock: tokio's timer still wakes on its millisecond ticks, so a send due at
+    /// +2.3 ms wakes at +3 ms; the 0.7 ms overshoot must not count.
+    #[tokio::test(start_paused = true)]
+    async fn a_send_due_later_is_measured_from_when_it_woke_and_a_late_one_from_its_due_time() {
+        let start = Instant::now();
+        let intended = start + Duration::from_micros(2_300);
+        let measured_from = sleep_until_due(intended).await;
+        let woke = Instant::now();
+        assert!(woke > intended, "the timer rounds up: woke {:?} after start", woke - start);
+        assert_eq!(measured_from, woke, "the timer's overshoot is the load generator's");
+        // Due already (the user's previous request ran past it): no wait, the due time.
+        let overdue = woke - Duration::from_micros(400);
+        assert_eq!(sleep_until_due(overdue).await, overdue);
+        assert_eq!(Instant::now(), woke, "no sleep for a send that is due");
     }
 
     #[tokio::test]
