@@ -270,3 +270,72 @@ async fn sessions_idle_in_a_transaction_are_ended_by_postgresql() {
     drop(conn);
     schema.drop_schema().await;
 }
+
+/// The allocator's day sheet reads the day's rows, not the clinic's history. Until migration
+/// 0005 it was `starts_at < $to AND blocked_until > $from`, which PostgreSQL answered by
+/// reading every appointment of the clinic before the day (a sequential scan of 10,000 rows
+/// for 50); its cost grew with the history, on every booking.
+#[tokio::test]
+async fn the_day_sheet_reads_the_days_rows_not_the_clinics_history() {
+    let Some(schema) = PgTestSchema::create("day_sheet", SchemaVariant::Guarded).await else {
+        return;
+    };
+    let mut conn = schema.db.acquire().await.unwrap();
+    let setup = [
+        "INSERT INTO clinics VALUES ('00000000-0000-0000-0000-000000000001', 'c', '{}')",
+        "INSERT INTO rooms SELECT ('00000000-0000-0000-0001-' || lpad(i::text, 12, '0'))::uuid, \
+         '00000000-0000-0000-0000-000000000001', 'r' || i, 'exam', 'active', '{}' \
+         FROM generate_series(1, 30) i",
+        "INSERT INTO doctors SELECT ('00000000-0000-0000-0002-' || lpad(i::text, 12, '0'))::uuid, \
+         '00000000-0000-0000-0000-000000000001', 'd' || i, '{}' FROM generate_series(1, 1000) i",
+        "INSERT INTO patients SELECT ('00000000-0000-0000-0003-' || lpad(i::text, 12, '0'))::uuid, \
+         '{}' FROM generate_series(1, 1000) i",
+        // 50 bookings a day for 200 days: a validate run's history at 50 users.
+        "INSERT INTO appointments (id, clinic_id, room_id, doctor_id, patient_id, \
+         appointment_type, starts_at, ends_at, turnover_minutes, blocked_until, status, created_at) \
+         SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', \
+         ('00000000-0000-0000-0001-' || lpad((1 + n % 30)::text, 12, '0'))::uuid, \
+         ('00000000-0000-0000-0002-' || lpad((1 + (d * 50 + n) % 1000)::text, 12, '0'))::uuid, \
+         ('00000000-0000-0000-0003-' || lpad((1 + (d * 50 + n) % 1000)::text, 12, '0'))::uuid, \
+         'consult', timestamptz '2030-01-01 09:00Z' + d * interval '1 day' + (n / 30) * interval '45 min', \
+         timestamptz '2030-01-01 09:30Z' + d * interval '1 day' + (n / 30) * interval '45 min', 5, \
+         timestamptz '2030-01-01 09:35Z' + d * interval '1 day' + (n / 30) * interval '45 min', \
+         'booked', now() FROM generate_series(0, 199) d, generate_series(0, 49) n",
+        "ANALYZE appointments",
+    ];
+    for sql in setup {
+        conn.execute(sql, &[]).await.unwrap();
+    }
+    // Day 180 of 200, with the allocator's window (`day_window`: the day ± 2 h).
+    let from = Utc.with_ymd_and_hms(2030, 6, 29, 22, 0, 0).unwrap();
+    let to = Utc.with_ymd_and_hms(2030, 7, 1, 2, 0, 0).unwrap();
+    let clinic = Uuid::parse_str("00000000-0000-0000-0000-000000000001").unwrap();
+    let params = [
+        SqlValue::Uuid(clinic),
+        SqlValue::Timestamp(to),
+        SqlValue::Timestamp(from),
+        SqlValue::Int(1_001),
+    ];
+    let sql = backend_core::booking::snapshot::day_sheet_sql();
+    let rows = conn.execute(&sql, &params).await.unwrap();
+    assert_eq!(rows.rows.len(), 50, "the day's bookings");
+    let plan = conn.execute(&format!("EXPLAIN (ANALYZE, COSTS OFF) {sql}"), &params).await.unwrap();
+    let lines: Vec<String> = plan
+        .rows
+        .iter()
+        .filter_map(|row| match row.first() {
+            Some(SqlValue::Text(line)) => Some(line.clone()),
+            _ => None,
+        })
+        .collect();
+    let removed: u64 = lines
+        .iter()
+        .filter_map(|line| line.trim().strip_prefix("Rows Removed by Filter: "))
+        .map(|n| n.trim().parse::<u64>().unwrap())
+        .sum();
+    let text = lines.join("\n");
+    assert!(!text.contains("Seq Scan"), "{text}");
+    assert!(removed < 50, "read {removed} rows of other days for the day's 50:\n{text}");
+    drop(conn);
+    schema.drop_schema().await;
+}

@@ -275,7 +275,11 @@ const APPOINTMENT_COLUMNS: &str = "SELECT id, clinic_id, room_id, doctor_id, pat
      appointment_type, starts_at, ends_at, turnover_minutes, status, infectious, patient_gender \
      FROM appointments";
 
-/// Appointments of the clinic whose blocked range meets `[from, to)`, any status.
+/// Appointments of the clinic whose blocked range meets `[from, to)`, any status. The
+/// overlap is written as `blocked && tstzrange(from, to)` so PostgreSQL answers it from
+/// `idx_appointments_clinic_blocked` (migration 0005) with the window's rows only; the
+/// equivalent `starts_at < to AND blocked_until > from` read the clinic's whole history
+/// before `to` on every booking.
 pub async fn load_appointments(
     conn: &mut dyn Conn,
     clinic_id: Uuid,
@@ -283,10 +287,7 @@ pub async fn load_appointments(
     appointments_max: usize,
 ) -> Result<Vec<Appointment>> {
     let limit = i64::try_from(appointments_max + 1).unwrap_or(i64::MAX);
-    let sql = format!(
-        "{APPOINTMENT_COLUMNS} WHERE clinic_id = $1 AND starts_at < $2 AND blocked_until > $3 \
-         ORDER BY starts_at, id LIMIT $4"
-    );
+    let sql = day_sheet_sql();
     let params = [
         SqlValue::Uuid(clinic_id),
         SqlValue::Timestamp(to),
@@ -300,6 +301,15 @@ pub async fn load_appointments(
         )));
     }
     rows.rows.iter().map(|row| appointment_from_row(row)).collect()
+}
+
+/// The day sheet's statement: `$1` clinic, `$2` window end, `$3` window start, `$4` limit
+/// (public so a PostgreSQL test can check its plan).
+pub fn day_sheet_sql() -> String {
+    format!(
+        "{APPOINTMENT_COLUMNS} WHERE clinic_id = $1 AND blocked && tstzrange($3, $2, '[)') \
+         ORDER BY starts_at, id LIMIT $4"
+    )
 }
 
 /// One appointment by id (any clinic), for cancel.

@@ -66,6 +66,8 @@ fn appointments_unguarded() -> &'static str {
 }
 const IDEMPOTENCY: (&str, &str) =
     ("0004_idempotency_keys", include_str!("../../migrations/0004_idempotency_keys.sql"));
+const DAY_SHEET_INDEX: (&str, &str) =
+    ("0005_day_sheet_index", include_str!("../../migrations/0005_day_sheet_index.sql"));
 
 /// The production (guarded) migration scripts, in order: `(name, sql)`.
 pub fn migration_scripts() -> Vec<(String, &'static str)> {
@@ -78,7 +80,7 @@ pub fn migration_scripts_for(variant: SchemaVariant) -> Vec<(String, &'static st
         SchemaVariant::Guarded => APPOINTMENTS,
         SchemaVariant::Unguarded => ("0003_appointments_unguarded", appointments_unguarded()),
     };
-    [REFERENCE, RULE_POLICIES, appointments, IDEMPOTENCY]
+    [REFERENCE, RULE_POLICIES, appointments, IDEMPOTENCY, DAY_SHEET_INDEX]
         .into_iter()
         .map(|(name, sql)| (name.to_string(), sql))
         .collect()
@@ -110,8 +112,8 @@ mod tests {
     fn variants_differ_only_in_the_room_constraint() {
         let guarded = migration_scripts();
         let unguarded = migration_scripts_for(SchemaVariant::Unguarded);
-        assert_eq!(guarded.len(), 4);
-        assert_eq!(unguarded.len(), 4);
+        assert_eq!(guarded.len(), 5);
+        assert_eq!(unguarded.len(), 5);
         let all_guarded: String = guarded.iter().map(|(_, sql)| *sql).collect();
         let all_unguarded: String = unguarded.iter().map(|(_, sql)| *sql).collect();
         assert!(all_guarded.contains("CONSTRAINT no_room_overlap EXCLUDE"));
@@ -129,5 +131,20 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted, "scripts must be in migration order");
+    }
+
+    /// sqlx applies every file of `migrations/` on PostgreSQL; the simulation's model runs
+    /// this list. A file missing from the list would leave the two schemas apart.
+    #[test]
+    fn every_migration_file_is_in_the_list_the_model_runs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter_map(|name| name.strip_suffix(".sql").map(str::to_string))
+            .collect();
+        files.sort();
+        let names: Vec<String> = migration_scripts().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(names, files);
     }
 }
