@@ -19,7 +19,14 @@
 //! - STATEMENT CLASSES `[classes."INSERT INTO appointments"]`: a statement whose text starts
 //!   with the quoted prefix (the longest matching prefix wins) takes this distribution instead
 //!   of its kind's — one kind can hide very different costs (an appointment INSERT checks three
-//!   exclusion constraints, an idempotency-key INSERT one b-tree).
+//!   exclusion constraints, an idempotency-key INSERT one b-tree). A class may add
+//!   `us_per_row = X`: its table is then the time of the statement returning NO rows, and
+//!   every row it returns adds X µs (reading and decoding the rows). The day's appointments
+//!   SELECT returns one row per booking of the day, so it costs more as a day fills: ~25 µs a
+//!   row on the 2-core machine (2026-12-06, `roomsim calibrate`), which is +1.25 ms at a
+//!   50-booking storm's end. Without it the table holds the rows of the day `calibrate`
+//!   happened to book on (a few), and validate's levels, each booking up to N rows a day,
+//!   all cost the same.
 //! - `[cpu]`: the BACKEND's costs on the measured machine (rules evaluation per check, CPU per
 //!   HTTP request, the cores it shares with the database). They describe the service, not
 //!   PostgreSQL, so this crate only accepts the table and leaves it to the simulation's cost
@@ -97,7 +104,12 @@ pub struct LatencyProfile {
     kinds: BTreeMap<&'static str, ServiceTime>,
     /// Statement-text prefix → service time, longest prefix first.
     classes: Vec<(String, ServiceTime)>,
+    /// Statement-text prefix → µs per returned row (classes with `us_per_row` only).
+    row_costs: BTreeMap<String, f64>,
 }
+
+/// Largest `us_per_row` accepted (a guard against a wild fit).
+pub const US_PER_ROW_MAX: f64 = 10_000.0;
 
 /// Longest statement-class prefix accepted.
 pub const CLASS_PREFIX_CHARS_MAX: usize = 200;
@@ -125,6 +137,8 @@ struct RawKind {
     sigma: Option<f64>,
     tail: Option<Tail>,
     quantiles: Option<Vec<(f64, f64)>>,
+    /// Classes only: µs each returned row adds to the table's (zero-row) time.
+    us_per_row: Option<f64>,
 }
 
 impl LatencyProfile {
@@ -171,6 +185,10 @@ impl LatencyProfile {
             let Some(raw_kind) = raw.kinds.get(kind) else {
                 return Err(err(format!("kinds.{kind}"), "missing".into()));
             };
+            if raw_kind.us_per_row.is_some() {
+                let reason = "only a statement class has a cost per row".to_string();
+                return Err(err(format!("kinds.{kind}.us_per_row"), reason));
+            }
             let service =
                 validate_kind(raw_kind).map_err(|(f, r)| err(format!("kinds.{kind}.{f}"), r))?;
             kinds.insert(kind, service);
@@ -179,6 +197,7 @@ impl LatencyProfile {
             return Err(err("classes".into(), format!("at most {CLASSES_MAX} classes")));
         }
         let mut classes = Vec::new();
+        let mut row_costs = BTreeMap::new();
         for (prefix, raw_class) in &raw.classes {
             let field = format!("classes.\"{prefix}\"");
             if prefix.trim().is_empty() || prefix.chars().count() > CLASS_PREFIX_CHARS_MAX {
@@ -188,10 +207,58 @@ impl LatencyProfile {
             let service =
                 validate_kind(raw_class).map_err(|(f, r)| err(format!("{field}.{f}"), r))?;
             classes.push((prefix.clone(), service));
+            if let Some(us) = raw_class.us_per_row {
+                if !(0.0..=US_PER_ROW_MAX).contains(&us) {
+                    let reason = format!("must be between 0 and {US_PER_ROW_MAX}, got {us}");
+                    return Err(err(format!("{field}.us_per_row"), reason));
+                }
+                row_costs.insert(prefix.clone(), us);
+            }
         }
         // Longest prefix first, so the most specific class matches.
         classes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Ok(LatencyProfile { kinds, classes })
+        Ok(LatencyProfile { kinds, classes, row_costs })
+    }
+
+    /// What the `rows` a statement returned add to its drawn time: its class's `us_per_row`
+    /// each (zero for a class without one, and for statements of no class). Draws nothing.
+    pub fn row_cost(&self, sql: &str, rows: usize) -> Duration {
+        let text = sql.trim_start();
+        let Some((prefix, _)) = self.classes.iter().find(|(p, _)| text.starts_with(p.as_str()))
+        else {
+            return Duration::ZERO;
+        };
+        let us = self.row_costs.get(prefix).copied().unwrap_or(0.0) * rows as f64;
+        Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
+    }
+
+    /// This profile with the classes `take` picks replaced by `other`'s (table and cost per
+    /// row; a class `other` lacks is kept as it is).
+    pub fn with_classes_from(
+        &self,
+        other: &LatencyProfile,
+        take: impl Fn(&str) -> bool,
+    ) -> LatencyProfile {
+        let mut result = self.clone();
+        for (prefix, service) in result.classes.iter_mut() {
+            if !take(prefix) {
+                continue;
+            }
+            let Some((_, theirs)) = other.classes.iter().find(|(p, _)| p == prefix) else {
+                continue;
+            };
+            *service = theirs.clone();
+            match other.row_costs.get(prefix.as_str()) {
+                Some(&us) => result.row_costs.insert(prefix.clone(), us),
+                None => result.row_costs.remove(prefix.as_str()),
+            };
+        }
+        result
+    }
+
+    /// The class's µs per returned row, if it has one.
+    pub fn us_per_row(&self, prefix: &str) -> Option<f64> {
+        self.row_costs.get(prefix).copied()
     }
 
     /// The distribution for one statement: its class (longest matching prefix of the text),
@@ -239,7 +306,16 @@ impl LatencyProfile {
             assert!(factor.is_finite() && factor > 0.0, "scale factor {factor}");
             scale_service(service, factor)
         };
+        let row_costs = self
+            .row_costs
+            .iter()
+            .map(|(prefix, us)| {
+                let factor = class_factor(prefix).unwrap_or(factor);
+                (prefix.clone(), (us * factor).min(US_PER_ROW_MAX))
+            })
+            .collect();
         LatencyProfile {
+            row_costs,
             kinds: self.kinds.iter().map(|(kind, s)| (*kind, scale(s, factor))).collect(),
             classes: self
                 .classes
@@ -431,6 +507,41 @@ mod tests {
         let bad = format!("{DEFAULT_KINDS}\n[classes.\"X\"]\nsigma = 1.0\n");
         let e = LatencyProfile::from_toml_str(&bad, "b").unwrap_err();
         assert_eq!(e.field, "classes.\"X\".median_us", "{e}");
+    }
+
+    #[test]
+    fn a_class_cost_per_row_adds_to_its_draw_and_scales_with_it() {
+        let text = format!(
+            "{DEFAULT_KINDS}\n\
+             [classes.\"SELECT id FROM appointments\"]\nquantiles = [[0.0, 100.0], [1.0, 100.0]]\n\
+             us_per_row = 25.0\n\
+             [classes.\"SELECT body\"]\nquantiles = [[0.0, 50.0], [1.0, 50.0]]\n"
+        );
+        let p = LatencyProfile::from_toml_str(&text, "t").unwrap();
+        let day = "SELECT id FROM appointments WHERE day = $1";
+        assert_eq!(p.row_cost(day, 0), Duration::ZERO);
+        assert_eq!(p.row_cost(day, 50), Duration::from_micros(1_250));
+        assert_eq!(p.row_cost("SELECT body FROM rooms", 30), Duration::ZERO, "no us_per_row");
+        assert_eq!(p.row_cost("SELECT 1", 1), Duration::ZERO, "no class");
+        let halved = p.scaled(0.5);
+        assert_eq!(halved.row_cost(day, 50), Duration::from_micros(625));
+        assert_eq!(halved.us_per_row("SELECT id FROM appointments"), Some(12.5));
+        let plain = p.with_classes_from(
+            &LatencyProfile::from_toml_str(&text.replace("us_per_row = 25.0\n", ""), "x").unwrap(),
+            |_| true,
+        );
+        assert_eq!(plain.row_cost(day, 50), Duration::ZERO, "taken over with the other's rows");
+        assert_eq!(
+            plain.with_classes_from(&halved, |c| c.starts_with("SELECT id")).row_cost(day, 50),
+            Duration::from_micros(625)
+        );
+        // Where it may stand: a class, within range.
+        let on_kind = DEFAULT_KINDS.replacen("sigma = 0.3\n", "sigma = 0.3\nus_per_row = 1\n", 1);
+        let e = LatencyProfile::from_toml_str(&on_kind, "k").unwrap_err();
+        assert_eq!(e.field, "kinds.select.us_per_row", "{e}");
+        let negative = text.replace("us_per_row = 25.0", "us_per_row = -1.0");
+        let e = LatencyProfile::from_toml_str(&negative, "n").unwrap_err();
+        assert_eq!(e.field, "classes.\"SELECT id FROM appointments\".us_per_row", "{e}");
     }
 
     /// The default profile's `[kinds]` tables alone (no `[classes]`, no `[cpu]`).

@@ -107,6 +107,43 @@ async fn replies_match_the_engine_and_are_held_for_the_service_time() {
         .await;
 }
 
+/// A class with `us_per_row` costs its table plus that much per returned row.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_select_costs_more_for_every_row_it_returns() {
+    LocalSet::new()
+        .run_until(async {
+            let mut text = String::new();
+            for kind in model::profile::STATEMENT_KINDS {
+                text.push_str(&format!(
+                    "[kinds.{kind}]\nquantiles = [[0.0, 100.0], [1.0, 100.0]]\n"
+                ));
+            }
+            text.push_str(
+                "[classes.\"SELECT v FROM t\"]\nquantiles = [[0.0, 100.0], [1.0, 100.0]]\n\
+                 us_per_row = 40.0\n",
+            );
+            let profile = LatencyProfile::from_toml_str(&text, "rows").unwrap();
+            let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+            let server =
+                Server::start(Rc::clone(&engine), ServerConfig { profile, ..config(1, 10) });
+            let mut client = connect(&server);
+            client.query("CREATE TABLE t (v int)", &[]).await.unwrap().unwrap();
+            let t0 = Instant::now();
+            assert!(client.query("SELECT v FROM t", &[]).await.unwrap().unwrap().rows.is_empty());
+            assert_eq!(t0.elapsed(), Duration::from_millis(1), "no rows: the table's 100 µs × 10");
+            for v in 0..5 {
+                client.query(&format!("INSERT INTO t VALUES ({v})"), &[]).await.unwrap().unwrap();
+            }
+            let t0 = Instant::now();
+            assert_eq!(client.query("SELECT v FROM t", &[]).await.unwrap().unwrap().rows.len(), 5);
+            assert_eq!(t0.elapsed(), Duration::from_millis(3), "(100 + 5 × 40) µs × 10");
+            let t0 = Instant::now();
+            client.query("SELECT count(*) FROM t", &[]).await.unwrap().unwrap();
+            assert_eq!(t0.elapsed(), Duration::from_millis(1), "another text: no cost per row");
+        })
+        .await;
+}
+
 /// Eight clients send at the same instant; the order the server runs them is the schedule.
 async fn schedule(seed: u64) -> Vec<u32> {
     let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));

@@ -374,7 +374,8 @@ impl EngineTask {
         }
     }
 
-    /// Holds a reply for the statement's service time (its profile class, else its kind);
+    /// Holds a reply for the statement's service time (its profile class, else its kind, plus
+    /// the class's cost of the rows returned);
     /// `core`, when given, is held for that time and given back after.
     fn send_later(
         &mut self,
@@ -386,7 +387,9 @@ impl EngineTask {
         core: Option<CoreGuard>,
     ) {
         let profile = &self.config.profile;
-        let drawn = profile.sample_statement(kind, sql, &mut self.rng);
+        let rows = response.as_ref().map_or(0, |result| result.rows.len());
+        let drawn =
+            profile.sample_statement(kind, sql, &mut self.rng) + profile.row_cost(sql, rows);
         // The reply leaves early enough that it arrives one drawn round trip after the
         // request; the core stays busy for the whole draw (the transport is CPU work too).
         let reply_after = self.reply_delay(session, kind, drawn) * self.config.time_scale;

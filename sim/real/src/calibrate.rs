@@ -88,7 +88,28 @@ pub struct StatementTimes {
     pub by_kind: BTreeMap<&'static str, Histogram<u64>>,
     /// The same statements by [`statement_class`].
     pub by_class: BTreeMap<String, Histogram<u64>>,
+    /// Per class, (rows returned, µs) of every statement filed with its rows: what
+    /// [`StatementTimes::row_fit`] fits the class's cost per row from.
+    pub rows_by_class: BTreeMap<String, Vec<(u32, u64)>>,
 }
+
+/// A class's cost per returned row and its table with that cost taken off every sample.
+#[derive(Debug)]
+pub struct RowFit {
+    pub us_per_row: f64,
+    /// Each sample less `us_per_row` × its rows (at least 1 µs): the zero-row time.
+    pub base: Histogram<u64>,
+    /// (rows, samples, median µs) of the row counts the line was fitted through.
+    pub points: Vec<(u32, u64, u64)>,
+}
+
+/// A row count takes part in the fit with at least this many samples.
+const ROW_FIT_SAMPLES_MIN: u64 = SAMPLES_MIN;
+/// Row counts a fit needs, and how far apart the smallest and largest must be.
+const ROW_FIT_COUNTS_MIN: usize = 3;
+const ROW_FIT_SPREAD_MIN: u32 = 3;
+/// Below this many µs per row the rows are not worth a term (the table holds them).
+const ROW_FIT_US_MIN: f64 = 1.0;
 
 impl StatementTimes {
     pub fn record(&mut self, kind: &'static str, service_us: u64) {
@@ -103,6 +124,55 @@ impl StatementTimes {
         self.record(statement_kind(sql), service_us);
         let class = self.by_class.entry(statement_class(sql).to_string());
         class.or_insert_with(latency_histogram).saturating_record(service_us.max(1));
+    }
+
+    /// [`StatementTimes::record_statement`], and the rows it returned (0 for a failed one).
+    pub fn record_statement_rows(&mut self, sql: &str, rows: usize, service_us: u64) {
+        self.record_statement(sql, service_us);
+        let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+        let class = self.rows_by_class.entry(statement_class(sql).to_string()).or_default();
+        class.push((rows, service_us.max(1)));
+    }
+
+    /// The class's cost per returned row: the least-squares line through the median µs of
+    /// each row count with [`ROW_FIT_SAMPLES_MIN`] samples, weighted by their samples. `None`
+    /// when fewer than [`ROW_FIT_COUNTS_MIN`] row counts qualify, they lie within
+    /// [`ROW_FIT_SPREAD_MIN`] rows, or the line rises less than [`ROW_FIT_US_MIN`] per row.
+    pub fn row_fit(&self, class: &str) -> Option<RowFit> {
+        let samples = self.rows_by_class.get(class)?;
+        let mut by_rows: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for &(rows, us) in samples {
+            by_rows.entry(rows).or_default().push(us);
+        }
+        let points: Vec<(u32, u64, u64)> = by_rows
+            .into_iter()
+            .filter(|(_, us)| us.len() as u64 >= ROW_FIT_SAMPLES_MIN)
+            .map(|(rows, mut us)| {
+                us.sort_unstable();
+                (rows, us.len() as u64, us[us.len() / 2])
+            })
+            .collect();
+        let (first, last) = (points.first()?.0, points.last()?.0);
+        if points.len() < ROW_FIT_COUNTS_MIN || last - first < ROW_FIT_SPREAD_MIN {
+            return None;
+        }
+        let weight: f64 = points.iter().map(|p| p.1 as f64).sum();
+        let mean = |f: &dyn Fn(&(u32, u64, u64)) -> f64| {
+            points.iter().map(|p| f(p) * p.1 as f64).sum::<f64>() / weight
+        };
+        let (mean_rows, mean_us) = (mean(&|p| f64::from(p.0)), mean(&|p| p.2 as f64));
+        let covariance = mean(&|p| (f64::from(p.0) - mean_rows) * (p.2 as f64 - mean_us));
+        let variance = mean(&|p| (f64::from(p.0) - mean_rows).powi(2));
+        let us_per_row = (covariance / variance).min(model::profile::US_PER_ROW_MAX);
+        if us_per_row.is_nan() || us_per_row < ROW_FIT_US_MIN {
+            return None;
+        }
+        let mut base = latency_histogram();
+        for &(rows, us) in samples {
+            let left = us as f64 - us_per_row * f64::from(rows);
+            base.saturating_record((left.round() as u64).max(1));
+        }
+        Some(RowFit { us_per_row, base, points })
     }
 
     /// The classes written to a profile: those with at least [`SAMPLES_MIN`] samples, the most
@@ -188,7 +258,10 @@ impl Conn for TimingConn {
             let service_us = started.elapsed().as_micros() as u64;
             self.total_us.fetch_add(service_us, Ordering::Relaxed);
             // Failed statements are timed too: a 23P01 costs the database as much as a success.
-            self.times.lock().expect("statement times lock").record_statement(sql, service_us);
+            let rows = result.as_ref().map_or(0, |r| r.rows.len());
+            let mut times = self.times.lock().expect("statement times lock");
+            times.record_statement_rows(sql, rows, service_us);
+            drop(times);
             result
         })
     }
@@ -306,7 +379,21 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
         out.push('\n');
         let _ = writeln!(out, "[classes.{}]", toml::Value::String(class.to_string()));
         let _ = writeln!(out, "# measured: {} samples", histogram.len());
-        out.push_str(&quantile_line(histogram));
+        match times.row_fit(class) {
+            Some(fit) => {
+                let points: Vec<String> =
+                    fit.points.iter().map(|(r, n, us)| format!("{r} rows {us} µs ({n})")).collect();
+                let _ = writeln!(
+                    out,
+                    "# the time of the statement returning no rows, each sample less us_per_row × \
+                     its rows; us_per_row is the line through the median of each row count: {}",
+                    points.join(", ")
+                );
+                out.push_str(&quantile_line(&fit.base));
+                let _ = writeln!(out, "us_per_row = {:.1}", fit.us_per_row);
+            }
+            None => out.push_str(&quantile_line(histogram)),
+        }
     }
     if let (Some(points), Some(checks)) = (cpu.rules_ns_per_check(), &cpu.rule_checks) {
         out.push_str("\n[cpu]\n");
@@ -835,6 +922,47 @@ mod tests {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3);
         let us = profile.backend_cpu.as_ref().expect("[cpu] written").sample_rules_us(20, &mut rng);
         assert!((40.0..=80.0).contains(&us), "{us}");
+    }
+
+    #[test]
+    fn a_class_whose_time_grows_with_its_rows_gets_a_cost_per_row() {
+        let day = "SELECT id, clinic_id FROM appointments WHERE day = $1";
+        let mut times = StatementTimes::default();
+        for rows in 0..10_u32 {
+            for i in 0..30_u64 {
+                // 200 µs + 25 µs a row, ±10 µs of spread.
+                let us = 190 + u64::from(rows) * 25 + (i * 7) % 21;
+                times.record_statement_rows(day, rows as usize, us);
+                times.record_statement_rows("SELECT body FROM rooms", 30, 120 + i);
+            }
+        }
+        let fit = times.row_fit(statement_class(day)).expect("rows 0..9 rise 25 µs each");
+        assert!((fit.us_per_row - 25.0).abs() < 1.0, "{fit:?}");
+        let base_median = fit.base.value_at_quantile(0.5);
+        assert!((195..=205).contains(&base_median), "zero-row time {base_median}");
+        assert_eq!(fit.points.len(), 10);
+        assert!(times.row_fit("SELECT body FROM rooms").is_none(), "always 30 rows: no line");
+        let profile_text = profile_toml(&times, &CpuCosts::default(), "rows");
+        assert!(profile_text.contains("us_per_row = 25."), "{profile_text}");
+        let profile = Profile::from_toml_str(&profile_text, "rows").unwrap();
+        let per_row = profile.statements.us_per_row(statement_class(day)).unwrap();
+        assert!((per_row - 25.0).abs() < 1.0);
+        assert_eq!(profile.statements.us_per_row("SELECT body FROM rooms"), None);
+        // Too few rows apart, or flat: none.
+        let mut flat = StatementTimes::default();
+        for rows in 0..10_u32 {
+            for i in 0..30_u64 {
+                flat.record_statement_rows(day, rows as usize, 200 + i % 5);
+            }
+        }
+        assert!(flat.row_fit(statement_class(day)).is_none(), "flat");
+        let mut close = StatementTimes::default();
+        for rows in 0..3_u32 {
+            for _ in 0..30 {
+                close.record_statement_rows(day, rows as usize, 200 + u64::from(rows) * 50);
+            }
+        }
+        assert!(close.row_fit(statement_class(day)).is_none(), "0..2 rows are too close");
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub struct ProbeRatios {
     pub request: f64,
     /// Per statement class in both: its median now over its recorded median.
     pub classes: BTreeMap<String, f64>,
+    /// Classes the probe found a cost per row for (`us_per_row`) and the profile has none:
+    /// their recorded table holds the rows of the days calibrate booked, the probe's its
+    /// zero-row time, so no ratio of the two means anything. They are taken as measured now.
+    pub measured_now: Vec<String>,
 }
 
 /// Rule checks of one storm evaluation (the probe's bookings: p50 1,178–1,216 measured), the
@@ -159,7 +163,13 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
         profile.statements.classes().iter().map(|(c, t)| (c.as_str(), t.median_us())).collect();
     let clamp = |r: f64| r.clamp(1.0 / PROBE_RATIO_MAX, PROBE_RATIO_MAX);
     let (mut sum_now, mut sum_recorded, mut classes) = (0.0, 0.0, BTreeMap::new());
+    let mut measured_now = Vec::new();
     for (class, time) in now.statements.classes() {
+        let costs_per_row = |p: &Profile| p.statements.us_per_row(class).is_some();
+        if recorded.contains_key(class.as_str()) && costs_per_row(now) && !costs_per_row(profile) {
+            measured_now.push(class.clone());
+            continue;
+        }
         if let Some(&then) = recorded.get(class.as_str())
             && then > 0.0
         {
@@ -180,7 +190,8 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
         (Some(now), Some(then)) if then > 0.0 => clamp(now / then),
         _ => rules,
     };
-    Some(ProbeRatios { statements: clamp(sum_now / sum_recorded), rules, request, classes })
+    let statements = clamp(sum_now / sum_recorded);
+    Some(ProbeRatios { statements, rules, request, classes, measured_now })
 }
 
 /// `profile` scaled to the machine a [`statement_probe`] measured (`now`), and the line that
@@ -218,8 +229,23 @@ pub fn scale_by_statement_probe(
         r.rules,
         r.request
     );
+    let taken = match r.measured_now.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} class(es) taken as measured now, with the cost per row the profile lacks ({})",
+            r.measured_now
+                .iter()
+                .map(|c| format!("`{}…`", c.chars().take(24).collect::<String>()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let line = format!("{line}{taken}");
     let class_factor = |class: &str| r.classes.get(class).copied();
-    let statements = profile.statements.scaled_by_class(r.statements, class_factor);
+    let statements = profile
+        .statements
+        .scaled_by_class(r.statements, class_factor)
+        .with_classes_from(&now.statements, |class| r.measured_now.iter().any(|c| c == class));
     (Profile { statements, ..profile.scaled_each(r.statements, r.rules, r.request) }, line)
 }
 
@@ -268,7 +294,9 @@ mod tests {
         assert_eq!(r.classes.len(), committed.statements.classes().len());
         assert!(r.classes.values().all(|&f| close(f, 0.2)), "{r:?}");
         let (scaled, line) = scale_by_statement_probe(&committed, &now, None);
-        assert_eq!(scaled, committed.scaled_each(0.2, 0.3, 0.4));
+        // Equal up to rounding (each class's ratio is its median now ÷ then).
+        let rounded = |p: &Profile| format!("{p:.6?}");
+        assert_eq!(rounded(&scaled), rounded(&committed.scaled_each(0.2, 0.3, 0.4)));
         // Each class by its own ratio: one class twice as slow again as the rest.
         let first = committed.statements.classes()[0].0.clone();
         let mut uneven = now.clone();
@@ -281,6 +309,34 @@ mod tests {
         };
         assert!((median(&scaled, &first) - median(&uneven, &first)).abs() < 1e-6);
         assert!(line.contains("statements x0.20") && line.contains("request CPU x0.40"), "{line}");
+        // A class the probe measured a cost per row for, which the profile lacks: taken as
+        // measured now, outside the ratios.
+        let day = committed
+            .statements
+            .classes()
+            .iter()
+            .map(|(c, _)| c.clone())
+            .find(|c| c.starts_with("SELECT id, clinic_id, room_id"))
+            .expect("the committed profile has the day's appointments SELECT");
+        let per_row_line = |t: &str| t.lines().any(|l| l.starts_with("us_per_row"));
+        assert!(per_row_line(model::profile::DEFAULT_PROFILE_TOML), "the committed has one");
+        let text: String = model::profile::DEFAULT_PROFILE_TOML
+            .lines()
+            .filter(|l| !l.starts_with("us_per_row"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let committed = Profile::from_toml_str(&text, "no cost per row").unwrap();
+        assert_eq!(committed.statements.us_per_row(&day), None);
+        let per_row = Profile::default_profile().scaled_each(0.2, 0.3, 0.4);
+        let recorded_us = Profile::default_profile().statements.us_per_row(&day).unwrap();
+        let r = probe_ratios(&committed, &per_row).unwrap();
+        assert_eq!(r.measured_now, vec![day.clone()]);
+        assert!(!r.classes.contains_key(&day) && close(r.statements, 0.2), "{r:?}");
+        let (scaled, line) = scale_by_statement_probe(&committed, &per_row, None);
+        let taken = scaled.statements.us_per_row(&day).unwrap();
+        assert!((taken - recorded_us * 0.2).abs() < 1e-9, "{taken}: the probe's, taken over");
+        assert!((median(&scaled, &day) - median(&per_row, &day)).abs() < 1e-6);
+        assert!(line.contains("1 class(es) taken as measured now"), "{line}");
         // Clamped: a 20-fold difference is scaled by 8.
         let r = probe_ratios(&committed, &slower(20.0, 1.0)).unwrap();
         assert_eq!(r.statements, PROBE_RATIO_MAX);

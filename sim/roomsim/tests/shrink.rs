@@ -70,10 +70,11 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
 /// committed when it was sent; its spec rebuilds them in the setup, and PostgreSQL shows the
 /// pair's double booking and no other (the earlier rows hold none). (Seed 6, with 30 earlier
 /// rows, was this test's seed until the cores were time-sliced by default; its smallest pair
-/// is now an early one.)
+/// is now an early one. Seed 11 followed, until the profile was re-calibrated after the
+/// day-sheet fix, 2026-12-06: its smallest pair became an early one too.)
 #[test]
 fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
-    let args = ["--scenario", "all", "--strategy", "naive", "--seed", "11"];
+    let args = ["--scenario", "all", "--strategy", "naive", "--seed", "5"];
     let (printed, spec) = shrink_failing_seed("late", &args);
     assert!(printed.contains("after the 4 bookings committed before them"), "{printed}");
     let written = std::fs::read_to_string(&spec).expect("the spec is written");
