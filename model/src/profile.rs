@@ -34,7 +34,10 @@
 //!   and [`inverse_cdf`] are shared with it, so one file has one set of rules.
 //!
 //! Not modelled: load dependence of a single statement (contention comes from the shared
-//! cores and the locks, not from the table), correlation between consecutive statements.
+//! cores and the locks, not from the table), correlation between consecutive statements, and
+//! the rows a plan READS: there is no planner, so a query that scans too much costs what its
+//! table and its returned rows say (the backend's day sheet once read a clinic's whole
+//! history on PostgreSQL; calibrate's per-row fit showed it, the simulation could not).
 
 use std::collections::BTreeMap;
 use std::path::Path;
