@@ -22,11 +22,12 @@
 //!   exclusion constraints, an idempotency-key INSERT one b-tree). A class may add
 //!   `us_per_row = X`: its table is then the time of the statement returning NO rows, and
 //!   every row it returns adds X µs (reading and decoding the rows). The day's appointments
-//!   SELECT returns one row per booking of the day, so it costs more as a day fills: ~25 µs a
-//!   row on the 2-core machine (2026-12-06, `roomsim calibrate`), which is +1.25 ms at a
-//!   50-booking storm's end. Without it the table holds the rows of the day `calibrate`
-//!   happened to book on (a few), and validate's levels, each booking up to N rows a day,
-//!   all cost the same.
+//!   SELECT returns one row per booking of the day, so it costs more as a day fills: 5.8 µs a
+//!   row in the committed profile (2026-12-06, `roomsim calibrate`), +0.3 ms at a 50-booking
+//!   storm's end. (The first fit, ~50 µs a row levelling off, was the backend's query reading
+//!   the clinic's whole history: see "Not modelled" below.) Without it the table holds the
+//!   rows of the days `calibrate` happened to book on, and validate's levels, each booking up
+//!   to N rows a day, all cost the same.
 //! - `[cpu]`: the BACKEND's costs on the measured machine (rules evaluation per check, CPU per
 //!   HTTP request, the cores it shares with the database). They describe the service, not
 //!   PostgreSQL, so this crate only accepts the table and leaves it to the simulation's cost
@@ -226,11 +227,7 @@ impl LatencyProfile {
     /// What the `rows` a statement returned add to its drawn time: its class's `us_per_row`
     /// each (zero for a class without one, and for statements of no class). Draws nothing.
     pub fn row_cost(&self, sql: &str, rows: usize) -> Duration {
-        let text = sql.trim_start();
-        let Some((prefix, _)) = self.classes.iter().find(|(p, _)| text.starts_with(p.as_str()))
-        else {
-            return Duration::ZERO;
-        };
+        let Some((prefix, _)) = self.class_of(sql) else { return Duration::ZERO };
         let us = self.row_costs.get(prefix).copied().unwrap_or(0.0) * rows as f64;
         Duration::from_micros((us.round() as u64).min(SERVICE_US_MAX))
     }
@@ -267,12 +264,13 @@ impl LatencyProfile {
     /// The distribution for one statement: its class (longest matching prefix of the text),
     /// else its kind's.
     pub fn statement_service_time(&self, kind: &str, sql: &str) -> &ServiceTime {
+        self.class_of(sql).map(|(_, service)| service).unwrap_or_else(|| self.service_time(kind))
+    }
+
+    /// The class (prefix, distribution) of the statement `sql`: the longest matching prefix.
+    fn class_of(&self, sql: &str) -> Option<&(String, ServiceTime)> {
         let text = sql.trim_start();
-        self.classes
-            .iter()
-            .find(|(prefix, _)| text.starts_with(prefix.as_str()))
-            .map(|(_, service)| service)
-            .unwrap_or_else(|| self.service_time(kind))
+        self.classes.iter().find(|(prefix, _)| text.starts_with(prefix.as_str()))
     }
 
     /// Draws one service time for the statement `sql` of `kind` (class first, then kind). Draws

@@ -259,9 +259,10 @@ impl Conn for TimingConn {
             self.total_us.fetch_add(service_us, Ordering::Relaxed);
             // Failed statements are timed too: a 23P01 costs the database as much as a success.
             let rows = result.as_ref().map_or(0, |r| r.rows.len());
-            let mut times = self.times.lock().expect("statement times lock");
-            times.record_statement_rows(sql, rows, service_us);
-            drop(times);
+            self.times
+                .lock()
+                .expect("statement times lock")
+                .record_statement_rows(sql, rows, service_us);
             result
         })
     }
