@@ -63,6 +63,13 @@ impl<'a> Executor<'a> {
         nowait: bool,
         skip_locked: bool,
     ) -> ExecutionResult<Option<TupleId>> {
+        // heap_lock_tuple judges the snapshot's version before any lock holder: under
+        // REPEATABLE READ a committed update or delete of it is 40001 at once, with no wait
+        // and whatever NOWAIT says, even when a newer version is locked by someone still
+        // running (specs/regressions/gen-1796558798-0071: the model said 55P03).
+        if self.context.isolation >= Isolation::RepeatableRead {
+            self.repeatable_read_version_check(table, tid, mode)?;
+        }
         let t = self.db.catalog.must_get(table)?;
         let row = t.heap.tuples[tid].row_id;
         if !self.db.locks.row_blockers(table, row, self.context.txn, mode).is_empty() {
@@ -93,51 +100,70 @@ impl<'a> Executor<'a> {
         tid: TupleId,
         mode: LockStrength,
     ) -> ExecutionResult<Option<TupleId>> {
-        let t = self.db.catalog.must_get(table)?;
-        let xids = &self.db.xids;
-        let tuple = &t.heap.tuples[tid];
-        let committed_by_other = match tuple.xmax.map(|x| (x, xids.status(x))) {
-            Some((x, XidStatus::Committed(_))) => xids.top(x) != self.context.txn,
-            _ => false,
-        };
-        if !committed_by_other {
+        if self.context.isolation >= Isolation::RepeatableRead {
+            self.repeatable_read_version_check(table, tid, mode)?;
             return Ok(Some(tid));
         }
-        if self.context.isolation >= Isolation::RepeatableRead {
-            let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
-            // heap_lock_tuple: a KEY SHARE request on a version whose committed update did not
-            // set HEAP_KEYS_UPDATED (kept every unique-key column, see write_update) locks
-            // that version, no error.
-            let key_kept = updated && !tuple.keys_updated;
-            if mode == LockStrength::KeyShare && key_kept {
-                // heap_lock_updated_tuple locks the newer versions too: a committed key
-                // update or delete further along the chain fails the lock (TM_Updated).
-                let mut next = tuple.next;
-                while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
-                    let newer = &t.heap.tuples[n];
-                    let committed_key_change = newer.keys_updated
-                        && newer.xmax.is_some_and(|x| {
-                            matches!(xids.status(x), XidStatus::Committed(_))
-                                && xids.top(x) != self.context.txn
-                        });
-                    if committed_key_change {
-                        return Err(Error::concurrent_update().into());
-                    }
-                    next = newer.next;
-                }
-                return Ok(Some(tid));
-            }
-            return Err(if updated {
-                Error::concurrent_update()
-            } else {
-                Error::concurrent_delete()
-            }
-            .into());
+        let t = self.db.catalog.must_get(table)?;
+        let xids = &self.db.xids;
+        if !self.committed_by_other(t.heap.tuples[tid].xmax) {
+            return Ok(Some(tid));
         }
         let newest = t.heap.newest(xids, tid);
         let deleted = t.heap.tuples[newest]
             .xmax
             .is_some_and(|x| matches!(xids.status(x), XidStatus::Committed(_)));
         Ok(if deleted { None } else { Some(newest) })
+    }
+
+    /// Under REPEATABLE READ / SERIALIZABLE: 40001 when the snapshot's version `tid` was
+    /// updated or deleted by another committed transaction (but a KEY SHARE lock on a version
+    /// whose update kept its keys passes, unless a newer version's committed update changed
+    /// them); Ok otherwise.
+    fn repeatable_read_version_check(
+        &self,
+        table: &str,
+        tid: TupleId,
+        mode: LockStrength,
+    ) -> ExecutionResult<()> {
+        let t = self.db.catalog.must_get(table)?;
+        let xids = &self.db.xids;
+        let tuple = &t.heap.tuples[tid];
+        if !self.committed_by_other(tuple.xmax) {
+            return Ok(());
+        }
+        let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
+        // heap_lock_tuple: a KEY SHARE request on a version whose committed update did not
+        // set HEAP_KEYS_UPDATED (kept every unique-key column, see write_update) locks
+        // that version, no error.
+        let key_kept = updated && !tuple.keys_updated;
+        if mode == LockStrength::KeyShare && key_kept {
+            // heap_lock_updated_tuple locks the newer versions too: a committed key
+            // update or delete further along the chain fails the lock (TM_Updated).
+            let mut next = tuple.next;
+            while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
+                let newer = &t.heap.tuples[n];
+                let committed_key_change = newer.keys_updated
+                    && newer.xmax.is_some_and(|x| {
+                        matches!(xids.status(x), XidStatus::Committed(_))
+                            && xids.top(x) != self.context.txn
+                    });
+                if committed_key_change {
+                    return Err(Error::concurrent_update().into());
+                }
+                next = newer.next;
+            }
+            return Ok(());
+        }
+        Err(if updated { Error::concurrent_update() } else { Error::concurrent_delete() }.into())
+    }
+
+    /// Whether `xmax` is another transaction's, committed.
+    fn committed_by_other(&self, xmax: Option<crate::mvcc::Xid>) -> bool {
+        let xids = &self.db.xids;
+        match xmax.map(|x| (x, xids.status(x))) {
+            Some((x, XidStatus::Committed(_))) => xids.top(x) != self.context.txn,
+            _ => false,
+        }
     }
 }
