@@ -25,9 +25,21 @@ fn replayed_on_postgresql(spec: &str, what: &str) -> Option<String> {
         eprintln!("NOTICE: DATABASE_URL is not set; skipping the PostgreSQL replay of {what}");
         return None;
     };
+    // A database of its own: the replays take advisory locks, which are per database (not
+    // per schema), and this file's tests replay at the same time with the same lock keys;
+    // sharing `test`, one replay's pg_try_advisory_xact_lock saw the other's lock.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let target = real::database::DbTarget::new(&url, None).expect("DATABASE_URL is a postgres URL");
+    let name = real::database::unique_database_name("shrink_replay");
+    let database = runtime
+        .block_on(real::database::TempDatabase::create(&target, &name))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = database.target.url.clone();
     let diff = roomsim(&["spec", spec, "--database-url", &url, "--diff"]);
+    let on_pg = text(&roomsim(&["spec", spec, "--database-url", &url]));
+    runtime.block_on(database.drop_database());
     assert_eq!(diff.status.code(), Some(0), "model and PostgreSQL agree\n{}", text(&diff));
-    Some(text(&roomsim(&["spec", spec, "--database-url", &url])))
+    Some(on_pg)
 }
 
 /// The rows of a replayed spec's `room_overlaps` step.
