@@ -33,7 +33,7 @@
 //! Table-level (heavyweight relation) locks, multixact ids, lock escalation.
 
 use crate::SessionId;
-use crate::mvcc::{RowId, TxnId, Xid};
+use crate::mvcc::{RowId, TupleId, TxnId, Xid};
 use crate::sql::LockStrength;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -81,6 +81,10 @@ pub struct RowLock {
     pub xid: Xid,
     pub session: SessionId,
     pub mode: LockStrength,
+    /// The version locked: the one the statement went on with (READ COMMITTED: the newest).
+    /// A REPEATABLE READ locker waits for holders of ITS snapshot's version before it judges
+    /// that version's committed update (`executor::locking`).
+    pub tid: TupleId,
 }
 
 /// One held advisory lock.

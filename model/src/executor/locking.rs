@@ -63,16 +63,19 @@ impl<'a> Executor<'a> {
         nowait: bool,
         skip_locked: bool,
     ) -> ExecutionResult<Option<TupleId>> {
-        // heap_lock_tuple judges the snapshot's version before any lock holder: under
-        // REPEATABLE READ a committed update or delete of it is 40001 at once, with no wait
-        // and whatever NOWAIT says, even when a newer version is locked by someone still
-        // running (specs/regressions/gen-1796558798-0071: the model said 55P03).
-        if self.context.isolation >= Isolation::RepeatableRead {
-            self.repeatable_read_version_check(table, tid, mode)?;
-        }
         let t = self.db.catalog.must_get(table)?;
         let row = t.heap.tuples[tid].row_id;
-        if !self.db.locks.row_blockers(table, row, self.context.txn, mode).is_empty() {
+        let blockers = self.db.locks.row_blockers(table, row, self.context.txn, mode);
+        // heap_lock_tuple judges the snapshot's version: a running transaction holding it
+        // (its updater, or a locker) is waited for first (NOWAIT: 55P03,
+        // regressions/gen-1796563697-0091); with none, under REPEATABLE READ a committed
+        // update or delete of it is 40001 at once, even when a NEWER version is locked by
+        // someone still running (regressions/gen-1796558798-0071).
+        let holds_this_version = blockers.iter().any(|l| l.tid == tid);
+        if self.context.isolation >= Isolation::RepeatableRead && !holds_this_version {
+            self.repeatable_read_version_check(table, tid, mode)?;
+        }
+        if !blockers.is_empty() {
             if skip_locked {
                 return Ok(None);
             }
@@ -84,14 +87,16 @@ impl<'a> Executor<'a> {
             }
             return Err(Halt::Block(Wait::Row { table: table.to_string(), row, mode }));
         }
+        let version = self.follow_committed_update(table, tid, mode)?;
         let lock = RowLock {
             txn: self.context.txn,
             xid: self.context.xid,
             session: self.context.session,
             mode,
+            tid: version.unwrap_or(tid),
         };
         self.db.locks.grant_row(table, row, lock);
-        self.follow_committed_update(table, tid, mode)
+        Ok(version)
     }
 
     fn follow_committed_update(
