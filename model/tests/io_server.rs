@@ -396,3 +396,46 @@ async fn a_session_idle_in_a_transaction_past_its_timeout_is_ended() {
         })
         .await;
 }
+
+/// Two sessions send `SELECT 1` at the same instant to a server on ONE shared core; returns
+/// when each reply arrived. Each statement's draw is 100 µs × time scale 100 = 10 ms.
+async fn two_statements_on_one_core(core_fraction: f64) -> Vec<Duration> {
+    let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+    let cores = model::io::cores::Cores::new(1);
+    let server =
+        Server::start(engine, ServerConfig { cores: Some(cores), core_fraction, ..config(1, 100) });
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let mut client = connect(&server);
+        tasks.push(tokio::task::spawn_local(async move {
+            client.query("SELECT 1", &[]).await.unwrap().unwrap();
+            t0.elapsed()
+        }));
+    }
+    let mut done = Vec::new();
+    for t in tasks {
+        done.push(t.await.unwrap());
+    }
+    done.sort();
+    done
+}
+
+/// `core_fraction`: a statement holds its core for that share of its draw and spends the
+/// rest off it, so a second statement waits only for the first one's CPU part; alone, a
+/// statement takes its whole draw either way (one rounding to the clock's 1 ms tick, not two:
+/// 0.25 of 10 ms is 2.5 ms on the core).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_statement_holds_its_core_for_its_core_fraction_of_the_draw() {
+    LocalSet::new()
+        .run_until(async {
+            let ms = Duration::from_millis;
+            // All on the core: the second waits the whole first draw.
+            assert_eq!(two_statements_on_one_core(1.0).await, vec![ms(10), ms(20)]);
+            // 3 ms on the core: the second starts then.
+            assert_eq!(two_statements_on_one_core(0.3).await, vec![ms(10), ms(13)]);
+            // 2.5 ms rounds up to the next tick; the first reply still comes at 10 ms.
+            assert_eq!(two_statements_on_one_core(0.25).await, vec![ms(10), ms(13)]);
+        })
+        .await;
+}

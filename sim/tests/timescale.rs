@@ -76,7 +76,7 @@ fn round_trips(quantiles: &str, count: usize) -> Vec<u64> {
     use model::{Engine, EngineConfig};
     use sim::model_db::DB_PORT;
     use sim::seeds::Seeds;
-    use sim::world::hosts::{DbSinks, add_db_host};
+    use sim::world::hosts::{DbCores, DbSinks, add_db_host};
 
     let mut text = format!("[kinds.select]\nquantiles = {quantiles}\n");
     for kind in ["insert", "update", "delete", "begin", "commit", "rollback", "ddl", "other"] {
@@ -97,7 +97,7 @@ fn round_trips(quantiles: &str, count: usize) -> Vec<u64> {
         &Seeds::new(1),
         &profile,
         DbSinks { servers: Rc::new(RefCell::new(Vec::new())), opened: Default::default() },
-        None,
+        DbCores { cores: None, core_fraction: 1.0 },
     );
     let out = Rc::new(RefCell::new(Vec::new()));
     let sink = out.clone();

@@ -86,9 +86,18 @@ fn a_cold_backend_reads_the_policy_in_the_first_booking_and_it_takes_longer() {
 
 #[test]
 fn under_a_storm_a_cold_backend_reads_the_policy_in_many_bookings_and_a_warm_one_in_none() {
+    // Whether later misses come before the first read's answer depends on the schedule: in
+    // most seeds several do (seed 1 read once after statements began to hold a core for only
+    // part of their draw; 3 to 9 reads in seeds 2-8).
+    let counts: Vec<usize> =
+        (1..=8).map(|seed| policy_reads(&run(&storm(50, false), seed).0).0.len()).collect();
+    let herds = counts.iter().filter(|&&reads| reads > 1).count();
+    assert!(
+        herds >= 6,
+        "50 simultaneous misses read more than once in {herds} of 8 seeds: {counts:?}"
+    );
     let (events, _) = run(&storm(50, false), 1);
-    let (reads, first_send) = policy_reads(&events);
-    assert!(reads.len() > 1, "50 simultaneous misses: {} reads", reads.len());
+    let (_, first_send) = policy_reads(&events);
     let (events, outcome) = run(&storm(50, true), 1);
     assert_eq!(outcome.counts.created_201, 50);
     let (reads, first_send_warm) = policy_reads(&events);

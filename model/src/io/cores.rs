@@ -1,7 +1,8 @@
 //! CORES: the CPU cores that statements (and, optionally, other hosts' work) run on.
 //!
-//! A statement that completes holds one core for its service time; a statement that blocks
-//! gives its core back at once. By default every [`super::Server`] has its own
+//! A statement that completes holds one core for its service time (or the server's
+//! `core_fraction` of it, the rest passing off the core: `ServerConfig::core_fraction`); a
+//! statement that blocks gives its core back at once. By default every [`super::Server`] has its own
 //! `executors_max` cores. A run that models ONE machine running both the database and the
 //! backend (a latency profile with `[cpu] cores = N`) hands the same [`Cores`] to the server
 //! (`ServerConfig::cores`) and to the backend, which holds a core while it spends its own
@@ -32,8 +33,8 @@
 //!
 //! Not modelled: hyper-threading, the kernel's fair share by accumulated CPU (every waiter
 //! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF), the cost of
-//! a context switch, I/O waits that do not need a core (a commit's WAL flush is charged as
-//! core time).
+//! a context switch, which part of a statement is not CPU (the server's `core_fraction` is
+//! one share for every statement: a COMMIT's WAL-flush wait is not singled out).
 //!
 //! DETERMINISM: everything happens on turmoil's single thread; a give-back wakes the next
 //! waiter in FIFO order and notifies the server, whose host turmoil polls in its fixed order;

@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// `time_scale` is removed). The profile's times are client-side round trips, which
     /// already contain a transport, so this much is taken off each draw (never below 0).
     pub transport_us: u64,
+    /// The share of a statement's drawn round trip that holds a core (0 < f ≤ 1): the rest
+    /// passes without one (a real round trip's wake-ups and WAL-flush wait are not CPU).
+    /// With 1 the core is held for the whole draw.
+    pub core_fraction: f64,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +94,7 @@ impl Default for ServerConfig {
             executors_max: 2,
             cores: None,
             transport_us: 0,
+            core_fraction: 1.0,
         }
     }
 }
@@ -391,17 +396,35 @@ impl EngineTask {
         let drawn =
             profile.sample_statement(kind, sql, &mut self.rng) + profile.row_cost(sql, rows);
         // The reply leaves early enough that it arrives one drawn round trip after the
-        // request; the core stays busy for the whole draw (the transport is CPU work too).
+        // request. A core is busy for `core_fraction` of the draw (the transport is CPU work
+        // too): first, from the start; what is left of the reply's delay after it passes off
+        // the core, and what is left of the core time after the reply is spent then.
         let reply_after = self.reply_delay(session, kind, drawn) * self.config.time_scale;
-        let core_after = (drawn * self.config.time_scale).saturating_sub(reply_after);
+        let core_time = (drawn * self.config.time_scale).mul_f64(self.config.core_fraction);
+        let core_before = core_time.min(reply_after);
+        let off_core = reply_after - core_before;
+        let core_after = core_time - core_before;
         let generation = *self.shared.generation.borrow();
         let shared = Rc::clone(&self.shared);
         let cores = Arc::clone(&self.cores);
         tokio::task::spawn_local(async move {
+            let started = tokio::time::Instant::now();
             // On time-sliced cores the work may be preempted (`Cores::spend`); without a
             // quantum `spend` is one sleep.
             let core = match core {
-                Some(core) => Some(cores.spend(core, reply_after).await),
+                Some(core) => {
+                    let core = cores.spend(core, core_before).await;
+                    if off_core.is_zero() {
+                        Some(core)
+                    } else {
+                        drop(core);
+                        // Until the reply's due time, not for `off_core`: the clock moves in
+                        // whole ticks, and a second sleep would round up a second time (a
+                        // tick more on every statement's reply).
+                        tokio::time::sleep_until(started + reply_after).await;
+                        None
+                    }
+                }
                 None => {
                     tokio::time::sleep(reply_after).await;
                     None

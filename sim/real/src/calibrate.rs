@@ -52,6 +52,7 @@ use sim::world::{Profile, QUANTUM_US_CALIBRATED};
 use tokio::time::Instant;
 
 use super::RealError;
+use super::cpu_time::CpuSnapshot;
 use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, run_load};
 use super::serve::{ServeConfig, Server};
@@ -283,6 +284,39 @@ pub struct CpuCosts {
     pub cores: Option<u32>,
     /// The rules' fixed µs per evaluation and how it was found ([`RulesFit`]).
     pub rules_fixed: Option<RulesFit>,
+    /// How much of a statement's round trip is CPU ([`StatementCpu`]); `None` where the CPU
+    /// time could not be read (no `/proc`, PostgreSQL not on this machine).
+    pub statement_cpu: Option<StatementCpu>,
+}
+
+/// The machine's CPU per statement round trip, from CPU time over a measured run
+/// ([`crate::cpu_time`]): (this process's CPU + PostgreSQL's − the backend's modelled CPU,
+/// i.e. request CPU and rules) ÷ the statements' round trips. This process holds the backend
+/// and the load generator, whose CPU shares the real cores too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatementCpu {
+    pub own_us: u64,
+    pub postgres_us: u64,
+    /// Σ request_us + Σ rules µs of the measured requests.
+    pub modelled_backend_us: u64,
+    /// Σ statement round trips.
+    pub statements_us: u64,
+}
+
+/// Lowest `statement_core_fraction` calibrate writes: below it the measurement is suspect
+/// (a clock-tick's worth of CPU over a short run), not the machine.
+pub const CORE_FRACTION_MIN: f64 = 0.1;
+
+impl StatementCpu {
+    /// The share of a statement round trip that is CPU, within [CORE_FRACTION_MIN, 1];
+    /// `None` without statements or without PostgreSQL CPU (a remote server).
+    pub fn fraction(&self) -> Option<f64> {
+        if self.statements_us == 0 || self.postgres_us == 0 {
+            return None;
+        }
+        let cpu = (self.own_us + self.postgres_us).saturating_sub(self.modelled_backend_us);
+        Some((cpu as f64 / self.statements_us as f64).clamp(CORE_FRACTION_MIN, 1.0))
+    }
 }
 
 /// A rules evaluation costs `fixed_us + checks × per_check_ns`: fitted through the medians of
@@ -438,6 +472,21 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
                  (processor sharing; sim::world::profile::QUANTUM_US_CALIBRATED)"
             );
             let _ = writeln!(out, "quantum_us = {QUANTUM_US_CALIBRATED}");
+            if let Some(m) = &cpu.statement_cpu
+                && let Some(fraction) = m.fraction()
+            {
+                let _ = writeln!(
+                    out,
+                    "# share of a statement's round trip that holds a core: (this process {} ms + \
+                     PostgreSQL {} ms of CPU - {} ms of modelled request and rules CPU) / {} ms \
+                     of statement round trips (/proc, real::cpu_time)",
+                    m.own_us / 1_000,
+                    m.postgres_us / 1_000,
+                    m.modelled_backend_us / 1_000,
+                    m.statements_us / 1_000
+                );
+                let _ = writeln!(out, "statement_core_fraction = {fraction:.3}");
+            }
         }
     }
     debug_assert!(Profile::from_toml_str(&out, "calibrated").is_ok(), "{out}");
@@ -636,6 +685,8 @@ pub struct Meter {
     timing: TimingDb,
     requests: Arc<RequestTimer>,
     checks: Arc<CheckRecorder>,
+    /// CPU time and statement time at the start or the last reset.
+    since: Mutex<(Option<CpuSnapshot>, u64)>,
 }
 
 impl Meter {
@@ -668,7 +719,8 @@ impl Meter {
         let work = Some(checks.clone() as Arc<dyn WorkCharge>);
         let server = Server::start_instrumented(config, &wrap, work, &layer).await?;
         let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
-        Ok((server, Meter { timing, requests, checks }))
+        let since = Mutex::new((CpuSnapshot::now(), timing.total_us()));
+        Ok((server, Meter { timing, requests, checks, since }))
     }
 
     /// Forgets what was measured so far (the warm-up).
@@ -677,14 +729,30 @@ impl Meter {
         let _ = self.checks.take();
         let _ = self.checks.take_ns_per_check();
         let _ = self.requests.take();
+        *self.since.lock().expect("since lock") = (CpuSnapshot::now(), self.timing.total_us());
     }
 
     /// What was measured since the start or the last [`Meter::reset`] (taken out);
     /// `outcome` is the load run of those requests (client latencies, Server-Timing p50s).
     pub fn measurements(&self, outcome: &LoadOutcome) -> (StatementTimes, CpuCosts) {
+        let (cpu_then, statements_then) = *self.since.lock().expect("since lock");
+        let cpu_now = CpuSnapshot::now();
+        let statements_us = self.timing.total_us().saturating_sub(statements_then);
         let times = self.timing.take_times();
         let recorder = &outcome.recorder;
         let p50 = |metric: &str| recorder.server_timing.get(metric).map(|h| value_or_zero(h, 0.5));
+        let request_us = self.requests.request_us(&recorder.aggregated().histogram);
+        let total = |h: &Histogram<u64>| (h.mean() * h.len() as f64) as u64;
+        let rules_us = recorder.server_timing.get("rules").map_or(0, total);
+        let statement_cpu = cpu_then.zip(cpu_now).and_then(|(then, now)| {
+            let (own_us, postgres_us) = now.since(&then);
+            (now.postgres_processes > 0).then_some(StatementCpu {
+                own_us,
+                postgres_us,
+                modelled_backend_us: total(&request_us) + rules_us,
+                statements_us,
+            })
+        });
         let cpu = CpuCosts {
             rules_p50_us: p50("rules"),
             conflict_p50_us: p50("conflict"),
@@ -692,11 +760,12 @@ impl Meter {
             rule_checks: Some(self.checks.take()),
             // The timer saw every request the client sent (201s, 409s and 4xx alike): the
             // client side of the difference must be the same requests.
-            request_us: Some(self.requests.request_us(&recorder.aggregated().histogram)),
+            request_us: Some(request_us),
             cores: std::thread::available_parallelism()
                 .ok()
                 .and_then(|n| u32::try_from(n.get()).ok()),
             rules_fixed: None,
+            statement_cpu,
         };
         (times, cpu)
     }
@@ -843,6 +912,23 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
         cpu.conflict_p50_us,
         cpu.rules_ns_per_check().map(|points| points[5].1)
     );
+    match cpu.statement_cpu.as_ref().and_then(|m| m.fraction().map(|f| (m, f))) {
+        Some((m, f)) => {
+            let _ = writeln!(
+                out,
+                "CPU time: this process {} ms, PostgreSQL {} ms, modelled request and rules CPU \
+                 {} ms, statement round trips {} ms: statement core fraction {f:.3}",
+                m.own_us / 1_000,
+                m.postgres_us / 1_000,
+                m.modelled_backend_us / 1_000,
+                m.statements_us / 1_000
+            );
+        }
+        None => out.push_str(
+            "CPU time: not measured (no /proc, or PostgreSQL is not on this machine): \
+             statements hold a core for their whole round trip\n",
+        ),
+    }
     out
 }
 
@@ -879,6 +965,13 @@ mod tests {
             request_us: Some(request_us),
             cores: Some(2),
             rules_fixed: None,
+            // (300 + 600 − 200) / 1,000 ms.
+            statement_cpu: Some(StatementCpu {
+                own_us: 300_000,
+                postgres_us: 600_000,
+                modelled_backend_us: 200_000,
+                statements_us: 1_000_000,
+            }),
         };
         let text = profile_toml(&times, &cpu, "test");
         let profile = Profile::from_toml_str(&text, "t").expect(&text);
@@ -887,6 +980,8 @@ mod tests {
             Some(2),
             "{text}"
         );
+        let fraction = profile.backend_cpu.as_ref().map(|cpu| cpu.statement_core_fraction());
+        assert_eq!(fraction, Some(0.7), "{text}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let drawn = profile
             .backend_cpu
@@ -964,6 +1059,24 @@ mod tests {
             }
         }
         assert!(close.row_fit(statement_class(day)).is_none(), "0..2 rows are too close");
+    }
+
+    #[test]
+    fn the_statement_core_fraction_is_the_cpu_left_for_statements_over_their_round_trips() {
+        let m = |own_us, postgres_us, modelled_backend_us, statements_us| StatementCpu {
+            own_us,
+            postgres_us,
+            modelled_backend_us,
+            statements_us,
+        };
+        assert_eq!(m(2_140, 2_710, 845, 4_393).fraction().map(|f| (f * 1e3).round()), Some(912.0));
+        assert_eq!(m(900, 900, 0, 1_000).fraction(), Some(1.0), "more CPU than time: 1");
+        assert_eq!(m(0, 10, 0, 1_000).fraction(), Some(CORE_FRACTION_MIN), "floored");
+        assert_eq!(m(500, 0, 0, 1_000).fraction(), None, "no PostgreSQL CPU: a remote server");
+        assert_eq!(m(500, 500, 0, 0).fraction(), None, "no statements");
+        let cpu = CpuCosts { statement_cpu: Some(m(500, 0, 0, 1_000)), ..CpuCosts::default() };
+        let text = summary(&StatementTimes::default(), &cpu);
+        assert!(text.contains("CPU time: not measured"), "{text}");
     }
 
     #[test]

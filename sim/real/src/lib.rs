@@ -29,6 +29,7 @@
 pub mod calibrate;
 mod cli;
 pub mod clinic;
+pub mod cpu_time;
 pub mod database;
 pub mod load;
 pub mod load_run;

@@ -88,11 +88,11 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
 fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
     let args = ["--scenario", "all", "--strategy", "naive", "--seed", "5"];
     let (printed, spec) = shrink_failing_seed("late", &args);
-    assert!(printed.contains("after the 4 bookings committed before them"), "{printed}");
+    assert!(printed.contains("after the 5 bookings committed before them"), "{printed}");
     let written = std::fs::read_to_string(&spec).expect("the spec is written");
     let setup = written.split("\nsession ").next().unwrap();
     let rebuilt = setup.matches("INSERT INTO appointments").count();
-    assert_eq!(rebuilt, 4, "the earlier rows are in the setup");
+    assert_eq!(rebuilt, 5, "the earlier rows are in the setup");
     let Some(on_pg) = replayed_on_postgresql(&spec, "the late pair") else { return };
     let table = room_overlaps(&on_pg);
     assert!(table.contains("(1 row)"), "PostgreSQL shows the pair's overlap only:\n{table}");

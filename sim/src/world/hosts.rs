@@ -65,7 +65,10 @@ pub(super) fn add_model_hosts(
     let opened = Rc::new(RefCell::new(Vec::new()));
     let tap = StatementTap::default();
     let db_sinks = DbSinks { servers: servers.clone(), opened: opened.clone() };
-    add_db_host(sim, engine.clone(), seeds, &config.profile.statements, db_sinks, cores.clone());
+    let core_fraction =
+        config.profile.backend_cpu.as_ref().map_or(1.0, |cpu| cpu.statement_core_fraction());
+    let db_cores = DbCores { cores: cores.clone(), core_fraction };
+    add_db_host(sim, engine.clone(), seeds, &config.profile.statements, db_sinks, db_cores);
     let sinks = BackendSinks {
         histograms: shared.histograms.clone(),
         deadlocks: deadlocks.clone(),
@@ -113,6 +116,13 @@ thread_local! {
         Arc::new(BodyCache::with_limits(BODY_CACHE_ENTRIES_MAX, BODY_CACHE_TEXT_BYTES_MAX));
 }
 
+/// The cores the db host's statements run on: shared ones (`None`: its own), and the share of
+/// each statement's draw that holds one (`[cpu] statement_core_fraction`).
+pub struct DbCores {
+    pub cores: Option<Arc<Cores>>,
+    pub core_fraction: f64,
+}
+
 /// Registers the db host: a model server on the shared engine, with `profile`'s service times.
 pub fn add_db_host(
     sim: &mut turmoil::Sim<'static>,
@@ -120,8 +130,9 @@ pub fn add_db_host(
     seeds: &Seeds,
     profile: &LatencyProfile,
     sinks: DbSinks,
-    cores: Option<Arc<Cores>>,
+    db_cores: DbCores,
 ) {
+    let DbCores { cores, core_fraction } = db_cores;
     let DbSinks { servers: trace_sink, opened } = sinks;
     let config = ServerConfig {
         seed: seeds.u64(Stream::DbScheduler),
@@ -132,6 +143,7 @@ pub fn add_db_host(
         scheduler: if cores.is_some() { Scheduler::RandomOrder } else { Scheduler::Pct },
         cores,
         transport_us: DB_TRANSPORT_US,
+        core_fraction,
         ..ServerConfig::default()
     };
     sim.host("db", move || {

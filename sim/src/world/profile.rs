@@ -17,7 +17,10 @@
 //! round-robin, issue #17; absent or 0: each piece runs to its end; calibrate writes
 //! [`QUANTUM_US_CALIBRATED`]), and optionally `offpath_us = U` (needs `cores`: µs of CPU the
 //! machine spends per request after answering it, on the shared cores; a knob for validate,
-//! not measured by calibrate — sim/README.md). Tables follow the model's rules for
+//! not measured by calibrate — sim/README.md), and optionally `statement_core_fraction = F`
+//! (needs `cores`; 0 < F ≤ 1, absent: 1): the share of a statement's drawn round trip that
+//! holds a core — the rest (wake-ups, the WAL flush's wait) passes without one; written by
+//! calibrate from the machine's CPU per booking (issue #17). Tables follow the model's rules for
 //! empirical tables (`model::profile::validate_quantile_table`); errors name the field
 //! (`cpu.request_us: …`).
 //!
@@ -103,6 +106,8 @@ pub struct BackendCpu {
     quantum_us: Option<u64>,
     /// The machine's CPU per request off the request's own path, µs (`None`: none).
     offpath_us: Option<f64>,
+    /// Share of a statement's draw that holds a core (`None`: all of it).
+    statement_core_fraction: Option<f64>,
 }
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
@@ -131,6 +136,7 @@ struct RawCpu {
     cores: Option<u32>,
     quantum_us: Option<u64>,
     offpath_us: Option<f64>,
+    statement_core_fraction: Option<f64>,
 }
 
 impl Profile {
@@ -180,6 +186,18 @@ impl Profile {
         Ok(Profile { backend_cpu: Some(cpu.with_offpath_us(offpath_us)?), ..self.clone() })
     }
 
+    /// The same profile with another statement core fraction (`[cpu]
+    /// statement_core_fraction`; `None`: 1). Errors name the reason.
+    pub fn with_statement_core_fraction(&self, fraction: Option<f64>) -> Result<Profile, String> {
+        let Some(cpu) = &self.backend_cpu else {
+            return Err("the profile has no [cpu] table (no shared cores)".into());
+        };
+        Ok(Profile {
+            backend_cpu: Some(cpu.with_statement_core_fraction(fraction)?),
+            ..self.clone()
+        })
+    }
+
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
     /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
     /// slice that is not a whole number of ticks).
@@ -220,6 +238,17 @@ fn check_offpath_us(us: f64, cores: Option<u32>) -> Result<(), String> {
     check_us(us)?;
     if cores.is_none() {
         return Err("needs `cores`: the off-path CPU is spent on the shared cores".into());
+    }
+    Ok(())
+}
+
+/// A statement core fraction: more than 0, at most 1, on shared cores.
+fn check_core_fraction(fraction: f64, cores: Option<u32>) -> Result<(), String> {
+    if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+        return Err(format!("{fraction}: must be more than 0 and at most 1"));
+    }
+    if cores.is_none() {
+        return Err("needs `cores`: it is the share of a statement that holds a shared core".into());
     }
     Ok(())
 }
@@ -283,6 +312,9 @@ impl BackendCpu {
         if let Some(us) = cpu.offpath_us {
             check_offpath_us(us, cpu.cores).map_err(|r| err("cpu.offpath_us", r))?;
         }
+        if let Some(f) = cpu.statement_core_fraction {
+            check_core_fraction(f, cpu.cores).map_err(|r| err("cpu.statement_core_fraction", r))?;
+        }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
@@ -290,6 +322,7 @@ impl BackendCpu {
             cores: cpu.cores,
             quantum_us: cpu.quantum_us.filter(|&q| q > 0),
             offpath_us: cpu.offpath_us.filter(|&us| us > 0.0),
+            statement_core_fraction: cpu.statement_core_fraction,
         }))
     }
 
@@ -354,7 +387,26 @@ impl BackendCpu {
             cores: self.cores,
             quantum_us: self.quantum_us,
             offpath_us: self.offpath_us.map(|us| us * request),
+            statement_core_fraction: self.statement_core_fraction,
         }
+    }
+
+    /// The share of a statement's drawn round trip that holds a shared core
+    /// (`[cpu] statement_core_fraction`; 1 when absent).
+    pub fn statement_core_fraction(&self) -> f64 {
+        self.statement_core_fraction.unwrap_or(1.0)
+    }
+
+    /// The same costs with another statement core fraction (`None`: 1); checked as the
+    /// profile key is.
+    pub fn with_statement_core_fraction(
+        &self,
+        fraction: Option<f64>,
+    ) -> Result<BackendCpu, String> {
+        if let Some(f) = fraction {
+            check_core_fraction(f, self.cores)?;
+        }
+        Ok(BackendCpu { statement_core_fraction: fraction, ..self.clone() })
     }
 }
 
@@ -477,6 +529,32 @@ mod tests {
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_offpath_us(Some(10.0)).unwrap_err().contains("cores"));
         assert!(without.with_offpath_us(Some(-3.0)).is_err());
+    }
+
+    #[test]
+    fn the_statement_core_fraction_is_optional_checked_and_kept_by_scaling() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}cores = 2\nstatement_core_fraction = 0.9\n");
+        let backend = Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap();
+        assert_eq!(backend.statement_core_fraction(), 0.9);
+        assert_eq!(backend.scaled_each(3.0, 0.5).statement_core_fraction(), 0.9, "a ratio");
+        let without = Profile::from_toml_str(&format!("{base}\n{cpu}cores = 2\n"), "t").unwrap();
+        let cpu_of = |p: &Profile| p.backend_cpu.as_ref().unwrap().statement_core_fraction();
+        assert_eq!(cpu_of(&without), 1.0, "absent: the whole draw");
+        assert_eq!(cpu_of(&without.with_statement_core_fraction(Some(0.5)).unwrap()), 0.5);
+        for bad in [
+            "cores = 2\nstatement_core_fraction = 0.0",
+            "cores = 2\nstatement_core_fraction = 1.5",
+            "cores = 2\nstatement_core_fraction = nan",
+            "statement_core_fraction = 0.9",
+        ] {
+            let bad = format!("{base}\n{cpu}{bad}\n");
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.statement_core_fraction", "{bad}: {e}");
+        }
+        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        assert!(no_cores.with_statement_core_fraction(Some(0.5)).unwrap_err().contains("cores"));
     }
 
     #[test]

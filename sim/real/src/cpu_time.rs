@@ -1,0 +1,109 @@
+//! CPU TIME of this process and of the local PostgreSQL server's processes, read from Linux's
+//! `/proc` (`utime + stime + cutime + cstime` of `/proc/<pid>/stat`, in clock ticks of
+//! [`TICK_US`]). `calibrate` and `validate --profile-from-run` take a snapshot before and
+//! after their measured bookings: with this process's statement round trips and its own
+//! modelled CPU, the difference says how much of a statement's round trip is CPU
+//! (`[cpu] statement_core_fraction`, issue #17).
+//!
+//! PostgreSQL's processes are those whose `comm` is `postgres` (the postmaster and every
+//! backend; a backend that exits is reaped by the postmaster and its time lands in the
+//! postmaster's `cutime`). That is the local server only: with PostgreSQL on another machine
+//! none are found and nothing is measured. Elsewhere than Linux: `None`.
+
+use std::path::Path;
+
+/// µs per clock tick: Linux's USER_HZ, 100 on every architecture it exports to user space.
+pub const TICK_US: u64 = 10_000;
+
+/// CPU time so far, µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuSnapshot {
+    /// This process.
+    pub own_us: u64,
+    /// Every process named `postgres`.
+    pub postgres_us: u64,
+    /// How many there were.
+    pub postgres_processes: usize,
+}
+
+impl CpuSnapshot {
+    /// Now; `None` where `/proc/self/stat` cannot be read.
+    pub fn now() -> Option<CpuSnapshot> {
+        let own_us = process_cpu_us(Path::new("/proc/self"))?;
+        let (mut postgres_us, mut postgres_processes) = (0, 0);
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let dir = entry.path();
+            let numeric = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+            if !numeric {
+                continue;
+            }
+            let is_postgres = std::fs::read_to_string(dir.join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres");
+            if let Some(us) = is_postgres.then(|| process_cpu_us(&dir)).flatten() {
+                postgres_us += us;
+                postgres_processes += 1;
+            }
+        }
+        Some(CpuSnapshot { own_us, postgres_us, postgres_processes })
+    }
+
+    /// (own µs, PostgreSQL µs) spent since `earlier` (never negative: a process that exited
+    /// unreaped takes its time with it).
+    pub fn since(&self, earlier: &CpuSnapshot) -> (u64, u64) {
+        (
+            self.own_us.saturating_sub(earlier.own_us),
+            self.postgres_us.saturating_sub(earlier.postgres_us),
+        )
+    }
+}
+
+/// `utime + stime + cutime + cstime` of the process at `dir`, µs.
+fn process_cpu_us(dir: &Path) -> Option<u64> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    parse_stat_cpu_ticks(&stat).map(|ticks| ticks * TICK_US)
+}
+
+/// The four CPU fields (14-17) of a `/proc/<pid>/stat` line, in ticks. The command name
+/// (field 2) is in parentheses and may hold spaces and parentheses: fields are counted from
+/// the last `)`.
+fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): fields 14..=17 are at 11..=14.
+    let mut ticks = 0u64;
+    for field in fields.get(11..=14)? {
+        ticks += field.parse::<i64>().ok()?.max(0) as u64;
+    }
+    Some(ticks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_fields_are_counted_from_the_last_parenthesis() {
+        let line = "4242 (post (gres) x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17";
+        // Fields 14-17 are 11, 12, 13, 14 here.
+        assert_eq!(parse_stat_cpu_ticks(line), Some(11 + 12 + 13 + 14));
+        assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None, "too short");
+        assert_eq!(parse_stat_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn burning_cpu_shows_in_this_process_time() {
+        let before = CpuSnapshot::now().expect("/proc on Linux");
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let (own_us, _) = CpuSnapshot::now().unwrap().since(&before);
+        // 200 ms of wall time on a core: at least 100 ms of it ours even on a busy machine.
+        assert!(own_us >= 100_000, "{own_us} µs of CPU for 200 ms of spinning");
+    }
+}
