@@ -5,7 +5,7 @@
 use super::{Candidate, ExecutionResult, Executor, Halt};
 use crate::error::Error;
 use crate::locks::{RowLock, Wait};
-use crate::mvcc::{TupleId, XidStatus};
+use crate::mvcc::{TupleId, Xid, XidStatus};
 use crate::sql::planner::{Select, Source};
 use crate::sql::{Isolation, LockStrength};
 
@@ -87,7 +87,13 @@ impl<'a> Executor<'a> {
             }
             return Err(Halt::Block(Wait::Row { table: table.to_string(), row, mode }));
         }
-        let version = self.follow_committed_update(table, tid, mode)?;
+        // REPEATABLE READ judged the snapshot's version above (nobody held it: no blockers)
+        // and locks that version; READ COMMITTED follows a committed update.
+        let version = if self.context.isolation >= Isolation::RepeatableRead {
+            Some(tid)
+        } else {
+            self.follow_committed_update(table, tid)?
+        };
         let lock = RowLock {
             txn: self.context.txn,
             xid: self.context.xid,
@@ -99,16 +105,13 @@ impl<'a> Executor<'a> {
         Ok(version)
     }
 
+    /// READ COMMITTED: the newest version of `tid`'s row when a committed transaction updated
+    /// it, `None` when one deleted it, else `tid`.
     fn follow_committed_update(
         &self,
         table: &str,
         tid: TupleId,
-        mode: LockStrength,
     ) -> ExecutionResult<Option<TupleId>> {
-        if self.context.isolation >= Isolation::RepeatableRead {
-            self.repeatable_read_version_check(table, tid, mode)?;
-            return Ok(Some(tid));
-        }
         let t = self.db.catalog.must_get(table)?;
         let xids = &self.db.xids;
         if !self.committed_by_other(t.heap.tuples[tid].xmax) {
@@ -132,7 +135,6 @@ impl<'a> Executor<'a> {
         mode: LockStrength,
     ) -> ExecutionResult<()> {
         let t = self.db.catalog.must_get(table)?;
-        let xids = &self.db.xids;
         let tuple = &t.heap.tuples[tid];
         if !self.committed_by_other(tuple.xmax) {
             return Ok(());
@@ -148,11 +150,8 @@ impl<'a> Executor<'a> {
             let mut next = tuple.next;
             while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
                 let newer = &t.heap.tuples[n];
-                let committed_key_change = newer.keys_updated
-                    && newer.xmax.is_some_and(|x| {
-                        matches!(xids.status(x), XidStatus::Committed(_))
-                            && xids.top(x) != self.context.txn
-                    });
+                let committed_key_change =
+                    newer.keys_updated && self.committed_by_other(newer.xmax);
                 if committed_key_change {
                     return Err(Error::concurrent_update().into());
                 }
@@ -164,7 +163,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Whether `xmax` is another transaction's, committed.
-    fn committed_by_other(&self, xmax: Option<crate::mvcc::Xid>) -> bool {
+    fn committed_by_other(&self, xmax: Option<Xid>) -> bool {
         let xids = &self.db.xids;
         match xmax.map(|x| (x, xids.status(x))) {
             Some((x, XidStatus::Committed(_))) => xids.top(x) != self.context.txn,

@@ -186,18 +186,6 @@ impl Profile {
         Ok(Profile { backend_cpu: Some(cpu.with_offpath_us(offpath_us)?), ..self.clone() })
     }
 
-    /// The same profile with another statement core fraction (`[cpu]
-    /// statement_core_fraction`; `None`: 1). Errors name the reason.
-    pub fn with_statement_core_fraction(&self, fraction: Option<f64>) -> Result<Profile, String> {
-        let Some(cpu) = &self.backend_cpu else {
-            return Err("the profile has no [cpu] table (no shared cores)".into());
-        };
-        Ok(Profile {
-            backend_cpu: Some(cpu.with_statement_core_fraction(fraction)?),
-            ..self.clone()
-        })
-    }
-
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
     /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
     /// slice that is not a whole number of ticks).
@@ -396,18 +384,6 @@ impl BackendCpu {
     pub fn statement_core_fraction(&self) -> f64 {
         self.statement_core_fraction.unwrap_or(1.0)
     }
-
-    /// The same costs with another statement core fraction (`None`: 1); checked as the
-    /// profile key is.
-    pub fn with_statement_core_fraction(
-        &self,
-        fraction: Option<f64>,
-    ) -> Result<BackendCpu, String> {
-        if let Some(f) = fraction {
-            check_core_fraction(f, self.cores)?;
-        }
-        Ok(BackendCpu { statement_core_fraction: fraction, ..self.clone() })
-    }
 }
 
 #[cfg(test)]
@@ -542,7 +518,6 @@ mod tests {
         let without = Profile::from_toml_str(&format!("{base}\n{cpu}cores = 2\n"), "t").unwrap();
         let cpu_of = |p: &Profile| p.backend_cpu.as_ref().unwrap().statement_core_fraction();
         assert_eq!(cpu_of(&without), 1.0, "absent: the whole draw");
-        assert_eq!(cpu_of(&without.with_statement_core_fraction(Some(0.5)).unwrap()), 0.5);
         for bad in [
             "cores = 2\nstatement_core_fraction = 0.0",
             "cores = 2\nstatement_core_fraction = 1.5",
@@ -553,8 +528,6 @@ mod tests {
             let e = Profile::from_toml_str(&bad, "b").unwrap_err();
             assert_eq!(e.field, "cpu.statement_core_fraction", "{bad}: {e}");
         }
-        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
-        assert!(no_cores.with_statement_core_fraction(Some(0.5)).unwrap_err().contains("cores"));
     }
 
     #[test]
