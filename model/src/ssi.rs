@@ -68,7 +68,7 @@
 //!
 //! READ ONLY
 //! A read-only Tin makes the structure dangerous only if Tout committed before Tin's
-//! snapshot. SERIALIZABLE READ ONLY DEFERRABLE waits for a snapshot taken when no
+//! snapshot. A transaction that commits without a write check is read-only from then on. SERIALIZABLE READ ONLY DEFERRABLE waits for a snapshot taken when no
 //! read-write serializable transaction is running (a simplification of "safe snapshot").
 //!
 //! NOT MODELLED
@@ -102,7 +102,11 @@ pub struct WriteTarget<'a> {
 /// A serializable transaction's SSI state.
 #[derive(Clone, Debug, Default)]
 pub struct Sxact {
+    /// Declared READ ONLY, or committed without a write (see [`Ssi::committed`]).
     pub read_only: bool,
+    /// Made a write check (CheckForSerializableConflictIn's MyXactDidWrite): a heap write or
+    /// a unique-index insertion, kept when its subtransaction rolls back.
+    pub wrote: bool,
     pub snapshot_seq: CommitSeq,
     pub commit_seq: Option<CommitSeq>,
     pub doomed: bool,
@@ -244,6 +248,7 @@ impl Ssi {
         let table = target.table;
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.writes.insert((table.to_string(), xid));
+        mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
         self.flag_readers(me, |s| {
             s.reads.contains(table)
@@ -259,9 +264,8 @@ impl Ssi {
     /// failure is not masked by the unique violation): fails when doomed; adds edges from
     /// the concurrent readers holding index-page SIREAD locks of `table`.
     pub fn on_index_insert(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
-        if !self.sxacts.contains_key(&me) {
-            return Ok(());
-        }
+        let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
+        mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
         self.flag_readers(me, |s| s.index_reads.contains(table))
     }
@@ -408,10 +412,15 @@ impl Ssi {
         Ok(())
     }
 
-    /// Records a commit's sequence number.
+    /// Records a commit's sequence number. A transaction that committed without writing is
+    /// read-only from then on, as ReleasePredicateLocks recognises an "implicit read-only
+    /// transaction (commit without write)": a later edge into a pivot from it is dangerous
+    /// only if the pivot's out-conflict committed before its snapshot (gen-1796570058-0073:
+    /// an ON CONFLICT DO NOTHING and a DELETE of no row write nothing).
     pub fn committed(&mut self, me: TxnId, seq: CommitSeq) {
         if let Some(s) = self.sxacts.get_mut(&me) {
             s.commit_seq = Some(seq);
+            s.read_only |= !s.wrote;
         }
         self.cleanup();
     }
@@ -569,5 +578,38 @@ mod tests {
         s.on_write(1, 11, ins("t")).unwrap();
         s.on_read(2, "t").unwrap();
         assert!(s.sxacts[&2].out_conflicts.contains(&1));
+    }
+
+    /// gen-1796570058-0073: Tin (2) read what Tout (1) wrote, Tout committed, Tin committed,
+    /// then the pivot (4, which read before Tout's write) writes what Tin read. A Tin that
+    /// committed without writing is read-only, and Tout committed after Tin's snapshot: no
+    /// anomaly, the write goes on. The same Tin with a write of its own fails the pivot.
+    #[test]
+    fn a_transaction_that_committed_without_writing_is_read_only() {
+        for tin_wrote in [false, true] {
+            let mut s = Ssi::default();
+            for t in [1, 2, 4] {
+                s.register(t, false, 0);
+            }
+            s.on_read(4, "t").unwrap();
+            s.on_write(1, 1, ins("t")).unwrap();
+            s.pre_commit(1).unwrap();
+            s.committed(1, 1);
+            s.on_read(2, "t").unwrap();
+            if tin_wrote {
+                s.on_write(2, 2, ins("u")).unwrap();
+            }
+            s.pre_commit(2).unwrap();
+            s.committed(2, 2);
+            assert_eq!(s.sxacts[&2].read_only, !tin_wrote);
+            let pivot_write = s.on_write(4, 4, ins("t"));
+            if tin_wrote {
+                let err = pivot_write.unwrap_err().into_sql_error();
+                assert!(err.detail.unwrap().contains("during write"));
+            } else {
+                pivot_write.unwrap();
+                assert!(s.sxacts[&4].in_conflicts.contains(&2), "the edge is there, harmless");
+            }
+        }
     }
 }
