@@ -95,3 +95,48 @@ fn fifty_simultaneous_bookings_wait_for_the_off_path_cpu() {
     );
     assert_eq!(with, run_with(&scenario, 1, offpath(1_000.0)), "and the run replays");
 }
+
+fn workers(quantum_us: Option<u64>, backend_workers: Option<u32>) -> Profile {
+    let profile = world::default_profile().with_quantum_us(quantum_us).unwrap();
+    profile.with_backend_workers(backend_workers).unwrap()
+}
+
+/// `[cpu] backend_workers`: one user's requests never overlap, so one thread changes
+/// nothing; 50 simultaneous bookings queue for it.
+#[test]
+fn backend_work_waits_for_a_worker_thread_only_under_contention() {
+    let one_user = storm(1, 25);
+    for seed in 1..=3 {
+        let free = run_with(&one_user, seed, workers(Some(50), None));
+        assert!(free == run_with(&one_user, seed, workers(Some(50), Some(1))), "seed {seed}");
+    }
+    let scenario = storm(50, 1);
+    let mean = |o: &RunOutcome| o.histograms.get(Metric::RoomAssignment).mean();
+    let free = run_with(&scenario, 1, workers(Some(50), None));
+    let one = run_with(&scenario, 1, workers(Some(50), Some(1)));
+    assert_eq!(one.counts.created_201, 50);
+    assert!(
+        mean(&one) > mean(&free) * 1.05,
+        "room assignment mean {} µs on one backend thread, {} µs without a limit",
+        mean(&one),
+        mean(&free)
+    );
+    assert_eq!(one, run_with(&scenario, 1, workers(Some(50), Some(1))), "and the run replays");
+}
+
+/// The simulated rules evaluation is timed as the real backend's Server-Timing is: its cost
+/// plus the time it was preempted. Run to completion it is the cost alone; on time-sliced,
+/// contended cores some evaluations are preempted and take longer than any draw could.
+#[test]
+fn a_preempted_rules_evaluation_takes_longer_than_its_cost() {
+    let scenario = storm(50, 1);
+    let rules = |o: &RunOutcome| o.histograms.get(Metric::RulesEvaluation).clone();
+    let whole = rules(&run(&scenario, 1, None));
+    let sliced = rules(&run(&scenario, 1, Some(50)));
+    assert!(
+        sliced.max() > whole.max() + 25,
+        "rules evaluation max {} µs sliced, {} µs run to completion",
+        sliced.max(),
+        whole.max()
+    );
+}

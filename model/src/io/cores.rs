@@ -77,6 +77,16 @@ pub struct CoreGuard {
     since: Instant,
     /// Dropped to be parked for the server instead of given back to the semaphore.
     park: bool,
+    /// Time the work on this core has spent preempted so far: given up in [`Cores::spend`]
+    /// and queued until it had a core again.
+    preempted: Duration,
+}
+
+impl CoreGuard {
+    /// Time the work has spent preempted since it first took a core (module doc).
+    pub fn preempted(&self) -> Duration {
+        self.preempted
+    }
 }
 
 impl Drop for CoreGuard {
@@ -162,7 +172,12 @@ impl Cores {
     }
 
     fn guard(self: &Arc<Self>) -> CoreGuard {
-        CoreGuard { cores: Arc::clone(self), since: Instant::now(), park: false }
+        CoreGuard {
+            cores: Arc::clone(self),
+            since: Instant::now(),
+            park: false,
+            preempted: Duration::ZERO,
+        }
     }
 
     /// Takes a free core without waiting (none free, or others already queued: `None`); a
@@ -252,15 +267,21 @@ impl Cores {
             }
             core.park = true;
         }
+        let preempted = core.preempted;
+        let given_up = Instant::now();
         drop(core);
-        self.take().await
+        let mut core = self.take().await;
+        core.preempted = preempted + given_up.elapsed();
+        core
     }
 
     /// Holds a core for `duration` of (tokio) time of work: waits for one, spends the time
-    /// on it ([`Cores::spend`]: sliced when there is a quantum), gives it back.
-    pub async fn hold(self: &Arc<Self>, duration: Duration) {
+    /// on it ([`Cores::spend`]: sliced when there is a quantum), gives it back. Returns the
+    /// time the work spent preempted once it had a core (the wait for the first core is not
+    /// counted: a real thread times its work from when it runs).
+    pub async fn hold(self: &Arc<Self>, duration: Duration) -> Duration {
         let core = self.take().await;
-        drop(self.spend(core, duration).await);
+        self.spend(core, duration).await.preempted
     }
 
     /// Completes after the next give-back (or at once if one happened since the last call).
@@ -336,6 +357,29 @@ mod tests {
         assert_eq!(ends, vec![11, 3], "a quantum: the short job waits 1 ms");
         assert_eq!(sliced.free(), 1);
         assert_eq!(sliced.queued.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hold_reports_the_time_spent_preempted_not_the_first_wait() {
+        let sliced = Cores::with_quantum(1, Some(Duration::from_millis(2)));
+        let long = tokio::spawn({
+            let cores = Arc::clone(&sliced);
+            async move { cores.hold(Duration::from_millis(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // Waits 1 ms for its first core (the long job's slice ends at 2), then runs 2..3.
+        let short = sliced.hold(Duration::from_millis(1)).await;
+        assert_eq!(short, Duration::ZERO, "waiting for the first core is not preemption");
+        assert_eq!(long.await.unwrap(), Duration::from_millis(1), "given up 2..3");
+        // Without a quantum nothing is ever preempted.
+        let whole = Cores::new(1);
+        let first = tokio::spawn({
+            let cores = Arc::clone(&whole);
+            async move { cores.hold(Duration::from_millis(10)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(whole.hold(Duration::from_millis(1)).await, Duration::ZERO);
+        assert_eq!(first.await.unwrap(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

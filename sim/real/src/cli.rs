@@ -20,7 +20,7 @@ use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
 use super::throughput::{self, ThroughputConfig};
-use super::validate::{SimProfile, ValidateConfig};
+use super::validate::{Knobs, SimProfile, ValidateConfig};
 use super::workload::{self, Fixture, Task};
 use super::{RealError, parse_duration, report};
 use backend_core::db::guard::GuardMode;
@@ -306,6 +306,12 @@ pub struct ValidateArgs {
     /// value (and per --quantum-us value) against the same real side, each judged.
     #[arg(long, value_delimiter = ',', value_name = "US")]
     pub offpath_us: Vec<f64>,
+    /// The simulation's backend worker threads instead of the profile's `[cpu]
+    /// backend_workers` (the real side runs its service on 2); 0 = no limit, every piece of
+    /// the backend's CPU work takes a core for itself. Several values: the simulation runs
+    /// once per value (and per --quantum-us and --offpath-us value), each judged.
+    #[arg(long, value_delimiter = ',', value_name = "N")]
+    pub backend_workers: Vec<u32>,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -354,21 +360,16 @@ impl ValidateArgs {
             None => SimProfile::committed(),
         };
         self.reports.check_destinations()?;
-        for &q in &self.quantum_us {
-            sim::world::default_profile()
-                .with_quantum_us(Some(q))
-                .map_err(|e| RealError::BadInput(format!("--quantum-us {e}")))?;
-        }
-        for &o in &self.offpath_us {
-            sim::world::default_profile()
-                .with_offpath_us(Some(o))
-                .map_err(|e| RealError::BadInput(format!("--offpath-us {e}")))?;
-        }
+        let knobs = Knobs {
+            quantum_us: self.quantum_us.clone(),
+            offpath_us: self.offpath_us.clone(),
+            backend_workers: self.backend_workers.clone(),
+        };
+        knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,
-            quantum_us: self.quantum_us.clone(),
-            offpath_us: self.offpath_us.clone(),
+            knobs,
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),
             levels: self.concurrency.clone(),

@@ -130,12 +130,9 @@ pub struct ValidateConfig {
     pub machine_scaling: bool,
     /// How clients reach the service, the same on both sides (`--fresh-connections`).
     pub connections: sim::net::Connections,
-    /// Time slices (modelled µs, 0 = none) to simulate instead of the profile's
-    /// `[cpu] quantum_us`, each against the same real side; empty: the profile's.
-    pub quantum_us: Vec<u64>,
-    /// `--offpath-us`: the simulation runs once per value (µs of off-path CPU per request on
-    /// this machine, after scaling) for each time slice; empty: the profile's.
-    pub offpath_us: Vec<f64>,
+    /// The `[cpu]` values to simulate instead of the profile's (`--quantum-us`,
+    /// `--offpath-us`, `--backend-workers`), each against the same real side.
+    pub knobs: Knobs,
 }
 
 /// Where the simulation's latency profile comes from.
@@ -741,7 +738,7 @@ pub fn validate_command(
         },
         SimProfile::FromRun => profile_from_run(&config, &real[0])?,
     };
-    let variants = variants(&profile, &profile_source, &config.quantum_us, &config.offpath_us)?;
+    let variants = variants(&profile, &profile_source, &config.knobs)?;
     let mut verdict = Ok(());
     for (i, (profile, profile_source)) in variants.iter().enumerate() {
         let mut sim = Vec::with_capacity(real.len());
@@ -790,37 +787,82 @@ pub fn on_loopback(scenario: &Scenario) -> Arc<Scenario> {
     Arc::new(scenario)
 }
 
-/// The simulated profiles to judge: `profile` itself, or one per `--quantum-us` value, and
-/// each of those once per `--offpath-us` value, each with its source line.
+/// The simulated profiles to judge: `profile` itself, or one per `--quantum-us` value, each
+/// of those once per `--offpath-us` value and each of those once per `--backend-workers`
+/// value, each with its source line.
 fn variants(
     profile: &Arc<Profile>,
     source: &str,
-    quantum_us: &[u64],
-    offpath_us: &[f64],
+    knobs: &Knobs,
 ) -> Result<Vec<(Arc<Profile>, String)>, RealError> {
-    let mut sliced = Vec::new();
-    if quantum_us.is_empty() {
-        sliced.push((profile.clone(), source.to_string()));
-    }
-    for &q in quantum_us {
-        let p = profile.with_quantum_us(Some(q)).map_err(RealError::BadInput)?;
-        let line = match q {
+    let all = vec![(profile.clone(), source.to_string())];
+    let all = vary(
+        all,
+        "--quantum-us",
+        &knobs.quantum_us,
+        |p, q| p.with_quantum_us(Some(q)),
+        |q| match q {
             0 => "run to completion (--quantum-us 0)".to_string(),
             q => format!("time slice {q} µs (--quantum-us)"),
-        };
-        sliced.push((Arc::new(p), format!("{source}; {line}")));
+        },
+    )?;
+    let all = vary(
+        all,
+        "--offpath-us",
+        &knobs.offpath_us,
+        |p, o| p.with_offpath_us(Some(o)),
+        |o| format!("off-path CPU {o} µs per request (--offpath-us)"),
+    )?;
+    vary(
+        all,
+        "--backend-workers",
+        &knobs.backend_workers,
+        |p, w| p.with_backend_workers(Some(w)),
+        |w| match w {
+            0 => "no limit on backend threads (--backend-workers 0)".to_string(),
+            w => format!("{w} backend worker threads (--backend-workers)"),
+        },
+    )
+}
+
+/// The simulation's knobs `validate` varies, each value judged against the same real side
+/// (empty: the profile's own).
+#[derive(Debug, Clone, Default)]
+pub struct Knobs {
+    /// `[cpu] quantum_us` values.
+    pub quantum_us: Vec<u64>,
+    /// `[cpu] offpath_us` values.
+    pub offpath_us: Vec<f64>,
+    /// `[cpu] backend_workers` values.
+    pub backend_workers: Vec<u32>,
+}
+
+impl Knobs {
+    /// Every value applied to `profile`, so that a bad one is an input error before any run.
+    pub fn check(&self, profile: &Profile) -> Result<(), RealError> {
+        variants(&Arc::new(profile.clone()), "", self).map(drop)
     }
-    if offpath_us.is_empty() {
-        return Ok(sliced);
+}
+
+/// Each of `variants` once per value of `values` (`apply` to its profile, `label` appended to
+/// its line); `variants` as they are when there are none. A value `apply` refuses is an input
+/// error naming `flag`.
+fn vary<T: Copy>(
+    variants: Vec<(Arc<Profile>, String)>,
+    flag: &str,
+    values: &[T],
+    apply: impl Fn(&Profile, T) -> Result<Profile, String>,
+    label: impl Fn(T) -> String,
+) -> Result<Vec<(Arc<Profile>, String)>, RealError> {
+    if values.is_empty() {
+        return Ok(variants);
     }
-    let mut all = Vec::new();
-    for (p, line) in &sliced {
-        for &o in offpath_us {
-            let with = p.with_offpath_us(Some(o)).map_err(RealError::BadInput)?;
-            all.push((
-                Arc::new(with),
-                format!("{line}; off-path CPU {o} µs per request (--offpath-us)"),
-            ));
+    let mut all = Vec::with_capacity(variants.len() * values.len());
+    for (profile, line) in &variants {
+        for &value in values {
+            let varied =
+                apply(profile, value).map_err(|e| RealError::BadInput(format!("{flag} {e}")))?;
+            all.push((Arc::new(varied), format!("{line}; {}", label(value))));
         }
     }
     Ok(all)
@@ -837,10 +879,15 @@ mod tests {
     #[test]
     fn each_time_slice_is_simulated_once_per_off_path_cpu() {
         let profile = sim::world::default_profile();
-        let one = variants(&profile, "p", &[], &[]).unwrap();
+        let knobs = |quantum_us: &[u64], offpath_us: &[f64]| Knobs {
+            quantum_us: quantum_us.to_vec(),
+            offpath_us: offpath_us.to_vec(),
+            backend_workers: Vec::new(),
+        };
+        let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].0, profile, "no flags: the profile itself");
-        let all = variants(&profile, "p", &[0, 50], &[0.0, 1_000.0]).unwrap();
+        let all = variants(&profile, "p", &knobs(&[0, 50], &[0.0, 1_000.0])).unwrap();
         let got: Vec<(Option<u64>, Option<f64>)> = (all.iter())
             .map(|(p, _)| {
                 let cpu = p.backend_cpu.as_ref().unwrap();
@@ -852,8 +899,19 @@ mod tests {
         assert_eq!(got, want);
         assert!(all[3].1.contains("time slice 50 µs") && all[3].1.contains("off-path CPU 1000 µs"));
         let between_ticks = sim::timescale::RESOLUTION_US + 1;
-        assert!(variants(&profile, "p", &[between_ticks], &[]).is_err(), "not a whole tick");
-        assert!(variants(&profile, "p", &[], &[-1.0]).is_err(), "not a time");
+        assert!(variants(&profile, "p", &knobs(&[between_ticks], &[])).is_err(), "not a tick");
+        assert!(variants(&profile, "p", &knobs(&[], &[-1.0])).is_err(), "not a time");
+        let workers = Knobs { backend_workers: vec![0, 2], ..knobs(&[50], &[]) };
+        let all = variants(&profile, "p", &workers).unwrap();
+        let got: Vec<Option<u32>> =
+            all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().backend_workers()).collect();
+        assert_eq!(got, [None, Some(2)]);
+        assert!(all[1].1.ends_with(
+            "time slice 50 µs (--quantum-us); 2 backend worker threads (--backend-workers)"
+        ));
+        let too_many = Knobs { backend_workers: vec![100_000], ..Knobs::default() };
+        let e = too_many.check(&profile).unwrap_err().to_string();
+        assert!(e.contains("--backend-workers 100000"), "{e}");
     }
 
     #[test]

@@ -134,8 +134,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
         connections: Default::default(),
-        quantum_us: Vec::new(),
-        offpath_us: Vec::new(),
+        knobs: real::validate::Knobs::default(),
     }
 }
 

@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use real::database::DbTarget;
 use real::report::ReportArgs;
-use real::validate::{SimProfile, ValidateConfig, validate_command};
+use real::validate::{Knobs, SimProfile, ValidateConfig, validate_command};
 
 fn database_url() -> Option<String> {
     match std::env::var("DATABASE_URL") {
@@ -92,8 +92,7 @@ fn run_validate(
         // committed profile to this machine, class by class (printed).
         machine_scaling: true,
         connections: Default::default(),
-        quantum_us: Vec::new(),
-        offpath_us: Vec::new(),
+        knobs: Knobs::default(),
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -9,16 +9,26 @@
 //! quantum while other work waits, then queues again (`model::io::cores`). Without it each
 //! piece runs to its end once it has a core. Not modelled: the kernel's fairness by
 //! accumulated CPU (EEVDF's lag), context-switch cost.
+//!
+//! With `[cpu] backend_workers = W` the backend's own CPU work (a request's CPU, a rules
+//! evaluation) also needs one of W worker threads ([`backend_workers`]), as the real side's
+//! tokio runtime runs its tasks on a fixed number of threads: a piece holds its thread from
+//! before it has a core until it ends, preempted or not, and the others queue for a thread.
+//! Statements are PostgreSQL's processes and need no worker.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::db::BoxFuture;
 use model::io::Cores;
 use rand_chacha::ChaCha8Rng;
+use tokio::sync::Semaphore;
 
 use crate::histograms::{Histograms, Metric};
-use crate::timescale::{RESOLUTION_US, scaled_us};
+use crate::timescale::{RESOLUTION_US, modelled_us, scaled_us};
+#[cfg(test)]
+use crate::timescale::{TIME_SCALE, scaled};
 
 use super::profile::{BackendCpu, Profile};
 
@@ -34,9 +44,11 @@ use super::profile::{BackendCpu, Profile};
 ///
 /// PRECISION: the clock only moves in 25 µs ticks, so the sleep is the cost rounded to the
 /// NEAREST tick (at 25 µs: a 15 µs cost sleeps one tick, a 10 µs cost none), and the exact charged cost
-/// is recorded in the rules-evaluation histogram at µs precision — what the real backend's
-/// Server-Timing measures. Contention: the charge waits for a shared core when there are any;
-/// the cost itself does not grow with load.
+/// is recorded in the rules-evaluation histogram at µs precision, plus the time the evaluation
+/// spent preempted on time-sliced shared cores once it had one — what the real backend's
+/// Server-Timing measures (a thread's wall time from when it runs; the wait for the first
+/// core is not in it). Contention: the charge waits for a shared core when there are any;
+/// the cost itself does not grow with load, its preempted time does.
 pub struct CostModel;
 
 impl CostModel {
@@ -76,6 +88,8 @@ pub(super) struct ChargeSleep {
     pub(super) rng: Mutex<ChaCha8Rng>,
     pub(super) histograms: Arc<Mutex<Histograms>>,
     pub(super) cores: Option<Arc<Cores>>,
+    /// The backend's worker threads (`[cpu] backend_workers`; [`backend_workers`]).
+    pub(super) workers: Option<Arc<Semaphore>>,
 }
 
 impl WorkCharge for ChargeSleep {
@@ -85,23 +99,55 @@ impl WorkCharge for ChargeSleep {
             self.profile.backend_cpu.as_ref(),
             &mut self.rng.lock().expect("rng"),
         );
-        if matches!(work, Work::RulesEvaluation(_)) {
-            let exact_us = cost_us.round() as u64;
-            self.histograms.lock().expect("histograms").record(Metric::RulesEvaluation, exact_us);
-        }
         let sleep_us = CostModel::sleep_us(cost_us);
-        Box::pin(spend_cpu(self.cores.clone(), sleep_us))
+        let spend = spend_cpu(self.cores.clone(), self.workers.clone(), sleep_us);
+        if !matches!(work, Work::RulesEvaluation(_)) {
+            return Box::pin(async move {
+                spend.await;
+            });
+        }
+        // Recorded as the real backend's Server-Timing `rules` measures it: the evaluation's
+        // own cost (exact, not in ticks) plus any time its thread was preempted while it ran.
+        let histograms = Arc::clone(&self.histograms);
+        Box::pin(async move {
+            let preempted_us = modelled_us(spend.await);
+            let rules_us = cost_us.round() as u64 + preempted_us;
+            histograms.lock().expect("histograms").record(Metric::RulesEvaluation, rules_us);
+        })
     }
 }
 
-/// Spends `sleep_us` of modelled CPU: on a shared core when there are shared cores.
-async fn spend_cpu(cores: Option<Arc<Cores>>, sleep_us: u64) {
+/// The backend's worker threads, when the profile says how many (`[cpu] backend_workers`):
+/// a request's CPU and a rules evaluation each hold one (FIFO) while they wait for a shared
+/// core and run on it, as a tokio task runs on one of the runtime's worker threads until its
+/// next await and the others wait their turn, however many cores are free. One per backend
+/// host start (a restarted backend starts with all its threads free).
+pub(super) fn backend_workers(profile: &Profile) -> Option<Arc<Semaphore>> {
+    let workers = profile.backend_cpu.as_ref()?.backend_workers()?;
+    Some(Arc::new(Semaphore::new(workers as usize)))
+}
+
+/// Spends `sleep_us` of modelled CPU: on a shared core when there are shared cores, on one
+/// of the backend's `workers` when there is a limit. Returns the time the work spent
+/// preempted once it had a core ([`Cores::hold`]; zero without shared cores).
+async fn spend_cpu(
+    cores: Option<Arc<Cores>>,
+    workers: Option<Arc<Semaphore>>,
+    sleep_us: u64,
+) -> Duration {
     if sleep_us == 0 {
-        return;
+        return Duration::ZERO;
     }
+    let _worker = match workers {
+        Some(workers) => Some(workers.acquire_owned().await.expect("never closed")),
+        None => None,
+    };
     match cores {
         Some(cores) => cores.hold(scaled_us(sleep_us)).await,
-        None => tokio::time::sleep(scaled_us(sleep_us)).await,
+        None => {
+            tokio::time::sleep(scaled_us(sleep_us)).await;
+            Duration::ZERO
+        }
     }
 }
 
@@ -124,6 +170,7 @@ pub(super) struct RequestCpu {
     pub(super) profile: Arc<Profile>,
     pub(super) rng: Arc<Mutex<ChaCha8Rng>>,
     pub(super) cores: Option<Arc<Cores>>,
+    pub(super) workers: Option<Arc<Semaphore>>,
 }
 
 impl RequestCpu {
@@ -135,15 +182,17 @@ impl RequestCpu {
                 });
                 let offpath_us = self.profile.backend_cpu.as_ref().and_then(BackendCpu::offpath_us);
                 let cores = self.cores.clone();
+                let workers = self.workers.clone();
                 async move {
                     if let Some(cost_us) = cost {
                         let cost_us = (cost_us - HTTP_TRANSPORT_US as f64).max(0.0);
-                        spend_cpu(cores.clone(), CostModel::sleep_us(cost_us)).await;
+                        spend_cpu(cores.clone(), workers, CostModel::sleep_us(cost_us)).await;
                     }
                     let response = next.run(request).await;
                     if let (Some(us), Some(cores)) = (offpath_us, cores) {
-                        // Off the request's path: its answer does not wait for it.
-                        tokio::spawn(spend_cpu(Some(cores), CostModel::sleep_us(us)));
+                        // Off the request's path, and not the backend's threads' work (the
+                        // kernel, the load generator): its answer does not wait for it.
+                        tokio::spawn(spend_cpu(Some(cores), None, CostModel::sleep_us(us)));
                     }
                     response
                 }
@@ -164,4 +213,47 @@ pub struct Machine {
     pub profile: Arc<Profile>,
     /// Shared with the db host (`[cpu] cores`), or `None`: the backend's CPU is its own.
     pub cores: Option<Arc<Cores>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each piece (start after ms, work ms) spent through `spend_cpu`; returns each end (ms).
+    async fn run(cores: &Arc<Cores>, workers: Option<u32>, pieces: &[(u64, u64)]) -> Vec<u128> {
+        let workers = workers.map(|w| Arc::new(Semaphore::new(w as usize)));
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for &(after_ms, work_ms) in pieces {
+            let (cores, workers) = (Arc::clone(cores), workers.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after_ms)).await;
+                let work = scaled(Duration::from_millis(work_ms));
+                spend_cpu(Some(cores), workers, modelled_us(work)).await;
+                start.elapsed().as_millis()
+            }));
+        }
+        let mut ends = Vec::new();
+        for task in tasks {
+            ends.push(task.await.unwrap());
+        }
+        ends
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backend_work_queues_for_a_worker_thread_even_with_cores_free() {
+        let pieces = [(0, 4), (0, 4), (1, 1)];
+        let ms = |m: u128| m * TIME_SCALE as u128;
+        // Two cores, no limit on threads: the first two share nothing, the third waits.
+        let ends = run(&Cores::new(2), None, &pieces).await;
+        assert_eq!(ends, [ms(4), ms(4), ms(5)]);
+        // One worker thread: one piece at a time though two cores are there.
+        let ends = run(&Cores::new(2), Some(1), &pieces).await;
+        assert_eq!(ends, [ms(4), ms(8), ms(9)]);
+        // Time-sliced cores: a preempted piece keeps its thread (the third still waits for
+        // the second's thread, not for a slice).
+        let sliced = Cores::with_quantum(1, Some(scaled(Duration::from_millis(1))));
+        let ends = run(&sliced, Some(2), &pieces).await;
+        assert_eq!(ends, [ms(7), ms(8), ms(9)]);
+    }
 }

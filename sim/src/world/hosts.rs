@@ -225,6 +225,7 @@ pub fn add_backend_host(
             drops.clone(),
             tap.clone(),
         );
+        let workers = cpu::backend_workers(&profile);
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         let config_body_bytes_max = config.body_bytes_max;
         config.retry.retries_max = scenario.backend.db_retries_max;
@@ -244,6 +245,7 @@ pub fn add_backend_host(
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(cpu_seed)),
             histograms: histograms.clone(),
             cores: cores.clone(),
+            workers: workers.clone(),
         }))
         .with_body_cache(BODIES.with(Arc::clone));
         let request_cpu = RequestCpu {
@@ -251,6 +253,7 @@ pub fn add_backend_host(
             // Its own stream: charging requests must not shift the rules-cost draws.
             rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(request_seed))),
             cores: cores.clone(),
+            workers,
         };
         // The accept loop production runs, with its read limits in simulated time.
         let limits = ServeLimits {

@@ -20,7 +20,11 @@
 //! not measured by calibrate — sim/README.md), and optionally `statement_core_fraction = F`
 //! (needs `cores`; 0 < F ≤ 1, absent: 1): the share of a statement's drawn round trip that
 //! holds a core — the rest (wake-ups, the WAL flush's wait) passes without one; written by
-//! calibrate from the machine's CPU per booking (issue #17). Tables follow the model's rules for
+//! calibrate from the machine's CPU per booking (issue #17), and optionally `backend_workers = W`
+//! (needs `cores`; absent or 0: no limit): the threads the backend's CPU work runs on — a
+//! request's CPU and a rules evaluation each hold one of W workers while they wait for a core
+//! and run on it, as the real side's tokio tasks run one at a time on its worker threads
+//! (`world::cpu`). Tables follow the model's rules for
 //! empirical tables (`model::profile::validate_quantile_table`); errors name the field
 //! (`cpu.request_us: …`).
 //!
@@ -108,6 +112,8 @@ pub struct BackendCpu {
     offpath_us: Option<f64>,
     /// Share of a statement's draw that holds a core (`None`: all of it).
     statement_core_fraction: Option<f64>,
+    /// Threads the backend's CPU work runs on (`None`: as many as want one).
+    backend_workers: Option<u32>,
 }
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
@@ -137,6 +143,7 @@ struct RawCpu {
     quantum_us: Option<u64>,
     offpath_us: Option<f64>,
     statement_core_fraction: Option<f64>,
+    backend_workers: Option<u32>,
 }
 
 impl Profile {
@@ -195,6 +202,16 @@ impl Profile {
         };
         Ok(Profile { backend_cpu: Some(cpu.with_quantum_us(quantum_us)?), ..self.clone() })
     }
+
+    /// The same profile with another number of backend worker threads (`[cpu]
+    /// backend_workers`; `None` or 0 = no limit). Errors name the reason (no `[cpu]` table or
+    /// no shared cores, too many).
+    pub fn with_backend_workers(&self, workers: Option<u32>) -> Result<Profile, String> {
+        let Some(cpu) = &self.backend_cpu else {
+            return Err("the profile has no [cpu] table (no shared cores)".into());
+        };
+        Ok(Profile { backend_cpu: Some(cpu.with_backend_workers(workers)?), ..self.clone() })
+    }
 }
 
 /// The `[machine]` table of a profile file, if it has one.
@@ -237,6 +254,17 @@ fn check_core_fraction(fraction: f64, cores: Option<u32>) -> Result<(), String> 
     }
     if cores.is_none() {
         return Err("needs `cores`: it is the share of a statement that holds a shared core".into());
+    }
+    Ok(())
+}
+
+/// Backend worker threads: 1 to [`CORES_MAX`] (0 means no limit), on shared cores.
+fn check_backend_workers(workers: u32, cores: Option<u32>) -> Result<(), String> {
+    if workers as usize > CORES_MAX {
+        return Err(format!("{workers}: must be 1..={CORES_MAX}, or 0 for no limit"));
+    }
+    if cores.is_none() {
+        return Err("needs `cores`: the workers are threads on the shared cores".into());
     }
     Ok(())
 }
@@ -303,6 +331,9 @@ impl BackendCpu {
         if let Some(f) = cpu.statement_core_fraction {
             check_core_fraction(f, cpu.cores).map_err(|r| err("cpu.statement_core_fraction", r))?;
         }
+        if let Some(w) = cpu.backend_workers {
+            check_backend_workers(w, cpu.cores).map_err(|r| err("cpu.backend_workers", r))?;
+        }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
@@ -311,6 +342,7 @@ impl BackendCpu {
             quantum_us: cpu.quantum_us.filter(|&q| q > 0),
             offpath_us: cpu.offpath_us.filter(|&us| us > 0.0),
             statement_core_fraction: cpu.statement_core_fraction,
+            backend_workers: cpu.backend_workers.filter(|&w| w > 0),
         }))
     }
 
@@ -356,6 +388,21 @@ impl BackendCpu {
         Ok(BackendCpu { offpath_us: offpath_us.filter(|&us| us > 0.0), ..self.clone() })
     }
 
+    /// Threads the backend's CPU work (request CPU, rules) runs on (`[cpu] backend_workers`);
+    /// `None`: every piece of work takes a core for itself.
+    pub fn backend_workers(&self) -> Option<u32> {
+        self.backend_workers
+    }
+
+    /// The same costs with another number of backend workers (`None` or 0: no limit);
+    /// checked as the profile key is.
+    pub fn with_backend_workers(&self, workers: Option<u32>) -> Result<BackendCpu, String> {
+        if let Some(w) = workers {
+            check_backend_workers(w, self.cores)?;
+        }
+        Ok(BackendCpu { backend_workers: workers.filter(|&w| w > 0), ..self.clone() })
+    }
+
     /// The same costs with another time slice (`None` or 0: run to completion); checked as
     /// the profile key is.
     pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<BackendCpu, String> {
@@ -376,6 +423,7 @@ impl BackendCpu {
             quantum_us: self.quantum_us,
             offpath_us: self.offpath_us.map(|us| us * request),
             statement_core_fraction: self.statement_core_fraction,
+            backend_workers: self.backend_workers,
         }
     }
 
@@ -528,6 +576,30 @@ mod tests {
             let e = Profile::from_toml_str(&bad, "b").unwrap_err();
             assert_eq!(e.field, "cpu.statement_core_fraction", "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn backend_workers_are_optional_checked_and_kept_by_scaling() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}cores = 2\nbackend_workers = 2\n");
+        let profile = Profile::from_toml_str(&text, "t").unwrap();
+        let backend = profile.backend_cpu.clone().unwrap();
+        assert_eq!(backend.backend_workers(), Some(2));
+        assert_eq!(backend.scaled_each(3.0, 0.5).backend_workers(), Some(2), "threads stay");
+        let zero = format!("{base}\n{cpu}cores = 2\nbackend_workers = 0\n");
+        let zero = Profile::from_toml_str(&zero, "t").unwrap().backend_cpu.unwrap();
+        assert_eq!(zero.backend_workers(), None, "0: no limit");
+        let workers = |p: &Profile| p.backend_cpu.as_ref().unwrap().backend_workers();
+        assert_eq!(workers(&profile.with_backend_workers(Some(4)).unwrap()), Some(4));
+        assert_eq!(workers(&profile.with_backend_workers(Some(0)).unwrap()), None);
+        for bad in ["cores = 2\nbackend_workers = 100000", "backend_workers = 2"] {
+            let bad = format!("{base}\n{cpu}{bad}\n");
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.backend_workers", "{bad}: {e}");
+        }
+        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        assert!(no_cores.with_backend_workers(Some(2)).unwrap_err().contains("cores"));
     }
 
     #[test]
