@@ -44,6 +44,10 @@ impl Metric {
 pub struct Histograms {
     // BTreeMap: serialized in metric order (for determinism).
     by_metric: BTreeMap<Metric, Histogram<u64>>,
+    /// Conflict detection again, split by the HTTP status of the answer that reported it: a
+    /// diagnostic for `validate` (the real side splits its Server-Timing the same way), not
+    /// in reports and not kept by [`Histograms::to_encoded`].
+    conflict_by_status: BTreeMap<u16, Histogram<u64>>,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -53,7 +57,10 @@ pub fn new_histogram() -> Histogram<u64> {
 
 impl Default for Histograms {
     fn default() -> Self {
-        Histograms { by_metric: Metric::ALL.iter().map(|m| (*m, new_histogram())).collect() }
+        Histograms {
+            by_metric: Metric::ALL.iter().map(|m| (*m, new_histogram())).collect(),
+            conflict_by_status: BTreeMap::new(),
+        }
     }
 }
 
@@ -78,9 +85,26 @@ impl Histograms {
         &self.by_metric[&metric]
     }
 
+    /// Records a conflict detection time reported by an answer of HTTP `status`, in both the
+    /// metric and its split by status.
+    pub fn record_conflict(&mut self, status: u16, value_us: u64) {
+        self.record(Metric::ConflictDetection, value_us);
+        let h = self.conflict_by_status.entry(status).or_insert_with(new_histogram);
+        h.saturating_record(value_us.max(1));
+    }
+
+    /// Conflict detection by the HTTP status of the answer that reported it.
+    pub fn conflict_by_status(&self) -> &BTreeMap<u16, Histogram<u64>> {
+        &self.conflict_by_status
+    }
+
     pub fn merge(&mut self, other: &Histograms) {
         for (metric, h) in &other.by_metric {
             let mine = self.by_metric.get_mut(metric).expect("every metric has a histogram");
+            mine.add(h).expect("histograms with equal bounds always merge");
+        }
+        for (status, h) in &other.conflict_by_status {
+            let mine = self.conflict_by_status.entry(*status).or_insert_with(new_histogram);
             mine.add(h).expect("histograms with equal bounds always merge");
         }
     }
@@ -154,5 +178,26 @@ mod tests {
         assert_eq!(merged.summary(Metric::LockWait), Summary::default());
         let bad = BTreeMap::from([(Metric::LockWait, "!!".to_string())]);
         assert!(Histograms::from_encoded(&bad).unwrap_err().contains("LockWait"));
+    }
+
+    #[test]
+    fn conflict_detection_is_also_split_by_status_and_merged() {
+        let mut a = Histograms::default();
+        a.record_conflict(201, 300);
+        a.record_conflict(409, 2_000);
+        a.record_conflict(409, 4_000);
+        assert_eq!(a.summary(Metric::ConflictDetection).count, 3, "the metric has them all");
+        let count = |h: &Histograms, status| h.conflict_by_status().get(&status).map(|h| h.len());
+        assert_eq!((count(&a, 201), count(&a, 409), count(&a, 500)), (Some(1), Some(2), None));
+        let mut b = Histograms::default();
+        b.record_conflict(409, 1_000);
+        b.merge(&a);
+        assert_eq!(count(&b, 409), Some(3));
+        assert_eq!(b.conflict_by_status()[&409].max(), a.conflict_by_status()[&409].max());
+        let (mut ok, mut rejected) = (Histograms::default(), Histograms::default());
+        ok.record_conflict(201, 300);
+        rejected.record_conflict(409, 300);
+        assert_eq!(ok.get(Metric::ConflictDetection), rejected.get(Metric::ConflictDetection));
+        assert_ne!(ok, rejected, "the split takes part in equality (replay checks)");
     }
 }

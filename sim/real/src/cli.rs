@@ -42,7 +42,7 @@ pub enum RealCommand {
     /// Measure per-statement service times and write a latency profile.
     Calibrate(CalibrateArgs),
     /// Run a scenario on real PostgreSQL and in the simulation and compare them.
-    Validate(ValidateArgs),
+    Validate(Box<ValidateArgs>),
     /// Booking throughput through `serve` vs pgbench running the same booking SQL.
     Throughput(ThroughputArgs),
 }
@@ -312,6 +312,11 @@ pub struct ValidateArgs {
     /// once per value (and per --quantum-us and --offpath-us value), each judged.
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub backend_workers: Vec<u32>,
+    /// The simulation's statement core fraction (0 < F ≤ 1: the share of a statement's
+    /// drawn round trip that holds a shared core) instead of the profile's `[cpu]
+    /// statement_core_fraction`. Several values: one simulation per value, each judged.
+    #[arg(long, value_delimiter = ',', value_name = "F")]
+    pub core_fraction: Vec<f64>,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -364,6 +369,7 @@ impl ValidateArgs {
             quantum_us: self.quantum_us.clone(),
             offpath_us: self.offpath_us.clone(),
             backend_workers: self.backend_workers.clone(),
+            core_fraction: self.core_fraction.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {

@@ -52,6 +52,10 @@ use tokio::time::Instant;
 use super::RealError;
 use super::report;
 use super::stats::{INTERVAL_MS, Recorder, parse_server_timing};
+
+/// Between `conflict` and the answer's HTTP status in the recorder's Server-Timing key of
+/// conflict detection split by status (`conflict@409`).
+pub const CONFLICT_STATUS_SEP: char = '@';
 use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
 
 pub use super::load_run::{
@@ -532,6 +536,11 @@ async fn send_and_record(
             shared.connection_failures_in_row.store(0, Ordering::SeqCst);
             for (metric, duration_us) in &answer.server_timing {
                 recorder.record_server_timing(metric, *duration_us);
+                if metric == "conflict" {
+                    // Split by the answer's status too (validate's diagnostic).
+                    let by_status = format!("{metric}{}{}", CONFLICT_STATUS_SEP, answer.status);
+                    recorder.record_server_timing(&by_status, *duration_us);
+                }
             }
             let error = classify(planned.task, &answer, &mut outcomes);
             if planned.task.books() && answer.status == 201 {

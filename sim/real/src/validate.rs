@@ -766,11 +766,52 @@ pub fn validate_command(
             judged.reports.html = None; // The report shows the first variant.
         }
         let result = judge(&judged, profile_source, &real, &sim);
+        for line in conflict_by_status_lines(&real, &sim) {
+            println!("{line}");
+        }
         if verdict.is_ok() {
             verdict = result;
         }
     }
     verdict
+}
+
+/// Conflict detection split by the HTTP status of the answer that reported it, both sides,
+/// per level: where the two distributions part (a found-in-the-snapshot 409 times the day's
+/// reads and the rules, a 201 the INSERT and whatever it waited for). A diagnostic: not
+/// judged.
+fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
+    let prefix = format!("conflict{}", super::load::CONFLICT_STATUS_SEP);
+    let side = |h: Option<&Histogram<u64>>| match h {
+        Some(h) if !h.is_empty() => format!(
+            "n {} p50 {:.3} p95 {:.3} p99 {:.3} ms",
+            h.len(),
+            report::ms(h.value_at_quantile(0.5)),
+            report::ms(h.value_at_quantile(0.95)),
+            report::ms(h.value_at_quantile(0.99))
+        ),
+        _ => "n 0".to_string(),
+    };
+    let mut lines = Vec::new();
+    for (r, s) in real.iter().zip(sim) {
+        let real_split: std::collections::BTreeMap<u16, &Histogram<u64>> = (r.outcome.recorder)
+            .server_timing
+            .iter()
+            .filter_map(|(key, h)| Some((key.strip_prefix(&prefix)?.parse().ok()?, h)))
+            .collect();
+        let sim_split = s.histograms.conflict_by_status();
+        let statuses: std::collections::BTreeSet<u16> =
+            real_split.keys().chain(sim_split.keys()).copied().collect();
+        for status in statuses {
+            lines.push(format!(
+                "conflict detection of {status} answers at {} users: real {}; simulated {}",
+                r.level,
+                side(real_split.get(&status).copied()),
+                side(sim_split.get(&status))
+            ));
+        }
+    }
+    lines
 }
 
 /// The scenario as the real side runs it: every host on one machine, so no network latency
@@ -813,6 +854,13 @@ fn variants(
         |p, o| p.with_offpath_us(Some(o)),
         |o| format!("off-path CPU {o} µs per request (--offpath-us)"),
     )?;
+    let all = vary(
+        all,
+        "--core-fraction",
+        &knobs.core_fraction,
+        |p, f| p.with_statement_core_fraction(f),
+        |f| format!("statement core fraction {f} (--core-fraction)"),
+    )?;
     vary(
         all,
         "--backend-workers",
@@ -835,6 +883,8 @@ pub struct Knobs {
     pub offpath_us: Vec<f64>,
     /// `[cpu] backend_workers` values.
     pub backend_workers: Vec<u32>,
+    /// `[cpu] statement_core_fraction` values.
+    pub core_fraction: Vec<f64>,
 }
 
 impl Knobs {
@@ -883,6 +933,7 @@ mod tests {
             quantum_us: quantum_us.to_vec(),
             offpath_us: offpath_us.to_vec(),
             backend_workers: Vec::new(),
+            core_fraction: Vec::new(),
         };
         let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
         assert_eq!(one.len(), 1);

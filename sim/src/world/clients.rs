@@ -168,7 +168,7 @@ async fn book_with_retries(
             ctx.live.borrow_mut().raw_db_error(now_us(), b.index, attempt, &what);
             leaked = leaked.or(Some(what));
         }
-        record_server_timing(&answer.headers, &ctx.histograms);
+        record_server_timing(&answer.headers, answer.status, &ctx.histograms);
         if answer.status == 409 && text.contains("IDEMPOTENCY_IN_FLIGHT") {
             continue;
         }
@@ -425,7 +425,11 @@ fn answer_detail(
 /// `Server-Timing: conflict;dur=0.080, lock;dur=…` (simulated ms) → modelled µs. Not
 /// `rules`: the backend's cost model records the charged rules cost at µs precision itself
 /// (`cpu::ChargeSleep`), which the 25 µs clock cannot show.
-fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histograms>>) {
+fn record_server_timing(
+    headers: &http::HeaderMap,
+    status: u16,
+    histograms: &Arc<Mutex<Histograms>>,
+) {
     let Some(value) = headers.get("server-timing").and_then(|v| v.to_str().ok()) else { return };
     for part in value.split(',') {
         let mut fields = part.trim().split(';');
@@ -438,7 +442,11 @@ fn record_server_timing(headers: &http::HeaderMap, histograms: &Arc<Mutex<Histog
         let dur = fields.find_map(|f| f.strip_prefix("dur=")).and_then(|d| d.parse::<f64>().ok());
         if let Some(ms) = dur {
             let us = (ms * 1_000.0 / TIME_SCALE as f64).round() as u64;
-            histograms.lock().expect("histograms").record(metric, us);
+            let mut histograms = histograms.lock().expect("histograms");
+            match metric {
+                Metric::ConflictDetection => histograms.record_conflict(status, us),
+                _ => histograms.record(metric, us),
+            }
         }
     }
 }

@@ -203,6 +203,18 @@ impl Profile {
         Ok(Profile { backend_cpu: Some(cpu.with_quantum_us(quantum_us)?), ..self.clone() })
     }
 
+    /// The same profile with another statement core fraction (`[cpu]
+    /// statement_core_fraction`, 0 < f ≤ 1). Errors name the reason (no `[cpu]` table or no
+    /// shared cores, out of range).
+    pub fn with_statement_core_fraction(&self, fraction: f64) -> Result<Profile, String> {
+        let Some(cpu) = &self.backend_cpu else {
+            return Err("the profile has no [cpu] table (no shared cores)".into());
+        };
+        check_core_fraction(fraction, cpu.cores)?;
+        let cpu = BackendCpu { statement_core_fraction: Some(fraction), ..cpu.clone() };
+        Ok(Profile { backend_cpu: Some(cpu), ..self.clone() })
+    }
+
     /// The same profile with another number of backend worker threads (`[cpu]
     /// backend_workers`; `None` or 0 = no limit). Errors name the reason (no `[cpu]` table or
     /// no shared cores, too many).
@@ -566,6 +578,10 @@ mod tests {
         let without = Profile::from_toml_str(&format!("{base}\n{cpu}cores = 2\n"), "t").unwrap();
         let cpu_of = |p: &Profile| p.backend_cpu.as_ref().unwrap().statement_core_fraction();
         assert_eq!(cpu_of(&without), 1.0, "absent: the whole draw");
+        assert_eq!(cpu_of(&without.with_statement_core_fraction(0.8).unwrap()), 0.8);
+        assert!(without.with_statement_core_fraction(1.2).is_err(), "out of range");
+        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        assert!(no_cores.with_statement_core_fraction(0.8).unwrap_err().contains("cores"));
         for bad in [
             "cores = 2\nstatement_core_fraction = 0.0",
             "cores = 2\nstatement_core_fraction = 1.5",
