@@ -95,10 +95,21 @@ pub async fn session(db: &PgDb) -> Result<Box<dyn Conn>, RealError> {
 /// Fails with a clear message when the roomsim tables are missing.
 pub async fn check_schema(db: &PgDb, target: &DbTarget) -> Result<(), RealError> {
     let mut conn = session(db).await?;
+    // In the target schema itself: through the search path (`<schema>, public`) a table in
+    // public would pass for it, and cleanup would then empty public's tables.
+    let prefix = match &target.schema {
+        Some(schema) => {
+            let quoted = schema_identifier(schema)
+                .map_err(|e| RealError::BadInput(format!("--schema: {}", e.message)))?;
+            format!("{quoted}.")
+        }
+        None => String::new(),
+    };
     let mut missing = Vec::new();
     for table in REQUIRED_TABLES {
+        let name = SqlValue::Text(format!("{prefix}{table}"));
         let rows = conn
-            .execute("SELECT to_regclass($1)::text", &[SqlValue::Text(table.to_string())])
+            .execute("SELECT to_regclass($1)::text", &[name])
             .await
             .map_err(|e| db_error("checking the schema", e))?;
         if rows.rows.first().and_then(|r| r.first()) == Some(&SqlValue::Null) {

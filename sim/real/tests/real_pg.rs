@@ -122,6 +122,27 @@ async fn cleanup_demands_the_schema_then_empties_appointments() {
     drop_schema(&url, &schema).await;
 }
 
+/// `--schema X` works on X only: with roomsim's tables in `public` (reachable through the
+/// search path, `X, public`) and none in X, cleanup refuses. Before the fix it passed the
+/// schema check and emptied public's tables (found 2026-12-06: a measurement's `db setup`
+/// into `test`'s public schema made the test above delete 29,217 public appointments).
+#[tokio::test]
+async fn a_schema_without_the_tables_is_refused_even_when_public_has_them() {
+    let _others = beside_others();
+    let Some(url) = database_url() else { return };
+    let admin = DbTarget::new(&url, None).unwrap();
+    let name = database::unique_database_name("roomsim_test_public");
+    let temp = database::TempDatabase::create(&admin, &name).await.unwrap();
+    let variant = backend_core::db::schema::SchemaVariant::Guarded;
+    real::setup::setup_for_run(&temp.target, "storm", variant).await.unwrap();
+    let schema = fresh_schema(&temp.target.url, "public_shadow").await;
+    let target = DbTarget::new(&temp.target.url, Some(&schema)).unwrap();
+    let err = database::cleanup(&target).await.unwrap_err();
+    assert!(err.to_string().contains("run `roomsim db setup` first"), "{err}");
+    assert!(database::cleanup(&temp.target).await.is_ok(), "public itself has the tables");
+    temp.drop_database().await;
+}
+
 fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::ValidateConfig {
     real::validate::ValidateConfig {
         target: DbTarget::new(url, None).unwrap(),
