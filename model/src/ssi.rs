@@ -68,7 +68,8 @@
 //!
 //! READ ONLY
 //! A read-only Tin makes the structure dangerous only if Tout committed before Tin's
-//! snapshot. A transaction that commits without a write check is read-only from then on. SERIALIZABLE READ ONLY DEFERRABLE waits for a snapshot taken when no
+//! snapshot. A transaction that commits without a write check is read-only from then on.
+//! SERIALIZABLE READ ONLY DEFERRABLE waits for a snapshot taken when no
 //! read-write serializable transaction is running (a simplification of "safe snapshot").
 //!
 //! NOT MODELLED

@@ -82,13 +82,6 @@ pub struct CoreGuard {
     preempted: Duration,
 }
 
-impl CoreGuard {
-    /// Time the work has spent preempted since it first took a core (module doc).
-    pub fn preempted(&self) -> Duration {
-        self.preempted
-    }
-}
-
 impl Drop for CoreGuard {
     fn drop(&mut self) {
         if self.park {

@@ -317,6 +317,18 @@ impl StatementCpu {
         let cpu = (self.own_us + self.postgres_us).saturating_sub(self.modelled_backend_us);
         Some((cpu as f64 / self.statements_us as f64).clamp(CORE_FRACTION_MIN, 1.0))
     }
+
+    /// The figures [`StatementCpu::fraction`] is computed from, in ms.
+    fn figures(&self) -> String {
+        format!(
+            "(this process {} ms + PostgreSQL {} ms of CPU - {} ms of modelled request and \
+             rules CPU) / {} ms of statement round trips",
+            self.own_us / 1_000,
+            self.postgres_us / 1_000,
+            self.modelled_backend_us / 1_000,
+            self.statements_us / 1_000
+        )
+    }
 }
 
 /// A rules evaluation costs `fixed_us + checks × per_check_ns`: fitted through the medians of
@@ -477,13 +489,9 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
             {
                 let _ = writeln!(
                     out,
-                    "# share of a statement's round trip that holds a core: (this process {} ms + \
-                     PostgreSQL {} ms of CPU - {} ms of modelled request and rules CPU) / {} ms \
-                     of statement round trips (/proc, real::cpu_time)",
-                    m.own_us / 1_000,
-                    m.postgres_us / 1_000,
-                    m.modelled_backend_us / 1_000,
-                    m.statements_us / 1_000
+                    "# share of a statement's round trip that holds a core: {} (/proc, \
+                     real::cpu_time)",
+                    m.figures()
                 );
                 let _ = writeln!(out, "statement_core_fraction = {fraction:.3}");
             }
@@ -914,15 +922,7 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
     );
     match cpu.statement_cpu.as_ref().and_then(|m| m.fraction().map(|f| (m, f))) {
         Some((m, f)) => {
-            let _ = writeln!(
-                out,
-                "CPU time: this process {} ms, PostgreSQL {} ms, modelled request and rules CPU \
-                 {} ms, statement round trips {} ms: statement core fraction {f:.3}",
-                m.own_us / 1_000,
-                m.postgres_us / 1_000,
-                m.modelled_backend_us / 1_000,
-                m.statements_us / 1_000
-            );
+            let _ = writeln!(out, "CPU time: {} = statement core fraction {f:.3}", m.figures());
         }
         None => out.push_str(
             "CPU time: not measured (no /proc, or PostgreSQL is not on this machine): \

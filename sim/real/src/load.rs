@@ -53,9 +53,16 @@ use super::RealError;
 use super::report;
 use super::stats::{INTERVAL_MS, Recorder, parse_server_timing};
 
-/// Between `conflict` and the answer's HTTP status in the recorder's Server-Timing key of
-/// conflict detection split by status (`conflict@409`).
-pub const CONFLICT_STATUS_SEP: char = '@';
+/// The recorder's Server-Timing key of conflict detection reported by answers of HTTP
+/// `status` (`conflict@409`: validate's split by status).
+pub fn conflict_key(status: u16) -> String {
+    format!("conflict@{status}")
+}
+
+/// The status of a [`conflict_key`]; `None` for any other key.
+pub fn conflict_key_status(key: &str) -> Option<u16> {
+    key.strip_prefix("conflict@")?.parse().ok()
+}
 use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
 
 pub use super::load_run::{
@@ -538,8 +545,7 @@ async fn send_and_record(
                 recorder.record_server_timing(metric, *duration_us);
                 if metric == "conflict" {
                     // Split by the answer's status too (validate's diagnostic).
-                    let by_status = format!("{metric}{}{}", CONFLICT_STATUS_SEP, answer.status);
-                    recorder.record_server_timing(&by_status, *duration_us);
+                    recorder.record_server_timing(&conflict_key(answer.status), *duration_us);
                 }
             }
             let error = classify(planned.task, &answer, &mut outcomes);
@@ -660,6 +666,15 @@ pub fn unix_now_s() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_conflict_key_gives_its_status_back_and_no_other_key_does() {
+        assert_eq!(conflict_key(409), "conflict@409");
+        assert_eq!(conflict_key_status(&conflict_key(201)), Some(201));
+        for other in ["conflict", "rules", "conflict@", "conflict@x", "lock@409"] {
+            assert_eq!(conflict_key_status(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn targets_must_be_loopback_http() {

@@ -781,7 +781,6 @@ pub fn validate_command(
 /// reads and the rules, a 201 the INSERT and whatever it waited for). A diagnostic: not
 /// judged.
 fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
-    let prefix = format!("conflict{}", super::load::CONFLICT_STATUS_SEP);
     let side = |h: Option<&Histogram<u64>>| match h {
         Some(h) if !h.is_empty() => format!(
             "n {} p50 {:.3} p95 {:.3} p99 {:.3} ms",
@@ -797,7 +796,7 @@ fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String>
         let real_split: std::collections::BTreeMap<u16, &Histogram<u64>> = (r.outcome.recorder)
             .server_timing
             .iter()
-            .filter_map(|(key, h)| Some((key.strip_prefix(&prefix)?.parse().ok()?, h)))
+            .filter_map(|(key, h)| Some((super::load::conflict_key_status(key)?, h)))
             .collect();
         let sim_split = s.histograms.conflict_by_status();
         let statuses: std::collections::BTreeSet<u16> =

@@ -20,13 +20,12 @@
 //! not measured by calibrate — sim/README.md), and optionally `statement_core_fraction = F`
 //! (needs `cores`; 0 < F ≤ 1, absent: 1): the share of a statement's drawn round trip that
 //! holds a core — the rest (wake-ups, the WAL flush's wait) passes without one; written by
-//! calibrate from the machine's CPU per booking (issue #17), and optionally `backend_workers = W`
-//! (needs `cores`; absent or 0: no limit): the threads the backend's CPU work runs on — a
-//! request's CPU and a rules evaluation each hold one of W workers while they wait for a core
-//! and run on it, as the real side's tokio tasks run one at a time on its worker threads
-//! (`world::cpu`). Tables follow the model's rules for
-//! empirical tables (`model::profile::validate_quantile_table`); errors name the field
-//! (`cpu.request_us: …`).
+//! calibrate from the machine's CPU per booking (issue #17), and optionally
+//! `backend_workers = W` (needs `cores`; absent or 0: no limit): the threads the backend's CPU
+//! work runs on — a request's CPU and a rules evaluation each hold one of W workers while they
+//! wait for a core and run on it, as the real side's tokio tasks run one at a time on its
+//! worker threads (`world::cpu`). Tables follow the model's rules for empirical tables
+//! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
 //! `[machine]` (optional, [`MachineSpeed`]) is the machine-speed probe `roomsim calibrate`
 //! took beside its measurements (`real::probe`): the backend's allocation of a fixed clinic
@@ -187,42 +186,43 @@ impl Profile {
     /// `None` or 0 = none). Errors name the reason (no `[cpu]` table or no shared cores, not
     /// a time).
     pub fn with_offpath_us(&self, offpath_us: Option<f64>) -> Result<Profile, String> {
-        let Some(cpu) = &self.backend_cpu else {
-            return Err("the profile has no [cpu] table (no shared cores)".into());
-        };
-        Ok(Profile { backend_cpu: Some(cpu.with_offpath_us(offpath_us)?), ..self.clone() })
+        self.with_cpu(|cpu| cpu.with_offpath_us(offpath_us))
     }
 
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
     /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
     /// slice that is not a whole number of ticks).
     pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<Profile, String> {
-        let Some(cpu) = &self.backend_cpu else {
-            return Err("the profile has no [cpu] table (no shared cores to slice)".into());
-        };
-        Ok(Profile { backend_cpu: Some(cpu.with_quantum_us(quantum_us)?), ..self.clone() })
+        self.with_cpu(|cpu| cpu.with_quantum_us(quantum_us))
     }
 
     /// The same profile with another statement core fraction (`[cpu]
     /// statement_core_fraction`, 0 < f ≤ 1). Errors name the reason (no `[cpu]` table or no
     /// shared cores, out of range).
     pub fn with_statement_core_fraction(&self, fraction: f64) -> Result<Profile, String> {
-        let Some(cpu) = &self.backend_cpu else {
-            return Err("the profile has no [cpu] table (no shared cores)".into());
-        };
-        check_core_fraction(fraction, cpu.cores)?;
-        let cpu = BackendCpu { statement_core_fraction: Some(fraction), ..cpu.clone() };
-        Ok(Profile { backend_cpu: Some(cpu), ..self.clone() })
+        self.with_cpu(|cpu| {
+            check_core_fraction(fraction, cpu.cores)?;
+            Ok(BackendCpu { statement_core_fraction: Some(fraction), ..cpu.clone() })
+        })
     }
 
     /// The same profile with another number of backend worker threads (`[cpu]
     /// backend_workers`; `None` or 0 = no limit). Errors name the reason (no `[cpu]` table or
     /// no shared cores, too many).
     pub fn with_backend_workers(&self, workers: Option<u32>) -> Result<Profile, String> {
+        self.with_cpu(|cpu| cpu.with_backend_workers(workers))
+    }
+
+    /// The same profile with its `[cpu]` table changed by `change` (which checks the new
+    /// value); an error without a `[cpu]` table, which every such knob needs.
+    fn with_cpu(
+        &self,
+        change: impl FnOnce(&BackendCpu) -> Result<BackendCpu, String>,
+    ) -> Result<Profile, String> {
         let Some(cpu) = &self.backend_cpu else {
             return Err("the profile has no [cpu] table (no shared cores)".into());
         };
-        Ok(Profile { backend_cpu: Some(cpu.with_backend_workers(workers)?), ..self.clone() })
+        Ok(Profile { backend_cpu: Some(change(cpu)?), ..self.clone() })
     }
 }
 
