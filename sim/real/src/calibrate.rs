@@ -618,19 +618,6 @@ fn fit_summary(a: &str, cpu_a: &CpuCosts, b: &str, cpu_b: &CpuCosts) -> String {
     }
 }
 
-/// A profile measured the way `calibrate` does, `bookings` storm bookings at one user in a
-/// temporary database (the statement probe of `validate`, `probe::statement_probe`).
-pub async fn measure_profile(
-    target: &DbTarget,
-    bookings: u32,
-    seed: u64,
-) -> Result<Profile, RealError> {
-    let name = unique_database_name("roomsim_probe");
-    let (times, cpu) = measure_in_temp(target, &name, "storm", bookings, seed).await?;
-    let description = format!("statement probe, {bookings} storm bookings at concurrency 1");
-    Ok(measured_profile(&times, &cpu, &description)?.1)
-}
-
 /// [`measure`] in a temporary database `name` next to `target`'s, dropped afterwards.
 async fn measure_in_temp(
     target: &DbTarget,

@@ -285,9 +285,9 @@ pub struct ValidateArgs {
     #[arg(long, conflicts_with = "profile")]
     pub profile_from_run: bool,
     /// Use the profile as recorded: do not scale it to this machine (by default a statement
-    /// probe, 300 bookings measured as calibrate measures them just before the real side,
-    /// scales each statement class and the backend's CPU by its median now ÷ recorded, and
-    /// the factors are printed).
+    /// probe, 500 requests of the scenario's 1-user level measured just before the real side,
+    /// scales each statement class by its mean now ÷ recorded and the backend's CPU by its
+    /// median, and the factors are printed).
     #[arg(long)]
     pub no_machine_scaling: bool,
     /// Both sides: a new connection per request instead of one HTTP/1.1 keep-alive

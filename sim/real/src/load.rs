@@ -124,6 +124,11 @@ impl Shared {
         }
         self.requests_issued.fetch_add(1, Ordering::SeqCst) < self.config.requests_max
     }
+
+    /// Whether every request of the budget has been claimed.
+    fn budget_spent(&self) -> bool {
+        self.requests_issued.load(Ordering::SeqCst) >= self.config.requests_max
+    }
 }
 
 fn http_client(pool_idle_per_host: usize) -> HttpClient {
@@ -209,7 +214,8 @@ pub async fn run_rounds(config: LoadConfig, planner: &mut dyn RoundPlanner) -> L
     let mut users_max = 0_u32;
     let mut rounds = 0_u64;
     for index in 0_u64.. {
-        if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) {
+        if Instant::now() >= deadline || shared.stop.load(Ordering::SeqCst) || shared.budget_spent()
+        {
             break;
         }
         if let Err(reason) = planner.before_round(index).await {

@@ -2,11 +2,18 @@
 //! machine (or day) can be used on another (issue #17).
 //!
 //! THE STATEMENT PROBE ([`statement_probe`], what `validate` scales by): [`PROBE_BOOKINGS`]
-//! storm bookings at one user in a temporary database, measured with calibrate's own
-//! instruments, so it measures exactly what the profile describes. Each statement class is
-//! scaled by its median now ÷ its recorded median, the kinds by the sum of the classes'
-//! medians (one booking's statement time), the rules' cost per check and the request CPU by
-//! their own medians ([`probe_ratios`], [`scale_by_statement_probe`]).
+//! requests of the validated scenario at one user, run as validate's own 1-user level runs
+//! them, in a temporary database, measured with calibrate's instruments. Each statement class
+//! is scaled by its body mean now ÷ its recorded body mean (`ServiceTime::body_mean_us`: the
+//! mean below the 99th percentile), the kinds by the sum over classes (one booking's
+//! statement time), the rules' cost at the probe's median evaluation size and the request CPU
+//! by their own medians ([`probe_ratios`], [`scale_by_statement_probe`]).
+//!
+//! WHY MEANS: a one-row SELECT on this VM takes either ~17 µs or ~70 µs, and the share of each
+//! mode changes from one quarter second to the next (from about a quarter to three quarters,
+//! validate's 1-user storm, 2026-12-06 18:50); a class's median sits between the two and
+//! jumped from one to the other between runs (19–86 µs), while a booking's time grows with
+//! the mean.
 //!
 //! THE MICRO PROBE ([`measure`]; reported beside it, and written by `calibrate` as the
 //! profile's `[machine]` table, `sim::world::MachineSpeed`): two medians,
@@ -23,22 +30,27 @@
 //! said ×0.41–0.90 from one run to the next; the allocation probe tracked the CPU better
 //! (×0.27–0.30 against ×0.19–0.26) but not the statements (sim/README.md).
 //!
-//! NOT MODELLED: drift between the probe and the real side (a minute); a machine with a
-//! different core count (the profile's `cores` stays as recorded); how statement costs change
-//! with load (the probe runs at one user).
+//! NOT MODELLED: drift between the probe and the real side (seconds to a minute); a machine
+//! with a different core count (the profile's `cores` stays as recorded); how statement
+//! costs change with load (the probe runs at one user); a shape of each class's table other
+//! than the recorded one (the probe scales it, it does not replace it).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 use backend_core::allocator::fixture::{Fixture, at};
 use backend_core::allocator::{AllocatorConfig, allocate};
 use backend_core::domain::OpeningHours;
 use backend_core::rules::default_rule_set;
+use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
 
 use crate::RealError;
+use crate::calibrate::measured_profile;
 use crate::database::DbTarget;
+use crate::validate::{RoundDays, ValidateConfig, metered_level};
 
 /// Batches of allocations timed.
 pub const CPU_BATCHES: usize = 15;
@@ -117,19 +129,53 @@ pub fn toml_section(speed: &MachineSpeed) -> String {
     )
 }
 
-/// Storm bookings the statement probe measures (after calibrate's warm-up): about half a
-/// second on a fast day here, three on a slow one.
-pub const PROBE_BOOKINGS: u32 = 300;
+/// Requests the statement probe measures: about a second at one user here.
+pub const PROBE_BOOKINGS: u64 = 500;
 
 /// Largest factor the statement probe scales a profile by (either way). This VM's statements
 /// were 5× faster on 2026-12-05 at 23:20 than at 20:26 the same day.
 pub const PROBE_RATIO_MAX: f64 = 8.0;
 
-/// The statement probe: [`PROBE_BOOKINGS`] storm bookings at one user, measured as
-/// `calibrate` measures (its instruments, in a temporary database): the profile's own
-/// statements and backend CPU, now.
-pub async fn statement_probe(target: &DbTarget) -> Result<Profile, RealError> {
-    super::calibrate::measure_profile(target, PROBE_BOOKINGS, 1).await
+/// What the statement probe measured.
+#[derive(Clone, Debug)]
+pub struct StatementProbe {
+    /// The statements and backend CPU now, as calibrate writes them.
+    pub profile: Profile,
+    /// The rule checks of the probe's median evaluation, where the rules' cost now and as
+    /// recorded are compared ([`RULES_PROBE_CHECKS`] when it measured none).
+    pub rule_checks: u64,
+}
+
+/// The statement probe: [`PROBE_BOOKINGS`] requests of the validated scenario at one user,
+/// run as `validate` runs its 1-user level (`validate::metered_level`: the same rounds, days,
+/// strategy and connections) on calibrate's instruments, in a temporary database.
+///
+/// WHY NOT A SHORT CALIBRATION (what it was until 2026-12-06): calibrate's closed loop (one
+/// long-lived client on one connection, the fixture's bookings) times the same statements
+/// faster than validate's rounds do. Back to back, three times (2026-12-06 ~18:20), the
+/// one-row lookups (`SELECT body FROM patients …`) had a median of 19–26 µs in calibrate's
+/// loop and 67–86 µs in validate's 1-user rounds, the INSERT 174–188 against 231–245 µs, the
+/// COMMIT the same (277–297 against 275–283); so the probe scaled the committed profile to
+/// a machine faster than the one the real side then ran on, and the 1-user room assignment
+/// came out at 0.71–0.80 of real (`roomsim validate --scenario storm --concurrency 1
+/// --run-time 8s`, twice). The probe must measure the regime it predicts.
+pub async fn statement_probe(
+    config: &ValidateConfig,
+    scenario: Arc<Scenario>,
+    days: RoundDays,
+) -> Result<StatementProbe, RealError> {
+    let name = config.scenario.clone();
+    let (times, cpu) = metered_level(config, scenario, days, PROBE_BOOKINGS).await?;
+    let rule_checks = cpu
+        .rule_checks
+        .as_ref()
+        .map(|h| h.value_at_quantile(0.5))
+        .filter(|&checks| checks > 1)
+        .unwrap_or(RULES_PROBE_CHECKS);
+    let description =
+        format!("statement probe, {PROBE_BOOKINGS} requests of scenario {name} at 1 user");
+    let profile = measured_profile(&times, &cpu, &description)?.1;
+    Ok(StatementProbe { profile, rule_checks })
 }
 
 /// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
@@ -137,8 +183,8 @@ pub async fn statement_probe(target: &DbTarget) -> Result<Profile, RealError> {
 /// `None` when the two share no statement class or either lacks a `[cpu]` table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeRatios {
-    /// The sum of the statement classes' medians now over the same classes' recorded medians
-    /// (one booking's statement time).
+    /// The sum of the statement classes' body means now over the same classes' recorded
+    /// ones (one booking's statement time; `ServiceTime::body_mean_us`).
     pub statements: f64,
     /// The rules' median cost of one evaluation of [`RULES_PROBE_CHECKS`] checks (its fixed
     /// part included), now over recorded.
@@ -146,7 +192,7 @@ pub struct ProbeRatios {
     /// The backend's median CPU per request, now over recorded (`rules` when either profile
     /// lacks it).
     pub request: f64,
-    /// Per statement class in both: its median now over its recorded median.
+    /// Per statement class in both: its body mean now over its recorded one.
     pub classes: BTreeMap<String, f64>,
     /// Classes the probe found a cost per row for (`us_per_row`) and the profile has none:
     /// their recorded table holds the rows of the days calibrate booked, the probe's its
@@ -154,13 +200,15 @@ pub struct ProbeRatios {
     pub measured_now: Vec<String>,
 }
 
-/// Rule checks of one storm evaluation (the probe's bookings: p50 1,178–1,216 measured), the
-/// size at which the rules' cost now and as recorded are compared.
+/// Rule checks of one storm evaluation (p50 1,178–1,216 measured), the size at which the
+/// rules' cost now and as recorded are compared when the probe measured no evaluation.
 pub const RULES_PROBE_CHECKS: u64 = 1_200;
 
-pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
+/// `rule_checks`: the size of evaluation at which the rules' cost is compared
+/// ([`StatementProbe::rule_checks`]).
+pub fn probe_ratios(profile: &Profile, now: &Profile, rule_checks: u64) -> Option<ProbeRatios> {
     let recorded: BTreeMap<&str, f64> =
-        profile.statements.classes().iter().map(|(c, t)| (c.as_str(), t.median_us())).collect();
+        profile.statements.classes().iter().map(|(c, t)| (c.as_str(), t.body_mean_us())).collect();
     let clamp = |r: f64| r.clamp(1.0 / PROBE_RATIO_MAX, PROBE_RATIO_MAX);
     let (mut sum_now, mut sum_recorded, mut classes) = (0.0, 0.0, BTreeMap::new());
     let mut measured_now = Vec::new();
@@ -173,9 +221,9 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
         if let Some(&then) = recorded.get(class.as_str())
             && then > 0.0
         {
-            sum_now += time.median_us();
+            sum_now += time.body_mean_us();
             sum_recorded += then;
-            classes.insert(class.clone(), clamp(time.median_us() / then));
+            classes.insert(class.clone(), clamp(time.body_mean_us() / then));
         }
     }
     let (cpu_then, cpu_now) = (profile.backend_cpu.as_ref()?, now.backend_cpu.as_ref()?);
@@ -183,8 +231,8 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
         return None;
     }
     // One evaluation of the probe's size, fixed part included (the probe, one clinic, has
-    // none: its per-check cost holds it).
-    let at = RULES_PROBE_CHECKS;
+    // none: its per-check cost holds it, so only at its own size do the two agree).
+    let at = rule_checks;
     let rules = clamp(cpu_now.rules_us_median_at(at) / cpu_then.rules_us_median_at(at));
     let request = match (cpu_now.request_us_median(), cpu_then.request_us_median()) {
         (Some(now), Some(then)) if then > 0.0 => clamp(now / then),
@@ -199,9 +247,10 @@ pub fn probe_ratios(profile: &Profile, now: &Profile) -> Option<ProbeRatios> {
 /// comparison. Unchanged, and said so, when the two share no statement class.
 pub fn scale_by_statement_probe(
     profile: &Profile,
-    now: &Profile,
+    probe: &StatementProbe,
     micro: Option<&MachineSpeed>,
 ) -> (Profile, String) {
+    let now = &probe.profile;
     let micro_line = match (micro, &profile.machine) {
         (Some(micro), Some(recorded)) => {
             let (statements, cpu) = micro.ratios_to(recorded);
@@ -212,7 +261,7 @@ pub fn scale_by_statement_probe(
         }
         _ => String::new(),
     };
-    let Some(r) = probe_ratios(profile, now) else {
+    let Some(r) = probe_ratios(profile, now, probe.rule_checks) else {
         let line = "statement probe: the profile has no statement classes or [cpu] table in \
                     common with calibrate's: NOT scaled"
             .to_string();
@@ -221,12 +270,13 @@ pub fn scale_by_statement_probe(
     let lowest = r.classes.values().copied().fold(f64::INFINITY, f64::min);
     let highest = r.classes.values().copied().fold(0.0, f64::max);
     let line = format!(
-        "statement probe ({PROBE_BOOKINGS} storm bookings at 1 user): statements x{:.2} (each of \
-         {} classes by its own ratio, x{lowest:.2} to x{highest:.2}), rules x{:.2}, request CPU \
-         x{:.2}{micro_line}",
+        "statement probe ({PROBE_BOOKINGS} requests at 1 user): statements x{:.2} (each of {} \
+         classes by its own ratio, x{lowest:.2} to x{highest:.2}), rules x{:.2} (at {} checks), \
+         request CPU x{:.2}{micro_line}",
         r.statements,
         r.classes.len(),
         r.rules,
+        probe.rule_checks,
         r.request
     );
     let taken = match r.measured_now.len() {
@@ -283,6 +333,11 @@ mod tests {
         assert!(Profile::default_profile().machine.is_some(), "the committed profile's probe");
     }
 
+    /// `now` as a statement probe that measured storm-sized evaluations.
+    fn probed(now: &Profile) -> StatementProbe {
+        StatementProbe { profile: now.clone(), rule_checks: RULES_PROBE_CHECKS }
+    }
+
     /// The committed profile with every statement `s` times and the backend's CPU `c` times
     /// as slow (what a statement probe on such a machine would measure).
     fn slower(s: f64, c: f64) -> Profile {
@@ -293,12 +348,12 @@ mod tests {
     fn the_statement_probe_scales_by_what_the_statements_took() {
         let committed = Profile::default_profile();
         let now = committed.scaled_each(0.2, 0.3, 0.4);
-        let r = probe_ratios(&committed, &now).unwrap();
+        let r = probe_ratios(&committed, &now, RULES_PROBE_CHECKS).unwrap();
         let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
         assert!(close(r.statements, 0.2) && close(r.rules, 0.3) && close(r.request, 0.4), "{r:?}");
         assert_eq!(r.classes.len(), committed.statements.classes().len());
         assert!(r.classes.values().all(|&f| close(f, 0.2)), "{r:?}");
-        let (scaled, line) = scale_by_statement_probe(&committed, &now, None);
+        let (scaled, line) = scale_by_statement_probe(&committed, &probed(&now), None);
         // Equal up to rounding (each class's ratio is its median now ÷ then).
         let rounded = |p: &Profile| format!("{p:.6?}");
         assert_eq!(rounded(&scaled), rounded(&committed.scaled_each(0.2, 0.3, 0.4)));
@@ -306,9 +361,9 @@ mod tests {
         let first = committed.statements.classes()[0].0.clone();
         let mut uneven = now.clone();
         uneven.statements = now.statements.scaled_by_class(1.0, |c| (c == first).then_some(2.0));
-        let r = probe_ratios(&committed, &uneven).unwrap();
+        let r = probe_ratios(&committed, &uneven, RULES_PROBE_CHECKS).unwrap();
         assert!(close(r.classes[&first], 0.4) && r.statements > 0.2, "{r:?}");
-        let (scaled, _) = scale_by_statement_probe(&committed, &uneven, None);
+        let (scaled, _) = scale_by_statement_probe(&committed, &probed(&uneven), None);
         let median = |p: &Profile, c: &str| {
             p.statements.classes().iter().find(|(x, _)| x == c).unwrap().1.median_us()
         };
@@ -334,20 +389,20 @@ mod tests {
         assert_eq!(committed.statements.us_per_row(&day), None);
         let per_row = Profile::default_profile().scaled_each(0.2, 0.3, 0.4);
         let recorded_us = Profile::default_profile().statements.us_per_row(&day).unwrap();
-        let r = probe_ratios(&committed, &per_row).unwrap();
+        let r = probe_ratios(&committed, &per_row, RULES_PROBE_CHECKS).unwrap();
         assert_eq!(r.measured_now, vec![day.clone()]);
         assert!(!r.classes.contains_key(&day) && close(r.statements, 0.2), "{r:?}");
-        let (scaled, line) = scale_by_statement_probe(&committed, &per_row, None);
+        let (scaled, line) = scale_by_statement_probe(&committed, &probed(&per_row), None);
         let taken = scaled.statements.us_per_row(&day).unwrap();
         assert!((taken - recorded_us * 0.2).abs() < 1e-9, "{taken}: the probe's, taken over");
         assert!((median(&scaled, &day) - median(&per_row, &day)).abs() < 1e-6);
         assert!(line.contains("1 class(es) taken as measured now"), "{line}");
         // Clamped: a 20-fold difference is scaled by 8.
-        let r = probe_ratios(&committed, &slower(20.0, 1.0)).unwrap();
+        let r = probe_ratios(&committed, &slower(20.0, 1.0), RULES_PROBE_CHECKS).unwrap();
         assert_eq!(r.statements, PROBE_RATIO_MAX);
         // No [cpu] table measured: not scaled, and said so.
         let kinds_only = Profile { backend_cpu: None, ..committed.clone() };
-        let (same, line) = scale_by_statement_probe(&committed, &kinds_only, None);
+        let (same, line) = scale_by_statement_probe(&committed, &probed(&kinds_only), None);
         assert_eq!(same, committed);
         assert!(line.contains("NOT scaled"), "{line}");
     }

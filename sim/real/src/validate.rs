@@ -341,16 +341,34 @@ pub async fn count_double_bookings(
     Ok((int(&pairs), int(&total)))
 }
 
+/// How one real level runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LevelRun {
+    /// On a [`Meter`] (1 user only), the measurements kept.
+    metered: bool,
+    /// Requests at most (the run time ends it otherwise).
+    requests_max: u64,
+    /// With the database [`Monitor`] (whose final read waits for PostgreSQL's statistics).
+    monitored: bool,
+}
+
+impl LevelRun {
+    /// A level that is judged; `metered` for [`SimProfile::FromRun`]'s first level.
+    fn judged(metered: bool) -> LevelRun {
+        LevelRun { metered, requests_max: u64::MAX, monitored: true }
+    }
+}
+
 /// The real side of one level.
-/// `measure`: run it on a [`Meter`] (1 user only) and keep the measurements.
 async fn real_level(
     target: &DbTarget,
     config: &ValidateConfig,
     scenario: Arc<Scenario>,
     days: RoundDays,
-    measure: bool,
+    run: LevelRun,
 ) -> Result<RealLevel, RealError> {
     let level = scenario.workload.bookers;
+    let measure = run.metered;
     assert!(!measure || level == 1, "measurements pair requests up at 1 user only");
     let pool = scenario.backend.pool_size;
     let serve_config = ServeConfig::ephemeral(target, pool, config.strategy, config.seed);
@@ -360,7 +378,10 @@ async fn real_level(
     } else {
         (Server::start(&serve_config).await?, None)
     };
-    let monitor = Monitor::start(&target.url, None).await?;
+    let monitor = match run.monitored {
+        true => Some(Monitor::start(&target.url, None).await?),
+        false => None,
+    };
     let mut rounds = ScenarioRounds {
         ids: ClinicIds::new(&scenario),
         fallback: serde_json::to_value(scenario.workload.fallback).expect("enums serialise"),
@@ -375,6 +396,7 @@ async fn real_level(
         timeout: Duration::from_millis(timeout_ms),
         checkpoint: config.reports.for_level(level).checkpoint(),
         connections: config.connections,
+        requests_max: run.requests_max,
         ..LoadConfig::closed(
             &server.base_url(),
             vec![Task::Concurrent],
@@ -385,7 +407,10 @@ async fn real_level(
     };
     let outcome = run_rounds(load_config, &mut rounds).await;
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
-    let monitor = monitor.finish().await;
+    let monitor = match monitor {
+        Some(monitor) => monitor.finish().await,
+        None => MonitorSummary::default(),
+    };
     rounds.close_window().await?;
     let (double_bookings, bookings) = rounds.counted;
     server.stop().await;
@@ -398,20 +423,14 @@ pub async fn real_side(
     scenarios: &[Arc<Scenario>],
     days: RoundDays,
 ) -> Result<Vec<RealLevel>, RealError> {
-    let name = unique_database_name("roomsim_validate");
-    let temp = TempDatabase::create(&config.target, &name).await?;
+    let temp = prepared_database(config, "roomsim_validate").await?;
     let result = async {
-        let variant = if config.strategy.needs_exclusion_constraint() {
-            SchemaVariant::Guarded
-        } else {
-            SchemaVariant::Unguarded
-        };
-        setup_for_run(&temp.target, &config.scenario, variant).await?;
         let mut levels = Vec::new();
         for (index, scenario) in scenarios.iter().enumerate() {
             eprintln!("validate: real PostgreSQL at {} users …", scenario.workload.bookers);
             let measure = index == 0 && matches!(config.profile, SimProfile::FromRun);
-            let level = real_level(&temp.target, config, scenario.clone(), days, measure);
+            let run = LevelRun::judged(measure);
+            let level = real_level(&temp.target, config, scenario.clone(), days, run);
             levels.push(level.await?);
         }
         Ok(levels)
@@ -419,6 +438,52 @@ pub async fn real_side(
     .await;
     temp.drop_database().await;
     result
+}
+
+/// A temporary database named from `prefix`, set up for `config`'s scenario with the schema
+/// variant its strategy needs; the caller drops it.
+async fn prepared_database(
+    config: &ValidateConfig,
+    prefix: &str,
+) -> Result<TempDatabase, RealError> {
+    let temp = TempDatabase::create(&config.target, &unique_database_name(prefix)).await?;
+    let variant = if config.strategy.needs_exclusion_constraint() {
+        SchemaVariant::Guarded
+    } else {
+        SchemaVariant::Unguarded
+    };
+    match setup_for_run(&temp.target, &config.scenario, variant).await {
+        Ok(_) => Ok(temp),
+        Err(e) => {
+            temp.drop_database().await;
+            Err(e)
+        }
+    }
+}
+
+/// `requests` of `scenario` (its 1-user level) run exactly as a judged level runs (same
+/// rounds, days, strategy and connections; no monitor) on a [`Meter`], in a temporary
+/// database of their own: the statement probe's measurements (`probe::statement_probe`).
+pub async fn metered_level(
+    config: &ValidateConfig,
+    scenario: Arc<Scenario>,
+    days: RoundDays,
+    requests: u64,
+) -> Result<(StatementTimes, CpuCosts), RealError> {
+    assert_eq!(scenario.workload.bookers, 1, "measurements pair requests up at 1 user only");
+    let mut quiet = config.clone();
+    quiet.reports = ReportArgs::default();
+    let temp = prepared_database(config, "roomsim_probe").await?;
+    let run = LevelRun { metered: true, requests_max: requests, monitored: false };
+    let level = real_level(&temp.target, &quiet, scenario, days, run).await;
+    temp.drop_database().await;
+    let level = level?;
+    if let Some(reason) = &level.outcome.stopped_early {
+        return Err(RealError::RunFailed(format!("statement probe stopped: {reason}")));
+    }
+    level
+        .measured
+        .ok_or_else(|| RealError::RunFailed("the statement probe measured nothing".into()))
 }
 
 /// The days of a level's rounds: from the scenario's clinic day, within the real backend's
@@ -714,17 +779,20 @@ pub fn validate_command(
         .iter()
         .map(|&level| scenario_at_level(&loaded, level))
         .collect::<Result<_, _>>()?;
+    let days = round_days(&loaded)?;
     // The machine probes first, before the real side loads the machine: the statement probe
-    // (a short calibration) scales the profile; the micro probe is reported beside it.
+    // (the scenario's 1-user level, briefly, metered) scales the profile; the micro probe is
+    // reported beside it.
     let speed = match &config.profile {
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
-            let statements = runtime.block_on(super::probe::statement_probe(&config.target))?;
+            let one_user = scenario_at_level(&loaded, 1)?;
+            let statements =
+                runtime.block_on(super::probe::statement_probe(&config, one_user, days))?;
             Some((micro, statements))
         }
         _ => None,
     };
-    let days = round_days(&loaded)?;
     let real = runtime.block_on(real_side(&config, &scenarios, days))?;
     let (profile, profile_source) = match &config.profile {
         SimProfile::Given { profile, source } => match &speed {

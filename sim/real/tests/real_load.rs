@@ -293,16 +293,18 @@ async fn html_report_renders_in_headless_chromium() {
     assert!(dom.contains("room_assignment sim"), "the CDF legend names the simulated line");
 }
 
-/// Three rounds of ten bookings, each sent 1 ms apart, by `users` users (booking i by user
-/// i mod `users`, so each user sends its bookings of a round in order).
-struct ThreeRounds {
+/// `rounds` rounds (three in most tests) of ten bookings, each sent 1 ms apart, by `users`
+/// users (booking i by user i mod `users`, so each user sends its bookings of a round in
+/// order).
+struct TenBookingRounds {
     fixture: Arc<Fixture>,
     users: u64,
+    rounds: u64,
 }
 
-impl real::load::RoundPlanner for ThreeRounds {
+impl real::load::RoundPlanner for TenBookingRounds {
     fn round(&mut self, index: u64) -> Option<Vec<real::load::ScheduledRequest>> {
-        if index >= 3 {
+        if index >= self.rounds {
             return None;
         }
         let tasks = [Task::Concurrent];
@@ -324,14 +326,34 @@ async fn rounds_replay_a_schedule_until_the_planner_ends() {
     let (address, stub) = serve_stub(u64::MAX).await;
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(30);
-    let outcome =
-        real::load::run_rounds(config, &mut ThreeRounds { fixture: fixture(), users: 10 }).await;
+    let outcome = real::load::run_rounds(
+        config,
+        &mut TenBookingRounds { fixture: fixture(), users: 10, rounds: 3 },
+    )
+    .await;
     assert_eq!(outcome.stopped_early, None);
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(stub.requests.load(Ordering::SeqCst), 30);
     assert_eq!(outcome.users_max, 10);
     assert_eq!(outcome.rounds, Some(3));
     assert!(outcome.elapsed < Duration::from_secs(5), "rounds end with the planner");
+}
+
+/// A request budget ends the rounds (validate's statement probe), not only the run time: the
+/// rounds stop once it is spent, mid-round included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_end_when_the_request_budget_is_spent() {
+    let (address, stub) = serve_stub(u64::MAX).await;
+    let mut config = config(address, vec![Task::Concurrent]);
+    config.run_time = Duration::from_secs(30);
+    config.requests_max = 15;
+    let mut endless = TenBookingRounds { fixture: fixture(), users: 10, rounds: u64::MAX };
+    let outcome = real::load::run_rounds(config, &mut endless).await;
+    assert_eq!(outcome.stopped_early, None);
+    assert_eq!(outcome.recorder.aggregated().request_count, 15);
+    assert_eq!(stub.requests.load(Ordering::SeqCst), 15);
+    assert_eq!(outcome.rounds, Some(2), "ten requests, then five of the second round");
+    assert!(outcome.elapsed < Duration::from_secs(5), "it ran {:?}", outcome.elapsed);
 }
 
 /// Locust's HttpUser: each closed-loop user keeps one keep-alive connection, so the server
@@ -372,8 +394,11 @@ async fn rounds_give_each_booker_one_connection_per_round() {
     let (address, stub) = serve_stub(u64::MAX).await;
     let mut config = config(address, vec![Task::Concurrent]);
     config.run_time = Duration::from_secs(30);
-    let outcome =
-        real::load::run_rounds(config, &mut ThreeRounds { fixture: fixture(), users: 5 }).await;
+    let outcome = real::load::run_rounds(
+        config,
+        &mut TenBookingRounds { fixture: fixture(), users: 5, rounds: 3 },
+    )
+    .await;
     assert_eq!(outcome.stopped_early, None);
     assert_eq!(outcome.recorder.aggregated().request_count, 30);
     assert_eq!(outcome.users_max, 5, "two requests per user");

@@ -319,20 +319,29 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     assert!(skewed_mean_ratio > 1.3, "1 ms per hop: mean {skewed_mean_ratio:.3} of real");
 }
 
-/// The probes on PostgreSQL: the micro probe's medians are positive; the statement probe (a
-/// short calibration) measures every statement class the committed profile describes, so it
-/// can scale each of them.
-#[tokio::test]
+/// The probes on PostgreSQL: the micro probe's medians are positive; the statement probe (the
+/// scenario's 1-user level, metered) measures every statement class the committed profile
+/// describes, so it can scale each of them, and storm-sized rules evaluations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probes_measure_this_machine() {
+    use real::validate::{round_days, scenario_at_level};
     let _others = beside_others();
     let Some(url) = database_url() else { return };
     let target = DbTarget::new(&url, None).unwrap();
     let micro = real::probe::measure(&target).await.unwrap();
     assert!(micro.select_one_us > 1.0 && micro.select_one_us < 100_000.0, "{micro:?}");
     assert!(micro.allocation_ns > 100.0, "{micro:?}");
-    let now = real::probe::statement_probe(&target).await.unwrap();
+    let config = validate_config(&url, "exclusion", 1);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let one_user = scenario_at_level(&loaded, 1).unwrap();
+    let probe = real::probe::statement_probe(&config, one_user, round_days(&loaded).unwrap())
+        .await
+        .unwrap();
+    // Storm's evaluations check 1,178–1,216 rules (sim/README.md); not the fallback.
+    assert!((1_000..1_400).contains(&probe.rule_checks), "{}", probe.rule_checks);
     let committed = sim::world::Profile::default_profile();
-    let ratios = real::probe::probe_ratios(&committed, &now).expect("classes in common");
+    let ratios = real::probe::probe_ratios(&committed, &probe.profile, probe.rule_checks)
+        .expect("classes in common");
     assert_eq!(ratios.classes.len(), committed.statements.classes().len(), "every class measured");
     assert!(ratios.statements > 0.0 && ratios.rules > 0.0 && ratios.request > 0.0, "{ratios:?}");
 }

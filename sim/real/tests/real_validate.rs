@@ -23,12 +23,14 @@
 //! would land in the measurement) and waits, up to [`SETTLE_MAX`], for a second in which the
 //! CPUs are at least [`IDLE_MIN_PERCENT`] idle (Linux `/proc/stat`; elsewhere no wait).
 //!
-//! SCALED: validate scales the committed profile to this machine by its statement probe (300
-//! bookings measured as calibrate measures them, just before the real side; sim/README.md "A
-//! profile that travels"): on 2026-12-05 the committed profile, calibrated on a moment 5x
-//! slower, passed with 0 of 6 quantiles out; in two runs of this test it passed at the first
-//! and at the second attempt (the first: conflict detection p50 0.62, 100 µs simulated against
-//! 161 µs real — two ticks of the simulation's 50 µs clock).
+//! SCALED: validate scales the committed profile to this machine by its statement probe (500
+//! requests of the scenario's 1-user level, run as the real side runs it, just before it;
+//! sim/README.md "A profile that travels"): on 2026-12-05 the committed profile, calibrated on
+//! a moment 5x slower, passed with 0 of 6 quantiles out; in two runs of this test it passed at
+//! the first and at the second attempt (the first: conflict detection p50 0.62, 100 µs
+//! simulated against 161 µs real — two ticks of the simulation's 50 µs clock). On 2026-12-06
+//! the probe, then a short calibration, measured faster statements than validate's rounds
+//! make, and the 1-user room assignment came out at 0.71–0.80; now it runs those rounds.
 //!
 //! DRIFT: this VM's speed moves under us: on 2026-11-28 the same machine measured the real
 //! 1-user room assignment p50 at 2.2 ms at 06:50 and 2.6–3.0 ms at 07:15 (rules evaluation, pure
@@ -88,7 +90,7 @@ fn run_validate(
             hlog: Some(dir.join("validate.hlog")),
         },
         profile: profile.clone(),
-        // validate runs its statement probe (a short calibration) first and scales the
+        // validate runs its statement probe (the 1-user level, briefly) first and scales the
         // committed profile to this machine, class by class (printed).
         machine_scaling: true,
         connections: Default::default(),
