@@ -48,9 +48,9 @@ use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
 
 use crate::RealError;
-use crate::calibrate::measured_profile;
+use crate::calibrate::{LoadedCpu, measured_profile};
 use crate::database::DbTarget;
-use crate::validate::{RoundDays, ValidateConfig, metered_level};
+use crate::validate::{RoundDays, ValidateConfig, probe_levels};
 
 /// Batches of allocations timed.
 pub const CPU_BATCHES: usize = 15;
@@ -136,6 +136,14 @@ pub const PROBE_BOOKINGS: u64 = 500;
 /// were 5× faster on 2026-12-05 at 23:20 than at 20:26 the same day.
 pub const PROBE_RATIO_MAX: f64 = 8.0;
 
+/// Users of the statement probe's loaded level: where this VM's 2 cores first saturate on
+/// storm (1.99 of 2 busy at 10 users, `/proc`, 2026-12-06).
+pub const LOADED_PROBE_USERS: u32 = 10;
+
+/// Requests of the loaded level: about a second here, long enough for the CPU clock's 10 ms
+/// ticks (`crate::cpu_time`) to matter little.
+pub const LOADED_PROBE_REQUESTS: u64 = 2_000;
+
 /// What the statement probe measured.
 #[derive(Clone, Debug)]
 pub struct StatementProbe {
@@ -144,11 +152,16 @@ pub struct StatementProbe {
     /// The rule checks of the probe's median evaluation, where the rules' cost now and as
     /// recorded are compared ([`RULES_PROBE_CHECKS`] when it measured none).
     pub rule_checks: u64,
+    /// The statement core fraction under load (`StatementCpu::fraction_under`) and the loaded
+    /// level it was read from; `None` where the machine's CPU could not be read.
+    pub loaded_fraction: Option<(f64, LoadedCpu)>,
 }
 
 /// The statement probe: [`PROBE_BOOKINGS`] requests of the validated scenario at one user,
-/// run as `validate` runs its 1-user level (`validate::metered_level`: the same rounds, days,
-/// strategy and connections) on calibrate's instruments, in a temporary database.
+/// run as `validate` runs its 1-user level (`validate::probe_levels`: the same rounds, days,
+/// strategy and connections) on calibrate's instruments, in a temporary database; then, with
+/// `loaded` (the scenario at [`LOADED_PROBE_USERS`]), [`LOADED_PROBE_REQUESTS`] at that
+/// level, whose machine CPU per request gives the statement core fraction under load.
 ///
 /// WHY NOT A SHORT CALIBRATION (what it was until 2026-12-06): calibrate's closed loop (one
 /// long-lived client on one connection, the fixture's bookings) times the same statements
@@ -161,21 +174,28 @@ pub struct StatementProbe {
 /// --run-time 8s`, twice). The probe must measure the regime it predicts.
 pub async fn statement_probe(
     config: &ValidateConfig,
-    scenario: Arc<Scenario>,
+    one_user: Arc<Scenario>,
+    loaded: Option<Arc<Scenario>>,
     days: RoundDays,
 ) -> Result<StatementProbe, RealError> {
     let name = config.scenario.clone();
-    let (times, cpu) = metered_level(config, scenario, days, PROBE_BOOKINGS).await?;
+    let loaded = loaded.map(|scenario| (scenario, LOADED_PROBE_REQUESTS));
+    let measured = probe_levels(config, (one_user, PROBE_BOOKINGS), loaded, days).await?;
+    let (times, cpu) = (&measured.times, &measured.cpu);
     let rule_checks = cpu
         .rule_checks
         .as_ref()
         .map(|h| h.value_at_quantile(0.5))
         .filter(|&checks| checks > 1)
         .unwrap_or(RULES_PROBE_CHECKS);
+    let loaded_fraction = measured.loaded.and_then(|loaded| {
+        let fraction = cpu.statement_cpu.as_ref()?.fraction_under(&loaded)?;
+        Some((fraction, loaded))
+    });
     let description =
         format!("statement probe, {PROBE_BOOKINGS} requests of scenario {name} at 1 user");
-    let profile = measured_profile(&times, &cpu, &description)?.1;
-    Ok(StatementProbe { profile, rule_checks })
+    let profile = measured_profile(times, cpu, &description)?.1;
+    Ok(StatementProbe { profile, rule_checks, loaded_fraction })
 }
 
 /// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
@@ -290,18 +310,35 @@ pub fn scale_by_statement_probe(
                 .join(", ")
         ),
     };
+    let mut scaled = profile.scaled_each(r.statements, r.rules, r.request);
+    let fraction_line = match probe.loaded_fraction {
+        Some((fraction, loaded)) => match scaled.with_statement_core_fraction(fraction) {
+            Ok(with) => {
+                let recorded =
+                    profile.backend_cpu.as_ref().map_or(1.0, |c| c.statement_core_fraction());
+                scaled = with;
+                format!(
+                    "; statement core fraction {fraction:.3} under load ({} users, {:.0} us of \
+                     machine CPU per request; the profile's {recorded:.3})",
+                    loaded.users,
+                    loaded.per_request_us()
+                )
+            }
+            Err(reason) => format!("; statement core fraction not set: {reason}"),
+        },
+        None => "; statement core fraction as recorded (the machine's CPU under load could \
+                 not be read)"
+            .to_string(),
+    };
     let class_factor = |class: &str| r.classes.get(class).copied();
     let statements = profile
         .statements
         .scaled_by_class(r.statements, class_factor)
         .with_classes_from(&now.statements, |class| r.measured_now.iter().any(|c| c == class));
-    // The statement core fraction stays the profile's: over the probe's 300 bookings the CPU
-    // clock's 10 ms ticks leave it ±10 % (0.97 and 1.00 in two probes where calibrate's
-    // 3,000 bookings said 0.91).
-    (
-        Profile { statements, ..profile.scaled_each(r.statements, r.rules, r.request) },
-        format!("{line}{taken}"),
-    )
+    // The statement core fraction is the loaded level's, not the 1-user probe's: over 300
+    // bookings at one user the CPU clock's 10 ms ticks left it ±10 % (0.97 and 1.00 in two
+    // probes where calibrate's 3,000 bookings said 0.91), and one user never contends.
+    (Profile { statements, ..scaled }, format!("{line}{taken}{fraction_line}"))
 }
 
 /// A profile's text without its `[machine]` section (calibrate writes it last), e.g. to
@@ -335,7 +372,11 @@ mod tests {
 
     /// `now` as a statement probe that measured storm-sized evaluations.
     fn probed(now: &Profile) -> StatementProbe {
-        StatementProbe { profile: now.clone(), rule_checks: RULES_PROBE_CHECKS }
+        StatementProbe {
+            profile: now.clone(),
+            rule_checks: RULES_PROBE_CHECKS,
+            loaded_fraction: None,
+        }
     }
 
     /// The committed profile with every statement `s` times and the backend's CPU `c` times

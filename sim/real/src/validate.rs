@@ -91,7 +91,8 @@ use scenarios::{Loaded, Scenario};
 use sim::world::Profile;
 
 use super::RealError;
-use super::calibrate::{CpuCosts, Meter, StatementTimes, measured_profile};
+use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, measured_profile};
+use super::cpu_time::CpuSnapshot;
 use super::database::{DbTarget, TempDatabase, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
@@ -178,6 +179,9 @@ pub struct RealLevel {
     pub bookings: u64,
     /// Statement times and backend CPU measured during the level ([`SimProfile::FromRun`]).
     pub measured: Option<(StatementTimes, CpuCosts)>,
+    /// The machine's CPU during the level (this process and PostgreSQL; `None` without
+    /// `/proc` or a local PostgreSQL).
+    pub cpu: Option<LoadedCpu>,
 }
 
 /// What the simulated side of one level produced.
@@ -405,7 +409,16 @@ async fn real_level(
             config.seed,
         )
     };
+    let cpu_before = CpuSnapshot::now();
     let outcome = run_rounds(load_config, &mut rounds).await;
+    let cpu = cpu_before.zip(CpuSnapshot::now()).and_then(|(before, after)| {
+        let (own_us, postgres_us) = after.since(&before);
+        (after.postgres_processes > 0).then_some(LoadedCpu {
+            users: level,
+            cpu_us: own_us + postgres_us,
+            requests: outcome.recorder.aggregated().request_count,
+        })
+    });
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
     let monitor = match monitor {
         Some(monitor) => monitor.finish().await,
@@ -414,7 +427,7 @@ async fn real_level(
     rounds.close_window().await?;
     let (double_bookings, bookings) = rounds.counted;
     server.stop().await;
-    Ok(RealLevel { level, outcome, monitor, double_bookings, bookings, measured })
+    Ok(RealLevel { level, outcome, monitor, double_bookings, bookings, measured, cpu })
 }
 
 /// Runs the real side of every level in a temporary database.
@@ -461,29 +474,55 @@ async fn prepared_database(
     }
 }
 
-/// `requests` of `scenario` (its 1-user level) run exactly as a judged level runs (same
-/// rounds, days, strategy and connections; no monitor) on a [`Meter`], in a temporary
-/// database of their own: the statement probe's measurements (`probe::statement_probe`).
-pub async fn metered_level(
+/// What the statement probe measured ([`probe_levels`]).
+pub struct ProbeMeasurements {
+    /// The 1-user level's statements and backend CPU.
+    pub times: StatementTimes,
+    pub cpu: CpuCosts,
+    /// The machine's CPU over the loaded level, if it ran and could be read.
+    pub loaded: Option<LoadedCpu>,
+}
+
+/// The statement probe's levels (`probe::statement_probe`), each run exactly as a judged level
+/// runs (same rounds, days, strategy and connections; no monitor), one after the other in a
+/// temporary database of their own: `requests` of `one_user` on a [`Meter`], then, if given,
+/// `(scenario, requests)` of a loaded level whose machine CPU is read.
+pub async fn probe_levels(
     config: &ValidateConfig,
-    scenario: Arc<Scenario>,
+    one_user: (Arc<Scenario>, u64),
+    loaded: Option<(Arc<Scenario>, u64)>,
     days: RoundDays,
-    requests: u64,
-) -> Result<(StatementTimes, CpuCosts), RealError> {
-    assert_eq!(scenario.workload.bookers, 1, "measurements pair requests up at 1 user only");
+) -> Result<ProbeMeasurements, RealError> {
+    assert_eq!(one_user.0.workload.bookers, 1, "measurements pair requests up at 1 user only");
     let mut quiet = config.clone();
     quiet.reports = ReportArgs::default();
     let temp = prepared_database(config, "roomsim_probe").await?;
-    let run = LevelRun { metered: true, requests_max: requests, monitored: false };
-    let level = real_level(&temp.target, &quiet, scenario, days, run).await;
-    temp.drop_database().await;
-    let level = level?;
-    if let Some(reason) = &level.outcome.stopped_early {
-        return Err(RealError::RunFailed(format!("statement probe stopped: {reason}")));
+    let result = async {
+        let run = |metered, requests_max| LevelRun { metered, requests_max, monitored: false };
+        let level = real_level(&temp.target, &quiet, one_user.0, days, run(true, one_user.1));
+        let level = level.await?;
+        let stopped = |level: &RealLevel| match &level.outcome.stopped_early {
+            Some(reason) => Err(RealError::RunFailed(format!("statement probe stopped: {reason}"))),
+            None => Ok(()),
+        };
+        stopped(&level)?;
+        let Some((times, cpu)) = level.measured else {
+            return Err(RealError::RunFailed("the statement probe measured nothing".into()));
+        };
+        let loaded = match loaded {
+            Some((scenario, requests)) => {
+                let level =
+                    real_level(&temp.target, &quiet, scenario, days, run(false, requests)).await?;
+                stopped(&level)?;
+                level.cpu
+            }
+            None => None,
+        };
+        Ok(ProbeMeasurements { times, cpu, loaded })
     }
-    level
-        .measured
-        .ok_or_else(|| RealError::RunFailed("the statement probe measured nothing".into()))
+    .await;
+    temp.drop_database().await;
+    result
 }
 
 /// The days of a level's rounds: from the scenario's clinic day, within the real backend's
@@ -693,11 +732,14 @@ pub fn check_levels(levels: &[u32], profile: &SimProfile) -> Result<(), RealErro
 
 /// The profile of a [`SimProfile::FromRun`] run, from its first level's measurements, and
 /// the line naming it; written beside the HTML report (`<report>.profile.toml`) when there
-/// is one, so a verdict can be replayed with `--profile`.
+/// is one, so a verdict can be replayed with `--profile`. Its statement core fraction is
+/// the one under load (`StatementCpu::fraction_under`) when a level of at least
+/// `probe::LOADED_PROBE_USERS` users read the machine's CPU.
 pub fn profile_from_run(
     config: &ValidateConfig,
-    first: &RealLevel,
+    levels: &[RealLevel],
 ) -> Result<(Arc<Profile>, String), RealError> {
+    let first = &levels[0];
     let Some((times, cpu)) = &first.measured else {
         return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
     };
@@ -706,19 +748,64 @@ pub fn profile_from_run(
         "measured during `validate` at 1 user: scenario {}, {requests} requests, seed {}",
         config.scenario, config.seed
     );
-    let (text, profile) = measured_profile(times, cpu, &description)?;
+    let (mut text, mut profile) = measured_profile(times, cpu, &description)?;
     let statements: u64 = times.by_kind.values().map(Histogram::len).sum();
     let evaluations = cpu.rule_checks.as_ref().map_or(0, Histogram::len);
     let mut source = format!(
         "measured during this run's 1-user level ({statements} statements, {evaluations} rules \
          evaluations, {requests} requests)"
     );
+    let loaded = levels
+        .iter()
+        .filter_map(|level| level.cpu)
+        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
+    let under_load = loaded
+        .zip(cpu.statement_cpu.as_ref())
+        .and_then(|(loaded, one_user)| Some((one_user.fraction_under(&loaded)?, loaded)));
+    if let Some((fraction, loaded)) = under_load
+        && let Ok(with) = profile.with_statement_core_fraction(fraction)
+    {
+        profile = with;
+        text = with_core_fraction_line(&text, fraction, &loaded);
+        source.push_str(&format!(
+            "; statement core fraction {fraction:.3} under load ({} users, {:.0} us of machine \
+             CPU per request)",
+            loaded.users,
+            loaded.per_request_us()
+        ));
+    }
     if let Some(html) = &config.reports.html {
         let file = html.with_extension("profile.toml");
         std::fs::write(&file, &text).map_err(|e| RealError::io(&file, e))?;
         source.push_str(&format!("; written to {}", file.display()));
     }
     Ok((Arc::new(profile), source))
+}
+
+/// A profile's text with its `statement_core_fraction` line set to `fraction`, measured
+/// under `loaded` (the 1-user one it replaces is kept as a comment).
+fn with_core_fraction_line(text: &str, fraction: f64, loaded: &LoadedCpu) -> String {
+    let line = format!(
+        "# under load: {} users, {:.0} us of machine CPU per request \
+         (real::calibrate::StatementCpu::fraction_under)\nstatement_core_fraction = {fraction:.3}",
+        loaded.users,
+        loaded.per_request_us()
+    );
+    let mut replaced = false;
+    let mut out: Vec<String> = text
+        .lines()
+        .map(|l| match l.starts_with("statement_core_fraction") && !replaced {
+            true => {
+                replaced = true;
+                format!("# at 1 user: {l}\n{line}")
+            }
+            false => l.to_string(),
+        })
+        .collect();
+    if !replaced {
+        out.push(line); // calibrate writes the [cpu] table last but for [machine].
+    }
+    out.join("\n") + "\n"
 }
 
 /// Everything `validate` prints and writes, after both sides ran.
@@ -787,8 +874,9 @@ pub fn validate_command(
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
             let one_user = scenario_at_level(&loaded, 1)?;
-            let statements =
-                runtime.block_on(super::probe::statement_probe(&config, one_user, days))?;
+            let busy = scenario_at_level(&loaded, super::probe::LOADED_PROBE_USERS)?;
+            let probe = super::probe::statement_probe(&config, one_user, Some(busy), days);
+            let statements = runtime.block_on(probe)?;
             Some((micro, statements))
         }
         _ => None,
@@ -804,7 +892,7 @@ pub fn validate_command(
             }
             None => (profile.clone(), format!("{source}; not scaled (--no-machine-scaling)")),
         },
-        SimProfile::FromRun => profile_from_run(&config, &real[0])?,
+        SimProfile::FromRun => profile_from_run(&config, &real)?,
     };
     let variants = variants(&profile, &profile_source, &config.knobs)?;
     let mut verdict = Ok(());
@@ -836,6 +924,11 @@ pub fn validate_command(
         let result = judge(&judged, profile_source, &real, &sim);
         for line in conflict_by_status_lines(&real, &sim) {
             println!("{line}");
+        }
+        if i == 0 {
+            for line in machine_cpu_lines(&real) {
+                println!("{line}");
+            }
         }
         if verdict.is_ok() {
             verdict = result;
@@ -879,6 +972,23 @@ fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String>
         }
     }
     lines
+}
+
+/// The real machine's CPU per request at each level (this process and PostgreSQL, `/proc`):
+/// what a booking costs the machine as the load grows. A diagnostic, not judged.
+fn machine_cpu_lines(real: &[RealLevel]) -> Vec<String> {
+    real.iter()
+        .filter_map(|r| r.cpu)
+        .map(|cpu| {
+            format!(
+                "machine CPU at {} users: {:.0} us per request (this process and PostgreSQL, \
+                 {} requests)",
+                cpu.users,
+                cpu.per_request_us(),
+                cpu.requests
+            )
+        })
+        .collect()
 }
 
 /// The scenario as the real side runs it: every host on one machine, so no network latency
@@ -1030,6 +1140,24 @@ mod tests {
         let too_many = Knobs { backend_workers: vec![100_000], ..Knobs::default() };
         let e = too_many.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--backend-workers 100000"), "{e}");
+    }
+
+    #[test]
+    fn a_from_run_profile_file_carries_the_fraction_under_load() {
+        let loaded = LoadedCpu { users: 10, cpu_us: 2_400_000, requests: 2_000 };
+        let text = model::profile::DEFAULT_PROFILE_TOML;
+        let recorded = Profile::from_toml_str(text, "committed").unwrap();
+        let before = recorded.backend_cpu.as_ref().unwrap().statement_core_fraction();
+        assert!((before - 0.7).abs() > 0.01, "the test needs another value: {before}");
+        let patched = with_core_fraction_line(text, 0.7, &loaded);
+        let profile = Profile::from_toml_str(&patched, "patched").expect(&patched);
+        assert_eq!(profile.backend_cpu.as_ref().unwrap().statement_core_fraction(), 0.7);
+        assert!(patched.contains("# under load: 10 users, 1200 us of machine CPU per request"));
+        assert!(patched.contains(&format!("# at 1 user: statement_core_fraction = {before:.3}")));
+        assert_eq!(patched.matches("\nstatement_core_fraction").count(), 1, "{patched}");
+        // Everything else is as it was.
+        let same = |p: &Profile| format!("{:?}", p.statements);
+        assert_eq!(same(&profile), same(&recorded));
     }
 
     #[test]

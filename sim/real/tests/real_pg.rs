@@ -277,7 +277,7 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     let real = runtime
         .block_on(real_side(&config, std::slice::from_ref(&scenario), round_days(&loaded).unwrap()))
         .unwrap();
-    let (profile, source) = profile_from_run(&config, &real[0]).unwrap();
+    let (profile, source) = profile_from_run(&config, &real).unwrap();
     assert!(source.starts_with("measured during this run's 1-user level"), "{source}");
     assert!(!profile.statements.classes().is_empty(), "a table per statement text");
     let runs = real[0].outcome.recorder.aggregated().request_count;
@@ -334,11 +334,18 @@ async fn the_probes_measure_this_machine() {
     let config = validate_config(&url, "exclusion", 1);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let one_user = scenario_at_level(&loaded, 1).unwrap();
-    let probe = real::probe::statement_probe(&config, one_user, round_days(&loaded).unwrap())
-        .await
-        .unwrap();
+    let busy = scenario_at_level(&loaded, real::probe::LOADED_PROBE_USERS).unwrap();
+    let days = round_days(&loaded).unwrap();
+    let probe = real::probe::statement_probe(&config, one_user, Some(busy), days).await.unwrap();
     // Storm's evaluations check 1,178–1,216 rules (sim/README.md); not the fallback.
     assert!((1_000..1_400).contains(&probe.rule_checks), "{}", probe.rule_checks);
+    // The loaded level ran and its CPU was read (Linux, PostgreSQL on this machine).
+    if cfg!(target_os = "linux") && url.contains("127.0.0.1") {
+        let (fraction, loaded) = probe.loaded_fraction.expect("the CPU under load");
+        assert_eq!(loaded.users, real::probe::LOADED_PROBE_USERS);
+        assert_eq!(loaded.requests, real::probe::LOADED_PROBE_REQUESTS);
+        assert!(fraction > real::calibrate::CORE_FRACTION_MIN && fraction <= 1.0, "{fraction}");
+    }
     let committed = sim::world::Profile::default_profile();
     let ratios = real::probe::probe_ratios(&committed, &probe.profile, probe.rule_checks)
         .expect("classes in common");
