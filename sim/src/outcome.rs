@@ -117,6 +117,9 @@ pub struct RunOutcome {
     pub in_run_count: u64,
     /// When the first in-run violation became visible (modelled µs).
     pub first_violation_us: Option<u64>,
+    /// Modelled µs the shared cores were held (`[cpu] cores`; `None` without them): the
+    /// modelled machine's CPU time.
+    pub core_busy_us: Option<u64>,
 }
 
 /// Violations kept per run (the count is exact; details beyond this are dropped).

@@ -140,3 +140,22 @@ fn a_preempted_rules_evaluation_takes_longer_than_its_cost() {
         whole.max()
     );
 }
+
+/// The modelled machine's CPU time (`RunOutcome::core_busy_us`, what `validate` prints beside
+/// the real machine's): the cores are held for each statement's share of its draw, so a
+/// smaller statement core fraction charges less, and the charge is a large part of the run's
+/// statement time; without shared cores there is nothing to count.
+#[test]
+fn the_cores_count_the_cpu_time_they_were_held() {
+    let scenario = storm(1, 25);
+    let with = |fraction: f64| {
+        let profile = world::default_profile().with_statement_core_fraction(fraction).unwrap();
+        run_with(&scenario, 1, profile).core_busy_us.expect("the committed profile shares cores")
+    };
+    let (whole, half) = (with(1.0), with(0.5));
+    assert!(half < whole, "half the statement CPU: {half} µs against {whole} µs");
+    // 25 bookings of ~1 ms of statements each (the committed profile): most of it counted.
+    assert!(whole > 25 * 500, "{whole} µs for 25 bookings");
+    let own = Profile { backend_cpu: None, ..(*world::default_profile()).clone() };
+    assert_eq!(run_with(&scenario, 1, own).core_busy_us, None);
+}

@@ -41,7 +41,7 @@
 //! a preempted piece queues behind every waiter already there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore};
@@ -67,6 +67,8 @@ pub struct Cores {
     /// Notified (all listeners) when work starts waiting: running pieces past their quantum
     /// then give their core up.
     contended: Notify,
+    /// ns the cores have been held so far, every guard counted when it is dropped.
+    busy_ns: AtomicU64,
 }
 
 /// One taken core; given back when dropped (a crashed host's tasks give theirs back too).
@@ -84,6 +86,8 @@ pub struct CoreGuard {
 
 impl Drop for CoreGuard {
     fn drop(&mut self) {
+        let held = Instant::now().saturating_duration_since(self.since);
+        self.cores.busy_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
         if self.park {
             self.cores.parked.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -151,12 +155,19 @@ impl Cores {
             demand: AtomicUsize::new(0),
             parked: AtomicUsize::new(0),
             contended: Notify::new(),
+            busy_ns: AtomicU64::new(0),
         })
     }
 
     /// The time slice, if the cores are shared round-robin.
     pub fn quantum(&self) -> Option<Duration> {
         self.quantum
+    }
+
+    /// Time the cores have been held so far (summed over cores; a guard counts once it is
+    /// given back): the modelled machine's CPU time, to compare with a real machine's.
+    pub fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
     }
 
     /// Cores free right now (parked ones included).
@@ -307,6 +318,7 @@ mod tests {
         }
         // 5 jobs of 10 ms on 2 cores: done at 10, 10, 20, 20, 30.
         assert_eq!(ends, vec![10, 10, 20, 20, 30]);
+        assert_eq!(cores.busy(), Duration::from_millis(50), "the cores' CPU time");
         assert_eq!(cores.free(), 2);
         let held = cores.try_take().unwrap();
         let second = cores.try_take().unwrap();

@@ -190,6 +190,11 @@ pub struct SimLevel {
     pub double_bookings: u64,
     pub bookings: u64,
     pub runs: u64,
+    /// HTTP attempts the simulated clients made.
+    pub attempts: u64,
+    /// Modelled µs the shared cores were held, over every seed (`None` without `[cpu]
+    /// cores`).
+    pub core_busy_us: Option<u64>,
 }
 
 /// The scenario with `bookers` set to `level`, validated again (a level can exceed what the
@@ -558,8 +563,14 @@ pub fn sim_side(
     days: &RoundDays,
     connections: sim::net::Connections,
 ) -> Result<SimLevel, RealError> {
-    let mut level =
-        SimLevel { histograms: Histograms::default(), double_bookings: 0, bookings: 0, runs: 0 };
+    let mut level = SimLevel {
+        histograms: Histograms::default(),
+        double_bookings: 0,
+        bookings: 0,
+        runs: 0,
+        attempts: 0,
+        core_busy_us: None,
+    };
     for index in 0..runs {
         let config = RunConfig {
             guard: Default::default(),
@@ -576,6 +587,10 @@ pub fn sim_side(
         level.histograms.merge(&outcome.histograms);
         level.double_bookings += outcome.invariant_violations("no_room_overlap");
         level.bookings += outcome.counts.created_201;
+        level.attempts += outcome.counts.attempts;
+        if let Some(us) = outcome.core_busy_us {
+            *level.core_busy_us.get_or_insert(0) += us;
+        }
         level.runs += 1;
         if level.runs.is_multiple_of(SIM_PROGRESS_RUNS) {
             eprintln!("validate: simulated {} of {runs} seeds", level.runs);
@@ -710,6 +725,20 @@ pub fn compare_levels(real: &[RealLevel], sim: &[SimLevel]) -> (Vec<MetricRow>, 
         }
     }
     (rows, overlays)
+}
+
+/// Seeds the simulation runs for a real level: one per real round (a round is one seed's
+/// plan), or, for a level that counted none, its requests per user.
+pub fn simulated_seeds(real: &RealLevel) -> u64 {
+    let requests = real.outcome.recorder.aggregated().request_count;
+    seeds_for(real.outcome.rounds, requests, real.level)
+}
+
+/// [`simulated_seeds`] from its figures. Until 2026-12-06 it was always requests per user,
+/// which is the rounds only where each booker sends one request: `all` (previews and retries
+/// beside the bookings) simulated twice the real side's rounds.
+fn seeds_for(rounds: Option<u64>, requests: u64, level: u32) -> u64 {
+    rounds.unwrap_or(requests / u64::from(level.max(1))).max(1)
 }
 
 /// Checks the flags before anything runs.
@@ -899,7 +928,7 @@ pub fn validate_command(
     for (i, (profile, profile_source)) in variants.iter().enumerate() {
         let mut sim = Vec::with_capacity(real.len());
         for (scenario, r) in scenarios.iter().zip(&real) {
-            let runs = r.outcome.recorder.aggregated().request_count / u64::from(r.level.max(1));
+            let runs = simulated_seeds(r);
             eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
             let (strategy, seed) = (config.strategy, config.seed);
             let simulated = on_loopback(scenario);
@@ -925,10 +954,8 @@ pub fn validate_command(
         for line in conflict_by_status_lines(&real, &sim) {
             println!("{line}");
         }
-        if i == 0 {
-            for line in machine_cpu_lines(&real) {
-                println!("{line}");
-            }
+        for line in machine_cpu_lines(&real, &sim) {
+            println!("{line}");
         }
         if verdict.is_ok() {
             verdict = result;
@@ -974,18 +1001,25 @@ fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String>
     lines
 }
 
-/// The real machine's CPU per request at each level (this process and PostgreSQL, `/proc`):
-/// what a booking costs the machine as the load grows. A diagnostic, not judged.
-fn machine_cpu_lines(real: &[RealLevel]) -> Vec<String> {
+/// The machine's CPU per request at each level, both sides: the real one's (this process and
+/// PostgreSQL, `/proc`) and the modelled one's (the time its shared cores were held, modelled
+/// µs). What a booking costs the machine as the load grows. A diagnostic, not judged.
+fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
+    let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
     real.iter()
-        .filter_map(|r| r.cpu)
-        .map(|cpu| {
+        .zip(sim)
+        .map(|(r, s)| {
+            let real = match r.cpu {
+                Some(cpu) => format!("{:.0} us ({} requests)", cpu.per_request_us(), cpu.requests),
+                None => "not read".to_string(),
+            };
+            let simulated = match s.core_busy_us {
+                Some(us) => format!("{:.0} us ({} attempts)", per(us, s.attempts), s.attempts),
+                None => "no shared cores".to_string(),
+            };
             format!(
-                "machine CPU at {} users: {:.0} us per request (this process and PostgreSQL, \
-                 {} requests)",
-                cpu.users,
-                cpu.per_request_us(),
-                cpu.requests
+                "machine CPU per request at {} users: real {real}; simulated {simulated}",
+                r.level
             )
         })
         .collect()
@@ -1140,6 +1174,14 @@ mod tests {
         let too_many = Knobs { backend_workers: vec![100_000], ..Knobs::default() };
         let e = too_many.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--backend-workers 100000"), "{e}");
+    }
+
+    #[test]
+    fn the_simulation_runs_a_seed_per_real_round() {
+        // 100 rounds of 10 users, 2 requests per booker: 100 seeds, not 200.
+        assert_eq!(seeds_for(Some(100), 2_000, 10), 100);
+        assert_eq!(seeds_for(None, 2_000, 10), 200, "no rounds counted: requests per user");
+        assert_eq!(seeds_for(Some(0), 0, 10), 1, "at least one");
     }
 
     #[test]

@@ -76,10 +76,10 @@ pub(super) fn add_model_hosts(
         tap: Some(tap.clone()),
         accepted: shared.connections_accepted.clone(),
     };
-    let machine = Machine { profile: config.profile.clone(), cores };
+    let machine = Machine { profile: config.profile.clone(), cores: cores.clone() };
     let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
     add_backend_host(sim, backend, seeds, sinks, machine);
-    Ok(DbSide { engine, servers, deadlocks, opened, tap })
+    Ok(DbSide { engine, servers, deadlocks, opened, tap, cores })
 }
 
 /// Modelled µs the simulation's transport adds to one statement's round trip over a link

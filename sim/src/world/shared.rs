@@ -25,6 +25,8 @@ pub(super) struct DbSide {
     pub(super) opened: Rc<RefCell<Vec<std::net::SocketAddr>>>,
     /// Every statement the backend sent (`crate::model_db`'s tap).
     pub(super) tap: StatementTap,
+    /// The cores the database and the backend share, if the profile models one machine.
+    pub(super) cores: Option<Arc<model::io::Cores>>,
 }
 
 pub(super) struct Shared {
