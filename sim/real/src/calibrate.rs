@@ -287,6 +287,34 @@ pub struct CpuCosts {
     /// How much of a statement's round trip is CPU ([`StatementCpu`]); `None` where the CPU
     /// time could not be read (no `/proc`, PostgreSQL not on this machine).
     pub statement_cpu: Option<StatementCpu>,
+    /// The machine's CPU over a loaded run, when one was measured: the profile's statement
+    /// core fraction is then the one under load ([`StatementCpu::fraction_under`]).
+    pub loaded: Option<LoadedCpu>,
+}
+
+impl CpuCosts {
+    /// The statement core fraction a profile gets: under load when a loaded run was
+    /// measured, else the 1-user one; with the line that says how it was found.
+    pub fn core_fraction(&self) -> Option<(f64, String)> {
+        let m = self.statement_cpu.as_ref()?;
+        if let Some(loaded) = &self.loaded
+            && let Some(fraction) = m.fraction_under(loaded)
+        {
+            let per = |us: u64| us as f64 / m.requests.max(1) as f64;
+            let line = format!(
+                "under load: ({:.0} us of machine CPU per request at {} users - {:.0} us of \
+                 modelled request and rules CPU) / {:.0} us of statement round trips per request \
+                 at 1 user (at 1 user: {})",
+                loaded.per_request_us(),
+                loaded.users,
+                per(m.modelled_backend_us),
+                per(m.statements_us),
+                m.fraction().map_or("not measured".to_string(), |f| format!("{f:.3}"))
+            );
+            return Some((fraction, line));
+        }
+        Some((m.fraction()?, m.figures()))
+    }
 }
 
 /// The machine's CPU per statement round trip, from CPU time over a measured run
@@ -521,14 +549,11 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
                  (processor sharing; sim::world::profile::QUANTUM_US_CALIBRATED)"
             );
             let _ = writeln!(out, "quantum_us = {QUANTUM_US_CALIBRATED}");
-            if let Some(m) = &cpu.statement_cpu
-                && let Some(fraction) = m.fraction()
-            {
+            if let Some((fraction, how)) = cpu.core_fraction() {
                 let _ = writeln!(
                     out,
-                    "# share of a statement's round trip that holds a core: {} (/proc, \
-                     real::cpu_time)",
-                    m.figures()
+                    "# share of a statement's round trip that holds a core: {how} (/proc, \
+                     real::cpu_time)"
                 );
                 let _ = writeln!(out, "statement_core_fraction = {fraction:.3}");
             }
@@ -585,7 +610,8 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     }
     let name = unique_database_name("roomsim_calibrate");
     let temp = TempDatabase::create(&config.target, &name).await?;
-    let mut measured = measure(&temp.target, &config.scenario, config.bookings, config.seed).await;
+    let mut measured =
+        measure(&temp.target, &config.scenario, config.bookings, config.seed, true).await;
     // A second clinic with another room count separates the rules' fixed cost per evaluation
     // from the per-check one (issue #17: conflict's 10-room evaluations cost 0.4-0.65 of
     // real under storm's per-check-only profile).
@@ -664,17 +690,20 @@ async fn measure_in_temp(
     seed: u64,
 ) -> Result<(StatementTimes, CpuCosts), RealError> {
     let temp = TempDatabase::create(target, name).await?;
-    let measured = measure(&temp.target, scenario, bookings, seed).await;
+    let measured = measure(&temp.target, scenario, bookings, seed, false).await;
     temp.drop_database().await;
     measured
 }
 
-/// `bookings` of `scenario`'s clinic at one user (after [`WARMUP_REQUESTS`]), measured.
+/// `bookings` of `scenario`'s clinic at one user (after [`WARMUP_REQUESTS`]), measured; with
+/// `loaded`, then `probe::LOADED_PROBE_REQUESTS` at `probe::LOADED_PROBE_USERS` users, whose
+/// machine CPU per request gives the statement core fraction under load.
 async fn measure(
     target: &DbTarget,
     scenario: &str,
     bookings: u32,
     seed: u64,
+    loaded: bool,
 ) -> Result<(StatementTimes, CpuCosts), RealError> {
     let fixture = setup_for_run(target, scenario, SchemaVariant::Guarded).await?;
     let serve_config = ServeConfig::ephemeral(target, 2, Strategy::Exclusion, seed);
@@ -689,10 +718,36 @@ async fn measure(
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     meter.reset();
-    let outcome = run_load(load_config(u64::from(bookings)), fixture).await;
-    let (times, cpu) = meter.measurements(&outcome);
+    let outcome = run_load(load_config(u64::from(bookings)), fixture.clone()).await;
+    let (times, mut cpu) = meter.measurements(&outcome);
+    let mut runs = vec![warmup, outcome];
+    if loaded {
+        let users = super::probe::LOADED_PROBE_USERS;
+        let config = LoadConfig {
+            requests_max: super::probe::LOADED_PROBE_REQUESTS,
+            progress: false,
+            ..LoadConfig::closed(
+                &server.base_url(),
+                tasks.clone(),
+                users,
+                CALIBRATION_TIME_MAX,
+                seed,
+            )
+        };
+        let before = CpuSnapshot::now();
+        let busy = run_load(config, fixture).await;
+        cpu.loaded = before.zip(CpuSnapshot::now()).and_then(|(before, after)| {
+            let (own_us, postgres_us) = after.since(&before);
+            (after.postgres_processes > 0).then_some(LoadedCpu {
+                users,
+                cpu_us: own_us + postgres_us,
+                requests: busy.recorder.aggregated().request_count,
+            })
+        });
+        runs.push(busy);
+    }
     server.stop().await;
-    for run in [&warmup, &outcome] {
+    for run in &runs {
         if let Some(reason) = &run.stopped_early {
             return Err(RealError::RunFailed(format!("calibration load stopped: {reason}")));
         }
@@ -799,6 +854,7 @@ impl Meter {
                 .and_then(|n| u32::try_from(n.get()).ok()),
             rules_fixed: None,
             statement_cpu,
+            loaded: None,
         };
         (times, cpu)
     }
@@ -945,9 +1001,9 @@ pub fn summary(times: &StatementTimes, cpu: &CpuCosts) -> String {
         cpu.conflict_p50_us,
         cpu.rules_ns_per_check().map(|points| points[5].1)
     );
-    match cpu.statement_cpu.as_ref().and_then(|m| m.fraction().map(|f| (m, f))) {
-        Some((m, f)) => {
-            let _ = writeln!(out, "CPU time: {} = statement core fraction {f:.3}", m.figures());
+    match cpu.core_fraction() {
+        Some((f, how)) => {
+            let _ = writeln!(out, "CPU time: {how} = statement core fraction {f:.3}");
         }
         None => out.push_str(
             "CPU time: not measured (no /proc, or PostgreSQL is not on this machine): \
@@ -998,6 +1054,7 @@ mod tests {
                 statements_us: 1_000_000,
                 requests: 1_000,
             }),
+            loaded: None,
         };
         let text = profile_toml(&times, &cpu, "test");
         let profile = Profile::from_toml_str(&text, "t").expect(&text);
@@ -1008,6 +1065,21 @@ mod tests {
         );
         let fraction = profile.backend_cpu.as_ref().map(|cpu| cpu.statement_core_fraction());
         assert_eq!(fraction, Some(0.7), "{text}");
+        // With a loaded run: (900 µs per request − 200 modelled) / 1,000 of statements.
+        let loaded = LoadedCpu { users: 10, cpu_us: 1_800_000, requests: 2_000 };
+        let under_load = CpuCosts { loaded: Some(loaded), ..cpu.clone() };
+        let loaded_text = profile_toml(&times, &under_load, "test");
+        let loaded_profile = Profile::from_toml_str(&loaded_text, "t").expect(&loaded_text);
+        let fraction = loaded_profile.backend_cpu.as_ref().map(|c| c.statement_core_fraction());
+        assert_eq!(fraction, Some(0.7), "{loaded_text}");
+        let loaded = LoadedCpu { cpu_us: 1_200_000, ..loaded };
+        let under_load = CpuCosts { loaded: Some(loaded), ..cpu.clone() };
+        let loaded_text = profile_toml(&times, &under_load, "test");
+        let loaded_profile = Profile::from_toml_str(&loaded_text, "t").expect(&loaded_text);
+        let fraction = loaded_profile.backend_cpu.as_ref().map(|c| c.statement_core_fraction());
+        assert_eq!(fraction, Some(0.4), "600 µs per request under load: {loaded_text}");
+        assert!(loaded_text.contains("under load: (600 us of machine CPU per request at 10 users"));
+        assert!(loaded_text.contains("(at 1 user: 0.700)"), "{loaded_text}");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let drawn = profile
             .backend_cpu

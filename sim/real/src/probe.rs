@@ -48,7 +48,7 @@ use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
 
 use crate::RealError;
-use crate::calibrate::{LoadedCpu, measured_profile};
+use crate::calibrate::{CpuCosts, LoadedCpu, measured_profile};
 use crate::database::DbTarget;
 use crate::validate::{RoundDays, ValidateConfig, probe_levels};
 
@@ -181,7 +181,8 @@ pub async fn statement_probe(
     let name = config.scenario.clone();
     let loaded = loaded.map(|scenario| (scenario, LOADED_PROBE_REQUESTS));
     let measured = probe_levels(config, (one_user, PROBE_BOOKINGS), loaded, days).await?;
-    let (times, cpu) = (&measured.times, &measured.cpu);
+    let times = &measured.times;
+    let cpu = &CpuCosts { loaded: measured.loaded, ..measured.cpu.clone() };
     let rule_checks = cpu
         .rule_checks
         .as_ref()

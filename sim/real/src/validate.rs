@@ -777,31 +777,21 @@ pub fn profile_from_run(
         "measured during `validate` at 1 user: scenario {}, {requests} requests, seed {}",
         config.scenario, config.seed
     );
-    let (mut text, mut profile) = measured_profile(times, cpu, &description)?;
+    // The statement core fraction under load, from the first loaded level.
+    let loaded = levels
+        .iter()
+        .filter_map(|level| level.cpu)
+        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
+    let cpu = CpuCosts { loaded, ..cpu.clone() };
+    let (text, profile) = measured_profile(times, &cpu, &description)?;
     let statements: u64 = times.by_kind.values().map(Histogram::len).sum();
     let evaluations = cpu.rule_checks.as_ref().map_or(0, Histogram::len);
     let mut source = format!(
         "measured during this run's 1-user level ({statements} statements, {evaluations} rules \
          evaluations, {requests} requests)"
     );
-    let loaded = levels
-        .iter()
-        .filter_map(|level| level.cpu)
-        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
-    let under_load = loaded
-        .zip(cpu.statement_cpu.as_ref())
-        .and_then(|(loaded, one_user)| Some((one_user.fraction_under(&loaded)?, loaded)));
-    if let Some((fraction, loaded)) = under_load
-        && let Ok(with) = profile.with_statement_core_fraction(fraction)
-    {
-        profile = with;
-        text = with_core_fraction_line(&text, fraction, &loaded);
-        source.push_str(&format!(
-            "; statement core fraction {fraction:.3} under load ({} users, {:.0} us of machine \
-             CPU per request)",
-            loaded.users,
-            loaded.per_request_us()
-        ));
+    if let Some((fraction, how)) = cpu.core_fraction() {
+        source.push_str(&format!("; statement core fraction {fraction:.3}, {how}"));
     }
     if let Some(html) = &config.reports.html {
         let file = html.with_extension("profile.toml");
@@ -809,32 +799,6 @@ pub fn profile_from_run(
         source.push_str(&format!("; written to {}", file.display()));
     }
     Ok((Arc::new(profile), source))
-}
-
-/// A profile's text with its `statement_core_fraction` line set to `fraction`, measured
-/// under `loaded` (the 1-user one it replaces is kept as a comment).
-fn with_core_fraction_line(text: &str, fraction: f64, loaded: &LoadedCpu) -> String {
-    let line = format!(
-        "# under load: {} users, {:.0} us of machine CPU per request \
-         (real::calibrate::StatementCpu::fraction_under)\nstatement_core_fraction = {fraction:.3}",
-        loaded.users,
-        loaded.per_request_us()
-    );
-    let mut replaced = false;
-    let mut out: Vec<String> = text
-        .lines()
-        .map(|l| match l.starts_with("statement_core_fraction") && !replaced {
-            true => {
-                replaced = true;
-                format!("# at 1 user: {l}\n{line}")
-            }
-            false => l.to_string(),
-        })
-        .collect();
-    if !replaced {
-        out.push(line); // calibrate writes the [cpu] table last but for [machine].
-    }
-    out.join("\n") + "\n"
 }
 
 /// Everything `validate` prints and writes, after both sides ran.
@@ -1182,24 +1146,6 @@ mod tests {
         assert_eq!(seeds_for(Some(100), 2_000, 10), 100);
         assert_eq!(seeds_for(None, 2_000, 10), 200, "no rounds counted: requests per user");
         assert_eq!(seeds_for(Some(0), 0, 10), 1, "at least one");
-    }
-
-    #[test]
-    fn a_from_run_profile_file_carries_the_fraction_under_load() {
-        let loaded = LoadedCpu { users: 10, cpu_us: 2_400_000, requests: 2_000 };
-        let text = model::profile::DEFAULT_PROFILE_TOML;
-        let recorded = Profile::from_toml_str(text, "committed").unwrap();
-        let before = recorded.backend_cpu.as_ref().unwrap().statement_core_fraction();
-        assert!((before - 0.7).abs() > 0.01, "the test needs another value: {before}");
-        let patched = with_core_fraction_line(text, 0.7, &loaded);
-        let profile = Profile::from_toml_str(&patched, "patched").expect(&patched);
-        assert_eq!(profile.backend_cpu.as_ref().unwrap().statement_core_fraction(), 0.7);
-        assert!(patched.contains("# under load: 10 users, 1200 us of machine CPU per request"));
-        assert!(patched.contains(&format!("# at 1 user: statement_core_fraction = {before:.3}")));
-        assert_eq!(patched.matches("\nstatement_core_fraction").count(), 1, "{patched}");
-        // Everything else is as it was.
-        let same = |p: &Profile| format!("{:?}", p.statements);
-        assert_eq!(same(&profile), same(&recorded));
     }
 
     #[test]
