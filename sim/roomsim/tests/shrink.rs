@@ -83,16 +83,18 @@ fn a_deadlock_seed_shrinks_to_its_pair_and_deadlocks_on_postgresql() {
 /// pair's double booking and no other (the earlier rows hold none). (Seed 6, with 30 earlier
 /// rows, was this test's seed until the cores were time-sliced by default; its smallest pair
 /// is now an early one. Seed 11 followed, until the profile was re-calibrated after the
-/// day-sheet fix, 2026-12-06: its smallest pair became an early one too.)
+/// day-sheet fix, 2026-12-06: its smallest pair became an early one too. Seed 5's pair came
+/// after 5 rows until the committed time slice went to one tick, 25 µs, the same day; after
+/// 4 since.)
 #[test]
 fn a_late_pair_replays_on_top_of_the_rows_committed_before_it() {
     let args = ["--scenario", "all", "--strategy", "naive", "--seed", "5"];
     let (printed, spec) = shrink_failing_seed("late", &args);
-    assert!(printed.contains("after the 5 bookings committed before them"), "{printed}");
+    assert!(printed.contains("after the 4 bookings committed before them"), "{printed}");
     let written = std::fs::read_to_string(&spec).expect("the spec is written");
     let setup = written.split("\nsession ").next().unwrap();
     let rebuilt = setup.matches("INSERT INTO appointments").count();
-    assert_eq!(rebuilt, 5, "the earlier rows are in the setup");
+    assert_eq!(rebuilt, 4, "the earlier rows are in the setup");
     let Some(on_pg) = replayed_on_postgresql(&spec, "the late pair") else { return };
     let table = room_overlaps(&on_pg);
     assert!(table.contains("(1 row)"), "PostgreSQL shows the pair's overlap only:\n{table}");

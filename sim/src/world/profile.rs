@@ -117,10 +117,14 @@ pub struct BackendCpu {
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
 /// processor sharing on the simulation's clock. NOT measured (the kernel's slices are
-/// milliseconds, and 1.5 ms or 0.75 ms slices changed nothing): at 50 µs validate's
-/// double-booking incidence of the broken strategies at 25 and 50 users came within 2× of
-/// PostgreSQL's, run to completion it was 2-5× low (sim/README.md, "Time slicing").
-pub const QUANTUM_US_CALIBRATED: u64 = 50;
+/// milliseconds, and 1.5 ms or 0.75 ms slices changed nothing): at 50 µs (then the tick)
+/// validate's double-booking incidence of the broken strategies at 25 and 50 users came
+/// within 2× of PostgreSQL's, run to completion it was 2-5× low (sim/README.md, "Time
+/// slicing"). The clock went to 25 µs ticks and the slice stayed 50 µs, two ticks, until
+/// 2026-12-06 ~19:30: at one tick, rules evaluation's p95 at 25 and 50 users came into band
+/// (0.77 and 0.92 of real against 0.48 and 0.47 at 50 µs, one real side), the rest unchanged
+/// and the incidence still within 2×.
+pub const QUANTUM_US_CALIBRATED: u64 = crate::timescale::RESOLUTION_US;
 
 /// Longest `[cpu] quantum_us` (1 s; CFS/EEVDF slices are milliseconds).
 pub const QUANTUM_US_MAX: u64 = 1_000_000;
