@@ -1,7 +1,7 @@
 //! The machine probes: how fast this machine is now, so a latency profile measured on one
 //! machine (or day) can be used on another (issue #17).
 //!
-//! THE STATEMENT PROBE ([`statement_probe`], what `validate` scales by): [`PROBE_BOOKINGS`]
+//! THE STATEMENT PROBE ([`statement_probe`], what `validate` scales by): [`PROBE_REQUESTS`]
 //! requests of the validated scenario at one user, run as validate's own 1-user level runs
 //! them, in a temporary database, measured with calibrate's instruments. Each statement class
 //! is scaled by its body mean now ÷ its recorded body mean (`ServiceTime::body_mean_us`: the
@@ -32,8 +32,9 @@
 //!
 //! NOT MODELLED: drift between the probe and the real side (seconds to a minute); a machine
 //! with a different core count (the profile's `cores` stays as recorded); how statement
-//! costs change with load (the probe runs at one user); a shape of each class's table other
-//! than the recorded one (the probe scales it, it does not replace it).
+//! times change with load (they are measured at one user; only the statement core fraction
+//! is read under load, [`LOADED_PROBE_USERS`]); a shape of each class's table other than the
+//! recorded one (the probe scales it, it does not replace it).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -130,7 +131,7 @@ pub fn toml_section(speed: &MachineSpeed) -> String {
 }
 
 /// Requests the statement probe measures: about a second at one user here.
-pub const PROBE_BOOKINGS: u64 = 500;
+pub const PROBE_REQUESTS: u64 = 500;
 
 /// Largest factor the statement probe scales a profile by (either way). This VM's statements
 /// were 5× faster on 2026-12-05 at 23:20 than at 20:26 the same day.
@@ -157,7 +158,7 @@ pub struct StatementProbe {
     pub loaded_fraction: Option<(f64, LoadedCpu)>,
 }
 
-/// The statement probe: [`PROBE_BOOKINGS`] requests of the validated scenario at one user,
+/// The statement probe: [`PROBE_REQUESTS`] requests of the validated scenario at one user,
 /// run as `validate` runs its 1-user level (`validate::probe_levels`: the same rounds, days,
 /// strategy and connections) on calibrate's instruments, in a temporary database; then, with
 /// `loaded` (the scenario at [`LOADED_PROBE_USERS`]), [`LOADED_PROBE_REQUESTS`] at that
@@ -180,7 +181,7 @@ pub async fn statement_probe(
 ) -> Result<StatementProbe, RealError> {
     let name = config.scenario.clone();
     let loaded = loaded.map(|scenario| (scenario, LOADED_PROBE_REQUESTS));
-    let measured = probe_levels(config, (one_user, PROBE_BOOKINGS), loaded, days).await?;
+    let measured = probe_levels(config, (one_user, PROBE_REQUESTS), loaded, days).await?;
     let times = &measured.times;
     let cpu = &CpuCosts { loaded: measured.loaded, ..measured.cpu.clone() };
     let rule_checks = cpu
@@ -194,7 +195,7 @@ pub async fn statement_probe(
         Some((fraction, loaded))
     });
     let description =
-        format!("statement probe, {PROBE_BOOKINGS} requests of scenario {name} at 1 user");
+        format!("statement probe, {PROBE_REQUESTS} requests of scenario {name} at 1 user");
     let profile = measured_profile(times, cpu, &description)?.1;
     Ok(StatementProbe { profile, rule_checks, loaded_fraction })
 }
@@ -291,7 +292,7 @@ pub fn scale_by_statement_probe(
     let lowest = r.classes.values().copied().fold(f64::INFINITY, f64::min);
     let highest = r.classes.values().copied().fold(0.0, f64::max);
     let line = format!(
-        "statement probe ({PROBE_BOOKINGS} requests at 1 user): statements x{:.2} (each of {} \
+        "statement probe ({PROBE_REQUESTS} requests at 1 user): statements x{:.2} (each of {} \
          classes by its own ratio, x{lowest:.2} to x{highest:.2}), rules x{:.2} (at {} checks), \
          request CPU x{:.2}{micro_line}",
         r.statements,
