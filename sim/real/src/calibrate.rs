@@ -343,6 +343,18 @@ pub struct LoadedCpu {
 }
 
 impl LoadedCpu {
+    /// The machine's CPU since `before` (a [`CpuSnapshot`] taken as the run began), for
+    /// `requests` answered by `users`; `None` without `/proc` or a local PostgreSQL.
+    pub fn since(before: Option<CpuSnapshot>, users: u32, requests: u64) -> Option<LoadedCpu> {
+        let (before, after) = before.zip(CpuSnapshot::now())?;
+        let (own_us, postgres_us) = after.since(&before);
+        (after.postgres_processes > 0).then_some(LoadedCpu {
+            users,
+            cpu_us: own_us + postgres_us,
+            requests,
+        })
+    }
+
     /// µs of CPU per request.
     pub fn per_request_us(&self) -> f64 {
         self.cpu_us as f64 / self.requests.max(1) as f64
@@ -736,14 +748,7 @@ async fn measure(
         };
         let before = CpuSnapshot::now();
         let busy = run_load(config, fixture).await;
-        cpu.loaded = before.zip(CpuSnapshot::now()).and_then(|(before, after)| {
-            let (own_us, postgres_us) = after.since(&before);
-            (after.postgres_processes > 0).then_some(LoadedCpu {
-                users,
-                cpu_us: own_us + postgres_us,
-                requests: busy.recorder.aggregated().request_count,
-            })
-        });
+        cpu.loaded = LoadedCpu::since(before, users, busy.recorder.aggregated().request_count);
         runs.push(busy);
     }
     server.stop().await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use backend_core::db::guard::GuardMode;
 use backend_core::db::pg::{PgDb, PgDbOptions, schema_identifier};
-use backend_core::db::{Conn, Db, DbError, SqlValue};
+use backend_core::db::{Conn, Db, DbError, Rows, SqlValue};
 
 use super::RealError;
 use super::monitor::redact;
@@ -157,14 +157,19 @@ pub async fn delete_bookings(db: &PgDb) -> Result<Cleaned, RealError> {
     for (slot, table) in counted.iter_mut().zip(["idempotency_keys", "appointments"]) {
         let sql = format!("SELECT count(*) FROM {table}");
         let rows = conn.execute(&sql, &[]).await.map_err(|e| db_error(&sql, e))?;
-        *slot = match rows.rows.first().and_then(|r| r.first()) {
-            Some(backend_core::db::SqlValue::Int(n)) => (*n).max(0) as u64,
-            _ => 0,
-        };
+        *slot = first_count(&rows);
     }
     let sql = "TRUNCATE idempotency_keys, appointments";
     conn.execute(sql, &[]).await.map_err(|e| db_error(sql, e))?;
     Ok(Cleaned { idempotency_keys: counted[0], appointments: counted[1] })
+}
+
+/// The count in the first column of the first row (a `SELECT count(*)`); 0 without one.
+pub fn first_count(rows: &Rows) -> u64 {
+    match rows.rows.first().and_then(|r| r.first()) {
+        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    }
 }
 
 /// Reads the ids of the clinic named `clinic_name` (or the only clinic, when `None`) into a

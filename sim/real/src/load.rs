@@ -52,6 +52,12 @@ use tokio::time::Instant;
 use super::RealError;
 use super::report;
 use super::stats::{INTERVAL_MS, Recorder, parse_server_timing};
+use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
+
+pub use super::load_run::{
+    CONNECTION_FAILURES_MAX, IN_FLIGHT_MAX, LoadConfig, LoadOutcome, Outcomes, PROGRESS_INTERVAL_S,
+    Target, USERS_MAX,
+};
 
 /// The recorder's Server-Timing key of conflict detection reported by answers of HTTP
 /// `status` (`conflict@409`: validate's split by status).
@@ -63,12 +69,6 @@ pub fn conflict_key(status: u16) -> String {
 pub fn conflict_key_status(key: &str) -> Option<u16> {
     key.strip_prefix("conflict@")?.parse().ok()
 }
-use super::workload::{Fixture, PlannedRequest, Task, UserWorkload};
-
-pub use super::load_run::{
-    CONNECTION_FAILURES_MAX, IN_FLIGHT_MAX, LoadConfig, LoadOutcome, Outcomes, PROGRESS_INTERVAL_S,
-    Target, USERS_MAX,
-};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 

@@ -208,8 +208,8 @@ pub struct ProbeRatios {
     /// The sum of the statement classes' body means now over the same classes' recorded
     /// ones (one booking's statement time; `ServiceTime::body_mean_us`).
     pub statements: f64,
-    /// The rules' median cost of one evaluation of [`RULES_PROBE_CHECKS`] checks (its fixed
-    /// part included), now over recorded.
+    /// The rules' median cost of one evaluation of the probe's size
+    /// ([`StatementProbe::rule_checks`]; its fixed part included), now over recorded.
     pub rules: f64,
     /// The backend's median CPU per request, now over recorded (`rules` when either profile
     /// lacks it).
@@ -313,6 +313,9 @@ pub fn scale_by_statement_probe(
         ),
     };
     let mut scaled = profile.scaled_each(r.statements, r.rules, r.request);
+    // The statement core fraction is the loaded level's, not the 1-user probe's: over 300
+    // bookings at one user the CPU clock's 10 ms ticks left it ±10 % (0.97 and 1.00 in two
+    // probes where calibrate's 3,000 bookings said 0.91), and one user never contends.
     let fraction_line = match probe.loaded_fraction {
         Some((fraction, loaded)) => match scaled.with_statement_core_fraction(fraction) {
             Ok(with) => {
@@ -337,9 +340,6 @@ pub fn scale_by_statement_probe(
         .statements
         .scaled_by_class(r.statements, class_factor)
         .with_classes_from(&now.statements, |class| r.measured_now.iter().any(|c| c == class));
-    // The statement core fraction is the loaded level's, not the 1-user probe's: over 300
-    // bookings at one user the CPU clock's 10 ms ticks left it ±10 % (0.97 and 1.00 in two
-    // probes where calibrate's 3,000 bookings said 0.91), and one user never contends.
     (Profile { statements, ..scaled }, format!("{line}{taken}{fraction_line}"))
 }
 
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(r.classes.len(), committed.statements.classes().len());
         assert!(r.classes.values().all(|&f| close(f, 0.2)), "{r:?}");
         let (scaled, line) = scale_by_statement_probe(&committed, &probed(&now), None);
-        // Equal up to rounding (each class's ratio is its median now ÷ then).
+        // Equal up to rounding (each class's ratio is its body mean now ÷ then).
         let rounded = |p: &Profile| format!("{p:.6?}");
         assert_eq!(rounded(&scaled), rounded(&committed.scaled_each(0.2, 0.3, 0.4)));
         // Each class by its own ratio: one class twice as slow again as the rest.
@@ -412,6 +412,15 @@ mod tests {
         };
         assert!((median(&scaled, &first) - median(&uneven, &first)).abs() < 1e-6);
         assert!(line.contains("statements x0.20") && line.contains("request CPU x0.40"), "{line}");
+        assert!(line.contains("statement core fraction as recorded"), "{line}");
+        let fraction = |p: &Profile| p.backend_cpu.as_ref().unwrap().statement_core_fraction();
+        assert_eq!(fraction(&scaled), fraction(&committed), "no loaded level: as recorded");
+        // A loaded level measured: its fraction replaces the recorded one, and is named.
+        let loaded = LoadedCpu { users: 10, cpu_us: 2_000_000, requests: 2_000 };
+        let probe = StatementProbe { loaded_fraction: Some((0.6, loaded)), ..probed(&uneven) };
+        let (under_load, line) = scale_by_statement_probe(&committed, &probe, None);
+        assert_eq!(fraction(&under_load), 0.6);
+        assert!(line.contains("statement core fraction 0.600 under load (10 users, 1000 us"));
         // A class the probe measured a cost per row for, which the profile lacks: taken as
         // measured now, outside the ratios.
         let day = committed

@@ -83,7 +83,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend_core::booking::Strategy;
-use backend_core::db::SqlValue;
 use backend_core::db::schema::SchemaVariant;
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use hdrhistogram::Histogram;
@@ -93,7 +92,7 @@ use sim::world::Profile;
 use super::RealError;
 use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, measured_profile};
 use super::cpu_time::CpuSnapshot;
-use super::database::{DbTarget, TempDatabase, session, unique_database_name};
+use super::database::{DbTarget, TempDatabase, first_count, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
 use super::report::{self, Overlay, ReportArgs, ReportExtras};
@@ -343,11 +342,7 @@ pub async fn count_double_bookings(
     let pairs = conn.execute(&pairs_sql, &[]).await.map_err(fail)?;
     let total_sql = format!("SELECT count(*) FROM appointments WHERE status IN {active}");
     let total = conn.execute(&total_sql, &[]).await.map_err(fail)?;
-    let int = |rows: &backend_core::db::Rows| match rows.rows.first().and_then(|r| r.first()) {
-        Some(SqlValue::Int(n)) => *n as u64,
-        _ => 0,
-    };
-    Ok((int(&pairs), int(&total)))
+    Ok((first_count(&pairs), first_count(&total)))
 }
 
 /// How one real level runs.
@@ -416,14 +411,7 @@ async fn real_level(
     };
     let cpu_before = CpuSnapshot::now();
     let outcome = run_rounds(load_config, &mut rounds).await;
-    let cpu = cpu_before.zip(CpuSnapshot::now()).and_then(|(before, after)| {
-        let (own_us, postgres_us) = after.since(&before);
-        (after.postgres_processes > 0).then_some(LoadedCpu {
-            users: level,
-            cpu_us: own_us + postgres_us,
-            requests: outcome.recorder.aggregated().request_count,
-        })
-    });
+    let cpu = LoadedCpu::since(cpu_before, level, outcome.recorder.aggregated().request_count);
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
     let monitor = match monitor {
         Some(monitor) => monitor.finish().await,
@@ -893,19 +881,11 @@ pub fn validate_command(
         let mut sim = Vec::with_capacity(real.len());
         for (scenario, r) in scenarios.iter().zip(&real) {
             let runs = simulated_seeds(r);
-            eprintln!("validate: simulation at {} users, {} seeds …", r.level, runs.max(1));
+            eprintln!("validate: simulation at {} users, {runs} seeds …", r.level);
             let (strategy, seed) = (config.strategy, config.seed);
             let simulated = on_loopback(scenario);
             let connections = config.connections;
-            sim.push(sim_side(
-                simulated,
-                strategy,
-                profile,
-                seed,
-                runs.max(1),
-                &days,
-                connections,
-            )?);
+            sim.push(sim_side(simulated, strategy, profile, seed, runs, &days, connections)?);
         }
         if variants.len() > 1 {
             println!("\n== simulation {} of {}: {profile_source}", i + 1, variants.len());
