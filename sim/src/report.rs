@@ -186,7 +186,7 @@ pub fn text(f: &Figures, header: &[String]) -> String {
         ),
         (
             "Rules Engine Evaluation",
-            " (one per slot evaluated)",
+            " (one per answer: its evaluations summed, as Server-Timing `rules`)",
             Metric::RulesEvaluation,
             c.rules_evaluation_ms_max.map(|t| (t, true)),
         ),

@@ -338,7 +338,10 @@ pub struct StatementCpu {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadedCpu {
     pub users: u32,
+    /// This process and PostgreSQL.
     pub cpu_us: u64,
+    /// PostgreSQL's part of `cpu_us` (its server processes).
+    pub postgres_us: u64,
     pub requests: u64,
 }
 
@@ -351,6 +354,7 @@ impl LoadedCpu {
         (after.postgres_processes > 0).then_some(LoadedCpu {
             users,
             cpu_us: own_us + postgres_us,
+            postgres_us,
             requests,
         })
     }
@@ -1071,7 +1075,8 @@ mod tests {
         let fraction = profile.backend_cpu.as_ref().map(|cpu| cpu.statement_core_fraction());
         assert_eq!(fraction, Some(0.7), "{text}");
         // With a loaded run: (900 µs per request − 200 modelled) / 1,000 of statements.
-        let loaded = LoadedCpu { users: 10, cpu_us: 1_800_000, requests: 2_000 };
+        let loaded =
+            LoadedCpu { users: 10, cpu_us: 1_800_000, postgres_us: 900_000, requests: 2_000 };
         let under_load = CpuCosts { loaded: Some(loaded), ..cpu.clone() };
         let loaded_text = profile_toml(&times, &under_load, "test");
         let loaded_profile = Profile::from_toml_str(&loaded_text, "t").expect(&loaded_text);
@@ -1196,7 +1201,8 @@ mod tests {
         };
         assert_eq!(one_user.fraction(), Some(1.0));
         // Loaded: 1,210 µs of CPU per request: (1,210 − 270) / 1,100.
-        let loaded = LoadedCpu { users: 10, cpu_us: 2_420_000, requests: 2_000 };
+        let loaded =
+            LoadedCpu { users: 10, cpu_us: 2_420_000, postgres_us: 1_200_000, requests: 2_000 };
         let f = one_user.fraction_under(&loaded).unwrap();
         assert!((f - 940.0 / 1_100.0).abs() < 1e-12, "{f}");
         // More CPU per request under load gives more; the bounds hold.

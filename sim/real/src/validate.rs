@@ -194,6 +194,8 @@ pub struct SimLevel {
     /// Modelled µs the shared cores were held, over every seed (`None` without `[cpu]
     /// cores`).
     pub core_busy_us: Option<u64>,
+    /// Modelled µs of workload (first send to last answer), over every seed.
+    pub workload_us: u64,
 }
 
 /// The scenario with `bookers` set to `level`, validated again (a level can exceed what the
@@ -558,6 +560,7 @@ pub fn sim_side(
         runs: 0,
         attempts: 0,
         core_busy_us: None,
+        workload_us: 0,
     };
     for index in 0..runs {
         let config = RunConfig {
@@ -576,6 +579,7 @@ pub fn sim_side(
         level.double_bookings += outcome.invariant_violations("no_room_overlap");
         level.bookings += outcome.counts.created_201;
         level.attempts += outcome.counts.attempts;
+        level.workload_us += outcome.workload_us;
         if let Some(us) = outcome.core_busy_us {
             *level.core_busy_us.get_or_insert(0) += us;
         }
@@ -947,18 +951,25 @@ fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String>
 
 /// The machine's CPU per request at each level, both sides: the real one's (this process and
 /// PostgreSQL, `/proc`) and the modelled one's (the time its shared cores were held, modelled
-/// µs). What a booking costs the machine as the load grows. A diagnostic, not judged.
+/// µs); and beside each, the cores that kept busy on average and the requests per second
+/// (over the real level's wall time; over the simulated seeds' workload time). What a
+/// booking costs the machine as the load grows, and how near the machine is to saturation.
+/// A diagnostic, not judged.
 fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
-    let per = |us: u64, n: u64| us as f64 / n.max(1) as f64;
     real.iter()
         .zip(sim)
         .map(|(r, s)| {
+            let real_us = r.outcome.elapsed.as_micros() as u64;
             let real = match r.cpu {
-                Some(cpu) => format!("{:.0} us ({} requests)", cpu.per_request_us(), cpu.requests),
+                Some(cpu) => {
+                    let postgres = cpu.postgres_us as f64 / cpu.requests.max(1) as f64;
+                    let all = machine_use(cpu.cpu_us, cpu.requests, real_us, "requests");
+                    format!("{all}, of which PostgreSQL {postgres:.0} us")
+                }
                 None => "not read".to_string(),
             };
             let simulated = match s.core_busy_us {
-                Some(us) => format!("{:.0} us ({} attempts)", per(us, s.attempts), s.attempts),
+                Some(us) => machine_use(us, s.attempts, s.workload_us, "attempts"),
                 None => "no shared cores".to_string(),
             };
             format!(
@@ -967,6 +978,18 @@ fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// `busy_us` of CPU over `requests` answered in `span_us`: "1040 us (644 requests; 1.73
+/// cores busy, 2206 per s)".
+fn machine_use(busy_us: u64, requests: u64, span_us: u64, what: &str) -> String {
+    let per_request = busy_us as f64 / requests.max(1) as f64;
+    let span_s = span_us.max(1) as f64 / 1e6;
+    format!(
+        "{per_request:.0} us ({requests} {what}; {:.2} cores busy, {:.0} per s)",
+        busy_us as f64 / 1e6 / span_s,
+        requests as f64 / span_s
+    )
 }
 
 /// The scenario as the real side runs it: every host on one machine, so no network latency
@@ -1079,6 +1102,16 @@ mod tests {
 
     fn date(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// The machine's use: CPU per request, cores kept busy over the span, and the rate.
+    #[test]
+    fn machine_use_reads_cpu_per_request_busy_cores_and_rate() {
+        let line = machine_use(1_730_000, 2_206, 1_000_000, "requests");
+        assert_eq!(line, "784 us (2206 requests; 1.73 cores busy, 2206 per s)");
+        let line = machine_use(3_000_000, 1_000, 4_000_000, "attempts");
+        assert_eq!(line, "3000 us (1000 attempts; 0.75 cores busy, 250 per s)");
+        assert!(machine_use(0, 0, 0, "requests").starts_with("0 us (0 requests; 0.00"));
     }
 
     #[test]

@@ -423,8 +423,8 @@ fn answer_detail(
 }
 
 /// `Server-Timing: conflict;dur=0.080, lock;dur=…` (simulated ms) → modelled µs. Not
-/// `rules`: the backend's cost model records the charged rules cost at µs precision itself
-/// (`cpu::ChargeSleep`), which the 25 µs clock cannot show.
+/// `rules`: the backend's cost model records the charged rules cost at µs precision itself,
+/// summed per request (`cpu::record_rules_per_request`), which the 25 µs clock cannot show.
 fn record_server_timing(
     headers: &http::HeaderMap,
     status: u16,

@@ -15,7 +15,14 @@
 //! tokio runtime runs its tasks on a fixed number of threads: a piece holds its thread from
 //! before it has a core until it ends, preempted or not, and the others queue for a thread.
 //! Statements are PostgreSQL's processes and need no worker.
+//!
+//! RULES SAMPLES ARE PER REQUEST: the real backend's Server-Timing `rules` sums every
+//! evaluation of one request (a booking that finds its candidates taken evaluates again), and
+//! the real side records one sample per answer that carries the header, zero or not. The
+//! simulation records the same: [`record_rules_per_request`] sums the request's charged
+//! evaluations and records once per answer with `Server-Timing`.
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,9 +119,44 @@ impl WorkCharge for ChargeSleep {
         Box::pin(async move {
             let preempted_us = modelled_us(spend.await);
             let rules_us = cost_us.round() as u64 + preempted_us;
-            histograms.lock().expect("histograms").record(Metric::RulesEvaluation, rules_us);
+            let in_request = REQUEST_RULES_US.try_with(|sum| sum.set(sum.get() + rules_us));
+            if in_request.is_err() {
+                // Outside an HTTP request (no layer around it): one sample per evaluation.
+                histograms.lock().expect("histograms").record(Metric::RulesEvaluation, rules_us);
+            }
         })
     }
+}
+
+tokio::task_local! {
+    /// The modelled µs of rules evaluation charged so far by the HTTP request this task
+    /// serves (set by [`record_rules_per_request`]).
+    static REQUEST_RULES_US: Cell<u64>;
+}
+
+/// A layer around the router that records one rules-evaluation sample per answer carrying
+/// `Server-Timing`: the sum of the request's charged evaluations (zero when it evaluated
+/// none), as the real side reads the header's `rules` from every such answer.
+pub(super) fn record_rules_per_request(
+    router: axum::Router,
+    histograms: Arc<Mutex<Histograms>>,
+) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let histograms = Arc::clone(&histograms);
+            REQUEST_RULES_US.scope(Cell::new(0), async move {
+                let response = next.run(request).await;
+                if response.headers().contains_key("server-timing") {
+                    let rules_us = REQUEST_RULES_US.with(Cell::get);
+                    histograms
+                        .lock()
+                        .expect("histograms")
+                        .record(Metric::RulesEvaluation, rules_us);
+                }
+                response
+            })
+        },
+    ))
 }
 
 /// The backend's worker threads, when the profile says how many (`[cpu] backend_workers`):
@@ -238,6 +280,78 @@ mod tests {
             ends.push(task.await.unwrap());
         }
         ends
+    }
+
+    /// A profile without shared cores whose rules cost is exactly `checks × 1 µs`.
+    fn exact_rules_profile() -> Arc<Profile> {
+        let text = model::profile::DEFAULT_PROFILE_TOML;
+        let statements = &text[..text.find("\n[cpu]").expect("the default profile has [cpu]")];
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 1000.0]]\n";
+        Arc::new(Profile::from_toml_str(&format!("{statements}\n{cpu}"), "t").unwrap())
+    }
+
+    /// Goal: one rules sample per answer carrying Server-Timing, the sum of that request's
+    /// evaluations (zero when it made none), as the real side reads the header's `rules`; an
+    /// answer without the header records none; outside a request each evaluation records.
+    #[tokio::test(start_paused = true)]
+    async fn rules_are_recorded_once_per_answer_with_server_timing_summed() {
+        use axum::routing::get;
+        use backend_core::schedule::EvalStats;
+        use rand::SeedableRng;
+        use tower::ServiceExt;
+
+        let histograms = Arc::new(Mutex::new(Histograms::default()));
+        let charge = Arc::new(ChargeSleep {
+            profile: exact_rules_profile(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(1)),
+            histograms: Arc::clone(&histograms),
+            cores: None,
+            workers: None,
+        });
+        fn evaluation(checks: u64) -> Work {
+            Work::RulesEvaluation(EvalStats { rule_checks: checks, ..EvalStats::default() })
+        }
+        fn timed(body: &'static str) -> axum::response::Response {
+            axum::response::Response::builder()
+                .header("server-timing", "rules;dur=0")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        }
+        let (twice, once) = (Arc::clone(&charge), Arc::clone(&charge));
+        let router = axum::Router::new()
+            .route(
+                "/twice",
+                get(move || async move {
+                    twice.charge(evaluation(40)).await;
+                    twice.charge(evaluation(60)).await;
+                    timed("two evaluations")
+                }),
+            )
+            .route("/none", get(|| async { timed("no evaluation") }))
+            .route(
+                "/untimed",
+                get(move || async move {
+                    once.charge(evaluation(70)).await;
+                    "no header"
+                }),
+            );
+        let router = record_rules_per_request(router, Arc::clone(&histograms));
+        for path in ["/twice", "/none", "/untimed"] {
+            let request = axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+        }
+        {
+            let histograms = histograms.lock().unwrap();
+            let rules = histograms.get(Metric::RulesEvaluation);
+            assert_eq!(rules.len(), 2, "one per answer with Server-Timing");
+            assert_eq!(rules.max(), 100, "40 + 60 µs, summed");
+            assert_eq!(rules.min(), 1, "no evaluation: zero, recorded as the 1 µs floor");
+        }
+        charge.charge(evaluation(30)).await;
+        let histograms = histograms.lock().unwrap();
+        let rules = histograms.get(Metric::RulesEvaluation);
+        assert_eq!(rules.len(), 3, "outside a request: one per evaluation");
     }
 
     #[tokio::test(start_paused = true)]

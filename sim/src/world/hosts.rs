@@ -262,7 +262,8 @@ pub fn add_backend_host(
             body_bytes_max: config_body_bytes_max,
         };
         let warm = warm_clinic.map(|clinic| (ctx.clone(), clinic));
-        let router = request_cpu.layer(api_router(ctx));
+        let router = cpu::record_rules_per_request(api_router(ctx), histograms.clone());
+        let router = request_cpu.layer(router);
         let listening = listening.clone();
         let accepted = accepted.clone();
         async move {
