@@ -34,6 +34,9 @@
 //!   insert, update or delete again).
 //! - A foreign-key check of the parent row checks conflict-out before it locks the row, so
 //!   the rw-edge stays when the lock waits or fails "concurrent update".
+//! - A visible ON CONFLICT arbiter row is SIREAD-locked as a TUPLE (DO NOTHING; DO UPDATE
+//!   once it has locked the row, whether or not its WHERE lets the update through), as
+//!   pg_locks shows.
 //! - An ON CONFLICT arbiter row the snapshot cannot see is checked for conflict-out before
 //!   the "concurrent update" error (PostgreSQL 15 reports the rw-dependency when that edge
 //!   completes a dangerous structure).

@@ -309,6 +309,11 @@ impl<'a> Executor<'a> {
         if self.context.isolation >= Isolation::RepeatableRead && !visible {
             return Err(self.on_conflict_invisible(table, tid));
         }
+        // The locked arbiter row is SIREAD-locked as a tuple, as DO NOTHING's is, whether or
+        // not its WHERE lets the update through (pg_locks after `… DO UPDATE … WHERE false`
+        // shows the tuple lock; gen-1796591661-0020: without it a later writer of that row
+        // made no edge from this transaction and a pivot committed).
+        self.ssi_read_versions(table, &[tid], &[])?;
         let existing = self.db.catalog.must_get(table)?.heap.tuples[tid].values.clone();
         if let Some(f) = filter
             && !expr::is_true(&self.eval(f, &existing, Some(proposed))?)
