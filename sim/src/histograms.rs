@@ -44,10 +44,10 @@ impl Metric {
 pub struct Histograms {
     // BTreeMap: serialized in metric order (for determinism).
     by_metric: BTreeMap<Metric, Histogram<u64>>,
-    /// Conflict detection again, split by the HTTP status of the answer that reported it: a
-    /// diagnostic for `validate` (the real side splits its Server-Timing the same way), not
-    /// in reports and not kept by [`Histograms::to_encoded`].
-    conflict_by_status: BTreeMap<u16, Histogram<u64>>,
+    /// Conflict detection and rules evaluation again, split by the HTTP status of the answer
+    /// that reported them: a diagnostic for `validate` (the real side splits its Server-Timing
+    /// the same way), not in reports and not kept by [`Histograms::to_encoded`].
+    by_status: BTreeMap<(Metric, u16), Histogram<u64>>,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -59,7 +59,7 @@ impl Default for Histograms {
     fn default() -> Self {
         Histograms {
             by_metric: Metric::ALL.iter().map(|m| (*m, new_histogram())).collect(),
-            conflict_by_status: BTreeMap::new(),
+            by_status: BTreeMap::new(),
         }
     }
 }
@@ -85,17 +85,19 @@ impl Histograms {
         &self.by_metric[&metric]
     }
 
-    /// Records a conflict detection time reported by an answer of HTTP `status`, in both the
-    /// metric and its split by status.
-    pub fn record_conflict(&mut self, status: u16, value_us: u64) {
-        self.record(Metric::ConflictDetection, value_us);
-        let h = self.conflict_by_status.entry(status).or_insert_with(new_histogram);
+    /// Records a time of `metric` reported by an answer of HTTP `status`, in both the metric
+    /// and its split by status.
+    pub fn record_by_status(&mut self, metric: Metric, status: u16, value_us: u64) {
+        self.record(metric, value_us);
+        let h = self.by_status.entry((metric, status)).or_insert_with(new_histogram);
         h.saturating_record(value_us.max(1));
     }
 
-    /// Conflict detection by the HTTP status of the answer that reported it.
-    pub fn conflict_by_status(&self) -> &BTreeMap<u16, Histogram<u64>> {
-        &self.conflict_by_status
+    /// `metric` by the HTTP status of the answer that reported it (only what was recorded
+    /// with [`Histograms::record_by_status`]).
+    pub fn by_status(&self, metric: Metric) -> BTreeMap<u16, &Histogram<u64>> {
+        let recorded = self.by_status.iter().filter(|((m, _), _)| *m == metric);
+        recorded.map(|((_, status), h)| (*status, h)).collect()
     }
 
     pub fn merge(&mut self, other: &Histograms) {
@@ -103,8 +105,8 @@ impl Histograms {
             let mine = self.by_metric.get_mut(metric).expect("every metric has a histogram");
             mine.add(h).expect("histograms with equal bounds always merge");
         }
-        for (status, h) in &other.conflict_by_status {
-            let mine = self.conflict_by_status.entry(*status).or_insert_with(new_histogram);
+        for (key, h) in &other.by_status {
+            let mine = self.by_status.entry(*key).or_insert_with(new_histogram);
             mine.add(h).expect("histograms with equal bounds always merge");
         }
     }
@@ -181,23 +183,30 @@ mod tests {
     }
 
     #[test]
-    fn conflict_detection_is_also_split_by_status_and_merged() {
+    fn conflict_detection_and_rules_are_also_split_by_status_and_merged() {
+        let conflict = Metric::ConflictDetection;
         let mut a = Histograms::default();
-        a.record_conflict(201, 300);
-        a.record_conflict(409, 2_000);
-        a.record_conflict(409, 4_000);
-        assert_eq!(a.summary(Metric::ConflictDetection).count, 3, "the metric has them all");
-        let count = |h: &Histograms, status| h.conflict_by_status().get(&status).map(|h| h.len());
-        assert_eq!((count(&a, 201), count(&a, 409), count(&a, 500)), (Some(1), Some(2), None));
+        a.record_by_status(conflict, 201, 300);
+        a.record_by_status(conflict, 409, 2_000);
+        a.record_by_status(conflict, 409, 4_000);
+        a.record_by_status(Metric::RulesEvaluation, 409, 30);
+        assert_eq!(a.summary(conflict).count, 3, "the metric has them all");
+        let count =
+            |h: &Histograms, metric, status| h.by_status(metric).get(&status).map(|h| h.len());
+        let counts = (count(&a, conflict, 201), count(&a, conflict, 409), count(&a, conflict, 500));
+        assert_eq!(counts, (Some(1), Some(2), None));
+        assert_eq!(count(&a, Metric::RulesEvaluation, 409), Some(1), "each metric its own split");
+        assert_eq!(count(&a, Metric::RulesEvaluation, 201), None);
         let mut b = Histograms::default();
-        b.record_conflict(409, 1_000);
+        b.record_by_status(conflict, 409, 1_000);
         b.merge(&a);
-        assert_eq!(count(&b, 409), Some(3));
-        assert_eq!(b.conflict_by_status()[&409].max(), a.conflict_by_status()[&409].max());
+        assert_eq!(count(&b, conflict, 409), Some(3));
+        assert_eq!(count(&b, Metric::RulesEvaluation, 409), Some(1));
+        assert_eq!(b.by_status(conflict)[&409].max(), a.by_status(conflict)[&409].max());
         let (mut ok, mut rejected) = (Histograms::default(), Histograms::default());
-        ok.record_conflict(201, 300);
-        rejected.record_conflict(409, 300);
-        assert_eq!(ok.get(Metric::ConflictDetection), rejected.get(Metric::ConflictDetection));
+        ok.record_by_status(conflict, 201, 300);
+        rejected.record_by_status(conflict, 409, 300);
+        assert_eq!(ok.get(conflict), rejected.get(conflict));
         assert_ne!(ok, rejected, "the split takes part in equality (replay checks)");
     }
 }

@@ -59,15 +59,19 @@ pub use super::load_run::{
     Target, USERS_MAX,
 };
 
-/// The recorder's Server-Timing key of conflict detection reported by answers of HTTP
-/// `status` (`conflict@409`: validate's split by status).
-pub fn conflict_key(status: u16) -> String {
-    format!("conflict@{status}")
+/// Server-Timing metrics the recorder also splits by the HTTP status of the answer (validate's
+/// diagnostic).
+pub const SPLIT_BY_STATUS: [&str; 2] = ["conflict", "rules"];
+
+/// The recorder's key of Server-Timing `metric` reported by answers of HTTP `status`
+/// (`conflict@409`).
+pub fn status_key(metric: &str, status: u16) -> String {
+    format!("{metric}@{status}")
 }
 
-/// The status of a [`conflict_key`]; `None` for any other key.
-pub fn conflict_key_status(key: &str) -> Option<u16> {
-    key.strip_prefix("conflict@")?.parse().ok()
+/// The status of a [`status_key`] of `metric`; `None` for any other key.
+pub fn status_of_key(metric: &str, key: &str) -> Option<u16> {
+    key.strip_prefix(metric)?.strip_prefix('@')?.parse().ok()
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -549,9 +553,10 @@ async fn send_and_record(
             shared.connection_failures_in_row.store(0, Ordering::SeqCst);
             for (metric, duration_us) in &answer.server_timing {
                 recorder.record_server_timing(metric, *duration_us);
-                if metric == "conflict" {
+                if SPLIT_BY_STATUS.contains(&metric.as_str()) {
                     // Split by the answer's status too (validate's diagnostic).
-                    recorder.record_server_timing(&conflict_key(answer.status), *duration_us);
+                    let key = status_key(metric, answer.status);
+                    recorder.record_server_timing(&key, *duration_us);
                 }
             }
             let error = classify(planned.task, &answer, &mut outcomes);
@@ -674,11 +679,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_conflict_key_gives_its_status_back_and_no_other_key_does() {
-        assert_eq!(conflict_key(409), "conflict@409");
-        assert_eq!(conflict_key_status(&conflict_key(201)), Some(201));
-        for other in ["conflict", "rules", "conflict@", "conflict@x", "lock@409"] {
-            assert_eq!(conflict_key_status(other), None, "{other}");
+    fn a_status_key_gives_its_status_back_and_no_other_key_does() {
+        assert_eq!(status_key("conflict", 409), "conflict@409");
+        assert_eq!(status_of_key("conflict", &status_key("conflict", 201)), Some(201));
+        assert_eq!(status_of_key("rules", &status_key("rules", 200)), Some(200));
+        let others = ["conflict", "rules", "conflict@", "conflict@x", "lock@409", "rules@409"];
+        for other in others {
+            assert_eq!(status_of_key("conflict", other), None, "{other}");
         }
     }
 

@@ -899,7 +899,7 @@ pub fn validate_command(
             judged.reports.html = None; // The report shows the first variant.
         }
         let result = judge(&judged, profile_source, &real, &sim);
-        for line in conflict_by_status_lines(&real, &sim) {
+        for line in by_status_lines(&real, &sim) {
             println!("{line}");
         }
         for line in machine_cpu_lines(&real, &sim) {
@@ -912,11 +912,12 @@ pub fn validate_command(
     verdict
 }
 
-/// Conflict detection split by the HTTP status of the answer that reported it, both sides,
-/// per level: where the two distributions part (a found-in-the-snapshot 409 times the day's
-/// reads and the rules, a 201 the INSERT and whatever it waited for). A diagnostic: not
+/// Conflict detection and rules evaluation split by the HTTP status of the answer that
+/// reported them, both sides, per level: where the two distributions part (a
+/// found-in-the-snapshot 409 times the day's reads and the rules, a 201 the INSERT and
+/// whatever it waited for; a `suggest` 200's rules search other times). A diagnostic: not
 /// judged.
-fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
+fn by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
     let side = |h: Option<&Histogram<u64>>| match h {
         Some(h) if !h.is_empty() => format!(
             "n {} p50 {:.3} p95 {:.3} p99 {:.3} ms",
@@ -927,23 +928,29 @@ fn conflict_by_status_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String>
         ),
         _ => "n 0".to_string(),
     };
+    let split = [
+        ("conflict", Metric::ConflictDetection, "conflict detection"),
+        ("rules", Metric::RulesEvaluation, "rules evaluation"),
+    ];
     let mut lines = Vec::new();
-    for (r, s) in real.iter().zip(sim) {
-        let real_split: std::collections::BTreeMap<u16, &Histogram<u64>> = (r.outcome.recorder)
-            .server_timing
-            .iter()
-            .filter_map(|(key, h)| Some((super::load::conflict_key_status(key)?, h)))
-            .collect();
-        let sim_split = s.histograms.conflict_by_status();
-        let statuses: std::collections::BTreeSet<u16> =
-            real_split.keys().chain(sim_split.keys()).copied().collect();
-        for status in statuses {
-            lines.push(format!(
-                "conflict detection of {status} answers at {} users: real {}; simulated {}",
-                r.level,
-                side(real_split.get(&status).copied()),
-                side(sim_split.get(&status))
-            ));
+    for (key, metric, title) in split {
+        for (r, s) in real.iter().zip(sim) {
+            let real_split: std::collections::BTreeMap<u16, &Histogram<u64>> = (r.outcome.recorder)
+                .server_timing
+                .iter()
+                .filter_map(|(k, h)| Some((super::load::status_of_key(key, k)?, h)))
+                .collect();
+            let sim_split = s.histograms.by_status(metric);
+            let statuses: std::collections::BTreeSet<u16> =
+                real_split.keys().chain(sim_split.keys()).copied().collect();
+            for status in statuses {
+                lines.push(format!(
+                    "{title} of {status} answers at {} users: real {}; simulated {}",
+                    r.level,
+                    side(real_split.get(&status).copied()),
+                    side(sim_split.get(&status).copied())
+                ));
+            }
         }
     }
     lines

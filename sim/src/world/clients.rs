@@ -444,7 +444,7 @@ fn record_server_timing(
             let us = (ms * 1_000.0 / TIME_SCALE as f64).round() as u64;
             let mut histograms = histograms.lock().expect("histograms");
             match metric {
-                Metric::ConflictDetection => histograms.record_conflict(status, us),
+                Metric::ConflictDetection => histograms.record_by_status(metric, status, us),
                 _ => histograms.record(metric, us),
             }
         }

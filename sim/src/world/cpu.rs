@@ -148,10 +148,9 @@ pub(super) fn record_rules_per_request(
                 let response = next.run(request).await;
                 if response.headers().contains_key("server-timing") {
                     let rules_us = REQUEST_RULES_US.with(Cell::get);
-                    histograms
-                        .lock()
-                        .expect("histograms")
-                        .record(Metric::RulesEvaluation, rules_us);
+                    let status = response.status().as_u16();
+                    let mut histograms = histograms.lock().expect("histograms");
+                    histograms.record_by_status(Metric::RulesEvaluation, status, rules_us);
                 }
                 response
             })
@@ -347,6 +346,8 @@ mod tests {
             assert_eq!(rules.len(), 2, "one per answer with Server-Timing");
             assert_eq!(rules.max(), 100, "40 + 60 µs, summed");
             assert_eq!(rules.min(), 1, "no evaluation: zero, recorded as the 1 µs floor");
+            let by_status = histograms.by_status(Metric::RulesEvaluation);
+            assert_eq!(by_status[&200].len(), 2, "split by the answer's status too");
         }
         charge.charge(evaluation(30)).await;
         let histograms = histograms.lock().unwrap();
