@@ -290,6 +290,12 @@ pub struct ValidateArgs {
     /// median, and the factors are printed).
     #[arg(long)]
     pub no_machine_scaling: bool,
+    /// Take the statement probe from this run's own 1-user level (which must come first) and
+    /// its first level of 10 users or more, instead of running it before the real side: the
+    /// committed profile is scaled the same way, by the very requests judged at one user, so
+    /// the machine cannot drift between the probe and that level (it did by up to 40 %).
+    #[arg(long, conflicts_with_all = ["profile_from_run", "no_machine_scaling"])]
+    pub probe_from_run: bool,
     /// Both sides: a new connection per request instead of one HTTP/1.1 keep-alive
     /// connection per simulated user (the default, as Locust's HttpUser).
     #[arg(long)]
@@ -317,6 +323,12 @@ pub struct ValidateArgs {
     /// statement_core_fraction`. Several values: one simulation per value, each judged.
     #[arg(long, value_delimiter = ',', value_name = "F")]
     pub core_fraction: Vec<f64>,
+    /// The simulation's busy-machine cost factor (0 < B ≤ 1: a request's CPU and a rules
+    /// evaluation charged while the backend serves another request cost B times their draw)
+    /// instead of the profile's `[cpu] busy_cost_factor`. Several values: one simulation per
+    /// value, each judged.
+    #[arg(long, value_delimiter = ',', value_name = "B")]
+    pub busy_cost_factor: Vec<f64>,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -370,11 +382,13 @@ impl ValidateArgs {
             offpath_us: self.offpath_us.clone(),
             backend_workers: self.backend_workers.clone(),
             core_fraction: self.core_fraction.clone(),
+            busy_cost_factor: self.busy_cost_factor.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,
+            probe_from_run: self.probe_from_run,
             knobs,
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),

@@ -49,7 +49,7 @@ use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
 
 use crate::RealError;
-use crate::calibrate::{CpuCosts, LoadedCpu, measured_profile};
+use crate::calibrate::{CpuCosts, LoadedCpu, StatementTimes, measured_profile};
 use crate::database::DbTarget;
 use crate::validate::{RoundDays, ValidateConfig, probe_levels};
 
@@ -156,6 +156,10 @@ pub struct StatementProbe {
     /// The statement core fraction under load (`StatementCpu::fraction_under`) and the loaded
     /// level it was read from; `None` where the machine's CPU could not be read.
     pub loaded_fraction: Option<(f64, LoadedCpu)>,
+    /// The probe's own 1-user room assignment p50, µs: what the judged 1-user level of the
+    /// same run would measure if the machine kept its speed (a miss there is the machine's
+    /// drift between the two, not the model's).
+    pub room_assignment_p50_us: Option<u64>,
 }
 
 /// The statement probe: [`PROBE_REQUESTS`] requests of the validated scenario at one user,
@@ -182,22 +186,36 @@ pub async fn statement_probe(
     let name = config.scenario.clone();
     let loaded = loaded.map(|scenario| (scenario, LOADED_PROBE_REQUESTS));
     let measured = probe_levels(config, (one_user, PROBE_REQUESTS), loaded, days).await?;
-    let times = &measured.times;
-    let cpu = &CpuCosts { loaded: measured.loaded, ..measured.cpu.clone() };
+    let description =
+        format!("statement probe, {PROBE_REQUESTS} requests of scenario {name} at 1 user");
+    let (times, cpu) = (&measured.times, &measured.cpu);
+    statement_probe_of(times, cpu, measured.loaded, measured.room_assignment_p50_us, &description)
+}
+
+/// The [`StatementProbe`] of what its levels measured: the 1-user level's `times` and `cpu`,
+/// the `loaded` level's machine CPU and the 1-user room assignment p50 (`description` names
+/// them in the profile it builds); run first ([`statement_probe`]), or a `validate
+/// --probe-from-run` run's own levels.
+pub fn statement_probe_of(
+    times: &StatementTimes,
+    cpu: &CpuCosts,
+    loaded: Option<LoadedCpu>,
+    room_assignment_p50_us: Option<u64>,
+    description: &str,
+) -> Result<StatementProbe, RealError> {
+    let cpu = &CpuCosts { loaded, ..cpu.clone() };
     let rule_checks = cpu
         .rule_checks
         .as_ref()
         .map(|h| h.value_at_quantile(0.5))
         .filter(|&checks| checks > 1)
         .unwrap_or(RULES_PROBE_CHECKS);
-    let loaded_fraction = measured.loaded.and_then(|loaded| {
+    let loaded_fraction = loaded.and_then(|loaded| {
         let fraction = cpu.statement_cpu.as_ref()?.fraction_under(&loaded)?;
         Some((fraction, loaded))
     });
-    let description =
-        format!("statement probe, {PROBE_REQUESTS} requests of scenario {name} at 1 user");
-    let profile = measured_profile(times, cpu, &description)?.1;
-    Ok(StatementProbe { profile, rule_checks, loaded_fraction })
+    let profile = measured_profile(times, cpu, description)?.1;
+    Ok(StatementProbe { profile, rule_checks, loaded_fraction, room_assignment_p50_us })
 }
 
 /// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
@@ -340,7 +358,11 @@ pub fn scale_by_statement_probe(
         .statements
         .scaled_by_class(r.statements, class_factor)
         .with_classes_from(&now.statements, |class| r.measured_now.iter().any(|c| c == class));
-    (Profile { statements, ..scaled }, format!("{line}{taken}{fraction_line}"))
+    let own_line = match probe.room_assignment_p50_us {
+        Some(us) => format!("; the probe's own room assignment p50 {:.3} ms", us as f64 / 1e3),
+        None => String::new(),
+    };
+    (Profile { statements, ..scaled }, format!("{line}{taken}{fraction_line}{own_line}"))
 }
 
 /// A profile's text without its `[machine]` section (calibrate writes it last), e.g. to
@@ -378,6 +400,7 @@ mod tests {
             profile: now.clone(),
             rule_checks: RULES_PROBE_CHECKS,
             loaded_fraction: None,
+            room_assignment_p50_us: None,
         }
     }
 
@@ -422,6 +445,10 @@ mod tests {
         let (under_load, line) = scale_by_statement_probe(&committed, &probe, None);
         assert_eq!(fraction(&under_load), 0.6);
         assert!(line.contains("statement core fraction 0.600 under load (10 users, 1000 us"));
+        assert!(!line.contains("the probe's own"), "not measured, not said: {line}");
+        let timed = StatementProbe { room_assignment_p50_us: Some(1_419), ..probe };
+        let (_, line) = scale_by_statement_probe(&committed, &timed, None);
+        assert!(line.ends_with("; the probe's own room assignment p50 1.419 ms"), "{line}");
         // A class the probe measured a cost per row for, which the profile lacks: taken as
         // measured now, outside the ratios.
         let day = committed

@@ -128,6 +128,9 @@ pub struct ValidateConfig {
     pub profile: SimProfile,
     /// Scale a given profile by the machine-speed probe (`probe.rs`) when it recorded one.
     pub machine_scaling: bool,
+    /// Take the statement probe from the run's own first (1-user) level and first loaded
+    /// level instead of running it first (`--probe-from-run`).
+    pub probe_from_run: bool,
     /// How clients reach the service, the same on both sides (`--fresh-connections`).
     pub connections: sim::net::Connections,
     /// The `[cpu]` values to simulate instead of the profile's (`--quantum-us`,
@@ -436,7 +439,8 @@ pub async fn real_side(
         let mut levels = Vec::new();
         for (index, scenario) in scenarios.iter().enumerate() {
             eprintln!("validate: real PostgreSQL at {} users …", scenario.workload.bookers);
-            let measure = index == 0 && matches!(config.profile, SimProfile::FromRun);
+            let measure = index == 0
+                && (matches!(config.profile, SimProfile::FromRun) || config.probe_from_run);
             let run = LevelRun::judged(measure);
             let level = real_level(&temp.target, config, scenario.clone(), days, run);
             levels.push(level.await?);
@@ -476,6 +480,8 @@ pub struct ProbeMeasurements {
     pub cpu: CpuCosts,
     /// The machine's CPU over the loaded level, if it ran and could be read.
     pub loaded: Option<LoadedCpu>,
+    /// The 1-user level's room assignment p50, µs (`None`: no booking was assigned a room).
+    pub room_assignment_p50_us: Option<u64>,
 }
 
 /// The statement probe's levels (`probe::statement_probe`), each run exactly as a judged level
@@ -501,6 +507,9 @@ pub async fn probe_levels(
             None => Ok(()),
         };
         stopped(&level)?;
+        let assigned = report::room_assignment(&level.outcome.recorder);
+        let room_assignment_p50_us =
+            (!assigned.is_empty()).then(|| assigned.value_at_quantile(0.5));
         let Some((times, cpu)) = level.measured else {
             return Err(RealError::RunFailed("the statement probe measured nothing".into()));
         };
@@ -513,7 +522,7 @@ pub async fn probe_levels(
             }
             None => None,
         };
-        Ok(ProbeMeasurements { times, cpu, loaded })
+        Ok(ProbeMeasurements { times, cpu, loaded, room_assignment_p50_us })
     }
     .await;
     temp.drop_database().await;
@@ -734,12 +743,23 @@ fn seeds_for(rounds: Option<u64>, requests: u64, level: u32) -> u64 {
 }
 
 /// Checks the flags before anything runs.
-pub fn check_levels(levels: &[u32], profile: &SimProfile) -> Result<(), RealError> {
+pub fn check_levels(
+    levels: &[u32],
+    profile: &SimProfile,
+    probe_from_run: bool,
+) -> Result<(), RealError> {
     if levels.is_empty() || levels.len() > LEVELS_MAX {
         return Err(RealError::BadInput(format!("--concurrency: give 1..={LEVELS_MAX} levels")));
     }
     if let Some(bad) = levels.iter().find(|&&l| l == 0) {
         return Err(RealError::BadInput(format!("--concurrency {bad}: must be > 0")));
+    }
+    if probe_from_run && levels[0] != 1 {
+        return Err(RealError::BadInput(format!(
+            "--probe-from-run: the first --concurrency level must be 1 (the probe is that \
+             level, measured at one user), got {}",
+            levels[0]
+        )));
     }
     if matches!(profile, SimProfile::FromRun) && levels[0] != 1 {
         return Err(RealError::BadInput(format!(
@@ -793,6 +813,30 @@ pub fn profile_from_run(
     Ok((Arc::new(profile), source))
 }
 
+/// The statement probe of a `--probe-from-run` run: its first (1-user, metered) level, and
+/// the machine's CPU of its first level of at least `probe::LOADED_PROBE_USERS` users.
+fn probe_of_run(
+    config: &ValidateConfig,
+    levels: &[RealLevel],
+) -> Result<super::probe::StatementProbe, RealError> {
+    let first = &levels[0];
+    let Some((times, cpu)) = &first.measured else {
+        return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
+    };
+    let loaded = levels
+        .iter()
+        .filter_map(|level| level.cpu)
+        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
+    let assigned = report::room_assignment(&first.outcome.recorder);
+    let room_assignment_p50_us = (!assigned.is_empty()).then(|| assigned.value_at_quantile(0.5));
+    let requests = first.outcome.recorder.aggregated().request_count;
+    let description = format!(
+        "statement probe, this run's 1-user level of scenario {} ({requests} requests)",
+        config.scenario
+    );
+    super::probe::statement_probe_of(times, cpu, loaded, room_assignment_p50_us, &description)
+}
+
 /// Everything `validate` prints and writes, after both sides ran.
 pub fn judge(
     config: &ValidateConfig,
@@ -844,7 +888,7 @@ pub fn validate_command(
     config: ValidateConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), RealError> {
-    check_levels(&config.levels, &config.profile)?;
+    check_levels(&config.levels, &config.profile, config.probe_from_run)?;
     let loaded = load_scenario(&config.scenario)?;
     let scenarios: Vec<Arc<Scenario>> = config
         .levels
@@ -856,22 +900,30 @@ pub fn validate_command(
     // (the scenario's 1-user level, briefly, metered) scales the profile; the micro probe is
     // reported beside it.
     let speed = match &config.profile {
+        SimProfile::Given { .. } if config.machine_scaling && config.probe_from_run => {
+            let micro = runtime.block_on(super::probe::measure(&config.target))?;
+            Some((micro, None))
+        }
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
             let one_user = scenario_at_level(&loaded, 1)?;
             let busy = scenario_at_level(&loaded, super::probe::LOADED_PROBE_USERS)?;
             let probe = super::probe::statement_probe(&config, one_user, Some(busy), days);
             let statements = runtime.block_on(probe)?;
-            Some((micro, statements))
+            Some((micro, Some(statements)))
         }
         _ => None,
     };
     let real = runtime.block_on(real_side(&config, &scenarios, days))?;
     let (profile, profile_source) = match &config.profile {
-        SimProfile::Given { profile, source } => match &speed {
-            Some((micro, now)) => {
+        SimProfile::Given { profile, source } => match speed {
+            Some((micro, probed)) => {
+                let now = match probed {
+                    Some(now) => now,
+                    None => probe_of_run(&config, &real)?,
+                };
                 let (scaled, line) =
-                    super::probe::scale_by_statement_probe(profile, now, Some(micro));
+                    super::probe::scale_by_statement_probe(profile, &now, Some(&micro));
                 eprintln!("validate: {line}");
                 (Arc::new(scaled), format!("{source}; {line}"))
             }
@@ -1046,6 +1098,13 @@ fn variants(
         |p, f| p.with_statement_core_fraction(f),
         |f| format!("statement core fraction {f} (--core-fraction)"),
     )?;
+    let all = vary(
+        all,
+        "--busy-cost-factor",
+        &knobs.busy_cost_factor,
+        |p, b| p.with_busy_cost_factor(b),
+        |b| format!("busy-machine cost factor {b} (--busy-cost-factor)"),
+    )?;
     vary(
         all,
         "--backend-workers",
@@ -1070,6 +1129,8 @@ pub struct Knobs {
     pub backend_workers: Vec<u32>,
     /// `[cpu] statement_core_fraction` values.
     pub core_fraction: Vec<f64>,
+    /// `[cpu] busy_cost_factor` values.
+    pub busy_cost_factor: Vec<f64>,
 }
 
 impl Knobs {
@@ -1129,6 +1190,7 @@ mod tests {
             offpath_us: offpath_us.to_vec(),
             backend_workers: Vec::new(),
             core_fraction: Vec::new(),
+            busy_cost_factor: Vec::new(),
         };
         let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
         assert_eq!(one.len(), 1);

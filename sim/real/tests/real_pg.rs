@@ -168,6 +168,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         reports: Default::default(),
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
+        probe_from_run: false,
         connections: Default::default(),
         knobs: real::validate::Knobs::default(),
     }

@@ -93,6 +93,7 @@ fn run_validate(
         // validate runs its statement probe (the 1-user level, briefly) first and scales the
         // committed profile to this machine, class by class (printed).
         machine_scaling: true,
+        probe_from_run: false,
         connections: Default::default(),
         knobs: Knobs::default(),
     };

@@ -76,6 +76,18 @@ fn validate_profile_from_run_needs_one_user_first_and_no_profile_file() {
     assert!(stderr.contains("--profile"), "{stderr}");
 }
 
+#[test]
+fn validate_probe_from_run_needs_one_user_first_and_scaling() {
+    let url = "postgres://nobody@127.0.0.1:1/nothing";
+    let base = ["validate", "--database-url", url, "--probe-from-run"];
+    let stderr = refused(&[&base[..], &["--concurrency", "10,1"]].concat());
+    assert!(stderr.contains("--probe-from-run") && stderr.contains("got 10"), "{stderr}");
+    for other in ["--profile-from-run", "--no-machine-scaling"] {
+        let stderr = refused(&[&base[..], &[other, "--concurrency", "1"]].concat());
+        assert!(stderr.contains(other), "{other}: {stderr}");
+    }
+}
+
 /// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
 /// `serve --help` lists every documented path and points at /openapi.json.
 #[test]

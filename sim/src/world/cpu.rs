@@ -23,6 +23,7 @@
 //! evaluations and records once per answer with `Server-Timing`.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,15 +98,15 @@ pub(super) struct ChargeSleep {
     pub(super) cores: Option<Arc<Cores>>,
     /// The backend's worker threads (`[cpu] backend_workers`; [`backend_workers`]).
     pub(super) workers: Option<Arc<Semaphore>>,
+    /// The requests in flight, counted by [`RequestCpu`].
+    pub(super) in_flight: InFlight,
 }
 
 impl WorkCharge for ChargeSleep {
     fn charge(&self, work: Work) -> BoxFuture<'static, ()> {
-        let cost_us = CostModel::cost_us(
-            &work,
-            self.profile.backend_cpu.as_ref(),
-            &mut self.rng.lock().expect("rng"),
-        );
+        let backend = self.profile.backend_cpu.as_ref();
+        let cost_us = CostModel::cost_us(&work, backend, &mut self.rng.lock().expect("rng"));
+        let cost_us = charged_now(cost_us, backend, &self.in_flight);
         let sleep_us = CostModel::sleep_us(cost_us);
         let spend = spend_cpu(self.cores.clone(), self.workers.clone(), sleep_us);
         if !matches!(work, Work::RulesEvaluation(_)) {
@@ -156,6 +157,44 @@ pub(super) fn record_rules_per_request(
             })
         },
     ))
+}
+
+/// The HTTP requests the backend is serving, counted by [`RequestCpu`]'s layer: the machine
+/// is BUSY while more than one is in flight (`[cpu] busy_cost_factor`, module doc of
+/// `profile.rs`). One per backend host start.
+#[derive(Clone, Debug, Default)]
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+/// One request in flight, counted until dropped (answered, or its connection dropped).
+struct Serving(Arc<AtomicUsize>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl InFlight {
+    fn enter(&self) -> Serving {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Serving(Arc::clone(&self.0))
+    }
+
+    /// Whether other requests are being served beside the one asking.
+    fn others(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+/// `cost_us` of the backend's CPU work as charged now: while other requests are in flight
+/// (a busy machine: warm caches, no wake-up from idle), the profile's busy cost factor times
+/// it. One user never has another request beside its own, so its costs are the idle
+/// machine's.
+fn charged_now(cost_us: f64, backend: Option<&BackendCpu>, in_flight: &InFlight) -> f64 {
+    match backend {
+        Some(backend) if in_flight.others() => cost_us * backend.busy_cost_factor(),
+        _ => cost_us,
+    }
 }
 
 /// The backend's worker threads, when the profile says how many (`[cpu] backend_workers`):
@@ -212,15 +251,20 @@ pub(super) struct RequestCpu {
     pub(super) rng: Arc<Mutex<ChaCha8Rng>>,
     pub(super) cores: Option<Arc<Cores>>,
     pub(super) workers: Option<Arc<Semaphore>>,
+    /// Counts every request from here to its answer.
+    pub(super) in_flight: InFlight,
 }
 
 impl RequestCpu {
     pub(super) fn layer(self, router: axum::Router) -> axum::Router {
         router.layer(axum::middleware::from_fn(
             move |request: axum::extract::Request, next: axum::middleware::Next| {
-                let cost = self.profile.backend_cpu.as_ref().and_then(|backend| {
+                let serving = self.in_flight.enter();
+                let backend = self.profile.backend_cpu.as_ref();
+                let cost = backend.and_then(|backend| {
                     backend.sample_request_us(&mut *self.rng.lock().expect("rng"))
                 });
+                let cost = cost.map(|us| charged_now(us, backend, &self.in_flight));
                 let offpath_us = self.profile.backend_cpu.as_ref().and_then(BackendCpu::offpath_us);
                 let cores = self.cores.clone();
                 let workers = self.workers.clone();
@@ -230,6 +274,7 @@ impl RequestCpu {
                         spend_cpu(cores.clone(), workers, CostModel::sleep_us(cost_us)).await;
                     }
                     let response = next.run(request).await;
+                    drop(serving);
                     if let (Some(us), Some(cores)) = (offpath_us, cores) {
                         // Off the request's path, and not the backend's threads' work (the
                         // kernel, the load generator): its answer does not wait for it.
@@ -281,6 +326,28 @@ mod tests {
         ends
     }
 
+    /// Goal: the busy-machine factor applies only while another request is in flight (one
+    /// user never has one), and not at all without the profile's factor.
+    #[test]
+    fn a_busy_machine_charges_the_busy_cost_factor_times_the_draw() {
+        let text = model::profile::DEFAULT_PROFILE_TOML;
+        let profile = Profile::from_toml_str(text, "default").unwrap();
+        let plain = profile.backend_cpu.clone().unwrap();
+        let busy = profile.with_busy_cost_factor(0.5).unwrap().backend_cpu.unwrap();
+        let in_flight = InFlight::default();
+        assert_eq!(charged_now(100.0, Some(&busy), &in_flight), 100.0, "idle");
+        let mine = in_flight.enter();
+        assert_eq!(charged_now(100.0, Some(&busy), &in_flight), 100.0, "only this request");
+        let other = in_flight.enter();
+        assert_eq!(charged_now(100.0, Some(&busy), &in_flight), 50.0, "another in flight");
+        assert_eq!(charged_now(100.0, Some(&plain), &in_flight), 100.0, "no factor");
+        assert_eq!(charged_now(100.0, None, &in_flight), 100.0, "no [cpu] table");
+        drop(other);
+        assert_eq!(charged_now(100.0, Some(&busy), &in_flight), 100.0, "alone again");
+        drop(mine);
+        assert!(!in_flight.others());
+    }
+
     /// A profile without shared cores whose rules cost is exactly `checks × 1 µs`.
     fn exact_rules_profile() -> Arc<Profile> {
         let text = model::profile::DEFAULT_PROFILE_TOML;
@@ -306,6 +373,7 @@ mod tests {
             histograms: Arc::clone(&histograms),
             cores: None,
             workers: None,
+            in_flight: InFlight::default(),
         });
         fn evaluation(checks: u64) -> Work {
             Work::RulesEvaluation(EvalStats { rule_checks: checks, ..EvalStats::default() })

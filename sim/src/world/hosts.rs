@@ -226,6 +226,7 @@ pub fn add_backend_host(
             tap.clone(),
         );
         let workers = cpu::backend_workers(&profile);
+        let in_flight = cpu::InFlight::default();
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         let config_body_bytes_max = config.body_bytes_max;
         config.retry.retries_max = scenario.backend.db_retries_max;
@@ -246,6 +247,7 @@ pub fn add_backend_host(
             histograms: histograms.clone(),
             cores: cores.clone(),
             workers: workers.clone(),
+            in_flight: in_flight.clone(),
         }))
         .with_body_cache(BODIES.with(Arc::clone));
         let request_cpu = RequestCpu {
@@ -254,6 +256,7 @@ pub fn add_backend_host(
             rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(request_seed))),
             cores: cores.clone(),
             workers,
+            in_flight,
         };
         // The accept loop production runs, with its read limits in simulated time.
         let limits = ServeLimits {

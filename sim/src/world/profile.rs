@@ -24,7 +24,13 @@
 //! `backend_workers = W` (needs `cores`; absent or 0: no limit): the threads the backend's CPU
 //! work runs on — a request's CPU and a rules evaluation each hold one of W workers while they
 //! wait for a core and run on it, as the real side's tokio tasks run one at a time on its
-//! worker threads (`world::cpu`). Tables follow the model's rules for empirical tables
+//! worker threads (`world::cpu`), and optionally `busy_cost_factor = B` (needs `cores`;
+//! 0 < B ≤ 1, absent: 1): the backend's CPU costs (a request's CPU, a rules evaluation) on a
+//! BUSY machine as a share of their cost on an idle one — a piece charged while the backend
+//! serves another request beside its own costs B times its draw (issue #17: the real rules
+//! evaluation of a 201 takes 25 µs at 1 user and 15-17 µs at 10-50 users; warm caches, no
+//! wake-up from idle; `world::cpu::InFlight`).
+//! Tables follow the model's rules for empirical tables
 //! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
 //! `[machine]` (optional, [`MachineSpeed`]) is the machine-speed probe `roomsim calibrate`
@@ -113,6 +119,8 @@ pub struct BackendCpu {
     statement_core_fraction: Option<f64>,
     /// Threads the backend's CPU work runs on (`None`: as many as want one).
     backend_workers: Option<u32>,
+    /// The backend's CPU costs on a busy machine, as a share of an idle one's (`None`: 1).
+    busy_cost_factor: Option<f64>,
 }
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
@@ -147,6 +155,7 @@ struct RawCpu {
     offpath_us: Option<f64>,
     statement_core_fraction: Option<f64>,
     backend_workers: Option<u32>,
+    busy_cost_factor: Option<f64>,
 }
 
 impl Profile {
@@ -210,6 +219,15 @@ impl Profile {
         })
     }
 
+    /// The same profile with another busy-machine cost factor (`[cpu] busy_cost_factor`,
+    /// 0 < b ≤ 1). Errors name the reason (no `[cpu]` table or no shared cores, out of range).
+    pub fn with_busy_cost_factor(&self, factor: f64) -> Result<Profile, String> {
+        self.with_cpu(|cpu| {
+            check_busy_cost_factor(factor, cpu.cores)?;
+            Ok(BackendCpu { busy_cost_factor: Some(factor), ..cpu.clone() })
+        })
+    }
+
     /// The same profile with another number of backend worker threads (`[cpu]
     /// backend_workers`; `None` or 0 = no limit). Errors name the reason (no `[cpu]` table or
     /// no shared cores, too many).
@@ -270,6 +288,17 @@ fn check_core_fraction(fraction: f64, cores: Option<u32>) -> Result<(), String> 
     }
     if cores.is_none() {
         return Err("needs `cores`: it is the share of a statement that holds a shared core".into());
+    }
+    Ok(())
+}
+
+/// A busy-machine cost factor: more than 0, at most 1, on shared cores.
+fn check_busy_cost_factor(factor: f64, cores: Option<u32>) -> Result<(), String> {
+    if !(factor.is_finite() && factor > 0.0 && factor <= 1.0) {
+        return Err(format!("{factor}: must be more than 0 and at most 1"));
+    }
+    if cores.is_none() {
+        return Err("needs `cores`: it discounts the CPU the shared cores spend".into());
     }
     Ok(())
 }
@@ -350,6 +379,9 @@ impl BackendCpu {
         if let Some(w) = cpu.backend_workers {
             check_backend_workers(w, cpu.cores).map_err(|r| err("cpu.backend_workers", r))?;
         }
+        if let Some(b) = cpu.busy_cost_factor {
+            check_busy_cost_factor(b, cpu.cores).map_err(|r| err("cpu.busy_cost_factor", r))?;
+        }
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
@@ -359,6 +391,7 @@ impl BackendCpu {
             offpath_us: cpu.offpath_us.filter(|&us| us > 0.0),
             statement_core_fraction: cpu.statement_core_fraction,
             backend_workers: cpu.backend_workers.filter(|&w| w > 0),
+            busy_cost_factor: cpu.busy_cost_factor,
         }))
     }
 
@@ -440,7 +473,14 @@ impl BackendCpu {
             offpath_us: self.offpath_us.map(|us| us * request),
             statement_core_fraction: self.statement_core_fraction,
             backend_workers: self.backend_workers,
+            busy_cost_factor: self.busy_cost_factor,
         }
+    }
+
+    /// The backend's CPU costs on a busy machine as a share of an idle one's (`[cpu]
+    /// busy_cost_factor`; 1 when absent).
+    pub fn busy_cost_factor(&self) -> f64 {
+        self.busy_cost_factor.unwrap_or(1.0)
     }
 
     /// The share of a statement's drawn round trip that holds a shared core
@@ -569,6 +609,33 @@ mod tests {
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_offpath_us(Some(10.0)).unwrap_err().contains("cores"));
         assert!(without.with_offpath_us(Some(-3.0)).is_err());
+    }
+
+    #[test]
+    fn the_busy_cost_factor_is_optional_checked_and_kept_by_scaling() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let text = format!("{base}\n{cpu}cores = 2\nbusy_cost_factor = 0.6\n");
+        let backend = Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap();
+        assert_eq!(backend.busy_cost_factor(), 0.6);
+        assert_eq!(backend.scaled_each(3.0, 0.5).busy_cost_factor(), 0.6, "a ratio");
+        let without = Profile::from_toml_str(&format!("{base}\n{cpu}cores = 2\n"), "t").unwrap();
+        let factor_of = |p: &Profile| p.backend_cpu.as_ref().unwrap().busy_cost_factor();
+        assert_eq!(factor_of(&without), 1.0, "absent: a busy machine costs what an idle one does");
+        assert_eq!(factor_of(&without.with_busy_cost_factor(0.5).unwrap()), 0.5);
+        assert!(without.with_busy_cost_factor(1.5).is_err(), "out of range");
+        let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
+        assert!(no_cores.with_busy_cost_factor(0.5).unwrap_err().contains("cores"));
+        for bad in [
+            "cores = 2\nbusy_cost_factor = 0.0",
+            "cores = 2\nbusy_cost_factor = 1.01",
+            "cores = 2\nbusy_cost_factor = inf",
+            "busy_cost_factor = 0.5",
+        ] {
+            let bad = format!("{base}\n{cpu}{bad}\n");
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.busy_cost_factor", "{bad}: {e}");
+        }
     }
 
     #[test]
