@@ -160,6 +160,8 @@ pub struct StatementProbe {
     /// same run would measure if the machine kept its speed (a miss there is the machine's
     /// drift between the two, not the model's).
     pub room_assignment_p50_us: Option<u64>,
+    /// Requests of its 1-user level.
+    pub requests: u64,
 }
 
 /// The statement probe: [`PROBE_REQUESTS`] requests of the validated scenario at one user,
@@ -189,20 +191,22 @@ pub async fn statement_probe(
     let description =
         format!("statement probe, {PROBE_REQUESTS} requests of scenario {name} at 1 user");
     let (times, cpu) = (&measured.times, &measured.cpu);
-    statement_probe_of(times, cpu, measured.loaded, measured.room_assignment_p50_us, &description)
+    let at_one_user = (measured.room_assignment_p50_us, PROBE_REQUESTS);
+    statement_probe_of(times, cpu, measured.loaded, at_one_user, &description)
 }
 
 /// The [`StatementProbe`] of what its levels measured: the 1-user level's `times` and `cpu`,
-/// the `loaded` level's machine CPU and the 1-user room assignment p50 (`description` names
-/// them in the profile it builds); run first ([`statement_probe`]), or a `validate
-/// --probe-from-run` run's own levels.
+/// the `loaded` level's machine CPU, and `at_one_user` the 1-user room assignment p50 and
+/// request count (`description` names them in the profile it builds); run first
+/// ([`statement_probe`]), or a `validate --probe-from-run` run's own levels.
 pub fn statement_probe_of(
     times: &StatementTimes,
     cpu: &CpuCosts,
     loaded: Option<LoadedCpu>,
-    room_assignment_p50_us: Option<u64>,
+    at_one_user: (Option<u64>, u64),
     description: &str,
 ) -> Result<StatementProbe, RealError> {
+    let (room_assignment_p50_us, requests) = at_one_user;
     let cpu = &CpuCosts { loaded, ..cpu.clone() };
     let rule_checks = cpu
         .rule_checks
@@ -215,7 +219,7 @@ pub fn statement_probe_of(
         Some((fraction, loaded))
     });
     let profile = measured_profile(times, cpu, description)?.1;
-    Ok(StatementProbe { profile, rule_checks, loaded_fraction, room_assignment_p50_us })
+    Ok(StatementProbe { profile, rule_checks, loaded_fraction, room_assignment_p50_us, requests })
 }
 
 /// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
@@ -310,9 +314,10 @@ pub fn scale_by_statement_probe(
     let lowest = r.classes.values().copied().fold(f64::INFINITY, f64::min);
     let highest = r.classes.values().copied().fold(0.0, f64::max);
     let line = format!(
-        "statement probe ({PROBE_REQUESTS} requests at 1 user): statements x{:.2} (each of {} \
+        "statement probe ({} requests at 1 user): statements x{:.2} (each of {} \
          classes by its own ratio, x{lowest:.2} to x{highest:.2}), rules x{:.2} (at {} checks), \
          request CPU x{:.2}{micro_line}",
+        probe.requests,
         r.statements,
         r.classes.len(),
         r.rules,
@@ -401,6 +406,7 @@ mod tests {
             rule_checks: RULES_PROBE_CHECKS,
             loaded_fraction: None,
             room_assignment_p50_us: None,
+            requests: PROBE_REQUESTS,
         }
     }
 
@@ -446,9 +452,11 @@ mod tests {
         assert_eq!(fraction(&under_load), 0.6);
         assert!(line.contains("statement core fraction 0.600 under load (10 users, 1000 us"));
         assert!(!line.contains("the probe's own"), "not measured, not said: {line}");
-        let timed = StatementProbe { room_assignment_p50_us: Some(1_419), ..probe };
+        assert!(line.starts_with("statement probe (500 requests at 1 user)"), "{line}");
+        let timed = StatementProbe { room_assignment_p50_us: Some(1_419), requests: 152, ..probe };
         let (_, line) = scale_by_statement_probe(&committed, &timed, None);
         assert!(line.ends_with("; the probe's own room assignment p50 1.419 ms"), "{line}");
+        assert!(line.starts_with("statement probe (152 requests at 1 user)"), "its own count");
         // A class the probe measured a cost per row for, which the profile lacks: taken as
         // measured now, outside the ratios.
         let day = committed

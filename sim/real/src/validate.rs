@@ -815,7 +815,7 @@ pub fn profile_from_run(
 
 /// The statement probe of a `--probe-from-run` run: its first (1-user, metered) level, and
 /// the machine's CPU of its first level of at least `probe::LOADED_PROBE_USERS` users.
-fn probe_of_run(
+pub fn probe_of_run(
     config: &ValidateConfig,
     levels: &[RealLevel],
 ) -> Result<super::probe::StatementProbe, RealError> {
@@ -834,7 +834,8 @@ fn probe_of_run(
         "statement probe, this run's 1-user level of scenario {} ({requests} requests)",
         config.scenario
     );
-    super::probe::statement_probe_of(times, cpu, loaded, room_assignment_p50_us, &description)
+    let at_one_user = (room_assignment_p50_us, requests);
+    super::probe::statement_probe_of(times, cpu, loaded, at_one_user, &description)
 }
 
 /// Everything `validate` prints and writes, after both sides ran.

@@ -215,6 +215,39 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     assert_eq!(overlays.len(), 1);
 }
 
+/// `--probe-from-run`: the statement probe is the run's own metered 1-user level: its request
+/// count, its room assignment p50 and a table per statement text, named in the scaling line.
+#[test]
+fn the_probe_can_be_taken_from_the_runs_own_one_user_level() {
+    let _others = beside_others();
+    use real::validate::{probe_of_run, real_side, round_days, scenario_at_level};
+    let Some(url) = database_url() else { return };
+    let mut config = validate_config(&url, "exclusion", 1);
+    config.machine_scaling = true;
+    config.probe_from_run = true;
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = scenario_at_level(&loaded, 1).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let days = round_days(&loaded).unwrap();
+    let real = runtime.block_on(real_side(&config, std::slice::from_ref(&scenario), days)).unwrap();
+    assert!(real[0].measured.is_some(), "the 1-user level is metered for the probe");
+    let probe = probe_of_run(&config, &real).unwrap();
+    let requests = real[0].outcome.recorder.aggregated().request_count;
+    assert!(requests > 0);
+    assert_eq!(probe.requests, requests, "the probe is that level");
+    assert!(probe.room_assignment_p50_us.is_some_and(|us| us > 0));
+    assert!(probe.loaded_fraction.is_none(), "no level of 10 users or more ran");
+    assert!(!probe.profile.statements.classes().is_empty(), "a table per statement text");
+    let committed = sim::world::default_profile();
+    let (_, line) = real::probe::scale_by_statement_probe(&committed, &probe, None);
+    let named = format!("statement probe ({requests} requests at 1 user)");
+    assert!(line.starts_with(&named), "{line}");
+    // Without the flag the judged level is not metered, and there is no probe to take.
+    config.probe_from_run = false;
+    let real = runtime.block_on(real_side(&config, std::slice::from_ref(&scenario), days)).unwrap();
+    assert!(probe_of_run(&config, &real).is_err(), "nothing measured, said so");
+}
+
 /// The BROKEN naive strategy must double-book on real PostgreSQL under the storm.
 #[test]
 fn naive_double_books_on_postgres_under_the_storm() {
