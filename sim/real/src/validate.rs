@@ -186,6 +186,23 @@ pub struct RealLevel {
     pub cpu: Option<LoadedCpu>,
 }
 
+impl RealLevel {
+    /// Its room assignment p50, µs (`None`: no booking was assigned a room).
+    pub fn room_assignment_p50_us(&self) -> Option<u64> {
+        let assigned = report::room_assignment(&self.outcome.recorder);
+        (!assigned.is_empty()).then(|| assigned.value_at_quantile(0.5))
+    }
+}
+
+/// The machine's CPU of the first of `levels` with at least `probe::LOADED_PROBE_USERS`
+/// users that read it: where the statement core fraction under load is taken from.
+fn first_loaded_cpu(levels: &[RealLevel]) -> Option<LoadedCpu> {
+    levels
+        .iter()
+        .filter_map(|level| level.cpu)
+        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS)
+}
+
 /// What the simulated side of one level produced.
 pub struct SimLevel {
     pub histograms: Histograms,
@@ -507,9 +524,7 @@ pub async fn probe_levels(
             None => Ok(()),
         };
         stopped(&level)?;
-        let assigned = report::room_assignment(&level.outcome.recorder);
-        let room_assignment_p50_us =
-            (!assigned.is_empty()).then(|| assigned.value_at_quantile(0.5));
+        let room_assignment_p50_us = level.room_assignment_p50_us();
         let Some((times, cpu)) = level.measured else {
             return Err(RealError::RunFailed("the statement probe measured nothing".into()));
         };
@@ -754,17 +769,22 @@ pub fn check_levels(
     if let Some(bad) = levels.iter().find(|&&l| l == 0) {
         return Err(RealError::BadInput(format!("--concurrency {bad}: must be > 0")));
     }
-    if probe_from_run && levels[0] != 1 {
+    // What is measured at the first level, which must then be one user.
+    let measured_first = if matches!(profile, SimProfile::FromRun) {
+        Some((
+            "--profile-from-run",
+            "the profile is measured at one user, where each response pairs with its statements",
+        ))
+    } else if probe_from_run {
+        Some(("--probe-from-run", "the probe is that level, measured at one user"))
+    } else {
+        None
+    };
+    if let Some((flag, why)) = measured_first
+        && levels[0] != 1
+    {
         return Err(RealError::BadInput(format!(
-            "--probe-from-run: the first --concurrency level must be 1 (the probe is that \
-             level, measured at one user), got {}",
-            levels[0]
-        )));
-    }
-    if matches!(profile, SimProfile::FromRun) && levels[0] != 1 {
-        return Err(RealError::BadInput(format!(
-            "--profile-from-run: the first --concurrency level must be 1 (the profile is \
-             measured at one user, where each response pairs with its statements), got {}",
+            "{flag}: the first --concurrency level must be 1 ({why}), got {}",
             levels[0]
         )));
     }
@@ -790,11 +810,7 @@ pub fn profile_from_run(
         config.scenario, config.seed
     );
     // The statement core fraction under load, from the first loaded level.
-    let loaded = levels
-        .iter()
-        .filter_map(|level| level.cpu)
-        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
-    let cpu = CpuCosts { loaded, ..cpu.clone() };
+    let cpu = CpuCosts { loaded: first_loaded_cpu(levels), ..cpu.clone() };
     let (text, profile) = measured_profile(times, &cpu, &description)?;
     let statements: u64 = times.by_kind.values().map(Histogram::len).sum();
     let evaluations = cpu.rule_checks.as_ref().map_or(0, Histogram::len);
@@ -823,18 +839,13 @@ pub fn probe_of_run(
     let Some((times, cpu)) = &first.measured else {
         return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
     };
-    let loaded = levels
-        .iter()
-        .filter_map(|level| level.cpu)
-        .find(|cpu| cpu.users >= super::probe::LOADED_PROBE_USERS);
-    let assigned = report::room_assignment(&first.outcome.recorder);
-    let room_assignment_p50_us = (!assigned.is_empty()).then(|| assigned.value_at_quantile(0.5));
     let requests = first.outcome.recorder.aggregated().request_count;
     let description = format!(
         "statement probe, this run's 1-user level of scenario {} ({requests} requests)",
         config.scenario
     );
-    let at_one_user = (room_assignment_p50_us, requests);
+    let at_one_user = (first.room_assignment_p50_us(), requests);
+    let loaded = first_loaded_cpu(levels);
     super::probe::statement_probe_of(times, cpu, loaded, at_one_user, &description)
 }
 
@@ -900,18 +911,19 @@ pub fn validate_command(
     // The machine probes first, before the real side loads the machine: the statement probe
     // (the scenario's 1-user level, briefly, metered) scales the profile; the micro probe is
     // reported beside it.
+    // With --probe-from-run the statement probe is taken after the real side, from its levels.
     let speed = match &config.profile {
-        SimProfile::Given { .. } if config.machine_scaling && config.probe_from_run => {
-            let micro = runtime.block_on(super::probe::measure(&config.target))?;
-            Some((micro, None))
-        }
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
-            let one_user = scenario_at_level(&loaded, 1)?;
-            let busy = scenario_at_level(&loaded, super::probe::LOADED_PROBE_USERS)?;
-            let probe = super::probe::statement_probe(&config, one_user, Some(busy), days);
-            let statements = runtime.block_on(probe)?;
-            Some((micro, Some(statements)))
+            let statements = if config.probe_from_run {
+                None
+            } else {
+                let one_user = scenario_at_level(&loaded, 1)?;
+                let busy = scenario_at_level(&loaded, super::probe::LOADED_PROBE_USERS)?;
+                let probe = super::probe::statement_probe(&config, one_user, Some(busy), days);
+                Some(runtime.block_on(probe)?)
+            };
+            Some((micro, statements))
         }
         _ => None,
     };

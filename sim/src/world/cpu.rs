@@ -265,7 +265,7 @@ impl RequestCpu {
                     backend.sample_request_us(&mut *self.rng.lock().expect("rng"))
                 });
                 let cost = cost.map(|us| charged_now(us, backend, &self.in_flight));
-                let offpath_us = self.profile.backend_cpu.as_ref().and_then(BackendCpu::offpath_us);
+                let offpath_us = backend.and_then(BackendCpu::offpath_us);
                 let cores = self.cores.clone();
                 let workers = self.workers.clone();
                 async move {
@@ -350,8 +350,7 @@ mod tests {
 
     /// A profile without shared cores whose rules cost is exactly `checks × 1 µs`.
     fn exact_rules_profile() -> Arc<Profile> {
-        let text = model::profile::DEFAULT_PROFILE_TOML;
-        let statements = &text[..text.find("\n[cpu]").expect("the default profile has [cpu]")];
+        let statements = super::super::profile::default_statements_toml();
         let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 1000.0]]\n";
         Arc::new(Profile::from_toml_str(&format!("{statements}\n{cpu}"), "t").unwrap())
     }

@@ -490,6 +490,14 @@ impl BackendCpu {
     }
 }
 
+/// The committed default profile's statement tables, without its `[cpu]`: what tests put a
+/// `[cpu]` table of their own after.
+#[cfg(test)]
+pub(crate) fn default_statements_toml() -> &'static str {
+    let text = model::profile::DEFAULT_PROFILE_TOML;
+    &text[..text.find("\n[cpu]").expect("the default profile has [cpu]")]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,8 +506,7 @@ mod tests {
 
     /// The default profile's statement tables, without its `[cpu]`.
     fn statements_only() -> String {
-        let text = model::profile::DEFAULT_PROFILE_TOML;
-        text[..text.find("\n[cpu]").expect("the default profile has [cpu]")].to_string()
+        default_statements_toml().to_string()
     }
 
     #[test]
