@@ -20,7 +20,7 @@ use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
 use super::throughput::{self, ThroughputConfig};
-use super::validate::{Knobs, SimProfile, ValidateConfig};
+use super::validate::{Knobs, ProbeSource, SimProfile, ValidateConfig};
 use super::workload::{self, Fixture, Task};
 use super::{RealError, parse_duration, report};
 use backend_core::db::guard::GuardMode;
@@ -251,6 +251,28 @@ pub struct CalibrateArgs {
     pub seed: u64,
 }
 
+/// `validate --statement-probe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeWhen {
+    /// first-level when the first --concurrency level is 1, else before.
+    Auto,
+    /// This run's own first (1-user) level.
+    FirstLevel,
+    /// A probe of its own, before the real side.
+    Before,
+}
+
+impl ProbeWhen {
+    /// Where the probe comes from for these levels.
+    pub fn source(self, levels: &[u32]) -> ProbeSource {
+        match self {
+            ProbeWhen::Auto => ProbeSource::for_levels(levels),
+            ProbeWhen::FirstLevel => ProbeSource::FirstLevel,
+            ProbeWhen::Before => ProbeSource::BeforeRun,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     #[arg(long, default_value = "storm")]
@@ -284,18 +306,20 @@ pub struct ValidateArgs {
     /// between the two and the model itself is judged. Written beside the --html report.
     #[arg(long, conflicts_with = "profile")]
     pub profile_from_run: bool,
-    /// Use the profile as recorded: do not scale it to this machine (by default a statement
-    /// probe, 500 requests of the scenario's 1-user level measured just before the real side,
-    /// scales each statement class by its mean now ÷ recorded and the backend's CPU by its
-    /// median, and the factors are printed).
+    /// Use the profile as recorded: do not scale it to this machine (by default it is scaled
+    /// by a statement probe: each statement class by its mean now ÷ recorded, the backend's
+    /// CPU by its median; the factors are printed; see --statement-probe).
     #[arg(long)]
     pub no_machine_scaling: bool,
-    /// Take the statement probe from this run's own 1-user level (which must come first) and
-    /// its first level of 10 users or more, instead of running it before the real side: the
-    /// committed profile is scaled the same way, by the very requests judged at one user, so
-    /// the machine cannot drift between the probe and that level (it did by up to 40 %).
-    #[arg(long, conflicts_with_all = ["profile_from_run", "no_machine_scaling"])]
-    pub probe_from_run: bool,
+    /// Where the statement probe that scales the profile comes from. `first-level`: this
+    /// run's own first level (which must be 1 user) and its first level of 10 users or more,
+    /// the very requests judged at one user, so the machine cannot drift between the probe
+    /// and that level (it did by up to 40 %). `before`: a probe of its own just before the
+    /// real side (500 requests of the scenario's 1-user level, and a short 10-user level).
+    /// `auto`: first-level when the first --concurrency level is 1, else before.
+    #[arg(long, value_enum, default_value = "auto", value_name = "WHEN",
+          conflicts_with_all = ["profile_from_run", "no_machine_scaling"])]
+    pub statement_probe: ProbeWhen,
     /// Both sides: a new connection per request instead of one HTTP/1.1 keep-alive
     /// connection per simulated user (the default, as Locust's HttpUser).
     #[arg(long)]
@@ -388,7 +412,7 @@ impl ValidateArgs {
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,
-            probe_from_run: self.probe_from_run,
+            probe_source: self.statement_probe.source(&self.concurrency),
             knobs,
             target: DbTarget::new(url, self.schema.as_deref())?,
             scenario: self.scenario.clone(),

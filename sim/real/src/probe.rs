@@ -1,9 +1,11 @@
 //! The machine probes: how fast this machine is now, so a latency profile measured on one
 //! machine (or day) can be used on another (issue #17).
 //!
-//! THE STATEMENT PROBE ([`statement_probe`], what `validate` scales by): [`PROBE_REQUESTS`]
-//! requests of the validated scenario at one user, run as validate's own 1-user level runs
-//! them, in a temporary database, measured with calibrate's instruments. Each statement class
+//! THE STATEMENT PROBE (what `validate` scales by): by default validate's own first level
+//! when that is one user, metered ([`statement_probe_of`]); else, or with `--statement-probe
+//! before`, [`statement_probe`]: [`PROBE_REQUESTS`] requests of the validated scenario at one
+//! user, run as validate's own 1-user level runs them, in a temporary database, measured with
+//! calibrate's instruments, before the real side. Each statement class
 //! is scaled by its body mean now ÷ its recorded body mean (`ServiceTime::body_mean_us`: the
 //! mean below the 99th percentile), the kinds by the sum over classes (one booking's
 //! statement time), the rules' cost at the probe's median evaluation size and the request CPU
@@ -30,7 +32,9 @@
 //! said ×0.41–0.90 from one run to the next; the allocation probe tracked the CPU better
 //! (×0.27–0.30 against ×0.19–0.26) but not the statements (sim/README.md).
 //!
-//! NOT MODELLED: drift between the probe and the real side (seconds to a minute); a machine
+//! NOT MODELLED: drift between a probe run before the real side and its levels (seconds to a
+//! minute; the default probe is the first level itself), or between that and the loaded
+//! levels after it; a machine
 //! with a different core count (the profile's `cores` stays as recorded); how statement
 //! times change with load (they are measured at one user; only the statement core fraction
 //! is read under load, [`LOADED_PROBE_USERS`]); a shape of each class's table other than the

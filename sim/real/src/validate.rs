@@ -128,14 +128,51 @@ pub struct ValidateConfig {
     pub profile: SimProfile,
     /// Scale a given profile by the machine-speed probe (`probe.rs`) when it recorded one.
     pub machine_scaling: bool,
-    /// Take the statement probe from the run's own first (1-user) level and first loaded
-    /// level instead of running it first (`--probe-from-run`).
-    pub probe_from_run: bool,
+    /// Where the statement probe that scales a given profile comes from
+    /// (`--statement-probe`).
+    pub probe_source: ProbeSource,
     /// How clients reach the service, the same on both sides (`--fresh-connections`).
     pub connections: sim::net::Connections,
     /// The `[cpu]` values to simulate instead of the profile's (`--quantum-us`,
     /// `--offpath-us`, `--backend-workers`), each against the same real side.
     pub knobs: Knobs,
+}
+
+impl ValidateConfig {
+    /// Whether the first level is metered (calibrate's instruments on its requests): it is
+    /// the profile (`--profile-from-run`) or the statement probe that scales a given one.
+    pub fn meters_first_level(&self) -> bool {
+        match self.profile {
+            SimProfile::FromRun => true,
+            SimProfile::Given { .. } => {
+                self.machine_scaling && self.probe_source == ProbeSource::FirstLevel
+            }
+        }
+    }
+}
+
+/// Where the statement probe comes from, when validate scales a given profile to this
+/// machine (`probe.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeSource {
+    /// The run's own first level (which must be 1 user; metered) and its first level of at
+    /// least `probe::LOADED_PROBE_USERS` users: the very requests judged at one user, so the
+    /// machine cannot drift between the probe and that level (a separate probe missed it by
+    /// up to 40 %, sim/README.md "Session 23"). The default when the first level is 1.
+    FirstLevel,
+    /// A probe of its own (the scenario's 1-user level, briefly, metered, and a short loaded
+    /// level), run before the real side: for runs whose first level is not 1 user.
+    BeforeRun,
+}
+
+impl ProbeSource {
+    /// The default for these levels: [`ProbeSource::FirstLevel`] when the first is 1 user.
+    pub fn for_levels(levels: &[u32]) -> ProbeSource {
+        match levels.first() {
+            Some(1) => ProbeSource::FirstLevel,
+            _ => ProbeSource::BeforeRun,
+        }
+    }
 }
 
 /// Where the simulation's latency profile comes from.
@@ -456,8 +493,7 @@ pub async fn real_side(
         let mut levels = Vec::new();
         for (index, scenario) in scenarios.iter().enumerate() {
             eprintln!("validate: real PostgreSQL at {} users …", scenario.workload.bookers);
-            let measure = index == 0
-                && (matches!(config.profile, SimProfile::FromRun) || config.probe_from_run);
+            let measure = index == 0 && config.meters_first_level();
             let run = LevelRun::judged(measure);
             let level = real_level(&temp.target, config, scenario.clone(), days, run);
             levels.push(level.await?);
@@ -761,7 +797,7 @@ fn seeds_for(rounds: Option<u64>, requests: u64, level: u32) -> u64 {
 pub fn check_levels(
     levels: &[u32],
     profile: &SimProfile,
-    probe_from_run: bool,
+    probe_source: ProbeSource,
 ) -> Result<(), RealError> {
     if levels.is_empty() || levels.len() > LEVELS_MAX {
         return Err(RealError::BadInput(format!("--concurrency: give 1..={LEVELS_MAX} levels")));
@@ -775,8 +811,8 @@ pub fn check_levels(
             "--profile-from-run",
             "the profile is measured at one user, where each response pairs with its statements",
         ))
-    } else if probe_from_run {
-        Some(("--probe-from-run", "the probe is that level, measured at one user"))
+    } else if probe_source == ProbeSource::FirstLevel {
+        Some(("--statement-probe first-level", "the probe is that level, measured at one user"))
     } else {
         None
     };
@@ -829,7 +865,7 @@ pub fn profile_from_run(
     Ok((Arc::new(profile), source))
 }
 
-/// The statement probe of a `--probe-from-run` run: its first (1-user, metered) level, and
+/// The statement probe of a [`ProbeSource::FirstLevel`] run: its first (1-user, metered) level, and
 /// the machine's CPU of its first level of at least `probe::LOADED_PROBE_USERS` users.
 pub fn probe_of_run(
     config: &ValidateConfig,
@@ -900,7 +936,7 @@ pub fn validate_command(
     config: ValidateConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), RealError> {
-    check_levels(&config.levels, &config.profile, config.probe_from_run)?;
+    check_levels(&config.levels, &config.profile, config.probe_source)?;
     let loaded = load_scenario(&config.scenario)?;
     let scenarios: Vec<Arc<Scenario>> = config
         .levels
@@ -911,11 +947,12 @@ pub fn validate_command(
     // The machine probes first, before the real side loads the machine: the statement probe
     // (the scenario's 1-user level, briefly, metered) scales the profile; the micro probe is
     // reported beside it.
-    // With --probe-from-run the statement probe is taken after the real side, from its levels.
+    // From the first level (the default when it is 1 user) the statement probe is taken after
+    // the real side, from its levels.
     let speed = match &config.profile {
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
-            let statements = if config.probe_from_run {
+            let statements = if config.probe_source == ProbeSource::FirstLevel {
                 None
             } else {
                 let one_user = scenario_at_level(&loaded, 1)?;
@@ -1193,6 +1230,39 @@ mod tests {
         let line = machine_use(3_000_000, 1_000, 4_000_000, "attempts");
         assert_eq!(line, "3000 us (1000 attempts; 0.75 cores busy, 250 per s)");
         assert!(machine_use(0, 0, 0, "requests").starts_with("0 us (0 requests; 0.00"));
+    }
+
+    /// Goal: by default the statement probe is the run's own first level when that is one
+    /// user, else a probe before the run; the first level is metered only when something is
+    /// taken from it.
+    #[test]
+    fn the_probe_is_the_first_level_by_default_when_it_is_one_user() {
+        assert_eq!(ProbeSource::for_levels(&[1, 10, 25, 50]), ProbeSource::FirstLevel);
+        assert_eq!(ProbeSource::for_levels(&[1]), ProbeSource::FirstLevel);
+        assert_eq!(ProbeSource::for_levels(&[10, 25, 50]), ProbeSource::BeforeRun);
+        assert_eq!(ProbeSource::for_levels(&[]), ProbeSource::BeforeRun);
+        let config = |profile: SimProfile, machine_scaling: bool, probe_source| ValidateConfig {
+            target: DbTarget::new("postgres://nobody@127.0.0.1:1/nothing", None).unwrap(),
+            scenario: "storm".to_string(),
+            levels: vec![1, 10],
+            run_time: Duration::from_secs(1),
+            strategy: Strategy::Exclusion,
+            seed: 1,
+            reports: ReportArgs::default(),
+            profile,
+            machine_scaling,
+            probe_source,
+            connections: Default::default(),
+            knobs: Knobs::default(),
+        };
+        let (first, before) = (ProbeSource::FirstLevel, ProbeSource::BeforeRun);
+        assert!(config(SimProfile::committed(), true, first).meters_first_level());
+        assert!(!config(SimProfile::committed(), true, before).meters_first_level());
+        assert!(!config(SimProfile::committed(), false, first).meters_first_level(), "unscaled");
+        assert!(config(SimProfile::FromRun, false, before).meters_first_level(), "the profile");
+        let refused = check_levels(&[10, 1], &SimProfile::committed(), first).unwrap_err();
+        assert!(refused.to_string().contains("--statement-probe first-level"), "{refused}");
+        assert!(check_levels(&[10, 1], &SimProfile::committed(), before).is_ok());
     }
 
     #[test]

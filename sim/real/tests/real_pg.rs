@@ -168,7 +168,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         reports: Default::default(),
         profile: real::validate::SimProfile::committed(),
         machine_scaling: false,
-        probe_from_run: false,
+        probe_source: real::validate::ProbeSource::BeforeRun,
         connections: Default::default(),
         knobs: real::validate::Knobs::default(),
     }
@@ -224,7 +224,7 @@ fn the_probe_can_be_taken_from_the_runs_own_one_user_level() {
     let Some(url) = database_url() else { return };
     let mut config = validate_config(&url, "exclusion", 1);
     config.machine_scaling = true;
-    config.probe_from_run = true;
+    config.probe_source = real::validate::ProbeSource::FirstLevel;
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 1).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -242,8 +242,8 @@ fn the_probe_can_be_taken_from_the_runs_own_one_user_level() {
     let (_, line) = real::probe::scale_by_statement_probe(&committed, &probe, None);
     let named = format!("statement probe ({requests} requests at 1 user)");
     assert!(line.starts_with(&named), "{line}");
-    // Without the flag the judged level is not metered, and there is no probe to take.
-    config.probe_from_run = false;
+    // With a probe before the run the judged level is not metered: no probe to take from it.
+    config.probe_source = real::validate::ProbeSource::BeforeRun;
     let real = runtime.block_on(real_side(&config, std::slice::from_ref(&scenario), days)).unwrap();
     assert!(probe_of_run(&config, &real).is_err(), "nothing measured, said so");
 }

@@ -77,15 +77,20 @@ fn validate_profile_from_run_needs_one_user_first_and_no_profile_file() {
 }
 
 #[test]
-fn validate_probe_from_run_needs_one_user_first_and_scaling() {
+fn validate_statement_probe_from_the_first_level_needs_one_user_first_and_scaling() {
     let url = "postgres://nobody@127.0.0.1:1/nothing";
-    let base = ["validate", "--database-url", url, "--probe-from-run"];
+    let base = ["validate", "--database-url", url, "--statement-probe", "first-level"];
     let stderr = refused(&[&base[..], &["--concurrency", "10,1"]].concat());
-    assert!(stderr.contains("--probe-from-run") && stderr.contains("got 10"), "{stderr}");
+    assert!(
+        stderr.contains("--statement-probe first-level") && stderr.contains("got 10"),
+        "{stderr}"
+    );
     for other in ["--profile-from-run", "--no-machine-scaling"] {
         let stderr = refused(&[&base[..], &[other, "--concurrency", "1"]].concat());
         assert!(stderr.contains(other), "{other}: {stderr}");
     }
+    let stderr = refused(&["validate", "--database-url", url, "--statement-probe", "after"]);
+    assert!(stderr.contains("--statement-probe") && stderr.contains("first-level"), "{stderr}");
 }
 
 /// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
