@@ -36,3 +36,28 @@ fn room_assignment_and_conflict_detection_count_what_their_names_say() {
     // allocator (milliseconds of modelled time), never ~0 as when it was charged to `rules`.
     assert!(conflict.p50_us >= 1_000, "conflict detection p50 {} us", conflict.p50_us);
 }
+
+/// The simulated backend's own counters (`/metrics`) come back with the run, as validate
+/// reads the real service's: every 201 that got a room counts as booked, a 409 as rejected,
+/// and the storm's in-flight bookings find rooms taken inside their transactions.
+#[test]
+fn the_backends_counters_come_back_with_the_run() {
+    let run = |scenario: &str, seed: u64| {
+        let config = RunConfig {
+            scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
+            seed,
+            strategy: "exclusion".into(),
+            guard: Default::default(),
+            keep_trace: false,
+            profile: world::default_profile(),
+            connections: Default::default(),
+        };
+        world::run(&config).unwrap().outcome
+    };
+    let conflict = run("conflict", 1);
+    let m = conflict.backend_metrics;
+    assert_eq!(m.bookings_booked + m.bookings_room_pending, conflict.counts.created_201);
+    assert_eq!(m.bookings_rejected, conflict.counts.conflicts_409, "{m:?}");
+    let taken: u64 = (0..5).map(|seed| run("storm", seed).backend_metrics.room_conflicts).sum();
+    assert!(taken > 0, "50 concurrent bookings never found a room taken in 5 seeds");
+}

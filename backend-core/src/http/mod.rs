@@ -122,6 +122,13 @@ impl ApiContext {
         self.bodies = bodies;
         self
     }
+
+    /// Replaces the counters `/metrics` renders, e.g. with ones that outlive a restarted
+    /// service (the simulation's backend host counts over every incarnation).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ApiContext {
+        self.metrics = metrics;
+        self
+    }
 }
 
 /// The whole API. Serve it on any listener (tokio or turmoil TCP) with [`serve::serve`], the

@@ -84,6 +84,7 @@ use std::time::Duration;
 
 use backend_core::booking::Strategy;
 use backend_core::db::schema::SchemaVariant;
+use backend_core::metrics::MetricsSnapshot;
 use chrono::{Duration as ChronoDuration, NaiveDate, TimeZone, Utc};
 use hdrhistogram::Histogram;
 use scenarios::{Loaded, Scenario};
@@ -221,6 +222,8 @@ pub struct RealLevel {
     /// The machine's CPU during the level (this process and PostgreSQL; `None` without
     /// `/proc` or a local PostgreSQL).
     pub cpu: Option<LoadedCpu>,
+    /// The service's counters at the end of the level (`/metrics`).
+    pub backend_metrics: MetricsSnapshot,
 }
 
 impl RealLevel {
@@ -253,6 +256,9 @@ pub struct SimLevel {
     pub core_busy_us: Option<u64>,
     /// Modelled µs of workload (first send to last answer), over every seed.
     pub workload_us: u64,
+    /// The simulated backends' counters (`/metrics`), summed over every seed: the ones
+    /// [`in_transaction_lines`] reads.
+    pub backend_metrics: MetricsSnapshot,
 }
 
 /// The scenario with `bookers` set to `level`, validated again (a level can exceed what the
@@ -478,8 +484,18 @@ async fn real_level(
     };
     rounds.close_window().await?;
     let (double_bookings, bookings) = rounds.counted;
+    let backend_metrics = server.context.metrics.snapshot();
     server.stop().await;
-    Ok(RealLevel { level, outcome, monitor, double_bookings, bookings, measured, cpu })
+    Ok(RealLevel {
+        level,
+        outcome,
+        monitor,
+        double_bookings,
+        bookings,
+        measured,
+        cpu,
+        backend_metrics,
+    })
 }
 
 /// Runs the real side of every level in a temporary database.
@@ -621,6 +637,7 @@ pub fn sim_side(
         attempts: 0,
         core_busy_us: None,
         workload_us: 0,
+        backend_metrics: MetricsSnapshot::default(),
     };
     for index in 0..runs {
         let config = RunConfig {
@@ -640,6 +657,10 @@ pub fn sim_side(
         level.bookings += outcome.counts.created_201;
         level.attempts += outcome.counts.attempts;
         level.workload_us += outcome.workload_us;
+        let (sum, run) = (&mut level.backend_metrics, &outcome.backend_metrics);
+        sum.bookings_booked += run.bookings_booked;
+        sum.room_conflicts += run.room_conflicts;
+        sum.reallocations += run.reallocations;
         if let Some(us) = outcome.core_busy_us {
             *level.core_busy_us.get_or_insert(0) += us;
         }
@@ -1004,6 +1025,9 @@ pub fn validate_command(
         for line in by_status_lines(&real, &sim) {
             println!("{line}");
         }
+        for line in in_transaction_lines(&real, &sim) {
+            println!("{line}");
+        }
         for line in machine_cpu_lines(&real, &sim) {
             println!("{line}");
         }
@@ -1012,6 +1036,35 @@ pub fn validate_command(
         }
     }
     verdict
+}
+
+/// Per level, both sides: rooms the booking transactions found taken (a 23P01 or a positive
+/// overlap check inside the transaction; each sends the booking on to its next candidate)
+/// and snapshots re-read because every candidate was taken, per booking booked, from the
+/// service's own counters. How often in-flight bookings collide inside their transactions:
+/// the windows the incidence of a broken strategy and conflict detection's waits come from.
+/// A diagnostic: not judged.
+fn in_transaction_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
+    let per_booking = |m: &MetricsSnapshot| {
+        let booked = m.bookings_booked.max(1) as f64;
+        format!(
+            "{:.3} rooms taken, {:.3} re-allocations per booking ({} booked)",
+            m.room_conflicts as f64 / booked,
+            m.reallocations as f64 / booked,
+            m.bookings_booked
+        )
+    };
+    real.iter()
+        .zip(sim)
+        .map(|(r, s)| {
+            format!(
+                "inside transactions at {} users: real {}; simulated {}",
+                r.level,
+                per_booking(&r.backend_metrics),
+                per_booking(&s.backend_metrics)
+            )
+        })
+        .collect()
 }
 
 /// Conflict detection and rules evaluation split by the HTTP status of the answer that

@@ -193,6 +193,12 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     assert!(requests >= 10 && requests.is_multiple_of(10), "whole rounds of 10: {requests}");
     assert_eq!(level.outcome.recorder.aggregated().failure_count, 0);
     assert_eq!(level.double_bookings, 0, "exclusion never double-books");
+    let m = level.backend_metrics;
+    assert_eq!(
+        m.bookings_booked + m.bookings_room_pending,
+        level.bookings,
+        "the service's own count"
+    );
     assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
     assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
     let profile = sim::world::default_profile();

@@ -75,6 +75,7 @@ pub(super) fn add_model_hosts(
         listening: shared.backend_listening.clone(),
         tap: Some(tap.clone()),
         accepted: shared.connections_accepted.clone(),
+        metrics: shared.backend_metrics.clone(),
     };
     let machine = Machine { profile: config.profile.clone(), cores: cores.clone() };
     let backend = BackendSpec { scenario: config.scenario.clone(), strategy, guard: config.guard };
@@ -185,6 +186,8 @@ pub struct BackendSinks {
     pub tap: Option<StatementTap>,
     /// Counts the HTTP connections the backend accepted, over every incarnation.
     pub accepted: Arc<std::sync::atomic::AtomicU64>,
+    /// The backend's counters (`/metrics`), over every incarnation.
+    pub metrics: Arc<backend_core::metrics::Metrics>,
 }
 
 /// What the backend host runs.
@@ -206,7 +209,7 @@ pub fn add_backend_host(
     let BackendSpec { scenario, strategy, guard } = backend;
     let drops = DbDrops::new(&scenario, seeds.rng(Stream::DbDrops));
     let Machine { profile, cores } = machine;
-    let BackendSinks { histograms, deadlocks, listening, tap, accepted } = sinks;
+    let BackendSinks { histograms, deadlocks, listening, tap, accepted, metrics } = sinks;
     let day_start_s = parse_day_unix_s(&scenario.clinic.day).expect("validated");
     let backend_seed = seeds.u64(Stream::Backend);
     let cpu_seed = seeds.u64(Stream::BackendCpu);
@@ -249,7 +252,8 @@ pub fn add_backend_host(
             workers: workers.clone(),
             in_flight: in_flight.clone(),
         }))
-        .with_body_cache(BODIES.with(Arc::clone));
+        .with_body_cache(BODIES.with(Arc::clone))
+        .with_metrics(metrics.clone());
         let request_cpu = RequestCpu {
             profile: profile.clone(),
             // Its own stream: charging requests must not shift the rules-cost draws.

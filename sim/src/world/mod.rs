@@ -90,6 +90,7 @@ pub fn run(config: &RunConfig) -> Result<RunResult, SimError> {
         client_faults: Rc::new(ClientFaults::new(&scenario, seeds.rng(Stream::ClientFaults))),
         connections_opened: Rc::new(Cell::new(0)),
         connections_accepted: Arc::default(),
+        backend_metrics: Arc::default(),
     };
     let mut sim = build_sim(&scenario, &seeds);
     let side = hosts::add_model_hosts(&mut sim, config, &seeds, &shared)?;

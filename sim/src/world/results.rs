@@ -163,6 +163,7 @@ pub(super) fn finish(
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
         core_busy_us: core_busy_us(side),
+        backend_metrics: shared.backend_metrics.snapshot(),
     };
     let row_inserts = match statements {
         Some(_) => engine::appointment_inserts(&mut side.engine.borrow_mut())?,

@@ -44,4 +44,6 @@ pub(super) struct Shared {
     pub(super) connections_opened: Rc<Cell<u64>>,
     /// HTTP connections the backend accepted (every incarnation of the host).
     pub(super) connections_accepted: Arc<std::sync::atomic::AtomicU64>,
+    /// The backend's own counters (`/metrics`), over every incarnation of the host.
+    pub(super) backend_metrics: Arc<backend_core::metrics::Metrics>,
 }
