@@ -906,6 +906,14 @@ pub fn probe_of_run(
     super::probe::statement_probe_of(times, cpu, loaded, at_one_user, &description)
 }
 
+/// Judged quantiles out of band over every metric and level: the count the table's summary
+/// line gives. (Until 2026-12-07 the error counted metric-level rows with any quantile out,
+/// so "8 judgement(s) failed" stood beside "out of band: 12".)
+fn quantiles_out_of_band(rows: &[MetricRow]) -> usize {
+    let failed = |q: &&sim::compare::QuantileRow| q.verdict == sim::compare::Verdict::Fail;
+    rows.iter().map(|r| r.comparison.rows.iter().filter(failed).count()).sum()
+}
+
 /// Everything `validate` prints and writes, after both sides ran.
 pub fn judge(
     config: &ValidateConfig,
@@ -920,11 +928,12 @@ pub fn judge(
         format!("simulation profile: {profile_source}"),
         format!("connections, both sides: {}", config.connections.describe()),
     ];
-    let mut failures: usize = rows.iter().filter(|r| !r.comparison.passed()).count();
+    let out_of_band = quantiles_out_of_band(&rows);
+    let mut anomalies_failed = 0;
     for (r, s) in real.iter().zip(sim) {
         let (lines, failed) = anomaly_lines(config.strategy, r, s);
         notes.extend(lines);
-        failures += failed;
+        anomalies_failed += failed;
     }
     println!("{table}");
     for note in &notes {
@@ -942,9 +951,10 @@ pub fn judge(
         let html_only = ReportArgs { html: config.reports.html.clone(), ..ReportArgs::default() };
         report::write_all(&html_only, &last.outcome, Some(&extras))?;
     }
-    if failures > 0 {
+    if out_of_band + anomalies_failed > 0 {
         return Err(RealError::OutOfBand(format!(
-            "validate: {failures} judgement(s) failed (see the table and notes above)"
+            "validate: {out_of_band} judged quantile(s) out of band, {anomalies_failed} anomaly \
+             judgement(s) failed (see the table and notes above)"
         )));
     }
     println!("validate: every judged quantile in band; anomalies as expected");
@@ -1283,6 +1293,28 @@ mod tests {
         let line = machine_use(3_000_000, 1_000, 4_000_000, "attempts");
         assert_eq!(line, "3000 us (1000 attempts; 0.75 cores busy, 250 per s)");
         assert!(machine_use(0, 0, 0, "requests").starts_with("0 us (0 requests; 0.00"));
+    }
+
+    /// Goal: the error counts judged quantiles out of band, as the table does, not rows.
+    #[test]
+    fn the_error_counts_quantiles_out_of_band_not_rows() {
+        use sim::compare::{compare, latency_histogram};
+        let (mut real, mut same, mut double) =
+            (latency_histogram(), latency_histogram(), latency_histogram());
+        for i in 0..20_000_u64 {
+            real.record(1_000 + i % 1_000).unwrap();
+            same.record(1_000 + i % 1_000).unwrap();
+            double.record(2_000 + 2 * (i % 1_000)).unwrap();
+        }
+        let row = |sim: &Histogram<u64>| MetricRow {
+            metric: "room_assignment".into(),
+            level: 10,
+            comparison: compare(&real, sim),
+        };
+        let rows = vec![row(&double), row(&same), row(&double)];
+        assert_eq!(quantiles_out_of_band(&rows), 6, "three quantiles in each of two rows");
+        assert!(super::super::table::side_by_side(&rows).contains("out of band: 6"));
+        assert_eq!(quantiles_out_of_band(&rows[1..2]), 0);
     }
 
     /// Goal: by default the statement probe is the run's own first level when that is one
