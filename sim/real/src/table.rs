@@ -36,7 +36,7 @@ pub fn side_by_side(rows: &[MetricRow]) -> String {
         "{:<20} {:>5} {:>9} {:>10} {:>10} {:>7} {:>6}  verdict",
         "metric", "users", "quantile", "real ms", "sim ms", "ratio", "band"
     );
-    let (mut judged, mut failed) = (0_usize, 0_usize);
+    let mut judged = 0_usize;
     for row in rows {
         for q in &row.comparison.rows {
             let band = q.tolerance.map_or("-".to_string(), |t| format!("±{:.0}%", t * 100.0));
@@ -54,7 +54,6 @@ pub fn side_by_side(rows: &[MetricRow]) -> String {
                 q.verdict.label()
             );
             judged += usize::from(matches!(q.verdict, Verdict::Pass | Verdict::Fail));
-            failed += usize::from(q.verdict == Verdict::Fail);
         }
         let c = &row.comparison;
         let _ = writeln!(
@@ -68,8 +67,16 @@ pub fn side_by_side(rows: &[MetricRow]) -> String {
             optional(c.w1_over_mean)
         );
     }
+    let failed = quantiles_out_of_band(rows);
     let _ = writeln!(out, "judged quantiles: {judged}, out of band: {failed}");
     out
+}
+
+/// Judged quantiles out of band over every metric and level (the summary line's count, and
+/// validate's error's).
+pub fn quantiles_out_of_band(rows: &[MetricRow]) -> usize {
+    let failed = |q: &&sim::compare::QuantileRow| q.verdict == Verdict::Fail;
+    rows.iter().map(|r| r.comparison.rows.iter().filter(failed).count()).sum()
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ use super::monitor::{Monitor, MonitorSummary};
 use super::report::{self, Overlay, ReportArgs, ReportExtras};
 use super::serve::{ServeConfig, Server};
 use super::setup::{clinic_day, load_scenario, setup_for_run};
-use super::table::{MetricRow, side_by_side};
+use super::table::{MetricRow, quantiles_out_of_band, side_by_side};
 use super::workload::{PlannedRequest, Task};
 use sim::compare::{Comparison, compare_at_resolution};
 use sim::histograms::{Histograms, Metric};
@@ -906,14 +906,6 @@ pub fn probe_of_run(
     super::probe::statement_probe_of(times, cpu, loaded, at_one_user, &description)
 }
 
-/// Judged quantiles out of band over every metric and level: the count the table's summary
-/// line gives. (Until 2026-12-07 the error counted metric-level rows with any quantile out,
-/// so "8 judgement(s) failed" stood beside "out of band: 12".)
-fn quantiles_out_of_band(rows: &[MetricRow]) -> usize {
-    let failed = |q: &&sim::compare::QuantileRow| q.verdict == sim::compare::Verdict::Fail;
-    rows.iter().map(|r| r.comparison.rows.iter().filter(failed).count()).sum()
-}
-
 /// Everything `validate` prints and writes, after both sides ran.
 pub fn judge(
     config: &ValidateConfig,
@@ -928,6 +920,8 @@ pub fn judge(
         format!("simulation profile: {profile_source}"),
         format!("connections, both sides: {}", config.connections.describe()),
     ];
+    // Quantiles, as the table counts them (until 2026-12-07 the error counted metric-level
+    // rows with any quantile out: "8 judgement(s) failed" beside "out of band: 12").
     let out_of_band = quantiles_out_of_band(&rows);
     let mut anomalies_failed = 0;
     for (r, s) in real.iter().zip(sim) {

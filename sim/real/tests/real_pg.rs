@@ -397,7 +397,10 @@ async fn the_probes_measure_this_machine() {
     if cfg!(target_os = "linux") && url.contains("127.0.0.1") {
         let (fraction, loaded) = probe.loaded_fraction.expect("the CPU under load");
         assert_eq!(loaded.users, real::probe::LOADED_PROBE_USERS);
-        assert_eq!(loaded.requests, real::probe::LOADED_PROBE_REQUESTS);
+        // At most its request count; fewer when the run time (3 s here) ends it first, as it
+        // did once in a full local suite on a slow moment (1,550 of 2,000).
+        let most = real::probe::LOADED_PROBE_REQUESTS;
+        assert!((100..=most).contains(&loaded.requests), "{} requests", loaded.requests);
         assert!(fraction > real::calibrate::CORE_FRACTION_MIN && fraction <= 1.0, "{fraction}");
     }
     let committed = sim::world::Profile::default_profile();
