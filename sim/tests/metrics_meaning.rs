@@ -8,20 +8,26 @@ use std::sync::Arc;
 
 use scenarios::Scenario;
 use sim::histograms::Metric;
+use sim::outcome::RunOutcome;
 use sim::world::{self, RunConfig};
 
-#[test]
-fn room_assignment_and_conflict_detection_count_what_their_names_say() {
+/// One exclusion run of a built-in scenario on the committed profile.
+fn run(scenario: &str, seed: u64) -> RunOutcome {
     let config = RunConfig {
-        scenario: Arc::new(Scenario::builtin("conflict").unwrap().scenario),
-        seed: 1,
+        scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
+        seed,
         strategy: "exclusion".into(),
         guard: Default::default(),
         keep_trace: false,
         profile: world::default_profile(),
         connections: Default::default(),
     };
-    let o = world::run(&config).unwrap().outcome;
+    world::run(&config).unwrap().outcome
+}
+
+#[test]
+fn room_assignment_and_conflict_detection_count_what_their_names_say() {
+    let o = run("conflict", 1);
     assert!(o.passed(), "{:?}", o.violations);
     let assigned = o.counts.created_201 - o.counts.room_pending;
     assert!(o.counts.conflicts_409 > assigned, "the scenario is mostly conflicts: {:?}", o.counts);
@@ -42,18 +48,6 @@ fn room_assignment_and_conflict_detection_count_what_their_names_say() {
 /// and the storm's in-flight bookings find rooms taken inside their transactions.
 #[test]
 fn the_backends_counters_come_back_with_the_run() {
-    let run = |scenario: &str, seed: u64| {
-        let config = RunConfig {
-            scenario: Arc::new(Scenario::builtin(scenario).unwrap().scenario),
-            seed,
-            strategy: "exclusion".into(),
-            guard: Default::default(),
-            keep_trace: false,
-            profile: world::default_profile(),
-            connections: Default::default(),
-        };
-        world::run(&config).unwrap().outcome
-    };
     let conflict = run("conflict", 1);
     let m = conflict.backend_metrics;
     assert_eq!(m.bookings_booked + m.bookings_room_pending, conflict.counts.created_201);

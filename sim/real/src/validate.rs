@@ -227,6 +227,15 @@ pub struct RealLevel {
 }
 
 impl RealLevel {
+    /// What a metered (1-user) level measured, and its request count; an error when it
+    /// measured nothing (it was not metered).
+    fn metered(&self) -> Result<(&StatementTimes, &CpuCosts, u64), RealError> {
+        let Some((times, cpu)) = &self.measured else {
+            return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
+        };
+        Ok((times, cpu, self.outcome.recorder.aggregated().request_count))
+    }
+
     /// Its room assignment p50, µs (`None`: no booking was assigned a room).
     pub fn room_assignment_p50_us(&self) -> Option<u64> {
         let assigned = report::room_assignment(&self.outcome.recorder);
@@ -858,10 +867,7 @@ pub fn profile_from_run(
     levels: &[RealLevel],
 ) -> Result<(Arc<Profile>, String), RealError> {
     let first = &levels[0];
-    let Some((times, cpu)) = &first.measured else {
-        return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
-    };
-    let requests = first.outcome.recorder.aggregated().request_count;
+    let (times, cpu, requests) = first.metered()?;
     let description = format!(
         "measured during `validate` at 1 user: scenario {}, {requests} requests, seed {}",
         config.scenario, config.seed
@@ -893,10 +899,7 @@ pub fn probe_of_run(
     levels: &[RealLevel],
 ) -> Result<super::probe::StatementProbe, RealError> {
     let first = &levels[0];
-    let Some((times, cpu)) = &first.measured else {
-        return Err(RealError::RunFailed("the 1-user level measured nothing".to_string()));
-    };
-    let requests = first.outcome.recorder.aggregated().request_count;
+    let (times, cpu, requests) = first.metered()?;
     let description = format!(
         "statement probe, this run's 1-user level of scenario {} ({requests} requests)",
         config.scenario

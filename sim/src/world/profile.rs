@@ -509,6 +509,15 @@ mod tests {
         default_statements_toml().to_string()
     }
 
+    /// Each of `tails` after the `[cpu]` table `cpu` is refused, the error naming `field`.
+    fn each_refused_naming(cpu: &str, field: &str, tails: &[&str]) {
+        for tail in tails {
+            let bad = format!("{}\n{cpu}{tail}\n", statements_only());
+            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
+            assert_eq!(e.field, field, "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn rules_cost_scales_with_checks_and_tables_are_validated() {
         let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 1000.0], [1.0, 3000.0]]\n";
@@ -556,10 +565,8 @@ mod tests {
         let zero = format!("{base}\n{cpu}cores = 2\nquantum_us = 0\n");
         let zero = Profile::from_toml_str(&zero, "t").unwrap().backend_cpu.unwrap();
         assert_eq!(zero.quantum_us(), None);
-        for bad in ["quantum_us = 76", "quantum_us = 2000050"] {
-            let bad = format!("{base}\n{cpu}cores = 2\n{bad}\n");
-            assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.quantum_us");
-        }
+        let quanta = ["cores = 2\nquantum_us = 76", "cores = 2\nquantum_us = 2000050"];
+        each_refused_naming(cpu, "cpu.quantum_us", &quanta);
         let bad = format!("{base}\n{cpu}cores = 0\n");
         assert_eq!(Profile::from_toml_str(&bad, "b").unwrap_err().field, "cpu.cores");
         let bad = format!("{base}\n{cpu}request_us = [[0.0, 9.0], [0.5, 1.0], [1.0, 9.0]]\n");
@@ -583,11 +590,8 @@ mod tests {
         let without = without.backend_cpu.unwrap();
         assert_eq!(without.rules_fixed_us(), None);
         assert_eq!(without.sample_rules_us(10, &mut rng), 10.0, "per check only");
-        for bad in ["rules_fixed_us = -1.0", "rules_fixed_us = inf"] {
-            let bad = format!("{base}\n{cpu}{bad}\n");
-            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.rules_fixed_us", "{bad}: {e}");
-        }
+        let fixed = ["rules_fixed_us = -1.0", "rules_fixed_us = inf"];
+        each_refused_naming(cpu, "cpu.rules_fixed_us", &fixed);
     }
 
     #[test]
@@ -606,13 +610,9 @@ mod tests {
             without.with_offpath_us(Some(5.0)).unwrap().backend_cpu.unwrap().offpath_us(),
             Some(5.0)
         );
-        for bad in
-            ["cores = 2\noffpath_us = -1.0", "cores = 2\noffpath_us = nan", "offpath_us = 10.0"]
-        {
-            let bad = format!("{base}\n{cpu}{bad}\n");
-            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.offpath_us", "{bad}: {e}");
-        }
+        let offpath =
+            ["cores = 2\noffpath_us = -1.0", "cores = 2\noffpath_us = nan", "offpath_us = 10.0"];
+        each_refused_naming(cpu, "cpu.offpath_us", &offpath);
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_offpath_us(Some(10.0)).unwrap_err().contains("cores"));
         assert!(without.with_offpath_us(Some(-3.0)).is_err());
@@ -633,16 +633,13 @@ mod tests {
         assert!(without.with_busy_cost_factor(1.5).is_err(), "out of range");
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_busy_cost_factor(0.5).unwrap_err().contains("cores"));
-        for bad in [
+        let factors = [
             "cores = 2\nbusy_cost_factor = 0.0",
             "cores = 2\nbusy_cost_factor = 1.01",
             "cores = 2\nbusy_cost_factor = inf",
             "busy_cost_factor = 0.5",
-        ] {
-            let bad = format!("{base}\n{cpu}{bad}\n");
-            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.busy_cost_factor", "{bad}: {e}");
-        }
+        ];
+        each_refused_naming(cpu, "cpu.busy_cost_factor", &factors);
     }
 
     #[test]
@@ -660,16 +657,13 @@ mod tests {
         assert!(without.with_statement_core_fraction(1.2).is_err(), "out of range");
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_statement_core_fraction(0.8).unwrap_err().contains("cores"));
-        for bad in [
+        let fractions = [
             "cores = 2\nstatement_core_fraction = 0.0",
             "cores = 2\nstatement_core_fraction = 1.5",
             "cores = 2\nstatement_core_fraction = nan",
             "statement_core_fraction = 0.9",
-        ] {
-            let bad = format!("{base}\n{cpu}{bad}\n");
-            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.statement_core_fraction", "{bad}: {e}");
-        }
+        ];
+        each_refused_naming(cpu, "cpu.statement_core_fraction", &fractions);
     }
 
     #[test]
@@ -687,11 +681,8 @@ mod tests {
         let workers = |p: &Profile| p.backend_cpu.as_ref().unwrap().backend_workers();
         assert_eq!(workers(&profile.with_backend_workers(Some(4)).unwrap()), Some(4));
         assert_eq!(workers(&profile.with_backend_workers(Some(0)).unwrap()), None);
-        for bad in ["cores = 2\nbackend_workers = 100000", "backend_workers = 2"] {
-            let bad = format!("{base}\n{cpu}{bad}\n");
-            let e = Profile::from_toml_str(&bad, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.backend_workers", "{bad}: {e}");
-        }
+        let workers_bad = ["cores = 2\nbackend_workers = 100000", "backend_workers = 2"];
+        each_refused_naming(cpu, "cpu.backend_workers", &workers_bad);
         let no_cores = Profile::from_toml_str(&format!("{base}\n{cpu}"), "t").unwrap();
         assert!(no_cores.with_backend_workers(Some(2)).unwrap_err().contains("cores"));
     }
