@@ -482,6 +482,23 @@ pub fn inverse_cdf(q: &[(f64, f64)], u: f64) -> f64 {
     v0 + (v1 - v0) * ((u - q0) / (q1 - q0)).clamp(0.0, 1.0)
 }
 
+/// Characters of a statement's text that name its class: enough to tell backend-core's
+/// statements apart, short enough for a profile's `[classes."…"]` keys.
+pub const CLASS_CHARS: usize = 64;
+const _: () = assert!(CLASS_CHARS <= CLASS_PREFIX_CHARS_MAX);
+
+/// A statement's class: the first [`CLASS_CHARS`] characters of its text (leading
+/// whitespace skipped), so the class is a prefix a profile matches the statement by
+/// (`roomsim calibrate` writes its tables by class; `roomsim validate` compares round trips
+/// by class).
+pub fn statement_class(sql: &str) -> &str {
+    let text = sql.trim_start();
+    match text.char_indices().nth(CLASS_CHARS) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 /// The statement kind used to pick a service time (the engine's classifier).
 pub fn statement_kind(sql: &str) -> &'static str {
     crate::statement_kind(sql)

@@ -48,6 +48,11 @@ pub struct Histograms {
     /// that reported them: a diagnostic for `validate` (the real side splits its Server-Timing
     /// the same way), not in reports and not kept by [`Histograms::to_encoded`].
     by_status: BTreeMap<(Metric, u16), Histogram<u64>>,
+    /// Every statement's round trip as the backend saw it (sent to answered, modelled µs),
+    /// by its class (`model::profile::statement_class`): a diagnostic for `validate
+    /// --statement-times` (the real side times its statements the same way), not in reports
+    /// and not kept by [`Histograms::to_encoded`].
+    by_statement: BTreeMap<String, Histogram<u64>>,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -60,6 +65,7 @@ impl Default for Histograms {
         Histograms {
             by_metric: Metric::ALL.iter().map(|m| (*m, new_histogram())).collect(),
             by_status: BTreeMap::new(),
+            by_statement: BTreeMap::new(),
         }
     }
 }
@@ -100,6 +106,21 @@ impl Histograms {
         recorded.map(|((_, status), h)| (*status, h)).collect()
     }
 
+    /// Records one statement's round trip under its class.
+    pub fn record_statement(&mut self, sql: &str, value_us: u64) {
+        let class = model::profile::statement_class(sql);
+        let h = match self.by_statement.get_mut(class) {
+            Some(h) => h,
+            None => self.by_statement.entry(class.to_string()).or_insert_with(new_histogram),
+        };
+        h.saturating_record(value_us.max(1));
+    }
+
+    /// Statement round trips by class (what [`Histograms::record_statement`] recorded).
+    pub fn by_statement(&self) -> &BTreeMap<String, Histogram<u64>> {
+        &self.by_statement
+    }
+
     pub fn merge(&mut self, other: &Histograms) {
         for (metric, h) in &other.by_metric {
             let mine = self.by_metric.get_mut(metric).expect("every metric has a histogram");
@@ -107,6 +128,10 @@ impl Histograms {
         }
         for (key, h) in &other.by_status {
             let mine = self.by_status.entry(*key).or_insert_with(new_histogram);
+            mine.add(h).expect("histograms with equal bounds always merge");
+        }
+        for (class, h) in &other.by_statement {
+            let mine = self.by_statement.entry(class.clone()).or_insert_with(new_histogram);
             mine.add(h).expect("histograms with equal bounds always merge");
         }
     }

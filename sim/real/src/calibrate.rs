@@ -47,6 +47,7 @@ use backend_core::db::schema::SchemaVariant;
 
 use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use hdrhistogram::Histogram;
+pub use model::profile::{CLASS_CHARS, statement_class};
 use model::profile::{DEFAULT_PROFILE_TOML, STATEMENT_KINDS, statement_kind};
 use sim::world::{Profile, QUANTUM_US_CALIBRATED};
 use tokio::time::Instant;
@@ -66,21 +67,6 @@ pub const SAMPLES_MIN: u64 = 20;
 /// The quantiles of each empirical table (0 is the minimum, 1 the maximum).
 pub const PROFILE_QUANTILES: [f64; 13] =
     [0.0, 0.01, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.99, 0.995, 0.999, 1.0];
-
-/// Characters of a statement's text that name its class: enough to tell backend-core's
-/// statements apart, short enough for the profile (`model::profile::CLASS_PREFIX_CHARS_MAX`).
-pub const CLASS_CHARS: usize = 64;
-const _: () = assert!(CLASS_CHARS <= model::profile::CLASS_PREFIX_CHARS_MAX);
-
-/// A statement's class: the first [`CLASS_CHARS`] characters of its text (leading
-/// whitespace skipped), so the class is a prefix the profile matches the statement by.
-pub fn statement_class(sql: &str) -> &str {
-    let text = sql.trim_start();
-    match text.char_indices().nth(CLASS_CHARS) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
 
 /// Statement service times by kind and by class, µs.
 #[derive(Debug, Default)]
@@ -219,6 +205,25 @@ impl TimingDb {
     /// µs spent in statements since the wrapper was made.
     pub fn total_us(&self) -> u64 {
         self.total_us.load(Ordering::Relaxed)
+    }
+
+    /// Starts a server whose `Db` is a [`TimingDb`] adding to `total_us`, with `work` and
+    /// `layer` as [`Server::start_instrumented`] takes them; returns the server and the timer.
+    pub async fn serve(
+        config: &ServeConfig,
+        total_us: Arc<AtomicU64>,
+        work: Option<Arc<dyn WorkCharge>>,
+        layer: &(dyn Fn(axum::Router) -> axum::Router + Sync),
+    ) -> Result<(Server, TimingDb), RealError> {
+        let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
+        let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
+            let timing = TimingDb::with_total(db, total_us.clone());
+            *slot.lock().expect("timing slot") = Some(timing.clone());
+            Arc::new(timing)
+        };
+        let server = Server::start_instrumented(config, &wrap, work, layer).await?;
+        let timing = slot.lock().expect("timing slot").take().expect("the server wraps its db");
+        Ok((server, timing))
     }
 
     /// The times recorded so far (taken out: the wrapper starts over).
@@ -788,14 +793,8 @@ pub struct Meter {
 impl Meter {
     /// Starts a server with the instruments in place.
     pub async fn start(config: &ServeConfig) -> Result<(Server, Meter), RealError> {
-        let slot: Mutex<Option<TimingDb>> = Mutex::new(None);
         let db_total_us = Arc::new(AtomicU64::new(0));
         let requests = Arc::new(RequestTimer::new(db_total_us.clone()));
-        let wrap = |db: Arc<dyn Db>| -> Arc<dyn Db> {
-            let timing = TimingDb::with_total(db, db_total_us.clone());
-            *slot.lock().expect("timing slot") = Some(timing.clone());
-            Arc::new(timing)
-        };
         let checks = Arc::new(CheckRecorder::default());
         let observer = checks.clone();
         let timer = requests.clone();
@@ -813,8 +812,7 @@ impl Meter {
             timer.clone().layer(router)
         };
         let work = Some(checks.clone() as Arc<dyn WorkCharge>);
-        let server = Server::start_instrumented(config, &wrap, work, &layer).await?;
-        let timing = slot.lock().expect("timing slot").take().expect("start_wrapped wraps the db");
+        let (server, timing) = TimingDb::serve(config, db_total_us, work, &layer).await?;
         let since = Mutex::new((CpuSnapshot::now(), timing.total_us()));
         Ok((server, Meter { timing, requests, checks, since }))
     }

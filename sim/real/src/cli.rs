@@ -353,6 +353,12 @@ pub struct ValidateArgs {
     /// value, each judged.
     #[arg(long, value_delimiter = ',', value_name = "B")]
     pub busy_cost_factor: Vec<f64>,
+    /// Time every statement on both sides, at every level, and print their round trips by
+    /// statement class (p50 / p95 / p99, real beside simulated): which statements the two
+    /// sides part on under load. A diagnostic, not judged; the real service's statements are
+    /// then timed at every level (a clock read and a histogram record each).
+    #[arg(long)]
+    pub statement_times: bool,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -422,6 +428,7 @@ impl ValidateArgs {
             seed: self.seed,
             reports: self.reports.clone(),
             connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
+            statement_times: self.statement_times,
         })
     }
 }

@@ -79,7 +79,9 @@
 //! level ([`SimProfile::FromRun`]: no drift between calibration and measurement, so the
 //! MODEL is judged, not a profile's age); the output names which.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use backend_core::booking::Strategy;
@@ -91,7 +93,7 @@ use scenarios::{Loaded, Scenario};
 use sim::world::Profile;
 
 use super::RealError;
-use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, measured_profile};
+use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, TimingDb, measured_profile};
 use super::cpu_time::CpuSnapshot;
 use super::database::{DbTarget, TempDatabase, first_count, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
@@ -137,6 +139,9 @@ pub struct ValidateConfig {
     /// The `[cpu]` values to simulate instead of the profile's (`--quantum-us`,
     /// `--offpath-us`, `--backend-workers`), each against the same real side.
     pub knobs: Knobs,
+    /// Time every statement at every level, both sides, and print the round trips by class
+    /// (`--statement-times`; [`statement_lines`]).
+    pub statement_times: bool,
 }
 
 impl ValidateConfig {
@@ -224,6 +229,9 @@ pub struct RealLevel {
     pub cpu: Option<LoadedCpu>,
     /// The service's counters at the end of the level (`/metrics`).
     pub backend_metrics: MetricsSnapshot,
+    /// Its statements' round trips by class, µs, when they were timed (a metered level, or
+    /// every level with `--statement-times`).
+    pub statements: Option<BTreeMap<String, Histogram<u64>>>,
 }
 
 impl RealLevel {
@@ -450,11 +458,15 @@ async fn real_level(
     assert!(!measure || level == 1, "measurements pair requests up at 1 user only");
     let pool = scenario.backend.pool_size;
     let serve_config = ServeConfig::ephemeral(target, pool, config.strategy, config.seed);
-    let (server, meter) = if measure {
+    let (server, meter, timing) = if measure {
         let (server, meter) = Meter::start(&serve_config).await?;
-        (server, Some(meter))
+        (server, Some(meter), None)
+    } else if config.statement_times {
+        let total_us = Arc::new(AtomicU64::new(0));
+        let (server, timing) = TimingDb::serve(&serve_config, total_us, None, &|r| r).await?;
+        (server, None, Some(timing))
     } else {
-        (Server::start(&serve_config).await?, None)
+        (Server::start(&serve_config).await?, None, None)
     };
     let monitor = match run.monitored {
         true => Some(Monitor::start(&target.url, None).await?),
@@ -495,6 +507,11 @@ async fn real_level(
     let (double_bookings, bookings) = rounds.counted;
     let backend_metrics = server.context.metrics.snapshot();
     server.stop().await;
+    let statements = match (&measured, timing) {
+        (Some((times, _)), _) => Some(times.by_class.clone()),
+        (None, Some(timing)) => Some(timing.take_times().by_class),
+        (None, None) => None,
+    };
     Ok(RealLevel {
         level,
         outcome,
@@ -504,6 +521,7 @@ async fn real_level(
         measured,
         cpu,
         backend_metrics,
+        statements,
     })
 }
 
@@ -1038,6 +1056,11 @@ pub fn validate_command(
         for line in machine_cpu_lines(&real, &sim) {
             println!("{line}");
         }
+        if config.statement_times {
+            for line in statement_lines(&real, &sim) {
+                println!("{line}");
+            }
+        }
         if verdict.is_ok() {
             verdict = result;
         }
@@ -1072,6 +1095,56 @@ fn in_transaction_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A class needs this many round trips on one side to be printed by [`statement_lines`].
+const STATEMENT_LINE_SAMPLES_MIN: u64 = 20;
+/// Characters of a class's text a line shows.
+const STATEMENT_LINE_CHARS: usize = 48;
+
+/// Per level, each statement class both sides ran (at least [`STATEMENT_LINE_SAMPLES_MIN`]
+/// times on one of them), with its round trips as the service saw them (sent to answered,
+/// a database error included): real p50 / p95 / p99 beside simulated. Where the two sides
+/// part under load, statement by statement: a statement the machine delays, a lock wait, a
+/// COMMIT's flush. Levels the real side did not time print nothing. A diagnostic: not judged.
+pub fn statement_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
+    let timed = real.iter().zip(sim).filter_map(|(r, s)| {
+        let real_classes = r.statements.as_ref()?;
+        Some(level_statement_lines(r.level, real_classes, s.histograms.by_statement()))
+    });
+    timed.flatten().collect()
+}
+
+/// [`statement_lines`] of one level.
+fn level_statement_lines(
+    level: u32,
+    real_classes: &BTreeMap<String, Histogram<u64>>,
+    sim_classes: &BTreeMap<String, Histogram<u64>>,
+) -> Vec<String> {
+    let side = |h: Option<&Histogram<u64>>| match h {
+        Some(h) if !h.is_empty() => format!(
+            "n {} p50 {} p95 {} p99 {} µs",
+            h.len(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.95),
+            h.value_at_quantile(0.99)
+        ),
+        _ => "n 0".to_string(),
+    };
+    let classes: std::collections::BTreeSet<&String> =
+        real_classes.keys().chain(sim_classes.keys()).collect();
+    let mut lines = vec![format!("statement round trips at {level} users (real; simulated):")];
+    for class in classes {
+        let (real_h, sim_h) = (real_classes.get(class), sim_classes.get(class));
+        let most = real_h.map_or(0, |h| h.len()).max(sim_h.map_or(0, |h| h.len()));
+        if most < STATEMENT_LINE_SAMPLES_MIN {
+            continue;
+        }
+        let shown: String = class.split_whitespace().collect::<Vec<_>>().join(" ");
+        let shown: String = shown.chars().take(STATEMENT_LINE_CHARS).collect();
+        lines.push(format!("  {shown:<48}  real {}; simulated {}", side(real_h), side(sim_h)));
+    }
+    lines
 }
 
 /// Conflict detection and rules evaluation split by the HTTP status of the answer that
@@ -1318,6 +1391,37 @@ mod tests {
     /// user, else a probe before the run; the first level is metered only when something is
     /// taken from it.
     #[test]
+    fn statement_lines_put_each_class_real_beside_simulated() {
+        let times = |values: &[(u64, u64)]| {
+            let mut h = sim::compare::latency_histogram();
+            for &(us, n) in values {
+                h.record_n(us, n).unwrap();
+            }
+            h
+        };
+        let commit = "COMMIT".to_string();
+        let insert = "INSERT INTO appointments (id, clinic_id,\n   room_id) VALUES".to_string();
+        let real = BTreeMap::from([
+            (commit.clone(), times(&[(300, 90), (5_000, 10)])),
+            (insert.clone(), times(&[(200, 30)])),
+            ("SELECT 1".to_string(), times(&[(20, 19)])),
+        ]);
+        let sim = BTreeMap::from([(commit.clone(), times(&[(310, 99), (900, 1)]))]);
+        let lines = level_statement_lines(50, &real, &sim);
+        assert_eq!(lines[0], "statement round trips at 50 users (real; simulated):");
+        assert_eq!(lines.len(), 3, "SELECT 1 has 19 samples, too few to show: {lines:?}");
+        assert!(lines[1].starts_with("  COMMIT "), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with("real n 100 p50 300 p95 5003 p99 5003 µs; simulated n 100 p50 310 p95 310 p99 310 µs"),
+            "{}",
+            lines[1]
+        );
+        let shown = "  INSERT INTO appointments (id, clinic_id, room_id  real";
+        assert!(lines[2].starts_with(shown), "one line, 48 characters: {}", lines[2]);
+        assert!(lines[2].ends_with("real n 30 p50 200 p95 200 p99 200 µs; simulated n 0"));
+    }
+
+    #[test]
     fn the_probe_is_the_first_level_by_default_when_it_is_one_user() {
         assert_eq!(ProbeSource::for_levels(&[1, 10, 25, 50]), ProbeSource::FirstLevel);
         assert_eq!(ProbeSource::for_levels(&[1]), ProbeSource::FirstLevel);
@@ -1336,6 +1440,7 @@ mod tests {
             probe_source,
             connections: Default::default(),
             knobs: Knobs::default(),
+            statement_times: false,
         };
         let (first, before) = (ProbeSource::FirstLevel, ProbeSource::BeforeRun);
         assert!(config(SimProfile::committed(), true, first).meters_first_level());

@@ -171,6 +171,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         probe_source: real::validate::ProbeSource::BeforeRun,
         connections: Default::default(),
         knobs: real::validate::Knobs::default(),
+        statement_times: false,
     }
 }
 
@@ -181,7 +182,8 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     let _others = beside_others();
     use real::validate::{compare_levels, real_side, round_days, scenario_at_level, sim_side};
     let Some(url) = database_url() else { return };
-    let config = validate_config(&url, "exclusion", 10);
+    let mut config = validate_config(&url, "exclusion", 10);
+    config.statement_times = true;
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 10).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -213,6 +215,14 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     )
     .unwrap();
     assert_eq!(sim.runs, requests / 10);
+    // --statement-times: every statement timed on both sides, by class.
+    let classes = level.statements.as_ref().expect("a timed level");
+    let commits = classes.get("COMMIT").map_or(0, |h| h.len());
+    assert!(commits >= level.bookings, "{commits} COMMITs for {} bookings", level.bookings);
+    let lines = real::validate::statement_lines(&real, std::slice::from_ref(&sim));
+    assert_eq!(lines[0], "statement round trips at 10 users (real; simulated):");
+    let commit = lines.iter().find(|l| l.trim_start().starts_with("COMMIT")).expect("COMMIT");
+    assert!(!commit.contains("real n 0;") && !commit.ends_with("simulated n 0"), "{commit}");
     let (rows, overlays) = compare_levels(&real, &[sim]);
     assert_eq!(rows.len(), 3, "room assignment, conflict detection, rules evaluation");
     let assign = &rows[0].comparison;

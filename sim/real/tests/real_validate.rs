@@ -101,6 +101,7 @@ fn run_validate(
         probe_source: ProbeSource::for_levels(&[1]),
         connections: Default::default(),
         knobs: Knobs::default(),
+        statement_times: false,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -35,7 +35,9 @@ use scenarios::{Scenario, parse_day_unix_s};
 use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
-use crate::model_db::{DB_PORT, DbDrops, DeadlockLog, ModelDb, StatementTap};
+use crate::model_db::{
+    DB_PORT, DbDrops, DbObservers, DeadlockLog, ModelDb, StatementObserver, StatementTap,
+};
 use crate::net;
 use crate::pool::WaitObserver;
 use crate::seeds::{Seeds, Stream};
@@ -219,11 +221,14 @@ pub fn add_backend_host(
         let sink = histograms.clone();
         let on_wait: WaitObserver =
             Arc::new(move |us| sink.lock().expect("histograms").record(Metric::PoolWait, us));
+        let sink = histograms.clone();
+        let on_statement: StatementObserver =
+            Arc::new(move |sql, us| sink.lock().expect("histograms").record_statement(sql, us));
+        let observers = DbObservers { on_wait, on_statement, deadlocks: deadlocks.clone() };
         let db = ModelDb::with_tap(
             scenario.backend.pool_size,
             scaled_ms(scenario.backend.acquire_timeout_ms),
-            on_wait,
-            deadlocks.clone(),
+            observers,
             guard,
             drops.clone(),
             tap.clone(),
