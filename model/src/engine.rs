@@ -118,6 +118,13 @@ impl Engine {
         self.is_blocked_impl(session)
     }
 
+    /// Whether the session is inside a transaction block that COMMIT would commit: open,
+    /// explicit, and no error ended it (a COMMIT then answers ROLLBACK).
+    pub fn commits_on_commit(&self, session: SessionId) -> bool {
+        let txn = self.sessions.get(&session).and_then(|s| s.txn.as_ref());
+        txn.is_some_and(|t| t.explicit && !t.failed && !t.ended)
+    }
+
     /// Virtual time since the engine started.
     pub fn now(&self) -> Duration {
         self.now

@@ -28,6 +28,10 @@
 //!   the clinic's whole history: see "Not modelled" below.) Without it the table holds the
 //!   rows of the days `calibrate` happened to book on, and validate's levels, each booking up
 //!   to N rows a day, all cost the same.
+//! - `[wal] commit_flush_share = S` (0 ≤ S ≤ 0.95): the share of a COMMIT's drawn time that
+//!   is its WAL flush when its transaction wrote. The server then makes the commit wait for
+//!   the log's one flusher (group commit, `crate::io::wal`) and applies it, visible and its
+//!   locks released, only after the flush, as PostgreSQL does. Absent: 0, no flush.
 //! - `[cpu]`: the BACKEND's costs on the measured machine (rules evaluation per check, CPU per
 //!   HTTP request, the cores it shares with the database). They describe the service, not
 //!   PostgreSQL, so this crate only accepts the table and leaves it to the simulation's cost
@@ -141,7 +145,13 @@ pub struct LatencyProfile {
     classes: Vec<(String, ServiceTime)>,
     /// Statement-text prefix → µs per returned row (classes with `us_per_row` only).
     row_costs: BTreeMap<String, f64>,
+    /// `[wal] commit_flush_share`: the share of a writing transaction's COMMIT draw that is
+    /// its WAL flush (`crate::io::wal`); 0: no flush modelled.
+    commit_flush_share: f64,
 }
+
+/// Largest `[wal] commit_flush_share` accepted: some of a COMMIT is not the flush.
+pub const COMMIT_FLUSH_SHARE_MAX: f64 = 0.95;
 
 /// Largest `us_per_row` accepted (a guard against a wild fit).
 pub const US_PER_ROW_MAX: f64 = 10_000.0;
@@ -163,6 +173,13 @@ struct RawProfile {
     /// The machine-speed probe taken at calibration: read by the simulation's profile.
     #[serde(rename = "machine")]
     _machine: Option<toml::Table>,
+    wal: Option<RawWal>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWal {
+    commit_flush_share: f64,
 }
 
 #[derive(Deserialize)]
@@ -252,7 +269,12 @@ impl LatencyProfile {
         }
         // Longest prefix first, so the most specific class matches.
         classes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Ok(LatencyProfile { kinds, classes, row_costs })
+        let commit_flush_share = match raw.wal {
+            None => 0.0,
+            Some(wal) => check_commit_flush_share(wal.commit_flush_share)
+                .map_err(|r| err("wal.commit_flush_share".into(), r))?,
+        };
+        Ok(LatencyProfile { kinds, classes, row_costs, commit_flush_share })
     }
 
     /// What the `rows` a statement returned add to its drawn time: its class's `us_per_row`
@@ -285,6 +307,19 @@ impl LatencyProfile {
             };
         }
         result
+    }
+
+    /// The share of a writing transaction's COMMIT draw that is its WAL flush (`[wal]
+    /// commit_flush_share`; 0 when absent: no flush modelled). See `crate::io::wal`.
+    pub fn commit_flush_share(&self) -> f64 {
+        self.commit_flush_share
+    }
+
+    /// This profile with `[wal] commit_flush_share = share` (0: none); an error names why a
+    /// share is refused.
+    pub fn with_commit_flush_share(&self, share: f64) -> Result<LatencyProfile, String> {
+        let commit_flush_share = check_commit_flush_share(share)?;
+        Ok(LatencyProfile { commit_flush_share, ..self.clone() })
     }
 
     /// The class's µs per returned row, if it has one.
@@ -348,6 +383,7 @@ impl LatencyProfile {
             .collect();
         LatencyProfile {
             row_costs,
+            commit_flush_share: self.commit_flush_share,
             kinds: self.kinds.iter().map(|(kind, s)| (*kind, scale(s, factor))).collect(),
             classes: self
                 .classes
@@ -357,6 +393,13 @@ impl LatencyProfile {
                 })
                 .collect(),
         }
+    }
+}
+
+fn check_commit_flush_share(share: f64) -> Result<f64, String> {
+    match (0.0..=COMMIT_FLUSH_SHARE_MAX).contains(&share) {
+        true => Ok(share),
+        false => Err(format!("must be 0..={COMMIT_FLUSH_SHARE_MAX} (0: no flush), got {share}")),
     }
 }
 
@@ -623,6 +666,26 @@ mod tests {
         [kinds.delete]\nmedian_us = 120\nsigma = 0.3\n[kinds.begin]\nmedian_us = 60\nsigma = 0.3\n\
         [kinds.commit]\nmedian_us = 260\nsigma = 0.3\n[kinds.rollback]\nmedian_us = 60\nsigma = 0.3\n\
         [kinds.ddl]\nmedian_us = 2000\nsigma = 0.5\n[kinds.other]\nmedian_us = 60\nsigma = 0.3\n";
+
+    #[test]
+    fn the_commit_flush_share_is_optional_checked_and_kept_by_scaling() {
+        let none = LatencyProfile::from_toml_str(DEFAULT_KINDS, "k").unwrap();
+        assert_eq!(none.commit_flush_share(), 0.0, "absent: no flush");
+        let text = format!("{DEFAULT_KINDS}\n[wal]\ncommit_flush_share = 0.75\n");
+        let with = LatencyProfile::from_toml_str(&text, "w").unwrap();
+        assert_eq!(with.commit_flush_share(), 0.75);
+        assert_eq!(with.scaled(3.0).commit_flush_share(), 0.75, "a share, not a time");
+        assert_eq!(none.with_commit_flush_share(0.5).unwrap().commit_flush_share(), 0.5);
+        assert!(none.with_commit_flush_share(0.99).unwrap_err().contains("0.99"));
+        for bad in ["commit_flush_share = 1.5", "commit_flush_share = -0.1", "flush = 0.5"] {
+            let text = format!("{DEFAULT_KINDS}\n[wal]\n{bad}\n");
+            let e = LatencyProfile::from_toml_str(&text, "w").unwrap_err();
+            assert!(
+                e.field == "wal.commit_flush_share" || e.reason.contains("flush"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn scaling_multiplies_every_service_time_and_keeps_the_shape() {

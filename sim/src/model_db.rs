@@ -468,4 +468,27 @@ mod tests {
         let doubled = twice.by_statement().values().map(|h| h.len()).sum::<u64>();
         assert_eq!(doubled, 2 * by_class.values().map(|h| h.len()).sum::<u64>(), "merged");
     }
+
+    /// A profile with `[wal] commit_flush_share` runs the same bookings through the model's
+    /// WAL flush (`model::io::wal`): the invariants hold, the run replays, and the commits
+    /// becoming visible later changes the interleaving (the trace).
+    #[test]
+    fn a_run_with_a_wal_flush_holds_its_invariants_and_replays() {
+        use crate::world::{self, RunConfig};
+        let config = |share: f64| RunConfig {
+            guard: Default::default(),
+            scenario: Arc::new(Scenario::builtin("storm").unwrap().scenario),
+            seed: 3,
+            strategy: "exclusion".into(),
+            keep_trace: false,
+            profile: Arc::new(world::default_profile().with_commit_flush_share(share).unwrap()),
+            connections: Default::default(),
+        };
+        let flushed = world::run(&config(0.75)).unwrap().outcome;
+        assert!(flushed.passed(), "{:?}", flushed.violations);
+        assert_eq!(flushed.trace_hash, world::run(&config(0.75)).unwrap().outcome.trace_hash);
+        let plain = world::run(&config(0.0)).unwrap().outcome;
+        assert_ne!(flushed.trace_hash, plain.trace_hash, "the flush moves the commits");
+        assert_eq!(flushed.counts.bookings, plain.counts.bookings);
+    }
 }

@@ -1,6 +1,6 @@
 //! Thin async adapters over the sans-IO engine: a framed protocol ([`frame`]), a server with
 //! seeded PCT scheduling and service times ([`server`], [`sched`]), a client ([`client`]) and
-//! the execution trace ([`trace`]). Everything runs over any `AsyncRead + AsyncWrite + Unpin`
+//! the execution trace ([`trace`]) and the WAL flush COMMITs wait for ([`wal`]). Everything runs over any `AsyncRead + AsyncWrite + Unpin`
 //! stream on a current-thread runtime: no real sockets, threads or wall clock, so the
 //! simulation can run it on turmoil TCP streams. Not modelled: TLS, auth, cancellation.
 
@@ -10,6 +10,7 @@ pub mod frame;
 pub mod sched;
 pub mod server;
 pub mod trace;
+pub mod wal;
 
 pub use client::Client;
 pub use cores::{CoreGuard, Cores};

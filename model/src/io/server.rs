@@ -32,7 +32,7 @@
 //! statement cancellation, partial writes of a reply.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +47,7 @@ use super::cores::{CoreGuard, Cores, Demand};
 use super::frame::{Incoming, IoError, read_frame, write_frame};
 use super::sched::{Picker, Scheduler};
 use super::trace::{Trace, TraceEvent, fingerprint};
+use super::wal::Wal;
 use crate::profile::{LatencyProfile, statement_kind};
 use crate::{Engine, Response, SessionId, Step, Value};
 
@@ -102,8 +103,21 @@ impl Default for ServerConfig {
 type Reply = oneshot::Sender<Response>;
 
 enum Cmd {
-    Query { session: SessionId, sql: String, params: Vec<Value>, reply: Reply },
-    Close { session: SessionId, generation: u64 },
+    Query {
+        session: SessionId,
+        sql: String,
+        params: Vec<Value>,
+        reply: Reply,
+    },
+    /// A COMMIT whose WAL flush has ended: apply it now ([`EngineTask::commit_after_flush`]).
+    Apply {
+        commit: Queued,
+        generation: u64,
+    },
+    Close {
+        session: SessionId,
+        generation: u64,
+    },
     Crash,
 }
 
@@ -250,6 +264,11 @@ struct EngineTask {
     /// before `time_scale`) and whether it is inside a transaction block: see
     /// [`EngineTask::reply_delay`].
     transport_debt: BTreeMap<SessionId, TransportDebt>,
+    /// The log's flusher, when the profile has a `[wal] commit_flush_share`.
+    wal: Option<Wal>,
+    /// Sessions whose open transaction wrote (its COMMIT flushes): see
+    /// [`EngineTask::note_writes`].
+    wrote: BTreeSet<SessionId>,
 }
 
 /// Longest transport debt a session carries (modelled time).
@@ -272,7 +291,21 @@ impl EngineTask {
         let demand = cores.demand();
         let transport_debt = BTreeMap::new();
         let (ready, blocked) = (Vec::new(), Vec::new());
-        EngineTask { shared, config, picker, rng, ready, blocked, cores, demand, transport_debt }
+        let wal = (config.profile.commit_flush_share() > 0.0).then(Wal::start);
+        let wrote = BTreeSet::new();
+        EngineTask {
+            shared,
+            config,
+            picker,
+            rng,
+            ready,
+            blocked,
+            cores,
+            demand,
+            transport_debt,
+            wal,
+            wrote,
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -317,10 +350,12 @@ impl EngineTask {
             Cmd::Query { session, sql, params, reply } => {
                 self.ready.push(Queued { session, sql, params, reply })
             }
+            Cmd::Apply { commit, generation } => self.apply_commit(commit, generation),
             Cmd::Close { session, generation } => {
                 if generation != *self.shared.generation.borrow() {
                     return; // The session died with a crash already.
                 }
+                self.wrote.remove(&session);
                 self.ready.retain(|q| q.session != session);
                 self.blocked.retain(|b| b.0 != session);
                 self.transport_debt.remove(&session);
@@ -332,6 +367,8 @@ impl EngineTask {
                 self.ready.clear();
                 self.blocked.clear();
                 self.transport_debt.clear();
+                // A commit still flushing is lost with its session (its Apply is dropped).
+                self.wrote.clear();
                 self.shared.engine.borrow_mut().crash_restart();
                 self.shared.generation.send_modify(|g| *g += 1);
             }
@@ -350,10 +387,15 @@ impl EngineTask {
             let q = self.ready.remove(self.picker.pick(&sessions));
             self.advance_clock();
             let kind = statement_kind(&q.sql);
+            if kind == "commit" && self.flushes(q.session) {
+                self.commit_after_flush(q, core);
+                continue;
+            }
             let step = self.shared.engine.borrow_mut().submit(q.session, &q.sql, &q.params);
             match step {
                 Step::Done(response) => {
                     self.record(q.session, kind, &q.sql, outcome(&response));
+                    self.note_writes(q.session, kind, &q.sql, response.is_ok());
                     self.send_later(q.session, kind, &q.sql, response, q.reply, Some(core));
                 }
                 Step::Blocked => {
@@ -375,7 +417,90 @@ impl EngineTask {
             };
             let (session, kind, sql, reply) = self.blocked.remove(i);
             self.record(session, kind, &sql, format!("completed {}", outcome(&c.response)));
+            self.note_writes(session, kind, &sql, c.response.is_ok());
             self.send_later(session, kind, &sql, c.response, reply, None);
+        }
+    }
+
+    /// Whether the session's COMMIT waits for a WAL flush: the profile models one, its
+    /// transaction wrote, and COMMIT would commit it (not answer ROLLBACK).
+    fn flushes(&self, session: SessionId) -> bool {
+        self.wal.is_some()
+            && self.wrote.contains(&session)
+            && self.shared.engine.borrow().commits_on_commit(session)
+    }
+
+    /// Keeps [`EngineTask::wrote`]: a transaction block's end or start forgets the session; a
+    /// successful INSERT, UPDATE, DELETE or row-locking SELECT (PostgreSQL gives each an
+    /// xid, whose commit record is flushed) notes it.
+    fn note_writes(&mut self, session: SessionId, kind: &str, sql: &str, ok: bool) {
+        match kind {
+            "begin" | "commit" | "rollback" => {
+                self.wrote.remove(&session);
+            }
+            "insert" | "update" | "delete" if ok => {
+                self.wrote.insert(session);
+            }
+            "select" if ok && locks_rows(sql) => {
+                self.wrote.insert(session);
+            }
+            _ => {}
+        }
+    }
+
+    /// A COMMIT of a writing transaction (`super::wal`): its draw is spent as any statement's,
+    /// holding a core for `core_fraction` of it before the flush, and the last
+    /// `commit_flush_share` of its reply's delay waiting for the log's flusher (with the
+    /// commits queued behind the flush in progress). Only then is it applied, visible and its
+    /// locks released ([`EngineTask::apply_commit`]), and answered.
+    fn commit_after_flush(&mut self, commit: Queued, core: CoreGuard) {
+        let scale = self.config.time_scale;
+        let profile = &self.config.profile;
+        let drawn = profile.sample_statement("commit", &commit.sql, &mut self.rng);
+        let share = profile.commit_flush_share();
+        let reply_after = self.reply_delay(commit.session, "commit", drawn) * scale;
+        let flush = (drawn * scale).mul_f64(share).min(reply_after);
+        let before_flush = reply_after - flush;
+        // The flush is not CPU: the core is held before it only.
+        let core_time = (drawn * scale).mul_f64(self.config.core_fraction).min(before_flush);
+        let wal = self.wal.clone().expect("flushes() checked the log");
+        let (cores, tx) = (Arc::clone(&self.cores), self.shared.tx.clone());
+        let generation = *self.shared.generation.borrow();
+        tokio::task::spawn_local(async move {
+            let started = Instant::now();
+            drop(cores.spend(core, core_time).await);
+            if before_flush > core_time {
+                tokio::time::sleep_until(started + before_flush).await;
+            }
+            if !flush.is_zero() {
+                wal.flush(flush).await;
+            }
+            let _ = tx.send(Cmd::Apply { commit, generation });
+        });
+    }
+
+    /// Applies a COMMIT whose flush has ended and answers it at once (its time is spent);
+    /// nothing when a crash came in between. Its session is still open: a connection is
+    /// closed only after the answer to its last statement (`Server::serve_session` reads no
+    /// further while it waits), as a PostgreSQL backend finishes a commit before it notices
+    /// that its client is gone.
+    fn apply_commit(&mut self, commit: Queued, generation: u64) {
+        if generation != *self.shared.generation.borrow() {
+            return;
+        }
+        let Queued { session, sql, params, reply } = commit;
+        self.advance_clock();
+        let step = self.shared.engine.borrow_mut().submit(session, &sql, &params);
+        match step {
+            Step::Done(response) => {
+                self.record(session, "commit", &sql, outcome(&response));
+                self.note_writes(session, "commit", &sql, response.is_ok());
+                let _ = reply.send(response);
+            }
+            Step::Blocked => {
+                self.record(session, "commit", &sql, "blocked".into());
+                self.blocked.push((session, "commit", sql, reply));
+            }
         }
     }
 
@@ -496,6 +621,15 @@ async fn sleep_or_never(limit: Option<Duration>) {
     }
 }
 
+/// Whether a SELECT locks the rows it reads (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
+/// `FOR KEY SHARE`): PostgreSQL then gives its transaction an xid.
+fn locks_rows(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    ["FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE"]
+        .iter()
+        .any(|clause| upper.contains(clause))
+}
+
 fn outcome(response: &Response) -> String {
     match response {
         Ok(_) => "ok".into(),
@@ -507,5 +641,149 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use tokio::io::DuplexStream;
+
+    use super::*;
+    use crate::io::Client;
+    use crate::{Engine, EngineConfig};
+
+    /// Every statement 100 µs, COMMIT 1,000 µs; × 10 in tokio time: 1 ms and 10 ms. With
+    /// `flush_share` 0.6 a writing COMMIT spends 4 ms, then flushes for 6 ms.
+    fn server(flush_share: f64, executors: usize) -> Server {
+        let mut text = String::new();
+        for kind in crate::profile::STATEMENT_KINDS {
+            let us = if kind == "commit" { 1_000.0 } else { 100.0 };
+            text.push_str(&format!("[kinds.{kind}]\nquantiles = [[0.0, {us}], [1.0, {us}]]\n"));
+        }
+        if flush_share > 0.0 {
+            text.push_str(&format!("[wal]\ncommit_flush_share = {flush_share}\n"));
+        }
+        let profile = LatencyProfile::from_toml_str(&text, "wal test").unwrap();
+        let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+        let config = ServerConfig {
+            seed: 1,
+            time_scale: 10,
+            profile,
+            executors_max: executors,
+            ..Default::default()
+        };
+        Server::start(engine, config)
+    }
+
+    fn connect(server: &Server) -> Client<DuplexStream> {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let server = server.clone();
+        tokio::task::spawn_local(async move { server.serve_connection(b).await });
+        Client::new(a)
+    }
+
+    async fn run(client: &mut Client<DuplexStream>, sql: &str) -> crate::QueryResult {
+        client.query(sql, &[]).await.unwrap().unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+    }
+
+    fn on_local<F: std::future::Future<Output = ()>>(test: F) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, test);
+    }
+
+    /// When a key held by a committing transaction is free for the INSERT waiting on it, ms
+    /// after the COMMIT was sent; and how long that COMMIT took.
+    async fn waiter_released_after(flush_share: f64) -> (u128, u128) {
+        let server = server(flush_share, 2);
+        let (mut holder, mut waiter) = (connect(&server), connect(&server));
+        run(&mut holder, "CREATE TABLE t (id int primary key)").await;
+        for sql in ["BEGIN", "INSERT INTO t VALUES (1)"] {
+            run(&mut holder, sql).await;
+        }
+        run(&mut waiter, "BEGIN").await;
+        let waiting = tokio::task::spawn_local(async move {
+            let answer = waiter.query("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+            (answer, Instant::now())
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let sent = Instant::now();
+        run(&mut holder, "COMMIT").await;
+        let committed = sent.elapsed().as_millis();
+        let (answer, at) = waiting.await.unwrap();
+        assert_eq!(answer.unwrap_err().code, "23505", "the key was committed");
+        (at.duration_since(sent).as_millis(), committed)
+    }
+
+    #[test]
+    fn a_commit_becomes_visible_after_its_flush_not_before() {
+        on_local(async {
+            // Without a flush the COMMIT applies when it starts: the waiter's INSERT fails
+            // 1 ms (its own time) later. With one, 4 ms + 6 ms later. The COMMIT itself takes
+            // its 10 ms either way.
+            assert_eq!(waiter_released_after(0.0).await, (1, 10));
+            assert_eq!(waiter_released_after(0.6).await, (11, 10));
+        });
+    }
+
+    /// How long each of two writing transactions' COMMITs took, the second sent `gap_ms`
+    /// after the first; `second_reads_only`: the second wrote nothing.
+    async fn two_commits(gap_ms: u64, second_reads_only: bool) -> (u128, u128) {
+        let server = server(0.6, 2);
+        let (mut first, mut second) = (connect(&server), connect(&server));
+        run(&mut first, "CREATE TABLE t (id int)").await;
+        for (client, id) in [(&mut first, 1), (&mut second, 2)] {
+            run(client, "BEGIN").await;
+            match second_reads_only && id == 2 {
+                true => run(client, "SELECT id FROM t").await,
+                false => run(client, &format!("INSERT INTO t VALUES ({id})")).await,
+            };
+        }
+        let one = tokio::task::spawn_local(async move {
+            let sent = Instant::now();
+            run(&mut first, "COMMIT").await;
+            sent.elapsed().as_millis()
+        });
+        tokio::time::sleep(Duration::from_millis(gap_ms)).await;
+        let sent = Instant::now();
+        run(&mut second, "COMMIT").await;
+        (one.await.unwrap(), sent.elapsed().as_millis())
+    }
+
+    #[test]
+    fn a_commit_that_reaches_the_log_during_a_flush_waits_for_the_next() {
+        on_local(async {
+            // The first flushes 4–10 ms; the second reaches the log at 2 + 4 = 6 ms, waits
+            // for the flush in progress, then flushes 10–16: 14 ms for its 10 ms draw.
+            assert_eq!(two_commits(2, false).await, (10, 14));
+            // Apart, each flushes alone.
+            assert_eq!(two_commits(20, false).await, (10, 10));
+            // A transaction that wrote nothing does not flush, so nothing holds it up.
+            assert_eq!(two_commits(2, true).await, (10, 10));
+        });
+    }
+
+    #[test]
+    fn a_commit_whose_client_left_during_its_flush_still_commits() {
+        on_local(async {
+            let server = server(0.6, 2);
+            let mut leaving = connect(&server);
+            run(&mut leaving, "CREATE TABLE t (id int)").await;
+            for sql in ["BEGIN", "INSERT INTO t VALUES (1)"] {
+                run(&mut leaving, sql).await;
+            }
+            leaving.send_only("COMMIT", &[]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await; // Into its flush.
+            drop(leaving);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let mut reader = connect(&server);
+            assert_eq!(run(&mut reader, "SELECT id FROM t").await.rows.len(), 1);
+        });
     }
 }

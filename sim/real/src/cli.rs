@@ -353,6 +353,12 @@ pub struct ValidateArgs {
     /// value, each judged.
     #[arg(long, value_delimiter = ',', value_name = "B")]
     pub busy_cost_factor: Vec<f64>,
+    /// The simulation's WAL flush share (0 ≤ S ≤ 0.95: the last S of a writing transaction's
+    /// COMMIT waits for the log's one flusher, with group commit, and the commit becomes
+    /// visible only after it) instead of the profile's `[wal] commit_flush_share`; 0 = no
+    /// flush. Several values: one simulation per value, each judged.
+    #[arg(long, value_delimiter = ',', value_name = "S")]
+    pub commit_flush_share: Vec<f64>,
     /// Time every statement on both sides, at every level, and print their round trips by
     /// statement class (p50 / p95 / p99, real beside simulated): which statements the two
     /// sides part on under load. A diagnostic, not judged; the real service's statements are
@@ -413,6 +419,7 @@ impl ValidateArgs {
             backend_workers: self.backend_workers.clone(),
             core_fraction: self.core_fraction.clone(),
             busy_cost_factor: self.busy_cost_factor.clone(),
+            commit_flush_share: self.commit_flush_share.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {

@@ -1283,6 +1283,16 @@ fn variants(
     )?;
     let all = vary(
         all,
+        "--commit-flush-share",
+        &knobs.commit_flush_share,
+        |p, f| p.with_commit_flush_share(f),
+        |f| match f > 0.0 {
+            false => "no WAL flush (--commit-flush-share 0)".to_string(),
+            true => format!("WAL flush {f} of a writing COMMIT (--commit-flush-share)"),
+        },
+    )?;
+    let all = vary(
+        all,
         "--busy-cost-factor",
         &knobs.busy_cost_factor,
         |p, b| p.with_busy_cost_factor(b),
@@ -1314,6 +1324,8 @@ pub struct Knobs {
     pub core_fraction: Vec<f64>,
     /// `[cpu] busy_cost_factor` values.
     pub busy_cost_factor: Vec<f64>,
+    /// `[wal] commit_flush_share` values.
+    pub commit_flush_share: Vec<f64>,
 }
 
 impl Knobs {
@@ -1461,6 +1473,7 @@ mod tests {
             backend_workers: Vec::new(),
             core_fraction: Vec::new(),
             busy_cost_factor: Vec::new(),
+            commit_flush_share: Vec::new(),
         };
         let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
         assert_eq!(one.len(), 1);
@@ -1490,6 +1503,15 @@ mod tests {
         let too_many = Knobs { backend_workers: vec![100_000], ..Knobs::default() };
         let e = too_many.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--backend-workers 100000"), "{e}");
+        let flush = Knobs { commit_flush_share: vec![0.0, 0.75], ..Knobs::default() };
+        let all = variants(&profile, "p", &flush).unwrap();
+        let got: Vec<f64> = all.iter().map(|(p, _)| p.statements.commit_flush_share()).collect();
+        assert_eq!(got, [0.0, 0.75]);
+        assert!(all[0].1.ends_with("no WAL flush (--commit-flush-share 0)"), "{}", all[0].1);
+        assert!(all[1].1.ends_with("WAL flush 0.75 of a writing COMMIT (--commit-flush-share)"));
+        let too_much = Knobs { commit_flush_share: vec![1.2], ..Knobs::default() };
+        let e = too_much.check(&profile).unwrap_err().to_string();
+        assert!(e.contains("--commit-flush-share must be"), "{e}");
     }
 
     #[test]

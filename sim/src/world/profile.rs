@@ -228,6 +228,13 @@ impl Profile {
         })
     }
 
+    /// The same profile with another WAL flush share of a writing COMMIT (`[wal]
+    /// commit_flush_share`, 0 ≤ s ≤ 0.95; 0: no flush modelled; `model::io::wal`).
+    pub fn with_commit_flush_share(&self, share: f64) -> Result<Profile, String> {
+        let statements = self.statements.with_commit_flush_share(share)?;
+        Ok(Profile { statements, ..self.clone() })
+    }
+
     /// The same profile with another number of backend worker threads (`[cpu]
     /// backend_workers`; `None` or 0 = no limit). Errors name the reason (no `[cpu]` table or
     /// no shared cores, too many).
