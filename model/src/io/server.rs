@@ -271,6 +271,9 @@ struct EngineTask {
     wrote: BTreeSet<SessionId>,
 }
 
+/// Modelled µs of CPU a WAL flush takes after its I/O, on shared cores (`super::wal`).
+pub const WAL_FLUSH_CPU_US: u64 = 25;
+
 /// Longest transport debt a session carries (modelled time).
 pub const TRANSPORT_DEBT_MAX: Duration = Duration::from_millis(2);
 
@@ -291,7 +294,10 @@ impl EngineTask {
         let demand = cores.demand();
         let transport_debt = BTreeMap::new();
         let (ready, blocked) = (Vec::new(), Vec::new());
-        let wal = (config.profile.commit_flush_share() > 0.0).then(Wal::start);
+        let wal_cpu = config.cores.as_ref().map(|shared| {
+            (Arc::clone(shared), Duration::from_micros(WAL_FLUSH_CPU_US) * config.time_scale)
+        });
+        let wal = (config.profile.commit_flush_share() > 0.0).then(|| Wal::start(wal_cpu));
         let wrote = BTreeSet::new();
         EngineTask {
             shared,
