@@ -1,8 +1,7 @@
 //! The backend's real migrations and booking statements run on the engine: the schema
 //! loads, the exclusion constraint `no_room_overlap` rejects an overlapping booking from a
 //! concurrent transaction after waiting, and the statements' parameter types bind.
-mod common;
-use common::*;
+use crate::common::*;
 use model::{Step, Value};
 
 fn migrations() -> String {

@@ -1,7 +1,6 @@
 //! Unique and exclusion checks that wait for in-progress inserters, ON CONFLICT rules
 //! (shared/reference/postgres-semantics.md §3).
-mod common;
-use common::*;
+use crate::common::*;
 
 const U: &str = "create table u (id int primary key, v text);";
 const APPT: &str =

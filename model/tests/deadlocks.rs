@@ -1,7 +1,6 @@
 //! Deadlock detection timing and victim choice, timeouts, advisory locks, pg_sleep
 //! (shared/reference/postgres-semantics.md §4).
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 fn crossed(h: &mut H) {

@@ -1,8 +1,7 @@
 //! Fuzzing the parser and executor with proptest: random SQL-ish strings and random
 //! multi-session statement sequences must never panic, and every blocked statement must
 //! eventually finish once time runs far enough and all sessions roll back.
-mod common;
-use common::*;
+use crate::common::*;
 use model::{Engine, EngineConfig, Step};
 use proptest::prelude::*;
 use std::time::Duration;

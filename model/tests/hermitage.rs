@@ -1,7 +1,6 @@
 //! Hermitage (ept/hermitage postgres.md) at all three isolation levels, with the outcomes
 //! PostgreSQL 15 produced (shared/reference/postgres-semantics.md §1).
-mod common;
-use common::*;
+use crate::common::*;
 
 const LEVELS: [&str; 3] = ["read committed", "repeatable read", "serializable"];
 

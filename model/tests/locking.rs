@@ -1,7 +1,6 @@
 //! Row locks: the conflict matrix (incl. FK KEY SHARE), queueing, EvalPlanQual, NOWAIT,
 //! SKIP LOCKED (shared/reference/postgres-semantics.md §2).
-mod common;
-use common::*;
+use crate::common::*;
 use model::Step;
 
 const FK_SETUP: &str = "create table parent (id int primary key, k int unique, v int);

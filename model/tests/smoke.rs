@@ -1,5 +1,4 @@
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Basic DDL, DML and SELECT features work end to end.
 #[test]

@@ -127,7 +127,7 @@ fn corpus_is_large_enough_and_every_spec_is_recorded() {
     assert!(
         missing.is_empty(),
         "no recorded PostgreSQL output for {missing:?}: record with SPEC_BLESS=1 DATABASE_URL=… \
-         cargo test -p model --features postgres --test spec_corpus"
+         cargo test -p model --features postgres --test model_tests spec_corpus::"
     );
 }
 

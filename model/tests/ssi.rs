@@ -1,7 +1,6 @@
 //! SERIALIZABLE: classroom-scheduling (all 20 interleavings), booking strategies at each
 //! level, READ ONLY DEFERRABLE, and only-SER-is-tracked (postgres-semantics.md §4, §5, §6).
-mod common;
-use common::*;
+use crate::common::*;
 use model::Step;
 
 const ROOMS: &str =

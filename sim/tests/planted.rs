@@ -3,7 +3,7 @@
 //! Method: explore a bounded seed range per bug and require a failing seed, then replay that
 //! seed and require the same failure (same trace hash). The median seeds-to-first-failure over
 //! 20 disjoint ranges is printed by the ignored test `median_seeds_to_first_failure`:
-//! `cargo test -p sim --release --test planted -- --ignored --nocapture`.
+//! `cargo test -p sim --release --test sim_tests planted:: -- --ignored --nocapture`.
 //!
 //! Everything runs backend-core on the model engine (the system under test).
 

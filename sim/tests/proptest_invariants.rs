@@ -60,7 +60,7 @@ proptest! {
             o.passed(),
             "seed {seed}: {:?}\nscenario: {}\nreplay: write the scenario above to gen.toml, then \
              roomsim run --scenario gen.toml --seed {seed} --trace \
-             (or ROOMSIM_SEED=<proptest seed> cargo test -p sim --test proptest_invariants)",
+             (or ROOMSIM_SEED=<proptest seed> cargo test -p sim --test sim_tests proptest_invariants::)",
             o.violations.first(),
             toml::to_string(&*s).unwrap()
         );

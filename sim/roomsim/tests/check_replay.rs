@@ -4,11 +4,9 @@
 //! deadlock). Needs DATABASE_URL (skipped with a notice without it; `.ci/run` sets it). Also,
 //! without a database: exit codes and nothing half-written for --spec-out.
 
-mod support;
-
 use std::path::Path;
 
-use support::{roomsim, temp_dir, text};
+use crate::support::{roomsim, temp_dir, text};
 
 /// `check` with `args` and `--spec-out`; the spec's text. Exit 1: a violation was found.
 fn counterexample(dir: &Path, name: &str, args: &[&str]) -> String {

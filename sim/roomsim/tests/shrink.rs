@@ -2,9 +2,7 @@
 //! replays the double booking on real PostgreSQL (needs DATABASE_URL; the replay is skipped
 //! with a notice without it); a passing seed has nothing to shrink; bad input exits 2.
 
-mod support;
-
-use support::{roomsim, temp_dir, text};
+use crate::support::{roomsim, temp_dir, text};
 
 /// Runs `shrink` with `args` and `--spec-out` into a fresh folder named `name`; the seed must
 /// fail (exit 1). Returns what it printed and the spec's path.
