@@ -1,4 +1,4 @@
-//! One test binary for tests/*.rs but snapshots.rs (Cargo.toml: autotests = false): declare here.
+//! One test binary for tests/*.rs but two (see Cargo.toml; autotests = false): declare files here.
 
 mod check;
 mod client_faults;
@@ -9,7 +9,6 @@ mod metrics_meaning;
 mod patterns;
 mod planted;
 mod proptest_invariants;
-mod server_logs;
 mod timescale;
 mod timeslice;
 mod warm_policy;
