@@ -1142,7 +1142,9 @@ fn level_statement_lines(
         }
         let shown: String = class.split_whitespace().collect::<Vec<_>>().join(" ");
         let shown: String = shown.chars().take(STATEMENT_LINE_CHARS).collect();
-        lines.push(format!("  {shown:<48}  real {}; simulated {}", side(real_h), side(sim_h)));
+        let (real_side, sim_side) = (side(real_h), side(sim_h));
+        let width = STATEMENT_LINE_CHARS;
+        lines.push(format!("  {shown:<width$}  real {real_side}; simulated {sim_side}"));
     }
     lines
 }
