@@ -204,7 +204,7 @@ impl Session {
             .map_err(|e| HttpFailure::Connect(e.to_string()))?;
         // The connection task ends when the connection breaks or its sender is dropped
         // (fresh: after the one request; keep-alive: when the session lets it go).
-        tokio::spawn(async move {
+        tokio::task::spawn_local(async move {
             let _ = connection.await;
         });
         Ok(Idle { sender, pace })

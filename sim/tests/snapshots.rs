@@ -2,8 +2,10 @@
 //! backend-core on the model engine, default strategy.
 //!
 //! Snapshots live in the top-level `snapshots/` folder. After an intended change, review with
-//! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p sim --test snapshots` and read
-//! the diff). A change here means a report or a simulated behaviour changed.
+//! `cargo insta review` (or `INSTA_UPDATE=always cargo test -p sim --test sim_tests snapshots::`
+//! and read the diff). A change here means a report or a simulated behaviour changed. These
+//! run in the same process as the other sim tests, after and beside them: a run's report
+//! must not depend on what else the process ran (see `determinism.rs`'s crash test).
 
 use std::sync::Arc;
 

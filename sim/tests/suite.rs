@@ -1,4 +1,5 @@
-//! One test binary for tests/*.rs but two (see Cargo.toml; autotests = false): declare files here.
+//! One test binary for tests/*.rs, and server_logs.rs beside it (see Cargo.toml; autotests = false):
+//! declare files here.
 
 mod check;
 mod client_faults;
@@ -9,6 +10,7 @@ mod metrics_meaning;
 mod patterns;
 mod planted;
 mod proptest_invariants;
+mod snapshots;
 mod timescale;
 mod timeslice;
 mod warm_policy;

@@ -15,10 +15,17 @@
 //! that trickles its body; hyper drops the handler of a client that disconnects, which the
 //! transaction guard (`db::guard`) makes safe.
 //!
+//! Each connection runs as a task of its own, spawned by [`serve`] with `tokio::spawn`, or by
+//! the caller's spawner with [`serve_spawning`]: the simulation spawns on its host's
+//! `LocalSet`, whose tasks a host crash drops in spawn order. (A current-thread runtime keeps
+//! `tokio::spawn`ed tasks in lists chosen by their process-wide task id and drops them list by
+//! list, so what the drops do would depend on what else ran in the process.)
+//!
 //! NOT MODELLED: HTTP/2, TLS, a limit on concurrent connections (bound it in front of the
 //! service), keep-alive idle timeout beyond the header read timeout of the next request.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::Router;
@@ -56,12 +63,32 @@ impl Default for ServeLimits {
     }
 }
 
+/// One connection's work, from its first byte to its close: what [`serve_spawning`] hands to
+/// its spawner.
+pub type ConnectionTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains open connections.
+/// Each connection is a `tokio::spawn`ed task.
 pub async fn serve<L>(
+    listener: L,
+    router: Router,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+{
+    let spawn = |task: ConnectionTask| drop(tokio::spawn(task));
+    serve_spawning(listener, router, limits, shutdown, spawn).await
+}
+
+/// [`serve`], with each connection's task given to `spawn` (which must run it to its end).
+pub async fn serve_spawning<L>(
     mut listener: L,
     router: Router,
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send,
+    mut spawn: impl FnMut(ConnectionTask) + Send,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener,
@@ -82,11 +109,11 @@ where
         let connection =
             builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        spawn(Box::pin(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
-        });
+        }));
     }
     graceful.shutdown().await;
     Ok(())

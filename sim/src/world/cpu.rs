@@ -278,7 +278,12 @@ impl RequestCpu {
                     if let (Some(us), Some(cores)) = (offpath_us, cores) {
                         // Off the request's path, and not the backend's threads' work (the
                         // kernel, the load generator): its answer does not wait for it.
-                        tokio::spawn(spend_cpu(Some(cores), None, CostModel::sleep_us(us)));
+                        // A LocalSet task: a crash drops it in spawn order (see hosts.rs).
+                        tokio::task::spawn_local(spend_cpu(
+                            Some(cores),
+                            None,
+                            CostModel::sleep_us(us),
+                        ));
                     }
                     response
                 }

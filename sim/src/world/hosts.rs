@@ -22,7 +22,7 @@ use backend_core::booking::strategy::Strategy;
 use backend_core::config::ApiConfig;
 use backend_core::db::guard::GuardMode;
 use backend_core::domain::{Clock, SequentialIds};
-use backend_core::http::serve::{ServeLimits, serve};
+use backend_core::http::serve::{ConnectionTask, ServeLimits, serve_spawning};
 use backend_core::http::{ApiContext, api_router};
 use chrono::{DateTime, Utc};
 use model::Engine;
@@ -291,7 +291,10 @@ pub fn add_backend_host(
             listening.set(true);
             let shutdown = std::future::pending();
             let listener = net::TurmoilListener { listener, accepted };
-            serve(listener, router, limits, shutdown).await?;
+            // On the host's LocalSet: a crash drops the connections in the order they were
+            // accepted (see `serve`'s module notes), whatever task ids tokio handed out.
+            let spawn = |task: ConnectionTask| drop(tokio::task::spawn_local(task));
+            serve_spawning(listener, router, limits, shutdown, spawn).await?;
             Ok(())
         }
     });
