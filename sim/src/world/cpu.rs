@@ -296,7 +296,8 @@ impl RequestCpu {
 pub fn shared_cores(profile: &Profile) -> Option<Arc<Cores>> {
     let backend = profile.backend_cpu.as_ref()?;
     let cores = backend.shared_cores()?;
-    Some(Cores::with_quantum(cores as usize, backend.quantum_us().map(scaled_us)))
+    let quantum = backend.quantum_us().map(scaled_us);
+    Some(Cores::on_ticks(cores as usize, quantum, scaled_us(RESOLUTION_US)))
 }
 
 /// What the backend's CPU costs are drawn from and spent on.
