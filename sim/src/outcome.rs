@@ -120,6 +120,8 @@ pub struct RunOutcome {
     /// Modelled µs the shared cores were held (`[cpu] cores`; `None` without them): the
     /// modelled machine's CPU time.
     pub core_busy_us: Option<u64>,
+    /// The part of `core_busy_us` statements held (`model::io::Cores::statement_busy`).
+    pub statement_core_us: Option<u64>,
     /// The backend's counters at the end (`/metrics`: bookings by outcome, rooms found
     /// taken inside a transaction, re-allocations, retries), over every incarnation.
     pub backend_metrics: backend_core::metrics::MetricsSnapshot,

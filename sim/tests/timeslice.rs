@@ -144,18 +144,29 @@ fn a_preempted_rules_evaluation_takes_longer_than_its_cost() {
 /// The modelled machine's CPU time (`RunOutcome::core_busy_us`, what `validate` prints beside
 /// the real machine's): the cores are held for each statement's share of its draw, so a
 /// smaller statement core fraction charges less, and the charge is a large part of the run's
-/// statement time; without shared cores there is nothing to count.
+/// statement time; without shared cores there is nothing to count. The statements' part
+/// (`statement_core_us`) is counted apart: it halves with the fraction, the backend's part
+/// (request CPU, rules) does not move.
 #[test]
 fn the_cores_count_the_cpu_time_they_were_held() {
     let scenario = storm(1, 25);
     let with = |fraction: f64| {
         let profile = world::default_profile().with_statement_core_fraction(fraction).unwrap();
-        run_with(&scenario, 1, profile).core_busy_us.expect("the committed profile shares cores")
+        let outcome = run_with(&scenario, 1, profile);
+        let all = outcome.core_busy_us.expect("the committed profile shares cores");
+        (all, outcome.statement_core_us.expect("and counts the statements' part"))
     };
-    let (whole, half) = (with(1.0), with(0.5));
+    let ((whole, whole_statements), (half, half_statements)) = (with(1.0), with(0.5));
     assert!(half < whole, "half the statement CPU: {half} µs against {whole} µs");
     // 25 bookings of ~1 ms of statements each (the committed profile): most of it counted.
     assert!(whole > 25 * 500, "{whole} µs for 25 bookings");
+    assert!(whole_statements < whole && whole_statements > whole / 2, "{whole_statements}");
+    let halved = half_statements as f64 / whole_statements as f64;
+    assert!((0.45..=0.55).contains(&halved), "{half_statements} of {whole_statements} µs");
+    let (backend_whole, backend_half) = (whole - whole_statements, half - half_statements);
+    let moved = backend_half.abs_diff(backend_whole) as f64 / backend_whole as f64;
+    assert!(moved < 0.05, "the backend's part: {backend_half} against {backend_whole} µs");
     let own = Profile { backend_cpu: None, ..(*world::default_profile()).clone() };
-    assert_eq!(run_with(&scenario, 1, own).core_busy_us, None);
+    let own = run_with(&scenario, 1, own);
+    assert_eq!((own.core_busy_us, own.statement_core_us), (None, None));
 }

@@ -73,6 +73,8 @@ pub struct Cores {
     contended: Notify,
     /// ns the cores have been held so far, every guard counted when it is dropped.
     busy_ns: AtomicU64,
+    /// The part of `busy_ns` held by statements ([`CoreGuard::for_statement`]).
+    statement_busy_ns: AtomicU64,
     /// The clock's tick, when time moves in whole ticks ([`Cores::on_ticks`]).
     tick: Option<Duration>,
     /// ns held beyond what was asked so far (negative: less), each piece's time rounded to
@@ -91,12 +93,25 @@ pub struct CoreGuard {
     /// Time the work on this core has spent preempted so far: given up in [`Cores::spend`]
     /// and queued until it had a core again.
     preempted: Duration,
+    /// A statement's core (the server's), counted apart in [`Cores::statement_busy`].
+    statement: bool,
+}
+
+impl CoreGuard {
+    /// This core runs a statement: its time counts in [`Cores::statement_busy`] too.
+    pub fn for_statement(mut self) -> CoreGuard {
+        self.statement = true;
+        self
+    }
 }
 
 impl Drop for CoreGuard {
     fn drop(&mut self) {
         let held = Instant::now().saturating_duration_since(self.since);
         self.cores.busy_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
+        if self.statement {
+            self.cores.statement_busy_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
+        }
         if self.park {
             self.cores.parked.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -165,6 +180,7 @@ impl Cores {
             parked: AtomicUsize::new(0),
             contended: Notify::new(),
             busy_ns: AtomicU64::new(0),
+            statement_busy_ns: AtomicU64::new(0),
             tick: None,
             carry_ns: AtomicI64::new(0),
         })
@@ -212,6 +228,12 @@ impl Cores {
         Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed))
     }
 
+    /// The part of [`Cores::busy`] that statements held the cores (the rest is the other
+    /// hosts' work: the backend's CPU).
+    pub fn statement_busy(&self) -> Duration {
+        Duration::from_nanos(self.statement_busy_ns.load(Ordering::Relaxed))
+    }
+
     /// Cores free right now (parked ones included).
     pub fn free(&self) -> usize {
         self.semaphore.available_permits() + self.parked.load(Ordering::Relaxed)
@@ -223,6 +245,7 @@ impl Cores {
             since: Instant::now(),
             park: false,
             preempted: Duration::ZERO,
+            statement: false,
         }
     }
 
@@ -314,11 +337,12 @@ impl Cores {
             }
             core.park = true;
         }
-        let preempted = core.preempted;
+        let (preempted, statement) = (core.preempted, core.statement);
         let given_up = Instant::now();
         drop(core);
         let mut core = self.take().await;
         core.preempted = preempted + given_up.elapsed();
+        core.statement = statement;
         core
     }
 

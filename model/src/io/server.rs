@@ -389,6 +389,7 @@ impl EngineTask {
     fn run_ready(&mut self) {
         while !self.ready.is_empty() {
             let Some(core) = self.cores.try_take() else { break };
+            let core = core.for_statement();
             let sessions: Vec<SessionId> = self.ready.iter().map(|q| q.session).collect();
             let q = self.ready.remove(self.picker.pick(&sessions));
             self.advance_clock();

@@ -271,6 +271,8 @@ pub struct SimLevel {
     /// Modelled µs the shared cores were held, over every seed (`None` without `[cpu]
     /// cores`).
     pub core_busy_us: Option<u64>,
+    /// The part of `core_busy_us` statements held, over every seed.
+    pub statement_core_us: Option<u64>,
     /// Modelled µs of workload (first send to last answer), over every seed.
     pub workload_us: u64,
     /// The simulated backends' counters (`/metrics`), summed over every seed: the ones
@@ -663,6 +665,7 @@ pub fn sim_side(
         runs: 0,
         attempts: 0,
         core_busy_us: None,
+        statement_core_us: None,
         workload_us: 0,
         backend_metrics: MetricsSnapshot::default(),
     };
@@ -690,6 +693,9 @@ pub fn sim_side(
         sum.reallocations += run.reallocations;
         if let Some(us) = outcome.core_busy_us {
             *level.core_busy_us.get_or_insert(0) += us;
+        }
+        if let Some(us) = outcome.statement_core_us {
+            *level.statement_core_us.get_or_insert(0) += us;
         }
         level.runs += 1;
         if level.runs.is_multiple_of(SIM_PROGRESS_RUNS) {
@@ -1213,7 +1219,12 @@ fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
                 None => "not read".to_string(),
             };
             let simulated = match s.core_busy_us {
-                Some(us) => machine_use(us, s.attempts, s.workload_us, "attempts"),
+                Some(us) => {
+                    let all = machine_use(us, s.attempts, s.workload_us, "attempts");
+                    let statements = s.statement_core_us.unwrap_or(0) as f64;
+                    let per = statements / s.attempts.max(1) as f64;
+                    format!("{all}, of which statements {per:.0} us")
+                }
                 None => "no shared cores".to_string(),
             };
             format!(

@@ -163,6 +163,7 @@ pub(super) fn finish(
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
         core_busy_us: core_busy_us(side),
+        statement_core_us: side.cores.as_ref().map(|c| modelled_us(c.statement_busy())),
         backend_metrics: shared.backend_metrics.snapshot(),
     };
     let row_inserts = match statements {
