@@ -1,5 +1,5 @@
-//! One test binary for tests/*.rs, and server_logs.rs beside it (see Cargo.toml; autotests = false):
-//! declare files here.
+//! One test binary for tests/*.rs, and server_logs.rs beside it (see Cargo.toml;
+//! autotests = false): declare files here.
 
 mod check;
 mod client_faults;

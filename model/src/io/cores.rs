@@ -169,6 +169,11 @@ impl Cores {
     /// `count` cores; with `quantum`, shared round-robin in slices of that length (see the
     /// module doc), else run to completion.
     pub fn with_quantum(count: usize, quantum: Option<Duration>) -> Arc<Cores> {
+        Cores::build(count, quantum, None)
+    }
+
+    /// The one constructor: `count` cores, an optional quantum, an optional clock tick.
+    fn build(count: usize, quantum: Option<Duration>, tick: Option<Duration>) -> Arc<Cores> {
         assert!((1..=CORES_MAX).contains(&count), "cores must be 1..={CORES_MAX}, got {count}");
         assert!(quantum.is_none_or(|q| !q.is_zero()), "a quantum must be positive");
         Arc::new(Cores {
@@ -181,7 +186,7 @@ impl Cores {
             contended: Notify::new(),
             busy_ns: AtomicU64::new(0),
             statement_busy_ns: AtomicU64::new(0),
-            tick: None,
+            tick,
             carry_ns: AtomicI64::new(0),
         })
     }
@@ -199,9 +204,7 @@ impl Cores {
             quantum.is_none_or(|q| q.as_nanos().is_multiple_of(tick.as_nanos())),
             "a quantum must be a whole number of ticks"
         );
-        let mut cores = Arc::into_inner(Cores::with_quantum(count, quantum)).expect("just made");
-        cores.tick = Some(tick);
-        Arc::new(cores)
+        Cores::build(count, quantum, Some(tick))
     }
 
     /// `work` as whole ticks, the nearest after adding the carry (see [`Cores::on_ticks`]);

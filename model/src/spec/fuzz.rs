@@ -198,8 +198,8 @@ fn regression_text(d: &Generated, differences: &[String]) -> String {
 }
 
 /// Generates `count` schedules from `seed`, runs each on the model and twice on PostgreSQL
-/// (`concurrency` at a time), confirms each disagreement alone, and minimises and saves (under `regressions`, if given) every
-/// disagreement.
+/// (`concurrency` at a time), confirms each disagreement alone, and minimises and saves
+/// (under `regressions`, if given) every disagreement.
 pub async fn fuzz(
     count: u64,
     seed: u64,
