@@ -35,9 +35,24 @@
 //! is rounded to the nearest tick with a carry from piece to piece, so the cores are busy as
 //! long as the work asked, on average, not half a tick more per piece.
 //!
+//! TWO GROUPS ([`Sharing::TwoGroups`]; issue #17). A Linux desktop or server kernel with
+//! autogroups (`sched_autogroup_enabled = 1`, the default) puts PostgreSQL's processes in one
+//! scheduling group and the shell that started the service and the load generator in another,
+//! and shares the cores between the GROUPS fairly before it shares them among threads. With
+//! two groups every piece of work belongs to one ([`Group`]: statements and the WAL's CPU to
+//! the database, the other hosts' work to the service), and a core given back goes to the
+//! group that waits and holds fewer cores (the giver's other group on a tie), FIFO within
+//! it; a piece of a group holding two or more cores more than the other while the other
+//! waits gives its core up AT ONCE (as a woken task of a starved group preempts on a real
+//! kernel), and a piece whose slice ended gives its core up only to its own group's waiters,
+//! or to the other group's when its group holds more cores than the other. So a statement
+//! that becomes ready while the service holds both cores runs at once, and under load each
+//! group gets half the cores however many threads it runs. One pool ([`Sharing::OnePool`])
+//! is the model without groups (FIFO among all waiters).
+//!
 //! Not modelled: hyper-threading, the kernel's fair share by accumulated CPU (every waiter
-//! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF), the cost of
-//! a context switch, which part of a statement is not CPU (the server's `core_fraction` is
+//! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF; the two
+//! groups share by cores held, not by CPU time accumulated), the cost of a context switch, which part of a statement is not CPU (the server's `core_fraction` is
 //! one share for every statement: a COMMIT's WAL-flush wait is not singled out).
 //!
 //! DETERMINISM: everything happens on turmoil's single thread; a give-back wakes the next
@@ -53,6 +68,46 @@ use tokio::time::Instant;
 
 /// Most cores a pool may have.
 pub const CORES_MAX: usize = 256;
+
+/// The scheduling group a piece of work runs in ([`Sharing::TwoGroups`]; module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The database's work: statements (the server's cores) and the WAL's CPU.
+    Database = 0,
+    /// Every other host's work on the machine: the service's CPU, the load generator's.
+    Service = 1,
+}
+
+impl Group {
+    fn other(self) -> Group {
+        match self {
+            Group::Database => Group::Service,
+            Group::Service => Group::Database,
+        }
+    }
+}
+
+/// How waiting work shares the cores (module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// One pool: a core given back goes to the first waiter, whoever it is.
+    OnePool,
+    /// Two scheduling groups ([`Group`]) sharing the cores fairly between them first.
+    TwoGroups,
+}
+
+/// The two groups' books ([`Sharing::TwoGroups`]), indexed by [`Group`].
+#[derive(Debug)]
+struct Groups {
+    /// Cores each group holds (the server's parked cores are counted apart, `Cores::parked`).
+    held: [AtomicUsize; 2],
+    /// Each group's waiters in [`Cores::take`], FIFO: a core handed to a group is one permit.
+    queues: [Semaphore; 2],
+    /// Waiters in each queue (a waiter counts until it has its core or stops waiting).
+    queued: [AtomicUsize; 2],
+    /// Cores handed to each queue that their waiter has not picked up yet.
+    granted: [AtomicUsize; 2],
+}
 
 /// A pool of CPU cores.
 #[derive(Debug)]
@@ -80,6 +135,8 @@ pub struct Cores {
     /// ns held beyond what was asked so far (negative: less), each piece's time rounded to
     /// the nearest tick after adding it ([`Cores::on_ticks`]).
     carry_ns: AtomicI64,
+    /// The two groups' books, when the cores are shared between groups first.
+    groups: Option<Groups>,
 }
 
 /// One taken core; given back when dropped (a crashed host's tasks give theirs back too).
@@ -95,6 +152,8 @@ pub struct CoreGuard {
     preempted: Duration,
     /// A statement's core (the server's), counted apart in [`Cores::statement_busy`].
     statement: bool,
+    /// The group the work on this core runs in.
+    group: Group,
 }
 
 impl CoreGuard {
@@ -112,6 +171,11 @@ impl Drop for CoreGuard {
         if self.statement {
             self.cores.statement_busy_ns.fetch_add(held.as_nanos() as u64, Ordering::Relaxed);
         }
+        if let Some(groups) = &self.cores.groups {
+            groups.held[self.group as usize].fetch_sub(1, Ordering::Relaxed);
+            self.cores.dispatch(Some(self.group));
+            return;
+        }
         if self.park {
             self.cores.parked.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -121,6 +185,17 @@ impl Drop for CoreGuard {
     }
 }
 
+/// What a piece of work on a core does next ([`Cores::spend`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turn {
+    /// Give the core up now (its group holds more than its share while the other waits).
+    Yield,
+    /// Give it up at the end of its slice (someone it yields to waits).
+    AtSliceEnd,
+    /// Run on: nobody it yields to waits.
+    Run,
+}
+
 /// Counts a piece of work waiting in [`Cores::take`] while it waits (also when the wait is
 /// dropped: an aborted request).
 struct Queued<'a>(&'a Cores);
@@ -128,6 +203,25 @@ struct Queued<'a>(&'a Cores);
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a waiter in its group's queue ([`Sharing::TwoGroups`]) while it waits. A waiter
+/// that stops waiting after a core was handed to it (an aborted request) leaves the core
+/// in its queue when nobody else waits there: it is taken back out and handed on.
+struct QueuedInGroup<'a>(&'a Cores, Group);
+
+impl Drop for QueuedInGroup<'_> {
+    fn drop(&mut self) {
+        let Self(cores, group) = *self;
+        let groups = cores.groups.as_ref().expect("queued in a group");
+        let g = group as usize;
+        groups.queued[g].fetch_sub(1, Ordering::Relaxed);
+        while let Ok(permit) = groups.queues[g].try_acquire() {
+            permit.forget();
+            groups.granted[g].fetch_sub(1, Ordering::Relaxed);
+            cores.dispatch(None);
+        }
     }
 }
 
@@ -145,7 +239,11 @@ impl Demand {
         let before = cores.demand.swap(ready, Ordering::Relaxed);
         if ready == 0 {
             let parked = cores.parked.swap(0, Ordering::Relaxed);
-            if parked > 0 {
+            if cores.groups.is_some() {
+                for _ in 0..parked {
+                    cores.dispatch(None);
+                }
+            } else if parked > 0 {
                 cores.semaphore.add_permits(parked);
             }
         } else if before == 0 && cores.quantum.is_some() {
@@ -169,13 +267,30 @@ impl Cores {
     /// `count` cores; with `quantum`, shared round-robin in slices of that length (see the
     /// module doc), else run to completion.
     pub fn with_quantum(count: usize, quantum: Option<Duration>) -> Arc<Cores> {
-        Cores::build(count, quantum, None)
+        Cores::build(count, quantum, None, Sharing::OnePool)
     }
 
-    /// The one constructor: `count` cores, an optional quantum, an optional clock tick.
-    fn build(count: usize, quantum: Option<Duration>, tick: Option<Duration>) -> Arc<Cores> {
+    /// The one constructor: `count` cores, an optional quantum, an optional clock tick, one
+    /// pool or two groups (which need a quantum: a slice's end is when a group's own waiters
+    /// get their turn).
+    fn build(
+        count: usize,
+        quantum: Option<Duration>,
+        tick: Option<Duration>,
+        sharing: Sharing,
+    ) -> Arc<Cores> {
         assert!((1..=CORES_MAX).contains(&count), "cores must be 1..={CORES_MAX}, got {count}");
         assert!(quantum.is_none_or(|q| !q.is_zero()), "a quantum must be positive");
+        assert!(
+            sharing == Sharing::OnePool || quantum.is_some(),
+            "two groups share the cores in slices: they need a quantum"
+        );
+        let groups = (sharing == Sharing::TwoGroups).then(|| Groups {
+            held: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            queues: [Semaphore::new(0), Semaphore::new(0)],
+            queued: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            granted: [AtomicUsize::new(0), AtomicUsize::new(0)],
+        });
         Arc::new(Cores {
             semaphore: Semaphore::new(count),
             released: Notify::new(),
@@ -188,6 +303,7 @@ impl Cores {
             statement_busy_ns: AtomicU64::new(0),
             tick,
             carry_ns: AtomicI64::new(0),
+            groups,
         })
     }
 
@@ -198,13 +314,19 @@ impl Cores {
     /// rounds up to the next tick: every piece then held its core half a tick longer on
     /// average, and the modelled machine spent ~18 % more CPU per request than the real one
     /// it was calibrated to (validate, storm at 10 users, 2026-12-07: 2,045 µs against 1,736).
-    pub fn on_ticks(count: usize, quantum: Option<Duration>, tick: Duration) -> Arc<Cores> {
+    /// `sharing`: one pool, or two groups (module doc; they need a quantum).
+    pub fn on_ticks(
+        count: usize,
+        quantum: Option<Duration>,
+        tick: Duration,
+        sharing: Sharing,
+    ) -> Arc<Cores> {
         assert!(!tick.is_zero(), "a tick must be positive");
         assert!(
             quantum.is_none_or(|q| q.as_nanos().is_multiple_of(tick.as_nanos())),
             "a quantum must be a whole number of ticks"
         );
-        Cores::build(count, quantum, Some(tick))
+        Cores::build(count, quantum, Some(tick), sharing)
     }
 
     /// `work` as whole ticks, the nearest after adding the carry (see [`Cores::on_ticks`]);
@@ -242,45 +364,128 @@ impl Cores {
         self.semaphore.available_permits() + self.parked.load(Ordering::Relaxed)
     }
 
-    fn guard(self: &Arc<Self>) -> CoreGuard {
+    fn guard(self: &Arc<Self>, group: Group) -> CoreGuard {
+        if let Some(groups) = &self.groups {
+            groups.held[group as usize].fetch_add(1, Ordering::Relaxed);
+        }
         CoreGuard {
             cores: Arc::clone(self),
             since: Instant::now(),
             park: false,
             preempted: Duration::ZERO,
             statement: false,
+            group,
         }
     }
 
-    /// Takes a free core without waiting (none free, or others already queued: `None`); a
-    /// core parked for the server first.
+    /// The server's take: a free core without waiting (none free, or others already queued:
+    /// `None`), a core parked for the server first. Its work is the database's.
     pub fn try_take(self: &Arc<Self>) -> Option<CoreGuard> {
         if self.parked.load(Ordering::Relaxed) > 0 {
             self.parked.fetch_sub(1, Ordering::Relaxed);
-            return Some(self.guard());
+            return Some(self.guard(Group::Database));
         }
         let permit = self.semaphore.try_acquire().ok()?;
         permit.forget();
-        Some(self.guard())
+        Some(self.guard(Group::Database))
     }
 
-    /// Waits (FIFO) for a core.
-    pub async fn take(self: &Arc<Self>) -> CoreGuard {
+    /// Waits (FIFO; with two groups, FIFO within `group`) for a core for work of `group`.
+    pub async fn take(self: &Arc<Self>, group: Group) -> CoreGuard {
+        if let Some(groups) = &self.groups {
+            if let Ok(permit) = self.semaphore.try_acquire() {
+                permit.forget();
+                return self.guard(group);
+            }
+            let g = group as usize;
+            groups.queued[g].fetch_add(1, Ordering::Relaxed);
+            let queued = QueuedInGroup(self, group);
+            self.contended.notify_waiters();
+            let permit = groups.queues[g].acquire().await.expect("the queue is never closed");
+            permit.forget();
+            groups.granted[g].fetch_sub(1, Ordering::Relaxed);
+            drop(queued);
+            return self.guard(group);
+        }
         if self.quantum.is_some() {
             if let Ok(permit) = self.semaphore.try_acquire() {
                 permit.forget();
-                return self.guard();
+                return self.guard(group);
             }
             self.queued.fetch_add(1, Ordering::Relaxed);
             let _queued = Queued(self);
             self.contended.notify_waiters();
             let permit = self.semaphore.acquire().await.expect("the semaphore is never closed");
             permit.forget();
-            return self.guard();
+            return self.guard(group);
         }
         let permit = self.semaphore.acquire().await.expect("the semaphore is never closed");
         permit.forget();
-        self.guard()
+        self.guard(group)
+    }
+
+    /// Work of `group` waiting for a core ([`Sharing::TwoGroups`]): its queue's waiters not
+    /// yet handed one, and for the database the server's ready statements that no parked
+    /// core awaits.
+    fn waiting(&self, groups: &Groups, group: Group) -> usize {
+        let g = group as usize;
+        let queued =
+            groups.queued[g].load(Ordering::Relaxed) - groups.granted[g].load(Ordering::Relaxed);
+        match group {
+            Group::Service => queued,
+            Group::Database => {
+                let parked = self.parked.load(Ordering::Relaxed);
+                queued + self.demand.load(Ordering::Relaxed).saturating_sub(parked)
+            }
+        }
+    }
+
+    /// Cores `group` holds, the server's parked cores counted as the database's.
+    fn held(&self, groups: &Groups, group: Group) -> usize {
+        let held = groups.held[group as usize].load(Ordering::Relaxed);
+        match group {
+            Group::Service => held,
+            Group::Database => held + self.parked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands one free core on ([`Sharing::TwoGroups`]): to the group that waits; when both
+    /// do, to the one holding fewer cores (on a tie, not `from`'s, the group that gave it
+    /// up; the service's when nobody did); within the database, to a waiter in its queue
+    /// (a preempted piece) before the server (parked). Free when nobody waits.
+    fn dispatch(&self, from: Option<Group>) {
+        let groups = self.groups.as_ref().expect("dispatch is for two groups");
+        let wants = |g| self.waiting(groups, g) > 0;
+        let to = match (wants(Group::Database), wants(Group::Service)) {
+            (false, false) => None,
+            (true, false) => Some(Group::Database),
+            (false, true) => Some(Group::Service),
+            (true, true) => {
+                let (db, service) =
+                    (self.held(groups, Group::Database), self.held(groups, Group::Service));
+                Some(match db.cmp(&service) {
+                    std::cmp::Ordering::Less => Group::Database,
+                    std::cmp::Ordering::Greater => Group::Service,
+                    std::cmp::Ordering::Equal => from.map_or(Group::Service, Group::other),
+                })
+            }
+        };
+        match to {
+            None => self.semaphore.add_permits(1),
+            Some(group) => {
+                let g = group as usize;
+                let in_queue = groups.queued[g].load(Ordering::Relaxed)
+                    > groups.granted[g].load(Ordering::Relaxed);
+                if in_queue {
+                    groups.granted[g].fetch_add(1, Ordering::Relaxed);
+                    groups.queues[g].add_permits(1);
+                } else {
+                    debug_assert_eq!(group, Group::Database, "only the server waits unqueued");
+                    self.parked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.released.notify_one();
     }
 
     /// The server's [`Demand`] report (one per server).
@@ -290,7 +495,31 @@ impl Cores {
 
     /// Whether any work waits for a core.
     fn others_wait(&self) -> bool {
-        self.queued.load(Ordering::Relaxed) > 0 || self.demand.load(Ordering::Relaxed) > 0
+        match &self.groups {
+            Some(groups) => {
+                self.waiting(groups, Group::Database) + self.waiting(groups, Group::Service) > 0
+            }
+            None => {
+                self.queued.load(Ordering::Relaxed) > 0 || self.demand.load(Ordering::Relaxed) > 0
+            }
+        }
+    }
+
+    /// What the work on `core` does now (see the module doc).
+    fn turn(&self, core: &CoreGuard) -> Turn {
+        let Some(groups) = &self.groups else {
+            return if self.others_wait() { Turn::AtSliceEnd } else { Turn::Run };
+        };
+        let (mine, other) = (core.group, core.group.other());
+        let other_waits = self.waiting(groups, other) > 0;
+        let (held, other_held) = (self.held(groups, mine), self.held(groups, other));
+        if other_waits && held > other_held + 1 {
+            Turn::Yield
+        } else if self.waiting(groups, mine) > 0 || (other_waits && held > other_held) {
+            Turn::AtSliceEnd
+        } else {
+            Turn::Run
+        }
     }
 
     /// Spends `work` of CPU time starting on `core`: without a quantum one sleep; with one,
@@ -305,21 +534,28 @@ impl Cores {
         let mut left = work;
         while !left.is_zero() {
             let start = Instant::now();
-            if self.others_wait() {
-                let slice_end = core.since + quantum;
-                if start >= slice_end {
+            match self.turn(&core) {
+                Turn::Yield => {
                     core = self.preempt(core).await;
-                } else {
-                    tokio::time::sleep(left.min(slice_end - start)).await;
-                    left = left.saturating_sub(start.elapsed());
+                    continue;
                 }
-                continue;
+                Turn::AtSliceEnd => {
+                    let slice_end = core.since + quantum;
+                    if start >= slice_end {
+                        core = self.preempt(core).await;
+                    } else {
+                        tokio::time::sleep(left.min(slice_end - start)).await;
+                        left = left.saturating_sub(start.elapsed());
+                    }
+                    continue;
+                }
+                Turn::Run => {}
             }
-            // Nobody waits: run to the end unless someone starts waiting first.
+            // Nobody it yields to waits: run to the end unless someone starts waiting first.
             let contended = self.contended.notified();
             tokio::pin!(contended);
             contended.as_mut().enable();
-            if self.others_wait() {
+            if self.turn(&core) != Turn::Run {
                 continue;
             }
             tokio::select! {
@@ -334,27 +570,28 @@ impl Cores {
     /// Gives `core` up to whoever waits (a backend waiter first, else parked for the server)
     /// and queues for a core again, at the back.
     async fn preempt(self: &Arc<Self>, mut core: CoreGuard) -> CoreGuard {
-        if self.queued.load(Ordering::Relaxed) == 0 {
+        // With two groups the give-back itself hands the core on (`dispatch`).
+        if self.groups.is_none() && self.queued.load(Ordering::Relaxed) == 0 {
             if self.demand.load(Ordering::Relaxed) == 0 {
                 return core; // Nobody waits after all.
             }
             core.park = true;
         }
-        let (preempted, statement) = (core.preempted, core.statement);
+        let (preempted, statement, group) = (core.preempted, core.statement, core.group);
         let given_up = Instant::now();
         drop(core);
-        let mut core = self.take().await;
+        let mut core = self.take(group).await;
         core.preempted = preempted + given_up.elapsed();
         core.statement = statement;
         core
     }
 
-    /// Holds a core for `duration` of (tokio) time of work: waits for one, spends the time
+    /// Holds a core for `duration` of (tokio) time of `group`'s work: waits for one, spends the time
     /// on it ([`Cores::spend`]: sliced when there is a quantum), gives it back. Returns the
     /// time the work spent preempted once it had a core (the wait for the first core is not
     /// counted: a real thread times its work from when it runs).
-    pub async fn hold(self: &Arc<Self>, duration: Duration) -> Duration {
-        let core = self.take().await;
+    pub async fn hold(self: &Arc<Self>, group: Group, duration: Duration) -> Duration {
+        let core = self.take(group).await;
         self.spend(core, duration).await.preempted
     }
 
@@ -378,21 +615,21 @@ mod tests {
         let tick = Duration::from_millis(1);
         async fn held_for(cores: &Arc<Cores>, pieces: u32, each: Duration) -> Duration {
             for _ in 0..pieces {
-                cores.hold(each).await;
+                cores.hold(Group::Service, each).await;
             }
             cores.busy()
         }
         let plain = Cores::new(1);
         assert_eq!(held_for(&plain, 100, Duration::from_micros(400)).await, 100 * tick);
-        let ticking = Cores::on_ticks(1, None, tick);
+        let ticking = Cores::on_ticks(1, None, tick, Sharing::OnePool);
         let start = tokio::time::Instant::now();
         assert_eq!(held_for(&ticking, 100, Duration::from_micros(400)).await, 40 * tick);
         assert_eq!(start.elapsed(), 40 * tick, "the work took as long as it was held");
-        let ticking = Cores::on_ticks(1, Some(tick), tick);
+        let ticking = Cores::on_ticks(1, Some(tick), tick, Sharing::OnePool);
         let mut each = Vec::new();
         for _ in 0..4 {
             let before = ticking.busy();
-            ticking.hold(Duration::from_micros(1_500)).await;
+            ticking.hold(Group::Service, Duration::from_micros(1_500)).await;
             each.push((ticking.busy() - before).as_millis());
         }
         assert_eq!(each, vec![2, 1, 2, 1], "nearest tick after the carry, sliced or not");
@@ -406,7 +643,7 @@ mod tests {
         for _ in 0..5 {
             let cores = Arc::clone(&cores);
             tasks.push(tokio::spawn(async move {
-                cores.hold(Duration::from_millis(10)).await;
+                cores.hold(Group::Service, Duration::from_millis(10)).await;
                 start.elapsed()
             }));
         }
@@ -435,7 +672,7 @@ mod tests {
             let cores = Arc::clone(cores);
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(after)).await;
-                cores.hold(Duration::from_millis(work)).await;
+                cores.hold(Group::Service, Duration::from_millis(work)).await;
                 start.elapsed().as_millis()
             }));
         }
@@ -467,21 +704,21 @@ mod tests {
         let sliced = Cores::with_quantum(1, Some(Duration::from_millis(2)));
         let long = tokio::spawn({
             let cores = Arc::clone(&sliced);
-            async move { cores.hold(Duration::from_millis(10)).await }
+            async move { cores.hold(Group::Service, Duration::from_millis(10)).await }
         });
         tokio::time::sleep(Duration::from_millis(1)).await;
         // Waits 1 ms for its first core (the long job's slice ends at 2), then runs 2..3.
-        let short = sliced.hold(Duration::from_millis(1)).await;
+        let short = sliced.hold(Group::Service, Duration::from_millis(1)).await;
         assert_eq!(short, Duration::ZERO, "waiting for the first core is not preemption");
         assert_eq!(long.await.unwrap(), Duration::from_millis(1), "given up 2..3");
         // Without a quantum nothing is ever preempted.
         let whole = Cores::new(1);
         let first = tokio::spawn({
             let cores = Arc::clone(&whole);
-            async move { cores.hold(Duration::from_millis(10)).await }
+            async move { cores.hold(Group::Service, Duration::from_millis(10)).await }
         });
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(whole.hold(Duration::from_millis(1)).await, Duration::ZERO);
+        assert_eq!(whole.hold(Group::Service, Duration::from_millis(1)).await, Duration::ZERO);
         assert_eq!(first.await.unwrap(), Duration::ZERO);
     }
 
@@ -506,7 +743,7 @@ mod tests {
         let demand = cores.demand();
         let start = Instant::now();
         let job = |cores: Arc<Cores>| async move {
-            cores.hold(Duration::from_millis(6)).await;
+            cores.hold(Group::Service, Duration::from_millis(6)).await;
             start.elapsed().as_millis()
         };
         let a = tokio::spawn(job(Arc::clone(&cores)));
@@ -528,5 +765,123 @@ mod tests {
         drop(demand); // At 12 ms, as a crashed server's would be.
         assert_eq!(b.await.unwrap(), 16, "started at 9, preempted 11-12, 4 ms left");
         assert_eq!(cores.free(), 1);
+    }
+
+    /// Each job: (group, start after ms, work ms) on `cores`; returns each end, ms.
+    async fn run_group_jobs(cores: &Arc<Cores>, jobs: &[(Group, u64, u64)]) -> Vec<u128> {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for &(group, after, work) in jobs {
+            let cores = Arc::clone(cores);
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(after)).await;
+                cores.hold(group, Duration::from_millis(work)).await;
+                start.elapsed().as_millis()
+            }));
+        }
+        let mut ends = Vec::new();
+        for t in tasks {
+            ends.push(t.await.unwrap());
+        }
+        ends
+    }
+
+    fn in_groups(count: usize, quantum_ms: u64) -> Arc<Cores> {
+        Cores::build(count, Some(Duration::from_millis(quantum_ms)), None, Sharing::TwoGroups)
+    }
+
+    /// Three service pieces and one database piece of 6 ms each on 2 cores: in one pool the
+    /// four take turns and all end near 12 ms; in two groups the database's one piece has a
+    /// core of its own from the start (its group holds none while the service holds both,
+    /// so a service piece gives one up at once) and ends at 6.
+    #[tokio::test(start_paused = true)]
+    async fn a_group_holding_no_core_gets_one_at_once_from_a_group_holding_two() {
+        use Group::{Database as D, Service as S};
+        let jobs = [(S, 0, 6), (S, 0, 6), (S, 0, 6), (D, 0, 6)];
+        let pool = Cores::with_quantum(2, Some(Duration::from_millis(2)));
+        let one_pool = run_group_jobs(&pool, &jobs).await;
+        assert!(one_pool[3] >= 10, "one pool: the database's piece takes turns, {one_pool:?}");
+        let groups = in_groups(2, 2);
+        let two = run_group_jobs(&groups, &jobs).await;
+        assert_eq!(two[3], 6, "two groups: a core of its own at once, {two:?}");
+        assert_eq!(two.iter().max(), Some(&12), "the machine is as busy: 24 ms on 2 cores");
+        assert_eq!(groups.free(), 2);
+        assert_eq!(groups.busy(), Duration::from_millis(24));
+    }
+
+    /// The database's one long piece keeps its core while two service pieces take turns on
+    /// the other (each group has its half); in one pool the long piece takes turns with them.
+    #[tokio::test(start_paused = true)]
+    async fn each_group_keeps_its_half_and_its_own_pieces_take_turns_on_it() {
+        use Group::{Database as D, Service as S};
+        let jobs = [(D, 0, 10), (S, 0, 4), (S, 0, 4)];
+        let two = run_group_jobs(&in_groups(2, 1), &jobs).await;
+        assert_eq!(two, vec![10, 7, 8], "S: A 0-1, B 1-2, … A ends 7, B 8; D runs through");
+        let pool = Cores::with_quantum(2, Some(Duration::from_millis(1)));
+        let one_pool = run_group_jobs(&pool, &jobs).await;
+        assert!(one_pool[0] > 10, "one pool: the long piece is preempted, {one_pool:?}");
+    }
+
+    /// On ONE core the groups alternate at the quantum: no piece gives its core up within the
+    /// instant it got it (neither group holds two more than the other).
+    #[tokio::test(start_paused = true)]
+    async fn on_one_core_the_groups_alternate_at_the_quantum() {
+        use Group::{Database as D, Service as S};
+        let two = run_group_jobs(&in_groups(1, 1), &[(S, 0, 3), (D, 0, 3)]).await;
+        assert_eq!(two, vec![5, 6], "S 0-1, D 1-2, S 2-3, D 3-4, S 4-5, D 5-6");
+    }
+
+    /// The server's ready statement, while the service holds both cores: a service piece
+    /// gives its core up at once and it is parked for the server; with the statement run,
+    /// the service piece continues.
+    #[tokio::test(start_paused = true)]
+    async fn a_ready_statement_gets_a_parked_core_at_once_from_a_group_holding_two() {
+        let cores = in_groups(2, 5);
+        let demand = cores.demand();
+        let start = Instant::now();
+        let jobs: Vec<_> = (0..2)
+            .map(|_| {
+                let cores = Arc::clone(&cores);
+                tokio::spawn(async move {
+                    cores.hold(Group::Service, Duration::from_millis(10)).await;
+                    start.elapsed().as_millis()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(cores.try_take().is_none(), "both cores held by the service");
+        demand.set(1);
+        tokio::task::yield_now().await;
+        assert_eq!(cores.free(), 1, "parked for the server within the instant");
+        let statement = cores.try_take().expect("the parked core");
+        demand.set(0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        drop(statement); // at 3 ms
+        let mut ends = Vec::new();
+        for job in jobs {
+            ends.push(job.await.unwrap());
+        }
+        assert_eq!(ends.iter().sum::<u128>(), 10 + 12, "one piece lost 1-3 ms: {ends:?}");
+        assert_eq!(cores.free(), 2);
+    }
+
+    /// A waiter handed a core that stops waiting before it takes it (an aborted request)
+    /// does not keep the core: it goes on to whoever waits, else back to the free ones.
+    #[tokio::test(start_paused = true)]
+    async fn a_core_handed_to_a_waiter_that_left_is_handed_on() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let cores = in_groups(1, 1);
+        let held = cores.try_take().expect("a free core");
+        let mut waiting = Box::pin(cores.take(Group::Service));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(matches!(waiting.as_mut().poll(&mut cx), Poll::Pending), "queued");
+        drop(held); // handed to the service's queue
+        assert_eq!(cores.free(), 0, "handed to the waiter, not free");
+        drop(waiting);
+        assert_eq!(cores.free(), 1, "the waiter left: free again");
+        let groups = cores.groups.as_ref().unwrap();
+        assert_eq!(cores.waiting(groups, Group::Service), 0);
+        assert_eq!(groups.granted[Group::Service as usize].load(Ordering::Relaxed), 0);
     }
 }

@@ -13,7 +13,7 @@ pub mod trace;
 pub mod wal;
 
 pub use client::Client;
-pub use cores::{CoreGuard, Cores};
+pub use cores::{CoreGuard, Cores, Group, Sharing};
 pub use frame::{FRAME_BYTES_MAX, Incoming, IoError, QueryRef};
 pub use sched::Scheduler;
 pub use server::{Server, ServerConfig};

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::cores::Cores;
+use super::cores::{Cores, Group};
 
 /// One flush request: the duration it asks for (simulated time) and where to say it is done.
 type Request = (Duration, oneshot::Sender<()>);
@@ -78,7 +78,7 @@ async fn flusher(mut rx: mpsc::UnboundedReceiver<Request>, cpu: Option<(Arc<Core
         }
         tokio::time::sleep(duration).await;
         if let Some((cores, cpu_time)) = &cpu {
-            cores.hold(*cpu_time).await;
+            cores.hold(Group::Database, *cpu_time).await;
         }
         for done in batch {
             let _ = done.send(());
@@ -118,7 +118,7 @@ mod tests {
                     let cores = Cores::new(1);
                     let busy = Arc::clone(&cores);
                     tokio::task::spawn_local(async move {
-                        busy.hold(Duration::from_millis(busy_ms)).await;
+                        busy.hold(Group::Service, Duration::from_millis(busy_ms)).await;
                     });
                     Wal::start(Some((cores, Duration::from_millis(cpu_ms))))
                 }

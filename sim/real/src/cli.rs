@@ -359,6 +359,13 @@ pub struct ValidateArgs {
     /// flush. Several values: one simulation per value, each judged.
     #[arg(long, value_delimiter = ',', value_name = "S")]
     pub commit_flush_share: Vec<f64>,
+    /// Whether the simulation shares its cores between two scheduling groups first, the
+    /// database's statements and the service's work (as a kernel with autogroups shares them
+    /// between PostgreSQL and the shell that started the service), instead of the profile's
+    /// `[cpu] scheduling_groups`: true or false. Both (`false,true`): one simulation each,
+    /// judged against the same real side.
+    #[arg(long, value_delimiter = ',', value_name = "BOOL")]
+    pub scheduling_groups: Vec<bool>,
     /// Time every statement on both sides, at every level, and print their round trips by
     /// statement class (p50 / p95 / p99, real beside simulated): which statements the two
     /// sides part on under load. A diagnostic, not judged; the real service's statements are
@@ -420,6 +427,7 @@ impl ValidateArgs {
             core_fraction: self.core_fraction.clone(),
             busy_cost_factor: self.busy_cost_factor.clone(),
             commit_flush_share: self.commit_flush_share.clone(),
+            scheduling_groups: self.scheduling_groups.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {

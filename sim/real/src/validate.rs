@@ -1306,6 +1306,16 @@ fn variants(
     )?;
     let all = vary(
         all,
+        "--scheduling-groups",
+        &knobs.scheduling_groups,
+        |p, g| p.with_scheduling_groups(g),
+        |g| match g {
+            false => "one pool of cores (--scheduling-groups false)".to_string(),
+            true => "two scheduling groups, database and service (--scheduling-groups)".into(),
+        },
+    )?;
+    let all = vary(
+        all,
         "--busy-cost-factor",
         &knobs.busy_cost_factor,
         |p, b| p.with_busy_cost_factor(b),
@@ -1339,6 +1349,8 @@ pub struct Knobs {
     pub busy_cost_factor: Vec<f64>,
     /// `[wal] commit_flush_share` values.
     pub commit_flush_share: Vec<f64>,
+    /// `[cpu] scheduling_groups` values.
+    pub scheduling_groups: Vec<bool>,
 }
 
 impl Knobs {
@@ -1486,6 +1498,7 @@ mod tests {
             backend_workers: Vec::new(),
             core_fraction: Vec::new(),
             busy_cost_factor: Vec::new(),
+            scheduling_groups: Vec::new(),
             commit_flush_share: Vec::new(),
         };
         let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
@@ -1525,6 +1538,17 @@ mod tests {
         let too_much = Knobs { commit_flush_share: vec![1.2], ..Knobs::default() };
         let e = too_much.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--commit-flush-share must be"), "{e}");
+        let groups = Knobs { scheduling_groups: vec![false, true], ..Knobs::default() };
+        let all = variants(&profile, "p", &groups).unwrap();
+        let got: Vec<bool> =
+            all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().scheduling_groups()).collect();
+        assert_eq!(got, [false, true]);
+        assert!(
+            all[1].1.ends_with("two scheduling groups, database and service (--scheduling-groups)")
+        );
+        let unsliced = Knobs { quantum_us: vec![0], ..groups };
+        let e = unsliced.check(&profile).unwrap_err().to_string();
+        assert!(e.contains("--scheduling-groups needs `quantum_us`"), "{e}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::db::BoxFuture;
-use model::io::Cores;
+use model::io::{Cores, Group, Sharing};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Semaphore;
 
@@ -223,7 +223,7 @@ async fn spend_cpu(
         None => None,
     };
     match cores {
-        Some(cores) => cores.hold(scaled_us(sleep_us)).await,
+        Some(cores) => cores.hold(Group::Service, scaled_us(sleep_us)).await,
         None => {
             tokio::time::sleep(scaled_us(sleep_us)).await;
             Duration::ZERO
@@ -297,7 +297,11 @@ pub fn shared_cores(profile: &Profile) -> Option<Arc<Cores>> {
     let backend = profile.backend_cpu.as_ref()?;
     let cores = backend.shared_cores()?;
     let quantum = backend.quantum_us().map(scaled_us);
-    Some(Cores::on_ticks(cores as usize, quantum, scaled_us(RESOLUTION_US)))
+    let sharing = match backend.scheduling_groups() {
+        true => Sharing::TwoGroups,
+        false => Sharing::OnePool,
+    };
+    Some(Cores::on_ticks(cores as usize, quantum, scaled_us(RESOLUTION_US), sharing))
 }
 
 /// What the backend's CPU costs are drawn from and spent on.

@@ -29,7 +29,11 @@
 //! BUSY machine as a share of their cost on an idle one — a piece charged while the backend
 //! serves another request beside its own costs B times its draw (issue #17: the real rules
 //! evaluation of a 201 takes 25 µs at 1 user and 15-17 µs at 10-50 users; warm caches, no
-//! wake-up from idle; `world::cpu::InFlight`).
+//! wake-up from idle; `world::cpu::InFlight`), and optionally `scheduling_groups = true`
+//! (needs `cores` and `quantum_us`; absent: false): the shared cores are shared between two
+//! scheduling groups first — the database's statements and the service's work — as a kernel
+//! with autogroups shares them between PostgreSQL's group and the shell's
+//! (`model::io::Sharing::TwoGroups`).
 //! Tables follow the model's rules for empirical tables
 //! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
@@ -121,6 +125,8 @@ pub struct BackendCpu {
     backend_workers: Option<u32>,
     /// The backend's CPU costs on a busy machine, as a share of an idle one's (`None`: 1).
     busy_cost_factor: Option<f64>,
+    /// The shared cores are shared between two scheduling groups first (database, service).
+    scheduling_groups: bool,
 }
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
@@ -156,6 +162,7 @@ struct RawCpu {
     statement_core_fraction: Option<f64>,
     backend_workers: Option<u32>,
     busy_cost_factor: Option<f64>,
+    scheduling_groups: Option<bool>,
 }
 
 impl Profile {
@@ -217,6 +224,12 @@ impl Profile {
             check_core_fraction(fraction, cpu.cores)?;
             Ok(BackendCpu { statement_core_fraction: Some(fraction), ..cpu.clone() })
         })
+    }
+
+    /// The same profile with or without two scheduling groups on its shared cores (`[cpu]
+    /// scheduling_groups`). Errors name the reason (no `[cpu]` table, no cores or quantum).
+    pub fn with_scheduling_groups(&self, groups: bool) -> Result<Profile, String> {
+        self.with_cpu(|cpu| cpu.with_scheduling_groups(groups))
     }
 
     /// The same profile with another busy-machine cost factor (`[cpu] busy_cost_factor`,
@@ -310,6 +323,21 @@ fn check_busy_cost_factor(factor: f64, cores: Option<u32>) -> Result<(), String>
     Ok(())
 }
 
+/// Scheduling groups share the shared cores in slices: they need `cores` and a quantum.
+fn check_scheduling_groups(
+    groups: bool,
+    cores: Option<u32>,
+    quantum_us: Option<u64>,
+) -> Result<(), String> {
+    if groups && cores.is_none() {
+        return Err("needs `cores`: the groups share the shared cores".into());
+    }
+    if groups && quantum_us.is_none() {
+        return Err("needs `quantum_us` (not 0): the groups share the cores in slices".into());
+    }
+    Ok(())
+}
+
 /// Backend worker threads: 1 to [`CORES_MAX`] (0 means no limit), on shared cores.
 fn check_backend_workers(workers: u32, cores: Option<u32>) -> Result<(), String> {
     if workers as usize > CORES_MAX {
@@ -389,16 +417,21 @@ impl BackendCpu {
         if let Some(b) = cpu.busy_cost_factor {
             check_busy_cost_factor(b, cpu.cores).map_err(|r| err("cpu.busy_cost_factor", r))?;
         }
+        let quantum_us = cpu.quantum_us.filter(|&q| q > 0);
+        let scheduling_groups = cpu.scheduling_groups.unwrap_or(false);
+        check_scheduling_groups(scheduling_groups, cpu.cores, quantum_us)
+            .map_err(|r| err("cpu.scheduling_groups", r))?;
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
             request_us: cpu.request_us,
             cores: cpu.cores,
-            quantum_us: cpu.quantum_us.filter(|&q| q > 0),
+            quantum_us,
             offpath_us: cpu.offpath_us.filter(|&us| us > 0.0),
             statement_core_fraction: cpu.statement_core_fraction,
             backend_workers: cpu.backend_workers.filter(|&w| w > 0),
             busy_cost_factor: cpu.busy_cost_factor,
+            scheduling_groups,
         }))
     }
 
@@ -465,7 +498,22 @@ impl BackendCpu {
         if let Some(q) = quantum_us {
             check_quantum_us(q)?;
         }
-        Ok(BackendCpu { quantum_us: quantum_us.filter(|&q| q > 0), ..self.clone() })
+        let quantum_us = quantum_us.filter(|&q| q > 0);
+        check_scheduling_groups(self.scheduling_groups, self.cores, quantum_us)
+            .map_err(|e| format!("with scheduling groups: {e}"))?;
+        Ok(BackendCpu { quantum_us, ..self.clone() })
+    }
+
+    /// Whether the shared cores are shared between two scheduling groups first, the
+    /// database's and the service's (`[cpu] scheduling_groups`; `model::io::Sharing`).
+    pub fn scheduling_groups(&self) -> bool {
+        self.scheduling_groups
+    }
+
+    /// The same costs with or without scheduling groups; checked as the profile key is.
+    pub fn with_scheduling_groups(&self, groups: bool) -> Result<BackendCpu, String> {
+        check_scheduling_groups(groups, self.cores, self.quantum_us)?;
+        Ok(BackendCpu { scheduling_groups: groups, ..self.clone() })
     }
 
     /// The rules' cost per check `rules` times, the request CPU `request` times as long (a
@@ -481,6 +529,7 @@ impl BackendCpu {
             statement_core_fraction: self.statement_core_fraction,
             backend_workers: self.backend_workers,
             busy_cost_factor: self.busy_cost_factor,
+            scheduling_groups: self.scheduling_groups,
         }
     }
 
@@ -523,6 +572,32 @@ mod tests {
             let e = Profile::from_toml_str(&bad, "b").unwrap_err();
             assert_eq!(e.field, field, "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn scheduling_groups_are_off_unless_asked_and_need_cores_and_a_quantum() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let base = statements_only();
+        let read = |tail: &str| {
+            let text = format!("{base}\n{cpu}{tail}\n");
+            Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap()
+        };
+        assert!(!read("cores = 2\nquantum_us = 25").scheduling_groups(), "absent: one pool");
+        let grouped = read("cores = 2\nquantum_us = 25\nscheduling_groups = true");
+        assert!(grouped.scheduling_groups());
+        assert!(grouped.scaled_each(2.0, 2.0).scheduling_groups(), "kept when scaled");
+        assert!(!grouped.with_scheduling_groups(false).unwrap().scheduling_groups());
+        let e = grouped.with_quantum_us(Some(0)).unwrap_err();
+        assert!(e.contains("quantum_us"), "{e}");
+        let e = read("cores = 2").with_scheduling_groups(true).unwrap_err();
+        assert!(e.contains("quantum_us"), "{e}");
+        let bad = [
+            "scheduling_groups = true",
+            "cores = 2\nscheduling_groups = true",
+            "cores = 2\nquantum_us = 0\nscheduling_groups = true",
+        ];
+        each_refused_naming(cpu, "cpu.scheduling_groups", &bad);
+        each_refused_naming(cpu, "(toml)", &["cores = 2\nquantum_us = 25\nscheduling_groups = 2"]);
     }
 
     #[test]
