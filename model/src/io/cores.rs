@@ -52,8 +52,9 @@
 //!
 //! Not modelled: hyper-threading, the kernel's fair share by accumulated CPU (every waiter
 //! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF; the two
-//! groups share by cores held, not by CPU time accumulated), the cost of a context switch, which part of a statement is not CPU (the server's `core_fraction` is
-//! one share for every statement: a COMMIT's WAL-flush wait is not singled out).
+//! groups share by cores held, not by CPU time accumulated), the cost of a context switch,
+//! which part of a statement is not CPU (the server's `core_fraction` is one share for every
+//! statement: a COMMIT's WAL-flush wait is not singled out).
 //!
 //! DETERMINISM: everything happens on turmoil's single thread; a give-back wakes the next
 //! waiter in FIFO order and notifies the server, whose host turmoil polls in its fixed order;
@@ -429,8 +430,10 @@ impl Cores {
     /// core awaits.
     fn waiting(&self, groups: &Groups, group: Group) -> usize {
         let g = group as usize;
-        let queued =
-            groups.queued[g].load(Ordering::Relaxed) - groups.granted[g].load(Ordering::Relaxed);
+        let (queued, granted) =
+            (groups.queued[g].load(Ordering::Relaxed), groups.granted[g].load(Ordering::Relaxed));
+        debug_assert!(granted <= queued, "a core is handed only to a waiter");
+        let queued = queued - granted;
         match group {
             Group::Service => queued,
             Group::Database => {
@@ -586,10 +589,10 @@ impl Cores {
         core
     }
 
-    /// Holds a core for `duration` of (tokio) time of `group`'s work: waits for one, spends the time
-    /// on it ([`Cores::spend`]: sliced when there is a quantum), gives it back. Returns the
-    /// time the work spent preempted once it had a core (the wait for the first core is not
-    /// counted: a real thread times its work from when it runs).
+    /// Holds a core for `duration` of (tokio) time of `group`'s work: waits for one, spends
+    /// the time on it ([`Cores::spend`]: sliced when there is a quantum), gives it back.
+    /// Returns the time the work spent preempted once it had a core (the wait for the first
+    /// core is not counted: a real thread times its work from when it runs).
     pub async fn hold(self: &Arc<Self>, group: Group, duration: Duration) -> Duration {
         let core = self.take(group).await;
         self.spend(core, duration).await.preempted

@@ -372,6 +372,12 @@ pub struct ValidateArgs {
     /// then timed at every level (a clock read and a histogram record each).
     #[arg(long)]
     pub statement_times: bool,
+    /// Sample PostgreSQL's wait events (`pg_stat_activity`, every 5 ms, on a connection of
+    /// its own) at every judged level and print where its sessions spend their time, by
+    /// statement: on a core, waiting for a lock, for the WAL's flush, or idle in a
+    /// transaction for the service. A diagnostic, not judged; the sampler costs a little CPU.
+    #[arg(long)]
+    pub wait_events: bool,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -444,6 +450,7 @@ impl ValidateArgs {
             reports: self.reports.clone(),
             connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
             statement_times: self.statement_times,
+            wait_events: self.wait_events,
         })
     }
 }

@@ -43,6 +43,7 @@ pub mod stats;
 pub mod table;
 pub mod throughput;
 pub mod validate;
+pub mod wait_events;
 pub mod workload;
 
 pub use cli::{

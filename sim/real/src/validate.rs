@@ -102,6 +102,7 @@ use super::report::{self, Overlay, ReportArgs, ReportExtras};
 use super::serve::{ServeConfig, Server};
 use super::setup::{clinic_day, load_scenario, setup_for_run};
 use super::table::{MetricRow, quantiles_out_of_band, side_by_side};
+use super::wait_events::{WaitEvents, WaitSampler};
 use super::workload::{PlannedRequest, Task};
 use sim::compare::{Comparison, compare_at_resolution};
 use sim::histograms::{Histograms, Metric};
@@ -142,6 +143,9 @@ pub struct ValidateConfig {
     /// Time every statement at every level, both sides, and print the round trips by class
     /// (`--statement-times`; [`statement_lines`]).
     pub statement_times: bool,
+    /// Sample PostgreSQL's wait events at every judged level of the real side and print where
+    /// its sessions spend their time, by statement (`--wait-events`; [`super::wait_events`]).
+    pub wait_events: bool,
 }
 
 impl ValidateConfig {
@@ -232,6 +236,8 @@ pub struct RealLevel {
     /// Its statements' round trips by class, µs, when they were timed (a metered level, or
     /// every level with `--statement-times`).
     pub statements: Option<BTreeMap<String, Histogram<u64>>>,
+    /// Where PostgreSQL's sessions spent the level, sampled (`--wait-events`).
+    pub wait_events: Option<WaitEvents>,
 }
 
 impl RealLevel {
@@ -474,6 +480,10 @@ async fn real_level(
         true => Some(Monitor::start(&target.url, None).await?),
         false => None,
     };
+    let wait_sampler = match run.monitored && config.wait_events {
+        true => Some(WaitSampler::start(&target.url).await?),
+        false => None,
+    };
     let mut rounds = ScenarioRounds {
         ids: ClinicIds::new(&scenario),
         fallback: serde_json::to_value(scenario.workload.fallback).expect("enums serialise"),
@@ -501,6 +511,10 @@ async fn real_level(
     let outcome = run_rounds(load_config, &mut rounds).await;
     let cpu = LoadedCpu::since(cpu_before, level, outcome.recorder.aggregated().request_count);
     let measured = meter.as_ref().map(|m| m.measurements(&outcome));
+    let wait_events = match wait_sampler {
+        Some(sampler) => Some(sampler.finish().await),
+        None => None,
+    };
     let monitor = match monitor {
         Some(monitor) => monitor.finish().await,
         None => MonitorSummary::default(),
@@ -524,6 +538,7 @@ async fn real_level(
         cpu,
         backend_metrics,
         statements,
+        wait_events,
     })
 }
 
@@ -1067,11 +1082,33 @@ pub fn validate_command(
                 println!("{line}");
             }
         }
+        for line in wait_event_lines(&real) {
+            println!("{line}");
+        }
         if verdict.is_ok() {
             verdict = result;
         }
     }
     verdict
+}
+
+/// Per level of the real side sampled with `--wait-events`: where PostgreSQL's sessions
+/// spent it, by statement (none without the flag). A diagnostic: not judged, and the
+/// simulation has no counterpart yet.
+fn wait_event_lines(real: &[RealLevel]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for level in real {
+        let Some(events) = &level.wait_events else { continue };
+        lines.push(format!(
+            "wait events at {} users (real PostgreSQL, sampled every {} ms, {} samples; \
+             sessions in each statement on average, and where):",
+            level.level,
+            super::wait_events::SAMPLE_INTERVAL_MS,
+            events.samples
+        ));
+        lines.extend(events.lines());
+    }
+    lines
 }
 
 /// Per level, both sides: rooms the booking transactions found taken (a 23P01 or a positive
@@ -1478,6 +1515,7 @@ mod tests {
             connections: Default::default(),
             knobs: Knobs::default(),
             statement_times: false,
+            wait_events: false,
         };
         let (first, before) = (ProbeSource::FirstLevel, ProbeSource::BeforeRun);
         assert!(config(SimProfile::committed(), true, first).meters_first_level());

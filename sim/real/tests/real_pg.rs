@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use real::database::{self, DbTarget};
 use real::monitor::Monitor;
+use real::wait_events::WaitSampler;
 use sqlx::{Connection, Executor, PgConnection};
 
 fn database_url() -> Option<String> {
@@ -55,6 +56,43 @@ async fn session_in(url: &str, schema: &str) -> PgConnection {
     let sql = format!("SET search_path TO {schema}, public; SET deadlock_timeout = '200ms'");
     conn.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
     conn
+}
+
+/// Goal (`validate --wait-events`): a session blocked on a lock is sampled under its
+/// statement as waiting for that lock, and one idle in its transaction as waiting for its
+/// client; about one session each on average while the sampler watched. In its own database:
+/// other tests' sessions must not show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_sampler_sees_a_lock_wait_and_a_session_idle_in_its_transaction() {
+    let _others = beside_others();
+    let Some(admin_url) = database_url() else { return };
+    let admin = DbTarget::new(&admin_url, None).unwrap();
+    let name = database::unique_database_name("roomsim_test_waits");
+    let temp = database::TempDatabase::create(&admin, &name).await.unwrap();
+    let url = temp.target.url.clone();
+    let mut holder = PgConnection::connect(&url).await.unwrap();
+    let mut waiter = PgConnection::connect(&url).await.unwrap();
+    holder.execute("BEGIN; SELECT pg_advisory_xact_lock(17)").await.unwrap();
+    let blocked = tokio::spawn(async move {
+        waiter.execute("SELECT pg_advisory_xact_lock(17) /* waits */").await.unwrap();
+        waiter
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sampler = WaitSampler::start(&url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = sampler.finish().await;
+    holder.execute("COMMIT").await.unwrap();
+    drop(blocked.await.unwrap());
+    assert_eq!(events.error, None);
+    assert!(events.samples >= 20, "every 5 ms for 0.5 s: {}", events.samples);
+    let waiting = &events.seen["SELECT pg_advisory_xact_lock(17) /* waits */"];
+    assert_eq!(waiting.keys().collect::<Vec<_>>(), ["Lock:advisory"], "{events:?}");
+    let holding = &events.seen["BEGIN; SELECT pg_advisory_xact_lock(17)"];
+    assert_eq!(holding.keys().collect::<Vec<_>>(), ["client (in transaction)"], "{events:?}");
+    assert_eq!(waiting.values().sum::<u64>(), events.samples, "one session, every sample");
+    assert_eq!(events.seen.len(), 2, "nobody else in this database: {events:?}");
+    drop(holder);
+    temp.drop_database().await;
 }
 
 /// Runs in its own database: the deadlock it provokes must not show in other tests' counters.
@@ -172,6 +210,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         connections: Default::default(),
         knobs: real::validate::Knobs::default(),
         statement_times: false,
+        wait_events: false,
     }
 }
 
@@ -184,6 +223,7 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     let Some(url) = database_url() else { return };
     let mut config = validate_config(&url, "exclusion", 10);
     config.statement_times = true;
+    config.wait_events = true;
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let scenario = scenario_at_level(&loaded, 10).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -203,6 +243,9 @@ fn validate_replays_the_simulated_workload_on_postgres() {
     );
     assert_eq!(level.monitor.deadlocks_delta, 0, "own database: no deadlocks");
     assert!(level.monitor.indexes.iter().any(|i| i.index == "no_room_overlap"));
+    let waits = level.wait_events.as_ref().expect("--wait-events samples the judged level");
+    assert!(waits.samples >= 100, "every 5 ms for 3 s: {}", waits.samples);
+    assert!(waits.seen.keys().any(|s| s == "COMMIT"), "bookings commit: {:?}", waits.seen);
     let profile = sim::world::default_profile();
     let sim = sim_side(
         scenario,

@@ -102,6 +102,7 @@ fn run_validate(
         connections: Default::default(),
         knobs: Knobs::default(),
         statement_times: false,
+        wait_events: false,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
