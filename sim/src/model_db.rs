@@ -158,6 +158,11 @@ pub type DeadlockLog = Arc<Mutex<Vec<(u64, String)>>>;
 /// database error counts, a lost connection does not).
 pub type StatementObserver = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
+/// Run after every statement's reply, before its caller continues (and before its round
+/// trip is told to [`StatementObserver`]): the backend resuming on a core
+/// (`world::cpu::ResumeCpu`).
+pub type ReplyHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// What the pool tells the run as it works.
 #[derive(Clone)]
 pub struct DbObservers {
@@ -165,6 +170,8 @@ pub struct DbObservers {
     pub on_wait: WaitObserver,
     pub on_statement: StatementObserver,
     pub deadlocks: DeadlockLog,
+    /// After each reply, when the backend's CPU resumes on shared cores.
+    pub after_reply: Option<ReplyHook>,
 }
 
 /// The pool of model sessions the backend uses.
@@ -172,6 +179,7 @@ pub struct ModelDb {
     pool: Pool<ModelConn>,
     deadlocks: DeadlockLog,
     on_statement: StatementObserver,
+    after_reply: Option<ReplyHook>,
     guard: GuardMode,
     drops: Option<Arc<DbDrops>>,
     tap: Option<StatementTap>,
@@ -198,7 +206,7 @@ impl ModelDb {
         drops: Option<Arc<DbDrops>>,
         tap: Option<StatementTap>,
     ) -> ModelDb {
-        let DbObservers { on_wait, on_statement, deadlocks } = observers;
+        let DbObservers { on_wait, on_statement, deadlocks, after_reply } = observers;
         let connect_tap = tap.clone();
         let setup = backend_core::db::session_setup(guard);
         let connect: ConnectFn<ModelConn> = Arc::new(move || {
@@ -224,7 +232,7 @@ impl ModelDb {
             })
         });
         let pool = Pool::new(size, acquire_timeout, connect, on_wait);
-        ModelDb { pool, deadlocks, on_statement, guard, drops, tap }
+        ModelDb { pool, deadlocks, on_statement, after_reply, guard, drops, tap }
     }
 }
 
@@ -241,6 +249,7 @@ impl Db for ModelDb {
                 pooled,
                 deadlocks: self.deadlocks.clone(),
                 on_statement: self.on_statement.clone(),
+                after_reply: self.after_reply.clone(),
                 drops: self.drops.clone(),
                 lease,
             };
@@ -253,6 +262,7 @@ struct PooledConn {
     pooled: Pooled<ModelConn>,
     deadlocks: DeadlockLog,
     on_statement: StatementObserver,
+    after_reply: Option<ReplyHook>,
     drops: Option<Arc<DbDrops>>,
     /// The tap and this lease's number, when noting statements.
     lease: Option<(StatementTap, u64)>,
@@ -293,6 +303,9 @@ impl PooledConn {
                 return Err(lost);
             }
         };
+        if let Some(after_reply) = &self.after_reply {
+            after_reply().await;
+        }
         let answered_us = modelled_us(turmoil::sim_elapsed().unwrap_or_default());
         (self.on_statement)(sql, answered_us.saturating_sub(now_us));
         match response {

@@ -366,6 +366,12 @@ pub struct ValidateArgs {
     /// judged against the same real side.
     #[arg(long, value_delimiter = ',', value_name = "BOOL")]
     pub scheduling_groups: Vec<bool>,
+    /// The share of a request's drawn CPU the simulated service spends after its statements'
+    /// replies (a tick on a shared core after each reply, while the share lasts; the rest
+    /// after the handler) instead of before its handler, instead of the profile's `[cpu]
+    /// resume_share` (0 ≤ S < 1; 0 = all before). Several values: one simulation each.
+    #[arg(long, value_delimiter = ',', value_name = "S")]
+    pub resume_share: Vec<f64>,
     /// Time every statement on both sides, at every level, and print their round trips by
     /// statement class (p50 / p95 / p99, real beside simulated): which statements the two
     /// sides part on under load. A diagnostic, not judged; the real service's statements are
@@ -434,6 +440,7 @@ impl ValidateArgs {
             busy_cost_factor: self.busy_cost_factor.clone(),
             commit_flush_share: self.commit_flush_share.clone(),
             scheduling_groups: self.scheduling_groups.clone(),
+            resume_share: self.resume_share.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
         Ok(ValidateConfig {

@@ -1353,6 +1353,13 @@ fn variants(
     )?;
     let all = vary(
         all,
+        "--resume-share",
+        &knobs.resume_share,
+        |p, r| p.with_resume_share(r),
+        |r| format!("{r} of the request CPU after statement replies (--resume-share)"),
+    )?;
+    let all = vary(
+        all,
         "--busy-cost-factor",
         &knobs.busy_cost_factor,
         |p, b| p.with_busy_cost_factor(b),
@@ -1388,6 +1395,8 @@ pub struct Knobs {
     pub commit_flush_share: Vec<f64>,
     /// `[cpu] scheduling_groups` values.
     pub scheduling_groups: Vec<bool>,
+    /// `[cpu] resume_share` values.
+    pub resume_share: Vec<f64>,
 }
 
 impl Knobs {
@@ -1537,6 +1546,7 @@ mod tests {
             core_fraction: Vec::new(),
             busy_cost_factor: Vec::new(),
             scheduling_groups: Vec::new(),
+            resume_share: Vec::new(),
             commit_flush_share: Vec::new(),
         };
         let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
@@ -1584,6 +1594,16 @@ mod tests {
         assert!(
             all[1].1.ends_with("two scheduling groups, database and service (--scheduling-groups)")
         );
+        let resume = Knobs { resume_share: vec![0.0, 0.5], ..Knobs::default() };
+        let all = variants(&profile, "p", &resume).unwrap();
+        let got: Vec<f64> =
+            all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().resume_share()).collect();
+        assert_eq!(got, [0.0, 0.5]);
+        assert!(
+            all[1].1.ends_with("0.5 of the request CPU after statement replies (--resume-share)")
+        );
+        let e = Knobs { resume_share: vec![1.5], ..Knobs::default() }.check(&profile).unwrap_err();
+        assert!(e.to_string().contains("--resume-share 1.5: must be"), "{e}");
         let unsliced = Knobs { quantum_us: vec![0], ..groups };
         let e = unsliced.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--scheduling-groups needs `quantum_us`"), "{e}");

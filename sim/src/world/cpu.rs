@@ -266,14 +266,29 @@ impl RequestCpu {
                 });
                 let cost = cost.map(|us| charged_now(us, backend, &self.in_flight));
                 let offpath_us = backend.and_then(BackendCpu::offpath_us);
+                let resume_share = backend.map_or(0.0, BackendCpu::resume_share);
                 let cores = self.cores.clone();
                 let workers = self.workers.clone();
                 async move {
-                    if let Some(cost_us) = cost {
-                        let cost_us = (cost_us - HTTP_TRANSPORT_US as f64).max(0.0);
-                        spend_cpu(cores.clone(), workers, CostModel::sleep_us(cost_us)).await;
-                    }
-                    let response = next.run(request).await;
+                    let cost_us = cost.map_or(0.0, |us| (us - HTTP_TRANSPORT_US as f64).max(0.0));
+                    let before_us = cost_us * (1.0 - resume_share);
+                    spend_cpu(cores.clone(), workers.clone(), CostModel::sleep_us(before_us)).await;
+                    let response = match resume_share > 0.0 {
+                        false => next.run(request).await,
+                        // The rest after the statements' replies (`ResumeCpu`), and what is
+                        // left of it once the handler has answered, before the answer leaves.
+                        true => {
+                            let left = Cell::new(cost_us - before_us);
+                            let handled = RESUME_LEFT_US.scope(left, async {
+                                let response = next.run(request).await;
+                                (response, RESUME_LEFT_US.with(Cell::get))
+                            });
+                            let (response, left_us) = handled.await;
+                            let left_us = CostModel::sleep_us(left_us);
+                            spend_cpu(cores.clone(), workers, left_us).await;
+                            response
+                        }
+                    };
                     drop(serving);
                     if let (Some(us), Some(cores)) = (offpath_us, cores) {
                         // Off the request's path, and not the backend's threads' work (the
@@ -289,6 +304,43 @@ impl RequestCpu {
                 }
             },
         ))
+    }
+}
+
+tokio::task_local! {
+    /// µs of the current request's drawn CPU left for after its statements' replies
+    /// (`[cpu] resume_share`; [`ResumeCpu`]). Set by [`RequestCpu`]'s layer around the handler.
+    static RESUME_LEFT_US: Cell<f64>;
+}
+
+/// µs of the backend's CPU spent after each statement reply while the request's share lasts:
+/// one tick (the service's own work per statement, decoding the reply and building the next,
+/// is a few tens of µs on the real side: ~450 µs of request CPU over ~13 statements).
+pub const RESUME_PIECE_US: f64 = RESOLUTION_US as f64;
+
+/// The backend resuming after a statement's reply (`[cpu] resume_share`): before the
+/// statement's caller continues, the backend spends [`RESUME_PIECE_US`] of its request's
+/// drawn CPU on a shared core, while the request's share lasts (none outside a request, or
+/// once it is spent). A real service task is run on a core again after each reply before it
+/// sends its next statement; on a busy machine that wait is in the statement's round trip as
+/// the service times it, and in the transaction's open window (PostgreSQL sees the session
+/// idle in its transaction: `validate --wait-events`, sim/README.md session 27).
+#[derive(Clone)]
+pub struct ResumeCpu {
+    pub(super) cores: Option<Arc<Cores>>,
+    pub(super) workers: Option<Arc<Semaphore>>,
+}
+
+impl ResumeCpu {
+    /// Spends this reply's piece (see the type's doc); at once when none is left.
+    pub async fn after_reply(&self) {
+        let taken = RESUME_LEFT_US.try_with(|left| {
+            let piece = left.get().min(RESUME_PIECE_US);
+            left.set(left.get() - piece);
+            piece
+        });
+        let Ok(piece_us) = taken else { return };
+        spend_cpu(self.cores.clone(), self.workers.clone(), CostModel::sleep_us(piece_us)).await;
     }
 }
 
@@ -334,6 +386,41 @@ mod tests {
             ends.push(task.await.unwrap());
         }
         ends
+    }
+
+    /// Goal (`[cpu] resume_share`): each reply takes one tick of the request's share while it
+    /// lasts, holding a shared core for it; a reply outside a request, or after the share is
+    /// spent, costs nothing; and what a request leaves is read back by its layer.
+    #[tokio::test(start_paused = true)]
+    async fn each_reply_spends_a_tick_of_the_request_share_while_it_lasts() {
+        let cores = Cores::new(1);
+        let resume = ResumeCpu { cores: Some(Arc::clone(&cores)), workers: None };
+        resume.after_reply().await;
+        assert_eq!(cores.busy(), Duration::ZERO, "outside a request: nothing");
+        let tick = scaled_us(RESOLUTION_US);
+        let (busy, left) = RESUME_LEFT_US
+            .scope(Cell::new(60.0), async {
+                let mut busy = Vec::new();
+                for _ in 0..4 {
+                    resume.after_reply().await;
+                    busy.push(cores.busy());
+                }
+                (busy, RESUME_LEFT_US.with(Cell::get))
+            })
+            .await;
+        // 60 µs: 25, 25, then 10 (under half a tick: no tick held), then nothing.
+        assert_eq!(busy, vec![tick, 2 * tick, 2 * tick, 2 * tick]);
+        assert_eq!(left, 0.0);
+        // The core is held for the piece: a second reply waits for a busy core.
+        let held = cores.try_take().expect("a free core");
+        let start = tokio::time::Instant::now();
+        let waiting = RESUME_LEFT_US.scope(Cell::new(25.0), resume.after_reply());
+        let freed = async {
+            tokio::time::sleep(3 * tick).await;
+            drop(held);
+        };
+        tokio::join!(waiting, freed);
+        assert_eq!(start.elapsed(), 4 * tick, "waited 3 ticks for the core, held it 1");
     }
 
     /// Goal: the busy-machine factor applies only while another request is in flight (one

@@ -36,7 +36,7 @@ use crate::error::SimError;
 use crate::histograms::{Histograms, Metric};
 use crate::ids::ClinicIds;
 use crate::model_db::{
-    DB_PORT, DbDrops, DbObservers, DeadlockLog, ModelDb, StatementObserver, StatementTap,
+    DB_PORT, DbDrops, DbObservers, DeadlockLog, ModelDb, ReplyHook, StatementObserver, StatementTap,
 };
 use crate::net;
 use crate::pool::WaitObserver;
@@ -224,7 +224,18 @@ pub fn add_backend_host(
         let sink = histograms.clone();
         let on_statement: StatementObserver =
             Arc::new(move |sql, us| sink.lock().expect("histograms").record_statement(sql, us));
-        let observers = DbObservers { on_wait, on_statement, deadlocks: deadlocks.clone() };
+        let workers = cpu::backend_workers(&profile);
+        let resumes = profile.backend_cpu.as_ref().is_some_and(|cpu| cpu.resume_share() > 0.0);
+        let after_reply = resumes.then(|| {
+            let resume = cpu::ResumeCpu { cores: cores.clone(), workers: workers.clone() };
+            let hook: ReplyHook = Arc::new(move || {
+                let resume = resume.clone();
+                Box::pin(async move { resume.after_reply().await })
+            });
+            hook
+        });
+        let observers =
+            DbObservers { on_wait, on_statement, deadlocks: deadlocks.clone(), after_reply };
         let db = ModelDb::with_tap(
             scenario.backend.pool_size,
             scaled_ms(scenario.backend.acquire_timeout_ms),
@@ -233,7 +244,6 @@ pub fn add_backend_host(
             drops.clone(),
             tap.clone(),
         );
-        let workers = cpu::backend_workers(&profile);
         let in_flight = cpu::InFlight::default();
         let mut config = ApiConfig { strategy, ..ApiConfig::default() };
         let config_body_bytes_max = config.body_bytes_max;

@@ -33,7 +33,12 @@
 //! (needs `cores` and `quantum_us`; absent: false): the shared cores are shared between two
 //! scheduling groups first — the database's statements and the service's work — as a kernel
 //! with autogroups shares them between PostgreSQL's group and the shell's
-//! (`model::io::Sharing::TwoGroups`).
+//! (`model::io::Sharing::TwoGroups`), and optionally `resume_share = S` (needs `cores` and
+//! `request_us`; 0 ≤ S < 1, absent: 0): the share of a request's drawn CPU that the backend
+//! spends AFTER its statements' replies, a tick on a core after each reply (from the draw,
+//! while it lasts; what is left after the handler), instead of before its handler — as a
+//! real service task must be run on a core again after each reply before it sends its next
+//! statement (`world::cpu::ResumeCpu`; sim/README.md, session 27).
 //! Tables follow the model's rules for empirical tables
 //! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
@@ -127,6 +132,8 @@ pub struct BackendCpu {
     busy_cost_factor: Option<f64>,
     /// The shared cores are shared between two scheduling groups first (database, service).
     scheduling_groups: bool,
+    /// Share of a request's CPU spent after its statements' replies (`None`: 0).
+    resume_share: Option<f64>,
 }
 
 /// The time slice `roomsim calibrate` writes (`[cpu] quantum_us`), modelled µs: one tick,
@@ -163,6 +170,7 @@ struct RawCpu {
     backend_workers: Option<u32>,
     busy_cost_factor: Option<f64>,
     scheduling_groups: Option<bool>,
+    resume_share: Option<f64>,
 }
 
 impl Profile {
@@ -230,6 +238,12 @@ impl Profile {
     /// scheduling_groups`). Errors name the reason (no `[cpu]` table, no cores or quantum).
     pub fn with_scheduling_groups(&self, groups: bool) -> Result<Profile, String> {
         self.with_cpu(|cpu| cpu.with_scheduling_groups(groups))
+    }
+
+    /// The same profile with another resume share (`[cpu] resume_share`, 0 ≤ s < 1). Errors
+    /// name the reason (no `[cpu]` table, no cores or request CPU, out of range).
+    pub fn with_resume_share(&self, share: f64) -> Result<Profile, String> {
+        self.with_cpu(|cpu| cpu.with_resume_share(share))
     }
 
     /// The same profile with another busy-machine cost factor (`[cpu] busy_cost_factor`,
@@ -319,6 +333,19 @@ fn check_busy_cost_factor(factor: f64, cores: Option<u32>) -> Result<(), String>
     }
     if cores.is_none() {
         return Err("needs `cores`: it discounts the CPU the shared cores spend".into());
+    }
+    Ok(())
+}
+
+/// A resume share: 0 ≤ s < 1, of a request CPU (`request_us`) on shared cores.
+fn check_resume_share(share: f64, cores: Option<u32>, request_us: bool) -> Result<(), String> {
+    if !(share.is_finite() && (0.0..1.0).contains(&share)) {
+        return Err(format!("{share}: must be at least 0 and less than 1"));
+    }
+    if cores.is_none() || !request_us {
+        return Err(
+            "needs `cores` and `request_us`: it moves request CPU on the shared cores".into()
+        );
     }
     Ok(())
 }
@@ -417,6 +444,10 @@ impl BackendCpu {
         if let Some(b) = cpu.busy_cost_factor {
             check_busy_cost_factor(b, cpu.cores).map_err(|r| err("cpu.busy_cost_factor", r))?;
         }
+        if let Some(share) = cpu.resume_share {
+            check_resume_share(share, cpu.cores, cpu.request_us.is_some())
+                .map_err(|r| err("cpu.resume_share", r))?;
+        }
         let quantum_us = cpu.quantum_us.filter(|&q| q > 0);
         let scheduling_groups = cpu.scheduling_groups.unwrap_or(false);
         check_scheduling_groups(scheduling_groups, cpu.cores, quantum_us)
@@ -432,6 +463,7 @@ impl BackendCpu {
             backend_workers: cpu.backend_workers.filter(|&w| w > 0),
             busy_cost_factor: cpu.busy_cost_factor,
             scheduling_groups,
+            resume_share: cpu.resume_share.filter(|&s| s > 0.0),
         }))
     }
 
@@ -510,6 +542,19 @@ impl BackendCpu {
         self.scheduling_groups
     }
 
+    /// The share of a request's drawn CPU (`request_us`) spent after its statements' replies,
+    /// a tick per reply, instead of before its handler (`[cpu] resume_share`; 0 when absent;
+    /// `world::cpu::ResumeCpu`).
+    pub fn resume_share(&self) -> f64 {
+        self.resume_share.unwrap_or(0.0)
+    }
+
+    /// The same costs with another resume share; checked as the profile key is.
+    pub fn with_resume_share(&self, share: f64) -> Result<BackendCpu, String> {
+        check_resume_share(share, self.cores, self.request_us.is_some())?;
+        Ok(BackendCpu { resume_share: Some(share).filter(|&s| s > 0.0), ..self.clone() })
+    }
+
     /// The same costs with or without scheduling groups; checked as the profile key is.
     pub fn with_scheduling_groups(&self, groups: bool) -> Result<BackendCpu, String> {
         check_scheduling_groups(groups, self.cores, self.quantum_us)?;
@@ -530,6 +575,7 @@ impl BackendCpu {
             backend_workers: self.backend_workers,
             busy_cost_factor: self.busy_cost_factor,
             scheduling_groups: self.scheduling_groups,
+            resume_share: self.resume_share,
         }
     }
 
@@ -572,6 +618,30 @@ mod tests {
             let e = Profile::from_toml_str(&bad, "b").unwrap_err();
             assert_eq!(e.field, field, "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_resume_share_is_optional_checked_and_kept_by_scaling() {
+        let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
+        let request = "request_us = [[0.0, 300.0], [1.0, 500.0]]\ncores = 2\n";
+        let base = statements_only();
+        let read = |tail: &str| {
+            let text = format!("{base}\n{cpu}{request}{tail}\n");
+            Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap()
+        };
+        assert_eq!(read("").resume_share(), 0.0, "absent: all before the handler");
+        let half = read("resume_share = 0.5");
+        assert_eq!(half.resume_share(), 0.5);
+        assert_eq!(half.scaled_each(2.0, 2.0).resume_share(), 0.5, "a share, not a time");
+        assert_eq!(read("").with_resume_share(0.25).unwrap().resume_share(), 0.25);
+        assert!(read("").with_resume_share(1.0).unwrap_err().contains("less than 1"));
+        let bad = ["resume_share = 1.0", "resume_share = -0.1", "resume_share = nan"];
+        for tail in bad {
+            let text = format!("{base}\n{cpu}{request}{tail}\n");
+            let e = Profile::from_toml_str(&text, "b").unwrap_err();
+            assert_eq!(e.field, "cpu.resume_share", "{tail}: {e}");
+        }
+        each_refused_naming(cpu, "cpu.resume_share", &["cores = 2\nresume_share = 0.5"]);
     }
 
     #[test]
