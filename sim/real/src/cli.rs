@@ -359,13 +359,13 @@ pub struct ValidateArgs {
     /// flush. Several values: one simulation per value, each judged.
     #[arg(long, value_delimiter = ',', value_name = "S")]
     pub commit_flush_share: Vec<f64>,
-    /// Whether the simulation shares its cores between two scheduling groups first, the
-    /// database's statements and the service's work (as a kernel with autogroups shares them
-    /// between PostgreSQL and the shell that started the service), instead of the profile's
-    /// `[cpu] scheduling_groups`: true or false. Both (`false,true`): one simulation each,
-    /// judged against the same real side.
-    #[arg(long, value_delimiter = ',', value_name = "BOOL")]
-    pub scheduling_groups: Vec<bool>,
+    /// How the simulation's waiting work shares its cores, instead of the profile's `[cpu]
+    /// sharing`: `one-pool` (FIFO) or `two-groups` (the database's statements and the service's
+    /// work as two scheduling groups, as a kernel with autogroups shares the cores between
+    /// PostgreSQL and the shell that started the service). Both (`one-pool,two-groups`): one
+    /// simulation each, judged against the same real side.
+    #[arg(long, value_delimiter = ',', value_name = "NAME", value_parser = sim::world::parse_sharing)]
+    pub sharing: Vec<model::io::Sharing>,
     /// The share of a request's drawn CPU the simulated service spends after its statements'
     /// replies (a tick on a shared core after each reply, while the share lasts; the rest
     /// after the handler) instead of before its handler, instead of the profile's `[cpu]
@@ -439,7 +439,7 @@ impl ValidateArgs {
             core_fraction: self.core_fraction.clone(),
             busy_cost_factor: self.busy_cost_factor.clone(),
             commit_flush_share: self.commit_flush_share.clone(),
-            scheduling_groups: self.scheduling_groups.clone(),
+            sharing: self.sharing.clone(),
             resume_share: self.resume_share.clone(),
         };
         knobs.check(&sim::world::default_profile())?;

@@ -1343,13 +1343,10 @@ fn variants(
     )?;
     let all = vary(
         all,
-        "--scheduling-groups",
-        &knobs.scheduling_groups,
-        |p, g| p.with_scheduling_groups(g),
-        |g| match g {
-            false => "one pool of cores (--scheduling-groups false)".to_string(),
-            true => "two scheduling groups, database and service (--scheduling-groups)".into(),
-        },
+        "--sharing",
+        &knobs.sharing,
+        |p, s| p.with_sharing(s),
+        |s| format!("cores shared {} (--sharing)", sim::world::sharing_name(s)),
     )?;
     let all = vary(
         all,
@@ -1393,8 +1390,8 @@ pub struct Knobs {
     pub busy_cost_factor: Vec<f64>,
     /// `[wal] commit_flush_share` values.
     pub commit_flush_share: Vec<f64>,
-    /// `[cpu] scheduling_groups` values.
-    pub scheduling_groups: Vec<bool>,
+    /// `[cpu] sharing` values.
+    pub sharing: Vec<model::io::Sharing>,
     /// `[cpu] resume_share` values.
     pub resume_share: Vec<f64>,
 }
@@ -1545,7 +1542,7 @@ mod tests {
             backend_workers: Vec::new(),
             core_fraction: Vec::new(),
             busy_cost_factor: Vec::new(),
-            scheduling_groups: Vec::new(),
+            sharing: Vec::new(),
             resume_share: Vec::new(),
             commit_flush_share: Vec::new(),
         };
@@ -1586,14 +1583,14 @@ mod tests {
         let too_much = Knobs { commit_flush_share: vec![1.2], ..Knobs::default() };
         let e = too_much.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--commit-flush-share must be"), "{e}");
-        let groups = Knobs { scheduling_groups: vec![false, true], ..Knobs::default() };
+        use model::io::Sharing;
+        let shared = [Sharing::OnePool, Sharing::TwoGroups];
+        let groups = Knobs { sharing: shared.to_vec(), ..Knobs::default() };
         let all = variants(&profile, "p", &groups).unwrap();
-        let got: Vec<bool> =
-            all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().scheduling_groups()).collect();
-        assert_eq!(got, [false, true]);
-        assert!(
-            all[1].1.ends_with("two scheduling groups, database and service (--scheduling-groups)")
-        );
+        let got: Vec<Sharing> =
+            all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().sharing()).collect();
+        assert_eq!(got, shared);
+        assert!(all[1].1.ends_with("cores shared two-groups (--sharing)"), "{}", all[1].1);
         let resume = Knobs { resume_share: vec![0.0, 0.5], ..Knobs::default() };
         let all = variants(&profile, "p", &resume).unwrap();
         let got: Vec<f64> =
@@ -1606,7 +1603,7 @@ mod tests {
         assert!(e.to_string().contains("--resume-share 1.5: must be"), "{e}");
         let unsliced = Knobs { quantum_us: vec![0], ..groups };
         let e = unsliced.check(&profile).unwrap_err().to_string();
-        assert!(e.contains("--scheduling-groups needs `quantum_us`"), "{e}");
+        assert!(e.contains("--sharing \"two-groups\" needs `quantum_us`"), "{e}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use backend_core::booking::work::{Work, WorkCharge};
 use backend_core::db::BoxFuture;
-use model::io::{Cores, Group, Sharing};
+use model::io::{Cores, Group};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::Semaphore;
 
@@ -349,10 +349,7 @@ pub fn shared_cores(profile: &Profile) -> Option<Arc<Cores>> {
     let backend = profile.backend_cpu.as_ref()?;
     let cores = backend.shared_cores()?;
     let quantum = backend.quantum_us().map(scaled_us);
-    let sharing = match backend.scheduling_groups() {
-        true => Sharing::TwoGroups,
-        false => Sharing::OnePool,
-    };
+    let sharing = backend.sharing();
     Some(Cores::on_ticks(cores as usize, quantum, scaled_us(RESOLUTION_US), sharing))
 }
 

@@ -29,11 +29,11 @@
 //! BUSY machine as a share of their cost on an idle one — a piece charged while the backend
 //! serves another request beside its own costs B times its draw (issue #17: the real rules
 //! evaluation of a 201 takes 25 µs at 1 user and 15-17 µs at 10-50 users; warm caches, no
-//! wake-up from idle; `world::cpu::InFlight`), and optionally `scheduling_groups = true`
-//! (needs `cores` and `quantum_us`; absent: false): the shared cores are shared between two
-//! scheduling groups first — the database's statements and the service's work — as a kernel
-//! with autogroups shares them between PostgreSQL's group and the shell's
-//! (`model::io::Sharing::TwoGroups`), and optionally `resume_share = S` (needs `cores` and
+//! wake-up from idle; `world::cpu::InFlight`), and optionally `sharing = "…"` (needs
+//! `cores` and `quantum_us` unless "one-pool"; absent: "one-pool"): how waiting work shares
+//! the cores (`model::io::Sharing`) — "one-pool" (FIFO), "two-groups" (the database's
+//! statements and the service's work as two scheduling groups, as a kernel with autogroups
+//! shares the cores between PostgreSQL's group and the shell's), and optionally `resume_share = S` (needs `cores` and
 //! `request_us`; 0 ≤ S < 1, absent: 0): the share of a request's drawn CPU that the backend
 //! spends AFTER its statements' replies, a tick on a core after each reply (from the draw,
 //! while it lasts; what is left after the handler), instead of before its handler — as a
@@ -50,6 +50,7 @@
 
 use std::path::Path;
 
+use model::io::Sharing;
 use model::io::cores::CORES_MAX;
 use model::profile::{
     LatencyProfile, ProfileError, SERVICE_US_MAX, inverse_cdf, scale_table, validate_quantile_table,
@@ -130,8 +131,8 @@ pub struct BackendCpu {
     backend_workers: Option<u32>,
     /// The backend's CPU costs on a busy machine, as a share of an idle one's (`None`: 1).
     busy_cost_factor: Option<f64>,
-    /// The shared cores are shared between two scheduling groups first (database, service).
-    scheduling_groups: bool,
+    /// How waiting work shares the shared cores.
+    sharing: Sharing,
     /// Share of a request's CPU spent after its statements' replies (`None`: 0).
     resume_share: Option<f64>,
 }
@@ -169,7 +170,7 @@ struct RawCpu {
     statement_core_fraction: Option<f64>,
     backend_workers: Option<u32>,
     busy_cost_factor: Option<f64>,
-    scheduling_groups: Option<bool>,
+    sharing: Option<String>,
     resume_share: Option<f64>,
 }
 
@@ -234,10 +235,10 @@ impl Profile {
         })
     }
 
-    /// The same profile with or without two scheduling groups on its shared cores (`[cpu]
-    /// scheduling_groups`). Errors name the reason (no `[cpu]` table, no cores or quantum).
-    pub fn with_scheduling_groups(&self, groups: bool) -> Result<Profile, String> {
-        self.with_cpu(|cpu| cpu.with_scheduling_groups(groups))
+    /// The same profile with another sharing of its shared cores (`[cpu] sharing`). Errors
+    /// name the reason (no `[cpu]` table, no cores or quantum).
+    pub fn with_sharing(&self, sharing: Sharing) -> Result<Profile, String> {
+        self.with_cpu(|cpu| cpu.with_sharing(sharing))
     }
 
     /// The same profile with another resume share (`[cpu] resume_share`, 0 ≤ s < 1). Errors
@@ -350,17 +351,39 @@ fn check_resume_share(share: f64, cores: Option<u32>, request_us: bool) -> Resul
     Ok(())
 }
 
-/// Scheduling groups share the shared cores in slices: they need `cores` and a quantum.
-fn check_scheduling_groups(
-    groups: bool,
+/// The names of [`Sharing`]'s values, as `[cpu] sharing` and `validate --sharing` spell them.
+pub const SHARING_NAMES: [(&str, Sharing); 2] =
+    [("one-pool", Sharing::OnePool), ("two-groups", Sharing::TwoGroups)];
+
+/// The [`Sharing`] named `name` ([`SHARING_NAMES`]); an error lists the names.
+pub fn parse_sharing(name: &str) -> Result<Sharing, String> {
+    let found = SHARING_NAMES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+    found.ok_or_else(|| {
+        let names: Vec<&str> = SHARING_NAMES.iter().map(|(n, _)| *n).collect();
+        format!("{name:?}: must be one of {}", names.join(", "))
+    })
+}
+
+/// The name of `sharing` ([`SHARING_NAMES`]).
+pub fn sharing_name(sharing: Sharing) -> &'static str {
+    SHARING_NAMES.iter().find(|(_, s)| *s == sharing).map_or("?", |(n, _)| n)
+}
+
+/// Sharing other than one pool works in slices of the shared cores: `cores` and a quantum.
+fn check_sharing(
+    sharing: Sharing,
     cores: Option<u32>,
     quantum_us: Option<u64>,
 ) -> Result<(), String> {
-    if groups && cores.is_none() {
-        return Err("needs `cores`: the groups share the shared cores".into());
+    if sharing == Sharing::OnePool {
+        return Ok(());
     }
-    if groups && quantum_us.is_none() {
-        return Err("needs `quantum_us` (not 0): the groups share the cores in slices".into());
+    let name = sharing_name(sharing);
+    if cores.is_none() {
+        return Err(format!("{name:?} needs `cores`: it shares the shared cores"));
+    }
+    if quantum_us.is_none() {
+        return Err(format!("{name:?} needs `quantum_us` (not 0): it shares the cores in slices"));
     }
     Ok(())
 }
@@ -449,9 +472,11 @@ impl BackendCpu {
                 .map_err(|r| err("cpu.resume_share", r))?;
         }
         let quantum_us = cpu.quantum_us.filter(|&q| q > 0);
-        let scheduling_groups = cpu.scheduling_groups.unwrap_or(false);
-        check_scheduling_groups(scheduling_groups, cpu.cores, quantum_us)
-            .map_err(|r| err("cpu.scheduling_groups", r))?;
+        let sharing = match &cpu.sharing {
+            Some(name) => parse_sharing(name).map_err(|r| err("cpu.sharing", r))?,
+            None => Sharing::OnePool,
+        };
+        check_sharing(sharing, cpu.cores, quantum_us).map_err(|r| err("cpu.sharing", r))?;
         Ok(Some(BackendCpu {
             rules_ns_per_check: cpu.rules_ns_per_check,
             rules_fixed_us: cpu.rules_fixed_us.filter(|&us| us > 0.0),
@@ -462,7 +487,7 @@ impl BackendCpu {
             statement_core_fraction: cpu.statement_core_fraction,
             backend_workers: cpu.backend_workers.filter(|&w| w > 0),
             busy_cost_factor: cpu.busy_cost_factor,
-            scheduling_groups,
+            sharing,
             resume_share: cpu.resume_share.filter(|&s| s > 0.0),
         }))
     }
@@ -531,15 +556,14 @@ impl BackendCpu {
             check_quantum_us(q)?;
         }
         let quantum_us = quantum_us.filter(|&q| q > 0);
-        check_scheduling_groups(self.scheduling_groups, self.cores, quantum_us)
-            .map_err(|e| format!("with scheduling groups: {e}"))?;
+        check_sharing(self.sharing, self.cores, quantum_us)
+            .map_err(|e| format!("with sharing {e}"))?;
         Ok(BackendCpu { quantum_us, ..self.clone() })
     }
 
-    /// Whether the shared cores are shared between two scheduling groups first, the
-    /// database's and the service's (`[cpu] scheduling_groups`; `model::io::Sharing`).
-    pub fn scheduling_groups(&self) -> bool {
-        self.scheduling_groups
+    /// How waiting work shares the shared cores (`[cpu] sharing`; one pool when absent).
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
     }
 
     /// The share of a request's drawn CPU (`request_us`) spent after its statements' replies,
@@ -555,10 +579,10 @@ impl BackendCpu {
         Ok(BackendCpu { resume_share: Some(share).filter(|&s| s > 0.0), ..self.clone() })
     }
 
-    /// The same costs with or without scheduling groups; checked as the profile key is.
-    pub fn with_scheduling_groups(&self, groups: bool) -> Result<BackendCpu, String> {
-        check_scheduling_groups(groups, self.cores, self.quantum_us)?;
-        Ok(BackendCpu { scheduling_groups: groups, ..self.clone() })
+    /// The same costs with another sharing; checked as the profile key is.
+    pub fn with_sharing(&self, sharing: Sharing) -> Result<BackendCpu, String> {
+        check_sharing(sharing, self.cores, self.quantum_us)?;
+        Ok(BackendCpu { sharing, ..self.clone() })
     }
 
     /// The rules' cost per check `rules` times, the request CPU `request` times as long (a
@@ -574,7 +598,7 @@ impl BackendCpu {
             statement_core_fraction: self.statement_core_fraction,
             backend_workers: self.backend_workers,
             busy_cost_factor: self.busy_cost_factor,
-            scheduling_groups: self.scheduling_groups,
+            sharing: self.sharing,
             resume_share: self.resume_share,
         }
     }
@@ -645,29 +669,35 @@ mod tests {
     }
 
     #[test]
-    fn scheduling_groups_are_off_unless_asked_and_need_cores_and_a_quantum() {
+    fn the_sharing_is_one_pool_unless_named_and_the_others_need_cores_and_a_quantum() {
         let cpu = "[cpu]\nrules_ns_per_check = [[0.0, 10.0], [1.0, 10.0]]\n";
         let base = statements_only();
         let read = |tail: &str| {
             let text = format!("{base}\n{cpu}{tail}\n");
             Profile::from_toml_str(&text, "t").unwrap().backend_cpu.unwrap()
         };
-        assert!(!read("cores = 2\nquantum_us = 25").scheduling_groups(), "absent: one pool");
-        let grouped = read("cores = 2\nquantum_us = 25\nscheduling_groups = true");
-        assert!(grouped.scheduling_groups());
-        assert!(grouped.scaled_each(2.0, 2.0).scheduling_groups(), "kept when scaled");
-        assert!(!grouped.with_scheduling_groups(false).unwrap().scheduling_groups());
+        assert_eq!(read("cores = 2\nquantum_us = 25").sharing(), Sharing::OnePool, "absent");
+        for (name, sharing) in SHARING_NAMES {
+            let named = read(&format!("cores = 2\nquantum_us = 25\nsharing = \"{name}\""));
+            assert_eq!(named.sharing(), sharing);
+            assert_eq!(named.scaled_each(2.0, 2.0).sharing(), sharing, "kept when scaled");
+            assert_eq!(parse_sharing(sharing_name(sharing)), Ok(sharing));
+        }
+        let grouped = read("cores = 2\nquantum_us = 25\nsharing = \"two-groups\"");
+        assert_eq!(grouped.with_sharing(Sharing::OnePool).unwrap().sharing(), Sharing::OnePool);
         let e = grouped.with_quantum_us(Some(0)).unwrap_err();
         assert!(e.contains("quantum_us"), "{e}");
-        let e = read("cores = 2").with_scheduling_groups(true).unwrap_err();
-        assert!(e.contains("quantum_us"), "{e}");
+        let e = read("cores = 2").with_sharing(Sharing::TwoGroups).unwrap_err();
+        assert!(e.contains("\"two-groups\" needs `quantum_us`"), "{e}");
+        assert!(parse_sharing("round-robin").unwrap_err().contains("one-pool, two-groups"));
         let bad = [
-            "scheduling_groups = true",
-            "cores = 2\nscheduling_groups = true",
-            "cores = 2\nquantum_us = 0\nscheduling_groups = true",
+            "sharing = \"two-groups\"",
+            "cores = 2\nsharing = \"two-groups\"",
+            "cores = 2\nquantum_us = 0\nsharing = \"two-groups\"",
+            "cores = 2\nquantum_us = 25\nsharing = \"fair\"",
         ];
-        each_refused_naming(cpu, "cpu.scheduling_groups", &bad);
-        each_refused_naming(cpu, "(toml)", &["cores = 2\nquantum_us = 25\nscheduling_groups = 2"]);
+        each_refused_naming(cpu, "cpu.sharing", &bad);
+        each_refused_naming(cpu, "(toml)", &["cores = 2\nquantum_us = 25\nsharing = 2"]);
     }
 
     #[test]
