@@ -170,3 +170,31 @@ fn the_cores_count_the_cpu_time_they_were_held() {
     let own = run_with(&scenario, 1, own);
     assert_eq!((own.core_busy_us, own.statement_core_us), (None, None));
 }
+
+/// Goal (`[cpu] resume_share`): the share of each request's CPU moves to after its statement
+/// replies, inside the statements' round trips as the backend times them (one user: nothing
+/// waits, so each reply that takes a piece adds its tick), while the backend's CPU in all
+/// stays what it was drawn.
+#[test]
+fn a_resume_share_moves_request_cpu_after_the_replies_and_keeps_its_total() {
+    let scenario = storm(1, 25);
+    let with = |share: f64| {
+        let profile = world::default_profile().with_resume_share(share).unwrap();
+        let outcome = run_with(&scenario, 1, profile);
+        assert_eq!(outcome.counts.created_201, 25, "share {share}: every booking made");
+        let backend = outcome.core_busy_us.unwrap() - outcome.statement_core_us.unwrap();
+        let round_trips: u64 = (outcome.histograms.by_statement().values())
+            .map(|h| (h.mean() * h.len() as f64) as u64)
+            .sum();
+        (backend, round_trips)
+    };
+    let ((backend, round_trips), (moved_backend, moved_round_trips)) = (with(0.0), with(0.9));
+    let changed = moved_backend.abs_diff(backend) as f64 / backend as f64;
+    assert!(changed < 0.03, "the backend's CPU: {moved_backend} µs against {backend} µs");
+    // ~13 statements per booking, a 25 µs tick after most replies while ~400 µs last.
+    let added_per_booking = moved_round_trips.saturating_sub(round_trips) / 25;
+    assert!(
+        (200..=400).contains(&added_per_booking),
+        "round trips {moved_round_trips} µs against {round_trips} µs: {added_per_booking} µs"
+    );
+}

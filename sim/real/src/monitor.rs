@@ -8,6 +8,9 @@
 //!
 //! READ AT START AND END (deltas):
 //! * `pg_stat_database.deadlocks` — must not grow for a safe strategy;
+//! * `pg_stat_wal.wal_sync` — the WAL flushes (`fdatasync`s) of the whole cluster, to count
+//!   how many commits share one (group commit); `None` where the view is missing (before
+//!   PostgreSQL 14) or unreadable;
 //! * `pg_stat_user_indexes.idx_scan` of the `appointments` and `rooms` indexes.
 //!
 //! PostgreSQL publishes cumulative statistics with a delay (a backend flushes them at most
@@ -54,6 +57,8 @@ pub struct IndexUsage {
 pub struct MonitorSummary {
     pub samples: Vec<Sample>,
     pub deadlocks_delta: i64,
+    /// WAL flushes of the whole cluster over the run (`pg_stat_wal.wal_sync`), if readable.
+    pub wal_syncs_delta: Option<i64>,
     pub indexes: Vec<IndexUsage>,
     /// A sampling error that cut the series short, if any.
     pub error: Option<String>,
@@ -84,6 +89,7 @@ pub struct Monitor {
     task: tokio::task::JoinHandle<PgConnection>,
     samples: Arc<Mutex<(Vec<Sample>, Option<String>)>>,
     deadlocks_start: i64,
+    wal_syncs_start: Option<i64>,
     index_scans_start: BTreeMap<(String, String), i64>,
 }
 
@@ -126,11 +132,19 @@ impl Monitor {
                 .map_err(|e| query_error("SET search_path", e))?;
         }
         let deadlocks_start = deadlocks(&mut connection).await?;
+        let wal_syncs_start = wal_syncs(&mut connection).await;
         let index_scans_start = index_scans(&mut connection).await?;
         let samples = Arc::new(Mutex::new((Vec::new(), None)));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(sample_loop(connection, samples.clone(), stopped));
-        Ok(Monitor { stop: Some(stop), task, samples, deadlocks_start, index_scans_start })
+        Ok(Monitor {
+            stop: Some(stop),
+            task,
+            samples,
+            deadlocks_start,
+            wal_syncs_start,
+            index_scans_start,
+        })
     }
 
     /// Stops sampling, waits for PostgreSQL to publish its statistics, reads the deltas.
@@ -150,6 +164,8 @@ impl Monitor {
             Ok(end) => summary.deadlocks_delta = end - self.deadlocks_start,
             Err(e) => error = error.or(Some(e.to_string())),
         }
+        let wal_syncs_end = wal_syncs(&mut connection).await;
+        summary.wal_syncs_delta = self.wal_syncs_start.zip(wal_syncs_end).map(|(a, b)| b - a);
         match index_scans(&mut connection).await {
             Ok(end) => summary.indexes = index_deltas(&self.index_scans_start, &end),
             Err(e) => error = error.or(Some(e.to_string())),
@@ -222,6 +238,13 @@ async fn deadlocks(connection: &mut PgConnection) -> Result<i64, RealError> {
     .fetch_one(&mut *connection)
     .await
     .map_err(|e| query_error("pg_stat_database", e))
+}
+
+/// The cluster's WAL flushes so far (`pg_stat_wal.wal_sync`); `None` when unreadable (no
+/// such view before PostgreSQL 14): a diagnostic, never an error.
+async fn wal_syncs(connection: &mut PgConnection) -> Option<i64> {
+    let sql = "SELECT wal_sync FROM pg_stat_wal";
+    sqlx::query_scalar(sql).fetch_one(&mut *connection).await.ok()
 }
 
 async fn index_scans(

@@ -1107,6 +1107,14 @@ fn wait_event_lines(real: &[RealLevel]) -> Vec<String> {
             events.samples
         ));
         lines.extend(events.lines());
+        if let Some(flushes) = level.monitor.wal_syncs_delta {
+            let booked = level.backend_metrics.bookings_booked;
+            lines.push(format!(
+                "  WAL flushes (pg_stat_wal.wal_sync, the whole cluster): {flushes}, {:.2} per \
+                 booking booked ({booked})",
+                flushes as f64 / booked.max(1) as f64
+            ));
+        }
     }
     lines
 }

@@ -125,6 +125,8 @@ async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
     assert_eq!(deadlocked.iter().filter(|x| **x).count(), 1, "exactly one victim");
     a.execute("ROLLBACK").await.unwrap();
     b.execute("ROLLBACK").await.unwrap();
+    // A committed write flushes the WAL (counted once the sessions exit and report).
+    a.execute("INSERT INTO appointments VALUES (3, 0)").await.unwrap();
     // Index scans: a primary-key lookup.
     a.execute("SELECT v FROM appointments WHERE id = 1").await.unwrap();
     drop((a, b));
@@ -134,6 +136,8 @@ async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
     assert!(summary.ungranted_locks_max() >= 1, "{:?}", summary.samples);
     assert!(summary.active_queries_max() >= 1, "{:?}", summary.samples);
     assert_eq!(summary.deadlocks_delta, 1, "our database saw exactly our deadlock");
+    let flushes = summary.wal_syncs_delta.expect("pg_stat_wal is readable (PostgreSQL 14+)");
+    assert!(flushes >= 1, "the committed INSERT flushed the WAL: {flushes}");
     let pkey = summary.indexes.iter().find(|i| i.index == "appointments_pkey");
     assert!(pkey.is_some_and(|i| i.scans_delta >= 1), "{:?}", summary.indexes);
     temp.drop_database().await;
