@@ -570,8 +570,9 @@ impl Cores {
         core
     }
 
-    /// Gives `core` up to whoever waits (a backend waiter first, else parked for the server)
-    /// and queues for a core again, at the back.
+    /// Gives `core` up to whoever waits (one pool: a backend waiter first, else parked for
+    /// the server; two groups: as [`Cores::dispatch`] hands it) and queues for a core again,
+    /// at the back (of its group's queue, with two groups).
     async fn preempt(self: &Arc<Self>, mut core: CoreGuard) -> CoreGuard {
         // With two groups the give-back itself hands the core on (`dispatch`).
         if self.groups.is_none() && self.queued.load(Ordering::Relaxed) == 0 {

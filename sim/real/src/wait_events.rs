@@ -40,6 +40,9 @@ pub const STATEMENTS_SHOWN_MAX: usize = 12;
 /// States shown per statement, the commonest first.
 pub const STATES_SHOWN_MAX: usize = 4;
 
+/// One session as sampled: its statement's text, state, wait event type and wait event.
+pub type Row4 = (String, String, Option<String>, Option<String>);
+
 /// What the samples saw: per statement, per state, how many times.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WaitEvents {
@@ -53,7 +56,7 @@ pub struct WaitEvents {
 
 impl WaitEvents {
     /// Counts one sample's rows: (statement text, state, wait event type, wait event).
-    pub fn add_sample(&mut self, rows: &[(String, String, Option<String>, Option<String>)]) {
+    pub fn add_sample(&mut self, rows: &[Row4]) {
         self.samples += 1;
         for (query, state, wait_type, wait_event) in rows {
             let what = match (state.as_str(), wait_type, wait_event) {
@@ -107,7 +110,7 @@ fn statement_name(query: &str) -> String {
 
 /// A running sampler.
 pub struct WaitSampler {
-    stop: Option<oneshot::Sender<()>>,
+    stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
     events: Arc<Mutex<WaitEvents>>,
 }
@@ -119,15 +122,13 @@ impl WaitSampler {
         let events = Arc::new(Mutex::new(WaitEvents::default()));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(sample_loop(connection, Arc::clone(&events), stopped));
-        Ok(WaitSampler { stop: Some(stop), task, events })
+        Ok(WaitSampler { stop, task, events })
     }
 
     /// Stops sampling; what was seen.
-    pub async fn finish(mut self) -> WaitEvents {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let joined = (&mut self.task).await;
+    pub async fn finish(self) -> WaitEvents {
+        let _ = self.stop.send(());
+        let joined = self.task.await;
         let mut events = std::mem::take(&mut *self.events.lock().expect("wait events"));
         if joined.is_err() {
             events.error = Some("the sampler task panicked".to_string());
@@ -159,8 +160,6 @@ async fn sample_loop(
     }
     let _ = sqlx::Connection::close(connection).await;
 }
-
-type Row4 = (String, String, Option<String>, Option<String>);
 
 async fn sample(connection: &mut PgConnection) -> Result<Vec<Row4>, RealError> {
     let rows = sqlx::query(

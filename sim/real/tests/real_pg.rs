@@ -36,6 +36,14 @@ fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
     TIMING.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A temporary database of its own, named `prefix` and a unique suffix, made from `url`'s
+/// server; dropped by `drop_database`.
+async fn own_database(url: &str, prefix: &str) -> database::TempDatabase {
+    let admin = DbTarget::new(url, None).unwrap();
+    let name = database::unique_database_name(prefix);
+    database::TempDatabase::create(&admin, &name).await.unwrap()
+}
+
 /// A fresh, empty schema; dropped (with everything in it) by `drop_schema`.
 async fn fresh_schema(url: &str, name: &str) -> String {
     let schema = format!("t_validate_{}_{name}", std::process::id());
@@ -66,9 +74,7 @@ async fn session_in(url: &str, schema: &str) -> PgConnection {
 async fn the_wait_sampler_sees_a_lock_wait_and_a_session_idle_in_its_transaction() {
     let _others = beside_others();
     let Some(admin_url) = database_url() else { return };
-    let admin = DbTarget::new(&admin_url, None).unwrap();
-    let name = database::unique_database_name("roomsim_test_waits");
-    let temp = database::TempDatabase::create(&admin, &name).await.unwrap();
+    let temp = own_database(&admin_url, "roomsim_test_waits").await;
     let url = temp.target.url.clone();
     let mut holder = PgConnection::connect(&url).await.unwrap();
     let mut waiter = PgConnection::connect(&url).await.unwrap();
@@ -100,9 +106,7 @@ async fn the_wait_sampler_sees_a_lock_wait_and_a_session_idle_in_its_transaction
 async fn monitor_sees_lock_waits_deadlocks_and_index_scans() {
     let _others = beside_others();
     let Some(admin_url) = database_url() else { return };
-    let admin = DbTarget::new(&admin_url, None).unwrap();
-    let name = database::unique_database_name("roomsim_test_monitor");
-    let temp = database::TempDatabase::create(&admin, &name).await.unwrap();
+    let temp = own_database(&admin_url, "roomsim_test_monitor").await;
     let url = temp.target.url.clone();
     let schema = fresh_schema(&url, "monitor").await;
     let mut a = session_in(&url, &schema).await;
@@ -186,9 +190,7 @@ async fn cleanup_demands_the_schema_then_empties_appointments() {
 async fn a_schema_without_the_tables_is_refused_even_when_public_has_them() {
     let _others = beside_others();
     let Some(url) = database_url() else { return };
-    let admin = DbTarget::new(&url, None).unwrap();
-    let name = database::unique_database_name("roomsim_test_public");
-    let temp = database::TempDatabase::create(&admin, &name).await.unwrap();
+    let temp = own_database(&url, "roomsim_test_public").await;
     let variant = backend_core::db::schema::SchemaVariant::Guarded;
     real::setup::setup_for_run(&temp.target, "storm", variant).await.unwrap();
     let schema = fresh_schema(&temp.target.url, "public_shadow").await;
@@ -478,9 +480,7 @@ fn load_keeps_one_connection_per_user_on_the_real_server() {
     let Some(url) = database_url() else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let target = DbTarget::new(&url, None).unwrap();
-        let name = database::unique_database_name("roomsim_connections");
-        let temp = database::TempDatabase::create(&target, &name).await.unwrap();
+        let temp = own_database(&url, "roomsim_connections").await;
         let variant = backend_core::db::schema::SchemaVariant::Guarded;
         let fixture = real::setup::setup_for_run(&temp.target, "storm", variant).await.unwrap();
         for mode in [Connections::KeepAlive, Connections::Fresh] {

@@ -273,22 +273,16 @@ impl RequestCpu {
                     let cost_us = cost.map_or(0.0, |us| (us - HTTP_TRANSPORT_US as f64).max(0.0));
                     let before_us = cost_us * (1.0 - resume_share);
                     spend_cpu(cores.clone(), workers.clone(), CostModel::sleep_us(before_us)).await;
-                    let response = match resume_share > 0.0 {
-                        false => next.run(request).await,
-                        // The rest after the statements' replies (`ResumeCpu`), and what is
-                        // left of it once the handler has answered, before the answer leaves.
-                        true => {
-                            let left = Cell::new(cost_us - before_us);
-                            let handled = RESUME_LEFT_US.scope(left, async {
-                                let response = next.run(request).await;
-                                (response, RESUME_LEFT_US.with(Cell::get))
-                            });
-                            let (response, left_us) = handled.await;
-                            let left_us = CostModel::sleep_us(left_us);
-                            spend_cpu(cores.clone(), workers, left_us).await;
-                            response
-                        }
-                    };
+                    // The rest after the statements' replies (`ResumeCpu`), and what is left
+                    // of it once the handler has answered, before the answer leaves (nothing
+                    // without a resume share).
+                    let left = Cell::new(cost_us - before_us);
+                    let handled = RESUME_LEFT_US.scope(left, async {
+                        let response = next.run(request).await;
+                        (response, RESUME_LEFT_US.with(Cell::get))
+                    });
+                    let (response, left_us) = handled.await;
+                    spend_cpu(cores.clone(), workers, CostModel::sleep_us(left_us)).await;
                     drop(serving);
                     if let (Some(us), Some(cores)) = (offpath_us, cores) {
                         // Off the request's path, and not the backend's threads' work (the

@@ -33,12 +33,13 @@
 //! `cores` and `quantum_us` unless "one-pool"; absent: "one-pool"): how waiting work shares
 //! the cores (`model::io::Sharing`) — "one-pool" (FIFO), "two-groups" (the database's
 //! statements and the service's work as two scheduling groups, as a kernel with autogroups
-//! shares the cores between PostgreSQL's group and the shell's), and optionally `resume_share = S` (needs `cores` and
-//! `request_us`; 0 ≤ S < 1, absent: 0): the share of a request's drawn CPU that the backend
-//! spends AFTER its statements' replies, a tick on a core after each reply (from the draw,
-//! while it lasts; what is left after the handler), instead of before its handler — as a
-//! real service task must be run on a core again after each reply before it sends its next
-//! statement (`world::cpu::ResumeCpu`; sim/README.md, session 27).
+//! shares the cores between PostgreSQL's group and the shell's), and optionally
+//! `resume_share = S` (needs `cores` and `request_us`; 0 ≤ S < 1, absent: 0): the share of a
+//! request's drawn CPU that the backend spends AFTER its statements' replies, a tick on a
+//! core after each reply (from the draw, while it lasts; what is left after the handler),
+//! instead of before its handler — as a real service task must be run on a core again after
+//! each reply before it sends its next statement (`world::cpu::ResumeCpu`; sim/README.md,
+//! session 27).
 //! Tables follow the model's rules for empirical tables
 //! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
@@ -660,11 +661,7 @@ mod tests {
         assert_eq!(read("").with_resume_share(0.25).unwrap().resume_share(), 0.25);
         assert!(read("").with_resume_share(1.0).unwrap_err().contains("less than 1"));
         let bad = ["resume_share = 1.0", "resume_share = -0.1", "resume_share = nan"];
-        for tail in bad {
-            let text = format!("{base}\n{cpu}{request}{tail}\n");
-            let e = Profile::from_toml_str(&text, "b").unwrap_err();
-            assert_eq!(e.field, "cpu.resume_share", "{tail}: {e}");
-        }
+        each_refused_naming(&format!("{cpu}{request}"), "cpu.resume_share", &bad);
         each_refused_naming(cpu, "cpu.resume_share", &["cores = 2\nresume_share = 0.5"]);
     }
 

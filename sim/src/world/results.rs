@@ -162,7 +162,7 @@ pub(super) fn finish(
         in_run: live.violations().to_vec(),
         in_run_count: live.count(),
         first_violation_us: live.first_violation_us(),
-        core_busy_us: core_busy_us(side),
+        core_busy_us: side.cores.as_ref().map(|c| modelled_us(c.busy())),
         statement_core_us: side.cores.as_ref().map(|c| modelled_us(c.statement_busy())),
         backend_metrics: shared.backend_metrics.snapshot(),
     };
@@ -315,9 +315,4 @@ fn counts(records: &[BookingRecord], rows: &[Appointment]) -> Counts {
     }
     c.appointments_final = rows.iter().filter(|a| a.active).count() as u64;
     c
-}
-
-/// Modelled µs the shared cores were held, if the profile models one machine.
-fn core_busy_us(side: &DbSide) -> Option<u64> {
-    side.cores.as_ref().map(|cores| modelled_us(cores.busy()))
 }
