@@ -384,6 +384,14 @@ pub struct ValidateArgs {
     /// transaction for the service. A diagnostic, not judged; the sampler costs a little CPU.
     #[arg(long)]
     pub wait_events: bool,
+    /// Run the real side N times, one after another (1 to 5): the simulation is judged
+    /// against the first; each further run is judged against the first with the same bands
+    /// (a table of its own) and the simulation against it, so the output shows how far the
+    /// real side moves between two runs of one command on this machine (the noise floor).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=super::validate::REAL_REPEATS_MAX as i64),
+          conflicts_with = "locust_stats")]
+    pub real_repeats: u32,
     #[arg(long, env = "ROOMSIM_SEED", default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
@@ -458,6 +466,7 @@ impl ValidateArgs {
             connections: sim::net::Connections::from_fresh_flag(self.fresh_connections),
             statement_times: self.statement_times,
             wait_events: self.wait_events,
+            real_repeats: self.real_repeats,
         })
     }
 }

@@ -28,15 +28,21 @@ fn optional(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
 }
 
-/// Renders the table; a final line counts judged quantiles and failures.
+/// Renders the table, real against simulated; a final line counts judged quantiles and
+/// failures.
 pub fn side_by_side(rows: &[MetricRow]) -> String {
+    side_by_side_labelled(rows, ["real ms", "sim ms"])
+}
+
+/// [`side_by_side`] with other headings for its two columns of values (validate's real
+/// replicas judged against its first: `["real 1 ms", "real 2 ms"]`).
+pub fn side_by_side_labelled(rows: &[MetricRow], columns: [&str; 2]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<20} {:>5} {:>9} {:>10} {:>10} {:>7} {:>6}  verdict",
-        "metric", "users", "quantile", "real ms", "sim ms", "ratio", "band"
+        "metric", "users", "quantile", columns[0], columns[1], "ratio", "band"
     );
-    let mut judged = 0_usize;
     for row in rows {
         for q in &row.comparison.rows {
             let band = q.tolerance.map_or("-".to_string(), |t| format!("±{:.0}%", t * 100.0));
@@ -53,23 +59,36 @@ pub fn side_by_side(rows: &[MetricRow]) -> String {
                 band,
                 q.verdict.label()
             );
-            judged += usize::from(matches!(q.verdict, Verdict::Pass | Verdict::Fail));
         }
         let c = &row.comparison;
         let _ = writeln!(
             out,
-            "{:<20} {:>5}  n real {} / sim {}  KS D {}  W1/mean {}",
+            "{:<20} {:>5}  n {} {} / {} {}  KS D {}  W1/mean {}",
             row.metric,
             row.level,
+            first_word(columns[0]),
             c.real_count,
+            first_word(columns[1]),
             c.sim_count,
             optional(c.ks_d),
             optional(c.w1_over_mean)
         );
     }
-    let failed = quantiles_out_of_band(rows);
+    let (judged, failed) = (quantiles_judged(rows), quantiles_out_of_band(rows));
     let _ = writeln!(out, "judged quantiles: {judged}, out of band: {failed}");
     out
+}
+
+/// "real" of "real ms", "real 2" of "real 2 ms": a column's name without its unit.
+fn first_word(column: &str) -> &str {
+    column.strip_suffix(" ms").unwrap_or(column)
+}
+
+/// Quantiles judged (passed or failed) over every metric and level.
+pub fn quantiles_judged(rows: &[MetricRow]) -> usize {
+    let judged =
+        |q: &&sim::compare::QuantileRow| matches!(q.verdict, Verdict::Pass | Verdict::Fail);
+    rows.iter().map(|r| r.comparison.rows.iter().filter(judged).count()).sum()
 }
 
 /// Judged quantiles out of band over every metric and level (the summary line's count, and
@@ -104,5 +123,32 @@ mod tests {
         assert!(text.contains("FAIL"), "ratio 2 is out of every band: {text}");
         assert!(text.contains("judged quantiles: 3, out of band: 3"), "{text}");
         assert!(text.contains("n real 20000 / sim 20000"), "{text}");
+        assert_eq!((quantiles_judged(&rows), quantiles_out_of_band(&rows)), (3, 3));
+    }
+
+    /// Goal: a replica's table names its columns, and counts as the simulation's does.
+    #[test]
+    fn a_labelled_table_names_its_columns_and_counts_alike() {
+        let (mut first, mut again) = (latency_histogram(), latency_histogram());
+        for i in 0..20_000_u64 {
+            first.record(1_000 + i % 1_000).unwrap();
+            again.record(1_100 + i % 1_000).unwrap();
+        }
+        let row = |other: &hdrhistogram::Histogram<u64>| MetricRow {
+            metric: "conflict_detection".into(),
+            level: 10,
+            comparison: compare(&first, other),
+        };
+        let near = vec![row(&again)];
+        let text = side_by_side_labelled(&near, ["real 1 ms", "real 2 ms"]);
+        assert!(text.lines().next().unwrap().contains("real 1 ms  real 2 ms"), "{text}");
+        assert!(text.contains("n real 1 20000 / real 2 20000"), "{text}");
+        assert!(text.contains("judged quantiles: 3, out of band: 0"), "{text}");
+        let mut far = latency_histogram();
+        for i in 0..20_000_u64 {
+            far.record(1_500 + 3 * (i % 1_000)).unwrap();
+        }
+        let rows = vec![row(&far)];
+        assert_eq!((quantiles_judged(&rows), quantiles_out_of_band(&rows)), (3, 3));
     }
 }

@@ -73,6 +73,14 @@
 //!   and at 28–36 µs an hour apart). A profile describes its moment; `--profile-from-run`
 //!   measures it during the run and judges the model alone.
 //!
+//! NOISE FLOOR (`--real-repeats N`): the real side runs N times, one after another, each in
+//! a database of its own; each further run is judged against the first with the same bands
+//! ([`compare_replicas`], [`replica_lines`]) and the simulation against each. On the quiet
+//! 2-core machine (2026-12-07 12:13, storm, `--concurrency 1,10,25,50 --run-time 8s
+//! --real-repeats 3`) the two further runs had 0 of 33 judged quantiles out of band against
+//! the first (ratios 0.64–1.24, all but two within 0.90–1.10), the simulation 9, 10 and 8:
+//! back to back, the real side agrees with itself, and what is out of band is the model's.
+//!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
 //! by `roomsim calibrate`), the committed default `model/profiles/default.toml`, or, with
 //! `--profile-from-run`, from `calibrate`'s measurements taken during this run's own 1-user
@@ -101,7 +109,9 @@ use super::monitor::{Monitor, MonitorSummary};
 use super::report::{self, Overlay, ReportArgs, ReportExtras};
 use super::serve::{ServeConfig, Server};
 use super::setup::{clinic_day, load_scenario, setup_for_run};
-use super::table::{MetricRow, quantiles_out_of_band, side_by_side};
+use super::table::{
+    MetricRow, quantiles_judged, quantiles_out_of_band, side_by_side, side_by_side_labelled,
+};
 use super::wait_events::{WaitEvents, WaitSampler};
 use super::workload::{PlannedRequest, Task};
 use sim::compare::{Comparison, compare_at_resolution};
@@ -117,6 +127,8 @@ pub const ROUNDS_MAX: u64 = 100_000;
 pub const SIM_PROGRESS_RUNS: u64 = 100;
 /// Concurrency levels at most.
 pub const LEVELS_MAX: usize = 16;
+/// Runs of the real side at most (`--real-repeats`).
+pub const REAL_REPEATS_MAX: u32 = 5;
 
 /// What to validate.
 #[derive(Clone, Debug)]
@@ -146,6 +158,11 @@ pub struct ValidateConfig {
     /// Sample PostgreSQL's wait events at every judged level of the real side and print where
     /// its sessions spend their time, by statement (`--wait-events`; [`super::wait_events`]).
     pub wait_events: bool,
+    /// How many times the real side runs, one after another, each in a database of its own
+    /// (`--real-repeats`, 1 to [`REAL_REPEATS_MAX`]): the simulation is judged against the
+    /// first; each further replica is judged against the first with the same bands and the
+    /// simulation against it, so the output shows how far the real side moves on its own.
+    pub real_repeats: u32,
 }
 
 impl ValidateConfig {
@@ -826,26 +843,102 @@ pub fn anomaly_lines(strategy: Strategy, real: &RealLevel, sim: &SimLevel) -> (V
 
 /// Compares every metric of every level; returns the rows and the overlays for the report.
 pub fn compare_levels(real: &[RealLevel], sim: &[SimLevel]) -> (Vec<MetricRow>, Vec<Overlay>) {
-    let mut rows = Vec::new();
+    assert_eq!(real.len(), sim.len(), "a simulated level for each real one");
     let mut overlays = Vec::new();
-    for (r, s) in real.iter().zip(sim) {
-        for (name, metric) in METRICS {
-            let real_h = real_histogram(r, metric);
-            let sim_h = s.histograms.get(metric).clone();
-            let comparison: Comparison =
-                compare_at_resolution(&real_h, &sim_h, resolution_us(metric));
-            if metric == Metric::RoomAssignment {
-                overlays.push(Overlay {
-                    label: format!("{name} @{}", r.level),
-                    real: real_h,
-                    sim: sim_h,
-                    comparison: comparison.clone(),
-                });
+    let compared = compare_each(real, |i, metric| sim[i].histograms.get(metric).clone());
+    let rows = compared
+        .into_iter()
+        .map(|(row, real, sim)| {
+            if row.metric == METRICS[0].0 {
+                let label = format!("{} @{}", row.metric, row.level);
+                let comparison = row.comparison.clone();
+                overlays.push(Overlay { label, real, sim, comparison });
             }
-            rows.push(MetricRow { metric: name.to_string(), level: r.level, comparison });
+            row
+        })
+        .collect();
+    (rows, overlays)
+}
+
+/// A real replica (`--real-repeats`) judged against the first real side, metric by metric
+/// and level by level, with the bands the simulation is judged by: how far this machine's
+/// real side moves between two runs of one command, the noise floor under every verdict.
+pub fn compare_replicas(first: &[RealLevel], replica: &[RealLevel]) -> Vec<MetricRow> {
+    assert_eq!(first.len(), replica.len(), "a replica runs every level");
+    let rows = compare_each(first, |i, metric| real_histogram(&replica[i], metric));
+    rows.into_iter().map(|(row, _, _)| row).collect()
+}
+
+/// Every compared metric of every level of `real` against `other(level index, metric)`:
+/// each row with the two histograms it compared.
+fn compare_each(
+    real: &[RealLevel],
+    other: impl Fn(usize, Metric) -> Histogram<u64>,
+) -> Vec<(MetricRow, Histogram<u64>, Histogram<u64>)> {
+    let mut rows = Vec::with_capacity(real.len() * METRICS.len());
+    for (i, r) in real.iter().enumerate() {
+        for (name, metric) in METRICS {
+            let (real_h, other_h) = (real_histogram(r, metric), other(i, metric));
+            let comparison: Comparison =
+                compare_at_resolution(&real_h, &other_h, resolution_us(metric));
+            rows.push((
+                MetricRow { metric: name.to_string(), level: r.level, comparison },
+                real_h,
+                other_h,
+            ));
         }
     }
-    (rows, overlays)
+    rows
+}
+
+/// The real replicas' lines (`--real-repeats`): each one's quantiles judged against the
+/// first real side with the simulation's bands, and, for a strategy that double-books, its
+/// incidence beside the first's. Returns (the summary notes, the tables).
+pub fn replica_lines(
+    strategy: Strategy,
+    first: &[RealLevel],
+    replicas: &[Vec<RealLevel>],
+) -> (Vec<String>, Vec<String>) {
+    let (mut notes, mut tables) = (Vec::new(), Vec::new());
+    for (k, replica) in replicas.iter().enumerate() {
+        let number = k + 2;
+        let rows = compare_replicas(first, replica);
+        let columns = ["real 1 ms", &format!("real {number} ms")];
+        tables.push(format!(
+            "real replica {number} judged against real replica 1 (the same command run again, \
+             the same bands):\n{}",
+            side_by_side_labelled(&rows, [columns[0], columns[1]])
+        ));
+        notes.push(format!(
+            "noise floor: real replica {number} against replica 1 (the real side run again): {} of \
+             {} judged quantiles out of band",
+            quantiles_out_of_band(&rows),
+            quantiles_judged(&rows)
+        ));
+        if !matches!(strategy, Strategy::Naive | Strategy::RrRoomLock) {
+            continue;
+        }
+        for (a, b) in first.iter().zip(replica).filter(|(a, _)| a.level > 1) {
+            let ((a_lo, a_hi), (b_lo, b_hi)) = (
+                incidence_interval(a.double_bookings, a.bookings),
+                incidence_interval(b.double_bookings, b.bookings),
+            );
+            let within = incidence_within_band(
+                (a.double_bookings, a.bookings),
+                (b.double_bookings, b.bookings),
+            );
+            notes.push(format!(
+                "noise floor, users {}: double bookings per 1,000 bookings: real replica 1 {:.2} \
+                 [{a_lo:.2}, {a_hi:.2}], replica {number} {:.2} [{b_lo:.2}, {b_hi:.2}]: {} \
+                 {INCIDENCE_RATIO_MAX}x",
+                a.level,
+                incidence(a.double_bookings, a.bookings),
+                incidence(b.double_bookings, b.bookings),
+                if within { "within" } else { "NOT within" }
+            ));
+        }
+    }
+    (notes, tables)
 }
 
 /// Seeds the simulation runs for a real level: one per real round (a round is one seed's
@@ -891,6 +984,16 @@ pub fn check_levels(
         return Err(RealError::BadInput(format!(
             "{flag}: the first --concurrency level must be 1 ({why}), got {}",
             levels[0]
+        )));
+    }
+    Ok(())
+}
+
+/// Checks `--real-repeats`: 1 (the real side once) to [`REAL_REPEATS_MAX`].
+pub fn check_real_repeats(repeats: u32) -> Result<(), RealError> {
+    if !(1..=REAL_REPEATS_MAX).contains(&repeats) {
+        return Err(RealError::BadInput(format!(
+            "--real-repeats {repeats}: give 1..={REAL_REPEATS_MAX} (1 runs the real side once)"
         )));
     }
     Ok(())
@@ -949,10 +1052,15 @@ pub fn probe_of_run(
 }
 
 /// Everything `validate` prints and writes, after both sides ran.
+///
+/// The verdict judges the simulation against the first real side; against each real replica
+/// (`replicas`, `--real-repeats`) its count is a note, beside the replica's own against the
+/// first (the noise floor).
 pub fn judge(
     config: &ValidateConfig,
     profile_source: &str,
     real: &[RealLevel],
+    replicas: &[Vec<RealLevel>],
     sim: &[SimLevel],
 ) -> Result<(), RealError> {
     let (rows, overlays) = compare_levels(real, sim);
@@ -971,6 +1079,16 @@ pub fn judge(
         notes.extend(lines);
         anomalies_failed += failed;
     }
+    for (k, replica) in replicas.iter().enumerate() {
+        let (rows, _) = compare_levels(replica, sim);
+        notes.push(format!(
+            "the simulation against real replica {}: {} of {} judged quantiles out of band",
+            k + 2,
+            quantiles_out_of_band(&rows),
+            quantiles_judged(&rows)
+        ));
+    }
+    notes.extend(replica_lines(config.strategy, real, replicas).0);
     println!("{table}");
     for note in &notes {
         println!("{note}");
@@ -1004,6 +1122,7 @@ pub fn validate_command(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), RealError> {
     check_levels(&config.levels, &config.profile, config.probe_source)?;
+    check_real_repeats(config.real_repeats)?;
     let loaded = load_scenario(&config.scenario)?;
     let scenarios: Vec<Arc<Scenario>> = config
         .levels
@@ -1032,6 +1151,16 @@ pub fn validate_command(
         _ => None,
     };
     let real = runtime.block_on(real_side(&config, &scenarios, days))?;
+    // The replicas write no reports: the files are the first real side's.
+    let quiet = ValidateConfig { reports: ReportArgs::default(), ..config.clone() };
+    let mut replicas = Vec::new();
+    for number in 2..=config.real_repeats {
+        eprintln!("validate: real replica {number} of {} …", config.real_repeats);
+        replicas.push(runtime.block_on(real_side(&quiet, &scenarios, days))?);
+    }
+    for table in replica_lines(config.strategy, &real, &replicas).1 {
+        println!("{table}");
+    }
     let (profile, profile_source) = match &config.profile {
         SimProfile::Given { profile, source } => match speed {
             Some((micro, probed)) => {
@@ -1067,7 +1196,7 @@ pub fn validate_command(
         if i > 0 {
             judged.reports.html = None; // The report shows the first variant.
         }
-        let result = judge(&judged, profile_source, &real, &sim);
+        let result = judge(&judged, profile_source, &real, &replicas, &sim);
         for line in by_status_lines(&real, &sim) {
             println!("{line}");
         }
@@ -1530,6 +1659,7 @@ mod tests {
             knobs: Knobs::default(),
             statement_times: false,
             wait_events: false,
+            real_repeats: 1,
         };
         let (first, before) = (ProbeSource::FirstLevel, ProbeSource::BeforeRun);
         assert!(config(SimProfile::committed(), true, first).meters_first_level());

@@ -217,6 +217,7 @@ fn validate_config(url: &str, strategy: &str, level: u32) -> real::validate::Val
         knobs: real::validate::Knobs::default(),
         statement_times: false,
         wait_events: false,
+        real_repeats: 1,
     }
 }
 
@@ -327,8 +328,42 @@ fn naive_double_books_on_postgres_under_the_storm() {
         &[scenario],
         real::validate::round_days(&loaded).unwrap(),
     ));
-    let level = &real.unwrap()[0];
+    let real = real.unwrap();
+    let level = &real[0];
     assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
+}
+
+/// `--real-repeats`: a second real side is judged against the first with the simulation's
+/// bands, table and note; the first against itself is in band everywhere at ratio 1.
+#[test]
+fn a_real_replica_is_judged_against_the_first_real_side() {
+    let _others = beside_others();
+    use real::validate::{compare_replicas, real_side, replica_lines, round_days};
+    let Some(url) = database_url() else { return };
+    let config = validate_config(&url, "naive", 10);
+    let loaded = scenarios::Scenario::builtin("storm").unwrap();
+    let scenario = real::validate::scenario_at_level(&loaded, 10).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let days = round_days(&loaded).unwrap();
+    let run = || runtime.block_on(real_side(&config, std::slice::from_ref(&scenario), days));
+    let (first, replica) = (run().unwrap(), run().unwrap());
+    let itself = compare_replicas(&first, &first);
+    assert_eq!(itself.len(), 3, "three metrics at one level");
+    for q in itself.iter().flat_map(|row| &row.comparison.rows).filter(|q| q.tolerance.is_some()) {
+        assert_eq!(q.ratio, 1.0, "the same histogram: {q:?}");
+    }
+    let rows = compare_replicas(&first, &replica);
+    let counts = |levels: &[real::validate::RealLevel]| {
+        levels[0].outcome.recorder.aggregated().request_count
+    };
+    assert_eq!(rows[0].comparison.real_count, counts(&first));
+    assert_eq!(rows[0].comparison.sim_count, counts(&replica), "the replica's own requests");
+    let (notes, tables) = replica_lines(config.strategy, &first, &[replica]);
+    assert_eq!(tables.len(), 1);
+    assert!(tables[0].contains("real 2 ms") && tables[0].contains("judged quantiles: "));
+    assert!(notes[0].starts_with("noise floor: real replica 2 against replica 1"), "{notes:?}");
+    let incidence = notes.iter().find(|n| n.starts_with("noise floor, users 10: double bookings"));
+    assert!(incidence.is_some(), "naive double-books: its incidence beside the first's: {notes:?}");
 }
 
 /// `roomsim throughput`: the pgbench script is derived from the statements backend-core ran

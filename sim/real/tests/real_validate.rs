@@ -103,6 +103,7 @@ fn run_validate(
         knobs: Knobs::default(),
         statement_times: false,
         wait_events: false,
+        real_repeats: 1,
     };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -93,6 +93,19 @@ fn validate_statement_probe_from_the_first_level_needs_one_user_first_and_scalin
     assert!(stderr.contains("--statement-probe") && stderr.contains("first-level"), "{stderr}");
 }
 
+/// `--real-repeats`: 1 to 5 runs of the real side, and none against a Locust run (which has
+/// no real side to repeat); refused before anything runs, naming the flag.
+#[test]
+fn validate_real_repeats_is_one_to_five_and_needs_a_real_side() {
+    let url = "postgres://nobody@127.0.0.1:1/nothing";
+    for bad in ["0", "6", "two"] {
+        let stderr = refused(&["validate", "--database-url", url, "--real-repeats", bad]);
+        assert!(stderr.contains("--real-repeats") && stderr.contains(bad), "{bad}: {stderr}");
+    }
+    let stderr = refused(&["validate", "--locust-stats", "x_stats.csv", "--real-repeats", "2"]);
+    assert!(stderr.contains("--real-repeats") && stderr.contains("--locust-stats"), "{stderr}");
+}
+
 /// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
 /// `serve --help` lists every documented path and points at /openapi.json.
 #[test]
