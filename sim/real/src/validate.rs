@@ -78,7 +78,7 @@
 //! ([`compare_replicas`], [`replica_lines`]) and the simulation against each. On the quiet
 //! 2-core machine (2026-12-07 12:13, storm, `--concurrency 1,10,25,50 --run-time 8s
 //! --real-repeats 3`) the two further runs had 0 of 33 judged quantiles out of band against
-//! the first (ratios 0.64–1.24, all but two within 0.90–1.10), the simulation 9, 10 and 8:
+//! the first (ratios 0.64–1.24, 66 of 72 within 0.90–1.10), the simulation 9, 10 and 8:
 //! back to back, the real side agrees with itself, and what is out of band is the model's.
 //!
 //! PROFILE: the simulation's database service times come from `--profile FILE` (as written
