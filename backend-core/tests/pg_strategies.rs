@@ -222,8 +222,14 @@ async fn overlapping_pairs(db: &dyn Db) -> usize {
 }
 
 async fn assert_safe(strategy: Strategy, variant: SchemaVariant) {
+    safe_round(strategy, variant).await;
+}
+
+/// One round of [`CONCURRENT_BOOKINGS`] concurrent bookings for three rooms on a fresh
+/// schema, checked safe; returns its 40001 retries (`None`: no PostgreSQL).
+async fn safe_round(strategy: Strategy, variant: SchemaVariant) -> Option<u64> {
     let tag = format!("safe_{}", strategy.name().replace('-', "_"));
-    let Some(schema) = PgTestSchema::create(&tag, variant).await else { return };
+    let schema = PgTestSchema::create(&tag, variant).await?;
     let db: Arc<dyn Db> = Arc::new(schema.db.clone());
     let fixture = Arc::new(seed(db.as_ref()).await);
     let metrics = Arc::new(Metrics::default());
@@ -260,12 +266,16 @@ async fn assert_safe(strategy: Strategy, variant: SchemaVariant) {
     // may run out of retries, but never all of them.
     if strategy == Strategy::Serializable {
         assert!(result.booked >= 1);
-        assert!(metrics.snapshot().retries_serialization > 0, "expected 40001 retries");
     } else {
         assert_eq!(result.booked, ROOMS, "{strategy}: every free room should be booked");
         assert_eq!(result.exhausted, 0, "{strategy}: no retries should run out");
     }
+    Some(m.retries_serialization)
 }
+
+/// Rounds at most for serializable to show its 40001 retries: on a machine loaded by the
+/// rest of the suite, one round's 50 transactions once ran one after another (0 retries).
+const SERIALIZABLE_ROUNDS_MAX: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exclusion_is_safe_with_the_constraint() {
@@ -284,7 +294,17 @@ async fn advisory_is_safe_without_the_constraint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serializable_is_safe_without_the_constraint_and_retries_40001() {
-    assert_safe(Strategy::Serializable, SchemaVariant::Unguarded).await;
+    // Every round must be safe; the retries must show in one of them.
+    for _ in 0..SERIALIZABLE_ROUNDS_MAX {
+        let Some(retries) = safe_round(Strategy::Serializable, SchemaVariant::Unguarded).await
+        else {
+            return;
+        };
+        if retries > 0 {
+            return;
+        }
+    }
+    panic!("no 40001 retry in {SERIALIZABLE_ROUNDS_MAX} rounds of 50 concurrent bookings");
 }
 
 /// A throw-away database `roomsim_dl_<tag>_<pid>_<n>`. `pg_stat_database.deadlocks` counts
