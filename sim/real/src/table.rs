@@ -86,16 +86,18 @@ fn first_word(column: &str) -> &str {
 
 /// Quantiles judged (passed or failed) over every metric and level.
 pub fn quantiles_judged(rows: &[MetricRow]) -> usize {
-    let judged =
-        |q: &&sim::compare::QuantileRow| matches!(q.verdict, Verdict::Pass | Verdict::Fail);
-    rows.iter().map(|r| r.comparison.rows.iter().filter(judged).count()).sum()
+    quantiles_where(rows, |v| matches!(v, Verdict::Pass | Verdict::Fail))
 }
 
 /// Judged quantiles out of band over every metric and level (the summary line's count, and
 /// validate's error's).
 pub fn quantiles_out_of_band(rows: &[MetricRow]) -> usize {
-    let failed = |q: &&sim::compare::QuantileRow| q.verdict == Verdict::Fail;
-    rows.iter().map(|r| r.comparison.rows.iter().filter(failed).count()).sum()
+    quantiles_where(rows, |v| *v == Verdict::Fail)
+}
+
+/// Quantiles over every metric and level whose verdict `counted` accepts.
+fn quantiles_where(rows: &[MetricRow], counted: impl Fn(&Verdict) -> bool) -> usize {
+    rows.iter().flat_map(|r| &r.comparison.rows).filter(|q| counted(&q.verdict)).count()
 }
 
 #[cfg(test)]

@@ -1054,13 +1054,14 @@ pub fn probe_of_run(
 /// Everything `validate` prints and writes, after both sides ran.
 ///
 /// The verdict judges the simulation against the first real side; against each real replica
-/// (`replicas`, `--real-repeats`) its count is a note, beside the replica's own against the
-/// first (the noise floor).
+/// (`replicas`, `--real-repeats`) its count is a note, beside `noise_floor`, the replicas'
+/// own notes against the first ([`replica_lines`], computed once for every variant).
 pub fn judge(
     config: &ValidateConfig,
     profile_source: &str,
     real: &[RealLevel],
     replicas: &[Vec<RealLevel>],
+    noise_floor: &[String],
     sim: &[SimLevel],
 ) -> Result<(), RealError> {
     let (rows, overlays) = compare_levels(real, sim);
@@ -1088,7 +1089,7 @@ pub fn judge(
             quantiles_judged(&rows)
         ));
     }
-    notes.extend(replica_lines(config.strategy, real, replicas).0);
+    notes.extend_from_slice(noise_floor);
     println!("{table}");
     for note in &notes {
         println!("{note}");
@@ -1158,7 +1159,8 @@ pub fn validate_command(
         eprintln!("validate: real replica {number} of {} …", config.real_repeats);
         replicas.push(runtime.block_on(real_side(&quiet, &scenarios, days))?);
     }
-    for table in replica_lines(config.strategy, &real, &replicas).1 {
+    let (noise_floor, replica_tables) = replica_lines(config.strategy, &real, &replicas);
+    for table in replica_tables {
         println!("{table}");
     }
     let (profile, profile_source) = match &config.profile {
@@ -1196,7 +1198,7 @@ pub fn validate_command(
         if i > 0 {
             judged.reports.html = None; // The report shows the first variant.
         }
-        let result = judge(&judged, profile_source, &real, &replicas, &sim);
+        let result = judge(&judged, profile_source, &real, &replicas, &noise_floor, &sim);
         for line in by_status_lines(&real, &sim) {
             println!("{line}");
         }

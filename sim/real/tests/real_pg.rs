@@ -328,8 +328,7 @@ fn naive_double_books_on_postgres_under_the_storm() {
         &[scenario],
         real::validate::round_days(&loaded).unwrap(),
     ));
-    let real = real.unwrap();
-    let level = &real[0];
+    let level = &real.unwrap()[0];
     assert!(level.double_bookings > 0, "naive did not double-book in {} bookings", level.bookings);
 }
 
