@@ -53,7 +53,7 @@ use sim::world::{Profile, QUANTUM_US_CALIBRATED};
 use tokio::time::Instant;
 
 use super::RealError;
-use super::cpu_time::CpuSnapshot;
+use super::cpu_time::{CpuSnapshot, cores_busy};
 use super::database::{DbTarget, TempDatabase, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, run_load};
 use super::serve::{ServeConfig, Server};
@@ -348,6 +348,46 @@ pub struct LoadedCpu {
     /// PostgreSQL's part of `cpu_us` (its server processes).
     pub postgres_us: u64,
     pub requests: u64,
+    /// The rest of the machine over the same span; `None` without `/proc/stat`.
+    pub machine: Option<MachineCpu>,
+}
+
+/// The machine's CPU over a run beside this process's and PostgreSQL's ([`LoadedCpu`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineCpu {
+    /// Busy with neither: other processes, and interrupts not charged to a process.
+    pub others_us: u64,
+    /// Taken by the hypervisor while the machine wanted to run.
+    pub steal_us: u64,
+}
+
+/// Most cores of other processes and interrupts beside this process and PostgreSQL before
+/// [`MachineCpu::shared_warning`] warns: on the quiet 2-core machine the rest was 0.01–0.07
+/// cores at every level of a validate run (vmstat against validate's own reading, 2026-12-07).
+pub const OTHER_CORES_MAX: f64 = 0.15;
+
+/// Most cores the hypervisor may steal during a measurement before
+/// [`MachineCpu::shared_warning`] warns.
+pub const STEAL_CORES_MAX: f64 = 0.05;
+
+impl MachineCpu {
+    /// A warning naming `what` (e.g. "the real side at 50 users"), which lasted `span_us`, when
+    /// it shared its machine: other processes and interrupts kept more than
+    /// [`OTHER_CORES_MAX`] cores busy beside the service and PostgreSQL, or the hypervisor
+    /// stole more than [`STEAL_CORES_MAX`]. Its latencies then carry work the simulation does
+    /// not model (a build, another load, a noisy neighbour on the host).
+    pub fn shared_warning(&self, what: &str, span_us: u64) -> Option<String> {
+        let (others, steal) =
+            (cores_busy(self.others_us, span_us), cores_busy(self.steal_us, span_us));
+        (others > OTHER_CORES_MAX || steal > STEAL_CORES_MAX).then(|| {
+            format!(
+                "warning: {what} shared its machine: other processes and interrupts kept \
+                 {others:.2} cores busy (limit {OTHER_CORES_MAX}), the hypervisor stole \
+                 {steal:.2} (limit {STEAL_CORES_MAX}); its latencies carry work the simulation \
+                 does not model: rerun on a quiet machine"
+            )
+        })
+    }
 }
 
 impl LoadedCpu {
@@ -356,11 +396,17 @@ impl LoadedCpu {
     pub fn since(before: Option<CpuSnapshot>, users: u32, requests: u64) -> Option<LoadedCpu> {
         let (before, after) = before.zip(CpuSnapshot::now())?;
         let (own_us, postgres_us) = after.since(&before);
+        let machine = before.machine.zip(after.machine).map(|(before, after)| MachineCpu {
+            others_us: (after.busy_us.saturating_sub(before.busy_us))
+                .saturating_sub(own_us + postgres_us),
+            steal_us: after.steal_us.saturating_sub(before.steal_us),
+        });
         (after.postgres_processes > 0).then_some(LoadedCpu {
             users,
             cpu_us: own_us + postgres_us,
             postgres_us,
             requests,
+            machine,
         })
     }
 
@@ -739,7 +785,10 @@ async fn measure(
     };
     let warmup = run_load(load_config(WARMUP_REQUESTS), fixture.clone()).await;
     meter.reset();
+    let before = CpuSnapshot::now();
     let outcome = run_load(load_config(u64::from(bookings)), fixture.clone()).await;
+    let quiet = LoadedCpu::since(before, 1, outcome.recorder.aggregated().request_count);
+    warn_if_shared(quiet, "calibrate's 1-user measurement", &outcome);
     let (times, mut cpu) = meter.measurements(&outcome);
     let mut runs = vec![warmup, outcome];
     if loaded {
@@ -758,6 +807,7 @@ async fn measure(
         let before = CpuSnapshot::now();
         let busy = run_load(config, fixture).await;
         cpu.loaded = LoadedCpu::since(before, users, busy.recorder.aggregated().request_count);
+        warn_if_shared(cpu.loaded, &format!("calibrate's run at {users} users"), &busy);
         runs.push(busy);
     }
     server.stop().await;
@@ -775,6 +825,16 @@ async fn measure(
         }
     }
     Ok((times, cpu))
+}
+
+/// Says on stderr when `what`, measured over `run`, shared its machine
+/// ([`MachineCpu::shared_warning`]): the profile written from it describes a busier machine.
+fn warn_if_shared(cpu: Option<LoadedCpu>, what: &str, run: &LoadOutcome) {
+    let machine = cpu.and_then(|cpu| cpu.machine);
+    let span_us = run.elapsed.as_micros() as u64;
+    if let Some(line) = machine.and_then(|m| m.shared_warning(what, span_us)) {
+        eprintln!("calibrate: {line}");
+    }
 }
 
 /// The instruments of a backend server whose statements ([`TimingDb`]), rules evaluations
@@ -1073,8 +1133,13 @@ mod tests {
         let fraction = profile.backend_cpu.as_ref().map(|cpu| cpu.statement_core_fraction());
         assert_eq!(fraction, Some(0.7), "{text}");
         // With a loaded run: (900 µs per request − 200 modelled) / 1,000 of statements.
-        let loaded =
-            LoadedCpu { users: 10, cpu_us: 1_800_000, postgres_us: 900_000, requests: 2_000 };
+        let loaded = LoadedCpu {
+            users: 10,
+            cpu_us: 1_800_000,
+            postgres_us: 900_000,
+            requests: 2_000,
+            machine: None,
+        };
         let under_load = CpuCosts { loaded: Some(loaded), ..cpu.clone() };
         let loaded_text = profile_toml(&times, &under_load, "test");
         let loaded_profile = Profile::from_toml_str(&loaded_text, "t").expect(&loaded_text);
@@ -1187,6 +1252,27 @@ mod tests {
     }
 
     #[test]
+    fn a_measurement_that_shared_its_machine_is_named_and_a_quiet_one_is_not() {
+        let span_us = 8_000_000;
+        let quiet = MachineCpu { others_us: 400_000, steal_us: 0 }; // 0.05 cores
+        assert_eq!(quiet.shared_warning("the real side at 50 users", span_us), None);
+        let busy = MachineCpu { others_us: 3_200_000, steal_us: 0 }; // 0.40 cores
+        let line = busy.shared_warning("the real side at 50 users", span_us).expect("a warning");
+        assert!(
+            line.starts_with("warning: the real side at 50 users shared its machine"),
+            "{line}"
+        );
+        assert!(line.contains("kept 0.40 cores busy (limit 0.15)"), "{line}");
+        let stolen = MachineCpu { others_us: 0, steal_us: 800_000 }; // 0.10 cores
+        let line = stolen.shared_warning("calibrate's run", span_us).expect("a warning");
+        assert!(
+            line.contains("calibrate's run shared") && line.contains("stole 0.10 (limit 0.05)")
+        );
+        let edge = MachineCpu { others_us: 1_200_000, steal_us: 400_000 }; // at both limits
+        assert_eq!(edge.shared_warning("x", span_us), None, "at the limits: quiet");
+    }
+
+    #[test]
     fn under_load_the_fraction_is_the_loaded_cpu_per_request_left_for_the_statements() {
         // 1 user: 1,000 requests, 1,100 µs of statements and 270 µs of modelled backend CPU
         // each, 1,370 µs of machine CPU each (fraction 1,100 / 1,100 = 1).
@@ -1199,8 +1285,13 @@ mod tests {
         };
         assert_eq!(one_user.fraction(), Some(1.0));
         // Loaded: 1,210 µs of CPU per request: (1,210 − 270) / 1,100.
-        let loaded =
-            LoadedCpu { users: 10, cpu_us: 2_420_000, postgres_us: 1_200_000, requests: 2_000 };
+        let loaded = LoadedCpu {
+            users: 10,
+            cpu_us: 2_420_000,
+            postgres_us: 1_200_000,
+            requests: 2_000,
+            machine: None,
+        };
         let f = one_user.fraction_under(&loaded).unwrap();
         assert!((f - 940.0 / 1_100.0).abs() < 1e-12, "{f}");
         // More CPU per request under load gives more; the bounds hold.

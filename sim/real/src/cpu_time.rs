@@ -9,6 +9,12 @@
 //! backend; a backend that exits is reaped by the postmaster and its time lands in the
 //! postmaster's `cutime`). That is the local server only: with PostgreSQL on another machine
 //! none are found and nothing is measured. Elsewhere than Linux: `None`.
+//!
+//! THE WHOLE MACHINE ([`MachineTimes`], `/proc/stat`'s `cpu` line, summed over cores): what
+//! every process and the kernel's interrupt handling used, and what the hypervisor took
+//! (steal). Validate subtracts this process and PostgreSQL from it: what is left is the work
+//! of OTHER processes and interrupts, which the simulation does not model and which a real
+//! side measured beside a build or another load carries in its latencies.
 
 use std::path::Path;
 
@@ -24,6 +30,24 @@ pub struct CpuSnapshot {
     pub postgres_us: u64,
     /// How many there were.
     pub postgres_processes: usize,
+    /// The whole machine; `None` where `/proc/stat` cannot be read.
+    pub machine: Option<MachineTimes>,
+}
+
+/// The whole machine's CPU time so far, µs summed over its cores (`/proc/stat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineTimes {
+    /// Running anything: user, nice, system, irq and softirq (a guest's time is inside user).
+    pub busy_us: u64,
+    /// Wanted to run while the hypervisor ran something else (steal).
+    pub steal_us: u64,
+}
+
+impl MachineTimes {
+    /// Now; `None` where `/proc/stat` cannot be read or parsed.
+    pub fn now() -> Option<MachineTimes> {
+        parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
 }
 
 impl CpuSnapshot {
@@ -47,7 +71,8 @@ impl CpuSnapshot {
                 postgres_processes += 1;
             }
         }
-        Some(CpuSnapshot { own_us, postgres_us, postgres_processes })
+        let machine = MachineTimes::now();
+        Some(CpuSnapshot { own_us, postgres_us, postgres_processes, machine })
     }
 
     /// (own µs, PostgreSQL µs) spent since `earlier` (never negative: a process that exited
@@ -80,6 +105,27 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(ticks)
 }
 
+/// `busy_us` of CPU time over `span_us` of wall time, in cores kept busy on average.
+pub fn cores_busy(busy_us: u64, span_us: u64) -> f64 {
+    busy_us as f64 / span_us.max(1) as f64
+}
+
+/// The aggregate `cpu` line of `/proc/stat`: `cpu user nice system idle iowait irq softirq
+/// steal ...` in clock ticks. Kernels before 2.6.11 have no steal field: none is read as 0.
+fn parse_proc_stat(text: &str) -> Option<MachineTimes> {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some("cpu"))?;
+    let ticks: Vec<u64> =
+        line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let field = |i: usize| ticks.get(i).copied();
+    let (user, nice, system) = (field(0)?, field(1)?, field(2)?);
+    let (irq, softirq) = (field(5).unwrap_or(0), field(6).unwrap_or(0));
+    let steal = field(7).unwrap_or(0);
+    Some(MachineTimes {
+        busy_us: (user + nice + system + irq + softirq) * TICK_US,
+        steal_us: steal * TICK_US,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +137,19 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(line), Some(11 + 12 + 13 + 14));
         assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None, "too short");
         assert_eq!(parse_stat_cpu_ticks("no parenthesis"), None);
+    }
+
+    #[test]
+    fn the_machine_line_sums_busy_fields_and_reads_steal() {
+        let text = "cpu  100 2 30 900 7 4 5 6 0 0\ncpu0 50 1 15 450 3 2 2 3 0 0\nintr 1\n";
+        let times = parse_proc_stat(text).expect("a cpu line");
+        assert_eq!(times.busy_us, (100 + 2 + 30 + 4 + 5) * TICK_US, "idle and iowait left out");
+        assert_eq!(times.steal_us, 6 * TICK_US);
+        let old = parse_proc_stat("cpu 1 2 3 4\n").expect("four fields");
+        assert_eq!((old.busy_us, old.steal_us), (6 * TICK_US, 0), "no irq, softirq or steal");
+        assert_eq!(parse_proc_stat("cpu0 1 2 3 4\n"), None, "no aggregate line");
+        assert_eq!(parse_proc_stat("cpu 1 x 3 4\n"), None, "a field that is not a number");
+        assert_eq!(parse_proc_stat("cpu 1 2\n"), None, "too short");
     }
 
     #[cfg(target_os = "linux")]
@@ -110,5 +169,10 @@ mod tests {
             own_us = CpuSnapshot::now().unwrap().since(&before).0;
         }
         assert!(own_us >= 100_000, "{own_us} µs of CPU after {:?} of spinning", started.elapsed());
+        // The whole machine's busy time holds this process's (both counted in ticks, by
+        // different books: half of it is a bound no reading error crosses).
+        let (before, after) = (before.machine.unwrap(), CpuSnapshot::now().unwrap().machine);
+        let machine_us = after.expect("/proc/stat on Linux").busy_us - before.busy_us;
+        assert!(machine_us >= own_us / 2, "machine {machine_us} µs busy, this process {own_us}");
     }
 }

@@ -449,8 +449,13 @@ mod tests {
         let fraction = |p: &Profile| p.backend_cpu.as_ref().unwrap().statement_core_fraction();
         assert_eq!(fraction(&scaled), fraction(&committed), "no loaded level: as recorded");
         // A loaded level measured: its fraction replaces the recorded one, and is named.
-        let loaded =
-            LoadedCpu { users: 10, cpu_us: 2_000_000, postgres_us: 1_000_000, requests: 2_000 };
+        let loaded = LoadedCpu {
+            users: 10,
+            cpu_us: 2_000_000,
+            postgres_us: 1_000_000,
+            requests: 2_000,
+            machine: None,
+        };
         let probe = StatementProbe { loaded_fraction: Some((0.6, loaded)), ..probed(&uneven) };
         let (under_load, line) = scale_by_statement_probe(&committed, &probe, None);
         assert_eq!(fraction(&under_load), 0.6);

@@ -102,7 +102,7 @@ use sim::world::Profile;
 
 use super::RealError;
 use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, TimingDb, measured_profile};
-use super::cpu_time::CpuSnapshot;
+use super::cpu_time::{CpuSnapshot, cores_busy};
 use super::database::{DbTarget, TempDatabase, first_count, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
 use super::monitor::{Monitor, MonitorSummary};
@@ -1090,6 +1090,13 @@ pub fn judge(
         ));
     }
     notes.extend_from_slice(noise_floor);
+    let shared = shared_machine_lines(real);
+    notes.extend(shared.iter().cloned());
+    for (k, replica) in replicas.iter().enumerate() {
+        for line in shared_machine_lines(replica) {
+            notes.push(format!("real replica {}: {line}", k + 2));
+        }
+    }
     println!("{table}");
     for note in &notes {
         println!("{note}");
@@ -1106,13 +1113,18 @@ pub fn judge(
         let html_only = ReportArgs { html: config.reports.html.clone(), ..ReportArgs::default() };
         report::write_all(&html_only, &last.outcome, Some(&extras))?;
     }
+    // Never silent about a real side measured beside other work: the verdict says so too.
+    let shared_note = match shared.len() {
+        0 => String::new(),
+        n => format!("; the real side shared its machine at {n} level(s) (warnings above)"),
+    };
     if out_of_band + anomalies_failed > 0 {
         return Err(RealError::OutOfBand(format!(
             "validate: {out_of_band} judged quantile(s) out of band, {anomalies_failed} anomaly \
-             judgement(s) failed (see the table and notes above)"
+             judgement(s) failed (see the table and notes above){shared_note}"
         )));
     }
-    println!("validate: every judged quantile in band; anomalies as expected");
+    println!("validate: every judged quantile in band; anomalies as expected{shared_note}");
     Ok(())
 }
 
@@ -1152,6 +1164,10 @@ pub fn validate_command(
         _ => None,
     };
     let real = runtime.block_on(real_side(&config, &scenarios, days))?;
+    // Said at once as well as in the notes: the simulation still takes minutes.
+    for line in shared_machine_lines(&real) {
+        eprintln!("validate: {line}");
+    }
     // The replicas write no reports: the files are the first real side's.
     let quiet = ValidateConfig { reports: ReportArgs::default(), ..config.clone() };
     let mut replicas = Vec::new();
@@ -1390,7 +1406,16 @@ fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
                 Some(cpu) => {
                     let postgres = cpu.postgres_us as f64 / cpu.requests.max(1) as f64;
                     let all = machine_use(cpu.cpu_us, cpu.requests, real_us, "requests");
-                    format!("{all}, of which PostgreSQL {postgres:.0} us")
+                    let beside = match cpu.machine {
+                        Some(m) => format!(
+                            "; beside them {:.2} cores of other processes and interrupts, \
+                             {:.2} stolen",
+                            cores_busy(m.others_us, real_us),
+                            cores_busy(m.steal_us, real_us)
+                        ),
+                        None => String::new(),
+                    };
+                    format!("{all}, of which PostgreSQL {postgres:.0} us{beside}")
                 }
                 None => "not read".to_string(),
             };
@@ -1407,6 +1432,19 @@ fn machine_cpu_lines(real: &[RealLevel], sim: &[SimLevel]) -> Vec<String> {
                 "machine CPU per request at {} users: real {real}; simulated {simulated}",
                 r.level
             )
+        })
+        .collect()
+}
+
+/// A warning for each real level that shared its machine ([`MachineCpu::shared_warning`]):
+/// a failed verdict may then be the machine's, and a passed one may not repeat. Nothing for
+/// a level whose machine was not read.
+pub fn shared_machine_lines(real: &[RealLevel]) -> Vec<String> {
+    real.iter()
+        .filter_map(|r| {
+            let machine = r.cpu.and_then(|cpu| cpu.machine)?;
+            let what = format!("the real side at {} users", r.level);
+            machine.shared_warning(&what, r.outcome.elapsed.as_micros() as u64)
         })
         .collect()
 }

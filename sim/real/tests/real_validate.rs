@@ -173,6 +173,10 @@ fn passes(
             assert!(html.contains("simulation profile: measured during this run"), "named");
         }
         eprintln!("{label} profile, attempt {attempt}:\n{}", verdict_lines(&html));
+        // A real side measured beside other work (validate's warning): said with the verdict.
+        for line in html.lines().filter(|l| l.contains("shared its machine")) {
+            eprintln!("NOTICE: {}", line.trim());
+        }
         match result {
             Ok(()) => return true,
             Err(error) => failures.push(format!("{label} profile, attempt {attempt}: {error}")),
