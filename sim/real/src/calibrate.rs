@@ -338,6 +338,19 @@ pub struct StatementCpu {
     pub requests: u64,
 }
 
+/// The 1-user machine CPU split BY PROCESS (`validate --cpu-split processes`): PostgreSQL's
+/// CPU is what statements hold a core for, and this process's CPU beyond the modelled request
+/// and rules CPU (the client side of every round trip, the HTTP stack, the load generator) is
+/// spent off the requests' path. The default split (`machine`, [`StatementCpu::fraction`])
+/// gives statements both.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessSplit {
+    /// PostgreSQL's CPU over the statements' round trips, within [CORE_FRACTION_MIN, 1].
+    pub statement_core_fraction: f64,
+    /// This process's CPU per request beyond the modelled request and rules CPU, µs.
+    pub offpath_us: f64,
+}
+
 /// The machine's CPU over a LOADED run (this process + PostgreSQL, `crate::cpu_time`) and the
 /// requests it answered: what [`StatementCpu::fraction_under`] compares a 1-user run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -448,6 +461,20 @@ impl StatementCpu {
         let per_request = |us: u64| us as f64 / self.requests as f64;
         let cpu = loaded.per_request_us() - per_request(self.modelled_backend_us);
         Some((cpu / per_request(self.statements_us)).clamp(CORE_FRACTION_MIN, 1.0))
+    }
+
+    /// The split by process ([`ProcessSplit`]); `None` without requests, statements or
+    /// PostgreSQL CPU.
+    pub fn split(&self) -> Option<ProcessSplit> {
+        if self.requests == 0 || self.statements_us == 0 || self.postgres_us == 0 {
+            return None;
+        }
+        let fraction = self.postgres_us as f64 / self.statements_us as f64;
+        let own_us = self.own_us.saturating_sub(self.modelled_backend_us);
+        Some(ProcessSplit {
+            statement_core_fraction: fraction.clamp(CORE_FRACTION_MIN, 1.0),
+            offpath_us: own_us as f64 / self.requests as f64,
+        })
     }
 
     /// The figures [`StatementCpu::fraction`] is computed from, in ms.
@@ -1249,6 +1276,28 @@ mod tests {
         let cpu = CpuCosts { statement_cpu: Some(m(500, 0, 0, 1_000)), ..CpuCosts::default() };
         let text = summary(&StatementTimes::default(), &cpu);
         assert!(text.contains("CPU time: not measured"), "{text}");
+    }
+
+    /// Goal: the split by process gives statements PostgreSQL's CPU only and this process's
+    /// CPU beyond the modelled backend CPU to the off-path work; the default split gives the
+    /// statements both.
+    #[test]
+    fn the_split_by_process_gives_statements_postgres_cpu_and_the_rest_off_path() {
+        let cpu = StatementCpu {
+            own_us: 900_000,
+            postgres_us: 1_000_000,
+            modelled_backend_us: 400_000,
+            statements_us: 1_600_000,
+            requests: 1_000,
+        };
+        let split = cpu.split().expect("measured");
+        assert_eq!(split.statement_core_fraction, 0.625, "1,000 ms of 1,600");
+        assert_eq!(split.offpath_us, 500.0, "(900 - 400) ms over 1,000 requests");
+        assert_eq!(cpu.fraction(), Some(0.9375), "the default: (900 + 1,000 - 400) / 1,600");
+        let lean = StatementCpu { own_us: 300_000, ..cpu };
+        assert_eq!(lean.split().unwrap().offpath_us, 0.0, "never below zero");
+        assert_eq!(StatementCpu { postgres_us: 0, ..cpu }.split(), None, "remote server");
+        assert_eq!(StatementCpu { requests: 0, ..cpu }.split(), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::report::ReportExtras;
 use super::serve::{self, ServeConfig};
 use super::setup::{self, SetupConfig};
 use super::throughput::{self, ThroughputConfig};
-use super::validate::{Knobs, ProbeSource, SimProfile, ValidateConfig};
+use super::validate::{CpuSplit, Knobs, ProbeSource, SimProfile, ValidateConfig};
 use super::workload::{self, Fixture, Task};
 use super::{RealError, parse_duration, report};
 use backend_core::db::guard::GuardMode;
@@ -372,6 +372,14 @@ pub struct ValidateArgs {
     /// resume_share` (0 ≤ S < 1; 0 = all before). Several values: one simulation each.
     #[arg(long, value_delimiter = ',', value_name = "S")]
     pub resume_share: Vec<f64>,
+    /// How the simulation divides the real machine's CPU: `machine` (the profile's statement
+    /// core fraction: statements hold a core for all the CPU beyond the modelled request and
+    /// rules CPU) or `processes` (from the 1-user level: statements hold a core for
+    /// PostgreSQL's CPU, and this process's CPU beyond the modelled request and rules CPU is
+    /// spent off the requests' path, `[cpu] offpath_us`). Both (`machine,processes`): one
+    /// simulation each, judged against the same real side. Needs the statement probe.
+    #[arg(long, value_delimiter = ',', value_name = "HOW")]
+    pub cpu_split: Vec<CpuSplit>,
     /// Time every statement on both sides, at every level, and print their round trips by
     /// statement class (p50 / p95 / p99, real beside simulated): which statements the two
     /// sides part on under load. A diagnostic, not judged; the real service's statements are
@@ -447,8 +455,22 @@ impl ValidateArgs {
             commit_flush_share: self.commit_flush_share.clone(),
             sharing: self.sharing.clone(),
             resume_share: self.resume_share.clone(),
+            cpu_split: self.cpu_split.clone(),
         };
         knobs.check(&sim::world::default_profile())?;
+        // The split by process comes from the statement probe: refused before any run without.
+        if knobs.cpu_split.contains(&CpuSplit::Processes) {
+            let without = match () {
+                _ if self.profile_from_run => Some("--profile-from-run"),
+                _ if self.no_machine_scaling => Some("--no-machine-scaling"),
+                _ => None,
+            };
+            if let Some(flag) = without {
+                return Err(RealError::BadInput(format!(
+                    "--cpu-split processes needs the statement probe, which {flag} leaves out"
+                )));
+            }
+        }
         Ok(ValidateConfig {
             profile,
             machine_scaling: !self.no_machine_scaling,

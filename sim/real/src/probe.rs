@@ -53,7 +53,9 @@ use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
 
 use crate::RealError;
-use crate::calibrate::{CpuCosts, LoadedCpu, StatementTimes, measured_profile};
+use crate::calibrate::{
+    CpuCosts, LoadedCpu, ProcessSplit, StatementCpu, StatementTimes, measured_profile,
+};
 use crate::database::DbTarget;
 use crate::validate::{RoundDays, ValidateConfig, probe_levels};
 
@@ -160,6 +162,9 @@ pub struct StatementProbe {
     /// The statement core fraction under load (`StatementCpu::fraction_under`) and the loaded
     /// level it was read from; `None` where the machine's CPU could not be read.
     pub loaded_fraction: Option<(f64, LoadedCpu)>,
+    /// Its 1-user level's CPU split by process (`validate --cpu-split processes`); `None`
+    /// where the machine's CPU could not be read.
+    pub process_split: Option<ProcessSplit>,
     /// The probe's own 1-user room assignment p50, µs: what the judged 1-user level of the
     /// same run would measure if the machine kept its speed (a miss there is the machine's
     /// drift between the two, not the model's).
@@ -222,8 +227,16 @@ pub fn statement_probe_of(
         let fraction = cpu.statement_cpu.as_ref()?.fraction_under(&loaded)?;
         Some((fraction, loaded))
     });
+    let process_split = cpu.statement_cpu.as_ref().and_then(StatementCpu::split);
     let profile = measured_profile(times, cpu, description)?.1;
-    Ok(StatementProbe { profile, rule_checks, loaded_fraction, room_assignment_p50_us, requests })
+    Ok(StatementProbe {
+        profile,
+        rule_checks,
+        loaded_fraction,
+        process_split,
+        room_assignment_p50_us,
+        requests,
+    })
 }
 
 /// How much slower the machine that measured `now` (a [`statement_probe`]) is than the one
@@ -409,6 +422,7 @@ mod tests {
             profile: now.clone(),
             rule_checks: RULES_PROBE_CHECKS,
             loaded_fraction: None,
+            process_split: None,
             room_assignment_p50_us: None,
             requests: PROBE_REQUESTS,
         }

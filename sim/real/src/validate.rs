@@ -101,7 +101,9 @@ use scenarios::{Loaded, Scenario};
 use sim::world::Profile;
 
 use super::RealError;
-use super::calibrate::{CpuCosts, LoadedCpu, Meter, StatementTimes, TimingDb, measured_profile};
+use super::calibrate::{
+    CpuCosts, LoadedCpu, Meter, ProcessSplit, StatementTimes, TimingDb, measured_profile,
+};
 use super::cpu_time::{CpuSnapshot, cores_busy};
 use super::database::{DbTarget, TempDatabase, first_count, session, unique_database_name};
 use super::load::{LoadConfig, LoadOutcome, RoundPlanner, ScheduledRequest, run_rounds};
@@ -1179,6 +1181,8 @@ pub fn validate_command(
     for table in replica_tables {
         println!("{table}");
     }
+    // The 1-user CPU split by process, where a statement probe read it (`--cpu-split`).
+    let mut split = None;
     let (profile, profile_source) = match &config.profile {
         SimProfile::Given { profile, source } => match speed {
             Some((micro, probed)) => {
@@ -1186,6 +1190,7 @@ pub fn validate_command(
                     Some(now) => now,
                     None => probe_of_run(&config, &real)?,
                 };
+                split = now.process_split;
                 let (scaled, line) =
                     super::probe::scale_by_statement_probe(profile, &now, Some(&micro));
                 eprintln!("validate: {line}");
@@ -1195,7 +1200,7 @@ pub fn validate_command(
         },
         SimProfile::FromRun => profile_from_run(&config, &real)?,
     };
-    let variants = variants(&profile, &profile_source, &config.knobs)?;
+    let variants = variants(&profile, &profile_source, &config.knobs, split)?;
     let mut verdict = Ok(());
     for (i, (profile, profile_source)) in variants.iter().enumerate() {
         let mut sim = Vec::with_capacity(real.len());
@@ -1475,15 +1480,67 @@ pub fn on_loopback(scenario: &Scenario) -> Arc<Scenario> {
     Arc::new(scenario)
 }
 
+/// How validate divides the real machine's CPU between the simulation's statements and its
+/// other work (`--cpu-split`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuSplit {
+    /// The profile as scaled: statements hold a core for the machine's CPU beyond the
+    /// modelled request and rules CPU ([`StatementCpu::fraction`](crate::calibrate)).
+    Machine,
+    /// By process, from the 1-user level ([`ProcessSplit`]): statements hold a core for
+    /// PostgreSQL's CPU, and this process's CPU beyond the modelled request and rules CPU is
+    /// spent off the requests' path (`[cpu] offpath_us`).
+    Processes,
+}
+
+impl std::str::FromStr for CpuSplit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<CpuSplit, String> {
+        match text {
+            "machine" => Ok(CpuSplit::Machine),
+            "processes" => Ok(CpuSplit::Processes),
+            other => Err(format!("{other}: give machine or processes")),
+        }
+    }
+}
+
 /// The simulated profiles to judge: `profile` itself, or one per `--quantum-us` value, each
 /// of those once per `--offpath-us` value and each of those once per `--backend-workers`
-/// value, each with its source line.
+/// value (and so on for every knob, in the order below), each with its source line. `split`
+/// is the statement probe's CPU split by process, for `--cpu-split processes`.
 fn variants(
     profile: &Arc<Profile>,
     source: &str,
     knobs: &Knobs,
+    split: Option<ProcessSplit>,
 ) -> Result<Vec<(Arc<Profile>, String)>, RealError> {
     let all = vec![(profile.clone(), source.to_string())];
+    let all = vary(
+        all,
+        "--cpu-split",
+        &knobs.cpu_split,
+        |p, how| match how {
+            CpuSplit::Machine => Ok(p.clone()),
+            CpuSplit::Processes => {
+                let split = split.ok_or(
+                    "processes: needs a statement probe that read this process's and a local \
+                     PostgreSQL's CPU (/proc; not with --no-machine-scaling or \
+                     --profile-from-run)",
+                )?;
+                p.with_statement_core_fraction(split.statement_core_fraction)?
+                    .with_offpath_us(Some(split.offpath_us))
+            }
+        },
+        |how| match (how, split) {
+            (CpuSplit::Processes, Some(s)) => format!(
+                "CPU split by process: statement core fraction {:.3}, off-path CPU {:.0} µs \
+                 per request (--cpu-split processes)",
+                s.statement_core_fraction, s.offpath_us
+            ),
+            _ => "CPU split as the profile's (--cpu-split machine)".to_string(),
+        },
+    )?;
     let all = vary(
         all,
         "--quantum-us",
@@ -1571,12 +1628,16 @@ pub struct Knobs {
     pub sharing: Vec<model::io::Sharing>,
     /// `[cpu] resume_share` values.
     pub resume_share: Vec<f64>,
+    /// How the real machine's CPU is divided (`--cpu-split`), applied before every other knob.
+    pub cpu_split: Vec<CpuSplit>,
 }
 
 impl Knobs {
     /// Every value applied to `profile`, so that a bad one is an input error before any run.
     pub fn check(&self, profile: &Profile) -> Result<(), RealError> {
-        variants(&Arc::new(profile.clone()), "", self).map(drop)
+        // The split by process is measured by the run: nothing to check before it.
+        let knobs = Knobs { cpu_split: Vec::new(), ..self.clone() };
+        variants(&Arc::new(profile.clone()), "", &knobs, None).map(drop)
     }
 }
 
@@ -1723,11 +1784,12 @@ mod tests {
             sharing: Vec::new(),
             resume_share: Vec::new(),
             commit_flush_share: Vec::new(),
+            cpu_split: Vec::new(),
         };
-        let one = variants(&profile, "p", &knobs(&[], &[])).unwrap();
+        let one = variants(&profile, "p", &knobs(&[], &[]), None).unwrap();
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].0, profile, "no flags: the profile itself");
-        let all = variants(&profile, "p", &knobs(&[0, 50], &[0.0, 1_000.0])).unwrap();
+        let all = variants(&profile, "p", &knobs(&[0, 50], &[0.0, 1_000.0]), None).unwrap();
         let got: Vec<(Option<u64>, Option<f64>)> = (all.iter())
             .map(|(p, _)| {
                 let cpu = p.backend_cpu.as_ref().unwrap();
@@ -1739,10 +1801,13 @@ mod tests {
         assert_eq!(got, want);
         assert!(all[3].1.contains("time slice 50 µs") && all[3].1.contains("off-path CPU 1000 µs"));
         let between_ticks = sim::timescale::RESOLUTION_US + 1;
-        assert!(variants(&profile, "p", &knobs(&[between_ticks], &[])).is_err(), "not a tick");
-        assert!(variants(&profile, "p", &knobs(&[], &[-1.0])).is_err(), "not a time");
+        assert!(
+            variants(&profile, "p", &knobs(&[between_ticks], &[]), None).is_err(),
+            "not a tick"
+        );
+        assert!(variants(&profile, "p", &knobs(&[], &[-1.0]), None).is_err(), "not a time");
         let workers = Knobs { backend_workers: vec![0, 2], ..knobs(&[50], &[]) };
-        let all = variants(&profile, "p", &workers).unwrap();
+        let all = variants(&profile, "p", &workers, None).unwrap();
         let got: Vec<Option<u32>> =
             all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().backend_workers()).collect();
         assert_eq!(got, [None, Some(2)]);
@@ -1753,7 +1818,7 @@ mod tests {
         let e = too_many.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--backend-workers 100000"), "{e}");
         let flush = Knobs { commit_flush_share: vec![0.0, 0.75], ..Knobs::default() };
-        let all = variants(&profile, "p", &flush).unwrap();
+        let all = variants(&profile, "p", &flush, None).unwrap();
         let got: Vec<f64> = all.iter().map(|(p, _)| p.statements.commit_flush_share()).collect();
         assert_eq!(got, [0.0, 0.75]);
         assert!(all[0].1.ends_with("no WAL flush (--commit-flush-share 0)"), "{}", all[0].1);
@@ -1764,13 +1829,13 @@ mod tests {
         use model::io::Sharing;
         let shared = [Sharing::OnePool, Sharing::TwoGroups];
         let groups = Knobs { sharing: shared.to_vec(), ..Knobs::default() };
-        let all = variants(&profile, "p", &groups).unwrap();
+        let all = variants(&profile, "p", &groups, None).unwrap();
         let got: Vec<Sharing> =
             all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().sharing()).collect();
         assert_eq!(got, shared);
         assert!(all[1].1.ends_with("cores shared two-groups (--sharing)"), "{}", all[1].1);
         let resume = Knobs { resume_share: vec![0.0, 0.5], ..Knobs::default() };
-        let all = variants(&profile, "p", &resume).unwrap();
+        let all = variants(&profile, "p", &resume, None).unwrap();
         let got: Vec<f64> =
             all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().resume_share()).collect();
         assert_eq!(got, [0.0, 0.5]);
@@ -1782,6 +1847,33 @@ mod tests {
         let unsliced = Knobs { quantum_us: vec![0], ..groups };
         let e = unsliced.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--sharing \"two-groups\" needs `quantum_us`"), "{e}");
+        // The CPU split by process: the probe's fraction and off-path CPU, after the profile
+        // itself; without a probe's split, an input error naming the flag.
+        let split = ProcessSplit { statement_core_fraction: 0.625, offpath_us: 480.0 };
+        let both =
+            Knobs { cpu_split: vec![CpuSplit::Machine, CpuSplit::Processes], ..Knobs::default() };
+        let all = variants(&profile, "p", &both, Some(split)).unwrap();
+        let got: Vec<(f64, Option<f64>)> = (all.iter())
+            .map(|(p, _)| {
+                let cpu = p.backend_cpu.as_ref().unwrap();
+                (cpu.statement_core_fraction(), cpu.offpath_us())
+            })
+            .collect();
+        let committed = profile.backend_cpu.as_ref().unwrap();
+        assert_eq!(
+            got,
+            [(committed.statement_core_fraction(), committed.offpath_us()), (0.625, Some(480.0))]
+        );
+        assert!(
+            all[1].1.contains("statement core fraction 0.625, off-path CPU 480 µs"),
+            "{}",
+            all[1].1
+        );
+        let e = variants(&profile, "p", &both, None).unwrap_err().to_string();
+        assert!(e.contains("--cpu-split processes: needs a statement probe"), "{e}");
+        assert!(both.check(&profile).is_ok(), "checked before the run: nothing to measure yet");
+        assert_eq!("processes".parse::<CpuSplit>(), Ok(CpuSplit::Processes));
+        assert!("both".parse::<CpuSplit>().unwrap_err().contains("give machine or processes"));
     }
 
     #[test]

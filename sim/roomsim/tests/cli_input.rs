@@ -106,6 +106,20 @@ fn validate_real_repeats_is_one_to_five_and_needs_a_real_side() {
     assert!(stderr.contains("--real-repeats") && stderr.contains("--locust-stats"), "{stderr}");
 }
 
+/// `--cpu-split`: `machine` or `processes`, and `processes` only with the statement probe it
+/// is read from; refused before anything runs, naming the flag.
+#[test]
+fn validate_cpu_split_is_machine_or_processes_and_needs_the_probe() {
+    let url = "postgres://nobody@127.0.0.1:1/nothing";
+    let stderr = refused(&["validate", "--database-url", url, "--cpu-split", "both"]);
+    assert!(stderr.contains("--cpu-split") && stderr.contains("give machine or processes"));
+    for other in ["--no-machine-scaling", "--profile-from-run"] {
+        let args = ["validate", "--database-url", url, "--cpu-split", "machine,processes", other];
+        let stderr = refused(&args);
+        assert!(stderr.contains("--cpu-split processes") && stderr.contains(other), "{stderr}");
+    }
+}
+
 /// `roomsim openapi` prints the OpenAPI 3.1 document `serve` answers at /openapi.json, and
 /// `serve --help` lists every documented path and points at /openapi.json.
 #[test]
