@@ -1485,7 +1485,7 @@ pub fn on_loopback(scenario: &Scenario) -> Arc<Scenario> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuSplit {
     /// The profile as scaled: statements hold a core for the machine's CPU beyond the
-    /// modelled request and rules CPU ([`StatementCpu::fraction`](crate::calibrate)).
+    /// modelled request and rules CPU (`calibrate::StatementCpu::fraction`).
     Machine,
     /// By process, from the 1-user level ([`ProcessSplit`]): statements hold a core for
     /// PostgreSQL's CPU, and this process's CPU beyond the modelled request and rules CPU is
