@@ -460,10 +460,12 @@ impl ValidateArgs {
         knobs.check(&sim::world::default_profile())?;
         // The split by process comes from the statement probe: refused before any run without.
         if knobs.cpu_split.contains(&CpuSplit::Processes) {
-            let without = match () {
-                _ if self.profile_from_run => Some("--profile-from-run"),
-                _ if self.no_machine_scaling => Some("--no-machine-scaling"),
-                _ => None,
+            let without = if self.profile_from_run {
+                Some("--profile-from-run")
+            } else if self.no_machine_scaling {
+                Some("--no-machine-scaling")
+            } else {
+                None
             };
             if let Some(flag) = without {
                 return Err(RealError::BadInput(format!(

@@ -41,6 +41,8 @@ pub struct MachineTimes {
     pub busy_us: u64,
     /// Wanted to run while the hypervisor ran something else (steal).
     pub steal_us: u64,
+    /// Idle, waiting for I/O included.
+    pub idle_us: u64,
 }
 
 impl MachineTimes {
@@ -118,11 +120,13 @@ fn parse_proc_stat(text: &str) -> Option<MachineTimes> {
         line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
     let field = |i: usize| ticks.get(i).copied();
     let (user, nice, system) = (field(0)?, field(1)?, field(2)?);
+    let (idle, iowait) = (field(3)?, field(4).unwrap_or(0));
     let (irq, softirq) = (field(5).unwrap_or(0), field(6).unwrap_or(0));
     let steal = field(7).unwrap_or(0);
     Some(MachineTimes {
         busy_us: (user + nice + system + irq + softirq) * TICK_US,
         steal_us: steal * TICK_US,
+        idle_us: (idle + iowait) * TICK_US,
     })
 }
 
@@ -145,8 +149,10 @@ mod tests {
         let times = parse_proc_stat(text).expect("a cpu line");
         assert_eq!(times.busy_us, (100 + 2 + 30 + 4 + 5) * TICK_US, "idle and iowait left out");
         assert_eq!(times.steal_us, 6 * TICK_US);
+        assert_eq!(times.idle_us, (900 + 7) * TICK_US, "idle with iowait");
         let old = parse_proc_stat("cpu 1 2 3 4\n").expect("four fields");
         assert_eq!((old.busy_us, old.steal_us), (6 * TICK_US, 0), "no irq, softirq or steal");
+        assert_eq!(old.idle_us, 4 * TICK_US);
         assert_eq!(parse_proc_stat("cpu0 1 2 3 4\n"), None, "no aggregate line");
         assert_eq!(parse_proc_stat("cpu 1 x 3 4\n"), None, "a field that is not a number");
         assert_eq!(parse_proc_stat("cpu 1 2\n"), None, "too short");

@@ -59,6 +59,7 @@
 
 use std::time::Duration;
 
+use real::cpu_time::MachineTimes;
 use real::database::DbTarget;
 use real::report::ReportArgs;
 use real::validate::{Knobs, ProbeSource, SimProfile, ValidateConfig, validate_command};
@@ -208,20 +209,15 @@ fn settle(url: &str) {
     eprintln!("NOTICE: no quiet second in {SETTLE_MAX:?}; measuring anyway");
 }
 
-/// The CPUs' idle share over `window`, from `/proc/stat` (idle + iowait over all).
+/// The CPUs' idle share over `window`, from `/proc/stat` (idle + iowait over all,
+/// `real::cpu_time::MachineTimes`).
 fn idle_percent_over(window: Duration) -> Option<u64> {
-    fn sample() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().next()?.strip_prefix("cpu ")?;
-        let fields: Vec<u64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        Some((idle, fields.iter().take(8).sum()))
-    }
-    let (idle0, total0) = sample()?;
+    let before = MachineTimes::now()?;
     std::thread::sleep(window);
-    let (idle1, total1) = sample()?;
-    let total = total1.saturating_sub(total0).max(1);
-    Some(idle1.saturating_sub(idle0) * 100 / total)
+    let after = MachineTimes::now()?;
+    let all = |t: &MachineTimes| t.busy_us + t.idle_us + t.steal_us;
+    let total = all(&after).saturating_sub(all(&before)).max(1);
+    Some(after.idle_us.saturating_sub(before.idle_us) * 100 / total)
 }
 
 /// Everything but the bands: reports written, enough samples, no anomaly.
