@@ -53,7 +53,9 @@
 //! - More than [`PRED_LOCKS_PER_PAGE_MAX`] tuple locks of one transaction on one table are
 //!   promoted to a heap PAGE lock (max_pred_locks_per_page; every row of a small table is on
 //!   one page). A page lock conflicts with updates and deletes, not with inserts (heap
-//!   inserts check relation locks only; page locks do not lock gaps).
+//!   inserts check relation locks only; page locks do not lock gaps). A version the reader
+//!   created itself takes no tuple lock and does not count (PredicateLockTID returns early;
+//!   the executor drops such versions before calling in).
 //!
 //! ```text
 //!   Tin --rw--> Tpivot --rw--> Tout      dangerous when Tout commits first
@@ -327,10 +329,28 @@ impl Ssi {
             .is_some_and(|s| s.reads.contains(table) || s.index_reads.contains(table))
     }
 
-    /// Adds reader → writer and applies OnConflict_CheckForSerializationFailure.
+    /// FlagRWConflict: applies OnConflict_CheckForSerializationFailure, then adds reader →
+    /// writer. As PostgreSQL's callers, it does nothing when that edge exists already or the
+    /// other transaction is doomed, and it records no edge when the check fails the current
+    /// statement (so after ROLLBACK TO SAVEPOINT the transaction goes on without it;
+    /// gen-20261207-0280).
     fn flag_conflict(&mut self, reader: TxnId, writer: TxnId, me: TxnId) -> Result<(), Error> {
-        if self.sxacts[&reader].doomed && reader != me {
+        let other = if reader == me { writer } else { reader };
+        if self.sxacts[&other].doomed || self.sxacts[&reader].out_conflicts.contains(&writer) {
             return Ok(());
+        }
+        if self.dangerous(reader, writer) {
+            if writer == me {
+                return Err(Error::rw_dependency(
+                    "Canceled on identification as a pivot, during write",
+                ));
+            }
+            if self.sxacts[&writer].commit_seq.is_some() {
+                return Err(Error::rw_dependency(format!(
+                    "Canceled on conflict out to pivot {writer}, during read"
+                )));
+            }
+            self.sxacts.get_mut(&writer).expect("writer is tracked").doomed = true;
         }
         if let Some(r) = self.sxacts.get_mut(&reader) {
             r.out_conflicts.insert(writer);
@@ -338,21 +358,6 @@ impl Ssi {
         if let Some(w) = self.sxacts.get_mut(&writer) {
             w.in_conflicts.insert(reader);
         }
-        if !self.dangerous(reader, writer) {
-            return Ok(());
-        }
-        let writer_committed = self.sxacts[&writer].commit_seq.is_some();
-        if writer == me {
-            return Err(Error::rw_dependency(
-                "Canceled on identification as a pivot, during write",
-            ));
-        }
-        if writer_committed {
-            return Err(Error::rw_dependency(format!(
-                "Canceled on conflict out to pivot {writer}, during read"
-            )));
-        }
-        self.sxacts.get_mut(&writer).expect("writer is tracked").doomed = true;
         Ok(())
     }
 

@@ -228,7 +228,8 @@ impl<'a> Executor<'a> {
             // does not undo the rw-edge).
             if self.context.ssi && self.ssi_read_is_new() {
                 let examined = self.key_writers(&fk.parent, &fk.parent_columns, &key);
-                self.db.ssi.on_read_key(self.context.txn, &fk.parent, &[tid], &examined)?;
+                let fetched = self.others_versions(&fk.parent, &[tid])?;
+                self.db.ssi.on_read_key(self.context.txn, &fk.parent, &fetched, &examined)?;
             }
             match self.lock_row(&fk.parent, tid, LockStrength::KeyShare, false, false) {
                 Err(Halt::Error(Error::Serialization { .. })) if snapshot_rules => {

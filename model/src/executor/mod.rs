@@ -338,9 +338,24 @@ impl<'a> Executor<'a> {
             if examined_versions > 0 {
                 self.db.ssi.fail_if_doomed(self.context.txn)?;
             }
-            self.db.ssi.on_read_key(self.context.txn, table, fetched, examined)?;
+            let fetched = self.others_versions(table, fetched)?;
+            self.db.ssi.on_read_key(self.context.txn, table, &fetched, examined)?;
         }
         Ok(())
+    }
+
+    /// The versions among `fetched` that this transaction did not create: PostgreSQL's
+    /// PredicateLockTID takes no tuple SIREAD lock on a version whose xmin is the reader's
+    /// own (sub)transaction, which holds the write already. Locking them too promoted a
+    /// transaction's tuple locks to a page lock early, which a later DELETE of another row
+    /// hit (gen-1796662006-0064).
+    fn others_versions(&self, table: &str, fetched: &[TupleId]) -> ExecutionResult<Vec<TupleId>> {
+        let t = self.db.catalog.must_get(table)?;
+        Ok(fetched
+            .iter()
+            .copied()
+            .filter(|&tid| self.db.xids.top(t.heap.tuples[tid].xmin) != self.context.txn)
+            .collect())
     }
 
     /// Counts one SSI write check of this attempt; false when an earlier attempt of the
@@ -359,7 +374,8 @@ impl<'a> Executor<'a> {
     ) -> ExecutionResult<()> {
         if self.context.ssi && self.ssi_read_is_new() {
             self.db.ssi.fail_if_doomed(self.context.txn)?;
-            self.db.ssi.on_read_versions(self.context.txn, table, fetched, examined)?;
+            let fetched = self.others_versions(table, fetched)?;
+            self.db.ssi.on_read_versions(self.context.txn, table, &fetched, examined)?;
         }
         Ok(())
     }
