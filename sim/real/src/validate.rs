@@ -1153,6 +1153,9 @@ pub fn validate_command(
     let speed = match &config.profile {
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let wake = runtime.block_on(super::probe::idle_wake(&config.target, cores))?;
+            eprintln!("validate: {}", wake.describe());
             let statements = if config.probe_source == ProbeSource::FirstLevel {
                 None
             } else {
@@ -1161,7 +1164,7 @@ pub fn validate_command(
                 let probe = super::probe::statement_probe(&config, one_user, Some(busy), days);
                 Some(runtime.block_on(probe)?)
             };
-            Some((micro, statements))
+            Some((micro, wake, statements))
         }
         _ => None,
     };
@@ -1185,7 +1188,7 @@ pub fn validate_command(
     let mut split = None;
     let (profile, profile_source) = match &config.profile {
         SimProfile::Given { profile, source } => match speed {
-            Some((micro, probed)) => {
+            Some((micro, wake, probed)) => {
                 let now = match probed {
                     Some(now) => now,
                     None => probe_of_run(&config, &real)?,
@@ -1194,7 +1197,7 @@ pub fn validate_command(
                 let (scaled, line) =
                     super::probe::scale_by_statement_probe(profile, &now, Some(&micro));
                 eprintln!("validate: {line}");
-                (Arc::new(scaled), format!("{source}; {line}"))
+                (Arc::new(scaled), format!("{source}; {line}; {}", wake.describe()))
             }
             None => (profile.clone(), format!("{source}; not scaled (--no-machine-scaling)")),
         },

@@ -466,9 +466,10 @@ fn a_profile_measured_during_the_run_judges_the_model() {
     assert!(skewed_mean_ratio > 1.3, "1 ms per hop: mean {skewed_mean_ratio:.3} of real");
 }
 
-/// The probes on PostgreSQL: the micro probe's medians are positive; the statement probe (the
-/// scenario's 1-user level, metered) measures every statement class the committed profile
-/// describes, so it can scale each of them, and storm-sized rules evaluations.
+/// The probes on PostgreSQL: the micro probe's and the idle-core probe's medians are
+/// positive; the statement probe (the scenario's 1-user level, metered) measures every
+/// statement class the committed profile describes, so it can scale each of them, and
+/// storm-sized rules evaluations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probes_measure_this_machine() {
     use real::validate::{round_days, scenario_at_level};
@@ -478,6 +479,10 @@ async fn the_probes_measure_this_machine() {
     let micro = real::probe::measure(&target).await.unwrap();
     assert!(micro.select_one_us > 1.0 && micro.select_one_us < 100_000.0, "{micro:?}");
     assert!(micro.allocation_ns > 100.0, "{micro:?}");
+    let wake = real::probe::idle_wake(&target, 2).await.unwrap();
+    for us in [wake.idle_us, wake.busy_us] {
+        assert!(us > 1.0 && us < 100_000.0, "{wake:?}");
+    }
     let config = validate_config(&url, "exclusion", 1);
     let loaded = scenarios::Scenario::builtin("storm").unwrap();
     let one_user = scenario_at_level(&loaded, 1).unwrap();
