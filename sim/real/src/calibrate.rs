@@ -723,21 +723,30 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
         }
     }
     // The machine-speed probe, beside the measurements (`[machine]`; see probe.rs).
+    // And the idle-core probe (probe::IdleWake), said as a comment: the 1-user statement
+    // times above include whatever waking an idle core cost on this machine.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let speed = match &measured {
-        Ok(_) => Some(super::probe::measure(&temp.target).await),
+        Ok(_) => Some((
+            super::probe::measure(&temp.target).await,
+            super::probe::idle_wake(&temp.target, cores).await,
+        )),
         Err(_) => None,
     };
     temp.drop_database().await;
     let (times, cpu) = measured?;
-    let speed = speed.expect("probed after a measurement")?;
+    let (speed, wake) = speed.expect("probed after a measurement");
+    let (speed, wake) = (speed?, wake?);
     let description = format!(
         "scenario {}, {} bookings at concurrency 1, seed {}",
         config.scenario, config.bookings, config.seed
     );
     let (mut text, _) = measured_profile(&times, &cpu, &description)?;
     text.push_str(&super::probe::toml_section(&speed));
+    text.push_str(&format!("# {}\n", wake.describe()));
     std::fs::write(&config.out, &text).map_err(|e| RealError::io(&config.out, e))?;
     print!("{}", summary(&times, &cpu));
+    println!("{}", wake.describe());
     if let Some(line) = fit_line {
         println!("{line}");
     }

@@ -134,10 +134,13 @@ async fn select_one_samples(
 /// woken process preempts at once. On this project's VMs (cpuidle driver `haltpoll` with
 /// `guest_halt_poll_ns = 0`: an idle vCPU halts) a round trip that wakes a halted core costs
 /// ~50 µs more: 62–67 µs idle against 15–20 µs busy with `pgbench -c1 -f select1.sql`,
-/// 2026-12-07 (40 µs with SCHED_IDLE spinners). So a statement measured at one user (cores
-/// mostly idle) is slower than the same statement on a busy machine, which is how the real
-/// reads at 50 users of `conflict` came out at 15–28 µs at the median, below their one-user
-/// time (sim/README.md, session 30). Reported beside the micro probe; not yet modelled.
+/// 2026-12-07 (40 µs with SCHED_IDLE spinners). So a statement's time depends on whether its
+/// wake-ups find halted cores: `conflict`'s one-row reads took 15–28 µs at the median on a
+/// full machine (50 users) and 56–73 µs at 25 users, where the cores halt between bursts
+/// (sim/README.md, session 30). Reported beside the micro probe by validate and calibrate
+/// (a comment in the profile it writes); not modelled. One reading is not a constant: the busy
+/// median came out ~20 or ~43 µs from one run to the next, and an idle one taken right after
+/// load comes out low.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IdleWake {
     /// Median µs of a `SELECT 1` round trip with the cores idle.
