@@ -127,8 +127,10 @@ pub struct Sxact {
     /// Tables written, with the (sub)transaction xid that wrote them: a ROLLBACK TO
     /// SAVEPOINT forgets the undone xids' writes ([`Ssi::subtransactions_aborted`]).
     pub writes: BTreeSet<(String, Xid)>,
-    /// Transactions with an rw-edge into this one (they read what this one wrote).
-    pub in_conflicts: BTreeSet<TxnId>,
+    /// Transactions with an rw-edge into this one (they read what this one wrote), in the
+    /// order the edges were made: PostgreSQL's inConflicts list, which
+    /// [`Ssi::pre_commit`] walks in that order (gen-1796900000-0417).
+    pub in_conflicts: Vec<TxnId>,
     /// Transactions this one has an rw-edge to (this one read what they wrote).
     pub out_conflicts: BTreeSet<TxnId>,
 }
@@ -356,7 +358,7 @@ impl Ssi {
             r.out_conflicts.insert(writer);
         }
         if let Some(w) = self.sxacts.get_mut(&writer) {
-            w.in_conflicts.insert(reader);
+            w.in_conflicts.push(reader);
         }
         Ok(())
     }
@@ -398,9 +400,11 @@ impl Ssi {
                 "Canceled on identification as a pivot, during commit attempt",
             ));
         }
-        let mut doom = Vec::new();
-        for pivot in &mine.in_conflicts {
-            let Some(p) = self.sxacts.get(pivot) else { continue };
+        // Each pivot is doomed as it is found, in the order of the edges into `me`, so a
+        // later pivot whose only dangerous in-edge comes from one doomed here is spared
+        // (PostgreSQL marks SXACT_FLAG_DOOMED inside the same loop).
+        for pivot in mine.in_conflicts.clone() {
+            let Some(p) = self.sxacts.get(&pivot) else { continue };
             if p.commit_seq.is_some() || p.doomed {
                 continue;
             }
@@ -412,11 +416,8 @@ impl Ssi {
                         .is_some_and(|t| t.commit_seq.is_none() && !t.read_only && !t.doomed)
             });
             if found {
-                doom.push(*pivot);
+                self.sxacts.get_mut(&pivot).expect("pivot is tracked").doomed = true;
             }
-        }
-        for p in doom {
-            self.sxacts.get_mut(&p).expect("pivot is tracked").doomed = true;
         }
         Ok(())
     }
@@ -451,7 +452,7 @@ impl Ssi {
             return;
         }
         for s in self.sxacts.values_mut() {
-            s.in_conflicts.remove(&me);
+            s.in_conflicts.retain(|t| *t != me);
             s.out_conflicts.remove(&me);
         }
         self.cleanup();
