@@ -725,11 +725,10 @@ pub async fn calibrate_command(config: CalibrateConfig) -> Result<(), RealError>
     // The machine-speed probe, beside the measurements (`[machine]`; see probe.rs).
     // And the idle-core probe (probe::IdleWake), said as a comment: the 1-user statement
     // times above include whatever waking an idle core cost on this machine.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let speed = match &measured {
         Ok(_) => Some((
             super::probe::measure(&temp.target).await,
-            super::probe::idle_wake(&temp.target, cores).await,
+            super::probe::idle_wake(&temp.target).await,
         )),
         Err(_) => None,
     };

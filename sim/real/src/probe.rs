@@ -52,6 +52,8 @@ use backend_core::domain::OpeningHours;
 use backend_core::rules::default_rule_set;
 use scenarios::Scenario;
 use sim::world::{MachineSpeed, Profile};
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
 
 use crate::RealError;
 use crate::calibrate::{
@@ -101,14 +103,18 @@ pub fn allocation_ns() -> f64 {
 
 /// Median µs of a `SELECT 1` round trip to `target`.
 pub async fn select_one_us(target: &DbTarget) -> Result<f64, RealError> {
-    let db = target.pool(1).await?;
-    let mut conn = db
-        .pool()
-        .acquire()
-        .await
-        .map_err(|e| RealError::Database(format!("{}: {e}", target.describe())))?;
+    let mut conn = probe_connection(target).await?;
     select_one_samples(&mut conn, target, SELECT_WARMUP).await?;
     Ok(median(select_one_samples(&mut conn, target, SELECT_SAMPLES).await?))
+}
+
+/// One connection of its own to `target`, for the `SELECT 1` probes.
+async fn probe_connection(target: &DbTarget) -> Result<PoolConnection<Postgres>, RealError> {
+    let db = target.pool(1).await?;
+    db.pool()
+        .acquire()
+        .await
+        .map_err(|e| RealError::Database(format!("{}: {e}", target.describe())))
 }
 
 /// µs of `count` `SELECT 1` round trips on `conn`, one by one.
@@ -179,14 +185,11 @@ pub const SPINNER_WARMUP: std::time::Duration = std::time::Duration::from_millis
 pub const SPINNER_REST: std::time::Duration = std::time::Duration::from_millis(1_200);
 
 /// The idle-core probe ([`IdleWake`]): [`SELECT_SAMPLES`] round trips each way on one
-/// connection, in [`IDLE_WAKE_ROUNDS`] alternating rounds; `cores` spinners while busy.
-pub async fn idle_wake(target: &DbTarget, cores: usize) -> Result<IdleWake, RealError> {
-    let db = target.pool(1).await?;
-    let mut conn = db
-        .pool()
-        .acquire()
-        .await
-        .map_err(|e| RealError::Database(format!("{}: {e}", target.describe())))?;
+/// connection, in [`IDLE_WAKE_ROUNDS`] alternating rounds; one spinner per core of this
+/// machine while busy.
+pub async fn idle_wake(target: &DbTarget) -> Result<IdleWake, RealError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut conn = probe_connection(target).await?;
     select_one_samples(&mut conn, target, SELECT_WARMUP).await?;
     let per_round = SELECT_SAMPLES.div_ceil(IDLE_WAKE_ROUNDS);
     let (mut idle, mut busy) = (Vec::new(), Vec::new());
@@ -537,6 +540,7 @@ pub fn without_probe(text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_idle_core_probe_says_how_much_waking_an_idle_core_costs() {
@@ -567,7 +571,6 @@ mod tests {
         drop(spinners);
         assert!(stop.load(Ordering::Relaxed), "dropping stops and joins them");
     }
-    use super::*;
 
     #[test]
     fn the_section_round_trips_through_a_profile() {

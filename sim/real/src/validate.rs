@@ -1153,8 +1153,7 @@ pub fn validate_command(
     let speed = match &config.profile {
         SimProfile::Given { .. } if config.machine_scaling => {
             let micro = runtime.block_on(super::probe::measure(&config.target))?;
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let wake = runtime.block_on(super::probe::idle_wake(&config.target, cores))?;
+            let wake = runtime.block_on(super::probe::idle_wake(&config.target))?;
             eprintln!("validate: {}", wake.describe());
             let statements = if config.probe_source == ProbeSource::FirstLevel {
                 None

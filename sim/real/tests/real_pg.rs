@@ -479,7 +479,7 @@ async fn the_probes_measure_this_machine() {
     let micro = real::probe::measure(&target).await.unwrap();
     assert!(micro.select_one_us > 1.0 && micro.select_one_us < 100_000.0, "{micro:?}");
     assert!(micro.allocation_ns > 100.0, "{micro:?}");
-    let wake = real::probe::idle_wake(&target, 2).await.unwrap();
+    let wake = real::probe::idle_wake(&target).await.unwrap();
     for us in [wake.idle_us, wake.busy_us] {
         assert!(us > 1.0 && us < 100_000.0, "{wake:?}");
     }
