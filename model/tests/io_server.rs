@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use model::io::frame::{read_frame, write_frame};
-use model::io::{Client, Incoming, QueryRef, Server, ServerConfig};
+use model::io::{Client, Cores, Group, Incoming, QueryRef, Server, ServerConfig, Sharing};
 use model::profile::LatencyProfile;
 use model::{Engine, EngineConfig, QueryResult, Range, Response, SqlError, Step, Value};
 use tokio::io::DuplexStream;
@@ -401,7 +401,7 @@ async fn a_session_idle_in_a_transaction_past_its_timeout_is_ended() {
 /// when each reply arrived. Each statement's draw is 100 µs × time scale 100 = 10 ms.
 async fn two_statements_on_one_core(core_fraction: f64) -> Vec<Duration> {
     let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
-    let cores = model::io::cores::Cores::new(1);
+    let cores = Cores::new(1);
     let server =
         Server::start(engine, ServerConfig { cores: Some(cores), core_fraction, ..config(1, 100) });
     let t0 = Instant::now();
@@ -436,6 +436,57 @@ async fn a_statement_holds_its_core_for_its_core_fraction_of_the_draw() {
             assert_eq!(two_statements_on_one_core(0.3).await, vec![ms(10), ms(13)]);
             // 2.5 ms rounds up to the next tick; the first reply still comes at 10 ms.
             assert_eq!(two_statements_on_one_core(0.25).await, vec![ms(10), ms(13)]);
+        })
+        .await;
+}
+
+/// Session X's second statement follows its first reply at once (a ping-pong) while session
+/// Y's statement has waited since 5 ms behind a busy core; returns whose second round ended
+/// first. One shared core in 1 ms slices, every draw 10 ms; a 30 ms piece of other database
+/// work takes the core from 10 ms, so both statements wait for its slice's end at 11 ms.
+async fn ping_pong_against_a_waiting_statement(seed: u64, sharing: Sharing) -> &'static str {
+    let ms = Duration::from_millis;
+    let engine = Rc::new(RefCell::new(Engine::new(EngineConfig::default())));
+    let cores = Cores::on_ticks(1, Some(ms(1)), ms(1), sharing);
+    let server =
+        Server::start(engine, ServerConfig { cores: Some(cores.clone()), ..config(seed, 100) });
+    let (mut x, mut y) = (connect(&server), connect(&server));
+    let t0 = Instant::now();
+    let x = tokio::task::spawn_local(async move {
+        x.query("SELECT 1", &[]).await.unwrap().unwrap();
+        x.query("SELECT 2", &[]).await.unwrap().unwrap();
+        t0.elapsed()
+    });
+    let other = tokio::task::spawn_local(async move {
+        tokio::time::sleep(ms(1)).await;
+        cores.hold(Group::Database, ms(30)).await;
+    });
+    let y = tokio::task::spawn_local(async move {
+        tokio::time::sleep(ms(5)).await;
+        y.query("SELECT 3", &[]).await.unwrap().unwrap();
+        t0.elapsed()
+    });
+    let (x, y) = (x.await.unwrap(), y.await.unwrap());
+    other.await.unwrap();
+    if x < y { "x" } else { "y" }
+}
+
+/// PING-PONG FIRST (`model::io::cores`): a statement that arrives right after its session's
+/// reply runs before one that has waited longer; with two groups the server picks among them
+/// by its scheduler, and in some seeds the one that waited goes first.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_statement_right_after_its_reply_runs_first_when_ping_pongs_go_first() {
+    LocalSet::new()
+        .run_until(async {
+            let mut two_groups = Vec::new();
+            for seed in 0..16 {
+                let first =
+                    ping_pong_against_a_waiting_statement(seed, Sharing::PingPongFirst).await;
+                assert_eq!(first, "x", "seed {seed}: the ping-pong goes first");
+                two_groups
+                    .push(ping_pong_against_a_waiting_statement(seed, Sharing::TwoGroups).await);
+            }
+            assert!(two_groups.contains(&"y"), "two groups: the scheduler's pick, {two_groups:?}");
         })
         .await;
 }

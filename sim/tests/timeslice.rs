@@ -198,3 +198,25 @@ fn a_resume_share_moves_request_cpu_after_the_replies_and_keeps_its_total() {
         "round trips {moved_round_trips} µs against {round_trips} µs: {added_per_booking} µs"
     );
 }
+
+/// PING-PONG FIRST (`[cpu] sharing = "ping-pong-first"`, `model::io::cores`): one user's
+/// runs are the same as with two groups (nothing waits for a core, so no statement goes
+/// first); 50 simultaneous bookings differ (the statements that follow their replies take the
+/// cores first), and such a run replays.
+#[test]
+fn ping_pong_first_changes_only_contended_runs_and_replays() {
+    use model::io::Sharing;
+    let shared = |sharing| world::default_profile().with_sharing(sharing).unwrap();
+    let one = storm(1, 25);
+    for seed in 1..=2 {
+        let groups = run_with(&one, seed, shared(Sharing::TwoGroups));
+        assert_eq!(groups.counts.created_201, 25, "seed {seed}: every booking made");
+        let ping_pong = run_with(&one, seed, shared(Sharing::PingPongFirst));
+        assert!(groups == ping_pong, "seed {seed}: one user's run changed");
+    }
+    let fifty = storm(50, 1);
+    let groups = run_with(&fifty, 1, shared(Sharing::TwoGroups));
+    let ping_pong = run_with(&fifty, 1, shared(Sharing::PingPongFirst));
+    assert_ne!(groups.trace_hash, ping_pong.trace_hash, "50 bookers on 2 cores: it shows");
+    assert_eq!(ping_pong, run_with(&fifty, 1, shared(Sharing::PingPongFirst)), "and replays");
+}

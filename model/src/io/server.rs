@@ -126,6 +126,9 @@ struct Queued {
     sql: String,
     params: Vec<Value>,
     reply: Reply,
+    /// Arrived within [`PING_PONG_US`] of its session's previous reply, on cores that serve
+    /// such statements first ([`Cores::urgent_first`]).
+    urgent: bool,
 }
 
 struct Shared {
@@ -266,10 +269,17 @@ struct EngineTask {
     transport_debt: BTreeMap<SessionId, TransportDebt>,
     /// The log's flusher, when the profile has a `[wal] commit_flush_share`.
     wal: Option<Wal>,
+    /// Per session, when its last reply was due to leave ([`EngineTask::follows_its_reply`]).
+    last_reply: BTreeMap<SessionId, Instant>,
     /// Sessions whose open transaction wrote (its COMMIT flushes): see
     /// [`EngineTask::note_writes`].
     wrote: BTreeSet<SessionId>,
 }
+
+/// Modelled µs after a session's reply within which its next statement is a ping-pong
+/// ([`EngineTask::follows_its_reply`]): the real backends that slept less than this before a
+/// statement waited 5 µs for a core on average (session 28, storm at 50 users).
+pub const PING_PONG_US: u64 = 100;
 
 /// Modelled µs of CPU a WAL flush takes after its I/O, on shared cores (`super::wal`).
 pub const WAL_FLUSH_CPU_US: u64 = 25;
@@ -311,14 +321,27 @@ impl EngineTask {
             transport_debt,
             wal,
             wrote,
+            last_reply: BTreeMap::new(),
         }
+    }
+
+    /// Whether `session`'s statement arriving now follows its previous reply within
+    /// [`PING_PONG_US`] (modelled): the service sent it right after that reply, a hand-off
+    /// the kernel serves at once (`super::cores`, PING-PONG FIRST).
+    fn follows_its_reply(&self, session: SessionId) -> bool {
+        let window = Duration::from_micros(PING_PONG_US) * self.config.time_scale;
+        let now = Instant::now();
+        self.last_reply
+            .get(&session)
+            .is_some_and(|&sent| now.saturating_duration_since(sent) <= window)
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
             self.deliver_completions();
             self.run_ready();
-            self.demand.set(self.ready.len());
+            let urgent = self.ready.iter().filter(|q| q.urgent).count();
+            self.demand.report(self.ready.len(), urgent);
             let timer = self.shared.engine.borrow().next_timer();
             let deadline = timer.map(|t| self.shared.start + t.saturating_sub(self.shared.base));
             tokio::select! {
@@ -354,7 +377,8 @@ impl EngineTask {
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Query { session, sql, params, reply } => {
-                self.ready.push(Queued { session, sql, params, reply })
+                let urgent = self.cores.urgent_first() && self.follows_its_reply(session);
+                self.ready.push(Queued { session, sql, params, reply, urgent })
             }
             Cmd::Apply { commit, generation } => self.apply_commit(commit, generation),
             Cmd::Close { session, generation } => {
@@ -365,6 +389,7 @@ impl EngineTask {
                 self.ready.retain(|q| q.session != session);
                 self.blocked.retain(|b| b.0 != session);
                 self.transport_debt.remove(&session);
+                self.last_reply.remove(&session);
                 self.picker.forget(session);
                 self.advance_clock();
                 self.shared.engine.borrow_mut().close_session(session);
@@ -373,6 +398,7 @@ impl EngineTask {
                 self.ready.clear();
                 self.blocked.clear();
                 self.transport_debt.clear();
+                self.last_reply.clear();
                 // A commit still flushing is lost with its session (its Apply is dropped).
                 self.wrote.clear();
                 self.shared.engine.borrow_mut().crash_restart();
@@ -390,8 +416,13 @@ impl EngineTask {
         while !self.ready.is_empty() {
             let Some(core) = self.cores.try_take() else { break };
             let core = core.for_statement();
-            let sessions: Vec<SessionId> = self.ready.iter().map(|q| q.session).collect();
-            let q = self.ready.remove(self.picker.pick(&sessions));
+            // Urgent statements first (none unless the cores serve them first).
+            let urgent = self.ready.iter().any(|q| q.urgent);
+            let candidates: Vec<usize> =
+                (0..self.ready.len()).filter(|&i| !urgent || self.ready[i].urgent).collect();
+            let sessions: Vec<SessionId> =
+                candidates.iter().map(|&i| self.ready[i].session).collect();
+            let q = self.ready.remove(candidates[self.picker.pick(&sessions)]);
             self.advance_clock();
             let kind = statement_kind(&q.sql);
             if kind == "commit" && self.flushes(q.session) {
@@ -498,7 +529,7 @@ impl EngineTask {
         if generation != *self.shared.generation.borrow() {
             return;
         }
-        let Queued { session, sql, params, reply } = commit;
+        let Queued { session, sql, params, reply, .. } = commit;
         self.advance_clock();
         let step = self.shared.engine.borrow_mut().submit(session, &sql, &params);
         match step {
@@ -535,6 +566,7 @@ impl EngineTask {
         // too): first, from the start; what is left of the reply's delay after it passes off
         // the core, and what is left of the core time after the reply is spent then.
         let reply_after = self.reply_delay(session, kind, drawn) * self.config.time_scale;
+        self.last_reply.insert(session, Instant::now() + reply_after);
         let core_time = (drawn * self.config.time_scale).mul_f64(self.config.core_fraction);
         let core_before = core_time.min(reply_after);
         let off_core = reply_after - core_before;

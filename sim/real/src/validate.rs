@@ -1829,13 +1829,14 @@ mod tests {
         let e = too_much.check(&profile).unwrap_err().to_string();
         assert!(e.contains("--commit-flush-share must be"), "{e}");
         use model::io::Sharing;
-        let shared = [Sharing::OnePool, Sharing::TwoGroups];
+        let shared = [Sharing::OnePool, Sharing::TwoGroups, Sharing::PingPongFirst];
         let groups = Knobs { sharing: shared.to_vec(), ..Knobs::default() };
         let all = variants(&profile, "p", &groups, None).unwrap();
         let got: Vec<Sharing> =
             all.iter().map(|(p, _)| p.backend_cpu.as_ref().unwrap().sharing()).collect();
         assert_eq!(got, shared);
         assert!(all[1].1.ends_with("cores shared two-groups (--sharing)"), "{}", all[1].1);
+        assert!(all[2].1.ends_with("cores shared ping-pong-first (--sharing)"), "{}", all[2].1);
         let resume = Knobs { resume_share: vec![0.0, 0.5], ..Knobs::default() };
         let all = variants(&profile, "p", &resume, None).unwrap();
         let got: Vec<f64> =

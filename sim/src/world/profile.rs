@@ -33,13 +33,13 @@
 //! `cores` and `quantum_us` unless "one-pool"; absent: "one-pool"): how waiting work shares
 //! the cores (`model::io::Sharing`) — "one-pool" (FIFO), "two-groups" (the database's
 //! statements and the service's work as two scheduling groups, as a kernel with autogroups
-//! shares the cores between PostgreSQL's group and the shell's), and optionally
-//! `resume_share = S` (needs `cores` and `request_us`; 0 ≤ S < 1, absent: 0): the share of a
-//! request's drawn CPU that the backend spends AFTER its statements' replies, a tick on a
-//! core after each reply (from the draw, while it lasts; what is left after the handler),
-//! instead of before its handler — as a real service task must be run on a core again after
-//! each reply before it sends its next statement (`world::cpu::ResumeCpu`; sim/README.md,
-//! session 27).
+//! shares the cores between PostgreSQL's group and the shell's), "ping-pong-first" (two groups, and
+//! a statement sent right after its session's previous reply before any other database work), and
+//! optionally `resume_share = S` (needs `cores` and `request_us`; 0 ≤ S < 1, absent: 0): the share
+//! of a request's drawn CPU that the backend spends AFTER its statements' replies, a tick on a core
+//! after each reply (from the draw, while it lasts; what is left after the handler), instead of
+//! before its handler — as a real service task must be run on a core again after each reply before
+//! it sends its next statement (`world::cpu::ResumeCpu`; sim/README.md, session 27).
 //! Tables follow the model's rules for empirical tables
 //! (`model::profile::validate_quantile_table`); errors name the field (`cpu.request_us: …`).
 //!
@@ -353,8 +353,11 @@ fn check_resume_share(share: f64, cores: Option<u32>, request_us: bool) -> Resul
 }
 
 /// The names of [`Sharing`]'s values, as `[cpu] sharing` and `validate --sharing` spell them.
-pub const SHARING_NAMES: [(&str, Sharing); 2] =
-    [("one-pool", Sharing::OnePool), ("two-groups", Sharing::TwoGroups)];
+pub const SHARING_NAMES: [(&str, Sharing); 3] = [
+    ("one-pool", Sharing::OnePool),
+    ("two-groups", Sharing::TwoGroups),
+    ("ping-pong-first", Sharing::PingPongFirst),
+];
 
 /// The [`Sharing`] named `name` ([`SHARING_NAMES`]); an error lists the names.
 pub fn parse_sharing(name: &str) -> Result<Sharing, String> {
