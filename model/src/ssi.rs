@@ -42,10 +42,13 @@
 //!   completes a dangerous structure).
 //!
 //! WRITES (CheckForSerializableConflictIn)
-//! A heap write checks relation, page and tuple locks ([`Ssi::on_write`]) before the
+//! A heap write checks tuple, page and relation locks ([`Ssi::on_write`]) before the
 //! unique checks; entries added to a unique index check the index page locks after them,
 //! and before a unique violation is reported ([`Ssi::on_index_insert`], _bt_check_unique).
-//! Both fail first when the writer is doomed.
+//! Both fail first when the writer is doomed. The rw-edges one write makes come in
+//! PostgreSQL's order: the tuple's holders, then the page's, then the relation's, each
+//! target's in the order they took its lock ([`Sxact::taken`]); that is the order of the
+//! writer's in-edges, which its pre-commit check walks (`ssi-conflict-in-tuple-before-relation`).
 //!
 //! DOOMED READERS
 //! A doomed transaction fails at its next read of a heap version (the check is per tuple
@@ -133,12 +136,26 @@ pub struct Sxact {
     pub in_conflicts: Vec<TxnId>,
     /// Transactions this one has an rw-edge to (this one read what they wrote).
     pub out_conflicts: BTreeSet<TxnId>,
+    /// When each of its SIREAD locks was taken ([`Ssi`]'s count): a write meets the holders
+    /// of one lock target in that order ([`Ssi::on_write`]).
+    taken: BTreeMap<SireadLock, u64>,
+}
+
+/// One SIREAD lock target, as [`Sxact::taken`] keys it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SireadLock {
+    Relation(String),
+    Page(String),
+    IndexPage(String),
+    Tuple(String, TupleId),
 }
 
 /// The SSI tracker. BTreeMap/BTreeSet for determinism of the doom order.
 #[derive(Clone, Debug, Default)]
 pub struct Ssi {
     pub sxacts: BTreeMap<TxnId, Sxact>,
+    /// SIREAD locks taken so far, by every transaction: the order of [`Sxact::taken`].
+    locks_taken: u64,
 }
 
 impl Ssi {
@@ -146,6 +163,14 @@ impl Ssi {
     pub fn register(&mut self, txn: TxnId, read_only: bool, snapshot_seq: CommitSeq) {
         assert!(self.sxacts.len() < SXACTS_MAX, "too many tracked serializable transactions");
         self.sxacts.insert(txn, Sxact { read_only, snapshot_seq, ..Sxact::default() });
+    }
+
+    /// Records that `me` holds `lock` from now, unless it held it already.
+    fn take(sxact: &mut Sxact, locks_taken: &mut u64, lock: SireadLock) {
+        sxact.taken.entry(lock).or_insert_with(|| {
+            *locks_taken += 1;
+            *locks_taken
+        });
     }
 
     fn concurrent(a: &Sxact, b: &Sxact) -> bool {
@@ -163,6 +188,7 @@ impl Ssi {
     pub fn on_read(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
+        Self::take(mine, &mut self.locks_taken, SireadLock::Relation(table.to_string()));
         for writer in self.concurrent_writers(me, table) {
             self.flag_conflict(me, writer, me)?;
         }
@@ -176,6 +202,7 @@ impl Ssi {
     pub fn on_scan(&mut self, me: TxnId, table: &str, examined: &[TxnId]) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
+        Self::take(mine, &mut self.locks_taken, SireadLock::Relation(table.to_string()));
         self.flag_examined(me, examined)
     }
 
@@ -206,6 +233,7 @@ impl Ssi {
     ) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.index_reads.insert(table.to_string());
+        Self::take(mine, &mut self.locks_taken, SireadLock::IndexPage(table.to_string()));
         self.on_read_versions(me, table, fetched, examined)
     }
 
@@ -223,11 +251,15 @@ impl Ssi {
         if !mine.page_reads.contains(table) && !mine.reads.contains(table) {
             for &tid in fetched {
                 mine.tuple_reads.insert((table.to_string(), tid));
+                let lock = SireadLock::Tuple(table.to_string(), tid);
+                Self::take(mine, &mut self.locks_taken, lock);
             }
             let on_table = mine.tuple_reads.iter().filter(|(t, _)| t == table).count();
             if on_table > PRED_LOCKS_PER_PAGE_MAX {
                 mine.tuple_reads.retain(|(t, _)| t != table);
+                mine.taken.retain(|lock, _| !matches!(lock, SireadLock::Tuple(t, _) if t == table));
                 mine.page_reads.insert(table.to_string());
+                Self::take(mine, &mut self.locks_taken, SireadLock::Page(table.to_string()));
             }
         }
         self.flag_examined(me, examined)
@@ -258,12 +290,29 @@ impl Ssi {
         mine.writes.insert((table.to_string(), xid));
         mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
+        // CheckForSerializableConflictIn checks the tuple's lock target, then its page's,
+        // then the relation's. A reader holds one of them at most: PostgreSQL takes no lock
+        // a coarser one of the same transaction covers, and drops those a new one covers.
+        let table = table.to_string();
         self.flag_readers(me, |s| {
-            s.reads.contains(table)
-                || target.replaces.is_some_and(|tid| {
-                    s.page_reads.contains(table)
-                        || s.tuple_reads.contains(&(table.to_string(), tid))
-                })
+            let lock = if s.reads.contains(&table) {
+                SireadLock::Relation(table.clone())
+            } else {
+                let tid = target.replaces?;
+                if s.page_reads.contains(&table) {
+                    SireadLock::Page(table.clone())
+                } else if s.tuple_reads.contains(&(table.clone(), tid)) {
+                    SireadLock::Tuple(table.clone(), tid)
+                } else {
+                    return None;
+                }
+            };
+            let level = match lock {
+                SireadLock::Tuple(..) => 0,
+                SireadLock::Page(_) => 1,
+                _ => 2,
+            };
+            Some((level, s.taken.get(&lock).copied().unwrap_or(0)))
         })
     }
 
@@ -275,7 +324,8 @@ impl Ssi {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
-        self.flag_readers(me, |s| s.index_reads.contains(table))
+        let lock = SireadLock::IndexPage(table.to_string());
+        self.flag_readers(me, |s| s.taken.get(&lock).map(|&taken| (0, taken)))
     }
 
     /// CheckForSerializableConflictIn's first check: a doomed transaction fails at its next
@@ -290,16 +340,24 @@ impl Ssi {
     }
 
     /// Edges reader -> `me` from every concurrent serializable transaction whose SIREAD
-    /// locks `hit` says the write touches.
-    fn flag_readers(&mut self, me: TxnId, hit: impl Fn(&Sxact) -> bool) -> Result<(), Error> {
+    /// lock `hit` says the write touches, in the order PostgreSQL meets them: `hit` gives the
+    /// lock's (target level, when it was taken), finest target first, each target's holders
+    /// in the order they took it (its predicateLocks list). The order is the order of
+    /// `me`'s in-edges, which [`Ssi::pre_commit`] walks.
+    fn flag_readers(
+        &mut self,
+        me: TxnId,
+        hit: impl Fn(&Sxact) -> Option<(u8, u64)>,
+    ) -> Result<(), Error> {
         let mine = &self.sxacts[&me];
-        let readers: Vec<TxnId> = self
+        let mut readers: Vec<((u8, u64), TxnId)> = self
             .sxacts
             .iter()
-            .filter(|(t, s)| **t != me && hit(s) && Self::concurrent(mine, s))
-            .map(|(t, _)| *t)
+            .filter(|(t, s)| **t != me && Self::concurrent(mine, s))
+            .filter_map(|(t, s)| hit(s).map(|order| (order, *t)))
             .collect();
-        for reader in readers {
+        readers.sort();
+        for (_, reader) in readers {
             self.flag_conflict(reader, me, me)?;
         }
         Ok(())
