@@ -568,8 +568,12 @@ mod tests {
         assert_eq!(spinners.threads.len(), 2);
         assert!(spinners.threads.iter().all(|t| !t.is_finished()), "both spin until dropped");
         let stop = Arc::clone(&spinners.stop);
+        assert_eq!(Arc::strong_count(&stop), 4, "ours, the guard's and one per spinner");
         drop(spinners);
-        assert!(stop.load(Ordering::Relaxed), "dropping stops and joins them");
+        assert!(stop.load(Ordering::Relaxed), "dropping stops them");
+        // Each spinner's clone of the flag goes when its thread ends: all gone as the drop
+        // returns means it joined them, not only told them to stop.
+        assert_eq!(Arc::strong_count(&stop), 1, "dropping joins them");
     }
 
     #[test]
