@@ -60,8 +60,9 @@
 //! statement waited 5 µs for a core on average, one that slept 0.3–1 ms 161 µs, ≥ 1 ms 295 µs.
 //!
 //! Not modelled: hyper-threading, the kernel's fair share by accumulated CPU (every waiter
-//! queues FIFO, with no priority for work that slept: round-robin, not CFS/EEVDF; the two
-//! groups share by cores held, not by CPU time accumulated), the cost of a context switch,
+//! queues FIFO, with no priority for work that slept, ping-pong first's urgent statements
+//! apart: round-robin, not CFS/EEVDF; the two groups share by cores held, not by CPU time
+//! accumulated), the cost of a context switch,
 //! which part of a statement is not CPU (the server's `core_fraction` is one share for every
 //! statement: a COMMIT's WAL-flush wait is not singled out).
 //!
