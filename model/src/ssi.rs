@@ -12,7 +12,7 @@
 //! SIREAD GRANULARITY (as PostgreSQL 15 on small, single-page tables)
 //! - A sequential scan locks the RELATION: any insert, update or delete in it conflicts,
 //!   and the scan sees every version, so every concurrent writer of the table is an
-//!   out-conflict.
+//!   out-conflict, flagged in the order the scan meets their versions (heap order).
 //! - A lookup by equality on a one-column unique index (the executor's point lookups)
 //!   locks the TUPLES it fetched (visible candidates, before the rest of the WHERE) plus the
 //!   index LEAF PAGE. A small table's index has one leaf page, so the page lock is kept per
@@ -184,12 +184,17 @@ impl Ssi {
     }
 
     /// `me` read `table`: take the SIREAD lock and add edges to concurrent writers whose
-    /// writes it cannot see.
-    pub fn on_read(&mut self, me: TxnId, table: &str) -> Result<(), Error> {
+    /// writes it cannot see, in the order the scan met their versions (`scan_order`, the
+    /// writers of the versions in heap order; others after them): PostgreSQL checks tuple by
+    /// tuple, and an edge that fails the statement leaves the later ones unmade
+    /// (`ssi-conflict-out-scan-order`).
+    pub fn on_read(&mut self, me: TxnId, table: &str, scan_order: &[TxnId]) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
         mine.reads.insert(table.to_string());
         Self::take(mine, &mut self.locks_taken, SireadLock::Relation(table.to_string()));
-        for writer in self.concurrent_writers(me, table) {
+        let mut writers = self.concurrent_writers(me, table);
+        writers.sort_by_key(|w| scan_order.iter().position(|x| x == w).unwrap_or(usize::MAX));
+        for writer in writers {
             self.flag_conflict(me, writer, me)?;
         }
         Ok(())
@@ -542,8 +547,8 @@ mod tests {
         let mut s = Ssi::default();
         s.register(1, false, 0);
         s.register(2, false, 0);
-        s.on_read(1, "t").unwrap();
-        s.on_read(2, "t").unwrap();
+        s.on_read(1, "t", &[]).unwrap();
+        s.on_read(2, "t", &[]).unwrap();
         s
     }
 
@@ -621,7 +626,7 @@ mod tests {
         let mut s = both_read_t();
         s.on_write(1, 1, ins("t")).unwrap();
         s.on_write(2, 2, ins("u")).unwrap();
-        s.on_read(1, "u").unwrap();
+        s.on_read(1, "u", &[]).unwrap();
         s.pre_commit(2).unwrap();
         s.committed(2, 1);
         assert!(s.is_doomed(1));
@@ -641,10 +646,10 @@ mod tests {
         s.register(2, false, 0);
         s.on_write(1, 10, ins("t")).unwrap();
         s.subtransactions_aborted(&[10]);
-        s.on_read(2, "t").unwrap();
+        s.on_read(2, "t", &[]).unwrap();
         assert!(s.sxacts[&2].out_conflicts.is_empty());
         s.on_write(1, 11, ins("t")).unwrap();
-        s.on_read(2, "t").unwrap();
+        s.on_read(2, "t", &[]).unwrap();
         assert!(s.sxacts[&2].out_conflicts.contains(&1));
     }
 
@@ -659,11 +664,11 @@ mod tests {
             for t in [1, 2, 4] {
                 s.register(t, false, 0);
             }
-            s.on_read(4, "t").unwrap();
+            s.on_read(4, "t", &[]).unwrap();
             s.on_write(1, 1, ins("t")).unwrap();
             s.pre_commit(1).unwrap();
             s.committed(1, 1);
-            s.on_read(2, "t").unwrap();
+            s.on_read(2, "t", &[]).unwrap();
             if tin_wrote {
                 s.on_write(2, 2, ins("u")).unwrap();
             }

@@ -5,6 +5,7 @@
 use super::{ExecutionResult, Halt, SideEffects};
 use crate::error::Error;
 use crate::locks::{AdvisoryHold, Wait};
+use crate::mvcc::{TxnId, examined_writer};
 use crate::sql::expr::{self, Effects, ExistsPlan, Func, Row};
 use crate::{Value, errinput};
 use rand::RngCore;
@@ -45,7 +46,11 @@ impl Effects<Halt> for SideEffects<'_> {
         let (catalog, xids, snap, params) = (self.catalog, self.xids, self.snap, self.params);
         let t = catalog.must_get(&plan.table)?;
         if self.context.ssi {
-            self.ssi.on_read(self.context.txn, &plan.table)?;
+            let scan_order: Vec<TxnId> = (t.heap.tuples.iter())
+                .filter(|tuple| !tuple.dead)
+                .filter_map(|tuple| examined_writer(xids, tuple, snap.visible(xids, tuple)))
+                .collect();
+            self.ssi.on_read(self.context.txn, &plan.table, &scan_order)?;
         }
         let mut row = Vec::with_capacity(plan.inner_width + outer.len());
         for tuple in &t.heap.tuples {

@@ -314,12 +314,18 @@ impl<'a> Executor<'a> {
     /// A sequential scan's SSI read: relation SIREAD lock and conflict-out check, or fail
     /// when doomed. PostgreSQL's doomed check (CheckForSerializableConflictOutNeeded) runs
     /// per heap tuple examined, so a scan that `examined_versions` of none does not fail.
-    fn ssi_read(&mut self, table: &str, examined_versions: usize) -> ExecutionResult<()> {
+    /// `scan_order`: the writers of the versions it examined, in heap order.
+    fn ssi_read(
+        &mut self,
+        table: &str,
+        examined_versions: usize,
+        scan_order: &[TxnId],
+    ) -> ExecutionResult<()> {
         if self.context.ssi && self.ssi_read_is_new() {
             if examined_versions > 0 {
                 self.db.ssi.fail_if_doomed(self.context.txn)?;
             }
-            self.db.ssi.on_read(self.context.txn, table)?;
+            self.db.ssi.on_read(self.context.txn, table, scan_order)?;
         }
         Ok(())
     }

@@ -49,12 +49,13 @@ impl<'a> Executor<'a> {
         let params = self.params;
         let snap = self.snap;
         let own_txn = self.context.txn;
-        let track = self.context.ssi && is_lookup;
+        let track = self.context.ssi;
         let (catalog, xids, mut effects) = self.side_effects();
         let t = catalog.must_get(table)?;
         let mut out = Vec::new();
         // For a key lookup: the versions fetched (visible) and the writers whose change of
-        // an examined version this snapshot cannot see (heap_hot_search_buffer's checks).
+        // an examined version this snapshot cannot see (heap_hot_search_buffer's checks);
+        // for a scan, those writers give the order of its conflict-out edges.
         let mut fetched = Vec::new();
         let mut examined = Vec::new();
         // Every version the index or the heap leads to is examined, aborted ones included
@@ -85,7 +86,7 @@ impl<'a> Executor<'a> {
             }
         }
         if !is_lookup {
-            self.ssi_read(table, examined_versions)?;
+            self.ssi_read(table, examined_versions, &examined)?;
         } else {
             self.ssi_read_key(table, &fetched, &examined, examined_versions)?;
         }
