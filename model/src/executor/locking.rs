@@ -90,19 +90,25 @@ impl<'a> Executor<'a> {
         // REPEATABLE READ judged the snapshot's version above (nobody held it: no blockers)
         // and locks that version; READ COMMITTED follows a committed update.
         let version = if self.context.isolation >= Isolation::RepeatableRead {
-            Some(tid)
+            tid
         } else {
-            self.follow_committed_update(table, tid)?
+            // A row a committed transaction deleted is skipped and NOT locked: heap_lock_tuple
+            // gives up the tuple lock it waited with (TM_Deleted), so a later writer of that
+            // row does not wait for this transaction (regressions/gen-1797300000-2482).
+            let Some(newest) = self.follow_committed_update(table, tid)? else {
+                return Ok(None);
+            };
+            newest
         };
         let lock = RowLock {
             txn: self.context.txn,
             xid: self.context.xid,
             session: self.context.session,
             mode,
-            tid: version.unwrap_or(tid),
+            tid: version,
         };
         self.db.locks.grant_row(table, row, lock);
-        Ok(version)
+        Ok(Some(version))
     }
 
     /// READ COMMITTED: the newest version of `tid`'s row when a committed transaction updated
