@@ -566,7 +566,9 @@ impl EngineTask {
         // too): first, from the start; what is left of the reply's delay after it passes off
         // the core, and what is left of the core time after the reply is spent then.
         let reply_after = self.reply_delay(session, kind, drawn) * self.config.time_scale;
-        self.last_reply.insert(session, Instant::now() + reply_after);
+        if self.cores.urgent_first() {
+            self.last_reply.insert(session, Instant::now() + reply_after);
+        }
         let core_time = (drawn * self.config.time_scale).mul_f64(self.config.core_fraction);
         let core_before = core_time.min(reply_after);
         let off_core = reply_after - core_before;
