@@ -91,6 +91,11 @@ impl<'a> Executor<'a> {
         // and locks that version; READ COMMITTED follows a committed update.
         let version = if self.context.isolation >= Isolation::RepeatableRead {
             tid
+        } else if mode == LockStrength::KeyShare && self.key_share_passes(table, tid)? {
+            // heap_lock_tuple's KEY SHARE exception is TM_Ok, not TM_Updated: the snapshot's
+            // version is locked and returned, with no EvalPlanQual to the newer one
+            // (regressions/gen-1797400000-1102).
+            tid
         } else {
             // A row a committed transaction deleted is skipped and NOT locked: heap_lock_tuple
             // gives up the tuple lock it waited with (TM_Deleted), so a later writer of that
@@ -145,27 +150,37 @@ impl<'a> Executor<'a> {
         if !self.committed_by_other(tuple.xmax) {
             return Ok(());
         }
-        let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
-        // heap_lock_tuple: a KEY SHARE request on a version whose committed update did not
-        // set HEAP_KEYS_UPDATED (kept every unique-key column, see write_update) locks
-        // that version, no error.
-        let key_kept = updated && !tuple.keys_updated;
-        if mode == LockStrength::KeyShare && key_kept {
-            // heap_lock_updated_tuple locks the newer versions too: a committed key
-            // update or delete further along the chain fails the lock (TM_Updated).
-            let mut next = tuple.next;
-            while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
-                let newer = &t.heap.tuples[n];
-                let committed_key_change =
-                    newer.keys_updated && self.committed_by_other(newer.xmax);
-                if committed_key_change {
-                    return Err(Error::concurrent_update().into());
-                }
-                next = newer.next;
-            }
+        if mode == LockStrength::KeyShare && self.key_share_passes(table, tid)? {
             return Ok(());
         }
+        let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
         Err(if updated { Error::concurrent_update() } else { Error::concurrent_delete() }.into())
+    }
+
+    /// heap_lock_tuple's KEY SHARE exception, for a snapshot's version `tid` that another
+    /// transaction updated and committed: true when that update did not set
+    /// HEAP_KEYS_UPDATED (it kept every unique-key column, see write_update) and no newer
+    /// version's committed update or delete changed them (heap_lock_updated_tuple locks the
+    /// newer versions too, and such a change is TM_Updated there).
+    fn key_share_passes(&self, table: &str, tid: TupleId) -> ExecutionResult<bool> {
+        let t = self.db.catalog.must_get(table)?;
+        let tuple = &t.heap.tuples[tid];
+        if !self.committed_by_other(tuple.xmax) {
+            return Ok(false);
+        }
+        let updated = tuple.next.is_some_and(|n| !t.heap.tuples[n].dead);
+        if !updated || tuple.keys_updated {
+            return Ok(false);
+        }
+        let mut next = tuple.next;
+        while let Some(n) = next.filter(|&n| !t.heap.tuples[n].dead) {
+            let newer = &t.heap.tuples[n];
+            if newer.keys_updated && self.committed_by_other(newer.xmax) {
+                return Ok(false);
+            }
+            next = newer.next;
+        }
+        Ok(true)
     }
 
     /// Whether `xmax` is another transaction's, committed.
