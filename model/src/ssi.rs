@@ -47,7 +47,7 @@
 //! and before a unique violation is reported ([`Ssi::on_index_insert`], _bt_check_unique).
 //! Both fail first when the writer is doomed. The rw-edges one write makes come in
 //! PostgreSQL's order: the tuple's holders, then the page's, then the relation's, each
-//! target's in the order they took its lock ([`Sxact::taken`]); that is the order of the
+//! target's in the order they took its lock ([`Sxact`]'s locks); that is the order of the
 //! writer's in-edges, which its pre-commit check walks (`ssi-conflict-in-tuple-before-relation`).
 //!
 //! DOOMED READERS
@@ -119,14 +119,6 @@ pub struct Sxact {
     pub snapshot_seq: CommitSeq,
     pub commit_seq: Option<CommitSeq>,
     pub doomed: bool,
-    /// Relation-level SIREAD locks (sequential scans).
-    pub reads: BTreeSet<String>,
-    /// Heap page locks (promoted tuple locks), by table.
-    pub page_reads: BTreeSet<String>,
-    /// Index leaf-page locks (unique-index lookups), by table.
-    pub index_reads: BTreeSet<String>,
-    /// Tuple locks: (table, version) for versions fetched by a unique-index lookup.
-    pub tuple_reads: BTreeSet<(String, TupleId)>,
     /// Tables written, with the (sub)transaction xid that wrote them: a ROLLBACK TO
     /// SAVEPOINT forgets the undone xids' writes ([`Ssi::subtransactions_aborted`]).
     pub writes: BTreeSet<(String, Xid)>,
@@ -136,25 +128,41 @@ pub struct Sxact {
     pub in_conflicts: Vec<TxnId>,
     /// Transactions this one has an rw-edge to (this one read what they wrote).
     pub out_conflicts: BTreeSet<TxnId>,
-    /// When each of its SIREAD locks was taken ([`Ssi`]'s count): a write meets the holders
-    /// of one lock target in that order ([`Ssi::on_write`]).
-    taken: BTreeMap<SireadLock, u64>,
+    /// Its SIREAD locks, each with when it was taken ([`Ssi`]'s count): a write meets the
+    /// holders of one lock target in that order ([`Ssi::on_write`]).
+    locks: BTreeMap<SireadLock, u64>,
 }
 
-/// One SIREAD lock target, as [`Sxact::taken`] keys it.
+/// One SIREAD lock target.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum SireadLock {
+    /// A relation (sequential scans, a foreign-key check's scan).
     Relation(String),
+    /// A heap page (promoted tuple locks); one page per table in this model.
     Page(String),
+    /// An index leaf page (unique-index lookups); one per table in this model.
     IndexPage(String),
+    /// A tuple: a version fetched by a unique-index lookup or by its location.
     Tuple(String, TupleId),
+}
+
+impl Sxact {
+    /// Whether it holds `lock`.
+    fn holds(&self, lock: &SireadLock) -> bool {
+        self.locks.contains_key(lock)
+    }
+
+    /// Its tuple locks on `table`.
+    fn tuple_locks_on(&self, table: &str) -> usize {
+        self.locks.keys().filter(|l| matches!(l, SireadLock::Tuple(t, _) if t == table)).count()
+    }
 }
 
 /// The SSI tracker. BTreeMap/BTreeSet for determinism of the doom order.
 #[derive(Clone, Debug, Default)]
 pub struct Ssi {
     pub sxacts: BTreeMap<TxnId, Sxact>,
-    /// SIREAD locks taken so far, by every transaction: the order of [`Sxact::taken`].
+    /// SIREAD locks taken so far, by every transaction: the order of [`Sxact`]'s locks.
     locks_taken: u64,
 }
 
@@ -167,7 +175,7 @@ impl Ssi {
 
     /// Records that `me` holds `lock` from now, unless it held it already.
     fn take(sxact: &mut Sxact, locks_taken: &mut u64, lock: SireadLock) {
-        sxact.taken.entry(lock).or_insert_with(|| {
+        sxact.locks.entry(lock).or_insert_with(|| {
             *locks_taken += 1;
             *locks_taken
         });
@@ -190,7 +198,6 @@ impl Ssi {
     /// (`ssi-conflict-out-scan-order`).
     pub fn on_read(&mut self, me: TxnId, table: &str, scan_order: &[TxnId]) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
-        mine.reads.insert(table.to_string());
         Self::take(mine, &mut self.locks_taken, SireadLock::Relation(table.to_string()));
         let mut writers = self.concurrent_writers(me, table);
         writers.sort_by_key(|w| scan_order.iter().position(|x| x == w).unwrap_or(usize::MAX));
@@ -206,7 +213,6 @@ impl Ssi {
     /// does not see), not to every writer of the table as [`Ssi::on_read`] does.
     pub fn on_scan(&mut self, me: TxnId, table: &str, examined: &[TxnId]) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
-        mine.reads.insert(table.to_string());
         Self::take(mine, &mut self.locks_taken, SireadLock::Relation(table.to_string()));
         self.flag_examined(me, examined)
     }
@@ -237,7 +243,6 @@ impl Ssi {
         examined: &[TxnId],
     ) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
-        mine.index_reads.insert(table.to_string());
         Self::take(mine, &mut self.locks_taken, SireadLock::IndexPage(table.to_string()));
         self.on_read_versions(me, table, fetched, examined)
     }
@@ -253,17 +258,15 @@ impl Ssi {
         examined: &[TxnId],
     ) -> Result<(), Error> {
         let Some(mine) = self.sxacts.get_mut(&me) else { return Ok(()) };
-        if !mine.page_reads.contains(table) && !mine.reads.contains(table) {
+        let covered = mine.holds(&SireadLock::Page(table.to_string()))
+            || mine.holds(&SireadLock::Relation(table.to_string()));
+        if !covered {
             for &tid in fetched {
-                mine.tuple_reads.insert((table.to_string(), tid));
                 let lock = SireadLock::Tuple(table.to_string(), tid);
                 Self::take(mine, &mut self.locks_taken, lock);
             }
-            let on_table = mine.tuple_reads.iter().filter(|(t, _)| t == table).count();
-            if on_table > PRED_LOCKS_PER_PAGE_MAX {
-                mine.tuple_reads.retain(|(t, _)| t != table);
-                mine.taken.retain(|lock, _| !matches!(lock, SireadLock::Tuple(t, _) if t == table));
-                mine.page_reads.insert(table.to_string());
+            if mine.tuple_locks_on(table) > PRED_LOCKS_PER_PAGE_MAX {
+                mine.locks.retain(|lock, _| !matches!(lock, SireadLock::Tuple(t, _) if t == table));
                 Self::take(mine, &mut self.locks_taken, SireadLock::Page(table.to_string()));
             }
         }
@@ -296,28 +299,18 @@ impl Ssi {
         mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
         // CheckForSerializableConflictIn checks the tuple's lock target, then its page's,
-        // then the relation's. A reader holds one of them at most: PostgreSQL takes no lock
-        // a coarser one of the same transaction covers, and drops those a new one covers.
+        // then the relation's (the level, 0 to 2, orders the edges). A reader holds one of
+        // them at most: PostgreSQL takes no lock a coarser one of the same transaction
+        // covers, and drops those a new one covers; so the coarsest held is the one.
+        // An INSERT (no version replaced) checks the relation only.
         let table = table.to_string();
+        let targets = [
+            (2, Some(SireadLock::Relation(table.clone()))),
+            (1, target.replaces.map(|_| SireadLock::Page(table.clone()))),
+            (0, target.replaces.map(|tid| SireadLock::Tuple(table.clone(), tid))),
+        ];
         self.flag_readers(me, |s| {
-            let lock = if s.reads.contains(&table) {
-                SireadLock::Relation(table.clone())
-            } else {
-                let tid = target.replaces?;
-                if s.page_reads.contains(&table) {
-                    SireadLock::Page(table.clone())
-                } else if s.tuple_reads.contains(&(table.clone(), tid)) {
-                    SireadLock::Tuple(table.clone(), tid)
-                } else {
-                    return None;
-                }
-            };
-            let level = match lock {
-                SireadLock::Tuple(..) => 0,
-                SireadLock::Page(_) => 1,
-                _ => 2,
-            };
-            Some((level, s.taken.get(&lock).copied().unwrap_or(0)))
+            targets.iter().find_map(|(level, lock)| Some((*level, *s.locks.get(lock.as_ref()?)?)))
         })
     }
 
@@ -330,7 +323,7 @@ impl Ssi {
         mine.wrote = true;
         self.fail_conflict_in_if_doomed(me)?;
         let lock = SireadLock::IndexPage(table.to_string());
-        self.flag_readers(me, |s| s.taken.get(&lock).map(|&taken| (0, taken)))
+        self.flag_readers(me, |s| s.locks.get(&lock).map(|&taken| (0, taken)))
     }
 
     /// CheckForSerializableConflictIn's first check: a doomed transaction fails at its next
@@ -391,7 +384,10 @@ impl Ssi {
     pub fn has_read(&self, me: TxnId, table: &str) -> bool {
         self.sxacts
             .get(&me)
-            .is_some_and(|s| s.reads.contains(table) || s.index_reads.contains(table))
+            .is_some_and(|s| {
+                s.holds(&SireadLock::Relation(table.to_string()))
+                    || s.holds(&SireadLock::IndexPage(table.to_string()))
+            })
     }
 
     /// FlagRWConflict: applies OnConflict_CheckForSerializationFailure, then adds reader →
@@ -588,7 +584,8 @@ mod tests {
         s.register(3, false, 0);
         s.register(4, false, 0);
         s.on_read_key(3, "u", &[0, 1, 2], &[]).unwrap();
-        assert!(s.sxacts[&3].page_reads.contains("u"));
+        assert!(s.sxacts[&3].holds(&SireadLock::Page("u".into())));
+        assert_eq!(s.sxacts[&3].tuple_locks_on("u"), 0, "the page lock replaced them");
         s.on_write(4, 4, ins("u")).unwrap();
         assert!(s.sxacts[&4].in_conflicts.is_empty());
         s.on_write(4, 4, upd("u", 9)).unwrap();
