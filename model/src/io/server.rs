@@ -418,11 +418,16 @@ impl EngineTask {
             let core = core.for_statement();
             // Urgent statements first (none unless the cores serve them first).
             let urgent = self.ready.iter().any(|q| q.urgent);
-            let candidates: Vec<usize> =
-                (0..self.ready.len()).filter(|&i| !urgent || self.ready[i].urgent).collect();
+            let candidate = |q: &&Queued| !urgent || q.urgent;
             let sessions: Vec<SessionId> =
-                candidates.iter().map(|&i| self.ready[i].session).collect();
-            let q = self.ready.remove(candidates[self.picker.pick(&sessions)]);
+                self.ready.iter().filter(candidate).map(|q| q.session).collect();
+            let nth = self.picker.pick(&sessions);
+            let index = (self.ready.iter().enumerate())
+                .filter(|(_, q)| candidate(q))
+                .nth(nth)
+                .map(|(i, _)| i)
+                .expect("the picker picks one of the candidates");
+            let q = self.ready.remove(index);
             self.advance_clock();
             let kind = statement_kind(&q.sql);
             if kind == "commit" && self.flushes(q.session) {
