@@ -13,7 +13,9 @@
 //!
 //! NOT MODELLED
 //! Soft edges (waiting behind a queued request) and queue rearrangement (deadlock-soft):
-//! only hard edges to holders exist.
+//! every edge is hard. A row waiter behind an earlier waiter of a conflicting mode has an
+//! edge to that waiter, which holds the row's tuple lock or queues for it first
+//! (`Engine::row_wait_targets`); PostgreSQL could rearrange the queued ones, the model does not.
 
 use crate::SessionId;
 use std::collections::{BTreeMap, BTreeSet};

@@ -115,8 +115,8 @@ pub struct Blocked {
     pub wait_start: Duration,
     pub wait_seq: u64,
     pub deadlock_checked: bool,
-    /// For a row wait: the holder PostgreSQL is sleeping on (the first conflicting one,
-    /// as MultiXactIdWait takes members in order).
+    /// For a row wait: the transaction PostgreSQL is sleeping on: an earlier waiter holding
+    /// the tuple lock, or the row's first conflicting holder (`Engine::row_wait_targets`).
     pub waited_on: Option<TxnId>,
     /// When the current sleep began: the deadlock timer's start. A row wait whose holder
     /// ended while another conflicting holder remains starts a new sleep, and PostgreSQL
@@ -423,7 +423,8 @@ impl Engine {
         wait: Wait,
     ) -> StatementProgress {
         self.wait_seq += 1;
-        let waited_on = self.first_row_blocker(session, &wait);
+        let waited_on =
+            self.row_wait_targets(session, &wait, (self.now, self.wait_seq)).first().map(|t| t.0);
         let b = Blocked {
             plan,
             snap,

@@ -25,24 +25,70 @@ impl Engine {
         order
     }
 
-    /// The first conflicting holder of the row a `Wait::Row` waits for.
-    pub(super) fn first_row_blocker(&self, session: SessionId, wait: &Wait) -> Option<TxnId> {
-        let Wait::Row { table, row, mode } = wait else { return None };
+    /// Whom a row wait that began at `order` (wait start, wait seq) sleeps on, first first;
+    /// empty for another wait, or when nothing is in its way.
+    ///
+    /// THE TUPLE LOCK: heap_lock_tuple, heap_update and heap_delete take the row's
+    /// heavyweight tuple lock (its mode conflicting as the row lock modes do) before they
+    /// sleep on the row's holders, and keep it while they sleep. So a waiter behind an earlier
+    /// waiter of a conflicting mode waits for THAT waiter (which holds the tuple lock, or
+    /// queues for it first), not for the row's holders; only when none is ahead does it sleep
+    /// on the holders, the first conflicting one (MultiXactIdWait takes members in order). A
+    /// transaction that already holds a lock on the row skips the tuple lock
+    /// (heap_lock_tuple's skip_tuple_lock, spec tuplelock-upgrade-no-deadlock): it sleeps on
+    /// the holders, and a later waiter does not wait for it (regressions/gen-1797500000-2405).
+    pub(super) fn row_wait_targets(
+        &self,
+        session: SessionId,
+        wait: &Wait,
+        order: (Duration, u64),
+    ) -> Vec<(TxnId, SessionId)> {
+        let Wait::Row { table, row, mode } = wait else { return Vec::new() };
         let txn = self.txn_of(session).unwrap_or(0);
-        self.db.locks.row_blockers(table, *row, txn, *mode).first().map(|l| l.txn)
+        let skips_tuple_lock = |txn| self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
+        if !skips_tuple_lock(txn) {
+            let mut ahead: Vec<((Duration, u64), TxnId, SessionId)> = self
+                .sessions
+                .iter()
+                .filter_map(|(&id, s)| {
+                    let o = s.pending.as_ref()?.blocked.as_ref()?;
+                    let Wait::Row { table: t2, row: r2, mode: m2 } = &o.wait else { return None };
+                    let other = self.txn_of(id).unwrap_or(0);
+                    let conflicting = row_conflicts(*m2, *mode) || row_conflicts(*mode, *m2);
+                    let before = (o.wait_start, o.wait_seq) < order;
+                    (id != session
+                        && before
+                        && t2 == table
+                        && r2 == row
+                        && conflicting
+                        && !skips_tuple_lock(other))
+                    .then_some(((o.wait_start, o.wait_seq), other, id))
+                })
+                .collect();
+            if !ahead.is_empty() {
+                ahead.sort();
+                return ahead.into_iter().map(|(_, txn, id)| (txn, id)).collect();
+            }
+        }
+        let first_holder = self.db.locks.row_blockers(table, *row, txn, *mode).first().copied();
+        first_holder.map(|l| (l.txn, l.session)).into_iter().collect()
     }
 
-    /// Row waiters whose holder ended while another conflicting holder remains begin a new
-    /// sleep: a new deadlock check, deadlock_timeout from now (see [`Blocked::sleep_start`]).
+    /// [`Engine::row_wait_targets`] of a blocked statement.
+    fn blocked_row_targets(&self, session: SessionId, b: &Blocked) -> Vec<(TxnId, SessionId)> {
+        self.row_wait_targets(session, &b.wait, (b.wait_start, b.wait_seq))
+    }
+
+    /// Row waiters whose holder ended while another conflicting holder remains, or that got
+    /// the tuple lock and now sleep on the row's holders, begin a new sleep: a new deadlock
+    /// check, deadlock_timeout from now (see [`Blocked::sleep_start`]).
     fn rearm_changed_row_waits(&mut self) {
         let now = self.now;
         for (_, _, s) in self.blocked_order() {
             let Some(b) = self.blocked_of(s) else { continue };
             let Some(previous) = b.waited_on else { continue };
-            let Wait::Row { table, row, mode } = &b.wait else { continue };
-            let txn = self.txn_of(s).unwrap_or(0);
             let current: Vec<TxnId> =
-                self.db.locks.row_blockers(table, *row, txn, *mode).iter().map(|l| l.txn).collect();
+                self.blocked_row_targets(s, b).into_iter().map(|(txn, _)| txn).collect();
             if current.is_empty() || current.contains(&previous) {
                 continue;
             }
@@ -168,20 +214,15 @@ impl Engine {
         let mut edges = BTreeMap::new();
         for (&id, s) in &self.sessions {
             let Some(b) = s.pending.as_ref().and_then(|p| p.blocked.as_ref()) else { continue };
-            let txn = self.txn_of(id).unwrap_or(0);
             let targets: Vec<SessionId> = match &b.wait {
                 Wait::Txn(x) => owner.get(&self.db.xids.top(*x)).copied().into_iter().collect(),
-                // A row held by several transactions (a MultiXact) is waited for one member
-                // at a time, in the order they locked it (Do_MultiXactIdWait's
-                // XactLockTableWait per member): the edge goes to the first still holding.
-                Wait::Row { table, row, mode } => self
-                    .db
-                    .locks
-                    .row_blockers(table, *row, txn, *mode)
-                    .first()
-                    .map(|l| l.session)
-                    .into_iter()
-                    .collect(),
+                // Behind the tuple lock, every conflicting waiter ahead; else a row held by
+                // several transactions (a MultiXact) is waited for one member at a time, in
+                // the order they locked it (Do_MultiXactIdWait's XactLockTableWait per
+                // member): the edge goes to the first still holding.
+                Wait::Row { .. } => {
+                    self.blocked_row_targets(id, b).into_iter().map(|(_, s)| s).collect()
+                }
                 Wait::Advisory { key, shared } => {
                     self.db.locks.advisory_blockers(*key, id, *shared)
                 }
@@ -280,6 +321,19 @@ impl Engine {
                     format!("{mode} on advisory lock [0,0,{key},1]")
                 }
                 Some(Wait::Txn(x)) => format!("ShareLock on transaction {x}"),
+                // Behind an earlier waiter: its tuple lock (heavyweight modes of tuple locks).
+                Some(Wait::Row { table, row, mode })
+                    if matches!(self.blocked_of(b).map(|o| &o.wait),
+                        Some(Wait::Row { table: t2, row: r2, .. }) if t2 == table && r2 == row) =>
+                {
+                    let lock = match mode {
+                        LockStrength::KeyShare => "AccessShareLock",
+                        LockStrength::Share => "RowShareLock",
+                        LockStrength::NoKeyUpdate => "ExclusiveLock",
+                        LockStrength::Update => "AccessExclusiveLock",
+                    };
+                    format!("{lock} on tuple (0,{row}) of relation {table}")
+                }
                 _ => format!("ShareLock on transaction {}", self.txn_of(b).unwrap_or(0)),
             };
             lines.push(format!("Process {a} waits for {what}; blocked by process {b}."));
