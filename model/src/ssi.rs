@@ -382,12 +382,10 @@ impl Ssi {
 
     /// Whether `me` (serializable) had SIREAD-locked `table`.
     pub fn has_read(&self, me: TxnId, table: &str) -> bool {
-        self.sxacts
-            .get(&me)
-            .is_some_and(|s| {
-                s.holds(&SireadLock::Relation(table.to_string()))
-                    || s.holds(&SireadLock::IndexPage(table.to_string()))
-            })
+        self.sxacts.get(&me).is_some_and(|s| {
+            s.holds(&SireadLock::Relation(table.to_string()))
+                || s.holds(&SireadLock::IndexPage(table.to_string()))
+        })
     }
 
     /// FlagRWConflict: applies OnConflict_CheckForSerializationFailure, then adds reader →

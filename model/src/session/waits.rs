@@ -45,7 +45,8 @@ impl Engine {
     ) -> Vec<(TxnId, SessionId)> {
         let Wait::Row { table, row, mode } = wait else { return Vec::new() };
         let txn = self.txn_of(session).unwrap_or(0);
-        let skips_tuple_lock = |txn| self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
+        let skips_tuple_lock =
+            |txn| self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
         if !skips_tuple_lock(txn) {
             let mut ahead: Vec<((Duration, u64), TxnId, SessionId)> = self
                 .sessions
