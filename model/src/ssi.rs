@@ -217,14 +217,18 @@ impl Ssi {
         self.flag_examined(me, examined)
     }
 
-    /// Edges from `me` to the concurrent serializable transactions among `examined`.
+    /// Edges from `me` to the concurrent serializable transactions among `examined`, in the
+    /// order given (the order the versions were examined: PostgreSQL checks tuple by tuple,
+    /// and an edge that fails the statement leaves the later ones unmade), each writer once.
     fn flag_examined(&mut self, me: TxnId, examined: &[TxnId]) -> Result<(), Error> {
         let mine = &self.sxacts[&me];
-        let writers: BTreeSet<TxnId> = examined
-            .iter()
-            .copied()
-            .filter(|w| *w != me && self.sxacts.get(w).is_some_and(|s| Self::concurrent(mine, s)))
-            .collect();
+        let mut writers: Vec<TxnId> = Vec::new();
+        for &w in examined {
+            let concurrent = self.sxacts.get(&w).is_some_and(|s| Self::concurrent(mine, s));
+            if w != me && concurrent && !writers.contains(&w) {
+                writers.push(w);
+            }
+        }
         for writer in writers {
             self.flag_conflict(me, writer, me)?;
         }
