@@ -21,8 +21,14 @@ fn storm(bookers: u32, bookings_per_booker: u32) -> Arc<Scenario> {
     Arc::new(changed.unwrap().scenario)
 }
 
+/// A run on the committed profile with `quantum_us` instead of its slice (without one, the
+/// cores are one pool: `BackendCpu::with_quantum_us`).
 fn run(scenario: &Arc<Scenario>, seed: u64, quantum_us: Option<u64>) -> RunOutcome {
     let profile: Profile = world::default_profile().with_quantum_us(quantum_us).unwrap();
+    assert!(
+        quantum_us.is_some()
+            || profile.backend_cpu.as_ref().unwrap().sharing() == model::io::Sharing::OnePool
+    );
     run_with(scenario, seed, profile)
 }
 
@@ -126,13 +132,15 @@ fn backend_work_waits_for_a_worker_thread_only_under_contention() {
 
 /// The simulated rules evaluation is timed as the real backend's Server-Timing is: its cost
 /// plus the time it was preempted. Run to completion it is the cost alone; on time-sliced,
-/// contended cores some evaluations are preempted and take longer than any draw could.
+/// contended cores in one pool some evaluations are preempted and take longer than any draw
+/// could.
 #[test]
 fn a_preempted_rules_evaluation_takes_longer_than_its_cost() {
     let scenario = storm(50, 1);
     let rules = |o: &RunOutcome| o.histograms.get(Metric::RulesEvaluation).clone();
     let whole = rules(&run(&scenario, 1, None));
-    let sliced = rules(&run(&scenario, 1, Some(50)));
+    let one_pool = world::default_profile().with_sharing(model::io::Sharing::OnePool).unwrap();
+    let sliced = rules(&run_with(&scenario, 1, one_pool.with_quantum_us(Some(50)).unwrap()));
     assert!(
         sliced.max() > whole.max() + 25,
         "rules evaluation max {} µs sliced, {} µs run to completion",
@@ -219,4 +227,39 @@ fn ping_pong_first_changes_only_contended_runs_and_replays() {
     let ping_pong = run_with(&fifty, 1, shared(Sharing::PingPongFirst));
     assert_ne!(groups.trace_hash, ping_pong.trace_hash, "50 bookers on 2 cores: it shows");
     assert_eq!(ping_pong, run_with(&fifty, 1, shared(Sharing::PingPongFirst)), "and replays");
+}
+
+/// PING-PONG COOPERATIVE (`[cpu] sharing = "ping-pong-cooperative"`, `model::io::cores`):
+/// one user's runs are the same as with ping-pong first (its service pieces never wait
+/// behind one another); 50 simultaneous bookings differ (the service's pieces run to their
+/// end instead of taking turns), their rules evaluations spend less time preempted, and
+/// such a run replays.
+#[test]
+fn ping_pong_cooperative_changes_only_contended_runs_and_replays() {
+    use model::io::Sharing;
+    let shared = |sharing| world::default_profile().with_sharing(sharing).unwrap();
+    let one = storm(1, 25);
+    for seed in 1..=2 {
+        let ping_pong = run_with(&one, seed, shared(Sharing::PingPongFirst));
+        assert_eq!(ping_pong.counts.created_201, 25, "seed {seed}: every booking made");
+        let cooperative = run_with(&one, seed, shared(Sharing::PingPongCooperative));
+        assert!(ping_pong == cooperative, "seed {seed}: one user's run changed");
+    }
+    let fifty = storm(50, 1);
+    let ping_pong = run_with(&fifty, 1, shared(Sharing::PingPongFirst));
+    let cooperative = run_with(&fifty, 1, shared(Sharing::PingPongCooperative));
+    assert_ne!(ping_pong.trace_hash, cooperative.trace_hash, "50 bookers on 2 cores: it shows");
+    let rules_p95 =
+        |o: &RunOutcome| o.histograms.get(Metric::RulesEvaluation).value_at_quantile(0.95);
+    assert!(
+        rules_p95(&cooperative) < rules_p95(&ping_pong),
+        "rules evaluation p95: {} µs cooperative, {} µs taking turns",
+        rules_p95(&cooperative),
+        rules_p95(&ping_pong)
+    );
+    assert_eq!(
+        cooperative,
+        run_with(&fifty, 1, shared(Sharing::PingPongCooperative)),
+        "and replays"
+    );
 }

@@ -87,13 +87,15 @@ fn a_cold_backend_reads_the_policy_in_the_first_booking_and_it_takes_longer() {
 #[test]
 fn under_a_storm_a_cold_backend_reads_the_policy_in_many_bookings_and_a_warm_one_in_none() {
     // Whether later misses come before the first read's answer depends on the schedule: in
-    // most seeds several do (seed 1 read once after statements began to hold a core for only
-    // part of their draw; 3 to 9 reads in seeds 2-8).
+    // most seeds some do. With the service's pieces taking turns on the cores, 3 to 9 reads in
+    // seeds 2-8 (seed 1 read once); since they run to their end (ping-pong cooperative, the
+    // committed profile's sharing since 2026-12-08) the first read's answer comes sooner:
+    // 2 reads in 5 of the 8 seeds, 1 in seeds 1, 3 and 7.
     let counts: Vec<usize> =
         (1..=8).map(|seed| policy_reads(&run(&storm(50, false), seed).0).0.len()).collect();
     let herds = counts.iter().filter(|&&reads| reads > 1).count();
     assert!(
-        herds >= 6,
+        herds >= 4,
         "50 simultaneous misses read more than once in {herds} of 8 seeds: {counts:?}"
     );
     let (events, _) = run(&storm(50, false), 1);

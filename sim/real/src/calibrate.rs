@@ -49,7 +49,7 @@ use backend_core::db::{BoxFuture, Conn, Db, DbError, Rows, SqlValue};
 use hdrhistogram::Histogram;
 pub use model::profile::{CLASS_CHARS, statement_class};
 use model::profile::{DEFAULT_PROFILE_TOML, STATEMENT_KINDS, statement_kind};
-use sim::world::{Profile, QUANTUM_US_CALIBRATED};
+use sim::world::{Profile, QUANTUM_US_CALIBRATED, SHARING_CALIBRATED, sharing_name};
 use tokio::time::Instant;
 
 use super::RealError;
@@ -643,6 +643,12 @@ pub fn profile_toml(times: &StatementTimes, cpu: &CpuCosts, description: &str) -
                  (processor sharing; sim::world::profile::QUANTUM_US_CALIBRATED)"
             );
             let _ = writeln!(out, "quantum_us = {QUANTUM_US_CALIBRATED}");
+            let _ = writeln!(
+                out,
+                "# how waiting work shares those cores: not measured \
+                 (sim::world::profile::SHARING_CALIBRATED)"
+            );
+            let _ = writeln!(out, "sharing = \"{}\"", sharing_name(SHARING_CALIBRATED));
             if let Some((fraction, how)) = cpu.core_fraction() {
                 let _ = writeln!(
                     out,

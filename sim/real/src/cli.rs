@@ -362,9 +362,10 @@ pub struct ValidateArgs {
     /// How the simulation's waiting work shares its cores, instead of the profile's `[cpu]
     /// sharing`: `one-pool` (FIFO), `two-groups` (the database's statements and the service's
     /// work as two scheduling groups, as a kernel with autogroups shares the cores between
-    /// PostgreSQL and the shell that started the service) or `ping-pong-first` (two groups,
+    /// PostgreSQL and the shell that started the service), `ping-pong-first` (two groups,
     /// and a statement sent right after its session's previous reply before the database's
-    /// other work). Several (`one-pool,two-groups`): one simulation each, judged against the same real side.
+    /// other work) or `ping-pong-cooperative` (ping-pong first, and the service's pieces not
+    /// sliced among themselves, as tokio tasks on worker threads). Several (`one-pool,two-groups`): one simulation each, judged against the same real side.
     #[arg(long, value_delimiter = ',', value_name = "NAME", value_parser = sim::world::parse_sharing)]
     pub sharing: Vec<model::io::Sharing>,
     /// The share of a request's drawn CPU the simulated service spends after its statements'

@@ -71,7 +71,8 @@ pub use clients::CLIENT_BACKOFF_US;
 pub use config::{RunConfig, check_strategy, default_profile, load_profile, strategies};
 pub use driver::SETTLE_MS_MAX;
 pub use profile::{
-    BackendCpu, MachineSpeed, Profile, QUANTUM_US_CALIBRATED, parse_sharing, sharing_name,
+    BackendCpu, MachineSpeed, Profile, QUANTUM_US_CALIBRATED, SHARING_CALIBRATED, parse_sharing,
+    sharing_name,
 };
 pub use results::{ConnectionCounts, RunResult};
 use shared::Shared;

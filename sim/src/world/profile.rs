@@ -34,7 +34,9 @@
 //! the cores (`model::io::Sharing`) — "one-pool" (FIFO), "two-groups" (the database's
 //! statements and the service's work as two scheduling groups, as a kernel with autogroups
 //! shares the cores between PostgreSQL's group and the shell's), "ping-pong-first" (two groups, and
-//! a statement sent right after its session's previous reply before any other database work), and
+//! a statement sent right after its session's previous reply before any other database work),
+//! "ping-pong-cooperative" (ping-pong first, and the service's pieces run to their end rather than
+//! take turns among themselves, as tokio tasks on worker threads), and
 //! optionally `resume_share = S` (needs `cores` and `request_us`; 0 ≤ S < 1, absent: 0): the share
 //! of a request's drawn CPU that the backend spends AFTER its statements' replies, a tick on a core
 //! after each reply (from the draw, while it lasts; what is left after the handler), instead of
@@ -149,6 +151,13 @@ pub struct BackendCpu {
 /// and the incidence still within 2×.
 pub const QUANTUM_US_CALIBRATED: u64 = crate::timescale::RESOLUTION_US;
 
+/// How the shared cores are shared, as `roomsim calibrate` writes it (`[cpu] sharing`): NOT
+/// measured. Ping-pong cooperative since 2026-12-08: in six paired validate runs against one
+/// real side each (storm three times, conflict and `all` twice; sim/README.md, "Session 32")
+/// it had 58 judged quantiles out of band where one pool had 80, and kept the broken
+/// strategies' double-booking incidence within 2× of PostgreSQL's.
+pub const SHARING_CALIBRATED: Sharing = Sharing::PingPongCooperative;
+
 /// Longest `[cpu] quantum_us` (1 s; CFS/EEVDF slices are milliseconds).
 pub const QUANTUM_US_MAX: u64 = 1_000_000;
 
@@ -220,7 +229,7 @@ impl Profile {
     }
 
     /// The same profile with another time slice on its shared cores (`quantum_us`: modelled
-    /// µs, `None` or 0 = run to completion). Errors name the reason (no `[cpu]` table, a
+    /// µs, `None` or 0 = run to completion, on one pool). Errors name the reason (no `[cpu]` table, a
     /// slice that is not a whole number of ticks).
     pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<Profile, String> {
         self.with_cpu(|cpu| cpu.with_quantum_us(quantum_us))
@@ -353,10 +362,11 @@ fn check_resume_share(share: f64, cores: Option<u32>, request_us: bool) -> Resul
 }
 
 /// The names of [`Sharing`]'s values, as `[cpu] sharing` and `validate --sharing` spell them.
-pub const SHARING_NAMES: [(&str, Sharing); 3] = [
+pub const SHARING_NAMES: [(&str, Sharing); 4] = [
     ("one-pool", Sharing::OnePool),
     ("two-groups", Sharing::TwoGroups),
     ("ping-pong-first", Sharing::PingPongFirst),
+    ("ping-pong-cooperative", Sharing::PingPongCooperative),
 ];
 
 /// The [`Sharing`] named `name` ([`SHARING_NAMES`]); an error lists the names.
@@ -553,16 +563,18 @@ impl BackendCpu {
         Ok(BackendCpu { backend_workers: workers.filter(|&w| w > 0), ..self.clone() })
     }
 
-    /// The same costs with another time slice (`None` or 0: run to completion); checked as
-    /// the profile key is.
+    /// The same costs with another time slice (`None` or 0: run to completion, and then the
+    /// cores one pool, whatever the sharing: grouped sharing works in slices); checked as the
+    /// profile key is.
     pub fn with_quantum_us(&self, quantum_us: Option<u64>) -> Result<BackendCpu, String> {
         if let Some(q) = quantum_us {
             check_quantum_us(q)?;
         }
         let quantum_us = quantum_us.filter(|&q| q > 0);
-        check_sharing(self.sharing, self.cores, quantum_us)
-            .map_err(|e| format!("with sharing {e}"))?;
-        Ok(BackendCpu { quantum_us, ..self.clone() })
+        // Without slices the cores can only be one pool (grouped sharing works in slices).
+        let sharing = if quantum_us.is_none() { Sharing::OnePool } else { self.sharing };
+        check_sharing(sharing, self.cores, quantum_us).map_err(|e| format!("with sharing {e}"))?;
+        Ok(BackendCpu { quantum_us, sharing, ..self.clone() })
     }
 
     /// How waiting work shares the shared cores (`[cpu] sharing`; one pool when absent).
@@ -685,7 +697,10 @@ mod tests {
         }
         let grouped = read("cores = 2\nquantum_us = 25\nsharing = \"two-groups\"");
         assert_eq!(grouped.with_sharing(Sharing::OnePool).unwrap().sharing(), Sharing::OnePool);
-        let e = grouped.with_quantum_us(Some(0)).unwrap_err();
+        let whole = grouped.with_quantum_us(Some(0)).unwrap();
+        assert_eq!(whole.sharing(), Sharing::OnePool, "without slices, one pool");
+        assert_eq!(whole.quantum_us, None);
+        let e = whole.with_sharing(Sharing::TwoGroups).unwrap_err();
         assert!(e.contains("quantum_us"), "{e}");
         let e = read("cores = 2").with_sharing(Sharing::TwoGroups).unwrap_err();
         assert!(e.contains("\"two-groups\" needs `quantum_us`"), "{e}");
