@@ -154,7 +154,14 @@ impl Sxact {
 
     /// Its tuple locks on `table`.
     fn tuple_locks_on(&self, table: &str) -> usize {
-        self.locks.keys().filter(|l| matches!(l, SireadLock::Tuple(t, _) if t == table)).count()
+        self.locks.keys().filter(|l| l.is_tuple_on(table)).count()
+    }
+}
+
+impl SireadLock {
+    /// Whether this is a tuple lock on `table`.
+    fn is_tuple_on(&self, table: &str) -> bool {
+        matches!(self, SireadLock::Tuple(t, _) if t == table)
     }
 }
 
@@ -270,7 +277,7 @@ impl Ssi {
                 Self::take(mine, &mut self.locks_taken, lock);
             }
             if mine.tuple_locks_on(table) > PRED_LOCKS_PER_PAGE_MAX {
-                mine.locks.retain(|lock, _| !matches!(lock, SireadLock::Tuple(t, _) if t == table));
+                mine.locks.retain(|lock, _| !lock.is_tuple_on(table));
                 Self::take(mine, &mut self.locks_taken, SireadLock::Page(table.to_string()));
             }
         }

@@ -207,6 +207,30 @@ fn a_resume_share_moves_request_cpu_after_the_replies_and_keeps_its_total() {
     );
 }
 
+/// Runs storm with the committed profile under sharing `before` and `after`: one user's
+/// runs (two seeds, every booking made) must be the same under both, 50 simultaneous bookings
+/// must differ, and the 50-booker run under `after` must replay. Returns the 50-booker
+/// outcomes (`before`, `after`).
+fn only_contended_runs_change(
+    before: model::io::Sharing,
+    after: model::io::Sharing,
+) -> (RunOutcome, RunOutcome) {
+    let shared = |sharing| world::default_profile().with_sharing(sharing).unwrap();
+    let one = storm(1, 25);
+    for seed in 1..=2 {
+        let was = run_with(&one, seed, shared(before));
+        assert_eq!(was.counts.created_201, 25, "seed {seed}: every booking made");
+        let is = run_with(&one, seed, shared(after));
+        assert!(was == is, "seed {seed}: one user's run changed ({before:?} to {after:?})");
+    }
+    let fifty = storm(50, 1);
+    let was = run_with(&fifty, 1, shared(before));
+    let is = run_with(&fifty, 1, shared(after));
+    assert_ne!(was.trace_hash, is.trace_hash, "50 bookers on 2 cores: it shows");
+    assert_eq!(is, run_with(&fifty, 1, shared(after)), "and replays");
+    (was, is)
+}
+
 /// PING-PONG FIRST (`[cpu] sharing = "ping-pong-first"`, `model::io::cores`): one user's
 /// runs are the same as with two groups (nothing waits for a core, so no statement goes
 /// first); 50 simultaneous bookings differ (the statements that follow their replies take the
@@ -214,19 +238,7 @@ fn a_resume_share_moves_request_cpu_after_the_replies_and_keeps_its_total() {
 #[test]
 fn ping_pong_first_changes_only_contended_runs_and_replays() {
     use model::io::Sharing;
-    let shared = |sharing| world::default_profile().with_sharing(sharing).unwrap();
-    let one = storm(1, 25);
-    for seed in 1..=2 {
-        let groups = run_with(&one, seed, shared(Sharing::TwoGroups));
-        assert_eq!(groups.counts.created_201, 25, "seed {seed}: every booking made");
-        let ping_pong = run_with(&one, seed, shared(Sharing::PingPongFirst));
-        assert!(groups == ping_pong, "seed {seed}: one user's run changed");
-    }
-    let fifty = storm(50, 1);
-    let groups = run_with(&fifty, 1, shared(Sharing::TwoGroups));
-    let ping_pong = run_with(&fifty, 1, shared(Sharing::PingPongFirst));
-    assert_ne!(groups.trace_hash, ping_pong.trace_hash, "50 bookers on 2 cores: it shows");
-    assert_eq!(ping_pong, run_with(&fifty, 1, shared(Sharing::PingPongFirst)), "and replays");
+    only_contended_runs_change(Sharing::TwoGroups, Sharing::PingPongFirst);
 }
 
 /// PING-PONG COOPERATIVE (`[cpu] sharing = "ping-pong-cooperative"`, `model::io::cores`):
@@ -237,18 +249,8 @@ fn ping_pong_first_changes_only_contended_runs_and_replays() {
 #[test]
 fn ping_pong_cooperative_changes_only_contended_runs_and_replays() {
     use model::io::Sharing;
-    let shared = |sharing| world::default_profile().with_sharing(sharing).unwrap();
-    let one = storm(1, 25);
-    for seed in 1..=2 {
-        let ping_pong = run_with(&one, seed, shared(Sharing::PingPongFirst));
-        assert_eq!(ping_pong.counts.created_201, 25, "seed {seed}: every booking made");
-        let cooperative = run_with(&one, seed, shared(Sharing::PingPongCooperative));
-        assert!(ping_pong == cooperative, "seed {seed}: one user's run changed");
-    }
-    let fifty = storm(50, 1);
-    let ping_pong = run_with(&fifty, 1, shared(Sharing::PingPongFirst));
-    let cooperative = run_with(&fifty, 1, shared(Sharing::PingPongCooperative));
-    assert_ne!(ping_pong.trace_hash, cooperative.trace_hash, "50 bookers on 2 cores: it shows");
+    let (ping_pong, cooperative) =
+        only_contended_runs_change(Sharing::PingPongFirst, Sharing::PingPongCooperative);
     let rules_p95 =
         |o: &RunOutcome| o.histograms.get(Metric::RulesEvaluation).value_at_quantile(0.95);
     assert!(
@@ -256,10 +258,5 @@ fn ping_pong_cooperative_changes_only_contended_runs_and_replays() {
         "rules evaluation p95: {} µs cooperative, {} µs taking turns",
         rules_p95(&cooperative),
         rules_p95(&ping_pong)
-    );
-    assert_eq!(
-        cooperative,
-        run_with(&fifty, 1, shared(Sharing::PingPongCooperative)),
-        "and replays"
     );
 }

@@ -6,7 +6,7 @@ use super::{Blocked, TIMER_FIRINGS_MAX, WAKE_ROUNDS_MAX};
 use crate::deadlock;
 use crate::error::Error;
 use crate::locks::{Wait, row_conflicts};
-use crate::mvcc::{TxnId, XidStatus};
+use crate::mvcc::{RowId, TxnId, XidStatus};
 use crate::sql::LockStrength;
 use crate::{Completion, Engine, SessionId};
 use std::collections::BTreeMap;
@@ -48,23 +48,10 @@ impl Engine {
         let skips_tuple_lock =
             |txn| self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
         if !skips_tuple_lock(txn) {
-            let mut ahead: Vec<((Duration, u64), TxnId, SessionId)> = self
-                .sessions
-                .iter()
-                .filter_map(|(&id, s)| {
-                    let o = s.pending.as_ref()?.blocked.as_ref()?;
-                    let Wait::Row { table: t2, row: r2, mode: m2 } = &o.wait else { return None };
-                    let other = self.txn_of(id).unwrap_or(0);
-                    let conflicting = row_conflicts(*m2, *mode) || row_conflicts(*mode, *m2);
-                    let before = (o.wait_start, o.wait_seq) < order;
-                    (id != session
-                        && before
-                        && t2 == table
-                        && r2 == row
-                        && conflicting
-                        && !skips_tuple_lock(other))
-                    .then_some(((o.wait_start, o.wait_seq), other, id))
-                })
+            let mut ahead: Vec<((Duration, u64), TxnId, SessionId)> = (self.waiters_before(order))
+                .filter(|(_, o)| conflicts_on_row(&o.wait, table, *row, *mode))
+                .map(|(id, o)| ((o.wait_start, o.wait_seq), self.txn_of(id).unwrap_or(0), id))
+                .filter(|&(_, other, _)| !skips_tuple_lock(other))
                 .collect();
             if !ahead.is_empty() {
                 ahead.sort();
@@ -175,14 +162,7 @@ impl Engine {
                 if self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare) {
                     return true;
                 }
-                !self.earlier_waiters(b).any(|(_, w)| match w {
-                    Wait::Row { table: t2, row: r2, mode: m2 } => {
-                        t2 == table
-                            && r2 == row
-                            && (row_conflicts(*m2, *mode) || row_conflicts(*mode, *m2))
-                    }
-                    _ => false,
-                })
+                !self.earlier_waiters(b).any(|(_, w)| conflicts_on_row(w, table, *row, *mode))
             }
             Wait::Advisory { key, shared } => {
                 if !self.db.locks.advisory_blockers(*key, s, *shared).is_empty() {
@@ -199,9 +179,17 @@ impl Engine {
         &'a self,
         b: &'a Blocked,
     ) -> impl Iterator<Item = (SessionId, &'a Wait)> + 'a {
+        self.waiters_before((b.wait_start, b.wait_seq)).map(|(id, o)| (id, &o.wait))
+    }
+
+    /// The blocked statements that began to wait before `order` (wait start, wait seq).
+    fn waiters_before(
+        &self,
+        order: (Duration, u64),
+    ) -> impl Iterator<Item = (SessionId, &Blocked)> + '_ {
         self.sessions.iter().filter_map(move |(id, s)| {
             let o = s.pending.as_ref()?.blocked.as_ref()?;
-            ((o.wait_start, o.wait_seq) < (b.wait_start, b.wait_seq)).then_some((*id, &o.wait))
+            ((o.wait_start, o.wait_seq) < order).then_some((*id, o))
         })
     }
 
@@ -353,4 +341,11 @@ impl Engine {
         self.completions.push(Completion { session: s, response: Err(e.clone().into_sql_error()) });
         self.handle_error(s, &e);
     }
+}
+
+/// Whether `wait` is a row wait on (`table`, `row`) whose mode conflicts with `mode`, either
+/// way round.
+fn conflicts_on_row(wait: &Wait, table: &str, row: RowId, mode: LockStrength) -> bool {
+    matches!(wait, Wait::Row { table: t2, row: r2, mode: m2 }
+        if t2 == table && *r2 == row && (row_conflicts(*m2, mode) || row_conflicts(mode, *m2)))
 }
