@@ -115,13 +115,22 @@ pub struct Blocked {
     pub wait_start: Duration,
     pub wait_seq: u64,
     pub deadlock_checked: bool,
-    /// For a row wait: the transaction PostgreSQL is sleeping on: an earlier waiter holding
-    /// the tuple lock, or the row's first conflicting holder (`Engine::row_wait_targets`).
-    pub waited_on: Option<TxnId>,
+    /// For a row wait: what PostgreSQL is sleeping on (`Engine::row_wait_targets`).
+    pub waited_on: Option<SleptOn>,
     /// When the current sleep began: the deadlock timer's start. A row wait whose holder
     /// ended while another conflicting holder remains starts a new sleep, and PostgreSQL
     /// arms a new deadlock check for it (ProcSleep per lock wait).
     pub sleep_start: Duration,
+}
+
+/// One sleep of a row wait: PostgreSQL sleeps on one lock at a time and re-judges the row
+/// version when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SleptOn {
+    /// The tuple lock, held (or first queued for) by an earlier waiter of this transaction.
+    TupleLock(TxnId),
+    /// The row's first conflicting holder, this transaction (XactLockTableWait).
+    Holder(TxnId),
 }
 
 /// The rest of a submitted string.
@@ -423,8 +432,7 @@ impl Engine {
         wait: Wait,
     ) -> StatementProgress {
         self.wait_seq += 1;
-        let waited_on =
-            self.row_wait_targets(session, &wait, (self.now, self.wait_seq)).first().map(|t| t.0);
+        let waited_on = self.row_slept_on(session, &wait, (self.now, self.wait_seq));
         let b = Blocked {
             plan,
             snap,

@@ -2,7 +2,7 @@
 //! waiters), the waits-for graph and deadlock checks, and the timers virtual time fires
 //! (deadlock_timeout, lock_timeout, statement_timeout, pg_sleep).
 
-use super::{Blocked, TIMER_FIRINGS_MAX, WAKE_ROUNDS_MAX};
+use super::{Blocked, SleptOn, TIMER_FIRINGS_MAX, WAKE_ROUNDS_MAX};
 use crate::deadlock;
 use crate::error::Error;
 use crate::locks::{Wait, row_conflicts};
@@ -43,7 +43,30 @@ impl Engine {
         wait: &Wait,
         order: (Duration, u64),
     ) -> Vec<(TxnId, SessionId)> {
-        let Wait::Row { table, row, mode } = wait else { return Vec::new() };
+        self.row_sleep(session, wait, order).1
+    }
+
+    /// What a row wait that began at `order` sleeps on first ([`SleptOn`]), if anything.
+    pub(super) fn row_slept_on(
+        &self,
+        session: SessionId,
+        wait: &Wait,
+        order: (Duration, u64),
+    ) -> Option<SleptOn> {
+        let (tuple_lock, targets) = self.row_sleep(session, wait, order);
+        let &(txn, _) = targets.first()?;
+        Some(if tuple_lock { SleptOn::TupleLock(txn) } else { SleptOn::Holder(txn) })
+    }
+
+    /// [`Engine::row_wait_targets`], and whether they are waiters ahead (the tuple lock)
+    /// rather than the row's holder.
+    fn row_sleep(
+        &self,
+        session: SessionId,
+        wait: &Wait,
+        order: (Duration, u64),
+    ) -> (bool, Vec<(TxnId, SessionId)>) {
+        let Wait::Row { table, row, mode } = wait else { return (false, Vec::new()) };
         let txn = self.txn_of(session).unwrap_or(0);
         let skips_tuple_lock =
             |txn| self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
@@ -55,11 +78,11 @@ impl Engine {
                 .collect();
             if !ahead.is_empty() {
                 ahead.sort();
-                return ahead.into_iter().map(|(_, txn, id)| (txn, id)).collect();
+                return (true, ahead.into_iter().map(|(_, txn, id)| (txn, id)).collect());
             }
         }
         let first_holder = self.db.locks.row_blockers(table, *row, txn, *mode).first().copied();
-        first_holder.map(|l| (l.txn, l.session)).into_iter().collect()
+        (false, first_holder.map(|l| (l.txn, l.session)).into_iter().collect())
     }
 
     /// [`Engine::row_wait_targets`] of a blocked statement.
@@ -71,25 +94,35 @@ impl Engine {
     /// the tuple lock and now sleep on the row's holders, begin a new sleep: a new deadlock
     /// check, deadlock_timeout from now (see [`Blocked::sleep_start`]).
     fn rearm_changed_row_waits(&mut self) {
-        let now = self.now;
         for (_, _, s) in self.blocked_order() {
-            let Some(b) = self.blocked_of(s) else { continue };
-            let Some(previous) = b.waited_on else { continue };
-            let current: Vec<TxnId> =
-                self.blocked_row_targets(s, b).into_iter().map(|(txn, _)| txn).collect();
-            if current.is_empty() || current.contains(&previous) {
-                continue;
-            }
-            if let Some(b) = self
-                .sessions
-                .get_mut(&s)
-                .and_then(|x| x.pending.as_mut())
-                .and_then(|p| p.blocked.as_mut())
-            {
-                b.waited_on = Some(current[0]);
-                b.sleep_start = now;
-                b.deadlock_checked = false;
-            }
+            self.rearm_row_wait(s);
+        }
+    }
+
+    /// [`Engine::rearm_changed_row_waits`] of one blocked statement.
+    fn rearm_row_wait(&mut self, s: SessionId) {
+        let now = self.now;
+        let Some(b) = self.blocked_of(s) else { return };
+        let Some(previous) = b.waited_on else { return };
+        let (tuple_lock, current) = self.row_sleep(s, &b.wait, (b.wait_start, b.wait_seq));
+        let Some(&(first, _)) = current.first() else { return };
+        let unchanged = match previous {
+            SleptOn::TupleLock(txn) => tuple_lock && current.iter().any(|t| t.0 == txn),
+            SleptOn::Holder(txn) => !tuple_lock && first == txn,
+        };
+        if unchanged {
+            return;
+        }
+        if let Some(b) = self
+            .sessions
+            .get_mut(&s)
+            .and_then(|x| x.pending.as_mut())
+            .and_then(|p| p.blocked.as_mut())
+        {
+            b.waited_on =
+                Some(if tuple_lock { SleptOn::TupleLock(first) } else { SleptOn::Holder(first) });
+            b.sleep_start = now;
+            b.deadlock_checked = false;
         }
     }
 
@@ -126,6 +159,9 @@ impl Engine {
                     progressed = true;
                     break;
                 }
+                // Blocked again on the same row: it sleeps on what is in its way now, and is
+                // not re-run for the sleep it just ended.
+                self.rearm_row_wait(s);
             }
             if !progressed {
                 break;
@@ -152,17 +188,28 @@ impl Engine {
             Wait::Sleep(until) => self.now >= *until,
             Wait::SafeSnapshot => !self.db.ssi.has_active_writer(),
             Wait::Row { table, row, mode } => {
-                if !self.db.locks.row_blockers(table, *row, txn, *mode).is_empty() {
-                    return false;
-                }
                 // PostgreSQL's heap_lock_tuple skips the tuple lock (and so the queue) when the
                 // transaction already holds a weaker lock on the row, to avoid deadlocking with
                 // waiters queued behind it (spec tuplelock-upgrade-no-deadlock). Such an
                 // upgrade waits for conflicting holders only.
-                if self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare) {
-                    return true;
+                let upgrader = self.db.locks.holds_row(table, *row, txn, LockStrength::KeyShare);
+                if !upgrader
+                    && self.earlier_waiters(b).any(|(_, w)| conflicts_on_row(w, table, *row, *mode))
+                {
+                    return false;
                 }
-                !self.earlier_waiters(b).any(|(_, w)| conflicts_on_row(w, table, *row, *mode))
+                // No conflicting holder: over. Else PostgreSQL re-judges the row version when
+                // the sleep it was in ends (heap_lock_tuple and heap_update go back to l3/l2
+                // after their tuple lock and XactLockTableWait): a sleep on an earlier
+                // waiter's tuple lock that it now holds, or on a holder that ended while
+                // another holds on. Re-run, lock_row judges: REPEATABLE READ fails at once on
+                // a committed update of its version even when a newer version is held
+                // (regressions/gen-1797700000-0264); else it blocks again, keeping its place.
+                self.db.locks.row_blockers(table, *row, txn, *mode).is_empty()
+                    || self
+                        .blocked_row_targets(s, b)
+                        .first()
+                        .is_some_and(|&(first, _)| b.waited_on != Some(SleptOn::Holder(first)))
             }
             Wait::Advisory { key, shared } => {
                 if !self.db.locks.advisory_blockers(*key, s, *shared).is_empty() {
