@@ -133,6 +133,13 @@ pub enum SleptOn {
     Holder(TxnId),
 }
 
+impl SleptOn {
+    /// The sleep on `txn`: behind its tuple lock (`tuple_lock`), else on it as a holder.
+    pub(crate) fn on(tuple_lock: bool, txn: TxnId) -> SleptOn {
+        if tuple_lock { SleptOn::TupleLock(txn) } else { SleptOn::Holder(txn) }
+    }
+}
+
 /// The rest of a submitted string.
 #[derive(Clone, Debug)]
 pub struct Pending {

@@ -55,7 +55,7 @@ impl Engine {
     ) -> Option<SleptOn> {
         let (tuple_lock, targets) = self.row_sleep(session, wait, order);
         let &(txn, _) = targets.first()?;
-        Some(if tuple_lock { SleptOn::TupleLock(txn) } else { SleptOn::Holder(txn) })
+        Some(SleptOn::on(tuple_lock, txn))
     }
 
     /// [`Engine::row_wait_targets`], and whether they are waiters ahead (the tuple lock)
@@ -119,8 +119,7 @@ impl Engine {
             .and_then(|x| x.pending.as_mut())
             .and_then(|p| p.blocked.as_mut())
         {
-            b.waited_on =
-                Some(if tuple_lock { SleptOn::TupleLock(first) } else { SleptOn::Holder(first) });
+            b.waited_on = Some(SleptOn::on(tuple_lock, first));
             b.sleep_start = now;
             b.deadlock_checked = false;
         }
@@ -206,10 +205,7 @@ impl Engine {
                 // a committed update of its version even when a newer version is held
                 // (regressions/gen-1797700000-0264); else it blocks again, keeping its place.
                 self.db.locks.row_blockers(table, *row, txn, *mode).is_empty()
-                    || self
-                        .blocked_row_targets(s, b)
-                        .first()
-                        .is_some_and(|&(first, _)| b.waited_on != Some(SleptOn::Holder(first)))
+                    || self.row_slept_on(s, &b.wait, (b.wait_start, b.wait_seq)) != b.waited_on
             }
             Wait::Advisory { key, shared } => {
                 if !self.db.locks.advisory_blockers(*key, s, *shared).is_empty() {
